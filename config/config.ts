@@ -1,0 +1,154 @@
+import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
+import { parse as parseYaml } from 'yaml'
+
+/**
+ * The one typed configuration object. Built from defaults, then the YAML file
+ * named by CONFIG_FILE (if any), then environment variables: the environment
+ * wins, so a container can override one value of a baked-in file.
+ */
+export interface Config {
+  sipHost: string
+  sipPort: number
+  sipExternalAddress: string | undefined
+  httpHost: string
+  httpPort: number
+  rtpPortMin: number
+  rtpPortMax: number
+  mediaWorkers: number
+  dataDir: string
+  databaseUrl: string | undefined
+  drachtioUrl: string | undefined
+  drachtioPort: number
+  drachtioSecret: string
+  rtpengineNg: string | undefined
+  bootstrapApiKey: string | undefined
+  logLevel: LogLevel
+  /** Seconds the drain on SIGTERM waits for BYEs and the store before exiting. */
+  shutdownTimeoutSec: number
+}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+export type LogLevel = (typeof LOG_LEVELS)[number]
+
+/** A bad value: the message is one line naming the variable and what is allowed. */
+export class ConfigError extends Error {
+  constructor(readonly variable: string, message: string) {
+    super(`${variable}: ${message}`)
+    this.name = 'ConfigError'
+  }
+}
+
+type Source = Record<string, string | undefined>
+
+interface VarSpec<T> {
+  env: string
+  default: T
+  parse: (raw: string, name: string) => T
+  doc: string
+}
+
+const port = (raw: string, name: string): number => {
+  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `must be a port number 1-65535, got '${raw}'`)
+  const n = Number(raw)
+  if (n < 1 || n > 65535) throw new ConfigError(name, `must be a port number 1-65535, got '${raw}'`)
+  return n
+}
+const portOrZero = (raw: string, name: string): number => (raw === '0' ? 0 : port(raw, name))
+const positiveInt = (max: number) => (raw: string, name: string): number => {
+  if (!/^\d+$/.test(raw) || Number(raw) < 1 || Number(raw) > max) {
+    throw new ConfigError(name, `must be an integer 1-${max}, got '${raw}'`)
+  }
+  return Number(raw)
+}
+const host = (raw: string, name: string): string => {
+  // A bind address: an IP literal or a resolvable-looking hostname.
+  if (isIP(raw) || /^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(raw)) return raw
+  throw new ConfigError(name, `must be an IP address or hostname, got '${raw}'`)
+}
+const optional = <T>(p: (raw: string, name: string) => T) => (raw: string, name: string): T | undefined =>
+  raw === '' ? undefined : p(raw, name)
+const text = (raw: string): string => raw
+const url = (schemes: string[]) => (raw: string, name: string): string => {
+  let u: URL
+  try {
+    u = new URL(raw)
+  } catch {
+    throw new ConfigError(name, `must be a URL (${schemes.join(', ')}), got '${raw}'`)
+  }
+  if (!schemes.includes(u.protocol.replace(/:$/, ''))) {
+    throw new ConfigError(name, `must use scheme ${schemes.join(' or ')}, got '${u.protocol}'`)
+  }
+  return raw
+}
+/** host:port, as rtpengine's ng address or drachtio's control address. */
+const hostPort = (raw: string, name: string): string => {
+  const m = /^(\[[0-9a-fA-F:]+\]|[^:\s]+):(\d+)$/.exec(raw)
+  if (!m) throw new ConfigError(name, `must be host:port, got '${raw}'`)
+  port(m[2]!, name)
+  return raw
+}
+const level = (raw: string, name: string): LogLevel => {
+  if ((LOG_LEVELS as readonly string[]).includes(raw)) return raw as LogLevel
+  throw new ConfigError(name, `must be one of ${LOG_LEVELS.join(', ')}, got '${raw}'`)
+}
+
+/** Every variable, its default and its meaning. README's reference table mirrors this. */
+export const CONFIG_VARS = {
+  sipHost: { env: 'SIP_HOST', default: '0.0.0.0', parse: host, doc: 'Address the SIP server binds (UDP and TCP).' },
+  sipPort: { env: 'SIP_PORT', default: 5060, parse: port, doc: 'SIP port, UDP and TCP.' },
+  sipExternalAddress: { env: 'SIP_EXTERNAL_ADDRESS', default: undefined, parse: optional(host), doc: 'Public address advertised in Via/Contact/SDP when behind NAT.' },
+  httpHost: { env: 'HTTP_HOST', default: '0.0.0.0', parse: host, doc: 'Address the control API binds.' },
+  httpPort: { env: 'HTTP_PORT', default: 8080, parse: portOrZero, doc: 'Control API port (REST, WebSocket, /health, /metrics).' },
+  rtpPortMin: { env: 'RTP_PORT_MIN', default: 40000, parse: port, doc: 'Lowest RTP port (RTCP uses the next odd port).' },
+  rtpPortMax: { env: 'RTP_PORT_MAX', default: 49999, parse: port, doc: 'Highest RTP port.' },
+  mediaWorkers: { env: 'MEDIA_WORKERS', default: 0, parse: (raw: string, name: string) => (raw === '0' ? 0 : positiveInt(64)(raw, name)), doc: 'Worker threads for media sessions; 0 runs media on the main thread.' },
+  dataDir: { env: 'DATA_DIR', default: './data', parse: text, doc: 'Directory for the embedded database and recordings.' },
+  databaseUrl: { env: 'DATABASE_URL', default: undefined, parse: optional(url(['postgres', 'postgresql'])), doc: 'PostgreSQL URL; unset runs embedded PGlite under DATA_DIR.' },
+  drachtioUrl: { env: 'DRACHTIO_URL', default: undefined, parse: optional(hostPort), doc: 'host:port of an external drachtio-server; unset runs the embedded SIP server.' },
+  drachtioPort: { env: 'DRACHTIO_PORT', default: 9022, parse: portOrZero, doc: "Embedded SIP server's control socket port (127.0.0.1)." },
+  drachtioSecret: { env: 'DRACHTIO_SECRET', default: 'cymru', parse: text, doc: 'Shared secret of the drachtio control socket.' },
+  rtpengineNg: { env: 'RTPENGINE_NG', default: undefined, parse: optional(hostPort), doc: 'host:port of rtpengine\'s ng control; unset terminates media directly.' },
+  bootstrapApiKey: { env: 'BOOTSTRAP_API_KEY', default: undefined, parse: optional(text), doc: 'Admin API key created on first start; otherwise one is generated and printed once.' },
+  logLevel: { env: 'LOG_LEVEL', default: 'info', parse: level, doc: `Log level: ${LOG_LEVELS.join(', ')}.` },
+  shutdownTimeoutSec: { env: 'SHUTDOWN_TIMEOUT', default: 10, parse: positiveInt(600), doc: 'Seconds a SIGTERM drain may take before exiting anyway.' },
+} satisfies { [K in keyof Config]: VarSpec<Config[K]> }
+
+/** Reads CONFIG_FILE (YAML). Keys may be the env names (SIP_PORT) or the camelCase names (sipPort). */
+function readYaml(path: string): Source {
+  let doc: unknown
+  try {
+    doc = parseYaml(readFileSync(path, 'utf8'))
+  } catch (err) {
+    throw new ConfigError('CONFIG_FILE', `cannot read YAML '${path}': ${(err as Error).message.split('\n')[0]}`)
+  }
+  if (doc == null) return {}
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError('CONFIG_FILE', `'${path}' must be a YAML mapping`)
+  const out: Source = {}
+  const byCamel = new Map(Object.entries(CONFIG_VARS).map(([k, v]) => [k, v.env]))
+  const envNames = new Set(byCamel.values())
+  for (const [k, v] of Object.entries(doc as Record<string, unknown>)) {
+    const env = envNames.has(k) ? k : byCamel.get(k)
+    if (!env) throw new ConfigError('CONFIG_FILE', `unknown key '${k}' in '${path}'`)
+    if (v !== null && typeof v === 'object') throw new ConfigError(env, `must be a scalar in '${path}'`)
+    out[env] = v == null ? '' : String(v)
+  }
+  return out
+}
+
+export function loadConfig(env: Source = process.env): Config {
+  const fileValues = env.CONFIG_FILE ? readYaml(env.CONFIG_FILE) : {}
+  const cfg: Record<string, unknown> = {}
+  for (const [key, spec] of Object.entries(CONFIG_VARS) as [keyof Config, VarSpec<unknown>][]) {
+    const raw = env[spec.env] ?? fileValues[spec.env]
+    cfg[key] = raw === undefined ? spec.default : spec.parse(raw.trim(), spec.env)
+  }
+  const c = cfg as unknown as Config
+  if (c.rtpPortMin > c.rtpPortMax) {
+    throw new ConfigError('RTP_PORT_MIN', `must not exceed RTP_PORT_MAX (${c.rtpPortMin} > ${c.rtpPortMax})`)
+  }
+  if (c.rtpPortMax - c.rtpPortMin < 3) {
+    throw new ConfigError('RTP_PORT_MAX', `the RTP range needs at least 4 ports (RTP+RTCP pairs), got ${c.rtpPortMin}-${c.rtpPortMax}`)
+  }
+  return c
+}

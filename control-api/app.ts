@@ -1,0 +1,83 @@
+import Fastify, { type FastifyInstance, type FastifyError, type FastifyBaseLogger } from 'fastify'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import type { Logger } from 'pino'
+import type { Registry } from 'prom-client'
+import { ApiError, type ErrorBody } from './errors.ts'
+import type { HealthRegistry } from './health.ts'
+import { healthRoutes } from './routes/health.ts'
+import { metricsRoutes } from './routes/metrics.ts'
+
+export interface ApiServerOptions {
+  logger: Logger
+  registry: Registry
+  health: HealthRegistry
+  isDraining: () => boolean
+  /** Registers the /v1 resource plugins; kept outside so the app stays a thin shell. */
+  registerRoutes?: (app: FastifyInstance) => Promise<void>
+}
+
+/**
+ * The Fastify app: error shape, OpenAPI, health and metrics. Resource routes
+ * are plugins (one per route group, schemas beside handlers) registered under /v1.
+ */
+export async function buildApiServer(opts: ApiServerOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: opts.logger as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: 1024 * 1024,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: true } },
+  })
+
+  app.setErrorHandler((err: FastifyError | ApiError, req, reply) => {
+    let body: ErrorBody
+    let status: number
+    if (err instanceof ApiError) {
+      status = err.statusCode
+      body = { error: { code: err.code, message: err.message, ...(err.details !== undefined ? { details: err.details } : {}) } }
+    } else if (err.validation) {
+      status = 400
+      const where = err.validationContext ?? 'request'
+      body = {
+        error: {
+          code: 'validation_failed',
+          message: `invalid ${where}: ${err.validation.map((v) => `${v.instancePath || '/'} ${v.message}`).join('; ')}`,
+          details: err.validation.map((v) => ({ path: v.instancePath, message: v.message, params: v.params })),
+        },
+      }
+    } else if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+      // Fastify's own client errors (bad JSON, body too large, wrong content type).
+      status = err.statusCode
+      body = { error: { code: (err.code ?? 'bad_request').toLowerCase(), message: err.message } }
+    } else {
+      status = 500
+      req.log.error({ err }, 'unhandled error')
+      body = { error: { code: 'internal', message: 'internal error' } }
+    }
+    return reply.code(status).send(body)
+  })
+  app.setNotFoundHandler((req, reply) => {
+    reply.code(404).send({ error: { code: 'not_found', message: `no route ${req.method} ${req.url.split('?')[0]}` } } satisfies ErrorBody)
+  })
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: { title: 'Callplane API', version: '1', description: 'Calls, numbers, agents, trunks, extensions, webhooks and events.' },
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer' },
+          apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+        },
+      },
+      security: [{ bearer: [] }, { apiKey: [] }],
+    },
+  })
+  await app.register(swaggerUi, { routePrefix: '/docs' })
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
+
+  await app.register(healthRoutes, { health: opts.health, isDraining: opts.isDraining })
+  await app.register(metricsRoutes, { registry: opts.registry })
+  if (opts.registerRoutes) await opts.registerRoutes(app)
+  return app
+}

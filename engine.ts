@@ -1,0 +1,134 @@
+import type { FastifyInstance } from 'fastify'
+import { Registry, collectDefaultMetrics } from 'prom-client'
+import type { Config } from './config/config.ts'
+import type { Logger } from './config/logger.ts'
+import { openDatabase, type Database } from './store/database.ts'
+import { migrate } from './store/migrator.ts'
+import { bootstrap } from './store/bootstrap.ts'
+import { createSipServer, type SipServer } from './sip/server/index.ts'
+import { SipApp, type DrachtioTarget } from './sip/app/sip-app.ts'
+import { buildApiServer } from './control-api/app.ts'
+import { HealthRegistry } from './control-api/health.ts'
+
+/** What a started engine tells its operator: one line per listener. */
+export interface EngineListeners {
+  sip: string[]
+  drachtio: string
+  http: string
+  database: string
+  rtp: string
+}
+
+/**
+ * The composition root: builds every component from one Config, starts them
+ * in dependency order (store → SIP server → SIP app → API), and tears them down
+ * in reverse with a drain that ends live calls first.
+ */
+export class Engine {
+  private draining = false
+  private stopped = false
+
+  private constructor(
+    readonly config: Config,
+    readonly logger: Logger,
+    readonly registry: Registry,
+    readonly db: Database,
+    readonly sipServer: SipServer | null,
+    readonly sipApp: SipApp,
+    readonly api: FastifyInstance,
+    readonly listeners: EngineListeners,
+    readonly generatedApiKey: string | undefined,
+  ) {}
+
+  static async start(config: Config, logger: Logger): Promise<Engine> {
+    const registry = new Registry()
+    collectDefaultMetrics({ register: registry })
+    const health = new HealthRegistry()
+    const started: Array<() => Promise<void>> = []
+    try {
+      const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger: logger.child({ component: 'store' }) })
+      started.push(() => db.close())
+      await migrate(db, logger.child({ component: 'store' }))
+      const boot = await bootstrap(db, config.bootstrapApiKey, logger.child({ component: 'store' }))
+      health.register('store', async () => ({ status: (await db.ping()) ? 'up' : 'down', detail: { mode: db.mode } }))
+
+      let sipServer: SipServer | null = null
+      let target: DrachtioTarget
+      if (config.drachtioUrl) {
+        const i = config.drachtioUrl.lastIndexOf(':')
+        target = { host: config.drachtioUrl.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(config.drachtioUrl.slice(i + 1)), secret: config.drachtioSecret }
+      } else {
+        sipServer = createSipServer({
+          sipHost: config.sipHost,
+          sipPort: config.sipPort,
+          ...(config.sipExternalAddress ? { externalAddress: config.sipExternalAddress } : {}),
+          controlHost: '127.0.0.1',
+          controlPort: config.drachtioPort,
+          secret: config.drachtioSecret,
+          logger: logger.child({ component: 'sip-server' }),
+          registry,
+        })
+        await sipServer.start()
+        const server = sipServer
+        started.push(() => server.stop())
+        target = { host: '127.0.0.1', port: Number(sipServer.addresses.control.split(':').pop()), secret: config.drachtioSecret }
+        health.register('sip-server', () => ({ status: 'up', detail: { ...server.addresses, connectedApps: server.connectedApps } }))
+      }
+
+      const sipApp = new SipApp({ target, logger: logger.child({ component: 'sip-app' }), registry })
+      await sipApp.start()
+      started.push(() => sipApp.stop())
+      health.register('sip-app', () => ({
+        status: sipApp.connected ? 'up' : 'down',
+        detail: { drachtio: sipApp.connectedHostport ?? `${target.host}:${target.port} (not connected)`, activeCalls: sipApp.activeCalls },
+      }))
+
+      let engine: Engine | undefined
+      const api = await buildApiServer({
+        logger: logger.child({ component: 'control-api' }),
+        registry,
+        health,
+        isDraining: () => engine?.draining ?? false,
+      })
+      await api.listen({ host: config.httpHost, port: config.httpPort })
+      started.push(() => api.close())
+      const httpAddr = api.server.address()
+      const httpPort = typeof httpAddr === 'object' && httpAddr ? httpAddr.port : config.httpPort
+
+      const listeners: EngineListeners = {
+        sip: sipServer ? [...sipServer.addresses.udp, ...sipServer.addresses.tcp] : [`via drachtio-server ${config.drachtioUrl}`],
+        drachtio: sipServer ? sipServer.addresses.control : `${target.host}:${target.port}`,
+        http: `http://${config.httpHost === '0.0.0.0' ? '127.0.0.1' : config.httpHost}:${httpPort}`,
+        database: db.mode === 'embedded' ? `embedded PGlite in ${config.dataDir}/pgdata` : 'PostgreSQL (DATABASE_URL)',
+        rtp: `${config.rtpPortMin}-${config.rtpPortMax}${config.rtpengineNg ? ` via rtpengine ${config.rtpengineNg}` : ''}`,
+      }
+      engine = new Engine(config, logger, registry, db, sipServer, sipApp, api, listeners, boot.generatedApiKey)
+      return engine
+    } catch (err) {
+      for (const stop of started.reverse()) await stop().catch(() => {})
+      throw err
+    }
+  }
+
+  get isDraining(): boolean {
+    return this.draining
+  }
+
+  /**
+   * SIGTERM path: refuse new calls (503), end live calls with BYE, then close
+   * the API, the SIP side and finally the store so the last call records land.
+   */
+  async shutdown(): Promise<void> {
+    if (this.stopped) return
+    this.stopped = true
+    this.draining = true
+    const log = this.logger.child({ component: 'engine' })
+    log.info({ activeCalls: this.sipApp.activeCalls }, 'draining')
+    await this.sipApp.drain()
+    await this.api.close()
+    await this.sipApp.stop()
+    if (this.sipServer) await this.sipServer.stop()
+    await this.db.close()
+    log.info('stopped')
+  }
+}

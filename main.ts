@@ -1,0 +1,61 @@
+import { loadConfig, ConfigError, type Config } from './config/config.ts'
+import { createRootLogger } from './config/logger.ts'
+import { Engine } from './engine.ts'
+
+/** `make start` / `npm start`: the whole engine in one process, embedded defaults. */
+async function main(): Promise<void> {
+  let config: Config
+  try {
+    config = loadConfig()
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`callplane: invalid configuration: ${err.message}\n`)
+      process.exit(2)
+    }
+    throw err
+  }
+  const logger = createRootLogger(config.logLevel)
+  let engine: Engine
+  try {
+    engine = await Engine.start(config, logger)
+  } catch (err) {
+    logger.fatal({ err }, 'start-up failed')
+    process.stderr.write(`callplane: start-up failed: ${(err as Error).message}\n`)
+    process.exit(1)
+  }
+  const l = engine.listeners
+  const out = process.stdout
+  out.write('\nCallplane is up\n')
+  out.write(`  SIP         ${l.sip.join('  ')}\n`)
+  out.write(`  drachtio    ${l.drachtio} (control socket)\n`)
+  out.write(`  HTTP API    ${l.http}   (health ${l.http}/health, metrics /metrics, docs /docs)\n`)
+  out.write(`  RTP ports   ${l.rtp}\n`)
+  out.write(`  database    ${l.database}\n`)
+  if (engine.generatedApiKey) {
+    out.write(`\n  Admin API key (shown once, stored hashed): ${engine.generatedApiKey}\n`)
+  }
+  out.write('\n')
+
+  let stopping = false
+  const stop = (signal: string) => {
+    if (stopping) return
+    stopping = true
+    logger.info({ signal }, 'shutdown requested')
+    const hardStop = setTimeout(() => {
+      logger.error('drain timed out; exiting')
+      process.exit(1)
+    }, config.shutdownTimeoutSec * 1000)
+    hardStop.unref()
+    engine.shutdown().then(() => {
+      logger.flush()
+      process.exit(0)
+    }, (err: unknown) => {
+      logger.error({ err }, 'shutdown failed')
+      process.exit(1)
+    })
+  }
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  process.on('SIGINT', () => stop('SIGINT'))
+}
+
+void main()

@@ -1,0 +1,146 @@
+import Srf from 'drachtio-srf'
+import type { Logger } from 'pino'
+import { Gauge, Counter, type Registry } from 'prom-client'
+
+/** Where the drachtio-srf app connects: the embedded server or a real drachtio-server. */
+export interface DrachtioTarget {
+  host: string
+  port: number
+  secret: string
+}
+
+/**
+ * Decides what happens to a new INVITE once the app has accepted it for
+ * processing (not draining). Later layers (routing, trunks, agents) plug in
+ * here; the handler must answer `res` one way or another.
+ */
+export type InviteHandler = (req: Srf.SrfRequest, res: Srf.SrfResponse, calls: LiveCalls) => Promise<void>
+
+/** The live dialogs this node owns, so a drain can end every one of them with BYE. */
+export interface LiveCalls {
+  add(callId: string, dialog: Srf.Dialog): void
+  readonly size: number
+}
+
+export interface SipAppOptions {
+  target: DrachtioTarget
+  logger: Logger
+  registry: Registry
+  /** How long start() waits for the first successful connect. */
+  connectTimeoutMs?: number
+}
+
+/**
+ * The drachtio-srf application: connects, keeps track of its live calls,
+ * refuses new calls with 503 while draining, and hands everything else to the
+ * installed InviteHandler.
+ */
+export class SipApp {
+  readonly srf = new Srf()
+  private connectedTo: string | null = null
+  private draining = false
+  private readonly dialogs = new Map<string, Srf.Dialog>()
+  private inviteHandler: InviteHandler
+  private readonly log: Logger
+  private readonly invites: Counter<'outcome'>
+  private readonly liveCalls: LiveCalls
+
+  constructor(private readonly opts: SipAppOptions) {
+    this.log = opts.logger
+    // Until routing is installed there is nothing to reach: RFC 3261 §21.4.5.
+    this.inviteHandler = async (_req, res) => { res.send(404, 'No Route', {}) }
+    const self = this
+    this.liveCalls = {
+      add: (callId, dialog) => {
+        self.dialogs.set(callId, dialog)
+        dialog.on('destroy', () => self.dialogs.delete(callId))
+      },
+      get size() { return self.dialogs.size },
+    }
+    new Gauge({
+      name: 'callplane_active_calls', help: 'Calls with a confirmed or early dialog on this node', registers: [opts.registry],
+      collect() { this.set(self.dialogs.size) },
+    })
+    this.invites = new Counter({ name: 'callplane_sip_app_invites_total', help: 'New INVITEs seen by the app, by outcome', labelNames: ['outcome'], registers: [opts.registry] })
+
+    this.srf.on('connect', (err: Error | null, hostport: string) => {
+      if (err) return
+      this.connectedTo = hostport
+      this.log.info({ hostport }, 'connected to drachtio server')
+    })
+    // The agent reconnects by itself; we only track state for /health.
+    this.srf.on('close' as 'disconnect', () => {
+      if (this.connectedTo) this.log.warn('disconnected from drachtio server')
+      this.connectedTo = null
+    })
+    this.srf.on('error', (err: Error) => this.log.warn({ err: err.message }, 'drachtio connection error'))
+
+    this.srf.invite((req, res) => { void this.onInvite(req, res) })
+  }
+
+  setInviteHandler(handler: InviteHandler): void {
+    this.inviteHandler = handler
+  }
+
+  get connected(): boolean {
+    return this.connectedTo !== null
+  }
+
+  get connectedHostport(): string | null {
+    return this.connectedTo
+  }
+
+  get activeCalls(): number {
+    return this.dialogs.size
+  }
+
+  get isDraining(): boolean {
+    return this.draining
+  }
+
+  async start(): Promise<void> {
+    const { host, port, secret } = this.opts.target
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`could not connect to drachtio at ${host}:${port}`)), this.opts.connectTimeoutMs ?? 10_000)
+      this.srf.once('connect', (err: Error | null) => {
+        clearTimeout(timer)
+        if (err) reject(err)
+        else resolve()
+      })
+      this.srf.connect({ host, port, secret })
+    })
+  }
+
+  private async onInvite(req: Srf.SrfRequest, res: Srf.SrfResponse): Promise<void> {
+    if (this.draining) {
+      this.invites.inc({ outcome: 'refused_draining' })
+      // RFC 3261 §21.5.4: the node is going away; another may take the call.
+      res.send(503, 'Service Unavailable', { headers: { 'Retry-After': '5' } })
+      return
+    }
+    this.invites.inc({ outcome: 'accepted' })
+    try {
+      await this.inviteHandler(req, res, this.liveCalls)
+    } catch (err) {
+      this.log.error({ err, callId: req.get('Call-ID') }, 'invite handler failed')
+      if (!res.finalResponseSent) res.send(500, 'Server Internal Error', {})
+    }
+  }
+
+  /** Stops taking calls and ends every live one with BYE. */
+  async drain(): Promise<void> {
+    this.draining = true
+    const live = [...this.dialogs.entries()]
+    await Promise.allSettled(live.map(async ([callId, dialog]) => {
+      this.log.info({ callId }, 'ending call for shutdown')
+      await dialog.destroy()
+    }))
+    this.dialogs.clear()
+  }
+
+  async stop(): Promise<void> {
+    this.srf.removeAllListeners('connect')
+    try { this.srf.disconnect() } catch { /* already closed */ }
+    this.connectedTo = null
+  }
+}

@@ -1,0 +1,67 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto'
+import type pg from 'pg'
+
+export const SCOPES = ['calls:read', 'calls:write', 'agents:manage', 'numbers:manage', 'webhooks:manage', 'tools:manage', 'admin'] as const
+export type Scope = (typeof SCOPES)[number]
+
+export interface ApiKey {
+  id: string
+  accountId: string
+  name: string
+  prefix: string
+  scopes: Scope[]
+  expiresAt: Date | null
+  lastUsedAt: Date | null
+  revokedAt: Date | null
+  createdAt: Date
+}
+
+interface ApiKeyRow {
+  id: string; account_id: string; name: string; prefix: string; scopes: string[]
+  expires_at: Date | null; last_used_at: Date | null; revoked_at: Date | null; created_at: Date
+}
+
+const toKey = (r: ApiKeyRow): ApiKey => ({
+  id: r.id, accountId: r.account_id, name: r.name, prefix: r.prefix, scopes: r.scopes as Scope[],
+  expiresAt: r.expires_at, lastUsedAt: r.last_used_at, revokedAt: r.revoked_at, createdAt: r.created_at,
+})
+
+/** Keys are high-entropy random tokens, so a fast unsalted hash is enough to make a stolen table useless. */
+export function hashApiKey(token: string): string {
+  return createHash('sha256').update(token).digest('hex')
+}
+
+export function generateApiKeyToken(): string {
+  return `cp_${randomBytes(32).toString('base64url')}`
+}
+
+type Queryable = Pick<pg.Pool, 'query'> | Pick<pg.PoolClient, 'query'>
+
+/** Persistence of API keys. The plaintext token is never stored. */
+export class ApiKeyRepository {
+  constructor(private readonly db: Queryable) {}
+
+  async create(accountId: string, name: string, scopes: Scope[], expiresAt: Date | null, token = generateApiKeyToken()): Promise<{ key: ApiKey; token: string }> {
+    const { rows } = await this.db.query<ApiKeyRow>(
+      `INSERT INTO api_keys (id, account_id, name, prefix, key_hash, scopes, expires_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *`,
+      [randomUUID(), accountId, name, token.slice(0, 10), hashApiKey(token), scopes, expiresAt],
+    )
+    return { key: toKey(rows[0]!), token }
+  }
+
+  /** The live key for a presented token, or null when unknown, revoked or expired. */
+  async findActiveByToken(token: string): Promise<ApiKey | null> {
+    const { rows } = await this.db.query<ApiKeyRow>(
+      `SELECT * FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL
+         AND (expires_at IS NULL OR expires_at > now())`,
+      [hashApiKey(token)],
+    )
+    return rows[0] ? toKey(rows[0]) : null
+  }
+
+  async existsByToken(token: string): Promise<boolean> {
+    const { rowCount } = await this.db.query('SELECT 1 FROM api_keys WHERE key_hash = $1', [hashApiKey(token)])
+    return (rowCount ?? 0) > 0
+  }
+}
