@@ -1,0 +1,125 @@
+import t from 'tap'
+import {
+  ALAW_DECODE, ULAW_DECODE, ULAW_TO_ALAW, ALAW_TO_ULAW, ULAW_ENCODE, ALAW_ENCODE,
+  createCodec, encodeL16, decodeL16, resample, Resampler, G722Encoder, G722Decoder,
+} from '../../codecs/index.ts'
+import { chirpy, sine, snrDb, bestLag, toneAmplitude } from './signal.ts'
+
+function roundTrip(name: string, sampleRate?: 8000 | 16000 | 48000) {
+  const c = createCodec({ name, sampleRate })
+  const src = chirpy(c.sampleRate, 1)
+  const out = new Int16Array(src.length)
+  const payload = new Uint8Array(1500)
+  const pcm = new Int16Array(c.sampleRate * 0.12)
+  let w = 0
+  let bytes = 0
+  for (let i = 0; i + c.frameSamples <= src.length; i += c.frameSamples) {
+    const n = c.encode(src.subarray(i, i + c.frameSamples), payload)
+    bytes += n
+    const m = c.decode(payload.subarray(0, n), pcm)
+    out.set(pcm.subarray(0, m), w)
+    w += m
+  }
+  const { lag, corr } = bestLag(src, out, c.sampleRate / 100, c.sampleRate / 4, c.sampleRate / 4)
+  const snr = snrDb(src, out, c.sampleRate / 4, c.sampleRate / 2, lag)
+  return { snr, lag, corr, bytes, samples: w, codec: c }
+}
+
+t.test('G.711 tables match the ITU reference points', async (t) => {
+  t.equal(ULAW_DECODE[0xff], 0, 'µ-law 0xFF is zero')
+  t.equal(ULAW_DECODE[0x00], -32124, 'µ-law 0x00 is negative full scale')
+  t.equal(ULAW_DECODE[0x80], 32124, 'µ-law 0x80 is positive full scale')
+  t.equal(ALAW_DECODE[0xd5], 8, 'A-law 0xD5 is +8')
+  t.equal(ALAW_DECODE[0x55], -8, 'A-law 0x55 is -8')
+  t.equal(ALAW_DECODE[0xaa], 32256, 'A-law 0xAA is positive full scale')
+  // Every code decodes and re-encodes to itself (µ-law has two zeros: 0x7F and 0xFF).
+  let ulawStable = 0
+  let alawStable = 0
+  for (let i = 0; i < 256; i++) {
+    if (ULAW_ENCODE[ULAW_DECODE[i]! & 0xffff] === i) ulawStable++
+    if (ALAW_ENCODE[ALAW_DECODE[i]! & 0xffff] === i) alawStable++
+  }
+  t.equal(ulawStable, 255, 'µ-law codes are fixed points except the negative zero')
+  t.equal(alawStable, 256, 'A-law codes are fixed points')
+  t.equal(ALAW_DECODE[ULAW_TO_ALAW[0x80]!], 32256, 'µ→A keeps full scale')
+  t.equal(ULAW_DECODE[ALAW_TO_ULAW[0xd5]!], 8, 'A→µ keeps small values')
+})
+
+for (const [name, min] of [['PCMU', 35], ['PCMA', 35]] as const) {
+  t.test(`${name} round trip SNR ≥ ${min} dB`, async (t) => {
+    const r = roundTrip(name)
+    t.equal(r.lag, 0, 'no codec delay')
+    t.equal(r.bytes, 8000 - 160 * 0, 'one byte per sample')
+    t.ok(r.snr >= min, `SNR ${r.snr.toFixed(1)} dB`)
+  })
+}
+
+t.test('G.722 round trip: 64 kbit/s, wideband tone survives, SNR ≥ 30 dB', async (t) => {
+  const r = roundTrip('G722')
+  t.equal(r.bytes, 8000, '64 kbit/s: 8000 bytes per second of 16 kHz audio')
+  t.equal(r.samples, 16000)
+  t.ok(r.snr >= 30, `SNR ${r.snr.toFixed(1)} dB at lag ${r.lag}`)
+  // A 6 kHz tone is above the G.711 band: G.722 must carry it (wideband).
+  const enc = new G722Encoder()
+  const dec = new G722Decoder()
+  const tone = sine(6000, 16000, 0.5, 8000)
+  const bytes = new Uint8Array(tone.length / 2)
+  enc.encode(tone, bytes)
+  const out = new Int16Array(tone.length)
+  dec.decode(bytes, out)
+  const amp = toneAmplitude(out, 16000, 6000, 2000, 4000)
+  t.ok(amp > 6000, `6 kHz tone amplitude ${amp.toFixed(0)} of 8000`)
+})
+
+t.test('Opus round trip at 48 kHz and 16 kHz, SNR ≥ 12 dB, PLC fills a frame', async (t) => {
+  for (const rate of [48000, 16000] as const) {
+    const r = roundTrip('opus', rate)
+    t.equal(r.codec.timestampStep, 960, 'RTP clock is 48 kHz regardless of PCM rate')
+    t.ok(r.corr > 0.97, `${rate}: correlation ${r.corr.toFixed(4)}`)
+    t.ok(r.snr >= 12, `${rate}: SNR ${r.snr.toFixed(1)} dB`)
+    t.ok(r.bytes < 48000 / 8 * 1.2, `${rate}: bitrate ≈ ${(r.bytes * 8 / 1000).toFixed(1)} kbit/s`)
+    const pcm = new Int16Array(rate / 50)
+    t.equal(r.codec.conceal(pcm), rate / 50, 'conceal produces one 20 ms frame')
+  }
+  const c = createCodec({ name: 'opus', fmtp: 'useinbandfec=1;usedtx=1;maxplaybackrate=16000;maxaveragebitrate=20000' })
+  t.ok(c.encode(new Int16Array(960), new Uint8Array(1500)) > 0, 'encoder accepts the fmtp CTLs')
+})
+
+t.test('L16 is big-endian on the wire', async (t) => {
+  const pcm = Int16Array.from([1, -2, 0x1234, -32768])
+  const out = new Uint8Array(8)
+  encodeL16(pcm, out)
+  t.same([...out], [0, 1, 0xff, 0xfe, 0x12, 0x34, 0x80, 0x00])
+  const back = new Int16Array(4)
+  decodeL16(out, back)
+  t.same([...back], [...pcm])
+})
+
+t.test('resampler: flat passband, stopband ≥ 60 dB, exact length', async (t) => {
+  const pairs: [number, number][] = [[8000, 16000], [16000, 8000], [8000, 48000], [48000, 8000], [16000, 48000], [48000, 16000], [24000, 16000], [16000, 24000]]
+  for (const [a, b] of pairs) {
+    const low = Math.min(a, b)
+    for (const f of [300, 1000, 3000]) {
+      const y = resample(sine(f, a, 0.5, 10000), a, b)
+      t.equal(y.length, b / 2, `${a}→${b} length`)
+      const gainDb = 20 * Math.log10(toneAmplitude(y, b, f, b / 20, b / 4) / 10000)
+      t.ok(Math.abs(gainDb) < 0.2, `${a}→${b} ${f} Hz gain ${gainDb.toFixed(2)} dB`)
+    }
+    if (a > b) {
+      // A tone above the output Nyquist must not alias into the band.
+      const f = low * 0.6
+      const y = resample(sine(f, a, 0.5, 10000), a, b)
+      let e = 0
+      for (let i = b / 20; i < b / 20 + b / 4; i++) e += y[i]! * y[i]!
+      const attDb = 20 * Math.log10(Math.sqrt(e / (b / 4)) / (10000 / Math.SQRT2) + 1e-9)
+      t.ok(attDb < -60, `${a}→${b}: ${f} Hz alias at ${attDb.toFixed(1)} dB`)
+    }
+  }
+  // Streaming in 20 ms chunks gives the same sample count as the one-shot path.
+  const r = new Resampler(8000, 48000)
+  const out = new Int16Array(r.maxOutput(160))
+  let total = 0
+  const src = sine(440, 8000, 1)
+  for (let i = 0; i < src.length; i += 160) total += r.process(src.subarray(i, i + 160), out)
+  t.ok(Math.abs(total - 48000 + r.delay) < 8, `streamed ${total} samples`)
+})
