@@ -1,0 +1,144 @@
+/**
+ * The drachtio wire protocol, server side: `<byte length>#<msgId>|<type>|tokens...[CRLF<sip message>]`
+ * over TCP. Message types and token positions follow what drachtio-srf's
+ * `lib/drachtio-agent.js` sends and parses.
+ */
+import { createServer, type Server, type Socket } from 'node:net'
+import { EventEmitter } from 'node:events'
+import { randomUUID } from 'node:crypto'
+
+export interface ClientMessage {
+  msgId: string
+  type: string
+  /** Tokens after the type. */
+  args: string[]
+  /** Raw SIP message following the leader line, if any. */
+  sip?: string
+}
+
+const MAX_FRAME = 4 * 1024 * 1024
+
+let nextConnId = 1
+
+/** One application connection (an Srf instance). */
+export class AppConnection extends EventEmitter<{ message: [ClientMessage]; close: [] }> {
+  readonly id = `app${nextConnId++}`
+  authenticated = false
+  tags: string[] = []
+  /** Routed verbs, lowercase (methods, and `cdr:attempt` etc.). */
+  readonly routes = new Set<string>()
+  private buf: Buffer = Buffer.alloc(0)
+  closed = false
+
+  constructor(readonly socket: Socket) {
+    super()
+    socket.setNoDelay(true)
+    socket.setKeepAlive(true)
+    socket.on('data', (d: Buffer) => this.onData(d))
+    socket.on('error', () => { /* close follows */ })
+    socket.on('close', () => { this.closed = true; this.emit('close') })
+  }
+
+  private onData(d: Buffer): void {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d
+    for (;;) {
+      const hash = this.buf.indexOf(0x23) // '#'
+      if (hash < 0) {
+        if (this.buf.length > 12) return this.fail()
+        return
+      }
+      const lenStr = this.buf.toString('latin1', 0, hash)
+      if (!/^\d{1,9}$/.test(lenStr)) return this.fail()
+      const len = Number(lenStr)
+      if (len <= 0 || len > MAX_FRAME) return this.fail()
+      if (this.buf.length < hash + 1 + len) return
+      const frame = this.buf.toString('utf8', hash + 1, hash + 1 + len)
+      this.buf = this.buf.subarray(hash + 1 + len)
+      const msg = parseClientMessage(frame)
+      if (!msg) return this.fail()
+      this.emit('message', msg)
+      if (this.closed) return
+    }
+  }
+
+  private fail(): void {
+    // A framing error leaves the stream unsynchronised; drachtio-server drops the client too.
+    this.buf = Buffer.alloc(0)
+    this.socket.destroy()
+  }
+
+  /** Sends `msgId|payload`; returns the msgId. */
+  send(payload: string): string {
+    const id = randomUUID()
+    const s = `${id}|${payload}`
+    if (!this.closed && !this.socket.destroyed) this.socket.write(`${Buffer.byteLength(s, 'utf8')}#${s}`)
+    return id
+  }
+
+  /** Replies to a client request: `response|<clientMsgId>|<text>[CRLF<sip>]`. */
+  respond(clientMsgId: string, text: string, sip?: string): void {
+    this.send(`response|${clientMsgId}|${text}${sip !== undefined ? '\r\n' + sip : ''}`)
+  }
+
+  routes_(verb: string): boolean { return this.routes.has(verb.toLowerCase()) }
+
+  close(): void {
+    this.socket.end()
+    setTimeout(() => this.socket.destroy(), 200).unref()
+  }
+}
+
+export function parseClientMessage(frame: string): ClientMessage | undefined {
+  const crlf = frame.indexOf('\r\n')
+  const leader = crlf >= 0 ? frame.slice(0, crlf) : frame
+  const tokens = leader.split('|')
+  if (tokens.length < 2) return undefined
+  return {
+    msgId: tokens[0]!,
+    type: tokens[1]!,
+    args: tokens.slice(2),
+    sip: crlf >= 0 ? frame.slice(crlf + 2) : undefined,
+  }
+}
+
+/** Message metadata in drachtio's order: source|len|protocol|address|port|time. */
+export interface Meta { source: 'network' | 'application'; length: number; protocol: string; address: string; port: number; time: string }
+
+export function formatMeta(m: Meta): string {
+  return `${m.source}|${m.length}|${m.protocol}|${m.address}|${m.port}|${m.time}`
+}
+
+/** drachtio stamps messages with a wall-clock time of day. */
+export function stackTime(): string {
+  const d = new Date()
+  return `${d.toISOString().slice(11, 23)}`
+}
+
+export class ControlServer extends EventEmitter<{ connection: [AppConnection] }> {
+  private server?: Server
+  readonly apps = new Set<AppConnection>()
+
+  async listen(host: string, port: number): Promise<void> {
+    const srv = createServer((sock) => {
+      const app = new AppConnection(sock)
+      this.apps.add(app)
+      app.on('close', () => this.apps.delete(app))
+      this.emit('connection', app)
+    })
+    this.server = srv
+    await new Promise<void>((resolve, reject) => {
+      srv.once('error', reject)
+      srv.listen(port, host, () => { srv.off('error', reject); resolve() })
+    })
+  }
+
+  get port(): number {
+    const a = this.server?.address()
+    return typeof a === 'object' && a ? a.port : 0
+  }
+
+  async close(): Promise<void> {
+    for (const a of this.apps) a.socket.destroy()
+    await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()))
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * Shared setup for sip/server tests: an embedded server on free ports and
+ * drachtio-srf applications connected to it.
+ */
+import Srf from 'drachtio-srf'
+import { Registry } from 'prom-client'
+import { createSipServer, type SipServer, type SipServerOptions } from '../../../sip/server/index.ts'
+import { freePort } from '../../harness/ports.ts'
+
+export const SECRET = 'cymru'
+
+export interface Harness {
+  server: SipServer
+  sipPort: number
+  controlPort: number
+  registry: Registry
+  target: string
+  apps: Srf[]
+  connectApp(): Promise<Srf>
+  close(): Promise<void>
+}
+
+export async function startServer(extra: Partial<SipServerOptions> = {}): Promise<Harness> {
+  const sipPort = await freePort()
+  const controlPort = await freePort()
+  const registry = new Registry()
+  const server = createSipServer({ sipHost: '127.0.0.1', sipPort, controlPort, secret: SECRET, registry, ...extra })
+  await server.start()
+  const apps: Srf[] = []
+  return {
+    server, sipPort, controlPort, registry, apps,
+    target: `127.0.0.1:${sipPort}`,
+    async connectApp() {
+      const srf = new Srf()
+      apps.push(srf)
+      await new Promise<void>((resolve, reject) => {
+        srf.once('connect', (err: Error | null) => (err ? reject(err) : resolve()))
+        srf.on('error', () => { /* reconnects are not wanted in tests */ })
+        srf.connect({ host: '127.0.0.1', port: controlPort, secret: SECRET })
+      })
+      return srf
+    },
+    async close() {
+      for (const a of apps) {
+        try { a.disconnect() } catch { /* already gone */ }
+      }
+      await server.stop()
+    },
+  }
+}
+
+export const SDP = [
+  'v=0', 'o=- 1 1 IN IP4 127.0.0.1', 's=-', 'c=IN IP4 127.0.0.1', 't=0 0',
+  'm=audio 40000 RTP/AVP 0', 'a=rtpmap:0 PCMU/8000', 'a=sendrecv', '',
+].join('\r\n')
+
+export function sleep(ms: number): Promise<void> { return new Promise((r) => setTimeout(r, ms)) }
+
+/** Resolves when `fn` returns true, polling; rejects after `ms`. */
+export async function waitFor(fn: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms
+  while (!fn()) {
+    if (Date.now() > end) throw new Error('waitFor timed out')
+    await sleep(20)
+  }
+}
