@@ -28,3 +28,57 @@ t.test('same over TCP', async (t) => {
   t.equal(r.code, 0, `sipp succeeded: ${r.errors}`)
   t.equal(r.successful, 2)
 })
+
+const scenario = (name: string): string => new URL(`./scenarios/${name}`, import.meta.url).pathname
+
+t.test('app hangs up: Dialog#destroy sends BYE to the caller', async (t) => {
+  const h = await startServer()
+  t.teardown(() => h.close())
+  const srf = await h.connectApp()
+  const byeStatus: number[] = []
+  srf.invite(async (req, res) => {
+    const dlg = await srf.createUAS(req, res, { localSdp: SDP })
+    setTimeout(() => {
+      dlg.destroy().then((bye: { get(h: string): string }) => { byeStatus.push(bye ? 1 : 0) }, () => byeStatus.push(-1))
+    }, 100)
+  })
+  const r = await runSipp({ scenario: scenario('uac-wait-bye.xml'), remote: h.target, localPort: await freePort(), calls: 2, rate: 10 }).done
+  t.equal(r.code, 0, `sipp succeeded: ${r.errors}`)
+  t.equal(r.successful, 2)
+  t.same(byeStatus, [1, 1], 'destroy resolved for both calls')
+})
+
+t.test('caller CANCELs before answer: app gets the cancel event, caller gets 487', async (t) => {
+  const h = await startServer()
+  t.teardown(() => h.close())
+  const srf = await h.connectApp()
+  let canceled = 0
+  srf.invite((req, res) => {
+    req.on('cancel', () => { canceled++ })
+    res.send(180)
+  })
+  const r = await runSipp({ scenario: scenario('uac-cancel.xml'), remote: h.target, localPort: await freePort(), calls: 2, rate: 10 }).done
+  t.equal(r.code, 0, `sipp succeeded: ${r.errors}`)
+  t.equal(r.successful, 2)
+  t.equal(canceled, 2)
+})
+
+t.test('re-INVITE hold and unhold via Dialog#modify', async (t) => {
+  const h = await startServer()
+  t.teardown(() => h.close())
+  const srf = await h.connectApp()
+  const answers: string[] = []
+  let byeSeen = false
+  srf.invite(async (req, res) => {
+    const dlg = await srf.createUAS(req, res, { localSdp: SDP })
+    dlg.on('destroy', () => { byeSeen = true })
+    await new Promise((r) => setTimeout(r, 100))
+    answers.push(String(await dlg.modify('hold')))
+    answers.push(String(await dlg.modify('unhold')))
+  })
+  const r = await runSipp({ scenario: scenario('uac-reinvite.xml'), remote: h.target, localPort: await freePort(), calls: 1, rate: 10 }).done
+  t.equal(r.code, 0, `sipp succeeded: ${r.errors}`)
+  t.match(answers[0], /a=inactive/)
+  t.match(answers[1], /a=sendrecv/)
+  t.ok(byeSeen, 'caller BYE reached the dialog')
+})
