@@ -1,0 +1,138 @@
+/**
+ * A deterministic "LLM" driven by the agent's rules: the offline default, and
+ * the reference model for tests and benchmarks (zero latency unless asked).
+ *
+ * Rules are tried in order against the latest user turn (speech or DTMF):
+ * phrase match (all words of the phrase present, in order) or keyword/intent
+ * match, then the rule replies, calls a tool, transfers or ends the call.
+ * After a tool result comes back, the rule's `afterTool` template is spoken
+ * with `{result}` substituted, or a failure line when the tool failed.
+ */
+import { setTimeout as sleep } from 'node:timers/promises'
+import { normalizePhrase } from '../stt/jsgf.ts'
+import type { ChatMessage, JsonValue, LlmAdapter, LlmChunk, LlmRequest } from '../types.ts'
+
+export interface ScriptedRule {
+  /** Rule id, shown in logs; defaults to the first phrase. */
+  id?: string
+  /** Any of these phrases (word order kept, other words allowed in between). */
+  phrases?: string[]
+  /** Any of these keywords anywhere in the utterance. */
+  keywords?: string[]
+  /** DTMF digits that trigger this rule (the runtime sends them as "DTMF: 1"). */
+  dtmf?: string
+  reply?: string
+  tool?: { name: string; arguments?: { [key: string]: JsonValue } }
+  /** Spoken after the tool returns: `{result}` is the tool's result string. */
+  afterTool?: string
+  /** Spoken after the tool fails. */
+  onToolError?: string
+  transferTo?: string
+  endCall?: boolean
+  sendDtmf?: string
+}
+
+export interface ScriptedOptions {
+  rules: ScriptedRule[]
+  fallback?: string
+  /** Simulated latency before the first token, for tests and the benchmark. */
+  firstTokenDelayMs?: number
+  /** Delay between tokens. */
+  tokenDelayMs?: number
+}
+
+const DTMF_PREFIX = 'DTMF: '
+
+function matches(rule: ScriptedRule, text: string): boolean {
+  if (text.startsWith(DTMF_PREFIX)) return rule.dtmf !== undefined && text.slice(DTMF_PREFIX.length).trim() === rule.dtmf
+  const words = normalizePhrase(text)
+  for (const p of rule.phrases ?? []) {
+    const want = normalizePhrase(p)
+    let i = 0
+    for (const w of words) if (w === want[i]) i++
+    if (want.length > 0 && i === want.length) return true
+  }
+  for (const k of rule.keywords ?? []) {
+    const kw = normalizePhrase(k)
+    if (kw.length && kw.every((w) => words.includes(w))) return true
+  }
+  return false
+}
+
+let callSeq = 0
+
+export class ScriptedLlm implements LlmAdapter {
+  readonly name = 'scripted'
+  constructor(private readonly opts: ScriptedOptions) {}
+
+  /** All phrases the rules listen for: the STT grammar is built from these. */
+  expectedPhrases(): string[] {
+    return this.opts.rules.flatMap((r) => [...(r.phrases ?? []), ...(r.keywords ?? [])])
+  }
+
+  async *chat(request: LlmRequest): AsyncIterable<LlmChunk> {
+    const { signal } = request
+    const last = request.messages[request.messages.length - 1]
+    if (this.opts.firstTokenDelayMs) await sleep(this.opts.firstTokenDelayMs, undefined, { signal })
+    signal.throwIfAborted()
+    if (last?.role === 'tool') {
+      const rule = this.ruleForToolResult(request.messages)
+      const failed = last.content.startsWith('ERROR')
+      const template = failed
+        ? (rule?.onToolError ?? 'Sorry, I could not do that right now.')
+        : (rule?.afterTool ?? '{result}')
+      yield* this.speak(template.replace('{result}', last.content), signal)
+      yield* this.actions(rule, signal, false)
+      yield { type: 'done', finishReason: 'stop' }
+      return
+    }
+    const userText = last?.role === 'user' ? last.content : ''
+    const rule = this.opts.rules.find((r) => matches(r, userText))
+    if (!rule) {
+      yield* this.speak(this.opts.fallback ?? "Sorry, I didn't catch that.", signal)
+      yield { type: 'done', finishReason: 'stop' }
+      return
+    }
+    if (rule.reply) yield* this.speak(rule.reply, signal)
+    if (rule.tool && request.tools.some((t) => t.name === rule.tool!.name)) {
+      yield {
+        type: 'tool_call',
+        call: { id: `call_${++callSeq}`, name: rule.tool.name, arguments: JSON.stringify(rule.tool.arguments ?? {}) },
+      }
+      yield { type: 'done', finishReason: 'tool_calls' }
+      return
+    }
+    yield* this.actions(rule, signal, true)
+    yield { type: 'done', finishReason: 'stop' }
+  }
+
+  /** Transfer / end / DTMF are expressed as calls to the built-in tools, like a real model would. */
+  private async *actions(rule: ScriptedRule | undefined, signal: AbortSignal, _first: boolean): AsyncIterable<LlmChunk> {
+    if (!rule) return
+    signal.throwIfAborted()
+    if (rule.sendDtmf) yield { type: 'tool_call', call: { id: `call_${++callSeq}`, name: 'send_dtmf', arguments: JSON.stringify({ digits: rule.sendDtmf }) } }
+    if (rule.transferTo) yield { type: 'tool_call', call: { id: `call_${++callSeq}`, name: 'transfer_call', arguments: JSON.stringify({ target: rule.transferTo }) } }
+    if (rule.endCall) yield { type: 'tool_call', call: { id: `call_${++callSeq}`, name: 'end_call', arguments: '{}' } }
+  }
+
+  private ruleForToolResult(messages: ChatMessage[]): ScriptedRule | undefined {
+    const last = messages[messages.length - 1]
+    if (last?.role !== 'tool') return undefined
+    // The user turn that led to this tool call decides which rule continues.
+    for (let i = messages.length - 1; i >= 0; i--) {
+      const m = messages[i]!
+      if (m.role === 'user') return this.opts.rules.find((r) => r.tool?.name === last.name && matches(r, m.content))
+    }
+    return undefined
+  }
+
+  private async *speak(text: string, signal: AbortSignal): AsyncIterable<LlmChunk> {
+    // Word-sized tokens, like a real stream, so the sentence splitter is exercised.
+    const tokens = text.match(/\S+\s*/g) ?? []
+    for (const t of tokens) {
+      signal.throwIfAborted()
+      if (this.opts.tokenDelayMs) await sleep(this.opts.tokenDelayMs, undefined, { signal })
+      yield { type: 'text', text: t }
+    }
+  }
+}

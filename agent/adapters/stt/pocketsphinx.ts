@@ -1,0 +1,165 @@
+/**
+ * Offline STT with pocketsphinx + pocketsphinx-en-us (Debian), no key, no network.
+ *
+ * Grammar mode: a JSGF grammar is generated from the agent's expected phrases
+ * and one long-lived `pocketsphinx_continuous` per call decodes the stream as it
+ * arrives (through a FIFO), so by the time the caller stops talking most of the work is
+ * done. When the turn-taker sees end of speech we push noise-only "silence" to
+ * trip the decoder's own end-of-utterance detector at once instead of waiting
+ * for real silence. If the grammar yields nothing for an utterance (out-of-
+ * grammar speech: the fsg search logs "Final result does not match the
+ * grammar" on stderr — a deterministic signal, no timer guessing), the
+ * buffered utterance is decoded again with the general language model.
+ *
+ * The Debian build is 5prealpha: the CLI is the stable surface (the library ABI
+ * is not), hence a child process rather than bindings.
+ */
+import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
+import { createWriteStream, mkdtempSync, rmSync, writeFileSync, type WriteStream } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { createInterface } from 'node:readline'
+import type { AudioFrame } from '../../../media/frame.ts'
+import { Channel } from '../../channel.ts'
+import { int16ToBytes } from '../../wav.ts'
+import type { SttAdapter, SttEvent, SttStream, SttStreamOptions } from '../types.ts'
+import { BandFill } from './bandfill.ts'
+import { buildJsgf } from './jsgf.ts'
+
+export interface PocketsphinxOptions {
+  binary?: string
+  /** Extra phrases on top of those passed per stream. */
+  phrases?: string[]
+  /** Disable the general-LM pass when the grammar finds nothing. */
+  lmFallback?: boolean
+  /** Noise level for narrowband band-fill (see bandfill.ts). */
+  bandFillLevel?: number
+}
+
+const FLUSH_SILENCE_MS = 700
+/** Only keep this much unrecognised audio for the fallback pass. */
+const MAX_FALLBACK_SAMPLES = 16000 * 15
+
+class PocketsphinxStream implements SttStream {
+  private readonly out = new Channel<SttEvent>()
+  private readonly child: ChildProcessWithoutNullStreams
+  private readonly fill: BandFill
+  private readonly dir: string
+  private readonly audio: WriteStream
+  private pendingAudio: Int16Array[] = []
+  private pendingSamples = 0
+  private closed = false
+  private fallbackRuns = new Set<ChildProcessWithoutNullStreams>()
+
+  constructor(
+    private readonly opts: SttStreamOptions,
+    private readonly cfg: PocketsphinxOptions,
+    phrases: string[],
+  ) {
+    this.fill = new BandFill(opts.sampleRate, cfg.bandFillLevel)
+    this.dir = mkdtempSync(join(tmpdir(), 'callplane-ps-'))
+    // Audio goes through a FIFO: Node gives children a socket for stdin, and
+    // pocketsphinx fopen()s its -infile, which fails on a socket (ENXIO).
+    // Logging stays on (stderr) because the grammar-miss signal is only logged there.
+    const fifo = join(this.dir, 'audio.fifo')
+    execFileSync('mkfifo', [fifo])
+    const args = ['-infile', fifo]
+    if (phrases.length) {
+      const g = buildJsgf(phrases)
+      const path = join(this.dir, 'agent.jsgf')
+      writeFileSync(path, g.jsgf)
+      args.push('-jsgf', path)
+    }
+    this.child = spawn(cfg.binary ?? 'pocketsphinx_continuous', args, { stdio: ['pipe', 'pipe', 'pipe'] })
+    this.child.stdin.end()
+    this.audio = createWriteStream(fifo)
+    this.audio.on('error', (error) => this.out.push({ type: 'error', error, at: performance.now() }))
+    this.child.on('error', (error) => this.out.push({ type: 'error', error, at: performance.now() }))
+    createInterface({ input: this.child.stdout }).on('line', (line) => this.onHypothesis(line.trim(), 'grammar'))
+    createInterface({ input: this.child.stderr }).on('line', (line) => {
+      if (line.includes('does not match the grammar') && this.cfg.lmFallback !== false) void this.runFallback()
+    })
+    opts.signal?.addEventListener('abort', () => void this.close(), { once: true })
+  }
+
+  private onHypothesis(text: string, source: string): void {
+    if (this.closed) return
+    if (source === 'grammar') {
+      this.pendingAudio = []
+      this.pendingSamples = 0
+    }
+    const at = performance.now()
+    if (text) this.out.push({ type: 'final', text, at, source })
+    this.out.push({ type: 'end_of_utterance', at })
+  }
+
+  push(frame: AudioFrame): void {
+    if (this.closed) return
+    const wide = this.fill.process(frame.samples)
+    this.audio.write(int16ToBytes(wide))
+    if (this.cfg.lmFallback !== false) {
+      this.pendingAudio.push(wide)
+      this.pendingSamples += wide.length
+      while (this.pendingSamples > MAX_FALLBACK_SAMPLES) this.pendingSamples -= this.pendingAudio.shift()!.length
+    }
+  }
+
+  flush(): void {
+    if (this.closed) return
+    this.audio.write(int16ToBytes(this.fill.silence(FLUSH_SILENCE_MS)))
+  }
+
+  /** Decode the unrecognised audio with the general language model. */
+  private async runFallback(): Promise<void> {
+    const chunks = this.pendingAudio
+    this.pendingAudio = []
+    this.pendingSamples = 0
+    if (this.closed) return
+    if (chunks.length === 0) {
+      this.out.push({ type: 'end_of_utterance', at: performance.now() })
+      return
+    }
+    const file = join(this.dir, `utt-${Date.now()}.raw`)
+    writeFileSync(file, Buffer.concat(chunks.map((c) => Buffer.from(int16ToBytes(c)))))
+    const child = spawn(this.cfg.binary ?? 'pocketsphinx_continuous', ['-infile', file, '-logfn', '/dev/null'], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    })
+    this.fallbackRuns.add(child)
+    let text = ''
+    child.stdout.on('data', (d: Buffer) => (text += d.toString()))
+    child.stderr.resume()
+    await new Promise<void>((resolve) => child.on('close', () => resolve()))
+    this.fallbackRuns.delete(child)
+    rmSync(file, { force: true })
+    this.onHypothesis(text.split('\n').map((s) => s.trim()).filter(Boolean).join(' '), 'lm-fallback')
+  }
+
+  events(): AsyncIterable<SttEvent> {
+    return this.out
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    for (const c of this.fallbackRuns) c.kill('SIGKILL')
+    const exited = new Promise<void>((resolve) => {
+      if (this.child.exitCode !== null || this.child.signalCode !== null) resolve()
+      else this.child.once('close', () => resolve())
+    })
+    this.child.kill('SIGKILL')
+    this.audio.destroy()
+    await exited
+    rmSync(this.dir, { recursive: true, force: true })
+    this.out.close()
+  }
+}
+
+export class PocketsphinxStt implements SttAdapter {
+  readonly name = 'pocketsphinx'
+  constructor(private readonly opts: PocketsphinxOptions = {}) {}
+  async open(options: SttStreamOptions): Promise<SttStream> {
+    const phrases = [...(this.opts.phrases ?? []), ...(options.phrases ?? [])]
+    return new PocketsphinxStream(options, this.opts, phrases)
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * A minimal unbounded async queue: producers push synchronously from callbacks
+ * (child-process stdout, websocket messages), consumers use `for await`.
+ * Unbounded is fine here because every producer is rate-limited by real time
+ * (audio) or by a vendor stream.
+ */
+export class Channel<T> implements AsyncIterable<T> {
+  private items: T[] = []
+  private waiters: Array<(r: IteratorResult<T>) => void> = []
+  private closed = false
+  private failure: Error | undefined
+
+  push(item: T): void {
+    if (this.closed) return
+    const w = this.waiters.shift()
+    if (w) w({ value: item, done: false })
+    else this.items.push(item)
+  }
+
+  close(error?: Error): void {
+    if (this.closed) return
+    this.closed = true
+    this.failure = error
+    for (const w of this.waiters.splice(0)) w({ value: undefined, done: true })
+  }
+
+  get isClosed(): boolean {
+    return this.closed
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<T> {
+    return {
+      next: (): Promise<IteratorResult<T>> => {
+        const item = this.items.shift()
+        if (item !== undefined) return Promise.resolve({ value: item, done: false })
+        if (this.closed) {
+          if (this.failure) {
+            const f = this.failure
+            this.failure = undefined
+            return Promise.reject(f)
+          }
+          return Promise.resolve({ value: undefined, done: true })
+        }
+        return new Promise((resolve) => this.waiters.push(resolve))
+      },
+      return: (): Promise<IteratorResult<T>> => {
+        this.close()
+        return Promise.resolve({ value: undefined, done: true })
+      },
+    }
+  }
+}

@@ -1,0 +1,204 @@
+/**
+ * Tools the agent's LLM can call mid-call.
+ *
+ * - Custom HTTP tools in the Fonella shape (name, description, url, method,
+ *   headers, inputSchema), signed with the Standard Webhooks scheme (the same
+ *   scheme as our outbound webhooks, so one verifier serves both), 5 s default
+ *   timeout clamped to 1–30 s. The endpoint answers JSON `{ "result": "..." }`.
+ * - Built-ins: end_call, transfer_call(target), send_dtmf(digits).
+ *
+ * A tool never throws into the runtime: every failure (timeout, HTTP error,
+ * malformed JSON, network) becomes an `ERROR: ...` string that goes back to the
+ * LLM, so the conversation continues and the model can apologise or retry.
+ */
+import { randomUUID } from 'node:crypto'
+import { performance } from 'node:perf_hooks'
+import { Webhook } from 'standardwebhooks'
+import type { JsonSchema, JsonValue, ToolCall, ToolDefinition } from './adapters/types.ts'
+
+export interface HttpToolConfig {
+  name: string
+  description: string
+  url: string
+  method?: 'GET' | 'POST'
+  headers?: Record<string, string>
+  inputSchema?: JsonSchema
+  /** Fonella/Leadlock `webhook_timeout_ms`: default 5000, clamped to 1000–30000. */
+  timeoutMs?: number
+  /** Leadlock `speak_during_execution` (default true): say a filler line while waiting. */
+  speakDuringExecution?: boolean
+  /** Standard Webhooks secret (`whsec_...` or raw base64) used to sign requests. */
+  signingSecret?: string
+}
+
+export type BuiltinToolName = 'end_call' | 'transfer_call' | 'send_dtmf'
+
+export interface TransferTarget {
+  name: string
+  number: string
+  reason?: string
+}
+
+export interface ToolContext {
+  callId: string
+  from?: string
+  to?: string
+  agentId?: string
+  signal?: AbortSignal
+}
+
+export interface ToolOutcome {
+  ok: boolean
+  /** Sent back to the LLM as the tool message content. */
+  content: string
+  durationMs: number
+  /** Set for the built-ins so the runtime can act on them. */
+  action?: { kind: 'end_call' } | { kind: 'transfer'; target: string } | { kind: 'send_dtmf'; digits: string }
+  status?: number
+}
+
+export const DEFAULT_TOOL_TIMEOUT_MS = 5000
+
+export function clampTimeout(ms: number | undefined): number {
+  if (ms === undefined || !Number.isFinite(ms)) return DEFAULT_TOOL_TIMEOUT_MS
+  return Math.min(30000, Math.max(1000, Math.round(ms)))
+}
+
+const BUILTIN_DEFS: Record<BuiltinToolName, ToolDefinition> = {
+  end_call: {
+    name: 'end_call',
+    description: 'End the phone call. Use after saying goodbye.',
+    parameters: { type: 'object', properties: {} },
+  },
+  transfer_call: {
+    name: 'transfer_call',
+    description: 'Transfer the caller to another number or named target.',
+    parameters: {
+      type: 'object',
+      properties: { target: { type: 'string', description: 'Target name or phone number / SIP URI' } },
+      required: ['target'],
+    },
+  },
+  send_dtmf: {
+    name: 'send_dtmf',
+    description: 'Send DTMF digits on the call (e.g. to navigate an IVR).',
+    parameters: {
+      type: 'object',
+      properties: { digits: { type: 'string', description: 'Digits 0-9, *, #, A-D' } },
+      required: ['digits'],
+    },
+  },
+}
+
+function parseArgs(raw: string): { [key: string]: JsonValue } | undefined {
+  try {
+    const v: unknown = JSON.parse(raw || '{}')
+    if (v && typeof v === 'object' && !Array.isArray(v)) return v as { [key: string]: JsonValue }
+  } catch {
+    /* reported below */
+  }
+  return undefined
+}
+
+export class ToolBox {
+  private readonly http = new Map<string, HttpToolConfig>()
+  private readonly builtins: Set<BuiltinToolName>
+
+  constructor(
+    httpTools: HttpToolConfig[] = [],
+    builtins: BuiltinToolName[] = ['end_call', 'transfer_call', 'send_dtmf'],
+    private readonly transferTargets: TransferTarget[] = [],
+  ) {
+    for (const t of httpTools) this.http.set(t.name, t)
+    this.builtins = new Set(builtins)
+  }
+
+  definitions(): ToolDefinition[] {
+    const defs: ToolDefinition[] = [...this.builtins].map((b) => BUILTIN_DEFS[b])
+    for (const t of this.http.values()) {
+      defs.push({ name: t.name, description: t.description, parameters: t.inputSchema ?? { type: 'object', properties: {} } })
+    }
+    return defs
+  }
+
+  get(name: string): HttpToolConfig | undefined {
+    return this.http.get(name)
+  }
+
+  async execute(call: ToolCall, ctx: ToolContext): Promise<ToolOutcome> {
+    const started = performance.now()
+    const done = (o: Omit<ToolOutcome, 'durationMs'>): ToolOutcome => ({ ...o, durationMs: performance.now() - started })
+    const args = parseArgs(call.arguments)
+    if (!args) return done({ ok: false, content: `ERROR: arguments for ${call.name} are not a JSON object` })
+    if (this.builtins.has(call.name as BuiltinToolName)) {
+      switch (call.name as BuiltinToolName) {
+        case 'end_call':
+          return done({ ok: true, content: 'Call will end after the current reply.', action: { kind: 'end_call' } })
+        case 'transfer_call': {
+          const raw = typeof args.target === 'string' ? args.target : ''
+          const named = this.transferTargets.find((t) => t.name.toLowerCase() === raw.toLowerCase())
+          const target = named?.number ?? raw
+          if (!target) return done({ ok: false, content: 'ERROR: transfer_call needs a target' })
+          return done({ ok: true, content: `Transferring to ${named?.name ?? target}.`, action: { kind: 'transfer', target } })
+        }
+        case 'send_dtmf': {
+          const digits = typeof args.digits === 'string' ? args.digits : ''
+          if (!/^[0-9*#A-Da-d]+$/.test(digits)) return done({ ok: false, content: 'ERROR: send_dtmf needs digits 0-9 * # A-D' })
+          return done({ ok: true, content: `Sent ${digits}.`, action: { kind: 'send_dtmf', digits: digits.toUpperCase() } })
+        }
+      }
+    }
+    const tool = this.http.get(call.name)
+    if (!tool) return done({ ok: false, content: `ERROR: unknown tool ${call.name}` })
+    const r = await invokeHttpTool(tool, args, ctx)
+    return done(r)
+  }
+}
+
+/** Calls one HTTP tool; never throws. */
+export async function invokeHttpTool(
+  tool: HttpToolConfig,
+  args: { [key: string]: JsonValue },
+  ctx: ToolContext,
+): Promise<Omit<ToolOutcome, 'durationMs'>> {
+  const timeoutMs = clampTimeout(tool.timeoutMs)
+  const method = tool.method ?? 'POST'
+  const msgId = `tool_${randomUUID()}`
+  const payload = JSON.stringify({ tool: tool.name, arguments: args, call: { id: ctx.callId, from: ctx.from, to: ctx.to, agentId: ctx.agentId } })
+  const headers: Record<string, string> = { ...(tool.headers ?? {}), 'user-agent': 'callplane-agent' }
+  let url = tool.url
+  if (method === 'GET') {
+    const u = new URL(tool.url)
+    for (const [k, v] of Object.entries(args)) u.searchParams.set(k, typeof v === 'string' ? v : JSON.stringify(v))
+    url = u.toString()
+  } else headers['content-type'] = 'application/json'
+  if (tool.signingSecret) {
+    // GET has no body; sign the URL so the receiver can still verify the request.
+    const signed = method === 'GET' ? url : payload
+    const now = new Date()
+    headers['webhook-id'] = msgId
+    headers['webhook-timestamp'] = String(Math.floor(now.getTime() / 1000))
+    headers['webhook-signature'] = new Webhook(tool.signingSecret).sign(msgId, now, signed)
+  }
+  const signals = [AbortSignal.timeout(timeoutMs)]
+  if (ctx.signal) signals.push(ctx.signal)
+  try {
+    const res = await fetch(url, { method, headers, body: method === 'GET' ? undefined : payload, signal: AbortSignal.any(signals) })
+    const text = await res.text()
+    if (!res.ok) return { ok: false, content: `ERROR: ${tool.name} failed with HTTP ${res.status}`, status: res.status }
+    let parsed: unknown
+    try {
+      parsed = JSON.parse(text)
+    } catch {
+      return { ok: false, content: `ERROR: ${tool.name} returned malformed JSON`, status: res.status }
+    }
+    const result = parsed && typeof parsed === 'object' && 'result' in parsed ? (parsed as { result: unknown }).result : undefined
+    if (result === undefined) return { ok: false, content: `ERROR: ${tool.name} returned no "result"`, status: res.status }
+    return { ok: true, content: typeof result === 'string' ? result : JSON.stringify(result), status: res.status }
+  } catch (err) {
+    const e = err as Error
+    if (ctx.signal?.aborted) return { ok: false, content: `ERROR: ${tool.name} was cancelled` }
+    if (e.name === 'TimeoutError') return { ok: false, content: `ERROR: ${tool.name} timed out after ${timeoutMs} ms` }
+    return { ok: false, content: `ERROR: ${tool.name} could not be reached (${e.message})` }
+  }
+}
