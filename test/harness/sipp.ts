@@ -84,3 +84,29 @@ function parseStat(file: string): { successful: number; failed: number } {
   const col = (name: string) => Number(last[head.indexOf(name)] ?? 0)
   return { successful: col('SuccessfulCall(C)'), failed: col('FailedCall(C)') }
 }
+
+/**
+ * Resolves once something is bound to `port` (how tests know a sipp UAS is
+ * ready): UDP is probed by trying to bind it, TCP by connecting.
+ */
+export async function waitListening(port: number, transport: 'udp' | 'tcp' = 'udp', host = '127.0.0.1', timeoutMs = 5000): Promise<void> {
+  const { createSocket } = await import('node:dgram')
+  const { connect } = await import('node:net')
+  const end = Date.now() + timeoutMs
+  for (;;) {
+    const ready = await new Promise<boolean>((resolve) => {
+      if (transport === 'udp') {
+        const s = createSocket('udp4')
+        s.once('error', () => { s.close(); resolve(true) })
+        s.bind(port, host, () => s.close(() => resolve(false)))
+      } else {
+        const c = connect({ port, host })
+        c.once('connect', () => { c.destroy(); resolve(true) })
+        c.once('error', () => resolve(false))
+      }
+    })
+    if (ready) return
+    if (Date.now() > end) throw new Error(`nothing listening on ${transport} ${port}`)
+    await new Promise((r) => setTimeout(r, 25))
+  }
+}
