@@ -38,4 +38,18 @@ export interface FrameSink {
 export interface FrameSource {
   readonly sampleRate: SampleRate
   nextFrame(): Int16Array | null
+  /**
+   * True once the source will never produce another frame; the session then
+   * moves on to the next queued source. A source without it (a live stream)
+   * plays until flushed or closed.
+   */
+  readonly ended?: boolean
+  /** Called when the session drops the source (finished, flushed, closed). */
+  close?(): void
+}
+
+/** A FrameSink that also wants the agent/outbound side (stereo recording, forks). */
+export interface DuplexFrameSink extends FrameSink {
+  /** Frames the session sent, after mute, at the codec's rate. */
+  onOutboundFrame(frame: AudioFrame): void
 }

@@ -1,0 +1,219 @@
+/**
+ * Adaptive jitter buffer for one inbound RTP stream.
+ *
+ * Packets are copied into a preallocated ring indexed by sequence number, so
+ * reordering costs nothing and no memory is allocated per packet. Playout is
+ * driven by the shared 20 ms clock: each `pop` yields the next packet in
+ * sequence order, a `lost` marker for a gap (the caller conceals), a `skip`
+ * for sequence slots used by non-audio packets (RFC 4733 events share the
+ * stream's sequence space, §2.1), or `empty` when the buffer ran dry.
+ *
+ * Adaptation: the target depth follows the RFC 3550 interarrival-jitter
+ * estimate (three times the jitter, within [min, max]). After an underrun the
+ * buffer re-fills to the target before playing again. Clock skew (sender
+ * faster than our clock) shows as a depth that stays above target; one packet
+ * is then dropped, preferably a lost/skip slot, to drain it.
+ */
+import { seqDiff } from './rtp/packet.ts'
+
+export type PopKind = 'packet' | 'lost' | 'skip' | 'empty'
+
+export interface PopResult {
+  kind: PopKind
+  /** View into the ring slot; valid until the next push. */
+  payload: Uint8Array
+  sequence: number
+  timestamp: number
+  marker: boolean
+}
+
+export interface JitterBufferStats {
+  pushed: number
+  played: number
+  lost: number
+  late: number
+  duplicates: number
+  overflows: number
+  underruns: number
+  skewDrops: number
+  resets: number
+  depth: number
+  targetDepth: number
+}
+
+export interface JitterBufferOptions {
+  /** Ring size in packets (power of two). */
+  slots?: number
+  /** Bytes reserved per slot; larger payloads are truncated and counted. */
+  slotBytes?: number
+  minDepth?: number
+  maxDepth?: number
+}
+
+const EMPTY = -1
+
+export class JitterBuffer {
+  private readonly slots: number
+  private readonly mask: number
+  private readonly slotBytes: number
+  private readonly data: Uint8Array
+  private readonly seqs: Int32Array
+  private readonly stamps: Uint32Array
+  private readonly lens: Int32Array // -1 marks a skip (non-audio) slot
+  private readonly markers: Uint8Array
+  private readonly minDepth: number
+  private readonly maxDepth: number
+  private target: number
+  private count = 0
+  private playing = false
+  private nextSeq = 0
+  private highSeq = 0
+  private started = false
+  private overTargetTicks = 0
+  private readonly result: PopResult = { kind: 'empty', payload: new Uint8Array(0), sequence: 0, timestamp: 0, marker: false }
+  readonly stats: JitterBufferStats = {
+    pushed: 0, played: 0, lost: 0, late: 0, duplicates: 0, overflows: 0, underruns: 0, skewDrops: 0, resets: 0, depth: 0, targetDepth: 0,
+  }
+
+  constructor(opts: JitterBufferOptions = {}) {
+    this.slots = opts.slots ?? 64
+    if ((this.slots & (this.slots - 1)) !== 0) throw new RangeError('slots must be a power of two')
+    this.mask = this.slots - 1
+    this.slotBytes = opts.slotBytes ?? 320
+    this.data = new Uint8Array(this.slots * this.slotBytes)
+    this.seqs = new Int32Array(this.slots).fill(EMPTY)
+    this.stamps = new Uint32Array(this.slots)
+    this.lens = new Int32Array(this.slots)
+    this.markers = new Uint8Array(this.slots)
+    this.minDepth = opts.minDepth ?? 2
+    this.maxDepth = Math.min(opts.maxDepth ?? 10, this.slots - 4)
+    this.target = this.minDepth
+    this.stats.targetDepth = this.target
+  }
+
+  /** Packets between the next to play and the highest received, inclusive. */
+  get depth(): number {
+    if (!this.started || this.count === 0) return 0
+    return seqDiff(this.highSeq, this.nextSeq) + 1
+  }
+
+  /** Feeds the RFC 3550 jitter estimate (ms) to adapt the target depth. */
+  setJitterEstimate(jitterMs: number): void {
+    const t = 1 + Math.ceil((3 * jitterMs) / 20)
+    this.target = Math.max(this.minDepth, Math.min(this.maxDepth, t))
+    this.stats.targetDepth = this.target
+  }
+
+  /**
+   * Stores a packet. `payload === null` marks a sequence slot used by a
+   * non-audio packet (telephone-event). Returns what happened to it.
+   */
+  push(sequence: number, timestamp: number, marker: boolean, payload: Uint8Array | null): 'ok' | 'late' | 'duplicate' | 'reset' {
+    this.stats.pushed++
+    if (!this.started) {
+      this.started = true
+      this.nextSeq = sequence
+      this.highSeq = sequence
+    } else {
+      const ahead = seqDiff(sequence, this.nextSeq)
+      if (ahead < 0) {
+        if (this.playing || seqDiff(sequence, this.highSeq) < -this.maxDepth) { this.stats.late++; return 'late' }
+        // Before playout starts an earlier packet simply becomes the start.
+        this.nextSeq = sequence
+      } else if (ahead >= this.slots - 1) {
+        // A jump the ring cannot span: the stream restarted or we stalled.
+        this.reset()
+        this.stats.resets++
+        this.started = true
+        this.nextSeq = sequence
+        this.highSeq = sequence
+        this.store(sequence, timestamp, marker, payload)
+        return 'reset'
+      }
+      if (seqDiff(sequence, this.highSeq) > 0) this.highSeq = sequence
+    }
+    const idx = sequence & this.mask
+    if (this.seqs[idx] === sequence) { this.stats.duplicates++; return 'duplicate' }
+    this.store(sequence, timestamp, marker, payload)
+    return 'ok'
+  }
+
+  private store(sequence: number, timestamp: number, marker: boolean, payload: Uint8Array | null): void {
+    const idx = sequence & this.mask
+    if (this.seqs[idx] === EMPTY) this.count++
+    this.seqs[idx] = sequence
+    this.stamps[idx] = timestamp
+    this.markers[idx] = marker ? 1 : 0
+    if (payload === null) {
+      this.lens[idx] = -1
+    } else {
+      let n = payload.length
+      if (n > this.slotBytes) { n = this.slotBytes; this.stats.overflows++ }
+      this.data.set(n === payload.length ? payload : payload.subarray(0, n), idx * this.slotBytes)
+      this.lens[idx] = n
+    }
+  }
+
+  /** Called once per 20 ms tick (or more when a packet holds less than 20 ms). */
+  pop(): PopResult {
+    const r = this.result
+    this.stats.depth = this.depth
+    if (!this.playing) {
+      if (this.count === 0 || this.depth < this.target) { r.kind = 'empty'; return r }
+      this.playing = true
+      // Start at the earliest buffered packet.
+      while (this.seqs[this.nextSeq & this.mask] !== this.nextSeq) this.nextSeq = (this.nextSeq + 1) & 0xffff
+    }
+    if (this.count === 0) {
+      this.playing = false
+      this.stats.underruns++
+      r.kind = 'empty'
+      return r
+    }
+    // Clock skew / post-spike drain: depth persistently above target.
+    if (this.depth > this.target + 2) {
+      if (++this.overTargetTicks >= 50) {
+        this.overTargetTicks = 0
+        this.stats.skewDrops++
+        this.take(r)
+        if (r.kind === 'packet') this.stats.played-- // dropped, not played
+      }
+    } else {
+      this.overTargetTicks = 0
+    }
+    this.take(r)
+    return r
+  }
+
+  private take(r: PopResult): void {
+    const idx = this.nextSeq & this.mask
+    r.sequence = this.nextSeq
+    if (this.seqs[idx] === this.nextSeq) {
+      const len = this.lens[idx]!
+      r.timestamp = this.stamps[idx]!
+      r.marker = this.markers[idx] === 1
+      if (len < 0) {
+        r.kind = 'skip'
+      } else {
+        r.kind = 'packet'
+        r.payload = this.data.subarray(idx * this.slotBytes, idx * this.slotBytes + len)
+        this.stats.played++
+      }
+      this.seqs[idx] = EMPTY
+      this.count--
+    } else {
+      r.kind = 'lost'
+      this.stats.lost++
+    }
+    this.nextSeq = (this.nextSeq + 1) & 0xffff
+  }
+
+  /** Drops everything (re-INVITE, SSRC change). */
+  reset(): void {
+    this.seqs.fill(EMPTY)
+    this.count = 0
+    this.playing = false
+    this.started = false
+    this.overTargetTicks = 0
+  }
+}

@@ -1,0 +1,274 @@
+/**
+ * Frame producers for a session's outbound queue: in-memory PCM, a streaming
+ * PCM queue (TTS), generated tones (beep, ringback, music on hold) and
+ * decoded files or URLs (WAV, MP3).
+ */
+import { readFile } from 'node:fs/promises'
+import { resample } from '../codecs/resampler.ts'
+import { decodeUlaw, decodeAlaw } from '../codecs/g711.ts'
+import type { FrameSource, SampleRate } from './frame.ts'
+
+/** Plays a fixed PCM buffer once (or `loops` times), 20 ms per frame. */
+export class PcmSource implements FrameSource {
+  readonly sampleRate: SampleRate
+  readonly pcm: Int16Array
+  private readonly frame: Int16Array
+  private pos = 0
+  private loopsLeft: number
+
+  constructor(pcm: Int16Array, sampleRate: SampleRate, loops = 1) {
+    this.pcm = pcm
+    this.sampleRate = sampleRate
+    this.frame = new Int16Array(sampleRate / 50)
+    this.loopsLeft = loops
+  }
+
+  get ended(): boolean { return this.loopsLeft <= 0 || this.pcm.length === 0 }
+
+  nextFrame(): Int16Array | null {
+    if (this.ended) return null
+    const n = this.frame.length
+    let filled = 0
+    while (filled < n && this.loopsLeft > 0) {
+      const take = Math.min(n - filled, this.pcm.length - this.pos)
+      this.frame.set(this.pcm.subarray(this.pos, this.pos + take), filled)
+      filled += take
+      this.pos += take
+      if (this.pos >= this.pcm.length) { this.pos = 0; this.loopsLeft-- }
+    }
+    if (filled < n) this.frame.fill(0, filled)
+    return this.frame
+  }
+}
+
+/**
+ * A live PCM stream (TTS output): chunks of any length are appended and
+ * played in 20 ms frames. It never ends on its own; `end()` marks the last
+ * chunk so the queue can move on once it drains.
+ */
+export class PcmQueueSource implements FrameSource {
+  readonly sampleRate: SampleRate
+  private readonly chunks: Int16Array[] = []
+  private offset = 0
+  private readonly frame: Int16Array
+  private endedFlag = false
+  private bufferedSamples = 0
+
+  constructor(sampleRate: SampleRate) {
+    this.sampleRate = sampleRate
+    this.frame = new Int16Array(sampleRate / 50)
+  }
+
+  push(pcm: Int16Array): void {
+    if (pcm.length === 0) return
+    this.chunks.push(pcm)
+    this.bufferedSamples += pcm.length
+  }
+
+  end(): void { this.endedFlag = true }
+
+  get buffered(): number { return this.bufferedSamples }
+  get ended(): boolean { return this.endedFlag && this.bufferedSamples === 0 }
+
+  nextFrame(): Int16Array | null {
+    if (this.bufferedSamples === 0) return null
+    const n = this.frame.length
+    let filled = 0
+    while (filled < n && this.chunks.length > 0) {
+      const c = this.chunks[0]!
+      const take = Math.min(n - filled, c.length - this.offset)
+      this.frame.set(c.subarray(this.offset, this.offset + take), filled)
+      filled += take
+      this.offset += take
+      if (this.offset >= c.length) { this.chunks.shift(); this.offset = 0 }
+    }
+    this.bufferedSamples -= filled
+    if (filled < n) this.frame.fill(0, filled)
+    return this.frame
+  }
+
+  clear(): void {
+    this.chunks.length = 0
+    this.offset = 0
+    this.bufferedSamples = 0
+  }
+}
+
+export type ToneName = 'beep' | 'ringback' | 'ringback-uk' | 'busy' | 'moh'
+
+/** A cadenced tone: frequencies summed during "on", silence during "off". */
+export class ToneSource implements FrameSource {
+  readonly sampleRate: SampleRate
+  private readonly freqs: number[]
+  private readonly onSamples: number
+  private readonly periodSamples: number
+  private readonly totalSamples: number
+  private readonly amplitude: number
+  private readonly frame: Int16Array
+  private t = 0
+  private readonly melody: number[] | null
+
+  constructor(opts: { sampleRate?: SampleRate; freqs?: number[]; onMs: number; offMs?: number; durationMs?: number; amplitude?: number; melody?: number[] }) {
+    this.sampleRate = opts.sampleRate ?? 8000
+    this.freqs = opts.freqs ?? []
+    this.onSamples = Math.round((opts.onMs * this.sampleRate) / 1000)
+    this.periodSamples = this.onSamples + Math.round(((opts.offMs ?? 0) * this.sampleRate) / 1000)
+    this.totalSamples = opts.durationMs === undefined ? Infinity : Math.round((opts.durationMs * this.sampleRate) / 1000)
+    this.amplitude = opts.amplitude ?? 6000
+    this.frame = new Int16Array(this.sampleRate / 50)
+    this.melody = opts.melody ?? null
+  }
+
+  static named(name: ToneName, sampleRate: SampleRate = 8000, durationMs?: number): ToneSource {
+    switch (name) {
+      case 'beep': return new ToneSource({ sampleRate, freqs: [1000], onMs: 250, durationMs: durationMs ?? 250, amplitude: 8000 })
+      // ITU-T E.180 / North American ringback: 440+480 Hz, 2 s on 4 s off.
+      case 'ringback': return new ToneSource({ sampleRate, freqs: [440, 480], onMs: 2000, offMs: 4000, durationMs })
+      case 'ringback-uk': return new ToneSource({ sampleRate, freqs: [400, 450], onMs: 400, offMs: 200, durationMs })
+      case 'busy': return new ToneSource({ sampleRate, freqs: [480, 620], onMs: 500, offMs: 500, durationMs })
+      // Music on hold: a soft arpeggio (C major) so it is recognisable as "held".
+      case 'moh': return new ToneSource({ sampleRate, onMs: 400, amplitude: 3000, durationMs, melody: [261.63, 329.63, 392.0, 523.25, 392.0, 329.63] })
+    }
+  }
+
+  get ended(): boolean { return this.t >= this.totalSamples }
+
+  nextFrame(): Int16Array | null {
+    if (this.ended) return null
+    const f = this.frame
+    const rate = this.sampleRate
+    for (let i = 0; i < f.length; i++, this.t++) {
+      if (this.t >= this.totalSamples) { f[i] = 0; continue }
+      const inPeriod = this.t % this.periodSamples
+      let v = 0
+      if (this.melody) {
+        const note = this.melody[Math.floor(this.t / this.onSamples) % this.melody.length]!
+        const env = Math.min(1, inPeriod / (rate * 0.02), (this.onSamples - inPeriod) / (rate * 0.05))
+        v = env * (Math.sin((2 * Math.PI * note * this.t) / rate) + 0.3 * Math.sin((4 * Math.PI * note * this.t) / rate))
+      } else if (inPeriod < this.onSamples) {
+        for (const fr of this.freqs) v += Math.sin((2 * Math.PI * fr * this.t) / rate)
+        v /= Math.max(1, this.freqs.length)
+      }
+      f[i] = Math.round(v * this.amplitude)
+    }
+    return f
+  }
+}
+
+export interface DecodedAudio { pcm: Int16Array; sampleRate: number }
+
+/** Parses a RIFF/WAVE file: PCM 16-bit, 8-bit, µ-law or A-law, any channel count (downmixed). */
+export function parseWav(buf: Uint8Array): DecodedAudio {
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
+  const tag = (o: number) => String.fromCharCode(buf[o]!, buf[o + 1]!, buf[o + 2]!, buf[o + 3]!)
+  if (buf.length < 12 || tag(0) !== 'RIFF' || tag(8) !== 'WAVE') throw new Error('not a WAV file')
+  let o = 12
+  let format = 0, channels = 1, rate = 8000, bits = 16
+  let data: Uint8Array | null = null
+  while (o + 8 <= buf.length) {
+    const id = tag(o)
+    let size = dv.getUint32(o + 4, true)
+    const body = o + 8
+    // A crashed writer leaves a zero or oversize data length: take what is there.
+    if (id === 'data' && (size === 0 || body + size > buf.length)) size = buf.length - body
+    if (id === 'fmt ') {
+      format = dv.getUint16(body, true)
+      channels = dv.getUint16(body + 2, true)
+      rate = dv.getUint32(body + 4, true)
+      bits = dv.getUint16(body + 14, true)
+      if (format === 0xfffe && size >= 26) format = dv.getUint16(body + 24, true) // WAVE_FORMAT_EXTENSIBLE subformat
+    } else if (id === 'data') {
+      data = buf.subarray(body, body + size)
+    }
+    o = body + size + (size & 1)
+  }
+  if (!data) throw new Error('WAV has no data chunk')
+  const frames = format === 1 ? Math.floor(data.length / (channels * bits / 8)) : Math.floor(data.length / channels)
+  const mono = new Int16Array(frames)
+  const ddv = new DataView(data.buffer, data.byteOffset, data.byteLength)
+  const tmp = new Int16Array(1)
+  for (let i = 0; i < frames; i++) {
+    let acc = 0
+    for (let c = 0; c < channels; c++) {
+      const idx = i * channels + c
+      if (format === 1 && bits === 16) acc += ddv.getInt16(idx * 2, true)
+      else if (format === 1 && bits === 8) acc += (data[idx]! - 128) << 8
+      else if (format === 7) { decodeUlaw(data.subarray(idx, idx + 1), tmp, 1); acc += tmp[0]! }
+      else if (format === 6) { decodeAlaw(data.subarray(idx, idx + 1), tmp, 1); acc += tmp[0]! }
+      else throw new Error(`unsupported WAV format ${format}/${bits}`)
+    }
+    mono[i] = Math.round(acc / channels)
+  }
+  return { pcm: mono, sampleRate: rate }
+}
+
+async function decodeMp3(buf: Uint8Array): Promise<DecodedAudio> {
+  const { MPEGDecoder } = await import('mpg123-decoder')
+  const dec = new MPEGDecoder()
+  await dec.ready
+  try {
+    const r = dec.decode(buf)
+    const chans = r.channelData
+    const n = r.samplesDecoded
+    const pcm = new Int16Array(n)
+    for (let i = 0; i < n; i++) {
+      let v = 0
+      for (const ch of chans) v += ch[i]!
+      v /= chans.length || 1
+      pcm[i] = Math.max(-32768, Math.min(32767, Math.round(v * 32767)))
+    }
+    return { pcm, sampleRate: r.sampleRate }
+  } finally {
+    dec.free()
+  }
+}
+
+function nearestRate(rate: number): SampleRate {
+  return rate >= 48000 ? 48000 : rate >= 24000 ? 24000 : rate >= 16000 ? 16000 : 8000
+}
+
+/**
+ * Loads a WAV or MP3 from a path, file:// or http(s) URL into a PcmSource at
+ * `targetRate` (resampled once, off the packet path).
+ */
+export async function loadAudio(location: string, targetRate?: SampleRate): Promise<PcmSource> {
+  let bytes: Uint8Array
+  if (/^https?:\/\//i.test(location)) {
+    const res = await fetch(location)
+    if (!res.ok) throw new Error(`fetch ${location}: HTTP ${res.status}`)
+    bytes = new Uint8Array(await res.arrayBuffer())
+  } else {
+    bytes = await readFile(location.startsWith('file://') ? new URL(location) : location)
+  }
+  const isWav = bytes.length > 12 && String.fromCharCode(...bytes.subarray(0, 4)) === 'RIFF'
+  const audio = isWav ? parseWav(bytes) : await decodeMp3(bytes)
+  let rate: SampleRate = targetRate ?? nearestRate(audio.sampleRate)
+  const pcm = audio.sampleRate === rate ? audio.pcm : resampleAny(audio.pcm, audio.sampleRate, rate)
+  return new PcmSource(pcm, rate)
+}
+
+/** Resamples from arbitrary rates (e.g. 44.1 kHz MP3) by way of the nearest supported path. */
+function resampleAny(pcm: Int16Array, from: number, to: SampleRate): Int16Array {
+  if ([8000, 16000, 24000, 48000].includes(from)) return resample(pcm, from, to)
+  // 44.1/22.05/11.025 kHz: rational ratio with the target (e.g. 160/441) is fine for one-shot use.
+  return resample(pcm, from, to)
+}
+
+/** Describes playback in a serializable way (crosses the worker boundary). */
+export type PlaySpec =
+  | { type: 'file' | 'url'; location: string; loops?: number }
+  | { type: 'tone'; tone: ToneName; durationMs?: number }
+  | { type: 'pcm'; pcm: Int16Array; sampleRate: SampleRate }
+
+export async function sourceFromSpec(spec: PlaySpec, rate: SampleRate): Promise<FrameSource> {
+  switch (spec.type) {
+    case 'tone': return ToneSource.named(spec.tone, rate, spec.durationMs)
+    case 'pcm': return new PcmSource(spec.pcm, spec.sampleRate)
+    case 'file':
+    case 'url': {
+      const src = await loadAudio(spec.location, rate)
+      if (spec.loops && spec.loops > 1) return new PcmSource(src.pcm, rate, spec.loops)
+      return src
+    }
+  }
+}
