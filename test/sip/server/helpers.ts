@@ -64,3 +64,50 @@ export async function waitFor(fn: () => boolean, ms = 5000): Promise<void> {
     await sleep(20)
   }
 }
+
+/*
+ * drachtio-srf's bundled typings lag its runtime API (callback shapes of
+ * createUAC/request, Dialog#destroy's promise); tests use this narrower view.
+ */
+export interface SentRequest {
+  on(e: 'response', f: (res: { status: number; body: string; get(h: string): string }) => void): void
+  cancel(): void
+  get(h: string): string
+}
+export interface LooseDialog {
+  id: string
+  remote: { sdp: string }
+  destroy(): Promise<unknown>
+  modify(sdp: string): Promise<string>
+  request(opts: { method: string; headers?: Record<string, string>; body?: string }): Promise<{ status: number }>
+  on(e: string, f: (...a: unknown[]) => void): void
+}
+export interface LooseSrf {
+  request(uri: string, opts: Record<string, unknown>, cb: (err: Error | null, req: SentRequest) => void): void
+  createUAC(uri: string, opts: Record<string, unknown>, cbs?: {
+    cbRequest?: (err: unknown, req: SentRequest) => void
+    cbProvisional?: (res: { status: number }) => void
+  }): Promise<LooseDialog>
+}
+export function loose(srf: Srf): LooseSrf { return srf as unknown as LooseSrf }
+export function looseDialog(d: unknown): LooseDialog { return d as LooseDialog }
+
+/** The SIP status a rejected createUAC/createB2BUA promise carries. */
+export async function rejectionStatus(p: Promise<unknown>): Promise<number | string> {
+  try {
+    await p
+    return 'resolved'
+  } catch (err) {
+    return (err as { status?: number }).status ?? String(err)
+  }
+}
+
+/** Sends an out-of-dialog request and resolves with the final status. */
+export function requestStatus(srf: Srf, uri: string, opts: Record<string, unknown>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    loose(srf).request(uri, opts, (err, req) => {
+      if (err) return reject(err)
+      req.on('response', (res) => { if (res.status >= 200) resolve(res.status) })
+    })
+  })
+}

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { runSipp, waitListening } from '../../harness/sipp.ts'
 import { freePort } from '../../harness/ports.ts'
-import { startServer, SDP } from './helpers.ts'
+import { startServer, SDP, loose, rejectionStatus, requestStatus, type SentRequest } from './helpers.ts'
 
 const scenario = (name: string): string => new URL(`./scenarios/${name}`, import.meta.url).pathname
 
@@ -17,7 +17,7 @@ t.test('createUAC towards a sipp UAS: answered, then app hangs up', async (t) =>
   t.teardown(() => h.close())
   const srf = await h.connectApp()
   const uas = await sippUas('uas-answer.xml')
-  const dlg = await srf.createUAC(`sip:service@127.0.0.1:${uas.port}`, { localSdp: SDP })
+  const dlg = await loose(srf).createUAC(`sip:service@127.0.0.1:${uas.port}`, { localSdp: SDP })
   t.match(dlg.remote.sdp, /m=audio/, 'got answer SDP')
   await dlg.destroy()
   const r = await uas.run.done
@@ -29,7 +29,7 @@ t.test('createUAC over TCP', async (t) => {
   t.teardown(() => h.close())
   const srf = await h.connectApp()
   const uas = await sippUas('uas-answer.xml', 1, 't1')
-  const dlg = await srf.createUAC(`sip:service@127.0.0.1:${uas.port};transport=tcp`, { localSdp: SDP })
+  const dlg = await loose(srf).createUAC(`sip:service@127.0.0.1:${uas.port};transport=tcp`, { localSdp: SDP })
   await dlg.destroy()
   const r = await uas.run.done
   t.equal(r.code, 0, `sipp uas succeeded: ${r.errors}`)
@@ -40,7 +40,7 @@ t.test('createUAC answers a 407 digest challenge', async (t) => {
   t.teardown(() => h.close())
   const srf = await h.connectApp()
   const uas = await sippUas('uas-auth-invite.xml')
-  const dlg = await srf.createUAC(`sip:service@127.0.0.1:${uas.port}`, { localSdp: SDP, auth: { username: 'alice', password: 's3cret' } })
+  const dlg = await loose(srf).createUAC(`sip:service@127.0.0.1:${uas.port}`, { localSdp: SDP, auth: { username: 'alice', password: 's3cret' } })
   await dlg.destroy()
   const r = await uas.run.done
   t.equal(r.code, 0, `sipp verified the digest: ${r.errors}`)
@@ -52,7 +52,7 @@ for (const status of [486, 503]) {
     t.teardown(() => h.close())
     const srf = await h.connectApp()
     const uas = await sippUas(`uas-${status}.xml`)
-    await t.rejects(srf.createUAC(`sip:service@127.0.0.1:${uas.port}`, { localSdp: SDP }), { status })
+    t.equal(await rejectionStatus(loose(srf).createUAC(`sip:service@127.0.0.1:${uas.port}`, { localSdp: SDP })), status)
     const r = await uas.run.done
     t.equal(r.code, 0, `sipp got the ACK: ${r.errors}`)
   })
@@ -64,15 +64,15 @@ t.test('createUAC canceled after 180', async (t) => {
   const srf = await h.connectApp()
   const uas = await sippUas('uas-ring-cancel.xml')
   let provisional = 0
-  let inviteReq: { cancel(): void } | undefined
-  const p = srf.createUAC(`sip:service@127.0.0.1:${uas.port}`, { localSdp: SDP }, {
-    cbRequest: (_err: unknown, req: { cancel(): void }) => { inviteReq = req },
-    cbProvisional: (res: { status: number }) => {
+  let inviteReq: SentRequest | undefined
+  const p = loose(srf).createUAC(`sip:service@127.0.0.1:${uas.port}`, { localSdp: SDP }, {
+    cbRequest: (_err, req) => { inviteReq = req },
+    cbProvisional: (res) => {
       provisional = res.status
       if (res.status === 180) inviteReq?.cancel()
     },
   })
-  await t.rejects(p, { status: 487 })
+  t.equal(await rejectionStatus(p), 487)
   t.equal(provisional, 180)
   const r = await uas.run.done
   t.equal(r.code, 0, `sipp saw CANCEL and ACK: ${r.errors}`)
@@ -83,27 +83,16 @@ t.test('Srf#request REGISTER with 401 digest retry, and MESSAGE', async (t) => {
   t.teardown(() => h.close())
   const srf = await h.connectApp()
   const uas = await sippUas('uas-register-auth.xml')
-  const status = await new Promise<number>((resolve, reject) => {
-    srf.request(`sip:bob@127.0.0.1:${uas.port}`, {
-      method: 'REGISTER',
-      headers: { Contact: '<sip:bob@localhost>', Expires: '60', To: '<sip:bob@127.0.0.1>', From: '<sip:bob@127.0.0.1>' },
-      auth: { username: 'bob', password: 'pw' },
-    }, (err: Error | null, req: { on(e: string, f: (res: { status: number }) => void): void }) => {
-      if (err) return reject(err)
-      req.on('response', (res) => { if (res.status >= 200) resolve(res.status) })
-    })
+  const status = await requestStatus(srf, `sip:bob@127.0.0.1:${uas.port}`, {
+    method: 'REGISTER',
+    headers: { Contact: '<sip:bob@localhost>', Expires: '60', To: '<sip:bob@127.0.0.1>', From: '<sip:bob@127.0.0.1>' },
+    auth: { username: 'bob', password: 'pw' },
   })
   t.equal(status, 200)
   t.equal((await uas.run.done).code, 0, 'sipp verified the REGISTER digest')
 
   const uas2 = await sippUas('uas-message.xml')
-  const s2 = await new Promise<number>((resolve, reject) => {
-    srf.request(`sip:carol@127.0.0.1:${uas2.port}`, { method: 'MESSAGE', headers: { 'Content-Type': 'text/plain' }, body: 'hello ✓' },
-      (err: Error | null, req: { on(e: string, f: (res: { status: number }) => void): void }) => {
-        if (err) return reject(err)
-        req.on('response', (res) => resolve(res.status))
-      })
-  })
+  const s2 = await requestStatus(srf, `sip:carol@127.0.0.1:${uas2.port}`, { method: 'MESSAGE', headers: { 'Content-Type': 'text/plain' }, body: 'hello ✓' })
   t.equal(s2, 200)
   t.equal((await uas2.run.done).code, 0)
 })
