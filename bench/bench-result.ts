@@ -21,6 +21,14 @@ export interface BenchFigure {
   target?: number
   /** Same work measured on a reference engine in the same run. */
   reference?: { engine: string; value: number }
+  /**
+   * Set on figures measured on a reference engine (e.g. 'kamailio'). The
+   * orchestrator (bench/run.ts) attaches this figure as `reference` to every
+   * figure of another bench whose id is listed in `referenceFor`, so a
+   * reference bench and the Callplane bench can run as separate scripts.
+   */
+  engine?: string
+  referenceFor?: string[]
 }
 
 export interface PlotSeries {
@@ -36,6 +44,10 @@ export interface PlotSpec {
   xLabel: string
   yLabel: string
   series: PlotSeries[]
+  /** Optional dashed reference lines (targets), drawn by bench/svg-plot.ts. */
+  marks?: { axis: 'x' | 'y'; value: number; label: string }[]
+  /** Log10 x axis. */
+  logX?: boolean
 }
 
 export interface BenchResult {

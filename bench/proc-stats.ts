@@ -1,0 +1,98 @@
+import { readFileSync, readdirSync } from 'node:fs'
+
+/**
+ * CPU and memory of a process (optionally with all its descendants) from
+ * /proc, for measuring engines that run in their own processes (Kamailio's
+ * forked workers, rtpengine's threads, a Callplane server process).
+ */
+
+const CLK_TCK = 100 // sysconf(_SC_CLK_TCK) on Linux x86-64
+
+interface Stat {
+  pid: number
+  ppid: number
+  /** utime + stime, seconds (includes all threads of the process). */
+  cpuSec: number
+}
+
+function readStat(pid: number): Stat | undefined {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // comm may contain spaces and parentheses: split after the last ')'
+    const rest = s.slice(s.lastIndexOf(')') + 2).split(' ')
+    // rest[0] = state (field 3); utime = field 14, stime = field 15
+    const ppid = Number(rest[1])
+    const utime = Number(rest[11])
+    const stime = Number(rest[12])
+    return { pid, ppid, cpuSec: (utime + stime) / CLK_TCK }
+  } catch {
+    return undefined
+  }
+}
+
+/** pid and all its descendants that are alive now. */
+export function processTree(root: number): number[] {
+  const children = new Map<number, number[]>()
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue
+    const st = readStat(Number(d))
+    if (!st) continue
+    const list = children.get(st.ppid)
+    if (list) list.push(st.pid)
+    else children.set(st.ppid, [st.pid])
+  }
+  const out: number[] = []
+  const stack = [root]
+  while (stack.length) {
+    const p = stack.pop()!
+    out.push(p)
+    for (const c of children.get(p) ?? []) stack.push(c)
+  }
+  return out
+}
+
+/** CPU seconds (user + system) used so far by pid, or by pid and its descendants. */
+export function cpuSeconds(pid: number, tree = false): number {
+  const pids = tree ? processTree(pid) : [pid]
+  let sum = 0
+  for (const p of pids) sum += readStat(p)?.cpuSec ?? 0
+  return sum
+}
+
+/**
+ * Memory in KiB: PSS when the kernel exposes smaps_rollup (shared memory is
+ * split between the processes sharing it, so a forked server is not counted
+ * N times), else RSS.
+ */
+export function memoryKiB(pid: number, tree = false): number {
+  const pids = tree ? processTree(pid) : [pid]
+  let sum = 0
+  for (const p of pids) {
+    try {
+      const r = readFileSync(`/proc/${p}/smaps_rollup`, 'utf8')
+      const m = /^Pss:\s+(\d+) kB/m.exec(r)
+      if (m) {
+        sum += Number(m[1])
+        continue
+      }
+    } catch { /* fall back to RSS */ }
+    try {
+      const s = readFileSync(`/proc/${p}/status`, 'utf8')
+      sum += Number(/^VmRSS:\s+(\d+) kB/m.exec(s)?.[1] ?? 0)
+    } catch { /* gone */ }
+  }
+  return sum
+}
+
+/** A CPU meter over an interval: start(), then read() gives seconds and share of one core. */
+export function cpuMeter(pid: number, tree = false): { read(): { cpuSec: number; wallSec: number; coreShare: number } } {
+  const c0 = cpuSeconds(pid, tree)
+  const t0 = process.hrtime.bigint()
+  return {
+    read() {
+      const cpuSec = cpuSeconds(pid, tree) - c0
+      const wallSec = Number(process.hrtime.bigint() - t0) / 1e9
+      return { cpuSec, wallSec, coreShare: wallSec > 0 ? cpuSec / wallSec : 0 }
+    },
+  }
+}

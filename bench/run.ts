@@ -1,0 +1,383 @@
+/**
+ * `npm run bench [-- --full] [--only a,b] [--skip a,b] [--list] [--timeout name=sec]`
+ *
+ * Runs every bench script (bench/{sip,media,agent,api,cost}-*.ts that follows
+ * the contract in bench/bench-result.ts) one after the other, each in its own
+ * process group with a time bound, shows their progress, collects their
+ * BenchResult JSON, adds machine info and writes
+ *   bench/results/<timestamp>.json and .html, plus latest.json / latest.html.
+ * A bench that fails, times out or does not exist yet is reported as such.
+ */
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { cpus, hostname, loadavg, release, tmpdir, totalmem } from 'node:os'
+import { dirname, join, relative } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { BenchResult } from './bench-result.ts'
+import { buildSummary, fmtNum, summaryLine, type BenchRunEntry, type MachineInfo, type RunReport } from './run-report.ts'
+import { renderReportHtml } from './report-html.ts'
+
+const BENCH_DIR = dirname(fileURLToPath(import.meta.url))
+const ROOT = dirname(BENCH_DIR)
+const RESULTS_DIR = join(BENCH_DIR, 'results')
+
+/** What the issues ask to be measured; a category with no script is reported as missing. */
+const CATEGORIES: { key: string; match: (name: string) => boolean; about: string; missing: string }[] = [
+  {
+    key: 'sip',
+    match: (n) => n.startsWith('sip-') && !isReference(n),
+    about: 'SIP call rate with zero failures, CPU per 1,000 calls, dialogs (issue 3) on the embedded sip/server',
+    missing: 'no bench/sip-*.ts for Callplane yet (issue 3)',
+  },
+  {
+    key: 'sip-reference',
+    match: (n) => n.startsWith('sip-') && isReference(n),
+    about: 'Kamailio as a stateful responder (tm), same INVITE/200/ACK/BYE ladder: the SIP reference',
+    missing: 'no SIP reference bench (bench/sip-kamailio-reference.ts)',
+  },
+  {
+    key: 'media',
+    match: (n) => n.startsWith('media-') && !isReference(n),
+    about: 'G.711 and Opus-transcoding media sessions per core at the pacing-jitter bound (issue 4)',
+    missing: 'no bench/media-*.ts for Callplane yet (issue 4)',
+  },
+  {
+    key: 'media-reference',
+    match: (n) => n.startsWith('media-') && isReference(n),
+    about: 'rtpengine userspace relay with the same G.711 packets: the media reference',
+    missing: 'no media reference bench (bench/media-rtpengine-reference.ts)',
+  },
+  {
+    key: 'agent',
+    match: (n) => n.startsWith('agent-'),
+    about: 'barge-in latency, engine-added turn latency, agent calls per core (issue 8)',
+    missing: 'no bench/agent-*.ts yet (issue 8)',
+  },
+  {
+    key: 'api',
+    match: (n) => n.startsWith('api-'),
+    about: 'REST hot read routes: req/s and p99 with autocannon (issue 6)',
+    missing: 'no bench/api-*.ts yet (issue 6)',
+  },
+  {
+    key: 'cost',
+    match: (n) => n.startsWith('cost-'),
+    about: 'CPU and memory of the engine as concurrent calls grow (issue 7)',
+    missing: 'no bench/cost-*.ts',
+  },
+]
+
+function isReference(name: string): boolean {
+  return /reference|kamailio|rtpengine/.test(name)
+}
+
+/** Per-bench time bounds in seconds (the script also gets BENCH_BUDGET_SEC). */
+const DEFAULT_TIMEOUT = { quick: 30, full: 300 }
+const TIMEOUTS: Record<string, { quick: number; full: number }> = {
+  'sip-kamailio-reference': { quick: 40, full: 420 },
+  'media-rtpengine-reference': { quick: 40, full: 360 },
+  'cost-growth': { quick: 35, full: 300 },
+}
+/** Whole-run bound: benches that would start after it are skipped (and reported). */
+const TOTAL_BOUND = { quick: 360, full: 3600 }
+
+interface Options {
+  mode: 'quick' | 'full'
+  only: string[]
+  skip: string[]
+  list: boolean
+  timeouts: Record<string, number>
+}
+
+function parseArgs(argv: string[]): Options {
+  const o: Options = { mode: argv.includes('--full') ? 'full' : 'quick', only: [], skip: [], list: argv.includes('--list'), timeouts: {} }
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!
+    const next = () => argv[++i] ?? ''
+    if (a === '--only') o.only.push(...next().split(',').filter(Boolean))
+    else if (a.startsWith('--only=')) o.only.push(...a.slice(7).split(',').filter(Boolean))
+    else if (a === '--skip') o.skip.push(...next().split(',').filter(Boolean))
+    else if (a.startsWith('--skip=')) o.skip.push(...a.slice(7).split(',').filter(Boolean))
+    else if (a === '--timeout') {
+      const [k, v] = next().split('=')
+      if (k && v) o.timeouts[k] = Number(v)
+    } else if (a === '--help' || a === '-h') {
+      process.stdout.write('usage: npm run bench [-- --full] [--only name,...] [--skip name,...] [--timeout name=sec] [--list]\n')
+      process.exit(0)
+    }
+  }
+  return o
+}
+
+interface Script {
+  name: string
+  path: string
+  category: (typeof CATEGORIES)[number]
+}
+
+/** bench/*.ts scripts that follow the contract (they parse --out via parseBenchArgs or finishBench). */
+export function discover(): Script[] {
+  const found: Script[] = []
+  for (const f of readdirSync(BENCH_DIR).sort()) {
+    if (!f.endsWith('.ts') || f.endsWith('.d.ts')) continue
+    const name = f.slice(0, -3)
+    const category = CATEGORIES.find((c) => c.match(name))
+    if (!category) continue
+    const src = readFileSync(join(BENCH_DIR, f), 'utf8')
+    if (!/parseBenchArgs|finishBench|--out/.test(src)) continue // a helper module, not a bench script
+    found.push({ name, path: join(BENCH_DIR, f), category })
+  }
+  const order = (s: Script) => CATEGORIES.indexOf(s.category)
+  return found.sort((a, b) => order(a) - order(b) || a.name.localeCompare(b.name))
+}
+
+function tryExec(cmd: string, args: string[], pick: (out: string) => string | null = firstLine): string | null {
+  try {
+    const out = execFileSync(cmd, args, { encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'pipe'] })
+    return pick(out)
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string }
+    const text = `${e.stdout ?? ''}${e.stderr ?? ''}`
+    return text.trim() ? pick(text) : null
+  }
+}
+
+function firstLine(s: string): string | null {
+  const l = s.split('\n').map((x) => x.trim()).find(Boolean)
+  return l ?? null
+}
+
+function pkgVersion(name: string): string | null {
+  try {
+    return (JSON.parse(readFileSync(join(ROOT, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version
+  } catch {
+    return null
+  }
+}
+
+export function machineInfo(): MachineInfo {
+  const c = cpus()
+  let os = process.platform as string
+  try {
+    os = /PRETTY_NAME="?([^"\n]+)"?/.exec(readFileSync('/etc/os-release', 'utf8'))?.[1] ?? os
+  } catch { /* not linux */ }
+  return {
+    hostname: hostname(),
+    cpuModel: c[0]?.model.trim() ?? 'unknown',
+    cores: c.length,
+    memoryGiB: totalmem() / 2 ** 30,
+    kernel: release(),
+    os,
+    node: process.version,
+    npm: tryExec('npm', ['-v']),
+    tools: {
+      sipp: tryExec('sipp', ['-v'], (s) => /SIPp v?([\w.\-]+)/.exec(s)?.[0] ?? null),
+      kamailio: tryExec('/usr/sbin/kamailio', ['-v'], (s) => /version:\s*(.*)/.exec(s)?.[1]?.trim() ?? null),
+      // rtpengine --version prints nothing when its stdin is not a terminal: ask dpkg
+      rtpengine: existsSync('/usr/bin/rtpengine') ? tryExec('dpkg-query', ['-W', '-f', '${Version}', 'rtpengine-daemon']) ?? 'installed (version unknown)' : null,
+      'drachtio-srf': pkgVersion('drachtio-srf'),
+      'rtpengine-client': pkgVersion('rtpengine-client'),
+      autocannon: pkgVersion('autocannon'),
+    },
+    loadAvgAtStart: loadavg(),
+  }
+}
+
+function gitInfo(): RunReport['git'] {
+  const g = (args: string[]) => {
+    try {
+      return execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', timeout: 5000, stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+    } catch {
+      return null
+    }
+  }
+  const status = g(['status', '--porcelain', '--untracked-files=no'])
+  return { commit: g(['rev-parse', 'HEAD']), branch: g(['rev-parse', '--abbrev-ref', 'HEAD']), dirty: status === null ? null : status.length > 0 }
+}
+
+let current: ChildProcess | undefined
+let interrupted = false
+
+function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return
+  try {
+    process.kill(-child.pid, signal) // the whole process group: the bench and whatever it spawned
+  } catch {
+    try { child.kill(signal) } catch { /* gone */ }
+  }
+}
+
+async function runOne(s: Script, mode: 'quick' | 'full', timeoutSec: number, index: number, total: number): Promise<BenchRunEntry> {
+  const tmp = mkdtempSync(join(tmpdir(), 'callplane-bench-'))
+  const out = join(tmp, 'result.json')
+  const started = Date.now()
+  const tag = `[${index}/${total} ${s.name}]`
+  process.stdout.write(`\n${tag} starting (${mode}, bound ${timeoutSec} s)\n`)
+  const child = spawn(process.execPath, ['--import', 'tsx', s.path, `--${mode}`, '--out', out], {
+    cwd: ROOT,
+    detached: true, // own process group, so a timeout kills its sipp/daemons too
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, BENCH_BUDGET_SEC: String(Math.max(5, timeoutSec - 5)), BENCH_MODE: mode, FORCE_COLOR: '0' },
+  })
+  current = child
+  const tail: string[] = []
+  const onData = (prefix: string) => {
+    let buf = ''
+    return (d: Buffer) => {
+      buf += d.toString()
+      let i: number
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i)
+        buf = buf.slice(i + 1)
+        tail.push(line)
+        if (tail.length > 60) tail.shift()
+        if (line.length < 2000) process.stdout.write(`  ${prefix}${line}\n`)
+      }
+    }
+  }
+  child.stdout!.on('data', onData(''))
+  child.stderr!.on('data', onData('! '))
+  let timedOut = false
+  const heartbeat = setInterval(() => {
+    process.stdout.write(`${tag} … ${((Date.now() - started) / 1000).toFixed(0)} s / ${timeoutSec} s\n`)
+  }, 15_000)
+  const timer = setTimeout(() => {
+    timedOut = true
+    process.stdout.write(`${tag} time bound reached, stopping it\n`)
+    killGroup(child, 'SIGTERM')
+    setTimeout(() => killGroup(child, 'SIGKILL'), 3000).unref()
+  }, timeoutSec * 1000)
+  const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.on('close', (code, signal) => resolve({ code, signal }))
+    child.on('error', () => resolve({ code: -1, signal: null }))
+  })
+  clearTimeout(timer)
+  clearInterval(heartbeat)
+  killGroup(child, 'SIGKILL') // leftovers in its group, if any
+  current = undefined
+  const durationSec = (Date.now() - started) / 1000
+  let result: BenchResult | undefined
+  let parseError: string | undefined
+  if (existsSync(out)) {
+    try {
+      const r = JSON.parse(readFileSync(out, 'utf8')) as BenchResult
+      if (!Array.isArray(r.figures)) throw new Error('no figures array')
+      r.plots ??= []
+      result = r
+    } catch (err) {
+      parseError = `result JSON unreadable: ${(err as Error).message}`
+    }
+  }
+  rmSync(tmp, { recursive: true, force: true })
+  const entry: BenchRunEntry = {
+    name: s.name, script: relative(ROOT, s.path), about: s.category.about,
+    status: 'ok', exitCode: code, signal, durationSec, timeoutSec, result,
+  }
+  if (interrupted) {
+    entry.status = 'failed'
+    entry.error = 'interrupted (SIGINT)'
+  } else if (timedOut) {
+    entry.status = 'timeout'
+    entry.error = `did not finish within ${timeoutSec} s${result ? ' (a partial result was written)' : ''}`
+  } else if (code !== 0) {
+    entry.status = 'failed'
+    entry.error = `exited with ${code === null ? `signal ${signal}` : `code ${code}`}${result ? ' (a result was written anyway)' : ''}`
+  } else if (!result) {
+    entry.status = 'no-result'
+    entry.error = parseError ?? 'exited 0 without writing a result'
+  }
+  if (entry.status !== 'ok') entry.logTail = tail.join('\n')
+  process.stdout.write(`${tag} ${entry.status} in ${durationSec.toFixed(1)} s${entry.error ? `: ${entry.error}` : ''}\n`)
+  return entry
+}
+
+function timestamp(d: Date): string {
+  return d.toISOString().replace(/[:]/g, '').replace(/\.\d+Z$/, 'Z')
+}
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2))
+  let scripts = discover()
+  const selected = (n: string) => (opts.only.length === 0 || opts.only.some((o) => n.includes(o))) && !opts.skip.some((o) => n.includes(o))
+  if (opts.list) {
+    for (const s of scripts) process.stdout.write(`${s.name.padEnd(36)} ${relative(ROOT, s.path)}  — ${s.category.about}\n`)
+    for (const c of CATEGORIES) if (!scripts.some((s) => s.category === c)) process.stdout.write(`${`(missing ${c.key})`.padEnd(36)} ${c.missing}\n`)
+    return
+  }
+  const startedAt = new Date()
+  const filtered = scripts.filter((s) => selected(s.name))
+  process.stdout.write(`Callplane bench, ${opts.mode} mode: ${filtered.length} bench script(s): ${filtered.map((s) => s.name).join(', ') || 'none'}\n`)
+  const machine = machineInfo()
+  process.stdout.write(`machine: ${machine.cpuModel} × ${machine.cores}, ${fmtNum(machine.memoryGiB)} GiB, ${machine.os}, kernel ${machine.kernel}, node ${machine.node}, load ${machine.loadAvgAtStart.map((x) => x.toFixed(2)).join(' ')}\n`)
+
+  const benches: BenchRunEntry[] = []
+  const notes: string[] = []
+  if (machine.loadAvgAtStart[0]! > machine.cores * 0.5) notes.push(`load average at start was ${machine.loadAvgAtStart[0]!.toFixed(2)} on ${machine.cores} cores: other work was running, figures are noisy`)
+  notes.push('Load generators (sipp, the RTP generator, autocannon) run on the same machine and share its cores with the engine under test; capacity figures are bounded by the box, not only by the engine.')
+
+  const onSigint = () => {
+    interrupted = true
+    process.stdout.write('\nSIGINT: stopping the running bench and writing a partial report\n')
+    if (current) {
+      killGroup(current, 'SIGTERM')
+      const c = current
+      setTimeout(() => killGroup(c, 'SIGKILL'), 2000).unref()
+    }
+  }
+  process.on('SIGINT', onSigint)
+  process.on('SIGTERM', onSigint)
+
+  const bound = TOTAL_BOUND[opts.mode]
+  for (const [i, s] of filtered.entries()) {
+    const elapsed = (Date.now() - startedAt.getTime()) / 1000
+    if (interrupted || elapsed > bound) {
+      benches.push({ name: s.name, script: relative(ROOT, s.path), about: s.category.about, status: 'skipped', durationSec: 0, error: interrupted ? 'interrupted before it started' : `the run's total bound (${bound} s) was reached` })
+      continue
+    }
+    const t = opts.timeouts[s.name] ?? TIMEOUTS[s.name]?.[opts.mode] ?? DEFAULT_TIMEOUT[opts.mode]
+    benches.push(await runOne(s, opts.mode, t, i + 1, filtered.length))
+  }
+  for (const c of CATEGORIES) {
+    if (!scripts.some((s) => s.category === c) && (opts.only.length === 0 || opts.only.some((o) => c.key.includes(o)))) {
+      benches.push({ name: c.key, status: 'missing', about: c.about, durationSec: 0, error: c.missing })
+    }
+  }
+  scripts = []
+
+  const finishedAt = new Date()
+  const report: RunReport = {
+    kind: 'callplane-bench-run',
+    schema: 1,
+    mode: opts.mode,
+    startedAt: startedAt.toISOString(),
+    finishedAt: finishedAt.toISOString(),
+    durationSec: (finishedAt.getTime() - startedAt.getTime()) / 1000,
+    machine,
+    git: gitInfo(),
+    benches,
+    summary: buildSummary(benches),
+    notes,
+  }
+  mkdirSync(RESULTS_DIR, { recursive: true })
+  const base = join(RESULTS_DIR, timestamp(startedAt))
+  writeFileSync(`${base}.json`, JSON.stringify(report, null, 2))
+  writeFileSync(`${base}.html`, renderReportHtml(report))
+  copyFileSync(`${base}.json`, join(RESULTS_DIR, 'latest.json'))
+  copyFileSync(`${base}.html`, join(RESULTS_DIR, 'latest.html'))
+
+  // Combined summary
+  const line = '─'.repeat(78)
+  process.stdout.write(`\n${line}\nCallplane bench summary (${report.mode}, ${fmtNum(report.durationSec)} s, ${machine.cores} cores, ${machine.cpuModel})\n${line}\n`)
+  for (const b of benches) {
+    process.stdout.write(`${b.status === 'ok' ? '✓' : '✗'} ${b.name} — ${b.status}${b.status === 'missing' ? '' : ` (${fmtNum(b.durationSec)} s)`}${b.error ? `: ${b.error}` : ''}\n`)
+    for (const r of report.summary.filter((x) => x.bench === b.name)) process.stdout.write(`    ${summaryLine(r)}\n`)
+    for (const n of b.result?.notes ?? []) process.stdout.write(`    note: ${n}\n`)
+  }
+  const withTarget = report.summary.filter((r) => r.target !== undefined)
+  process.stdout.write(`${line}\ntargets met: ${withTarget.filter((r) => r.met).length}/${withTarget.length} · benches ok: ${benches.filter((b) => b.status === 'ok').length}/${benches.length}\n`)
+  for (const n of notes) process.stdout.write(`note: ${n}\n`)
+  process.stdout.write(`JSON:   ${relative(ROOT, base)}.json (also bench/results/latest.json)\nReport: ${relative(ROOT, base)}.html (also bench/results/latest.html)\n`)
+  process.exitCode = interrupted ? 130 : 0
+}
+
+await main()
