@@ -448,6 +448,15 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
       this.garbage.wrongSource++
       return
     }
+    if (isDtmf && this.latchedSsrc !== -1 && pkt.ssrc !== this.latchedSsrc) {
+      // Some senders (sipp pcaps, gateways that splice DTMF in) put events on
+      // their own SSRC. Events are self-describing (RFC 4733 §2.3), so decode
+      // them but keep them out of the audio stream's sequence/jitter state.
+      this.lastRtpAtMs = now
+      const ev = this.dtmfRx.push(pkt.payload(), pkt.timestamp)
+      if (ev) { this.c.dtmfReceived++; this.emit('dtmf', { ...ev, source: 'rfc4733' }) }
+      return
+    }
     if (pkt.ssrc !== this.latchedSsrc) {
       if (this.latchedSsrc === -1) {
         this.latchedSsrc = pkt.ssrc

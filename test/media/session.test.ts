@@ -20,7 +20,7 @@ function concat(frames: AudioFrame[]): Int16Array {
   return out
 }
 
-async function pair(t: Tap.Test, codecsA: string[], codecsB: string[]) {
+async function pair(t: { teardown(fn: () => unknown): void }, codecsA: string[], codecsB: string[]) {
   const range = await freeUdpRange(8)
   const engine = new MediaEngine({ rtpPortMin: range.min, rtpPortMax: range.max, bindHost: '127.0.0.1' })
   t.teardown(() => engine.stop())
