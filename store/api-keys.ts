@@ -1,5 +1,9 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import type pg from 'pg'
+import { pageQuery, type Page, type PageRequest } from './common.ts'
+import { limitExceeded } from './errors.ts'
+
+export const MAX_API_KEYS_PER_ACCOUNT = 10
 
 export const SCOPES = ['calls:read', 'calls:write', 'agents:manage', 'numbers:manage', 'webhooks:manage', 'tools:manage', 'admin'] as const
 export type Scope = (typeof SCOPES)[number]
@@ -17,7 +21,7 @@ export interface ApiKey {
 }
 
 interface ApiKeyRow {
-  id: string; account_id: string; name: string; prefix: string; scopes: string[]
+  id: string; seq?: string; account_id: string; name: string; prefix: string; scopes: string[]
   expires_at: Date | null; last_used_at: Date | null; revoked_at: Date | null; created_at: Date
 }
 
@@ -58,6 +62,34 @@ export class ApiKeyRepository {
       [hashApiKey(token)],
     )
     return rows[0] ? toKey(rows[0]) : null
+  }
+
+  /** API creation: enforces at most MAX_API_KEYS_PER_ACCOUNT live keys. */
+  async createLimited(accountId: string, name: string, scopes: Scope[], expiresAt: Date | null): Promise<{ key: ApiKey; token: string }> {
+    const { rows: [n] } = await this.db.query<{ n: string }>(
+      `SELECT count(*) AS n FROM api_keys WHERE account_id = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())`, [accountId])
+    if (Number(n!.n) >= MAX_API_KEYS_PER_ACCOUNT) throw limitExceeded('active API keys', MAX_API_KEYS_PER_ACCOUNT)
+    return this.create(accountId, name, scopes, expiresAt)
+  }
+
+  async get(accountId: string, id: string): Promise<ApiKey | null> {
+    const { rows } = await this.db.query<ApiKeyRow>('SELECT * FROM api_keys WHERE account_id = $1 AND id = $2 AND revoked_at IS NULL', [accountId, id])
+    return rows[0] ? toKey(rows[0]) : null
+  }
+
+  /** Live (unrevoked) keys; expired ones are listed so they can be cleaned up. */
+  list(accountId: string, page: PageRequest): Promise<Page<ApiKey>> {
+    return pageQuery<ApiKeyRow & { seq: string }, ApiKey>(this.db, { table: 'api_keys', accountId, where: ['revoked_at IS NULL'], order: 'asc', page }, toKey)
+  }
+
+  async revoke(accountId: string, id: string): Promise<ApiKey | null> {
+    const { rows } = await this.db.query<ApiKeyRow>(
+      'UPDATE api_keys SET revoked_at = now() WHERE account_id = $1 AND id = $2 AND revoked_at IS NULL RETURNING *', [accountId, id])
+    return rows[0] ? toKey(rows[0]) : null
+  }
+
+  async touch(id: string): Promise<void> {
+    await this.db.query('UPDATE api_keys SET last_used_at = now() WHERE id = $1', [id])
   }
 
   async existsByToken(token: string): Promise<boolean> {

@@ -2,19 +2,27 @@ import type { Logger } from 'pino'
 import type { Database } from './database.ts'
 import { AccountRepository, type Account } from './accounts.ts'
 import { ApiKeyRepository } from './api-keys.ts'
+import { AgentRepository } from './agents.ts'
+import { NumberRepository } from './numbers.ts'
 
 export interface BootstrapResult {
   account: Account
   /** Set only when a key was generated on this start: the one time it is shown. */
   generatedApiKey?: string
+  /** Set on the start that created the demo agent. */
+  demo?: { agentId: string; numberId: string; number: string }
 }
 
+export const DEMO_NUMBER = '1000'
+
 /**
- * First-start setup for the embedded default: one account and one admin key.
+ * First-start setup for the embedded default: one (operator) account, one
+ * admin key, and a demo agent on the offline adapters answering number 1000.
  * BOOTSTRAP_API_KEY names the key; otherwise one is generated and returned so
- * the caller can print it once (it is stored only as a hash).
+ * the caller can print it once (it is stored only as a hash). The demo is
+ * created once (a `settings` marker), so deleting it keeps it deleted.
  */
-export async function bootstrap(db: Database, bootstrapApiKey: string | undefined, logger: Logger): Promise<BootstrapResult> {
+export async function bootstrap(db: Database, bootstrapApiKey: string | undefined, logger: Logger, opts: { demo?: boolean } = {}): Promise<BootstrapResult> {
   return db.transaction(async (c) => {
     // Two nodes starting together against one PostgreSQL must not both create a default account.
     await c.query('SELECT pg_advisory_xact_lock(72410002)')
@@ -24,6 +32,8 @@ export async function bootstrap(db: Database, bootstrapApiKey: string | undefine
     let generatedApiKey: string | undefined
     if (!account) {
       account = await accounts.create('default', 'default.callplane.local')
+      await accounts.setOperator(account.id)
+      account = { ...account, operator: true }
       logger.info({ accountId: account.id }, 'default account created')
       if (!bootstrapApiKey) {
         generatedApiKey = (await keys.create(account.id, 'bootstrap admin', ['admin'], null)).token
@@ -33,6 +43,37 @@ export async function bootstrap(db: Database, bootstrapApiKey: string | undefine
       await keys.create(account.id, 'bootstrap admin', ['admin'], null, bootstrapApiKey)
       logger.info({ accountId: account.id }, 'bootstrap API key installed from BOOTSTRAP_API_KEY')
     }
-    return generatedApiKey ? { account, generatedApiKey } : { account }
+    let demo: BootstrapResult['demo']
+    if (opts.demo !== false) {
+      const seeded = await c.query(`SELECT 1 FROM settings WHERE key = 'demo_seeded'`)
+      if (!seeded.rowCount) {
+        await c.query(`INSERT INTO settings (key, value) VALUES ('demo_seeded', 'true')`)
+        const taken = await new NumberRepository(c).findByNumber(DEMO_NUMBER)
+        if (!taken) {
+          const agent = await new AgentRepository(c).create(account.id, {
+            name: 'Demo agent',
+            type: 'pipeline',
+            greeting: 'Hello, this is the Callplane demo agent. Say something and I will answer.',
+            prompt: 'You are the Callplane demo agent. Be brief and friendly.',
+            language: 'en-US',
+            stt: { provider: 'pocketsphinx' },
+            llm: { provider: 'scripted' },
+            tts: { provider: 'espeak', voice: 'en-us' },
+            bargeIn: { enabled: true, minSpeechMs: 300, minWords: 0 },
+            silenceTimeoutSec: 30,
+            maxDurationSec: 600,
+            rules: [
+              { match: '\\b(bye|goodbye)\\b', reply: 'Goodbye!', hangup: true },
+              { match: '\\b(hello|hi)\\b', reply: 'Hello! How can I help you today?' },
+              { match: '.*', reply: 'I heard you. This is a demo, so I can only repeat that I am listening.' },
+            ],
+          })
+          const number = await new NumberRepository(c).create(account.id, { number: DEMO_NUMBER, name: 'Demo', target: { type: 'agent', id: agent.id } })
+          demo = { agentId: agent.id, numberId: number.id, number: DEMO_NUMBER }
+          logger.info({ agentId: agent.id, number: DEMO_NUMBER }, 'demo agent created')
+        }
+      }
+    }
+    return { account, ...(generatedApiKey ? { generatedApiKey } : {}), ...(demo ? { demo } : {}) }
   })
 }

@@ -1,0 +1,91 @@
+import type { Call } from '../store/calls.ts'
+
+/**
+ * The seam between the API and the live call machinery (sip/app, media,
+ * agent), which are built separately. Routes validate input, check the call
+ * belongs to the caller's account and is live, then call these methods. Any
+ * method may be absent: the route then answers 503 `unavailable`.
+ * Implementations throw CallControlError for expected failures.
+ */
+export interface CallControl {
+  /**
+   * Places an outbound call. The implementation creates the call record
+   * (CallRepository.create, status `queued`) and returns it at once; the
+   * lifecycle then proceeds asynchronously through the repository.
+   */
+  originate?(req: OriginateRequest): Promise<Call>
+  hangup?(call: Call, opts: { reason?: string | undefined }): Promise<void>
+  say?(call: Call, opts: { text: string; voice?: string | undefined; language?: string | undefined; bargeIn?: boolean | undefined }): Promise<ActionResult>
+  play?(call: Call, opts: { url: string; loop?: number | undefined }): Promise<ActionResult>
+  sendDtmf?(call: Call, opts: { digits: string; durationMs?: number | undefined; method?: 'rfc4733' | 'info' | undefined }): Promise<ActionResult>
+  startRecording?(call: Call, opts: { format?: 'wav' | undefined; channels?: 'mono' | 'dual' | undefined }): Promise<{ recordingId: string }>
+  stopRecording?(call: Call): Promise<ActionResult>
+  hold?(call: Call): Promise<ActionResult>
+  unhold?(call: Call): Promise<ActionResult>
+  mute?(call: Call, opts: { direction: MuteDirection }): Promise<ActionResult>
+  unmute?(call: Call, opts: { direction: MuteDirection }): Promise<ActionResult>
+  transfer?(call: Call, opts: { to: string; mode?: 'blind' | 'attended' | undefined }): Promise<ActionResult>
+  bridge?(call: Call, other: Call): Promise<ActionResult>
+  conferenceJoin?(call: Call, conferenceId: string, opts: { muted?: boolean | undefined }): Promise<ActionResult>
+  conferenceKick?(call: Call, conferenceId: string): Promise<ActionResult>
+  conferenceRecord?(conferenceId: string, accountId: string, on: boolean): Promise<{ recordingId?: string }>
+  /**
+   * Opens the call's media fork for `GET /v1/calls/:id/stream`. `send` delivers
+   * one message to the client (already encapsulated); the returned object
+   * takes the client's messages and closes the fork.
+   */
+  openStream?(call: Call, opts: { encapsulation: string; send: (msg: string | Buffer) => void; close: () => void }): Promise<MediaStreamHandle>
+}
+
+export interface MediaStreamHandle {
+  onMessage(msg: Buffer | string): void
+  close(): void
+}
+
+export type MuteDirection = 'in' | 'out' | 'both'
+
+export interface ActionResult {
+  /** Identifies an asynchronous action (a prompt being spoken, a recording). */
+  actionId?: string
+  [k: string]: unknown
+}
+
+export interface OriginateRequest {
+  accountId: string
+  from: string
+  to: string
+  agentId?: string | undefined
+  trunkId?: string | undefined
+  timeoutSec: number
+  record: boolean
+  metadata?: Record<string, string> | undefined
+}
+
+export type CallControlErrorCode = 'not_found' | 'invalid_state' | 'unsupported' | 'unavailable' | 'rejected' | 'busy'
+
+const STATUS: Record<CallControlErrorCode, number> = {
+  not_found: 404, invalid_state: 409, unsupported: 501, unavailable: 503, rejected: 422, busy: 429,
+}
+
+export class CallControlError extends Error {
+  readonly statusCode: number
+  constructor(readonly code: CallControlErrorCode, message: string, readonly details?: unknown) {
+    super(message)
+    this.name = 'CallControlError'
+    this.statusCode = STATUS[code]
+  }
+}
+
+/**
+ * A late-bound holder: the engine builds the API before (or independently of)
+ * the SIP app, which installs its implementation when ready.
+ */
+export class CallControlSlot {
+  private impl: CallControl | null = null
+  install(impl: CallControl | null): void {
+    this.impl = impl
+  }
+  get current(): CallControl | null {
+    return this.impl
+  }
+}

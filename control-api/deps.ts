@@ -1,0 +1,25 @@
+import type { Store } from '../store/index.ts'
+import type { CallControlSlot } from './call-control.ts'
+import { ApiError } from './errors.ts'
+
+/** What every /v1 route plugin gets. */
+export interface ApiDeps {
+  store: Store
+  callControl: CallControlSlot
+  /** Embedded/dev mode: webhook URLs may be plain http. */
+  allowInsecureWebhooks: boolean
+  /** Drops cached auth for a key (revocation takes effect at once on this node). */
+  invalidateKey: (keyId?: string) => void
+}
+
+export interface RouteOptions {
+  deps: ApiDeps
+}
+
+export const notFoundError = (what: string, id: string) => new ApiError(404, 'not_found', `${what} ${id} not found`)
+
+/** Returns the value or throws 404 (also for another account's resource: the repositories scope by account). */
+export function found<T>(v: T | null | undefined, what: string, id: string): T {
+  if (v === null || v === undefined) throw notFoundError(what, id)
+  return v
+}

@@ -1,0 +1,174 @@
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
+import type { TypeBoxRequestProvider } from '../schemas.ts'
+import { Type, type TSchema } from '@sinclair/typebox'
+import { CALL_STATUSES, isFinal, type Call } from '../../store/calls.ts'
+import { IdParams, Metadata, Nullable, PageQuery, StringEnum, Timestamp, errors, pageOf } from '../schemas.ts'
+import { found, type ApiDeps, type RouteOptions } from '../deps.ts'
+import { ApiError } from '../errors.ts'
+import { CallControlError, type CallControl } from '../call-control.ts'
+import { RecordingSchema } from './recordings.ts'
+
+const Status = StringEnum(CALL_STATUSES)
+const Direction = Type.Union([Type.Literal('inbound'), Type.Literal('outbound')])
+const Party = Type.String({ pattern: '^(\\+?[0-9*#]{2,20}|sips?:[^\\s]{3,300})$', description: 'E.164 number, short number or SIP URI' })
+
+const CallFields = {
+  id: Type.String({ format: 'uuid' }), accountId: Type.String({ format: 'uuid' }), direction: Direction, status: Status,
+  from: Type.String(), to: Type.String(), agentId: Nullable(Type.String()), numberId: Nullable(Type.String()), trunkId: Nullable(Type.String()),
+  extensionId: Nullable(Type.String()), conferenceId: Nullable(Type.String()), sipCallId: Nullable(Type.String()), nodeId: Nullable(Type.String()),
+  endedReason: Nullable(Type.String()), hangupBy: Nullable(Type.String()), summary: Nullable(Type.String()),
+  transcript: Type.Array(Type.Object({ role: Type.String(), text: Type.String(), offsetMs: Type.Optional(Type.Number()), final: Type.Optional(Type.Boolean()) })),
+  timings: Type.Array(Type.Record(Type.String(), Type.Unknown())),
+  quality: Nullable(Type.Record(Type.String(), Type.Unknown())),
+  metadata: Type.Record(Type.String(), Type.Unknown()),
+  createdAt: Timestamp, ringingAt: Nullable(Timestamp), answeredAt: Nullable(Timestamp), endedAt: Nullable(Timestamp),
+  duration: Nullable(Type.Integer({ description: 'Seconds from answer to end' })), updatedAt: Timestamp,
+}
+export const CallSchema = Type.Object(CallFields, { $id: 'Call' })
+const CallDetail = Type.Object({ ...CallFields, recordings: Type.Array(RecordingSchema) })
+
+const CallListQuery = Type.Object({
+  ...PageQuery.properties,
+  status: Type.Optional(Status),
+  direction: Type.Optional(Direction),
+  number: Type.Optional(Type.String({ maxLength: 320, description: 'Matches from or to' })),
+  agentId: Type.Optional(Type.String({ format: 'uuid' })),
+  after: Type.Optional(Type.String({ format: 'date-time', description: 'Created at or after' })),
+  before: Type.Optional(Type.String({ format: 'date-time', description: 'Created before' })),
+}, { additionalProperties: false })
+
+export const OriginateBody = Type.Object({
+  to: Party,
+  from: Party,
+  agentId: Type.Optional(Type.String({ format: 'uuid', description: 'Agent that handles the call once answered' })),
+  trunkId: Type.Optional(Type.String({ format: 'uuid', description: 'Force a trunk (else the outbound routes decide)' })),
+  timeout: Type.Optional(Type.Integer({ minimum: 5, maximum: 600, default: 30, description: 'Seconds to wait for answer' })),
+  record: Type.Optional(Type.Boolean({ default: false })),
+  metadata: Type.Optional(Metadata),
+}, { additionalProperties: false })
+
+const ActionAccepted = Type.Object({ callId: Type.String(), action: Type.String(), status: Type.Literal('accepted') }, { additionalProperties: true })
+const MuteDirection = Type.Union([Type.Literal('in'), Type.Literal('out'), Type.Literal('both')])
+
+/** Each call action: its body schema and how it reaches CallControl. */
+interface ActionDef {
+  path: string
+  summary: string
+  body?: TSchema
+  method: keyof CallControl
+  invoke: (cc: CallControl, call: Call, body: any, deps: ApiDeps, req: FastifyRequest) => Promise<Record<string, unknown> | void>
+}
+
+const ACTIONS: ActionDef[] = [
+  { path: 'hangup', summary: 'Hang up', method: 'hangup', body: Type.Object({ reason: Type.Optional(Type.String({ maxLength: 200 })) }, { additionalProperties: false }),
+    invoke: (cc, call, b) => cc.hangup!(call, { reason: b?.reason }) },
+  { path: 'say', summary: 'Speak text into the call (TTS)', method: 'say',
+    body: Type.Object({ text: Type.String({ minLength: 1, maxLength: 5000 }), voice: Type.Optional(Type.String({ maxLength: 200 })),
+      language: Type.Optional(Type.String({ maxLength: 35 })), bargeIn: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
+    invoke: (cc, call, b) => cc.say!(call, b) },
+  { path: 'play', summary: 'Play an audio file (URL) into the call', method: 'play',
+    body: Type.Object({ url: Type.String({ format: 'uri', pattern: '^(https?|file)://' }), loop: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })) }, { additionalProperties: false }),
+    invoke: (cc, call, b) => cc.play!(call, b) },
+  { path: 'dtmf', summary: 'Send DTMF digits (RFC 4733, or SIP INFO)', method: 'sendDtmf',
+    body: Type.Object({ digits: Type.String({ pattern: '^[0-9A-Da-d*#,wW]{1,64}$' }), durationMs: Type.Optional(Type.Integer({ minimum: 40, maximum: 2000 })),
+      method: Type.Optional(Type.Union([Type.Literal('rfc4733'), Type.Literal('info')])) }, { additionalProperties: false }),
+    invoke: (cc, call, b) => cc.sendDtmf!(call, b) },
+  { path: 'record/start', summary: 'Start recording', method: 'startRecording',
+    body: Type.Object({ format: Type.Optional(Type.Literal('wav')), channels: Type.Optional(Type.Union([Type.Literal('mono'), Type.Literal('dual')])) }, { additionalProperties: false }),
+    invoke: (cc, call, b) => cc.startRecording!(call, b ?? {}) },
+  { path: 'record/stop', summary: 'Stop recording', method: 'stopRecording', invoke: (cc, call) => cc.stopRecording!(call) },
+  { path: 'hold', summary: 'Put on hold (re-INVITE sendonly)', method: 'hold', invoke: (cc, call) => cc.hold!(call) },
+  { path: 'unhold', summary: 'Take off hold', method: 'unhold', invoke: (cc, call) => cc.unhold!(call) },
+  { path: 'mute', summary: 'Mute audio in a direction', method: 'mute',
+    body: Type.Object({ direction: Type.Optional(MuteDirection) }, { additionalProperties: false }),
+    invoke: (cc, call, b) => cc.mute!(call, { direction: b?.direction ?? 'both' }) },
+  { path: 'unmute', summary: 'Unmute audio in a direction', method: 'unmute',
+    body: Type.Object({ direction: Type.Optional(MuteDirection) }, { additionalProperties: false }),
+    invoke: (cc, call, b) => cc.unmute!(call, { direction: b?.direction ?? 'both' }) },
+  { path: 'transfer', summary: 'Transfer (REFER or re-dial) to a number or SIP URI', method: 'transfer',
+    body: Type.Object({ to: Party, mode: Type.Optional(Type.Union([Type.Literal('blind'), Type.Literal('attended')])) }, { additionalProperties: false }),
+    invoke: (cc, call, b) => cc.transfer!(call, b) },
+  { path: 'bridge', summary: 'Bridge this call with another live call', method: 'bridge',
+    body: Type.Object({ callId: Type.String({ format: 'uuid' }) }, { additionalProperties: false }),
+    invoke: async (cc, call, b, deps, req) => {
+      const other = found(await deps.store.calls.get(req.auth.accountId, b.callId), 'call', b.callId)
+      if (other.id === call.id) throw new ApiError(400, 'validation_failed', 'invalid body: /callId must be another call')
+      if (isFinal(other.status)) throw new ApiError(409, 'call_not_active', `call ${other.id} has ended (${other.status})`)
+      return cc.bridge!(call, other)
+    } },
+]
+
+export function controlOrUnavailable<K extends keyof CallControl>(deps: ApiDeps, method: K): CallControl {
+  const cc = deps.callControl.current
+  if (!cc || typeof cc[method] !== 'function') {
+    throw new ApiError(503, 'unavailable', `call control (${String(method)}) is not available on this node yet`)
+  }
+  return cc
+}
+
+export function mapControlError(err: unknown): never {
+  if (err instanceof CallControlError) throw new ApiError(err.statusCode, err.code, err.message, err.details)
+  throw err
+}
+
+/** /v1/calls: call records (calls:read) and live call control (calls:write). */
+export const callRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps }) => {
+  const app = base.withTypeProvider<TypeBoxRequestProvider>()
+  const { calls, recordings } = deps.store
+  const read = { scope: 'calls:read' as const }
+  const write = { scope: 'calls:write' as const }
+  const tags = ['calls']
+
+  const liveCall = async (accountId: string, id: string): Promise<Call> => {
+    const call = found(await calls.get(accountId, id), 'call', id)
+    if (isFinal(call.status)) throw new ApiError(409, 'call_not_active', `call ${id} has ended (${call.status})`, { status: call.status })
+    return call
+  }
+
+  app.get('/calls', { config: read, schema: { tags, summary: 'List calls, newest first', querystring: CallListQuery, response: { 200: pageOf(CallSchema), ...errors() } } },
+    async (req) => {
+      const { limit, cursor, ...filter } = req.query
+      if (filter.after && filter.before && filter.after >= filter.before) throw new ApiError(400, 'validation_failed', 'invalid querystring: after must be earlier than before')
+      return calls.list(req.auth.accountId, filter, { limit, cursor })
+    })
+  app.get('/calls/:id', { config: read, schema: { tags, summary: 'Get a call with transcript, timings, quality and recordings', params: IdParams, response: { 200: CallDetail, ...errors(404) } } },
+    async (req) => {
+      const call = found(await calls.get(req.auth.accountId, req.params.id), 'call', req.params.id)
+      return { ...call, recordings: await recordings.listForCall(req.auth.accountId, call.id) }
+    })
+  app.post('/calls', { config: write, schema: { tags, summary: 'Place an outbound call', body: OriginateBody, response: { 201: CallSchema, ...errors(409, 422, 503) } } },
+    async (req, reply) => {
+      const b = req.body
+      if (b.agentId && !(await deps.store.agents.get(req.auth.accountId, b.agentId))) throw new ApiError(400, 'invalid_reference', 'agentId: no such agent in this account', { field: 'agentId' })
+      if (b.trunkId && !(await deps.store.trunks.get(req.auth.accountId, b.trunkId))) throw new ApiError(400, 'invalid_reference', 'trunkId: no such trunk in this account', { field: 'trunkId' })
+      const cc = controlOrUnavailable(deps, 'originate')
+      const call = await cc.originate!({
+        accountId: req.auth.accountId, from: b.from, to: b.to, agentId: b.agentId, trunkId: b.trunkId,
+        timeoutSec: b.timeout ?? 30, record: b.record ?? false, metadata: b.metadata,
+      }).catch(mapControlError)
+      return reply.code(201).send(call)
+    })
+  app.delete('/calls/:id', { config: write, schema: { tags, summary: 'End a call (Telefon shape)', params: IdParams, response: { 204: Type.Null(), ...errors(404, 409, 503) } } },
+    async (req, reply) => {
+      const call = await liveCall(req.auth.accountId, req.params.id)
+      const cc = controlOrUnavailable(deps, 'hangup')
+      await cc.hangup!(call, { reason: 'api' }).catch(mapControlError)
+      return reply.code(204).send(null)
+    })
+
+  for (const a of ACTIONS) {
+    app.post(`/calls/:id/${a.path}`, {
+      config: write,
+      // Actions whose fields are all optional accept an empty body.
+      preValidation: async (req) => {
+        if (req.body === undefined || req.body === null) req.body = {}
+      },
+      schema: { tags, summary: a.summary, params: IdParams, ...(a.body ? { body: a.body } : {}), response: { 202: ActionAccepted, ...errors(404, 409, 422, 501, 503) } },
+    }, async (req, reply) => {
+      const call = await liveCall(req.auth.accountId, req.params.id)
+      const cc = controlOrUnavailable(deps, a.method)
+      const result = await a.invoke(cc, call, req.body, deps, req).catch(mapControlError)
+      return reply.code(202).send({ ...(result ?? {}), callId: call.id, action: a.path, status: 'accepted' })
+    })
+  }
+}

@@ -1,0 +1,102 @@
+import type { FastifyPluginAsync } from 'fastify'
+import type { TypeBoxRequestProvider } from '../schemas.ts'
+import { Type } from '@sinclair/typebox'
+import { EVENT_TYPES, type CallplaneEvent, type EventType } from '../../store/outbox.ts'
+import { isFinal } from '../../store/calls.ts'
+import { found, type RouteOptions } from '../deps.ts'
+import { ApiError } from '../errors.ts'
+import { controlOrUnavailable, mapControlError } from './calls.ts'
+import type { MediaStreamHandle } from '../call-control.ts'
+
+const EventsQuery = Type.Object({
+  types: Type.Optional(Type.String({ maxLength: 1000, description: `Comma-separated event types (${EVENT_TYPES.join(', ')}); a trailing * matches a prefix, e.g. call.*` })),
+  callId: Type.Optional(Type.String({ format: 'uuid', description: 'Only this call\'s events' })),
+  token: Type.Optional(Type.String({ description: 'API key, for clients that cannot send headers' })),
+}, { additionalProperties: false })
+
+const StreamQuery = Type.Object({
+  encapsulation: Type.Optional(Type.Union([Type.Literal('twilio'), Type.Literal('raw')], { default: 'twilio', description: 'twilio: Twilio Media Streams JSON; raw: binary L16 frames' })),
+  token: Type.Optional(Type.String()),
+}, { additionalProperties: false })
+
+/** Parses `types`; throws 400 naming any unknown type. */
+export function parseTypeFilter(types: string | undefined): ((t: EventType) => boolean) | null {
+  if (!types) return null
+  const parts = types.split(',').map((s) => s.trim()).filter(Boolean)
+  const exact = new Set<string>()
+  const prefixes: string[] = []
+  for (const p of parts) {
+    if (p.endsWith('*')) prefixes.push(p.slice(0, -1))
+    else if ((EVENT_TYPES as readonly string[]).includes(p)) exact.add(p)
+    else throw new ApiError(400, 'validation_failed', `invalid querystring: unknown event type "${p}"`, { allowed: EVENT_TYPES })
+  }
+  return (t) => exact.has(t) || prefixes.some((p) => t.startsWith(p))
+}
+
+/**
+ * GET /v1/events (WebSocket): the account's events as JSON messages, as they
+ * commit, filtered by type and call. GET /v1/calls/:id/stream (WebSocket): the
+ * call's media fork, through CallControl.openStream.
+ */
+export const eventRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps }) => {
+  const app = base.withTypeProvider<TypeBoxRequestProvider>()
+  const tags = ['events']
+
+  app.get('/events', {
+    websocket: true,
+    config: { scope: 'calls:read', queryToken: true },
+    schema: { tags, summary: 'Event stream (WebSocket): {id,type,accountId,callId,createdAt,data} per message', querystring: EventsQuery },
+    preValidation: async (req) => {
+      parseTypeFilter((req.query as { types?: string }).types)
+    },
+  }, (socket, req) => {
+    const q = req.query as { types?: string; callId?: string }
+    const match = parseTypeFilter(q.types)
+    const accountId = req.auth.accountId
+    const unsubscribe = deps.store.bus.subscribe((evt: CallplaneEvent) => {
+      if (evt.accountId !== accountId) return
+      if (q.callId && evt.callId !== q.callId) return
+      if (match && !match(evt.type)) return
+      if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(evt))
+    })
+    socket.on('close', unsubscribe)
+    socket.on('error', unsubscribe)
+    socket.send(JSON.stringify({ type: 'subscribed', filter: { types: q.types ?? '*', callId: q.callId ?? null } }))
+  })
+
+  app.get('/calls/:id/stream', {
+    websocket: true,
+    config: { scope: 'calls:write', queryToken: true },
+    schema: { tags: ['calls'], summary: 'Media stream of a live call (WebSocket, Twilio Media Streams format)', params: Type.Object({ id: Type.String({ format: 'uuid' }) }), querystring: StreamQuery },
+    preHandler: async (req) => {
+      const id = (req.params as { id: string }).id
+      const call = found(await deps.store.calls.get(req.auth.accountId, id), 'call', id)
+      if (isFinal(call.status)) throw new ApiError(409, 'call_not_active', `call ${id} has ended (${call.status})`)
+      controlOrUnavailable(deps, 'openStream')
+    },
+  }, async (socket, req) => {
+    const id = (req.params as { id: string }).id
+    const encapsulation = (req.query as { encapsulation?: string }).encapsulation ?? 'twilio'
+    const call = await deps.store.calls.get(req.auth.accountId, id)
+    const cc = deps.callControl.current
+    if (!call || !cc?.openStream) return socket.close(1011, 'call control unavailable')
+    let handle: MediaStreamHandle | null = null
+    const pending: Array<Buffer | string> = []
+    socket.on('message', (m: Buffer, isBinary: boolean) => {
+      const msg = isBinary ? m : m.toString('utf8')
+      if (handle) handle.onMessage(msg)
+      else pending.push(msg)
+    })
+    socket.on('close', () => handle?.close())
+    try {
+      handle = await cc.openStream(call, {
+        encapsulation,
+        send: (msg) => { if (socket.readyState === socket.OPEN) socket.send(msg) },
+        close: () => socket.close(1000, 'stream ended'),
+      }).catch(mapControlError)
+      for (const m of pending.splice(0)) handle.onMessage(m)
+    } catch (err) {
+      socket.close(1011, (err as Error).message.slice(0, 120))
+    }
+  })
+}

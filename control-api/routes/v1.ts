@@ -1,0 +1,48 @@
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
+import websocket from '@fastify/websocket'
+import { installAuth, type AuthOptions } from '../auth.ts'
+import type { ApiDeps } from '../deps.ts'
+import type { Store } from '../../store/index.ts'
+import type { CallControlSlot } from '../call-control.ts'
+import { accountRoutes } from './accounts.ts'
+import { apiKeyRoutes } from './api-keys.ts'
+import { agentRoutes } from './agents.ts'
+import { numberRoutes } from './numbers.ts'
+import { trunkRoutes } from './trunks.ts'
+import { carrierRouteRoutes } from './carrier-routes.ts'
+import { extensionRoutes } from './extensions.ts'
+import { toolRoutes } from './tools.ts'
+import { webhookRoutes } from './webhooks.ts'
+import { callRoutes } from './calls.ts'
+import { recordingRoutes } from './recordings.ts'
+import { conferenceRoutes } from './conferences.ts'
+import { eventRoutes } from './events.ts'
+
+export interface V1Options {
+  store: Store
+  callControl: CallControlSlot
+  allowInsecureWebhooks: boolean
+  rateLimit?: AuthOptions['rateLimit']
+  authCacheTtlMs?: number
+}
+
+/** Everything under /v1: auth + rate limit, then one plugin per route group. */
+const v1: FastifyPluginAsync<V1Options> = async (app, opts) => {
+  await app.register(websocket, { options: { maxPayload: 1024 * 1024 } })
+  const auth = await installAuth(app, {
+    apiKeys: opts.store.apiKeys, accounts: opts.store.accounts,
+    ...(opts.rateLimit !== undefined ? { rateLimit: opts.rateLimit } : {}),
+    ...(opts.authCacheTtlMs !== undefined ? { cacheTtlMs: opts.authCacheTtlMs } : {}),
+  })
+  const deps: ApiDeps = { store: opts.store, callControl: opts.callControl, allowInsecureWebhooks: opts.allowInsecureWebhooks, invalidateKey: auth.invalidate }
+  for (const plugin of [accountRoutes, apiKeyRoutes, agentRoutes, numberRoutes, trunkRoutes, carrierRouteRoutes, extensionRoutes, toolRoutes, webhookRoutes, callRoutes, recordingRoutes, conferenceRoutes, eventRoutes]) {
+    await app.register(plugin, { deps })
+  }
+}
+
+/** The `registerRoutes` callback for buildApiServer. */
+export function v1Routes(opts: V1Options): (app: FastifyInstance) => Promise<void> {
+  return async (app) => {
+    await app.register(v1, { ...opts, prefix: '/v1' })
+  }
+}

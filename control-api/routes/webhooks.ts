@@ -1,0 +1,65 @@
+import type { FastifyPluginAsync } from 'fastify'
+import type { TypeBoxRequestProvider } from '../schemas.ts'
+import { Type } from '@sinclair/typebox'
+import { EVENT_TYPES } from '../../store/outbox.ts'
+import { IdParams, Nullable, PageQuery, Timestamp, crudResponses, errors } from '../schemas.ts'
+import { found, type RouteOptions } from '../deps.ts'
+import { ApiError } from '../errors.ts'
+
+export const EventTypeSchema = Type.Union(EVENT_TYPES.map((e) => Type.Literal(e)))
+const Url = Type.String({ format: 'uri', pattern: '^https?://', maxLength: 2000, description: 'HTTPS URL receiving the POSTs (plain http only in the embedded mode)' })
+const Events = Type.Array(EventTypeSchema, { minItems: 1, maxItems: EVENT_TYPES.length, description: 'Event types to subscribe to' })
+
+export const WebhookCreate = Type.Object({
+  url: Url, events: Events, description: Type.Optional(Type.String({ maxLength: 500 })), enabled: Type.Optional(Type.Boolean()),
+}, { additionalProperties: false })
+export const WebhookUpdate = Type.Object({
+  url: Type.Optional(Url), events: Type.Optional(Events), description: Type.Optional(Nullable(Type.String({ maxLength: 500 }))),
+  enabled: Type.Optional(Type.Boolean({ description: 'true re-enables and resets failureCount' })),
+}, { additionalProperties: false, minProperties: 1 })
+const WebhookFields = {
+  id: Type.String({ format: 'uuid' }), accountId: Type.String({ format: 'uuid' }), url: Type.String(), events: Type.Array(Type.String()),
+  description: Nullable(Type.String()), enabled: Type.Boolean(), failureCount: Type.Integer(), lastDeliveredAt: Nullable(Timestamp),
+  lastFailedAt: Nullable(Timestamp), disabledReason: Nullable(Type.String()), createdAt: Timestamp, updatedAt: Timestamp,
+}
+export const WebhookSchema = Type.Object(WebhookFields, { $id: 'Webhook' })
+const WebhookCreated = Type.Object({ ...WebhookFields, secret: Type.String({ description: 'Standard Webhooks signing secret (whsec_…), shown only here' }) })
+const R = crudResponses(WebhookSchema)
+
+/** /v1/webhooks (Fonella shape, Standard Webhooks signatures, at most 10). Scope webhooks:manage. */
+export const webhookRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps }) => {
+  const app = base.withTypeProvider<TypeBoxRequestProvider>()
+  const repo = deps.store.webhooks
+  const config = { scope: 'webhooks:manage' as const }
+  const tags = ['webhooks']
+  const checkUrl = (url: string | undefined) => {
+    if (url && !deps.allowInsecureWebhooks && !url.startsWith('https://')) {
+      throw new ApiError(400, 'validation_failed', 'invalid body: /url must use https', [{ path: '/url', message: 'must use https' }])
+    }
+  }
+  app.get('/webhooks', { config, schema: { tags, summary: 'List webhooks', querystring: PageQuery, response: R.list } },
+    async (req) => repo.list(req.auth.accountId, req.query))
+  app.post('/webhooks', { config, schema: { tags, summary: 'Create a webhook; the signing secret is returned once', body: WebhookCreate, response: { 201: WebhookCreated, ...errors(409) } } },
+    async (req, reply) => {
+      checkUrl(req.body.url)
+      const { webhook, secret } = await repo.create(req.auth.accountId, req.body)
+      return reply.code(201).send({ ...webhook, secret })
+    })
+  app.get('/webhooks/:id', { config, schema: { tags, summary: 'Get a webhook', params: IdParams, response: R.one } },
+    async (req) => found(await repo.get(req.auth.accountId, req.params.id), 'webhook', req.params.id))
+  app.get('/webhooks/:id/deliveries', {
+    config, schema: { tags, summary: 'Delivery counts by status', params: IdParams, response: { 200: Type.Record(Type.String(), Type.Integer()), ...errors(404) } },
+  }, async (req) => {
+    found(await repo.get(req.auth.accountId, req.params.id), 'webhook', req.params.id)
+    return repo.deliveryStats(req.auth.accountId, req.params.id)
+  })
+  app.patch('/webhooks/:id', { config, schema: { tags, summary: 'Update a webhook; re-enabling resets failureCount', params: IdParams, body: WebhookUpdate, response: R.updated } },
+    async (req) => {
+      checkUrl(req.body.url)
+      return found(await repo.update(req.auth.accountId, req.params.id, req.body as never), 'webhook', req.params.id)
+    })
+  app.delete('/webhooks/:id', { config, schema: { tags, summary: 'Delete a webhook', params: IdParams, response: R.deleted } }, async (req, reply) => {
+    found((await repo.delete(req.auth.accountId, req.params.id)) || null, 'webhook', req.params.id)
+    return reply.code(204).send(null)
+  })
+}

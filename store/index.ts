@@ -1,0 +1,60 @@
+import type { Logger } from 'pino'
+import type { Database } from './database.ts'
+import { AccountRepository } from './accounts.ts'
+import { ApiKeyRepository } from './api-keys.ts'
+import { AgentRepository } from './agents.ts'
+import { CallRepository } from './calls.ts'
+import { ConferenceRepository } from './conferences.ts'
+import { ExtensionRepository } from './extensions.ts'
+import { NumberRepository } from './numbers.ts'
+import { EventBus, Outbox } from './outbox.ts'
+import { RecordingRepository } from './recordings.ts'
+import { RouteRepository } from './routes.ts'
+import type { SecretBox } from './secrets.ts'
+import { ToolRepository } from './tools.ts'
+import { TrunkRepository } from './trunks.ts'
+import { WebhookRepository } from './webhooks.ts'
+
+/** Every repository over one database, plus the outbox and the in-process event bus. */
+export interface Store {
+  db: Database
+  bus: EventBus
+  outbox: Outbox
+  accounts: AccountRepository
+  apiKeys: ApiKeyRepository
+  agents: AgentRepository
+  numbers: NumberRepository
+  trunks: TrunkRepository
+  routes: RouteRepository
+  extensions: ExtensionRepository
+  tools: ToolRepository
+  webhooks: WebhookRepository
+  calls: CallRepository
+  recordings: RecordingRepository
+  conferences: ConferenceRepository
+}
+
+export function createStore(db: Database, secrets: SecretBox, logger: Logger): Store {
+  const pool = db.pool
+  const bus = new EventBus()
+  const outbox = new Outbox(db, bus, logger)
+  const accounts = new AccountRepository(pool)
+  const realm = (id: string) => accounts.realm(id)
+  return {
+    db, bus, outbox, accounts,
+    apiKeys: new ApiKeyRepository(pool),
+    agents: new AgentRepository(pool),
+    numbers: new NumberRepository(pool),
+    trunks: new TrunkRepository(pool, secrets, realm),
+    routes: new RouteRepository(pool),
+    extensions: new ExtensionRepository(pool, realm),
+    tools: new ToolRepository(pool),
+    webhooks: new WebhookRepository(pool, secrets),
+    calls: new CallRepository(pool, outbox),
+    recordings: new RecordingRepository(pool, outbox),
+    conferences: new ConferenceRepository(pool),
+  }
+}
+
+export type { Database } from './database.ts'
+export type { CallplaneEvent, EventType } from './outbox.ts'

@@ -1,0 +1,128 @@
+import { EventEmitter } from 'node:events'
+import { randomUUID } from 'node:crypto'
+import type pg from 'pg'
+import type { Logger } from 'pino'
+import type { Database } from './database.ts'
+
+export const EVENT_TYPES = [
+  'call.started', 'call.ringing', 'call.answered', 'call.ended', 'call.failed', 'call.transcript',
+  'call.speech_update', 'call.tool_call', 'call.dtmf', 'call.summary', 'call.recording.ready', 'registration.changed',
+] as const
+export type EventType = (typeof EVENT_TYPES)[number]
+
+/** One announced state change, as webhooks and the events WebSocket carry it. */
+export interface CallplaneEvent {
+  id: string
+  type: EventType
+  accountId: string
+  callId: string | null
+  createdAt: string
+  data: Record<string, unknown>
+}
+
+export type Emit = (accountId: string, type: EventType, data: Record<string, unknown>, callId?: string | null) => Promise<CallplaneEvent>
+
+const NOTIFY_CHANNEL = 'callplane_events'
+
+/** In-process fan-out of committed events (WebSockets, the webhook worker). */
+export class EventBus {
+  private readonly ee = new EventEmitter()
+  constructor() {
+    this.ee.setMaxListeners(0)
+  }
+  publish(evt: CallplaneEvent): void {
+    this.ee.emit('event', evt)
+  }
+  subscribe(fn: (evt: CallplaneEvent) => void): () => void {
+    this.ee.on('event', fn)
+    return () => this.ee.off('event', fn)
+  }
+}
+
+interface EventRow { id: string; type: string; account_id: string; call_id: string | null; created_at: Date; data: Record<string, unknown> }
+export const toEvent = (r: EventRow): CallplaneEvent => ({
+  id: r.id, type: r.type as EventType, accountId: r.account_id, callId: r.call_id, createdAt: r.created_at.toISOString(), data: r.data,
+})
+
+/**
+ * The transactional outbox. `transaction(fn)` gives `fn` a client and an `emit`
+ * that writes the event row and one pending delivery per subscribed, enabled
+ * webhook, all in the caller's transaction. After COMMIT the events reach the
+ * in-process bus; on a real PostgreSQL they go through NOTIFY instead, so every
+ * node's bus (and its WebSocket clients) sees every node's events.
+ */
+export class Outbox {
+  private listener: pg.Client | null = null
+  private stopped = false
+
+  constructor(
+    private readonly db: Database,
+    readonly bus: EventBus,
+    private readonly logger: Logger,
+  ) {}
+
+  get usesNotify(): boolean {
+    return this.db.mode === 'postgres'
+  }
+
+  async transaction<T>(fn: (c: pg.PoolClient, emit: Emit) => Promise<T>): Promise<T> {
+    const emitted: CallplaneEvent[] = []
+    const out = await this.db.transaction(async (c) => {
+      const emit: Emit = async (accountId, type, data, callId = null) => {
+        const evt = await writeEvent(c, accountId, type, data, callId)
+        if (this.usesNotify) await c.query('SELECT pg_notify($1, $2)', [NOTIFY_CHANNEL, evt.id])
+        emitted.push(evt)
+        return evt
+      }
+      return fn(c, emit)
+    })
+    if (!this.usesNotify) for (const e of emitted) this.bus.publish(e)
+    return out
+  }
+
+  /** On real PostgreSQL: LISTEN on a dedicated connection and republish locally. */
+  async start(): Promise<void> {
+    if (!this.usesNotify || this.listener) return
+    const opts = this.db.pool.options
+    const client = new (await import('pg')).default.Client({ ...opts })
+    client.on('error', (err) => this.logger.error({ err }, 'event listener connection error'))
+    client.on('notification', (msg) => {
+      if (msg.channel !== NOTIFY_CHANNEL || !msg.payload) return
+      this.db.pool.query<EventRow>('SELECT * FROM events WHERE id = $1', [msg.payload]).then(({ rows }) => {
+        if (rows[0]) this.bus.publish(toEvent(rows[0]))
+      }, (err: unknown) => this.logger.warn({ err }, 'event fetch after NOTIFY failed'))
+    })
+    await client.connect()
+    await client.query(`LISTEN ${NOTIFY_CHANNEL}`)
+    this.listener = client
+    client.on('end', () => {
+      this.listener = null
+      if (!this.stopped) setTimeout(() => void this.start().catch((err: unknown) => this.logger.error({ err }, 'event listener reconnect failed')), 1000).unref()
+    })
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true
+    const l = this.listener
+    this.listener = null
+    if (l) await l.end().catch(() => {})
+  }
+}
+
+/** Writes an event and its pending webhook deliveries with the given client (inside a transaction). */
+export async function writeEvent(
+  c: Pick<pg.PoolClient, 'query'>, accountId: string, type: EventType, data: Record<string, unknown>, callId: string | null,
+): Promise<CallplaneEvent> {
+  const id = randomUUID()
+  const { rows } = await c.query<EventRow>(
+    'INSERT INTO events (id, account_id, type, call_id, data) VALUES ($1, $2, $3, $4, $5) RETURNING *',
+    [id, accountId, type, callId, JSON.stringify(data)],
+  )
+  await c.query(
+    `INSERT INTO webhook_deliveries (id, account_id, webhook_id, event_id)
+     SELECT gen_random_uuid(), account_id, id, $2 FROM webhooks
+      WHERE account_id = $1 AND enabled AND $3 = ANY(events)`,
+    [accountId, id, type],
+  )
+  return toEvent(rows[0]!)
+}
