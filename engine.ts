@@ -9,6 +9,12 @@ import { createSipServer, type SipServer } from './sip/server/index.ts'
 import { SipApp, type DrachtioTarget } from './sip/app/sip-app.ts'
 import { buildApiServer } from './control-api/app.ts'
 import { HealthRegistry } from './control-api/health.ts'
+import { join } from 'node:path'
+import { createStore, type Store } from './store/index.ts'
+import { SecretBox } from './store/secrets.ts'
+import { v1Routes } from './control-api/routes/v1.ts'
+import { CallControlSlot } from './control-api/call-control.ts'
+import { WebhookWorker } from './control-api/webhook-worker.ts'
 
 /** What a started engine tells its operator: one line per listener. */
 export interface EngineListeners {
@@ -27,6 +33,11 @@ export interface EngineListeners {
 export class Engine {
   private draining = false
   private stopped = false
+  /** Repositories, outbox and event bus (set by start). sip/app records calls through store.calls. */
+  store!: Store
+  /** sip/app installs its CallControl here; the API answers 503 until it does. */
+  readonly callControl = new CallControlSlot()
+  webhookWorker!: WebhookWorker
 
   private constructor(
     readonly config: Config,
@@ -51,6 +62,10 @@ export class Engine {
       await migrate(db, logger.child({ component: 'store' }))
       const boot = await bootstrap(db, config.bootstrapApiKey, logger.child({ component: 'store' }))
       health.register('store', async () => ({ status: (await db.ping()) ? 'up' : 'down', detail: { mode: db.mode } }))
+      const store = createStore(db, SecretBox.fromEnvOrFile(process.env.SECRETS_KEY, join(config.dataDir, 'secrets.key')), logger.child({ component: 'store' }))
+      await store.outbox.start()
+      started.push(() => store.outbox.stop())
+      const callControl = new CallControlSlot()
 
       let sipServer: SipServer | null = null
       let target: DrachtioTarget
@@ -89,9 +104,13 @@ export class Engine {
         registry,
         health,
         isDraining: () => engine?.draining ?? false,
+        registerRoutes: v1Routes({ store, callControl, allowInsecureWebhooks: db.mode === 'embedded' }),
       })
       await api.listen({ host: config.httpHost, port: config.httpPort })
       started.push(() => api.close())
+      const webhookWorker = new WebhookWorker({ store, logger: logger.child({ component: 'webhooks' }) })
+      webhookWorker.start()
+      started.push(() => webhookWorker.stop())
       const httpAddr = api.server.address()
       const httpPort = typeof httpAddr === 'object' && httpAddr ? httpAddr.port : config.httpPort
 
@@ -103,6 +122,9 @@ export class Engine {
         rtp: `${config.rtpPortMin}-${config.rtpPortMax}${config.rtpengineNg ? ` via rtpengine ${config.rtpengineNg}` : ''}`,
       }
       engine = new Engine(config, logger, registry, db, sipServer, sipApp, api, listeners, boot.generatedApiKey)
+      engine.store = store
+      engine.webhookWorker = webhookWorker
+      ;(engine as { callControl: CallControlSlot }).callControl = callControl
       return engine
     } catch (err) {
       for (const stop of started.reverse()) await stop().catch(() => {})
@@ -125,9 +147,11 @@ export class Engine {
     const log = this.logger.child({ component: 'engine' })
     log.info({ activeCalls: this.sipApp.activeCalls }, 'draining')
     await this.sipApp.drain()
+    await this.webhookWorker.stop()
     await this.api.close()
     await this.sipApp.stop()
     if (this.sipServer) await this.sipServer.stop()
+    await this.store.outbox.stop()
     await this.db.close()
     log.info('stopped')
   }
