@@ -34,6 +34,8 @@ export interface JitterBufferStats {
   late: number
   duplicates: number
   overflows: number
+  /** Frames concealed while waiting for a late packet. */
+  expands: number
   underruns: number
   skewDrops: number
   resets: number
@@ -51,6 +53,8 @@ export interface JitterBufferOptions {
 }
 
 const EMPTY = -1
+/** Frames concealed in a row on an empty buffer before declaring an underrun. */
+const MAX_EXPAND = 3
 
 export class JitterBuffer {
   private readonly slots: number
@@ -70,9 +74,10 @@ export class JitterBuffer {
   private highSeq = 0
   private started = false
   private overTargetTicks = 0
+  private expandRun = 0
   private readonly result: PopResult = { kind: 'empty', payload: new Uint8Array(0), sequence: 0, timestamp: 0, marker: false }
   readonly stats: JitterBufferStats = {
-    pushed: 0, played: 0, lost: 0, late: 0, duplicates: 0, overflows: 0, underruns: 0, skewDrops: 0, resets: 0, depth: 0, targetDepth: 0,
+    pushed: 0, played: 0, lost: 0, late: 0, duplicates: 0, overflows: 0, expands: 0, underruns: 0, skewDrops: 0, resets: 0, depth: 0, targetDepth: 0,
   }
 
   constructor(opts: JitterBufferOptions = {}) {
@@ -165,11 +170,20 @@ export class JitterBuffer {
       while (this.seqs[this.nextSeq & this.mask] !== this.nextSeq) this.nextSeq = (this.nextSeq + 1) & 0xffff
     }
     if (this.count === 0) {
+      // Nothing buffered: conceal in place without consuming the sequence
+      // number (the packet may just be late, and then still plays). After a
+      // few frames of this the stream has stopped (DTX, hold): re-buffer.
+      if (++this.expandRun <= MAX_EXPAND) {
+        this.stats.expands++
+        r.kind = 'lost'
+        return r
+      }
       this.playing = false
       this.stats.underruns++
       r.kind = 'empty'
       return r
     }
+    this.expandRun = 0
     // Clock skew / post-spike drain: depth persistently above target.
     if (this.depth > this.target + 2) {
       if (++this.overTargetTicks >= 50) {
@@ -215,5 +229,6 @@ export class JitterBuffer {
     this.playing = false
     this.started = false
     this.overTargetTicks = 0
+    this.expandRun = 0
   }
 }
