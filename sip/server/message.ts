@@ -6,6 +6,8 @@
  * on demand (`getAll`). Compact header forms are expanded on parse (§7.3.3).
  */
 
+export const MAGIC_COOKIE = 'z9hG4bK'
+
 export class SipParseError extends Error {
   constructor(message: string, readonly partial?: SipMessage) {
     super(message)
@@ -237,14 +239,13 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipMessage {
     }
   }
   const head = buf.toString('utf8', 0, sep)
-  if (head.includes('\u0000')) throw new SipParseError('Bad Request - NUL in headers')
   const rawLines = head.split(/\r?\n/)
   // RFC 3261 §7.5: ignore leading CRLFs before the start line.
   while (rawLines.length && rawLines[0] === '') rawLines.shift()
   if (rawLines.length === 0) throw new SipParseError('Empty Message')
   const startLine = rawLines.shift()!
   const m = new SipMessage()
-  parseStartLine(startLine, m)
+  const badVersion = parseStartLine(startLine, m)
 
   // Unfold continuation lines (§7.3.1).
   const lines: string[] = []
@@ -261,6 +262,7 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipMessage {
     if (!TOKEN_RE.test(name)) throw new SipParseError('Malformed Header Name', m)
     m.headers.push({ name: canonicalName(name), value: line.slice(colon + 1).trim() })
   }
+  if (badVersion) throw new SipParseError('Version Not Supported', m)
 
   const bodyStart = Math.min(buf.length, sep + sepLen)
   const available = buf.length - bodyStart
@@ -282,7 +284,7 @@ export function parseMessage(buf: Buffer, opts: ParseOptions = {}): SipMessage {
   return m
 }
 
-function parseStartLine(line: string, m: SipMessage): void {
+function parseStartLine(line: string, m: SipMessage): boolean {
   if (/^SIP\//i.test(line)) {
     const r = /^SIP\/(\d+\.\d+) (\d{3})(?: (.*))?$/i.exec(line)
     if (!r) throw new SipParseError('Bad Status Line')
@@ -292,7 +294,7 @@ function parseStartLine(line: string, m: SipMessage): void {
     m.isRequest = false
     m.status = code
     m.reason = r[3] ?? ''
-    return
+    return false
   }
   const parts = line.split(' ')
   if (parts.length !== 3) throw new SipParseError('Bad Request Line')
@@ -302,12 +304,9 @@ function parseStartLine(line: string, m: SipMessage): void {
   m.method = method
   m.uri = uri
   if (!/^SIP\/\d+\.\d+$/i.test(version)) throw new SipParseError('Bad Request Line')
-  if (version.toUpperCase() !== 'SIP/2.0') {
-    // §8.2.1-ish: version mismatch is answered 505; signalled through the error's reason.
-    const e = new SipParseError('Version Not Supported', m)
-    throw e
-  }
   if (!/^[A-Za-z][A-Za-z0-9+\-.]*:\S+$/.test(uri)) throw new SipParseError('Bad Request-URI', m)
+  // §8.2 / §21.5.6: an unsupported version is answered 505 once the headers are read.
+  return version.toUpperCase() !== 'SIP/2.0'
 }
 
 // ---- header value helpers --------------------------------------------------
@@ -335,7 +334,9 @@ export function parseNameAddr(value: string): NameAddr | undefined {
     const gt = v.indexOf('>', lt)
     if (gt < 0) return undefined
     if (!display) display = v.slice(0, lt).trim()
-    uri = v.slice(lt + 1, gt).trim()
+    uri = v.slice(lt + 1, gt)
+    // RFC 4475 §3.1.2.15 (badaspec): no whitespace inside the angle brackets.
+    if (uri !== uri.trim()) return undefined
     rest = v.slice(gt + 1)
     bracketed = true
   } else {
@@ -344,7 +345,11 @@ export function parseNameAddr(value: string): NameAddr | undefined {
     const semi = v.indexOf(';')
     uri = (semi >= 0 ? v.slice(0, semi) : v).trim()
     rest = semi >= 0 ? v.slice(semi) : ''
+    // §20.10: a URI with '?', ',' or ';' must be bracketed, so an addr-spec cannot carry headers.
+    if (uri.includes('?') || uri.includes(',')) return undefined
   }
+  // Empty parameters (';;') are malformed (RFC 4475 badinv01).
+  if (/;\s*(;|$)/.test(rest)) return undefined
   if (!/^[A-Za-z][A-Za-z0-9+\-.]*:/.test(uri)) return undefined
   return { display, uri, params: parseParams(rest), bracketed }
 }
@@ -398,13 +403,21 @@ export interface SipUri { scheme: string; user?: string; password?: string; host
 
 /** Parses sip:/sips: URIs (§19.1.1); other schemes return undefined. */
 export function parseUri(uri: string): SipUri | undefined {
-  const r = /^(sips?):(?:([^@:;?]*)(?::([^@;?]*))?@)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)(?::(\d{1,5}))?((?:;[^?]*)?)(?:\?(.*))?$/i.exec(uri.trim())
+  // userinfo may hold almost anything but '@' (RFC 4475 intmeth), so it is everything before the '@'.
+  const r = /^(sips?):(?:([^@]*)@)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-_.]+)(?::(\d{1,5}))?((?:;[^?]*)?)(?:\?(.*))?$/i.exec(uri.trim())
   if (!r) return undefined
-  const port = r[5] ? Number(r[5]) : undefined
+  const port = r[4] ? Number(r[4]) : undefined
   if (port !== undefined && (port < 1 || port > 65535)) return undefined
+  let user: string | undefined
+  let password: string | undefined
+  if (r[2] !== undefined) {
+    const colon = r[2].indexOf(':')
+    user = colon >= 0 ? r[2].slice(0, colon) : r[2]
+    password = colon >= 0 ? r[2].slice(colon + 1) : undefined
+  }
   return {
-    scheme: r[1]!.toLowerCase(), user: r[2], password: r[3], host: r[4]!, port,
-    params: parseParams(r[6] ?? ''), headers: r[7] ?? '',
+    scheme: r[1]!.toLowerCase(), user, password, host: r[3]!, port,
+    params: parseParams(r[5] ?? ''), headers: r[6] ?? '',
   }
 }
 
@@ -443,9 +456,21 @@ export function validateRequest(m: SipMessage): string | undefined {
   if (!parseNameAddr(m.get('to')!)) return 'Bad To'
   const via = m.topVia
   if (!via) return 'Bad Via'
+  for (const h of m.headers) {
+    if (h.name !== 'Via') continue
+    // Empty list elements or parameters (RFC 4475 badinv01: `;;,;,,`).
+    if (/(^|,)\s*(,|$)|;\s*(;|,|$)/.test(h.value)) return 'Bad Via'
+    for (const v of splitList(h.value)) if (!parseVia(v)) return 'Bad Via'
+  }
+  // A bare magic cookie is no transaction id at all (RFC 4475 badbranch).
+  if (via.params['branch'] === MAGIC_COOKIE) return 'Bad Via Branch'
   const mf = m.get('max-forwards')
-  if (mf !== undefined && !/^\d{1,3}$/.test(mf)) return 'Bad Max-Forwards'
-  if (/^sips?:/i.test(m.uri) && !parseUri(m.uri)) return 'Bad Request-URI'
+  if (mf !== undefined && (!/^\d{1,10}$/.test(mf) || Number(mf) > 255)) return 'Bad Max-Forwards'
+  if (/^sips?:/i.test(m.uri)) {
+    const u = parseUri(m.uri)
+    // Headers are not allowed in a Request-URI (§19.1.1 table; RFC 4475 escruri).
+    if (!u || u.headers) return 'Bad Request-URI'
+  }
   for (const c of m.getAll('contact')) {
     if (c !== '*' && !parseNameAddr(c)) return 'Bad Contact'
   }
@@ -469,7 +494,6 @@ export function randomToken(): string {
   return RAND_PREFIX + counter.toString(36) + Math.floor(Math.random() * 0xffffff).toString(36)
 }
 
-export const MAGIC_COOKIE = 'z9hG4bK'
 export function newBranch(): string { return MAGIC_COOKIE + randomToken() }
 
 export const REASONS: Record<number, string> = {

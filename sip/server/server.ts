@@ -198,8 +198,10 @@ export class SipCore {
   /** 400 (or 505) for a request we could read enough of to answer (§8.2, §21.4.1). */
   private rejectMalformed(req: SipMessage, from: Inbound, reason: string): void {
     // A response needs at least a Via to be routed and the core headers to be matched.
+    // A response needs a Via and the core headers to be matched by the sender; an unparseable
+    // Via (e.g. SIP/7.0) still lets us answer to the source address.
     const via = req.getAll('via')[0]
-    if (!via || !parseVia(via) || !req.has('call-id') || !req.has('from') || !req.has('to') || !req.has('cseq')) {
+    if (!via || !req.has('call-id') || !req.has('from') || !req.has('to') || !req.has('cseq')) {
       this.metrics.dropped.inc({ reason: 'malformed' })
       return
     }
