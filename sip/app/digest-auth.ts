@@ -13,7 +13,12 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
  */
 
 export type DigestAlgorithm = 'MD5' | 'SHA-256'
-export const DIGEST_ALGORITHMS: readonly DigestAlgorithm[] = ['SHA-256', 'MD5']
+/**
+ * Offered in this order. RFC 8760 §2.4 lets a server list SHA-256 first, but
+ * many deployed UAs (sipp 3.6, baresip 1.x, drachtio-srf's own client) only
+ * do MD5 and take the first challenge, so MD5 leads by default.
+ */
+export const DIGEST_ALGORITHMS: readonly DigestAlgorithm[] = ['MD5', 'SHA-256']
 
 const HASH: Record<DigestAlgorithm, string> = { MD5: 'md5', 'SHA-256': 'sha256' }
 

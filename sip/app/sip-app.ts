@@ -44,6 +44,7 @@ export class SipApp {
   private readonly log: Logger
   private readonly invites: Counter<'outcome'>
   private readonly liveCalls: LiveCalls
+  private readonly drainHooks: Array<() => Promise<void>> = []
 
   constructor(private readonly opts: SipAppOptions) {
     this.log = opts.logger
@@ -90,6 +91,21 @@ export class SipApp {
     return this.connectedTo
   }
 
+  /**
+   * Our SIP address ("host:port") as the server reported it on connect
+   * ("udp/127.0.0.1:5060,tcp/..."): what goes into Contact and From headers.
+   */
+  get sipAddress(): string | null {
+    if (!this.connectedTo) return null
+    const first = this.connectedTo.split(',').map((s) => s.trim()).find((s) => s.startsWith('udp/')) ?? this.connectedTo.split(',')[0]!
+    return first.replace(/^[a-z]+\//i, '')
+  }
+
+  /** Runs before the live dialogs are ended on drain (the call layer ends its calls with complete records). */
+  onDrain(hook: () => Promise<void>): void {
+    this.drainHooks.push(hook)
+  }
+
   get activeCalls(): number {
     return this.dialogs.size
   }
@@ -130,6 +146,7 @@ export class SipApp {
   /** Stops taking calls and ends every live one with BYE. */
   async drain(): Promise<void> {
     this.draining = true
+    for (const hook of this.drainHooks) await hook().catch((err: unknown) => this.log.warn({ err }, 'drain hook failed'))
     const live = [...this.dialogs.entries()]
     await Promise.allSettled(live.map(async ([callId, dialog]) => {
       this.log.info({ callId }, 'ending call for shutdown')

@@ -38,13 +38,14 @@ t.test('parses quoted and token params; rejects non-digest', async (t) => {
   t.equal(parseDigestHeader('Digest username="x", realm="r", nonce="n", uri="u", response="r", algorithm=MD5-sess'), null)
 })
 
-t.test('challenge offers SHA-256 first then MD5, both with qop=auth', async (t) => {
+t.test('challenge offers MD5 then SHA-256 by default, both with qop=auth; order configurable', async (t) => {
   const a = new DigestAuthenticator()
   const ch = a.challenge(realm)
   t.equal(ch.length, 2)
-  t.match(ch[0], /algorithm=SHA-256/)
-  t.match(ch[1], /algorithm=MD5/)
+  t.match(ch[0], /algorithm=MD5/)
+  t.match(ch[1], /algorithm=SHA-256/)
   t.match(ch[0], /qop="auth"/)
+  t.match(new DigestAuthenticator({ algorithms: ['SHA-256', 'MD5'] }).challenge(realm)[0], /algorithm=SHA-256/)
 })
 
 for (const alg of ['MD5', 'SHA-256'] as const) {
@@ -128,14 +129,14 @@ t.test('a success resets the user failure count', async (t) => {
 
 t.test('responses without qop are refused unless allowed', async (t) => {
   const a = new DigestAuthenticator()
-  const ch = a.challenge(realm)[1]!
+  const ch = a.challenge(realm)[0]!
   const nonce = /nonce="([^"]+)"/.exec(ch)![1]!
   const ha1 = computeHa1('MD5', 'alice', realm, 's3cret')
   const resp = computeDigestResponse(ha1, 'REGISTER', { algorithm: 'MD5', nonce, uri: 'sip:x' })
   const h = `Digest username="alice", realm="${realm}", nonce="${nonce}", uri="sip:x", response="${resp}"`
   t.match(await a.verify({ method: 'REGISTER', header: h, realm, source: 's', lookup }), { ok: false, reason: 'malformed' })
   const legacy = new DigestAuthenticator({ allowNoQop: true })
-  const n2 = /nonce="([^"]+)"/.exec(legacy.challenge(realm)[1]!)![1]!
+  const n2 = /nonce="([^"]+)"/.exec(legacy.challenge(realm)[0]!)![1]!
   const r2 = computeDigestResponse(ha1, 'REGISTER', { algorithm: 'MD5', nonce: n2, uri: 'sip:x' })
   t.match(await legacy.verify({ method: 'REGISTER', header: `Digest username="alice", realm="${realm}", nonce="${n2}", uri="sip:x", response="${r2}"`, realm, source: 's', lookup }), { ok: true })
 })

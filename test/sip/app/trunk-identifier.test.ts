@@ -48,7 +48,7 @@ t.test('extensions of the target domain authenticate with the account realm', as
   })
   const ch = await id.identify({ source: '192.0.2.50', method: 'INVITE', requestHost: 'acme.test' })
   t.match(ch, { kind: 'challenge', realm: 'acme.test' })
-  const nonce = /nonce="([^"]+)"/.exec((ch as { headers: string[] }).headers[1]!)![1]!
+  const nonce = /nonce="([^"]+)"/.exec((ch as { headers: string[] }).headers[0]!)![1]!
   const resp = computeDigestResponse(ext.ha1Md5, 'INVITE', { algorithm: 'MD5', nonce, uri: 'sip:1@acme.test', qop: 'auth', nc: '00000001', cnonce: 'z' })
   const h = `Digest username="101", realm="acme.test", nonce="${nonce}", uri="sip:1@acme.test", response="${resp}", algorithm=MD5, qop=auth, nc=00000001, cnonce="z"`
   t.match(await id.identify({ source: '192.0.2.50', method: 'INVITE', requestHost: 'acme.test', proxyAuthorization: h }), { kind: 'extension', extension: { id: 'e1' } })

@@ -1,0 +1,177 @@
+import type Srf from 'drachtio-srf'
+import type { Logger } from 'pino'
+import type { Store } from '../../store/index.ts'
+import type { Call } from '../../store/calls.ts'
+import { CallRecord } from './call-records.ts'
+import { ActiveCall, type ActiveCalls } from './call-session.ts'
+import { DialError, type OutboundDialer } from './outbound-dialer.ts'
+import type { MediaBinder, MediaLeg } from './media-binding.ts'
+import { failureStatus } from './route-plan.ts'
+import { transferCall, TransferError, type TransferRequest, type TransferResult } from './transfer.ts'
+
+/**
+ * What the control API (and the agent runtime) use to act on calls. Errors
+ * are CallControlError with an HTTP-ish status and a code the API can map.
+ */
+export interface CallControl {
+  /** Places an outbound call; resolves once the record exists (status queued), dialing goes on. */
+  originate(input: OriginateInput): Promise<Call>
+  hangup(callId: string, by?: 'api' | 'agent' | 'system'): Promise<void>
+  hold(callId: string): Promise<void>
+  unhold(callId: string): Promise<void>
+  transfer(callId: string, t: TransferRequest): Promise<TransferResult>
+  /** True when this node holds the call's live legs. */
+  isLocal(callId: string): boolean
+}
+
+export interface OriginateInput {
+  accountId: string
+  /** E.164 number, extension username, or SIP URI. */
+  to: string
+  /** Caller ID: a number (or extension caller ID) the account owns. */
+  from: string
+  agentId?: string | null
+  ringTimeoutSec?: number
+  metadata?: Record<string, unknown>
+}
+
+export class CallControlError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string) {
+    super(message)
+    this.name = 'CallControlError'
+  }
+}
+
+export interface SipCallControlOptions {
+  srf: Srf
+  store: Store
+  dialer: OutboundDialer
+  active: ActiveCalls
+  media: () => MediaBinder | null
+  logger: Logger
+  nodeId: string
+  localHost: () => string
+  accountCallLimit?: number | null
+}
+
+export class SipCallControl implements CallControl {
+  private readonly log: Logger
+  constructor(private readonly opts: SipCallControlOptions) {
+    this.log = opts.logger
+  }
+
+  isLocal(callId: string): boolean {
+    return !!this.opts.active.get(callId)
+  }
+
+  private live(callId: string): ActiveCall {
+    const c = this.opts.active.get(callId)
+    if (!c || c.isFinished) throw new CallControlError(404, 'call_not_active', `call ${callId} is not live on this node`)
+    return c
+  }
+
+  async originate(input: OriginateInput): Promise<Call> {
+    const o = this.opts
+    if (!(await o.dialer.ownsCallerId(input.accountId, input.from))) {
+      throw new CallControlError(422, 'caller_id_not_owned', `from ${input.from} is not a number of this account`)
+    }
+    let attempts
+    try {
+      attempts = await o.dialer.plan(input.accountId, input.to, input.from)
+    } catch (err) {
+      if (err instanceof DialError) throw new CallControlError(err.code === 'no-route' ? 422 : err.code === 'not-registered' ? 409 : 400, err.code.replace(/-/g, '_'), err.message)
+      throw err
+    }
+    const binder = o.media()
+    if (!binder) throw new CallControlError(503, 'no_media', 'no media engine is installed')
+    const record = await CallRecord.create(o.store.calls, {
+      accountId: input.accountId, direction: 'outbound', from: input.from, to: input.to, status: 'queued',
+      agentId: input.agentId ?? null, nodeId: o.nodeId, ...(input.metadata ? { metadata: input.metadata } : {}),
+    }, this.log)
+    const call = new ActiveCall(record, this.log, (c) => o.active.remove(c))
+    o.active.add(call)
+    void this.place(call, attempts, binder, input).catch(async (err: unknown) => {
+      this.log.error({ err, callId: record.id }, 'originate failed')
+      await call.finish('failed', 'internal-error', 'system', null)
+    })
+    return record.call
+  }
+
+  private async place(call: ActiveCall, attempts: Awaited<ReturnType<OutboundDialer['plan']>>, binder: MediaBinder, input: OriginateInput): Promise<void> {
+    const o = this.opts
+    let leg: MediaLeg
+    try {
+      leg = await binder.offer({ callId: call.id, accountId: input.accountId, direction: 'outbound', agentId: input.agentId ?? null, from: input.from, to: input.to, ...(input.metadata ? { metadata: input.metadata } : {}) })
+    } catch (err) {
+      this.log.warn({ err, callId: call.id }, 'media offer failed')
+      await call.finish('failed', 'media-unavailable', 'system', null)
+      return
+    }
+    call.media = leg
+    const result = await o.dialer.dial(o.srf, attempts, leg.localSdp, {
+      ringTimeoutMs: (input.ringTimeoutSec ?? 60) * 1000,
+      onRinging: () => { void call.record.ringing() },
+      onAttempt: (a) => { if (a.trunkId) void call.record.attach({ trunkId: a.trunkId }) },
+      control: call.control,
+      accountKey: { key: `account:${input.accountId}`, limit: o.accountCallLimit },
+    })
+    if (!result.ok) {
+      const fin = failureStatus(result.outcome)
+      await call.finish(fin.status, fin.endedReason, result.outcome.kind === 'canceled' ? 'api' : null, null)
+      return
+    }
+    if (call.isFinished) {
+      // Hung up by the API while the far end answered.
+      result.dialog.destroy()
+      result.lease?.release()
+      return
+    }
+    if (result.lease) call.leases.push(result.lease)
+    const dialog = result.dialog
+    await call.record.attach({ sipCallId: dialog.sip.callId })
+    try {
+      await leg.setRemote(dialog.remote.sdp)
+    } catch (err) {
+      this.log.warn({ err, callId: call.id }, 'answer SDP not usable')
+      call.watch(dialog, 'callee')
+      await call.finish('failed', 'media-negotiation-failed', 'system', null)
+      return
+    }
+    call.watch(dialog, 'callee')
+    call.serveMedia(dialog, leg)
+    await call.record.answered()
+  }
+
+  async hangup(callId: string, by: 'api' | 'agent' | 'system' = 'api'): Promise<void> {
+    const call = this.live(callId)
+    await call.hangup(by, by === 'api' ? 'api-hangup' : by === 'agent' ? 'agent-hangup' : 'system-hangup')
+  }
+
+  async hold(callId: string): Promise<void> {
+    await this.holdState(callId, true)
+  }
+
+  async unhold(callId: string): Promise<void> {
+    await this.holdState(callId, false)
+  }
+
+  private async holdState(callId: string, held: boolean): Promise<void> {
+    const call = this.live(callId)
+    if (call.record.currentStatus !== 'in-progress') throw new CallControlError(409, 'call_not_answered', 'only an answered call can be held')
+    try {
+      await call.setHold(held)
+    } catch (err) {
+      throw new CallControlError(502, 'reinvite_failed', `re-INVITE failed: ${(err as { status?: number }).status ?? (err as Error).message}`)
+    }
+  }
+
+  async transfer(callId: string, t: TransferRequest): Promise<TransferResult> {
+    const call = this.live(callId)
+    try {
+      return await transferCall(call, t, { srf: this.opts.srf, dialer: this.opts.dialer, media: this.opts.media, localHost: this.opts.localHost })
+    } catch (err) {
+      if (err instanceof TransferError) throw new CallControlError(err.status, 'transfer_failed', err.message)
+      throw err
+    }
+  }
+}

@@ -1,0 +1,298 @@
+import Srf from 'drachtio-srf'
+import type { Logger } from 'pino'
+import type { Store } from '../../store/index.ts'
+import type { PhoneNumber } from '../../store/numbers.ts'
+import type { LiveCalls } from './sip-app.ts'
+import type { TrunkIdentifier, InboundTrunk, CalledNumberSource } from './trunk-identifier.ts'
+import type { SipDirectory } from './sip-directory.ts'
+import type { ConcurrencyLimiter, Lease } from './concurrency-limiter.ts'
+import type { MediaBinder } from './media-binding.ts'
+import { DialError, type DialAttempt, type OutboundDialer } from './outbound-dialer.ts'
+import { failureStatus, shouldFailover, type AttemptOutcome } from './route-plan.ts'
+import { normalizeDialled, userPart } from './number-normalizer.ts'
+import { CallRecord } from './call-records.ts'
+import { ActiveCall, type ActiveCalls } from './call-session.ts'
+
+/**
+ * New INVITEs: who is calling (trunk by IP or digest, extension by digest),
+ * which number they called (Request-URI, To, Diversion or P-Called-Party-ID as
+ * the trunk says), normalised to E.164, and where it goes: an agent (we answer
+ * with a media session), an extension (its registered contacts), a SIP URI,
+ * or out again over the account's routes (an extension calling the PSTN).
+ */
+
+export interface InboundRouterOptions {
+  srf: Srf
+  store: Store
+  directory: SipDirectory
+  identifier: TrunkIdentifier
+  dialer: OutboundDialer
+  limiter: ConcurrencyLimiter
+  active: ActiveCalls
+  media: () => MediaBinder | null
+  logger: Logger
+  nodeId: string
+  /** Concurrent calls per account on this node (null: unlimited). */
+  accountCallLimit?: number | null
+  ringTimeoutMs?: number
+}
+
+/** The called number as the trunk is configured to present it. */
+export function calledNumber(req: Srf.SrfRequest, source: CalledNumberSource = 'request-uri'): string {
+  const header = (name: string): string | null => {
+    if (!req.has(name)) return null
+    // Diversion (RFC 5806) may be a list: the last entry is the original called number.
+    const parts = req.get(name).split(/,(?=\s*(?:"[^"]*"\s*)?<)/)
+    return userPart(parts[source === 'diversion' ? parts.length - 1 : 0]!)
+  }
+  switch (source) {
+    case 'to': return userPart(req.get('To'))
+    case 'diversion': return header('Diversion') ?? userPart(req.uri)
+    case 'p-called-party-id': return header('P-Called-Party-ID') ?? userPart(req.uri)
+    default: return userPart(req.uri)
+  }
+}
+
+export class InboundRouter {
+  private readonly log: Logger
+
+  constructor(private readonly opts: InboundRouterOptions) {
+    this.log = opts.logger
+  }
+
+  /** The SipApp InviteHandler. */
+  readonly handle = async (req: Srf.SrfRequest, res: Srf.SrfResponse, live: LiveCalls): Promise<void> => {
+    const o = this.opts
+    o.identifier.setTrunks(await o.directory.inboundTrunks())
+    const reqUri = Srf.parseUri(req.uri)
+    const idn = await o.identifier.identify({
+      source: req.source_address,
+      method: 'INVITE',
+      proxyAuthorization: req.get('Proxy-Authorization') || undefined,
+      requestHost: reqUri?.host ?? '',
+    })
+    if (idn.kind === 'challenge') {
+      // RFC 3261 §22.3: a proxy-like UAS challenges with 407.
+      res.send(407, 'Proxy Authentication Required', { headers: { 'Proxy-Authenticate': idn.headers } })
+      return
+    }
+    if (idn.kind === 'reject') {
+      this.log.info({ source: req.source_address, reason: idn.reason }, 'INVITE refused')
+      res.send(403, idn.reason, idn.retryAfterSec ? { headers: { 'Retry-After': String(idn.retryAfterSec) } } : {})
+      return
+    }
+    const from = userPart(req.get('From'))
+    if (idn.kind === 'trunk') await this.fromTrunk(req, res, live, idn.trunk, from)
+    else await this.fromExtension(req, res, live, idn.extension.accountId, idn.extension.id, idn.extension.username)
+  }
+
+  private async fromTrunk(req: Srf.SrfRequest, res: Srf.SrfResponse, live: LiveCalls, trunk: InboundTrunk, from: string): Promise<void> {
+    const raw = calledNumber(req, trunk.calledNumberSource)
+    const norm = { defaultCountry: trunk.defaultCountry ?? null, stripPrefix: trunk.techPrefix ?? null }
+    const dialled = normalizeDialled(raw, norm)
+    const number = await this.findNumber(dialled, raw)
+    if (!number || number.accountId !== trunk.accountId) {
+      this.log.info({ trunk: trunk.name, called: raw, normalized: dialled }, 'no such number')
+      res.send(404, 'Not Found', {})
+      return
+    }
+    const lease = this.opts.limiter.tryAcquire([
+      { key: `trunk:${trunk.id}`, limit: trunk.maxConcurrentCalls },
+      { key: `account:${trunk.accountId}`, limit: this.opts.accountCallLimit },
+    ])
+    if (!lease) {
+      res.send(503, 'Too Many Calls', { headers: { 'Retry-After': '10' } })
+      return
+    }
+    const callerE164 = normalizeDialled(from, norm)
+    await this.toNumber(req, res, live, number, { accountId: trunk.accountId, from: callerE164, trunkId: trunk.id, extensionId: null }, lease)
+  }
+
+  private async findNumber(dialled: string, raw: string): Promise<PhoneNumber | null> {
+    const numbers = this.opts.store.numbers
+    return (await numbers.findByNumber(dialled)) ?? (dialled !== raw ? await numbers.findByNumber(raw) : null)
+  }
+
+  private async fromExtension(req: Srf.SrfRequest, res: Srf.SrfResponse, live: LiveCalls, accountId: string, extensionId: string, username: string): Promise<void> {
+    const raw = userPart(req.uri)
+    const lease = this.opts.limiter.tryAcquire([{ key: `account:${accountId}`, limit: this.opts.accountCallLimit }])
+    if (!lease) {
+      res.send(503, 'Too Many Calls', { headers: { 'Retry-After': '10' } })
+      return
+    }
+    const ctx = { accountId, from: username, trunkId: null, extensionId }
+    // Another extension by username, then one of the account's own numbers, then out over the routes.
+    const ext = await this.opts.directory.extensionByUsername(accountId, raw)
+    if (ext) {
+      await this.bridgeTo(req, res, live, { ...ctx, to: raw, agentId: null, numberId: null }, () => this.opts.dialer.plan(accountId, raw, username), lease)
+      return
+    }
+    const dialled = normalizeDialled(raw)
+    const number = await this.findNumber(dialled, raw)
+    if (number && number.accountId === accountId) {
+      await this.toNumber(req, res, live, number, ctx, lease)
+      return
+    }
+    const callerId = (await this.callerIdOf(extensionId)) ?? username
+    await this.bridgeTo(req, res, live, { ...ctx, to: dialled, agentId: null, numberId: null }, () => this.opts.dialer.plan(accountId, dialled, callerId), lease)
+  }
+
+  private async callerIdOf(extensionId: string): Promise<string | null> {
+    const { rows } = await this.opts.store.db.pool.query<{ cid: string | null }>(`SELECT spec->>'callerId' AS cid FROM extensions WHERE id = $1`, [extensionId])
+    return rows[0]?.cid ?? null
+  }
+
+  private async toNumber(req: Srf.SrfRequest, res: Srf.SrfResponse, live: LiveCalls, number: PhoneNumber,
+    ctx: { accountId: string; from: string; trunkId: string | null; extensionId: string | null }, lease: Lease): Promise<void> {
+    const t = number.target
+    const base = { ...ctx, to: number.number, numberId: number.id }
+    switch (t.type) {
+      case 'agent':
+        await this.answerWithAgent(req, res, live, { ...base, agentId: t.id ?? null }, lease)
+        return
+      case 'extension': {
+        const accountId = ctx.accountId
+        await this.bridgeTo(req, res, live, { ...base, agentId: null }, async () => {
+          const { rows } = await this.opts.store.db.pool.query<{ extension: string }>('SELECT extension FROM extensions WHERE id = $1', [t.id])
+          if (!rows[0]) throw new DialError('invalid-destination', 'extension target is gone')
+          return this.opts.dialer.plan(accountId, rows[0].extension, ctx.from)
+        }, lease)
+        return
+      }
+      case 'sip':
+        await this.bridgeTo(req, res, live, { ...base, agentId: null }, () => this.opts.dialer.plan(ctx.accountId, t.uri!, ctx.from), lease)
+        return
+      default:
+        lease.release()
+        // RFC 3261 §21.4.18: the number exists but nothing answers it now.
+        res.send(480, 'Temporarily Unavailable', {})
+    }
+  }
+
+  private newCall(record: CallRecord): ActiveCall {
+    const call = new ActiveCall(record, this.log, (c) => this.opts.active.remove(c))
+    this.opts.active.add(call)
+    return call
+  }
+
+  /** Agent target: answer with a media session bound to the agent (RFC 3264 answer to the caller's offer). */
+  private async answerWithAgent(req: Srf.SrfRequest, res: Srf.SrfResponse, live: LiveCalls,
+    c: { accountId: string; from: string; to: string; trunkId: string | null; extensionId: string | null; numberId: string; agentId: string | null }, lease: Lease): Promise<void> {
+    const binder = this.opts.media()
+    if (!binder) {
+      lease.release()
+      res.send(480, 'No Media Engine', {})
+      return
+    }
+    const record = await CallRecord.create(this.opts.store.calls, {
+      accountId: c.accountId, direction: 'inbound', from: c.from, to: c.to, status: 'ringing', agentId: c.agentId, numberId: c.numberId,
+      trunkId: c.trunkId, extensionId: c.extensionId, sipCallId: req.get('Call-ID'), nodeId: this.opts.nodeId,
+    }, this.log)
+    const call = this.newCall(record)
+    call.leases.push(lease)
+    let canceled = false
+    req.on('cancel', () => { canceled = true })
+    let leg
+    try {
+      leg = await binder.answer({ callId: record.id, accountId: c.accountId, direction: 'inbound', agentId: c.agentId, from: c.from, to: c.to }, req.body)
+    } catch (err) {
+      this.log.warn({ err, callId: record.id }, 'media answer failed')
+      if (!res.finalResponseSent) res.send(488, 'Not Acceptable Here', {})
+      await call.finish('failed', 'media-negotiation-failed', 'system', null)
+      return
+    }
+    call.media = leg
+    if (canceled) {
+      await call.finish('canceled', 'caller-canceled', 'caller', null)
+      return
+    }
+    let dialog: Srf.Dialog
+    try {
+      dialog = await this.opts.srf.createUAS(req, res, { localSdp: leg.localSdp })
+    } catch (err) {
+      await call.finish(canceled ? 'canceled' : 'failed', canceled ? 'caller-canceled' : 'answer-failed', canceled ? 'caller' : 'system', null)
+      return
+    }
+    live.add(req.get('Call-ID'), dialog)
+    call.watch(dialog, 'caller')
+    call.serveMedia(dialog, leg)
+    await record.answered()
+  }
+
+  /**
+   * B2BUA towards an extension, a SIP URI or a carrier (RFC 3261 §6 "back-to-back
+   * user agent"), with failover between attempts; the caller hears our final
+   * answer only once every attempt is exhausted.
+   */
+  private async bridgeTo(req: Srf.SrfRequest, res: Srf.SrfResponse, live: LiveCalls,
+    c: { accountId: string; from: string; to: string; trunkId: string | null; extensionId: string | null; numberId: string | null; agentId: string | null },
+    plan: () => Promise<DialAttempt[]>, lease: Lease): Promise<void> {
+    let attempts: DialAttempt[]
+    try {
+      attempts = await plan()
+    } catch (err) {
+      lease.release()
+      if (err instanceof DialError) {
+        const status = err.code === 'not-registered' ? 480 : err.code === 'no-route' ? 404 : 404
+        res.send(status, err.message.slice(0, 60), {})
+        return
+      }
+      throw err
+    }
+    const record = await CallRecord.create(this.opts.store.calls, {
+      accountId: c.accountId, direction: 'inbound', from: c.from, to: c.to, status: 'ringing', agentId: c.agentId, numberId: c.numberId,
+      trunkId: c.trunkId, extensionId: c.extensionId, sipCallId: req.get('Call-ID'), nodeId: this.opts.nodeId,
+    }, this.log)
+    const call = this.newCall(record)
+    call.leases.push(lease)
+    let canceled = false
+    let cancelB: (() => void) | null = null
+    req.on('cancel', () => { canceled = true; cancelB?.() })
+    let outcome: AttemptOutcome = { kind: 'response', status: 480 }
+    for (const a of attempts) {
+      if (canceled) break
+      const slot = a.trunkId ? this.opts.limiter.tryAcquire([{ key: `trunk:${a.trunkId}`, limit: a.concurrencyLimit }]) : null
+      if (a.trunkId && !slot) { outcome = { kind: 'response', status: 503 }; continue }
+      try {
+        const b2b: Srf.CreateB2BUAOptions = { headers: a.headers, passFailure: false }
+        if (a.proxy) b2b.proxy = a.proxy
+        if (a.auth) b2b.auth = a.auth
+        let uacReq: Srf.SrfRequest | null = null
+        let ringTimer: NodeJS.Timeout | null = null
+        let timedOut = false
+        const { uas, uac } = await this.opts.srf.createB2BUA(req, res, a.uri, b2b, {
+          cbRequest: (...args: unknown[]) => {
+            uacReq = (args.length > 1 ? args[1] : args[0]) as Srf.SrfRequest
+            cancelB = () => { try { uacReq?.cancel(() => {}) } catch { /* final */ } }
+            if (this.opts.ringTimeoutMs) ringTimer = setTimeout(() => { timedOut = true; cancelB?.() }, this.opts.ringTimeoutMs)
+          },
+          cbProvisional: (r: { status: number }) => { if (r.status === 180 || r.status === 183) void record.ringing() },
+        }).finally(() => { if (ringTimer) clearTimeout(ringTimer) }).catch((err: { status?: number }) => {
+          if (timedOut) throw Object.assign(new Error('ring timeout'), { outcome: { kind: 'ring-timeout' } as AttemptOutcome })
+          throw err
+        })
+        if (slot) call.leases.push(slot)
+        live.add(req.get('Call-ID'), uas)
+        call.watch(uas, 'caller')
+        call.watch(uac, 'callee')
+        call.bridge(uas, uac)
+        if (a.trunkId) await record.attach({ trunkId: a.trunkId })
+        await record.answered()
+        return
+      } catch (err) {
+        slot?.release()
+        const e = err as { status?: number; outcome?: AttemptOutcome }
+        outcome = e.outcome ?? (canceled ? { kind: 'canceled' } : typeof e.status === 'number' ? (e.status === 408 ? { kind: 'timeout' } : { kind: 'response', status: e.status }) : { kind: 'timeout' })
+        this.log.info({ callId: record.id, uri: a.uri, outcome }, 'B-leg attempt failed')
+        if (!shouldFailover(outcome)) break
+      }
+    }
+    const fin = failureStatus(canceled ? { kind: 'canceled' } : outcome)
+    if (!res.finalResponseSent) {
+      const status = outcome.kind === 'response' ? outcome.status : outcome.kind === 'ring-timeout' ? 480 : outcome.kind === 'canceled' ? 487 : 408
+      // 5xx from a carrier becomes 503 towards the caller once failover is exhausted, 6xx passes through.
+      res.send(status >= 500 && status < 600 ? 503 : status, {})
+    }
+    await call.finish(fin.status, fin.endedReason, canceled ? 'caller' : null, null)
+  }
+}

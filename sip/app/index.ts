@@ -1,0 +1,118 @@
+import { hostname } from 'node:os'
+import type { Logger } from 'pino'
+import type { Store } from '../../store/index.ts'
+import type { SipApp } from './sip-app.ts'
+import { DigestAuthenticator, type LockoutPolicy } from './digest-auth.ts'
+import { RegistrarStore, OutboundRegistrationStore } from './registrar-store.ts'
+import { Registrar } from './registrar.ts'
+import { SipDirectory } from './sip-directory.ts'
+import { TrunkIdentifier } from './trunk-identifier.ts'
+import { ConcurrencyLimiter } from './concurrency-limiter.ts'
+import { OutboundDialer } from './outbound-dialer.ts'
+import { InboundRouter } from './inbound-router.ts'
+import { ActiveCalls } from './call-session.ts'
+import { SipCallControl, type CallControl } from './call-control.ts'
+import { finishStaleCalls } from './call-records.ts'
+import { OutboundRegistrations } from './outbound-registration.ts'
+import type { MediaBinder } from './media-binding.ts'
+
+export type { CallControl, OriginateInput } from './call-control.ts'
+export { CallControlError } from './call-control.ts'
+export type { MediaBinder, MediaLeg, CallContext } from './media-binding.ts'
+export type { TransferRequest, TransferResult } from './transfer.ts'
+
+export interface SipApplicationOptions {
+  store: Store
+  logger: Logger
+  /** Stable across restarts of this node, so its stale calls are found again (default NODE_ID or the hostname). */
+  nodeId?: string
+  lockout?: Partial<LockoutPolicy>
+  nonceTtlMs?: number
+  accountCallLimit?: number | null
+  ringTimeoutMs?: number
+  /** How long a carrier may stay silent (no 1xx) before we fail over. */
+  attemptTimeoutMs?: number
+  registrar?: { minExpiresSec?: number; maxExpiresSec?: number; defaultExpiresSec?: number }
+  /** Outbound registrations (trunks registering to carriers). Default true. */
+  outboundRegistrations?: boolean
+  /** Expired bindings are swept at this interval. */
+  sweepIntervalMs?: number
+}
+
+/**
+ * The telephony application on top of SipApp: registrar, inbound routing,
+ * outbound dialing, call control, outbound registrations and call-record
+ * recovery, all over the shared PostgreSQL store.
+ */
+export class SipApplication {
+  readonly active = new ActiveCalls()
+  readonly limiter = new ConcurrencyLimiter()
+  readonly directory: SipDirectory
+  readonly digest: DigestAuthenticator
+  readonly registrar: Registrar
+  readonly dialer: OutboundDialer
+  readonly router: InboundRouter
+  readonly calls: CallControl
+  readonly outboundRegistrations: OutboundRegistrations
+  readonly outboundRegistrationStatus: OutboundRegistrationStore
+  readonly nodeId: string
+  private binder: MediaBinder | null = null
+  private sweepTimer: NodeJS.Timeout | null = null
+  private readonly log: Logger
+
+  private constructor(readonly sipApp: SipApp, private readonly opts: SipApplicationOptions, secret: Buffer) {
+    const store = opts.store
+    this.log = opts.logger
+    this.nodeId = opts.nodeId ?? process.env.NODE_ID ?? hostname()
+    const localHost = () => sipApp.sipAddress ?? '127.0.0.1'
+    this.digest = new DigestAuthenticator({ secret, ...(opts.lockout ? { lockout: opts.lockout } : {}), ...(opts.nonceTtlMs ? { nonceTtlMs: opts.nonceTtlMs } : {}) })
+    this.directory = new SipDirectory(store.db.pool)
+    this.registrar = new Registrar({ store, digest: this.digest, logger: this.log.child({ part: 'registrar' }), nodeId: this.nodeId, ...opts.registrar })
+    const identifier = new TrunkIdentifier(this.digest, [], this.directory)
+    this.dialer = new OutboundDialer({
+      store, directory: this.directory, registrar: this.registrar, limiter: this.limiter, logger: this.log.child({ part: 'dialer' }), localHost,
+      ...(opts.attemptTimeoutMs ? { attemptTimeoutMs: opts.attemptTimeoutMs } : {}),
+    })
+    const media = () => this.binder
+    this.router = new InboundRouter({
+      srf: sipApp.srf, store, directory: this.directory, identifier, dialer: this.dialer, limiter: this.limiter, active: this.active, media,
+      logger: this.log.child({ part: 'inbound' }), nodeId: this.nodeId, accountCallLimit: opts.accountCallLimit ?? null,
+      ...(opts.ringTimeoutMs ? { ringTimeoutMs: opts.ringTimeoutMs } : {}),
+    })
+    this.calls = new SipCallControl({
+      srf: sipApp.srf, store, dialer: this.dialer, active: this.active, media, logger: this.log.child({ part: 'calls' }), nodeId: this.nodeId,
+      localHost, accountCallLimit: opts.accountCallLimit ?? null,
+    })
+    this.outboundRegistrationStatus = new OutboundRegistrationStore(store.db.pool)
+    this.outboundRegistrations = new OutboundRegistrations({
+      srf: sipApp.srf, store, status: this.outboundRegistrationStatus, logger: this.log.child({ part: 'outbound-registration' }), nodeId: this.nodeId, localHost,
+    })
+  }
+
+  /** Builds the application, finishes call records a previous run left live, and installs it into `sipApp`. */
+  static async install(sipApp: SipApp, opts: SipApplicationOptions): Promise<SipApplication> {
+    const secret = await new RegistrarStore(opts.store.db.pool).nonceSecret()
+    const app = new SipApplication(sipApp, opts, secret)
+    await finishStaleCalls(opts.store.calls, app.nodeId, app.log)
+    app.registrar.install(sipApp.srf)
+    sipApp.setInviteHandler(app.router.handle)
+    sipApp.onDrain(() => app.drain())
+    app.sweepTimer = setInterval(() => { app.registrar.sweep().catch((err: unknown) => app.log.warn({ err }, 'binding sweep failed')) }, opts.sweepIntervalMs ?? 30_000)
+    app.sweepTimer.unref()
+    if (opts.outboundRegistrations !== false) await app.outboundRegistrations.start()
+    return app
+  }
+
+  /** The media engine (or agent runtime) that answers and offers SDP for calls we terminate. */
+  setMediaBinder(binder: MediaBinder | null): void {
+    this.binder = binder
+  }
+
+  /** Ends every live call with a complete record (SIGTERM drain). */
+  async drain(): Promise<void> {
+    if (this.sweepTimer) clearInterval(this.sweepTimer)
+    this.sweepTimer = null
+    await this.outboundRegistrations.stop()
+    await Promise.allSettled(this.active.all().map((c) => c.hangup('system', 'node-shutdown')))
+  }
+}

@@ -1,0 +1,40 @@
+import type Srf from 'drachtio-srf'
+
+/**
+ * The boundary between signalling and media: sip/app asks for an endpoint,
+ * gets SDP back, and tells the endpoint about the dialog. The media engine
+ * (and the agent runtime on top of it) implements this; sip/app never touches
+ * RTP itself.
+ */
+
+export interface CallContext {
+  callId: string
+  accountId: string
+  direction: 'inbound' | 'outbound'
+  agentId: string | null
+  from: string
+  to: string
+  /** Free-form: whisper text, transfer context, the number that was called... */
+  metadata?: Record<string, unknown>
+}
+
+export interface MediaLeg {
+  /** Our SDP: an answer (answer()) or an offer (offer()). */
+  readonly localSdp: string
+  /** The far end's answer to our offer (UAC), or a new offer in a re-INVITE; returns our SDP for that re-INVITE. */
+  setRemote(sdp: string): Promise<string>
+  /** Called once the dialog exists (200/ACK): the agent may start talking. */
+  attach(dialog: Srf.Dialog): void
+  /** Plays music-on-hold (true) or stops it (false) while the other side is held. */
+  setHold?(held: boolean): Promise<void>
+  /** Plays a short announcement (whisper) and resolves when done. */
+  say?(text: string): Promise<void>
+  close(reason: string): Promise<void>
+}
+
+export interface MediaBinder {
+  /** UAS: answer the caller's offer with a media session bound to the call's agent. */
+  answer(ctx: CallContext, remoteSdp: string): Promise<MediaLeg>
+  /** UAC: a fresh offer for an outbound call whose media we terminate. */
+  offer(ctx: CallContext): Promise<MediaLeg>
+}

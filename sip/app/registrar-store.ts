@@ -1,0 +1,178 @@
+import { randomBytes, randomUUID } from 'node:crypto'
+import type pg from 'pg'
+
+/**
+ * Persistence of registrar bindings (store/migrations/100_sip_registrar.sql):
+ * one row per (AOR, Contact), RFC 3261 §10.3. Expired rows are ignored by
+ * every read and swept periodically.
+ */
+
+type Queryable = Pick<pg.Pool, 'query'> | Pick<pg.PoolClient, 'query'>
+
+export interface Binding {
+  id: string
+  accountId: string
+  extensionId: string | null
+  aor: string
+  username: string
+  contact: string
+  /** Where the REGISTER really came from: "udp:1.2.3.4:5060" (RFC 3581). */
+  received: string | null
+  transport: string
+  callId: string
+  cseq: number
+  q: number | null
+  instanceId: string | null
+  userAgent: string | null
+  nodeId: string | null
+  expiresAt: Date
+}
+
+interface Row {
+  id: string; account_id: string; extension_id: string | null; aor: string; username: string; contact: string; received: string | null
+  transport: string; call_id: string; cseq: number; q: number | null; instance_id: string | null; user_agent: string | null
+  node_id: string | null; expires_at: Date
+}
+
+const toBinding = (r: Row): Binding => ({
+  id: r.id, accountId: r.account_id, extensionId: r.extension_id, aor: r.aor, username: r.username, contact: r.contact,
+  received: r.received, transport: r.transport, callId: r.call_id, cseq: r.cseq, q: r.q, instanceId: r.instance_id,
+  userAgent: r.user_agent, nodeId: r.node_id, expiresAt: r.expires_at,
+})
+
+export interface UpsertBinding {
+  accountId: string
+  extensionId: string | null
+  aor: string
+  username: string
+  contact: string
+  received: string | null
+  transport: string
+  callId: string
+  cseq: number
+  q?: number | null
+  instanceId?: string | null
+  userAgent?: string | null
+  nodeId?: string | null
+  expiresSec: number
+}
+
+export class RegistrarStore {
+  constructor(private readonly db: Queryable) {}
+
+  /** Live bindings of an AOR, highest q first (RFC 3261 §16.6 ordering). */
+  async list(aor: string): Promise<Binding[]> {
+    const { rows } = await this.db.query<Row>(
+      'SELECT * FROM sip_registrations WHERE aor = $1 AND expires_at > now() ORDER BY q DESC NULLS LAST, updated_at DESC', [aor])
+    return rows.map(toBinding)
+  }
+
+  async listByExtension(extensionId: string): Promise<Binding[]> {
+    const { rows } = await this.db.query<Row>(
+      'SELECT * FROM sip_registrations WHERE extension_id = $1 AND expires_at > now() ORDER BY q DESC NULLS LAST, updated_at DESC', [extensionId])
+    return rows.map(toBinding)
+  }
+
+  async listByNode(nodeId: string): Promise<Binding[]> {
+    const { rows } = await this.db.query<Row>('SELECT * FROM sip_registrations WHERE node_id = $1 AND expires_at > now()', [nodeId])
+    return rows.map(toBinding)
+  }
+
+  async get(aor: string, contact: string): Promise<Binding | null> {
+    const { rows } = await this.db.query<Row>('SELECT * FROM sip_registrations WHERE aor = $1 AND contact = $2 AND expires_at > now()', [aor, contact])
+    return rows[0] ? toBinding(rows[0]) : null
+  }
+
+  async upsert(b: UpsertBinding): Promise<Binding> {
+    const { rows } = await this.db.query<Row>(
+      `INSERT INTO sip_registrations (id, account_id, extension_id, aor, username, contact, received, transport, call_id, cseq, q,
+          instance_id, user_agent, node_id, expires_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now() + make_interval(secs => $15))
+       ON CONFLICT (aor, contact) DO UPDATE SET account_id = EXCLUDED.account_id, extension_id = EXCLUDED.extension_id,
+          received = EXCLUDED.received, transport = EXCLUDED.transport, call_id = EXCLUDED.call_id, cseq = EXCLUDED.cseq,
+          q = EXCLUDED.q, instance_id = EXCLUDED.instance_id, user_agent = EXCLUDED.user_agent, node_id = EXCLUDED.node_id,
+          expires_at = EXCLUDED.expires_at, updated_at = now()
+       RETURNING *`,
+      [randomUUID(), b.accountId, b.extensionId, b.aor, b.username, b.contact, b.received, b.transport, b.callId, b.cseq,
+        b.q ?? null, b.instanceId ?? null, b.userAgent ?? null, b.nodeId ?? null, b.expiresSec],
+    )
+    return toBinding(rows[0]!)
+  }
+
+  async remove(aor: string, contact: string): Promise<boolean> {
+    const { rowCount } = await this.db.query('DELETE FROM sip_registrations WHERE aor = $1 AND contact = $2', [aor, contact])
+    return (rowCount ?? 0) > 0
+  }
+
+  async removeAll(aor: string): Promise<number> {
+    const { rowCount } = await this.db.query('DELETE FROM sip_registrations WHERE aor = $1', [aor])
+    return rowCount ?? 0
+  }
+
+  /** Deletes expired bindings; returns the AORs that lost one (for registration.changed). */
+  async sweep(): Promise<Array<{ aor: string; accountId: string; extensionId: string | null }>> {
+    const { rows } = await this.db.query<{ aor: string; account_id: string; extension_id: string | null }>(
+      'DELETE FROM sip_registrations WHERE expires_at <= now() RETURNING aor, account_id, extension_id')
+    return rows.map((r) => ({ aor: r.aor, accountId: r.account_id, extensionId: r.extension_id }))
+  }
+
+  /** The shared nonce key: created by the first node, read by the others. */
+  async nonceSecret(): Promise<Buffer> {
+    await this.db.query(`INSERT INTO sip_secrets (name, value) VALUES ('digest-nonce', $1) ON CONFLICT (name) DO NOTHING`,
+      [randomBytes(32).toString('base64')])
+    const { rows } = await this.db.query<{ value: string }>(`SELECT value FROM sip_secrets WHERE name = 'digest-nonce'`)
+    return Buffer.from(rows[0]!.value, 'base64')
+  }
+}
+
+export type OutboundRegistrationStatus = 'registering' | 'registered' | 'failed' | 'unregistered'
+
+export interface OutboundRegistrationState {
+  trunkId: string
+  accountId: string
+  status: OutboundRegistrationStatus
+  expiresAt: Date | null
+  lastStatus: number | null
+  lastError: string | null
+  failures: number
+  nextAttemptAt: Date | null
+  nodeId: string | null
+  updatedAt: Date
+}
+
+interface OutRow {
+  trunk_id: string; account_id: string; status: string; expires_at: Date | null; last_status: number | null; last_error: string | null
+  failures: number; next_attempt_at: Date | null; node_id: string | null; updated_at: Date
+}
+
+const toOut = (r: OutRow): OutboundRegistrationState => ({
+  trunkId: r.trunk_id, accountId: r.account_id, status: r.status as OutboundRegistrationStatus, expiresAt: r.expires_at,
+  lastStatus: r.last_status, lastError: r.last_error, failures: r.failures, nextAttemptAt: r.next_attempt_at, nodeId: r.node_id, updatedAt: r.updated_at,
+})
+
+/** Status of trunks registering to their carriers (exposed through the API). */
+export class OutboundRegistrationStore {
+  constructor(private readonly db: Queryable) {}
+
+  async get(trunkId: string): Promise<OutboundRegistrationState | null> {
+    const { rows } = await this.db.query<OutRow>('SELECT * FROM sip_outbound_registrations WHERE trunk_id = $1', [trunkId])
+    return rows[0] ? toOut(rows[0]) : null
+  }
+
+  async list(accountId?: string): Promise<OutboundRegistrationState[]> {
+    const { rows } = await this.db.query<OutRow>(
+      `SELECT * FROM sip_outbound_registrations ${accountId ? 'WHERE account_id = $1' : ''} ORDER BY trunk_id`, accountId ? [accountId] : [])
+    return rows.map(toOut)
+  }
+
+  async save(s: Omit<OutboundRegistrationState, 'updatedAt'>): Promise<void> {
+    await this.db.query(
+      `INSERT INTO sip_outbound_registrations (trunk_id, account_id, status, expires_at, last_status, last_error, failures, next_attempt_at, node_id)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+       ON CONFLICT (trunk_id) DO UPDATE SET status = EXCLUDED.status, expires_at = EXCLUDED.expires_at, last_status = EXCLUDED.last_status,
+         last_error = EXCLUDED.last_error, failures = EXCLUDED.failures, next_attempt_at = EXCLUDED.next_attempt_at,
+         node_id = EXCLUDED.node_id, updated_at = now()`,
+      [s.trunkId, s.accountId, s.status, s.expiresAt, s.lastStatus, s.lastError, s.failures, s.nextAttemptAt, s.nodeId],
+    )
+  }
+}

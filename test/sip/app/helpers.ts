@@ -1,0 +1,173 @@
+/**
+ * sip/app test harness: a fresh PGlite store, the embedded SIP server, SipApp
+ * and the SipApplication on free ports, plus a minimal real RTP endpoint as
+ * the media binder (the media engine is another part; here a UDP socket that
+ * answers SDP, counts RTP received and sends RTP when asked to "say").
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { createSocket, type Socket } from 'node:dgram'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import pino from 'pino'
+import { Registry } from 'prom-client'
+import type Srf from 'drachtio-srf'
+import { openDatabase, type Database } from '../../../store/database.ts'
+import { migrate } from '../../../store/migrator.ts'
+import { createStore, type Store } from '../../../store/index.ts'
+import { SecretBox } from '../../../store/secrets.ts'
+import { AccountRepository } from '../../../store/accounts.ts'
+import { createSipServer, type SipServer } from '../../../sip/server/index.ts'
+import { SipApp } from '../../../sip/app/sip-app.ts'
+import { SipApplication, type SipApplicationOptions } from '../../../sip/app/index.ts'
+import type { CallContext, MediaBinder, MediaLeg } from '../../../sip/app/media-binding.ts'
+import { freePort } from '../../harness/ports.ts'
+
+export const SECRET = 'sip-app-test'
+export const DOMAIN = 'acme.test'
+
+export interface SipStack {
+  db: Database
+  store: Store
+  server: SipServer
+  sipApp: SipApp
+  app: SipApplication
+  media: TestMediaBinder
+  accountId: string
+  sipPort: number
+  dataDir: string
+  target: string
+  stop(opts?: { keepData?: boolean }): Promise<void>
+}
+
+export async function startSipStack(opts: Partial<SipApplicationOptions> & { dataDir?: string; sipPort?: number; accountDomain?: string } = {}): Promise<SipStack> {
+  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'sipapp-test-'))
+  const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
+  const db = await openDatabase({ dataDir, logger })
+  await migrate(db, logger)
+  const store = createStore(db, new SecretBox('test-secret'), logger)
+  const accounts = new AccountRepository(db.pool)
+  const accountId = (await accounts.first())?.id ?? (await accounts.create('acme', opts.accountDomain ?? DOMAIN)).id
+  const sipPort = opts.sipPort ?? await freePort()
+  const controlPort = await freePort()
+  const registry = new Registry()
+  const server = createSipServer({ sipHost: '127.0.0.1', sipPort, controlPort, secret: SECRET, logger, registry })
+  await server.start()
+  const sipApp = new SipApp({ target: { host: '127.0.0.1', port: controlPort, secret: SECRET }, logger, registry })
+  await sipApp.start()
+  const app = await SipApplication.install(sipApp, { store, logger, nodeId: 'test-node', attemptTimeoutMs: 3_000, ...opts })
+  const media = new TestMediaBinder()
+  app.setMediaBinder(media)
+  return {
+    db, store, server, sipApp, app, media, accountId, sipPort, dataDir, target: `127.0.0.1:${sipPort}`,
+    async stop(o = {}) {
+      await sipApp.drain()
+      await sipApp.stop()
+      await server.stop()
+      await media.closeAll()
+      await db.close()
+      if (!o.keepData && !opts.dataDir) rmSync(dataDir, { recursive: true, force: true })
+    },
+  }
+}
+
+/** A real UDP RTP endpoint per call: enough to prove SDP offer/answer and RTP reach us. */
+export class TestMediaBinder implements MediaBinder {
+  readonly legs: TestLeg[] = []
+
+  async answer(ctx: CallContext, remoteSdp: string): Promise<MediaLeg> {
+    const leg = await TestLeg.open(ctx)
+    await leg.setRemote(remoteSdp)
+    this.legs.push(leg)
+    return leg
+  }
+
+  async offer(ctx: CallContext): Promise<MediaLeg> {
+    const leg = await TestLeg.open(ctx)
+    this.legs.push(leg)
+    return leg
+  }
+
+  async closeAll(): Promise<void> {
+    await Promise.all(this.legs.map((l) => l.close('test-end')))
+  }
+}
+
+export class TestLeg implements MediaLeg {
+  packetsIn = 0
+  remote: { host: string; port: number } | null = null
+  holdCalls: boolean[] = []
+  said: string[] = []
+  closedReason: string | null = null
+  dialog: Srf.Dialog | null = null
+  private closed = false
+
+  private constructor(readonly ctx: CallContext, readonly sock: Socket, readonly port: number) {
+    sock.on('message', () => { this.packetsIn++ })
+  }
+
+  static async open(ctx: CallContext): Promise<TestLeg> {
+    const sock = createSocket('udp4')
+    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()))
+    return new TestLeg(ctx, sock, sock.address().port)
+  }
+
+  get localSdp(): string {
+    return ['v=0', `o=- ${this.port} 1 IN IP4 127.0.0.1`, 's=test', 'c=IN IP4 127.0.0.1', 't=0 0',
+      `m=audio ${this.port} RTP/AVP 0 101`, 'a=rtpmap:0 PCMU/8000', 'a=rtpmap:101 telephone-event/8000', 'a=ptime:20', 'a=sendrecv', ''].join('\r\n')
+  }
+
+  async setRemote(sdp: string): Promise<string> {
+    const c = /^c=IN IP4 (\S+)/m.exec(sdp)
+    const m = /^m=audio (\d+)/m.exec(sdp)
+    if (!c || !m) throw new Error('no audio in SDP')
+    this.remote = { host: c[1]!, port: Number(m[1]) }
+    return this.localSdp
+  }
+
+  attach(dialog: Srf.Dialog): void {
+    this.dialog = dialog
+  }
+
+  async setHold(held: boolean): Promise<void> {
+    this.holdCalls.push(held)
+  }
+
+  /** Sends 10 RTP packets of PCMU silence to the far end. */
+  async say(text: string): Promise<void> {
+    this.said.push(text)
+    if (!this.remote) return
+    for (let i = 0; i < 10; i++) {
+      const pkt = Buffer.alloc(12 + 160, 0xff)
+      pkt[0] = 0x80; pkt[1] = 0; pkt.writeUInt16BE(i, 2); pkt.writeUInt32BE(i * 160, 4); pkt.writeUInt32BE(0x1234, 8)
+      this.sock.send(pkt, this.remote.port, this.remote.host)
+      await new Promise((r) => setTimeout(r, 20))
+    }
+  }
+
+  async close(reason: string): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    this.closedReason = reason
+    await new Promise<void>((r) => this.sock.close(() => r()))
+  }
+}
+
+export function sleep(ms: number): Promise<void> { return new Promise((r) => setTimeout(r, ms)) }
+
+export async function waitFor<T>(fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, ms = 10_000, what = 'condition'): Promise<T> {
+  const end = Date.now() + ms
+  for (;;) {
+    const v = await fn()
+    if (v) return v
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await sleep(50)
+  }
+}
+
+/** Writes a sipp scenario XML into a temp file and returns its path. */
+export function scenarioFile(name: string, xml: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'sipapp-scn-'))
+  const p = join(dir, `${name}.xml`)
+  writeFileSync(p, xml)
+  return p
+}
