@@ -9,10 +9,12 @@
  * stream's sequence space, §2.1), or `empty` when the buffer ran dry.
  *
  * Adaptation: the target depth follows the RFC 3550 interarrival-jitter
- * estimate (three times the jitter, within [min, max]). After an underrun the
- * buffer re-fills to the target before playing again. Clock skew (sender
- * faster than our clock) shows as a depth that stays above target; one packet
- * is then dropped, preferably a lost/skip slot, to drain it.
+ * estimate (three times the jitter, within [min, max]). An empty buffer is
+ * bridged with up to three concealed frames (the packet may be late and still
+ * plays); after that the buffer re-fills to the target before playing again.
+ * Clock skew (sender faster than our clock) shows as a depth that stays above
+ * target; `shouldShrink` then asks the caller to drop one frame that decodes
+ * to near-silence, so no speech the network delivered is discarded.
  */
 import { seqDiff } from './rtp/packet.ts'
 
@@ -184,19 +186,21 @@ export class JitterBuffer {
       return r
     }
     this.expandRun = 0
-    // Clock skew / post-spike drain: depth persistently above target.
-    if (this.depth > this.target + 2) {
-      if (++this.overTargetTicks >= 50) {
-        this.overTargetTicks = 0
-        this.stats.skewDrops++
-        this.take(r)
-        if (r.kind === 'packet') this.stats.played-- // dropped, not played
-      }
-    } else {
-      this.overTargetTicks = 0
-    }
+    // Clock skew / post-spike drain: note when depth stays above target; the
+    // caller drops a quiet decoded frame (shouldShrink) so speech is never cut.
+    if (this.depth > this.target + 2) this.overTargetTicks++
+    else this.overTargetTicks = 0
     this.take(r)
     return r
+  }
+
+  /** Depth has stayed above target for a second: the caller should drop one quiet frame. */
+  get shouldShrink(): boolean { return this.overTargetTicks >= 50 }
+
+  /** The caller dropped a frame for skew; restart the observation window. */
+  recordSkewDrop(): void {
+    this.stats.skewDrops++
+    this.overTargetTicks = 0
   }
 
   private take(r: PopResult): void {

@@ -127,6 +127,13 @@ export interface SessionHost {
   onClosed(session: MediaSession): void
 }
 
+/** Mean absolute amplitude under ~-54 dBFS: safe to drop for skew correction. */
+function isQuiet(pcm: Int16Array, n: number): boolean {
+  let acc = 0
+  for (let i = 0; i < n; i++) { const v = pcm[i]!; acc += v < 0 ? -v : v }
+  return acc < 64 * n
+}
+
 export class MediaSession extends EventEmitter<MediaSessionEvents> implements TickTask {
   readonly id: string
   readonly localPort: number
@@ -545,6 +552,11 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
         const dec = this.recvCodecs.get(this.negotiatedMedia ? this.ptForSeq(r) : this.sendPt) ?? codec
         got = dec.decode(r.payload, this.decodeBuf)
         this.inFrame.rtpTimestamp = r.timestamp
+        if (this.jitter.shouldShrink && isQuiet(this.decodeBuf, got)) {
+          // Sender clock runs fast: shed latency on a silent frame only.
+          this.jitter.recordSkewDrop()
+          continue
+        }
       } else if (r.kind === 'lost') {
         got = codec.conceal(this.decodeBuf)
         this.c.concealed++
