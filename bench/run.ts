@@ -76,7 +76,7 @@ const DEFAULT_TIMEOUT = { quick: 30, full: 300 }
 const TIMEOUTS: Record<string, { quick: number; full: number }> = {
   'sip-kamailio-reference': { quick: 40, full: 420 },
   'media-rtpengine-reference': { quick: 40, full: 360 },
-  'cost-growth': { quick: 35, full: 300 },
+  'cost-growth': { quick: 60, full: 360 },
 }
 /** Whole-run bound: benches that would start after it are skipped (and reported). */
 const TOTAL_BOUND = { quick: 360, full: 3600 }

@@ -1,0 +1,86 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { freePort, freeUdpRange } from '../test/harness/ports.ts'
+
+/**
+ * The whole engine (main.ts, embedded defaults) in its own process on free
+ * loopback ports, so benches can measure its CPU and memory from /proc apart
+ * from the load generators. Killed by stop() (and by killAllEngines()).
+ */
+const ROOT = dirname(dirname(fileURLToPath(import.meta.url)))
+
+export interface EngineProcess {
+  pid: number
+  sipPort: number
+  httpPort: number
+  apiKey: string
+  startupSec: number
+  log(): string
+  stop(): Promise<void>
+}
+
+const running = new Set<ChildProcess>()
+export function killAllEngines(): void {
+  for (const c of running) c.kill('SIGKILL')
+  running.clear()
+}
+
+export async function startEngineProcess(opts: { env?: Record<string, string>; rtpPorts?: number; timeoutMs?: number } = {}): Promise<EngineProcess> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'callplane-bench-engine-'))
+  const sipPort = await freePort()
+  const httpPort = await freePort()
+  const drachtioPort = await freePort()
+  const rtp = await freeUdpRange(Math.min(opts.rtpPorts ?? 2000, 9000))
+  const apiKey = `bench-${Math.random().toString(36).slice(2)}`
+  const t0 = Date.now()
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'main.ts')], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      ...process.env,
+      SIP_HOST: '127.0.0.1', SIP_PORT: String(sipPort),
+      HTTP_HOST: '127.0.0.1', HTTP_PORT: String(httpPort),
+      DRACHTIO_PORT: String(drachtioPort),
+      RTP_PORT_MIN: String(rtp.min), RTP_PORT_MAX: String(rtp.max),
+      DATA_DIR: dataDir, BOOTSTRAP_API_KEY: apiKey, LOG_LEVEL: 'warn',
+      ...opts.env,
+    },
+  })
+  running.add(child)
+  let out = ''
+  let up = false
+  let exited = false
+  const exitedP = new Promise<void>((resolve) => child.on('exit', () => { exited = true; resolve() }))
+  const upP = new Promise<void>((resolve) => {
+    const on = (d: Buffer) => {
+      out = (out + d.toString()).slice(-16_000)
+      if (!up && out.includes('Callplane is up')) {
+        up = true
+        resolve()
+      }
+    }
+    child.stdout!.on('data', on)
+    child.stderr!.on('data', on)
+  })
+  const stop = async () => {
+    running.delete(child)
+    if (!exited) {
+      child.kill('SIGTERM')
+      const t = setTimeout(() => child.kill('SIGKILL'), 5000)
+      await exitedP
+      clearTimeout(t)
+    }
+    rmSync(dataDir, { recursive: true, force: true })
+  }
+  const timeout = opts.timeoutMs ?? 60_000
+  const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), timeout).unref())
+  const r = await Promise.race([upP.then(() => 'up' as const), exitedP.then(() => 'exit' as const), timer])
+  if (r !== 'up') {
+    await stop()
+    throw new Error(`engine ${r === 'exit' ? 'exited' : `not up within ${timeout / 1000} s`} at start:\n${out.slice(-3000)}`)
+  }
+  return { pid: child.pid!, sipPort, httpPort, apiKey, startupSec: (Date.now() - t0) / 1000, log: () => out, stop }
+}
