@@ -5,6 +5,7 @@ import { loadConfig, type Config } from '../../config/config.ts'
 import { createRootLogger } from '../../config/logger.ts'
 import { Engine } from '../../engine.ts'
 import { freePort, freeUdpRange } from './ports.ts'
+import { seedPgliteDataDir } from './pglite-template.ts'
 
 export interface Stack {
   engine: Engine
@@ -22,6 +23,7 @@ export interface Stack {
  */
 export async function startStack(env: Record<string, string> = {}): Promise<Stack> {
   const dataDir = mkdtempSync(join(tmpdir(), 'callplane-test-'))
+  if (!env.DATABASE_URL) await seedPgliteDataDir(dataDir)
   const sipPort = await freePort()
   const rtp = await freeUdpRange(40)
   const apiKey = env.BOOTSTRAP_API_KEY ?? `test-admin-${Math.random().toString(36).slice(2)}`
