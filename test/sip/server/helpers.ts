@@ -111,3 +111,13 @@ export function requestStatus(srf: Srf, uri: string, opts: Record<string, unknow
     })
   })
 }
+
+/** A UDP port free on an IPv6 address (the shared freePort probes IPv4 only). */
+export async function freeUdpPort6(host = '::1'): Promise<number> {
+  const { createSocket } = await import('node:dgram')
+  return new Promise((resolve, reject) => {
+    const s = createSocket('udp6')
+    s.once('error', reject)
+    s.bind(0, host, () => { const p = s.address().port; s.close(() => resolve(p)) })
+  })
+}
