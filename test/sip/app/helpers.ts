@@ -4,10 +4,12 @@
  * the media binder (the media engine is another part; here a UDP socket that
  * answers SDP, counts RTP received and sends RTP when asked to "say").
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
 import { createSocket, type Socket } from 'node:dgram'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import pino from 'pino'
 import { Registry } from 'prom-client'
 import type Srf from 'drachtio-srf'
@@ -39,9 +41,29 @@ export interface SipStack {
   stop(opts?: { keepData?: boolean }): Promise<void>
 }
 
+const MIGRATIONS = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'store', 'migrations')
+
+/**
+ * A migrated PGlite data directory, built once per migration set and copied
+ * for each stack: initdb plus migrations cost ~10 s, a copy well under one.
+ */
+async function templateDir(logger: pino.Logger): Promise<string> {
+  const h = createHash('sha256')
+  for (const f of readdirSync(MIGRATIONS).sort()) h.update(f).update(readFileSync(join(MIGRATIONS, f)))
+  const dir = join(tmpdir(), `sipapp-pgtemplate-${h.digest('hex').slice(0, 16)}`)
+  if (existsSync(dir)) return dir
+  const build = mkdtempSync(join(tmpdir(), 'sipapp-pgbuild-'))
+  const db = await openDatabase({ dataDir: build, logger })
+  await migrate(db, logger)
+  await db.close()
+  try { renameSync(build, dir) } catch { rmSync(build, { recursive: true, force: true }) /* another test file won the race */ }
+  return dir
+}
+
 export async function startSipStack(opts: Partial<SipApplicationOptions> & { dataDir?: string; sipPort?: number; accountDomain?: string } = {}): Promise<SipStack> {
-  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'sipapp-test-'))
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
+  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'sipapp-test-'))
+  if (!existsSync(join(dataDir, 'pgdata'))) cpSync(await templateDir(logger), dataDir, { recursive: true })
   const db = await openDatabase({ dataDir, logger })
   await migrate(db, logger)
   const store = createStore(db, new SecretBox('test-secret'), logger)
