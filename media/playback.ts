@@ -68,6 +68,8 @@ export class PcmQueueSource implements FrameSource {
   end(): void { this.endedFlag = true }
 
   get buffered(): number { return this.bufferedSamples }
+  /** true after end(): further input belongs in a new queue. */
+  get sealed(): boolean { return this.endedFlag }
   get ended(): boolean { return this.endedFlag && this.bufferedSamples === 0 }
 
   nextFrame(): Int16Array | null {

@@ -26,6 +26,8 @@ import type { MediaScheduler, TickTask } from './scheduler.ts'
 import type { PortPair } from './port-pool.ts'
 import { PcmQueueSource } from './playback.ts'
 import { RateAdapter } from './rate-adapter.ts'
+import { WavRecorder, type RecordingMode, type RecordingResult } from './recorder.ts'
+import { WebSocketFork, type ForkOptions } from './fork.ts'
 import { hrtimeMs } from './scheduler.ts'
 
 export type MuteDirection = 'in' | 'out' | 'both'
@@ -368,6 +370,38 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
     this.sinkRates.delete(sink)
   }
 
+  /** PCM rate of the negotiated codec (frames in and out use it). */
+  codecSampleRate(): SampleRate {
+    return this.sendCodec?.sampleRate ?? 8000
+  }
+
+  /** Starts a WAV recording (stereo: caller left, us right). Stop with stopRecording. */
+  startRecording(path: string, mode: RecordingMode = 'stereo'): WavRecorder {
+    this.assertOpen()
+    const rec = new WavRecorder({ path, sampleRate: this.codecSampleRate(), mode })
+    this.addSink(rec)
+    return rec
+  }
+
+  stopRecording(rec: WavRecorder): RecordingResult {
+    this.removeSink(rec)
+    return rec.close()
+  }
+
+  /** Forks audio to a WebSocket (L16, PCMU or Twilio Media Streams); resolves once connected. */
+  async startFork(opts: ForkOptions): Promise<WebSocketFork> {
+    this.assertOpen()
+    const fork = new WebSocketFork(this, opts)
+    await fork.opened
+    this.addSink(fork)
+    return fork
+  }
+
+  async stopFork(fork: WebSocketFork): Promise<void> {
+    this.removeSink(fork)
+    await fork.close()
+  }
+
   /** Forwards inbound RTP undecoded (same-codec bridge); null stops relaying. */
   setRelayTarget(target: RtpRelayTarget | null): void {
     this.relayTarget = target
@@ -387,7 +421,7 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
    */
   enqueue(pcm: Int16Array, sampleRate: SampleRate = this.sendCodec?.sampleRate ?? 8000): void {
     this.assertOpen()
-    if (!this.ttsQueue || this.ttsQueue.sampleRate !== sampleRate || !this.queue.some((q) => q.source === this.ttsQueue)) {
+    if (!this.ttsQueue || this.ttsQueue.sealed || this.ttsQueue.sampleRate !== sampleRate || !this.queue.some((q) => q.source === this.ttsQueue)) {
       this.ttsQueue = new PcmQueueSource(sampleRate)
       void this.play(this.ttsQueue)
     }
@@ -838,6 +872,11 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
     this.closed = true
     this.host.scheduler.remove(this)
     for (const q of this.queue.splice(0)) { q.source.close?.(); q.resolve('closed') }
+    // Recordings end with the call; forks send their 'stop'.
+    for (const sink of this.sinks.splice(0)) {
+      if (sink instanceof WavRecorder) sink.close()
+      else if (sink instanceof WebSocketFork) void sink.close()
+    }
     this.ports.rtp.off('message', this.onRtpMessage)
     this.ports.rtcp.off('message', this.onRtcpMessage)
     this.host.release(this.ports)

@@ -1,0 +1,227 @@
+/**
+ * Media fork to a WebSocket, both directions.
+ *
+ * Formats:
+ * - 'l16': binary frames of 20 ms little-endian PCM16 at 8 or 16 kHz;
+ * - 'pcmu': binary frames of 160 µ-law bytes (8 kHz);
+ * - 'twilio': the Twilio Media Streams JSON protocol (connected, start,
+ *   media with base64 µ-law, mark, clear, stop), so existing bot frameworks
+ *   connect unchanged.
+ *
+ * Inbound (caller) audio is sent; with tracks 'both' the Twilio format also
+ * sends the outbound track, raw formats send caller+agent mixed.
+ * Bidirectional: audio the server sends back is queued on the session
+ * (Twilio 'media', or raw binary in the fork's format); Twilio 'clear'
+ * flushes it (barge-in) and 'mark' is echoed back once playback reaches it.
+ *
+ * A PCMU call forked as µ-law is not transcoded: G.711 decode→encode is the
+ * identity on µ-law codes, so the bytes on the socket equal the RTP payload.
+ */
+import WebSocket from 'ws'
+import { randomUUID } from 'node:crypto'
+import { ULAW_ENCODE, ULAW_DECODE } from '../codecs/g711.ts'
+import type { AudioFrame, DuplexFrameSink, FrameSource, SampleRate } from './frame.ts'
+import { RateAdapter } from './rate-adapter.ts'
+
+export type ForkFormat = 'l16' | 'pcmu' | 'twilio'
+
+export interface ForkOptions {
+  url: string
+  format: ForkFormat
+  /** L16 only: 8000 or 16000 (default 8000). */
+  sampleRate?: 8000 | 16000
+  tracks?: 'inbound' | 'outbound' | 'both'
+  /** Play audio the server sends back into the call. */
+  bidirectional?: boolean
+  /** Twilio 'start' metadata. */
+  callSid?: string
+  customParameters?: Record<string, string>
+  headers?: Record<string, string>
+}
+
+/** The subset of MediaSession the fork drives. */
+export interface ForkTarget {
+  readonly id: string
+  codecSampleRate(): SampleRate
+  enqueue(pcm: Int16Array, sampleRate: SampleRate): void
+  endEnqueue(): void
+  flush(): void
+  play(source: FrameSource): Promise<unknown>
+}
+
+/** Zero-length source used as a playback position marker. */
+class MarkerSource implements FrameSource {
+  readonly sampleRate: SampleRate = 8000
+  readonly ended = true
+  nextFrame(): Int16Array | null { return null }
+}
+
+export interface ForkStats { framesSent: number; framesDropped: number; bytesSent: number; messagesReceived: number; marksEchoed: number }
+
+export class WebSocketFork implements DuplexFrameSink {
+  readonly streamSid = `MZ${randomUUID().replace(/-/g, '')}`
+  private readonly ws: WebSocket
+  private readonly opts: Required<Pick<ForkOptions, 'format' | 'tracks' | 'bidirectional'>> & ForkOptions
+  private readonly target: ForkTarget
+  private readonly rate: SampleRate
+  private inAdapter: RateAdapter | null = null
+  private outAdapter: RateAdapter | null = null
+  private readonly mixBuf: Int16Array
+  private pendingOut: Int16Array | null = null
+  private seq = 1
+  private chunk = { inbound: 1, outbound: 1 }
+  private startedAt = 0
+  private closed = false
+  readonly stats: ForkStats = { framesSent: 0, framesDropped: 0, bytesSent: 0, messagesReceived: 0, marksEchoed: 0 }
+  readonly opened: Promise<void>
+
+  constructor(target: ForkTarget, options: ForkOptions) {
+    this.target = target
+    this.opts = { tracks: 'inbound', bidirectional: false, ...options }
+    this.rate = this.opts.format === 'l16' ? (this.opts.sampleRate ?? 8000) : 8000
+    this.mixBuf = new Int16Array(this.rate / 50)
+    this.ws = new WebSocket(options.url, { headers: options.headers })
+    this.ws.binaryType = 'nodebuffer'
+    this.opened = new Promise((resolve, reject) => {
+      this.ws.once('open', () => { this.onOpen(); resolve() })
+      this.ws.once('error', (err) => reject(err))
+    })
+    this.opened.catch(() => { /* surfaced through `opened` */ })
+    this.ws.on('message', (data, isBinary) => this.onMessage(data as Buffer, isBinary))
+    this.ws.on('close', () => { this.closed = true })
+  }
+
+  private onOpen(): void {
+    this.startedAt = performance.now()
+    if (this.opts.format !== 'twilio') return
+    this.sendJson({ event: 'connected', protocol: 'Call', version: '1.0.0' })
+    this.sendJson({
+      event: 'start',
+      start: {
+        streamSid: this.streamSid,
+        accountSid: 'ACcallplane',
+        callSid: this.opts.callSid ?? this.target.id,
+        tracks: this.opts.tracks === 'both' ? ['inbound', 'outbound'] : [this.opts.tracks],
+        customParameters: this.opts.customParameters ?? {},
+        mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
+      },
+      streamSid: this.streamSid,
+    })
+  }
+
+  private sendJson(obj: Record<string, unknown>): void {
+    const msg = JSON.stringify({ ...obj, sequenceNumber: String(this.seq++) })
+    this.ws.send(msg)
+    this.stats.bytesSent += msg.length
+  }
+
+  private toForkRate(frame: AudioFrame, outbound: boolean): Int16Array {
+    if (frame.sampleRate === this.rate) return frame.samples
+    if (outbound) {
+      this.outAdapter ??= new RateAdapter(frame.sampleRate, this.rate)
+      return this.outAdapter.process(frame.samples)
+    }
+    this.inAdapter ??= new RateAdapter(frame.sampleRate, this.rate)
+    return this.inAdapter.process(frame.samples)
+  }
+
+  onFrame(frame: AudioFrame): void {
+    if (this.opts.tracks === 'outbound') return
+    const pcm = this.toForkRate(frame, false)
+    if (this.opts.tracks === 'both' && this.opts.format !== 'twilio') {
+      // Raw formats carry one channel: mix caller with the last agent frame.
+      const out = this.pendingOut
+      for (let i = 0; i < this.mixBuf.length; i++) {
+        const v = pcm[i]! + (out ? out[i]! : 0)
+        this.mixBuf[i] = v > 32767 ? 32767 : v < -32768 ? -32768 : v
+      }
+      this.pendingOut = null
+      this.sendAudio(this.mixBuf, 'inbound')
+      return
+    }
+    this.sendAudio(pcm, 'inbound')
+  }
+
+  onOutboundFrame(frame: AudioFrame): void {
+    if (this.opts.tracks === 'inbound') return
+    const pcm = this.toForkRate(frame, true)
+    if (this.opts.format !== 'twilio' && this.opts.tracks === 'both') {
+      this.pendingOut = Int16Array.from(pcm)
+      return
+    }
+    this.sendAudio(pcm, 'outbound')
+  }
+
+  private sendAudio(pcm: Int16Array, track: 'inbound' | 'outbound'): void {
+    if (this.closed || this.ws.readyState !== WebSocket.OPEN) { this.stats.framesDropped++; return }
+    const n = pcm.length
+    if (this.opts.format === 'l16') {
+      const b = Buffer.allocUnsafe(n * 2)
+      for (let i = 0; i < n; i++) b.writeInt16LE(pcm[i]!, i * 2)
+      this.ws.send(b)
+      this.stats.bytesSent += b.length
+    } else {
+      const b = Buffer.allocUnsafe(n)
+      for (let i = 0; i < n; i++) b[i] = ULAW_ENCODE[pcm[i]! & 0xffff]!
+      if (this.opts.format === 'pcmu') {
+        this.ws.send(b)
+        this.stats.bytesSent += n
+      } else {
+        this.sendJson({
+          event: 'media',
+          streamSid: this.streamSid,
+          media: { track, chunk: String(this.chunk[track]++), timestamp: String(Math.round(performance.now() - this.startedAt)), payload: b.toString('base64') },
+        })
+      }
+    }
+    this.stats.framesSent++
+  }
+
+  private onMessage(data: Buffer, isBinary: boolean): void {
+    this.stats.messagesReceived++
+    if (!this.opts.bidirectional) return
+    if (isBinary) {
+      if (this.opts.format === 'l16') {
+        const pcm = new Int16Array(data.length >> 1)
+        for (let i = 0; i < pcm.length; i++) pcm[i] = data.readInt16LE(i * 2)
+        this.target.enqueue(pcm, this.rate)
+      } else if (this.opts.format === 'pcmu') {
+        this.target.enqueue(ulawToPcm(data), 8000)
+      }
+      return
+    }
+    let msg: { event?: string; media?: { payload?: string }; mark?: { name?: string } }
+    try { msg = JSON.parse(data.toString('utf8')) } catch { return }
+    if (msg.event === 'media' && msg.media?.payload) {
+      this.target.enqueue(ulawToPcm(Buffer.from(msg.media.payload, 'base64')), 8000)
+    } else if (msg.event === 'clear') {
+      this.target.flush()
+    } else if (msg.event === 'mark' && msg.mark?.name) {
+      const name = msg.mark.name
+      // Close the current stream so the marker queues behind its audio.
+      this.target.endEnqueue()
+      void this.target.play(new MarkerSource()).then((r) => {
+        if (r === 'closed' || this.closed) return
+        this.stats.marksEchoed++
+        this.sendJson({ event: 'mark', streamSid: this.streamSid, mark: { name } })
+      })
+    }
+  }
+
+  /** Sends Twilio 'stop' and closes the socket. */
+  async close(): Promise<void> {
+    if (this.ws.readyState === WebSocket.OPEN) {
+      if (this.opts.format === 'twilio') this.sendJson({ event: 'stop', streamSid: this.streamSid, stop: { callSid: this.opts.callSid ?? this.target.id } })
+      await new Promise<void>((resolve) => { this.ws.once('close', () => resolve()); this.ws.close(1000) ; setTimeout(resolve, 1000).unref() })
+    } else {
+      this.ws.terminate()
+    }
+    this.closed = true
+  }
+}
+
+function ulawToPcm(b: Uint8Array): Int16Array {
+  const pcm = new Int16Array(b.length)
+  for (let i = 0; i < b.length; i++) pcm[i] = ULAW_DECODE[b[i]!]!
+  return pcm
+}
