@@ -78,7 +78,7 @@ t.test('playback: WAV file at another rate, tones, MP3 over HTTP', async (t) => 
   t.ok(beep > 6000, `1 kHz beep heard at ${beep.toFixed(0)}`)
 
   const mp3 = '/usr/lib/google-cloud-sdk/platform/gsutil/gslib/tests/test_data/test.mp3'
-  if (!existsSync(mp3)) { t.skip('no MP3 fixture on this host'); return }
+  if (!existsSync(mp3)) { t.comment('no MP3 fixture on this host: MP3 part not run'); return }
   const server = createServer((req, res) => { res.setHeader('content-type', 'audio/mpeg'); res.end(readFileSync(mp3)) })
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
   t.teardown(() => server.close())
