@@ -84,3 +84,49 @@ export async function startEngineProcess(opts: { env?: Record<string, string>; r
   }
   return { pid: child.pid!, sipPort, httpPort, apiKey, startupSec: (Date.now() - t0) / 1000, log: () => out, stop }
 }
+
+export interface TsxProcess {
+  pid: number
+  log(): string
+  stop(): Promise<void>
+}
+
+/**
+ * Any TypeScript entry (sip/server/main.ts, a bench app) in its own process,
+ * ready when `readyText` appears on its output. Killed by stop() or killAllEngines().
+ */
+export async function startTsxProcess(file: string, env: Record<string, string>, readyText: string, timeoutMs = 30_000): Promise<TsxProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, file)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
+  running.add(child)
+  let out = ''
+  let exited = false
+  const exitedP = new Promise<void>((resolve) => child.on('exit', () => { exited = true; resolve() }))
+  const readyP = new Promise<void>((resolve) => {
+    let ready = false
+    const on = (d: Buffer) => {
+      out = (out + d.toString()).slice(-16_000)
+      if (!ready && out.includes(readyText)) {
+        ready = true
+        resolve()
+      }
+    }
+    child.stdout!.on('data', on)
+    child.stderr!.on('data', on)
+  })
+  const stop = async () => {
+    running.delete(child)
+    if (!exited) {
+      child.kill('SIGTERM')
+      const t = setTimeout(() => child.kill('SIGKILL'), 3000)
+      await exitedP
+      clearTimeout(t)
+    }
+  }
+  const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), timeoutMs).unref())
+  const r = await Promise.race([readyP.then(() => 'up' as const), exitedP.then(() => 'exit' as const), timer])
+  if (r !== 'up') {
+    await stop()
+    throw new Error(`${file} ${r === 'exit' ? 'exited' : `not ready within ${timeoutMs / 1000} s`}:\n${out.slice(-3000)}`)
+  }
+  return { pid: child.pid!, log: () => out, stop }
+}

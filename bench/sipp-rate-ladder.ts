@@ -166,15 +166,17 @@ async function runStep(rate: number, opts: LadderOptions, signal?: AbortSignal):
   for (const m of opts.measure) memory[m.name] = memoryKiB(m.pid, m.tree)
   const s = parseSippStat(stat)
   rmSync(dir, { recursive: true, force: true })
-  const elapsedSec = s.elapsedSec > 0 ? s.elapsedSec : wall
+  // sipp's ElapsedTime column has whole seconds only: use our own clock (adds sipp's ~0.1 s start-up)
+  const elapsedSec = wall
   const calls = s.successful + s.failed
   const cpu: LadderStep['cpu'] = {}
   opts.measure.forEach((m, i) => {
     const cpuSec = after[i]! - before[i]!
     cpu[m.name] = { cpuSec, coreShare: cpuSec / wall, cpuMsPerCall: calls > 0 ? (cpuSec / calls) * 1000 : NaN }
   })
-  // over sipp's elapsed time, which ends when the last call ends (slightly longer than stepSec)
-  const achievedCps = s.successful / Math.max(opts.stepSec, elapsedSec)
+  // sipp's elapsed time ends when the last call ends: take the mean call length off, so a
+  // short step is not penalised for its tail, while a server that falls behind still shows
+  const achievedCps = s.successful / Math.max(opts.stepSec * 0.95, elapsedSec - 0.1 - (s.callLengthSec ?? 0))
   const minShare = opts.minRateShare ?? 0.9
   let reason: string | undefined
   if (code === -1) reason = 'sipp could not start'
@@ -196,6 +198,7 @@ interface SippStat {
   retransmissions: number
   elapsedSec: number
   responseTimeMs?: number
+  callLengthSec?: number
 }
 
 /** Reads the cumulative columns of sipp's -trace_stat CSV (last line). */
@@ -214,6 +217,7 @@ export function parseSippStat(file: string): SippStat {
     retransmissions: num('Retransmissions(C)'),
     elapsedSec: hms(col('ElapsedTime(C)')),
     responseTimeMs: head.includes('ResponseTime1(C)') ? hms(col('ResponseTime1(C)')) * 1000 : undefined,
+    callLengthSec: head.includes('CallLength(C)') ? hms(col('CallLength(C)')) : undefined,
   }
 }
 

@@ -133,8 +133,8 @@ export function renderPlot(spec: PlotSpec, options: PlotOptions = {}): string {
   }
   const W = opts.width ?? 640
   const H = opts.height ?? 360
-  const legendRows = spec.series.length > 1 ? Math.ceil(spec.series.length / 3) : 0
-  const f: Frame = { w: W, h: H, left: 64, right: 16, top: 34 + legendRows * 16, bottom: 48 }
+  const legendRows = spec.series.length > 1 ? Math.ceil(spec.series.length / (spec.series.length === 2 || spec.series.length === 4 ? 2 : 3)) : 0
+  const f: Frame = { w: W, h: H, left: 64, right: 16, top: 36 + legendRows * 16, bottom: 48 }
   const pw = W - f.left - f.right
   const ph = H - f.top - f.bottom
 
@@ -250,14 +250,16 @@ export function renderPlot(spec: PlotSpec, options: PlotOptions = {}): string {
 
   // Legend
   if (legendRows > 0) {
-    const colW = (W - f.left - f.right) / 3
+    const cols = series.length === 2 || series.length === 4 ? 2 : 3
+    const colW = (W - f.left - f.right) / cols
+    const maxChars = Math.max(8, Math.floor((colW - 24) / 6.3))
     series.forEach((s, si) => {
-      const col = si % 3
-      const row = Math.floor(si / 3)
+      const col = si % cols
+      const row = Math.floor(si / cols)
       const x = f.left + col * colW
-      const y = 30 + row * 16
+      const y = 38 + row * 16
       const color = PALETTE[si % PALETTE.length]!
-      parts.push(`<g class="legend-item"><rect x="${r(x)}" y="${y - 9}" width="14" height="10" fill="${color}"/><text x="${r(x + 19)}" y="${y}" font-size="11" ${FONT} fill="#111">${escapeXml(truncate(s.label, 40))}</text></g>`)
+      parts.push(`<g class="legend-item"><rect x="${r(x)}" y="${y - 9}" width="14" height="10" fill="${color}"/><text x="${r(x + 19)}" y="${y}" font-size="11" ${FONT} fill="#111">${escapeXml(truncate(s.label, maxChars))}</text></g>`)
     })
   }
   parts.push(`</svg>`)
