@@ -23,6 +23,7 @@ import { ControlServer, AppConnection, formatMeta, stackTime, type ClientMessage
 import { createMetrics, type SipMetrics } from './metrics.ts'
 import { SourceRateLimiter } from './rate-limit.ts'
 import { ProxyCore } from './proxy.ts'
+import { OverloadGuard, type OverloadOptions } from './overload.ts'
 
 export const SERVER_VERSION = 'v0.9.3-callplane'
 
@@ -38,6 +39,7 @@ export interface CoreOptions {
   maxTransactionsPerSourcePerSecond?: number
   timers?: Timers
   limits?: ParseLimits
+  overload?: OverloadOptions
 }
 
 const DIALOG_METHODS = new Set(['INVITE', 'SUBSCRIBE'])
@@ -54,6 +56,7 @@ export class SipCore {
   readonly metrics: SipMetrics
   readonly proxy: ProxyCore
   private limiter?: SourceRateLimiter
+  readonly overload: OverloadGuard
   private rr = 0
   /** Merged-request detection (§8.2.2.2): Call-ID|From tag|CSeq → server transaction key. */
   private inProgress = new Map<string, string>()
@@ -74,6 +77,7 @@ export class SipCore {
       onRetransmit: (kind, method) => this.metrics.retransmissions.inc({ kind, method }),
     }, this.timers)
     this.proxy = new ProxyCore(this)
+    this.overload = new OverloadGuard(opts.overload)
     if (opts.maxTransactionsPerSourcePerSecond) this.limiter = new SourceRateLimiter(opts.maxTransactionsPerSourcePerSecond)
     this.transport.on('message', (data, from, stream) => {
       try {
@@ -93,6 +97,7 @@ export class SipCore {
 
   async stop(): Promise<void> {
     this.limiter?.close()
+    this.overload.close()
     for (const d of [...this.dialogs.all()]) this.dialogs.remove(d)
     this.tl.shutdown()
     this.proxy.shutdown()
@@ -275,6 +280,14 @@ export class SipCore {
       return
     }
 
+    if (method !== 'OPTIONS' && this.overload.overloaded) {
+      // §21.5.4: refuse new work cheaply while saturated; in-dialog requests above still flow.
+      const res = makeResponse(req, 503, 'Service Unavailable', randomToken())
+      res.add('Retry-After', '1')
+      this.send(this.responseDest(req, from), res)
+      this.metrics.dropped.inc({ reason: 'overload' })
+      return
+    }
     const txn = this.tl.createServer(req, this.responseDest(req, from))
     if (!txn) return
     this.trackInProgress(req, txn)
@@ -297,15 +310,21 @@ export class SipCore {
       return
     }
     txn.context['app'] = app
-    txn.onTerminated = () => this.inProgress.delete(`${req.callId}|${req.fromTag ?? ''}|${req.get('cseq')}`)
-    if (method === 'INVITE') this.cdr('attempt', 'network', req)
+    if (method === 'INVITE') {
+      this.overload.pendingInvites++
+      txn.context['pending'] = true
+      this.cdr('attempt', 'network', req)
+    }
     this.deliver(app, req, from, txn.id, '')
   }
 
   private trackInProgress(req: SipMessage, txn: ServerTransaction): void {
     const mk = `${req.callId}|${req.fromTag ?? ''}|${req.get('cseq')}`
     this.inProgress.set(mk, txn.key)
-    txn.onTerminated = () => this.inProgress.delete(mk)
+    txn.onTerminated = () => {
+      this.inProgress.delete(mk)
+      this.clearPending(txn)
+    }
   }
 
   respondStateless(req: SipMessage, from: Inbound | Remote, status: number, reason?: string): void {
@@ -315,7 +334,12 @@ export class SipCore {
   }
 
   /** Sends a response through a server transaction and counts finals. */
+  private clearPending(txn: ServerTransaction): void {
+    if (txn.context['pending']) { txn.context['pending'] = false; this.overload.pendingInvites-- }
+  }
+
   respondTxn(txn: ServerTransaction, res: SipMessage): void {
+    if (res.status >= 200) this.clearPending(txn)
     txn.respond(res)
     if (res.status >= 200) this.metrics.transactions.inc({ method: txn.request.method, class: `${Math.floor(res.status / 100)}xx`, direction: 'in' })
   }
