@@ -75,6 +75,7 @@ function isReference(name: string): boolean {
 const DEFAULT_TIMEOUT = { quick: 30, full: 300 }
 const TIMEOUTS: Record<string, { quick: number; full: number }> = {
   'sip-kamailio-reference': { quick: 40, full: 420 },
+  'sip-call-rate': { quick: 45, full: 420 },
   'media-rtpengine-reference': { quick: 40, full: 360 },
   'cost-growth': { quick: 60, full: 360 },
 }
