@@ -6,22 +6,26 @@
  */
 export class Channel<T> implements AsyncIterable<T> {
   private items: T[] = []
-  private waiters: Array<(r: IteratorResult<T>) => void> = []
+  private waiters: Array<{ resolve: (r: IteratorResult<T>) => void; reject: (e: Error) => void }> = []
   private closed = false
   private failure: Error | undefined
 
   push(item: T): void {
     if (this.closed) return
     const w = this.waiters.shift()
-    if (w) w({ value: item, done: false })
+    if (w) w.resolve({ value: item, done: false })
     else this.items.push(item)
   }
 
   close(error?: Error): void {
     if (this.closed) return
     this.closed = true
-    this.failure = error
-    for (const w of this.waiters.splice(0)) w({ value: undefined, done: true })
+    const waiters = this.waiters.splice(0)
+    // A consumer already waiting gets the error; otherwise it is kept for the next next().
+    if (error && waiters.length > 0) {
+      waiters.shift()!.reject(error)
+    } else this.failure = error
+    for (const w of waiters) w.resolve({ value: undefined, done: true })
   }
 
   get isClosed(): boolean {
@@ -41,7 +45,7 @@ export class Channel<T> implements AsyncIterable<T> {
           }
           return Promise.resolve({ value: undefined, done: true })
         }
-        return new Promise((resolve) => this.waiters.push(resolve))
+        return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }))
       },
       return: (): Promise<IteratorResult<T>> => {
         this.close()

@@ -39,6 +39,7 @@ export class Playout implements FrameSource {
   private queue: Queued[] = []
   private paused = false
   private drainWaiters: Array<() => void> = []
+  private segWaiters = new Map<Segment, Array<() => void>>()
   /** performance.now() of the last frame handed out. */
   lastFrameAt = 0
   framesOut = 0
@@ -124,8 +125,7 @@ export class Playout implements FrameSource {
     this.queue = []
     for (const seg of dropped) {
       seg.interrupted = true
-      seg.done = true
-      this.hooks.onSegmentEnd?.(seg)
+      this.markDone(seg)
     }
     this.paused = false
     this.wakeDrain()
@@ -137,9 +137,18 @@ export class Playout implements FrameSource {
     if (seg.done) return
     this.queue = this.queue.filter((q) => q.seg !== seg)
     seg.interrupted = seg.firstFrameAt !== undefined
-    seg.done = true
-    this.hooks.onSegmentEnd?.(seg)
+    this.markDone(seg)
     if (this.queue.length === 0) this.wakeDrain()
+  }
+
+  /** Resolves when the segment has played out or was dropped. */
+  whenDone(seg: Segment): Promise<void> {
+    if (seg.done) return Promise.resolve()
+    return new Promise((resolve) => {
+      const list = this.segWaiters.get(seg) ?? []
+      list.push(resolve)
+      this.segWaiters.set(seg, list)
+    })
   }
 
   /** Resolves when nothing is queued (after the last frame was pulled). */
@@ -151,8 +160,16 @@ export class Playout implements FrameSource {
   private finishIfPlayed(seg: Segment): void {
     if (seg.done || !seg.complete) return
     if (this.queue.some((q) => q.seg === seg)) return
+    this.markDone(seg)
+  }
+
+  private markDone(seg: Segment): void {
+    if (seg.done) return
     seg.done = true
     this.hooks.onSegmentEnd?.(seg)
+    const w = this.segWaiters.get(seg)
+    this.segWaiters.delete(seg)
+    for (const r of w ?? []) r()
   }
 
   private wakeDrain(): void {

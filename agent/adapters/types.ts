@@ -95,6 +95,8 @@ export type LlmChunk =
 export interface LlmAdapter {
   readonly name: string
   chat(request: LlmRequest): AsyncIterable<LlmChunk>
+  /** Phrases the model's rules listen for (scripted model): feeds the STT grammar. */
+  expectedPhrases?(): string[]
 }
 
 // ---------------------------------------------------------------- TTS

@@ -15,7 +15,8 @@
  * is not), hence a child process rather than bindings.
  */
 import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process'
-import { createWriteStream, mkdtempSync, rmSync, writeFileSync, type WriteStream } from 'node:fs'
+import { constants, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs'
+import { Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
@@ -46,7 +47,7 @@ class PocketsphinxStream implements SttStream {
   private readonly child: ChildProcessWithoutNullStreams
   private readonly fill: BandFill
   private readonly dir: string
-  private readonly audio: WriteStream
+  private readonly audio: Socket
   private pendingAudio: Int16Array[] = []
   private pendingSamples = 0
   private closed = false
@@ -73,7 +74,9 @@ class PocketsphinxStream implements SttStream {
     }
     this.child = spawn(cfg.binary ?? 'pocketsphinx_continuous', args, { stdio: ['pipe', 'pipe', 'pipe'] })
     this.child.stdin.end()
-    this.audio = createWriteStream(fifo)
+    // O_RDWR: opening never blocks waiting for the reader (Linux), and a libuv
+    // pipe handle keeps writes non-blocking even if the decoder dies.
+    this.audio = new Socket({ fd: openSync(fifo, constants.O_RDWR | constants.O_NONBLOCK), readable: false, writable: true })
     this.audio.on('error', (error) => this.out.push({ type: 'error', error, at: performance.now() }))
     this.child.on('error', (error) => this.out.push({ type: 'error', error, at: performance.now() }))
     createInterface({ input: this.child.stdout }).on('line', (line) => this.onHypothesis(line.trim(), 'grammar'))

@@ -1,0 +1,54 @@
+/**
+ * Registers the providers that ship with the engine. Imported once by
+ * `agent/index.ts`; a deployment can register more before creating agents.
+ */
+import type { JsonValue } from './types.ts'
+import { registerLlm, registerStt, registerTts, type AdapterOptions } from './registry.ts'
+import { ScriptedLlm, type ScriptedRule } from './llm/scripted.ts'
+import { PocketsphinxStt } from './stt/pocketsphinx.ts'
+import { EspeakTts } from './tts/espeak.ts'
+
+export function str(o: AdapterOptions, k: string): string | undefined {
+  const v = o[k]
+  return typeof v === 'string' ? v : undefined
+}
+export function num(o: AdapterOptions, k: string): number | undefined {
+  const v = o[k]
+  return typeof v === 'number' ? v : undefined
+}
+export function bool(o: AdapterOptions, k: string): boolean | undefined {
+  const v = o[k]
+  return typeof v === 'boolean' ? v : undefined
+}
+export function strList(o: AdapterOptions, k: string): string[] | undefined {
+  const v = o[k]
+  return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : undefined
+}
+
+function asRules(v: JsonValue | undefined): ScriptedRule[] {
+  // Rules come from stored JSON (the agent record); shape-checked loosely: unknown keys are ignored.
+  if (!Array.isArray(v)) return []
+  return v.filter((r): r is { [key: string]: JsonValue } => !!r && typeof r === 'object' && !Array.isArray(r)) as unknown as ScriptedRule[]
+}
+
+let done = false
+export function registerBuiltinAdapters(): void {
+  if (done) return
+  done = true
+  registerStt('pocketsphinx', (o) => {
+    const phrases = strList(o, 'phrases')
+    const fb = bool(o, 'lmFallback')
+    const lvl = num(o, 'bandFillLevel')
+    return new PocketsphinxStt({ ...(phrases ? { phrases } : {}), ...(fb !== undefined ? { lmFallback: fb } : {}), ...(lvl !== undefined ? { bandFillLevel: lvl } : {}) })
+  })
+  registerTts('espeak', (o, agent) => {
+    const voice = str(o, 'voice') ?? agent.voice ?? agent.language
+    const speed = num(o, 'speed')
+    return new EspeakTts({ ...(voice ? { voice } : {}), ...(speed !== undefined ? { speed } : {}) })
+  })
+  registerLlm('scripted', (o) => {
+    const fallback = str(o, 'fallback')
+    const d = num(o, 'firstTokenDelayMs')
+    return new ScriptedLlm({ rules: asRules(o.rules), ...(fallback ? { fallback } : {}), ...(d !== undefined ? { firstTokenDelayMs: d } : {}) })
+  })
+}

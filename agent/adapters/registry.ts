@@ -1,0 +1,53 @@
+/**
+ * Adapters are chosen per agent by provider name plus options. A new vendor is
+ * one file plus one `register*` call. A list of specs becomes a fallback chain.
+ */
+import type { AdapterChoice, AdapterSpec, AgentConfig } from '../config.ts'
+import { FallbackLlm, FallbackStt, FallbackTts, type FallbackOptions } from './fallback.ts'
+import type { JsonValue, LlmAdapter, SttAdapter, TtsAdapter } from './types.ts'
+
+export type AdapterOptions = { [key: string]: JsonValue }
+export type Factory<T> = (options: AdapterOptions, agent: AgentConfig) => T
+
+const stt = new Map<string, Factory<SttAdapter>>()
+const llm = new Map<string, Factory<LlmAdapter>>()
+const tts = new Map<string, Factory<TtsAdapter>>()
+
+export function registerStt(name: string, f: Factory<SttAdapter>): void {
+  stt.set(name, f)
+}
+export function registerLlm(name: string, f: Factory<LlmAdapter>): void {
+  llm.set(name, f)
+}
+export function registerTts(name: string, f: Factory<TtsAdapter>): void {
+  tts.set(name, f)
+}
+
+export function providers(): { stt: string[]; llm: string[]; tts: string[] } {
+  return { stt: [...stt.keys()], llm: [...llm.keys()], tts: [...tts.keys()] }
+}
+
+function build<T>(kind: string, table: Map<string, Factory<T>>, spec: AdapterSpec, agent: AgentConfig): T {
+  const f = table.get(spec.provider)
+  if (!f) throw new Error(`unknown ${kind} provider "${spec.provider}" (known: ${[...table.keys()].join(', ')})`)
+  return f(spec.options ?? {}, agent)
+}
+
+function specs(choice: AdapterChoice): AdapterSpec[] {
+  const list = Array.isArray(choice) ? choice : [choice]
+  if (list.length === 0) throw new Error('empty adapter chain')
+  return list
+}
+
+export function createStt(choice: AdapterChoice, agent: AgentConfig, fb?: FallbackOptions): SttAdapter {
+  const list = specs(choice).map((s) => build('stt', stt, s, agent))
+  return list.length === 1 ? list[0]! : new FallbackStt(list, fb)
+}
+export function createLlm(choice: AdapterChoice, agent: AgentConfig, fb?: FallbackOptions): LlmAdapter {
+  const list = specs(choice).map((s) => build('llm', llm, s, agent))
+  return list.length === 1 ? list[0]! : new FallbackLlm(list, fb)
+}
+export function createTts(choice: AdapterChoice, agent: AgentConfig, fb?: FallbackOptions): TtsAdapter {
+  const list = specs(choice).map((s) => build('tts', tts, s, agent))
+  return list.length === 1 ? list[0]! : new FallbackTts(list, fb)
+}

@@ -1,0 +1,107 @@
+/**
+ * An agent's runtime configuration. Field names follow the references
+ * (Leadlock agent fields in camelCase: systemPrompt, greeting, aiSpeaksFirst,
+ * vadSilenceDurationMs, maxCallDurationMinutes, maxSilenceSeconds, toolsEnabled,
+ * transferTargets; Fonella tools), so control-api can map stored agents 1:1.
+ */
+import type { JsonValue } from './adapters/types.ts'
+import type { BuiltinToolName, HttpToolConfig, TransferTarget } from './tools.ts'
+
+export interface AdapterSpec {
+  /** Registered provider name: "pocketsphinx", "deepgram", "scripted", "openai", "espeak", "elevenlabs", ... */
+  provider: string
+  options?: { [key: string]: JsonValue }
+}
+
+/** One spec, or a fallback chain (first is primary). */
+export type AdapterChoice = AdapterSpec | AdapterSpec[]
+
+export interface BargeInPolicy {
+  enabled: boolean
+  /** Voiced time before an interruption stands (shorter bursts are false alarms). */
+  minSpeechMs: number
+  /** Words the STT must have heard before an interruption stands (0 = don't wait for STT). */
+  minWords: number
+  /** Resume the paused agent speech when the burst turns out to be a false alarm. */
+  resumeAfterFalseAlarm: boolean
+  /** Voiced time before output pauses (the packet-level reaction). */
+  onsetMs: number
+}
+
+export interface AgentConfig {
+  id?: string
+  name?: string
+  /** `pipeline`: STT→LLM→TTS here. `websocket`: bring your own bot (Twilio Media Streams). */
+  type: 'pipeline' | 'websocket'
+  systemPrompt: string
+  greeting?: string
+  aiSpeaksFirst: boolean
+  greetingInterruptible: boolean
+  voice?: string
+  language?: string
+  temperature?: number
+  stt: AdapterChoice
+  llm: AdapterChoice
+  tts: AdapterChoice
+  /** Phrases the caller is expected to say (STT grammar / keyword hints). */
+  expectedPhrases: string[]
+  tools: HttpToolConfig[]
+  toolsEnabled: BuiltinToolName[]
+  transferTargets: TransferTarget[]
+  /** What the agent says while a `speakDuringExecution` tool runs. */
+  toolFillerPhrase: string
+  vadThreshold?: number
+  vadSilenceDurationMs: number
+  bargeIn: BargeInPolicy
+  /** 0 = unlimited. */
+  maxCallDurationMinutes: number
+  /** 0 = unlimited. After this much mutual silence the agent prompts once, then hangs up. */
+  maxSilenceSeconds: number
+  silencePrompt: string
+  /** Said when max duration is reached, before hanging up. */
+  maxDurationMessage?: string
+  /** Ask the LLM for a summary at call end. */
+  summary: boolean
+  /** websocket agent type. */
+  websocket?: { url: string; headers?: Record<string, string>; customParameters?: Record<string, string> }
+}
+
+export type AgentConfigInput = Partial<Omit<AgentConfig, 'bargeIn'>> & { bargeIn?: Partial<BargeInPolicy> }
+
+export function resolveAgentConfig(input: AgentConfigInput): AgentConfig {
+  return {
+    type: input.type ?? 'pipeline',
+    systemPrompt: input.systemPrompt ?? 'You are a helpful phone agent. Keep answers short.',
+    aiSpeaksFirst: input.aiSpeaksFirst ?? true,
+    greetingInterruptible: input.greetingInterruptible ?? true,
+    stt: input.stt ?? { provider: 'pocketsphinx' },
+    llm: input.llm ?? { provider: 'scripted' },
+    tts: input.tts ?? { provider: 'espeak' },
+    expectedPhrases: input.expectedPhrases ?? [],
+    tools: input.tools ?? [],
+    toolsEnabled: input.toolsEnabled ?? ['end_call', 'transfer_call', 'send_dtmf'],
+    transferTargets: input.transferTargets ?? [],
+    toolFillerPhrase: input.toolFillerPhrase ?? 'One moment please.',
+    vadSilenceDurationMs: input.vadSilenceDurationMs ?? 500,
+    maxCallDurationMinutes: input.maxCallDurationMinutes ?? 30,
+    maxSilenceSeconds: input.maxSilenceSeconds ?? 120,
+    silencePrompt: input.silencePrompt ?? 'Are you still there?',
+    summary: input.summary ?? false,
+    ...(input.id !== undefined ? { id: input.id } : {}),
+    ...(input.name !== undefined ? { name: input.name } : {}),
+    ...(input.greeting !== undefined ? { greeting: input.greeting } : {}),
+    ...(input.voice !== undefined ? { voice: input.voice } : {}),
+    ...(input.language !== undefined ? { language: input.language } : {}),
+    ...(input.temperature !== undefined ? { temperature: input.temperature } : {}),
+    ...(input.vadThreshold !== undefined ? { vadThreshold: input.vadThreshold } : {}),
+    ...(input.maxDurationMessage !== undefined ? { maxDurationMessage: input.maxDurationMessage } : {}),
+    ...(input.websocket !== undefined ? { websocket: input.websocket } : {}),
+    bargeIn: {
+      enabled: input.bargeIn?.enabled ?? true,
+      minSpeechMs: input.bargeIn?.minSpeechMs ?? 300,
+      minWords: input.bargeIn?.minWords ?? 0,
+      resumeAfterFalseAlarm: input.bargeIn?.resumeAfterFalseAlarm ?? true,
+      onsetMs: input.bargeIn?.onsetMs ?? 40,
+    },
+  }
+}

@@ -1,0 +1,61 @@
+import t from 'tap'
+import { ScriptedLlm } from '../../agent/adapters/llm/scripted.ts'
+import type { ChatMessage, LlmChunk, ToolDefinition } from '../../agent/adapters/types.ts'
+import { ToolBox } from '../../agent/tools.ts'
+
+const llm = new ScriptedLlm({
+  rules: [
+    { phrases: ['opening hours'], reply: 'We are open nine to five.' },
+    { keywords: ['order', 'status'], tool: { name: 'lookupOrder', arguments: { orderNumber: '42' } }, afterTool: 'Your order is {result}.', onToolError: 'I could not look that up.' },
+    { phrases: ['human'], reply: 'Transferring you now.', transferTo: 'sales' },
+    { dtmf: '0', reply: 'Connecting you to the operator.', transferTo: 'operator' },
+    { phrases: ['goodbye'], reply: 'Bye!', endCall: true },
+  ],
+  fallback: 'Sorry?',
+})
+const tools: ToolDefinition[] = [...new ToolBox().definitions(), { name: 'lookupOrder', description: 'd', parameters: {} }]
+
+async function run(messages: ChatMessage[]): Promise<LlmChunk[]> {
+  const out: LlmChunk[] = []
+  for await (const c of llm.chat({ messages, tools, signal: new AbortController().signal })) out.push(c)
+  return out
+}
+const text = (cs: LlmChunk[]): string => cs.map((c) => (c.type === 'text' ? c.text : '')).join('')
+
+t.test('phrase match replies, streamed as word tokens', async (t) => {
+  const cs = await run([{ role: 'user', content: 'what are your opening hours please' }])
+  t.equal(text(cs), 'We are open nine to five.')
+  t.ok(cs.filter((c) => c.type === 'text').length > 3)
+  t.same(cs.at(-1), { type: 'done', finishReason: 'stop' })
+})
+
+t.test('keyword rule calls a tool, then speaks the result or the failure line', async (t) => {
+  const first = await run([{ role: 'user', content: 'check my order status' }])
+  const call = first.find((c) => c.type === 'tool_call')
+  t.ok(call && call.type === 'tool_call' && call.call.name === 'lookupOrder')
+  if (!call || call.type !== 'tool_call') return
+  t.same(JSON.parse(call.call.arguments), { orderNumber: '42' })
+  const base: ChatMessage[] = [{ role: 'user', content: 'check my order status' }, { role: 'assistant', content: '', toolCalls: [call.call] }]
+  t.equal(text(await run([...base, { role: 'tool', toolCallId: call.call.id, name: 'lookupOrder', content: 'shipped' }])), 'Your order is shipped.')
+  t.equal(text(await run([...base, { role: 'tool', toolCallId: call.call.id, name: 'lookupOrder', content: 'ERROR: timed out' }])), 'I could not look that up.')
+})
+
+t.test('transfer, DTMF and end call are expressed as built-in tool calls', async (t) => {
+  const tr = await run([{ role: 'user', content: 'let me talk to a human' }])
+  t.match(tr.find((c) => c.type === 'tool_call'), { call: { name: 'transfer_call', arguments: '{"target":"sales"}' } })
+  const d = await run([{ role: 'user', content: 'DTMF: 0' }])
+  t.match(d.find((c) => c.type === 'tool_call'), { call: { name: 'transfer_call', arguments: '{"target":"operator"}' } })
+  const bye = await run([{ role: 'user', content: 'ok goodbye' }])
+  t.equal(text(bye), 'Bye!')
+  t.match(bye.find((c) => c.type === 'tool_call'), { call: { name: 'end_call' } })
+})
+
+t.test('fallback line and abort', async (t) => {
+  t.equal(text(await run([{ role: 'user', content: 'blah' }])), 'Sorry?')
+  const ac = new AbortController()
+  ac.abort()
+  await t.rejects(async () => {
+    for await (const _ of llm.chat({ messages: [{ role: 'user', content: 'opening hours' }], tools, signal: ac.signal })) void _
+  })
+  t.ok(llm.expectedPhrases().includes('opening hours'))
+})
