@@ -48,6 +48,12 @@ export interface PlotSpec {
   marks?: { axis: 'x' | 'y'; value: number; label: string }[]
   /** Log10 x axis. */
   logX?: boolean
+  /**
+   * Plots from different benches with the same compareKey (e.g. a Callplane
+   * bench and its reference engine's) are also merged into one side-by-side
+   * plot by the orchestrator.
+   */
+  compareKey?: string
 }
 
 export interface BenchResult {

@@ -166,7 +166,7 @@ notes.push(`rtpengine ${'userspace'} relay (--table=-1, no kernel forwarding), $
 
 const xs = steps.map((s) => s.sessions)
 plots.push({
-  id: 'media.rtpengine.capacity', title: 'rtpengine relay: jitter and loss vs sessions', kind: 'line',
+  id: 'media.rtpengine.capacity', compareKey: 'media.g711.capacity', title: 'rtpengine relay: jitter and loss vs sessions', kind: 'line',
   xLabel: 'concurrent G.711 sessions (2 streams each)', yLabel: 'ms / % lost',
   series: [
     { label: 'p99 relay jitter (ms)', x: xs, y: steps.map((s) => s.stats.transitJitterMs?.p99 ?? NaN) },
@@ -176,7 +176,7 @@ plots.push({
   marks: [{ axis: 'y', value: JITTER_BOUND_MS, label: 'bound 2 ms' }],
 })
 plots.push({
-  id: 'media.rtpengine.cpu', title: 'CPU vs sessions (rtpengine relay, RTP generator)', kind: 'line',
+  id: 'media.rtpengine.cpu', compareKey: 'media.g711.cpu', title: 'CPU vs sessions (rtpengine relay, RTP generator)', kind: 'line',
   xLabel: 'concurrent G.711 sessions', yLabel: '% of one core',
   series: [
     { label: 'rtpengine', x: xs, y: steps.map((s) => s.rtpengineCoreShare * 100) },
@@ -191,7 +191,7 @@ if (shown) {
     series: [histSeries('relay jitter', shown.hist.transit, shown.hist.binMs)],
   })
   plots.push({
-    id: 'media.rtpengine.jitter_cdf', title: `Jitter CDF at ${shown.sessions} sessions`, kind: 'cdf',
+    id: 'media.rtpengine.jitter_cdf', compareKey: 'media.g711.jitter_cdf', title: `Jitter CDF at ${shown.sessions} sessions`, kind: 'cdf',
     xLabel: 'ms', yLabel: '% of packets ≤ x',
     series: [cdfSeries('relay jitter', shown.hist.transit, shown.hist.binMs), cdfSeries('inter-arrival deviation', shown.hist.interArrival, shown.hist.binMs)],
     marks: [{ axis: 'x', value: JITTER_BOUND_MS, label: '2 ms' }],

@@ -53,6 +53,13 @@ export function renderReportHtml(run: RunReport): string {
   else out.push(figureTable(run.summary))
   out.push(`</section>`)
 
+  // Side by side: the same plot from a Callplane bench and its reference engine
+  if (run.comparisons?.length) {
+    out.push(`<section><h2>Side by side</h2><div class="plots">`)
+    for (const p of run.comparisons) out.push(`<figure>${renderPlot(p)}</figure>`)
+    out.push(`</div></section>`)
+  }
+
   // Per bench
   for (const b of run.benches) out.push(benchSection(b, run.summary.filter((r) => r.bench === b.name)))
 

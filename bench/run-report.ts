@@ -1,4 +1,4 @@
-import { meets, ratioToReference, type BenchFigure, type BenchResult } from './bench-result.ts'
+import { meets, ratioToReference, type BenchFigure, type BenchResult, type PlotSeries, type PlotSpec } from './bench-result.ts'
 
 /** What `npm run bench` writes to bench/results/<timestamp>.json. */
 export interface RunReport {
@@ -13,6 +13,8 @@ export interface RunReport {
   benches: BenchRunEntry[]
   /** Every figure of every bench, with its target verdict and its reference ratio. */
   summary: SummaryRow[]
+  /** Plots merged across benches by PlotSpec.compareKey (Callplane next to its reference). */
+  comparisons?: PlotSpec[]
   notes: string[]
 }
 
@@ -118,4 +120,36 @@ export function summaryLine(r: SummaryRow): string {
   const ref = r.reference ? ` | ${r.reference.engine} ${fmtNum(r.reference.value)} ${r.unit} → ratio ${fmtNum(r.ratio)}${r.ratio !== undefined ? (r.ratio >= 1 ? ' (better)' : ' (worse)') : ''}` : ''
   const eng = r.engine ? ` [reference: ${r.engine}]` : ''
   return `${r.label}: ${fmtNum(r.value)} ${r.unit}${eng}${tgt}${ref}`
+}
+
+/** Merges plots that share a compareKey across two or more benches into one plot each. */
+export function buildComparisons(benches: BenchRunEntry[]): PlotSpec[] {
+  const groups = new Map<string, { bench: string; plot: PlotSpec }[]>()
+  for (const b of benches) {
+    for (const p of b.result?.plots ?? []) {
+      if (!p.compareKey) continue
+      const g = groups.get(p.compareKey) ?? []
+      g.push({ bench: b.name, plot: p })
+      groups.set(p.compareKey, g)
+    }
+  }
+  const out: PlotSpec[] = []
+  for (const [key, g] of groups) {
+    if (new Set(g.map((x) => x.bench)).size < 2) continue
+    const first = g[0]!.plot
+    const seen = new Map<string, string>()
+    const series: PlotSeries[] = []
+    for (const { bench, plot } of g) {
+      for (const s of plot.series) {
+        const data = JSON.stringify([s.x, s.y])
+        const prev = seen.get(s.label)
+        if (prev === data) continue // the same line (e.g. "offered (ideal)") from both benches
+        const label = prev === undefined ? s.label : `${bench}: ${s.label}`
+        seen.set(label, data)
+        series.push({ ...s, label })
+      }
+    }
+    out.push({ ...first, id: `compare.${key}`, title: `${first.title} — side by side`, series })
+  }
+  return out
 }

@@ -14,7 +14,7 @@ import { cpus, hostname, loadavg, release, tmpdir, totalmem } from 'node:os'
 import { dirname, join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { BenchResult } from './bench-result.ts'
-import { buildSummary, fmtNum, summaryLine, type BenchRunEntry, type MachineInfo, type RunReport } from './run-report.ts'
+import { buildComparisons, buildSummary, fmtNum, summaryLine, type BenchRunEntry, type MachineInfo, type RunReport } from './run-report.ts'
 import { renderReportHtml } from './report-html.ts'
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url))
@@ -357,6 +357,7 @@ async function main(): Promise<void> {
     git: gitInfo(),
     benches,
     summary: buildSummary(benches),
+    comparisons: buildComparisons(benches),
     notes,
   }
   mkdirSync(RESULTS_DIR, { recursive: true })

@@ -233,6 +233,7 @@ export function ladderPlots(idPrefix: string, ladders: { label: string; result: 
   return [
     {
       id: `${idPrefix}.capacity`,
+      compareKey: 'sip.ladder.capacity',
       title: 'SIP call rate: achieved vs offered (sipp uac, INVITE/200/ACK/BYE)',
       kind: 'line',
       xLabel: 'offered calls/s',
@@ -248,6 +249,7 @@ export function ladderPlots(idPrefix: string, ladders: { label: string; result: 
     },
     {
       id: `${idPrefix}.failed`,
+      compareKey: 'sip.ladder.failed',
       title: 'SIP failed calls per step',
       kind: 'line',
       xLabel: 'offered calls/s',
@@ -256,6 +258,7 @@ export function ladderPlots(idPrefix: string, ladders: { label: string; result: 
     },
     {
       id: `${idPrefix}.cpu`,
+      compareKey: 'sip.ladder.cpu',
       title: 'SIP responder CPU vs call rate',
       kind: 'line',
       xLabel: 'offered calls/s',

@@ -1,7 +1,7 @@
 import t from 'tap'
 import type { BenchResult } from '../../bench/bench-result.ts'
 import { renderReportHtml } from '../../bench/report-html.ts'
-import { buildSummary, type BenchRunEntry, type RunReport } from '../../bench/run-report.ts'
+import { buildComparisons, buildSummary, type BenchRunEntry, type RunReport } from '../../bench/run-report.ts'
 import { cdfFromSamples, histogramFromSamples, niceTicks, renderPlot } from '../../bench/svg-plot.ts'
 
 const callplane: BenchResult = {
@@ -14,7 +14,7 @@ const callplane: BenchResult = {
     { id: 'sip.cpu_sec_per_1000_calls', label: 'CPU per 1,000 calls', value: 0.5, unit: 's', better: 'lower', target: 1 },
   ],
   plots: [
-    { id: 'cap', title: 'Capacity <curve>', kind: 'line', xLabel: 'offered', yLabel: 'achieved', series: [{ label: 'callplane', x: [200, 400, 800], y: [200, 400, 790] }, { label: 'kamailio', x: [200, 400, 800], y: [200, 400, 800] }], marks: [{ axis: 'y', value: 1000, label: 'target' }] },
+    { id: 'cap', compareKey: 'sip.capacity', title: 'Capacity <curve>', kind: 'line', xLabel: 'offered', yLabel: 'achieved', series: [{ label: 'callplane', x: [200, 400, 800], y: [200, 400, 790] }, { label: 'kamailio', x: [200, 400, 800], y: [200, 400, 800] }], marks: [{ axis: 'y', value: 1000, label: 'target' }] },
     { id: 'lat', title: 'Latency', kind: 'histogram', xLabel: 'ms', yLabel: 'count', series: [histogramFromSamples('barge-in', [1, 2, 2, 3, 3, 3, 4, 4, 5, 9], 8)] },
     { id: 'cdf', title: 'Latency CDF', kind: 'cdf', xLabel: 'ms', yLabel: 'fraction', series: [cdfFromSamples('barge-in', [5, 1, 3, 2, 4])] },
   ],
@@ -29,7 +29,9 @@ const kamailio: BenchResult = {
     { id: 'ref.kamailio.sip.max_cps_zero_failures', label: 'Kamailio max calls/s', value: 2000, unit: 'calls/s', better: 'higher', engine: 'kamailio', referenceFor: ['sip.max_cps_zero_failures'] },
     { id: 'ref.kamailio.sip.cpu_sec_per_1000_calls', label: 'Kamailio CPU per 1,000 calls', value: 0.25, unit: 's', better: 'lower', engine: 'kamailio', referenceFor: ['sip.cpu_sec_per_1000_calls'] },
   ],
-  plots: [],
+  plots: [
+    { id: 'kcap', compareKey: 'sip.capacity', title: 'Kamailio capacity', kind: 'line', xLabel: 'offered', yLabel: 'achieved', series: [{ label: 'kamailio', x: [200, 400, 800, 1600], y: [200, 400, 800, 1500] }] },
+  ],
 }
 
 function fixture(): RunReport {
@@ -44,7 +46,7 @@ function fixture(): RunReport {
     startedAt: '2026-01-01T00:00:00.000Z', finishedAt: '2026-01-01T00:01:00.000Z', durationSec: 60,
     machine: { hostname: 'h', cpuModel: 'Test CPU', cores: 2, memoryGiB: 4, kernel: '6.1', os: 'Debian', node: 'v20', npm: '10', tools: { sipp: 'SIPp v3.6.1', kamailio: null }, loadAvgAtStart: [0.1, 0.2, 0.3] },
     git: { commit: 'abcdef1234567890', branch: 'main', dirty: false },
-    benches, summary: buildSummary(benches), notes: ['shared box'],
+    benches, summary: buildSummary(benches), comparisons: buildComparisons(benches), notes: ['shared box'],
   }
 }
 
@@ -62,10 +64,18 @@ t.test('cross-bench references are attached and ratios oriented', async (t) => {
   t.equal(ref.engine, 'kamailio')
 })
 
+t.test('plots sharing a compareKey are merged, colliding labels prefixed by bench', async (t) => {
+  const [c, ...rest] = fixture().comparisons!
+  t.equal(rest.length, 0)
+  t.equal(c!.id, 'compare.sip.capacity')
+  t.same(c!.series.map((s) => s.label), ['callplane', 'kamailio', 'sip-kamailio-reference: kamailio'])
+})
+
 t.test('the HTML report is self-contained and holds every plot and status', async (t) => {
   const html = renderReportHtml(fixture())
   t.match(html, /^<!doctype html>/)
-  t.equal((html.match(/<svg /g) ?? []).length, 3, 'one inline SVG per plot')
+  t.equal((html.match(/<svg /g) ?? []).length, 5, 'one inline SVG per plot, plus one side-by-side plot')
+  t.match(html, /Side by side/)
   t.match(html, /class="plot plot-line"/)
   t.match(html, /class="plot plot-histogram"/)
   t.match(html, /class="plot plot-cdf"/)
