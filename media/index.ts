@@ -1,0 +1,47 @@
+/**
+ * Public API of the media plane (DESIGN.md "Media path").
+ *
+ * In-process:
+ *   const engine = new MediaEngine({ rtpPortMin, rtpPortMax, bindHost, externalAddress, logger, registry })
+ *   const s = await engine.createSession({ codecs: ['PCMU', 'PCMA', 'G722', 'opus'], inactivityTimeoutMs })
+ *   const answer = await s.createAnswer(offerSdp)        // UAS; or createOffer() + setRemoteDescription(answer)
+ *   s.on('frame', f => …) / s.addSink(sink, { sampleRate: 16000 })   // decoded 20 ms inbound frames
+ *   await s.play(source) / s.enqueue(pcm, rate) / s.flush()           // outbound; flush applies next tick
+ *   s.sendDtmf('123#'); s.on('dtmf', e => …); s.injectDtmf(d) (SIP INFO)
+ *   s.on('timeout', e => hang up with endedReason 'rtp-timeout')
+ *   s.mute('in' | 'out' | 'both'); await s.hold() → re-INVITE offer; s.stats()
+ *   s.startRecording(path, 'stereo'); await s.startFork({ url, format: 'twilio', bidirectional: true })
+ *   new Bridge(legA, legB); new Mixer(engine.scheduler).add(s)
+ *   await s.close(); await engine.stop()
+ *
+ * In worker threads (MEDIA_WORKERS): `new MediaWorkerPool({ workers, …engine options })`
+ * gives RemoteMediaSession objects with the same methods, all returning
+ * promises; playback takes a serializable PlaySpec and frames arrive only
+ * after subscribeFrames().
+ *
+ * With RTPENGINE_NG: `RtpengineAnchor` rewrites offers/answers through the
+ * rtpengine daemon so media flows peer ↔ rtpengine ↔ our session.
+ */
+export type { AudioFrame, FrameSink, FrameSource, DuplexFrameSink, SampleRate } from './frame.ts'
+export { FRAME_MS, samplesPerFrame } from './frame.ts'
+export { MediaEngine, type MediaEngineOptions, type MediaEngineStats, type MediaLogger } from './engine.ts'
+export {
+  MediaSession,
+  type MediaSessionOptions,
+  type MediaSessionStats,
+  type MediaSessionEvents,
+  type MuteDirection,
+  type PlaybackResult,
+  type SessionDtmfEvent,
+  type SessionTimeoutEvent,
+  type FlushEvent,
+  type GarbageCounters,
+} from './session.ts'
+export { SdpNegotiator, SdpError, type Direction, type CodecPreference, type NegotiatedMedia, type NegotiatedCodec } from './sdp/negotiator.ts'
+export { PcmSource, PcmQueueSource, ToneSource, loadAudio, parseWav, sourceFromSpec, type PlaySpec, type ToneName } from './playback.ts'
+export { WavRecorder, type RecordingMode, type RecordingResult } from './recorder.ts'
+export { WebSocketFork, type ForkOptions, type ForkFormat } from './fork.ts'
+export { Bridge, type BridgeMode } from './bridge.ts'
+export { Mixer } from './mixer.ts'
+export { MediaScheduler, type SchedulerStats, type TickTask } from './scheduler.ts'
+export { MediaWorkerPool, RemoteMediaSession, type MediaWorkerPoolOptions } from './worker-pool.ts'
