@@ -176,11 +176,22 @@ export class OutboundDialer {
       let why: 'ring-timeout' | 'timeout' | 'canceled' | null = null
       let uacReq: Srf.SrfRequest | null = null
       let provisional = false
+      let settled = false
       const timers: NodeJS.Timeout[] = []
+      const settle = (r: { ok: true; dialog: Srf.Dialog } | { ok: false; outcome: AttemptOutcome }) => {
+        if (settled) return
+        settled = true
+        for (const t of timers) clearTimeout(t)
+        resolve(r)
+      }
       const cancel = (reason: 'ring-timeout' | 'timeout' | 'canceled') => {
         if (why) return
         why = reason
         try { uacReq?.cancel(() => {}) } catch { /* already final */ }
+        // §9.1: a CANCEL waits for a provisional response; a carrier that sent
+        // none may answer only when Timer B fires. Move on now: a late 200 is
+        // hung up below, a late failure ignored.
+        if (!provisional) settle({ ok: false, outcome: { kind: reason } })
       }
       setCancel(() => cancel('canceled'))
       const ua: Srf.CreateUACOptions = { localSdp: offer, headers: a.headers }
@@ -201,19 +212,17 @@ export class OutboundDialer {
           if (res.status === 180 || res.status === 183) opts.onRinging?.(res)
         },
       }).then((dialog) => {
-        for (const t of timers) clearTimeout(t)
-        if (why) {
+        if (why || settled) {
           // Answered as we canceled (§9.1 race): hang up what we no longer want.
           dialog.destroy()
-          resolve({ ok: false, outcome: { kind: why } })
+          settle({ ok: false, outcome: { kind: why ?? 'canceled' } })
           return
         }
-        resolve({ ok: true, dialog })
+        settle({ ok: true, dialog })
       }, (err: { status?: number }) => {
-        for (const t of timers) clearTimeout(t)
-        if (why) resolve({ ok: false, outcome: { kind: why } })
-        else if (typeof err?.status === 'number') resolve({ ok: false, outcome: err.status === 408 ? { kind: 'timeout' } : { kind: 'response', status: err.status } })
-        else resolve({ ok: false, outcome: { kind: 'timeout' } })
+        if (why) settle({ ok: false, outcome: { kind: why } })
+        else if (typeof err?.status === 'number') settle({ ok: false, outcome: err.status === 408 ? { kind: 'timeout' } : { kind: 'response', status: err.status } })
+        else settle({ ok: false, outcome: { kind: 'timeout' } })
       })
     })
   }
