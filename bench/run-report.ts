@@ -137,16 +137,25 @@ export function buildComparisons(benches: BenchRunEntry[]): PlotSpec[] {
   for (const [key, g] of groups) {
     if (new Set(g.map((x) => x.bench)).size < 2) continue
     const first = g[0]!.plot
-    const seen = new Map<string, string>()
     const series: PlotSeries[] = []
     for (const { bench, plot } of g) {
       for (const s of plot.series) {
-        const data = JSON.stringify([s.x, s.y])
-        const prev = seen.get(s.label)
-        if (prev === data) continue // the same line (e.g. "offered (ideal)") from both benches
-        const label = prev === undefined ? s.label : `${bench}: ${s.label}`
-        seen.set(label, data)
-        series.push({ ...s, label })
+        const prev = series.find((x) => x.label === s.label)
+        if (!prev) {
+          series.push({ label: s.label, x: [...s.x], y: [...s.y] })
+          continue
+        }
+        // The same line from both benches (e.g. "offered (ideal)"): merge the points when
+        // they agree wherever both have one; otherwise keep both, told apart by bench.
+        const at = new Map(prev.x.map((x, i) => [x, prev.y[i]!]))
+        if (s.x.every((x, i) => !at.has(x) || at.get(x) === s.y[i])) {
+          s.x.forEach((x, i) => at.set(x, s.y[i]!))
+          const xs = [...at.keys()].sort((a, b) => a - b)
+          prev.x = xs
+          prev.y = xs.map((x) => at.get(x)!)
+        } else {
+          series.push({ label: `${bench}: ${s.label}`, x: [...s.x], y: [...s.y] })
+        }
       }
     }
     out.push({ ...first, id: `compare.${key}`, title: `${first.title} — side by side`, series })

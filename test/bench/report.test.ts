@@ -14,7 +14,7 @@ const callplane: BenchResult = {
     { id: 'sip.cpu_sec_per_1000_calls', label: 'CPU per 1,000 calls', value: 0.5, unit: 's', better: 'lower', target: 1 },
   ],
   plots: [
-    { id: 'cap', compareKey: 'sip.capacity', title: 'Capacity <curve>', kind: 'line', xLabel: 'offered', yLabel: 'achieved', series: [{ label: 'callplane', x: [200, 400, 800], y: [200, 400, 790] }, { label: 'kamailio', x: [200, 400, 800], y: [200, 400, 800] }], marks: [{ axis: 'y', value: 1000, label: 'target' }] },
+    { id: 'cap', compareKey: 'sip.capacity', title: 'Capacity <curve>', kind: 'line', xLabel: 'offered', yLabel: 'achieved', series: [{ label: 'callplane', x: [200, 400, 800], y: [200, 400, 790] }, { label: 'kamailio', x: [200, 400, 800], y: [200, 400, 800] }, { label: 'ideal', x: [200, 400, 800], y: [200, 400, 800] }], marks: [{ axis: 'y', value: 1000, label: 'target' }] },
     { id: 'lat', title: 'Latency', kind: 'histogram', xLabel: 'ms', yLabel: 'count', series: [histogramFromSamples('barge-in', [1, 2, 2, 3, 3, 3, 4, 4, 5, 9], 8)] },
     { id: 'cdf', title: 'Latency CDF', kind: 'cdf', xLabel: 'ms', yLabel: 'fraction', series: [cdfFromSamples('barge-in', [5, 1, 3, 2, 4])] },
   ],
@@ -30,7 +30,7 @@ const kamailio: BenchResult = {
     { id: 'ref.kamailio.sip.cpu_sec_per_1000_calls', label: 'Kamailio CPU per 1,000 calls', value: 0.25, unit: 's', better: 'lower', engine: 'kamailio', referenceFor: ['sip.cpu_sec_per_1000_calls'] },
   ],
   plots: [
-    { id: 'kcap', compareKey: 'sip.capacity', title: 'Kamailio capacity', kind: 'line', xLabel: 'offered', yLabel: 'achieved', series: [{ label: 'kamailio', x: [200, 400, 800, 1600], y: [200, 400, 800, 1500] }] },
+    { id: 'kcap', compareKey: 'sip.capacity', title: 'Kamailio capacity', kind: 'line', xLabel: 'offered', yLabel: 'achieved', series: [{ label: 'kamailio', x: [200, 400, 800, 1600], y: [200, 400, 780, 1500] }, { label: 'ideal', x: [200, 1600], y: [200, 1600] }] },
   ],
 }
 
@@ -68,7 +68,8 @@ t.test('plots sharing a compareKey are merged, colliding labels prefixed by benc
   const [c, ...rest] = fixture().comparisons!
   t.equal(rest.length, 0)
   t.equal(c!.id, 'compare.sip.capacity')
-  t.same(c!.series.map((s) => s.label), ['callplane', 'kamailio', 'sip-kamailio-reference: kamailio'])
+  t.same(c!.series.map((s) => s.label), ['callplane', 'kamailio', 'ideal', 'sip-kamailio-reference: kamailio'])
+  t.same(c!.series[2]!.x, [200, 400, 800, 1600], 'agreeing lines are merged into one')
 })
 
 t.test('the HTML report is self-contained and holds every plot and status', async (t) => {
@@ -92,7 +93,7 @@ t.test('plots: axes, legend, bars, empty data', async (t) => {
   const line = renderPlot(callplane.plots[0]!)
   t.match(line, /class="legend-item"/)
   t.match(line, /stroke-dasharray/, 'target mark drawn')
-  t.equal((line.match(/<circle /g) ?? []).length, 6)
+  t.equal((line.match(/<circle /g) ?? []).length, 9)
   const hist = renderPlot(callplane.plots[1]!)
   t.equal((hist.match(/class="bar"/g) ?? []).length, 8)
   const empty = renderPlot({ id: 'e', title: 'Empty', kind: 'line', xLabel: 'x', yLabel: 'y', series: [] })
