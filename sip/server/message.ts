@@ -170,19 +170,26 @@ export class SipMessage {
     return m
   }
 
-  /** Serializes, always recomputing Content-Length from the body bytes (§20.14). */
-  toBuffer(): Buffer {
+  /** Start line and headers, always with a Content-Length recomputed from the body bytes (§20.14). */
+  private head(): string {
     let s = this.isRequest ? `${this.method} ${this.uri} SIP/2.0\r\n` : `SIP/2.0 ${this.status} ${this.reason}\r\n`
     for (const h of this.headers) {
       if (h.name === 'Content-Length') continue
       s += `${h.name}: ${h.value}\r\n`
     }
-    s += `Content-Length: ${this.body.length}\r\n\r\n`
-    if (this.body.length === 0) return Buffer.from(s, 'utf8')
-    return Buffer.concat([Buffer.from(s, 'utf8'), this.body])
+    return s + `Content-Length: ${this.body.length}\r\n\r\n`
   }
 
-  toString(): string { return this.toBuffer().toString('utf8') }
+  toBuffer(): Buffer {
+    const head = this.head()
+    if (this.body.length === 0) return Buffer.from(head, 'utf8')
+    return Buffer.concat([Buffer.from(head, 'utf8'), this.body])
+  }
+
+  toString(): string {
+    const head = this.head()
+    return this.body.length === 0 ? head : head + this.body.toString('utf8')
+  }
 }
 
 /** Splits a header value on commas outside quotes and angle brackets. */

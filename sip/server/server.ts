@@ -481,6 +481,12 @@ export class SipCore {
     })
     app.on('close', () => {
       this.log.debug({ app: app.id }, 'application disconnected')
+      // Requests the app will never answer now: fail them rather than let them time out.
+      for (const txn of [...this.tl.serverTransactions()]) {
+        if (txn.context['app'] !== app || (txn.state !== 'proceeding' && txn.state !== 'trying')) continue
+        if (txn.context['proxy']) continue
+        this.respondTxn(txn, makeResponse(txn.request, 503, 'Service Unavailable', txn.toTag))
+      }
     })
   }
 

@@ -308,6 +308,8 @@ export class TransactionLayer {
     return t
   }
 
+  serverTransactions(): IterableIterator<ServerTransaction> { return this.server.values() }
+
   serverById_(id: string): ServerTransaction | undefined { return this.serverById.get(id) }
   clientById_(id: string): ClientTransaction | undefined { return this.clientById.get(id) }
 

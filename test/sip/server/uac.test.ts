@@ -96,3 +96,18 @@ t.test('Srf#request REGISTER with 401 digest retry, and MESSAGE', async (t) => {
   t.equal(s2, 200)
   t.equal((await uas2.run.done).code, 0)
 })
+
+t.test('createUAC with 100rel: reliable 183 with early media is PRACKed, then answered', async (t) => {
+  const h = await startServer()
+  t.teardown(() => h.close())
+  const srf = await h.connectApp()
+  const uas = await sippUas('uas-100rel.xml')
+  let early = ''
+  const dlg = await loose(srf).createUAC(`sip:service@127.0.0.1:${uas.port}`, { localSdp: SDP, headers: { Supported: '100rel' } }, {
+    cbProvisional: (res) => { if (res.status === 183) early = (res as unknown as { body: string }).body },
+  })
+  t.match(early, /m=audio/, 'early media SDP on the 183')
+  await dlg.destroy()
+  const r = await uas.run.done
+  t.equal(r.code, 0, `sipp got PRACK, ACK and BYE: ${r.errors}`)
+})
