@@ -15,6 +15,8 @@ import { SecretBox } from './store/secrets.ts'
 import { v1Routes } from './control-api/routes/v1.ts'
 import { CallControlSlot } from './control-api/call-control.ts'
 import { WebhookWorker } from './control-api/webhook-worker.ts'
+import { SipApplication } from './sip/app/index.ts'
+import { createApiCallControl } from './sip/app/api-adapter.ts'
 
 /** What a started engine tells its operator: one line per listener. */
 export interface EngineListeners {
@@ -93,6 +95,9 @@ export class Engine {
       const sipApp = new SipApp({ target, logger: logger.child({ component: 'sip-app' }), registry })
       await sipApp.start()
       started.push(() => sipApp.stop())
+      // Registrar, routing, outbound calls, call control; finishes records a previous run left live.
+      const sipApplication = await SipApplication.install(sipApp, { store, logger: logger.child({ component: 'sip-app' }) })
+      callControl.install(createApiCallControl(sipApplication))
       health.register('sip-app', () => ({
         status: sipApp.connected ? 'up' : 'down',
         detail: { drachtio: sipApp.connectedHostport ?? `${target.host}:${target.port} (not connected)`, activeCalls: sipApp.activeCalls },

@@ -31,6 +31,8 @@ export interface OriginateInput {
   /** Caller ID: a number (or extension caller ID) the account owns. */
   from: string
   agentId?: string | null
+  /** Place the call over this trunk only, instead of the account's routes. */
+  trunkId?: string | null
   ringTimeoutSec?: number
   metadata?: Record<string, unknown>
 }
@@ -77,7 +79,7 @@ export class SipCallControl implements CallControl {
     }
     let attempts
     try {
-      attempts = await o.dialer.plan(input.accountId, input.to, input.from)
+      attempts = await o.dialer.plan(input.accountId, input.to, input.from, input.trunkId ?? undefined)
     } catch (err) {
       if (err instanceof DialError) throw new CallControlError(err.code === 'no-route' ? 422 : err.code === 'not-registered' ? 409 : 400, err.code.replace(/-/g, '_'), err.message)
       throw err

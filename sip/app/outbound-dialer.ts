@@ -91,7 +91,7 @@ export class OutboundDialer {
    * the account (by username) through its contacts, else an E.164 number over
    * the account's routes.
    */
-  async plan(accountId: string, to: string, fromNumber: string): Promise<DialAttempt[]> {
+  async plan(accountId: string, to: string, fromNumber: string, onlyTrunkId?: string): Promise<DialAttempt[]> {
     const dest = to.trim()
     if (/^sips?:/i.test(dest)) return [{ kind: 'sip', uri: dest, headers: { From: `<sip:${fromNumber}@${this.localHost()}>` } }]
     const ext = await this.opts.directory.extensionByUsername(accountId, dest.replace(/^ext:/, ''))
@@ -108,11 +108,14 @@ export class OutboundDialer {
     const routes = await this.opts.store.routes.candidates(accountId, number)
     const attempts: DialAttempt[] = []
     const seen = new Set<string>()
-    for (const r of routes) {
+    // An explicit trunk (API originate with trunkId) replaces the route list.
+    const trunkIds = onlyTrunkId ? [onlyTrunkId] : routes.map((r) => r.trunkId)
+    for (const trunkId of trunkIds) {
+      const r = { trunkId }
       if (seen.has(r.trunkId)) continue
       seen.add(r.trunkId)
       const t = await this.opts.store.trunks.dialTarget(r.trunkId)
-      if (!t) continue
+      if (!t || t.trunk.accountId !== accountId) continue
       const out = t.outbound
       const headers: Record<string, string> = { ...(out.headers ?? {}), From: `<sip:${fromNumber}@${out.fromDomain ?? this.localHost()}>` }
       attempts.push({
