@@ -1,12 +1,13 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { TypeBoxRequestProvider } from '../schemas.ts'
+import { StringEnum } from '../schemas.ts'
 import { Type } from '@sinclair/typebox'
 import { SCOPES, type ApiKey, type Scope } from '../../store/api-keys.ts'
 import { IdParams, Nullable, PageQuery, Timestamp, errors, pageOf } from '../schemas.ts'
 import { found, type RouteOptions } from '../deps.ts'
 import { ApiError } from '../errors.ts'
 
-export const ScopeSchema = Type.Union(SCOPES.map((s) => Type.Literal(s)))
+export const ScopeSchema = StringEnum(SCOPES)
 export const ApiKeyCreate = Type.Object({
   name: Type.String({ minLength: 1, maxLength: 200, description: 'e.g. "CRM Integration"' }),
   scopes: Type.Optional(Type.Array(ScopeSchema, { minItems: 1, uniqueItems: true, description: 'Defaults to every scope except admin' })),

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { TypeBoxRequestProvider } from '../schemas.ts'
+import { StringEnum } from '../schemas.ts'
 import { Type } from '@sinclair/typebox'
 import { IdParams, Nullable, PageQuery, Timestamp, crudResponses } from '../schemas.ts'
 import { found, type RouteOptions } from '../deps.ts'
@@ -8,7 +9,7 @@ import { isIP } from 'node:net'
 
 const Transport = Type.Union([Type.Literal('udp'), Type.Literal('tcp'), Type.Literal('tls')])
 const Host = Type.String({ pattern: '^[A-Za-z0-9.:\\[\\]-]{1,253}$', description: 'Carrier host name or IP' })
-const Codec = Type.Union(['PCMU', 'PCMA', 'G722', 'opus', 'L16', 'telephone-event'].map((c) => Type.Literal(c)))
+const Codec = StringEnum(['PCMU', 'PCMA', 'G722', 'opus', 'L16', 'telephone-event'] as const)
 const Headers = Type.Record(Type.String({ pattern: '^[A-Za-z0-9-]{1,100}$' }), Type.String({ maxLength: 500 }), { maxProperties: 20 })
 const Username = Type.String({ minLength: 1, maxLength: 128, pattern: '^[^\\s:@]+$' })
 const Password = Type.String({ minLength: 1, maxLength: 256, description: 'Write-only' })
@@ -39,7 +40,10 @@ export const TrunkCreate = Type.Object({
   codecs: Type.Optional(Type.Array(Codec, { minItems: 1, maxItems: 6, uniqueItems: true })),
   concurrencyLimit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
 }, { additionalProperties: false })
-export const TrunkUpdate = Type.Partial(TrunkCreate, { additionalProperties: false, minProperties: 1 })
+export const TrunkUpdate = Type.Partial(Type.Object({
+  ...TrunkCreate.properties,
+  outbound: Nullable(Type.Partial(Outbound, { additionalProperties: false, description: 'Merged into the current outbound settings' })),
+}), { additionalProperties: false, minProperties: 1 })
 
 const { password: _p, ...OutboundPublicProps } = Outbound.properties
 export const TrunkSchema = Type.Object({
@@ -88,7 +92,11 @@ export const trunkRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps
   app.patch('/trunks/:id', { config, schema: { tags, summary: 'Update a trunk', params: IdParams, body: TrunkUpdate, response: R.updated } },
     async (req) => {
       check(req.body)
-      return found(await repo.update(req.auth.accountId, req.params.id, req.body), 'trunk', req.params.id)
+      const cur = found(await repo.get(req.auth.accountId, req.params.id), 'trunk', req.params.id)
+      if (req.body.outbound && !req.body.outbound.host && !cur.outbound) {
+        throw new ApiError(400, 'validation_failed', 'invalid body: /outbound/host is required (the trunk has no outbound settings yet)', [{ path: '/outbound/host' }])
+      }
+      return found(await repo.update(req.auth.accountId, req.params.id, req.body as never), 'trunk', req.params.id)
     })
   app.delete('/trunks/:id', { config, schema: { tags, summary: 'Delete a trunk', params: IdParams, response: R.deleted } }, async (req, reply) => {
     found((await repo.delete(req.auth.accountId, req.params.id)) || null, 'trunk', req.params.id)

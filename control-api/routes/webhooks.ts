@@ -1,12 +1,13 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { TypeBoxRequestProvider } from '../schemas.ts'
+import { StringEnum } from '../schemas.ts'
 import { Type } from '@sinclair/typebox'
 import { EVENT_TYPES } from '../../store/outbox.ts'
 import { IdParams, Nullable, PageQuery, Timestamp, crudResponses, errors } from '../schemas.ts'
 import { found, type RouteOptions } from '../deps.ts'
 import { ApiError } from '../errors.ts'
 
-export const EventTypeSchema = Type.Union(EVENT_TYPES.map((e) => Type.Literal(e)))
+export const EventTypeSchema = StringEnum(EVENT_TYPES)
 const Url = Type.String({ format: 'uri', pattern: '^https?://', maxLength: 2000, description: 'HTTPS URL receiving the POSTs (plain http only in the embedded mode)' })
 const Events = Type.Array(EventTypeSchema, { minItems: 1, maxItems: EVENT_TYPES.length, description: 'Event types to subscribe to' })
 

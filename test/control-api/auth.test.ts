@@ -1,0 +1,152 @@
+import t from 'tap'
+import { buildTestApp, call } from './helpers.ts'
+
+t.test('auth, api-keys and accounts', async (t) => {
+  const h = await buildTestApp({ rateLimit: { max: 25, timeWindowMs: 60_000 } })
+  t.teardown(() => h.close())
+  // The rate limit is per key: use fresh keys for tests that make many calls.
+
+  t.test('Bearer and X-API-Key both authenticate; malformed headers say what is wrong', async (t) => {
+    const key = await h.keyWith(['agents:manage'])
+    t.equal((await call(h.app, key, 'GET', '/v1/agents')).statusCode, 200)
+    const x = await h.app.inject({ method: 'GET', url: '/v1/agents', headers: { 'x-api-key': key } })
+    t.equal(x.statusCode, 200)
+    const basic = await h.app.inject({ method: 'GET', url: '/v1/agents', headers: { authorization: 'Basic Zm9vOmJhcg==' } })
+    t.equal(basic.statusCode, 401)
+    t.match(basic.json().error.message, /Bearer/)
+  })
+
+  t.test('per-key rate limit → 429 in the error shape, other keys unaffected', async (t) => {
+    const key = await h.keyWith(['agents:manage'])
+    const codes: number[] = []
+    for (let i = 0; i < 25; i++) codes.push((await call(h.app, key, 'GET', '/v1/agents')).statusCode)
+    t.same(codes, Array(25).fill(200))
+    const limited = await call(h.app, key, 'GET', '/v1/agents')
+    t.equal(limited.statusCode, 429)
+    t.equal(limited.json().error.code, 'rate_limited')
+    t.ok(limited.headers['retry-after'], 'Retry-After header')
+    const other = await h.keyWith(['agents:manage'])
+    t.equal((await call(h.app, other, 'GET', '/v1/agents')).statusCode, 200)
+  })
+
+  t.test('scopes: admin covers everything, calls:write covers calls:read', async (t) => {
+    const w = await h.keyWith(['calls:write'])
+    t.equal((await call(h.app, w, 'GET', '/v1/calls')).statusCode, 200)
+    const r = await h.keyWith(['calls:read'])
+    const denied = await call(h.app, r, 'DELETE', '/v1/calls/00000000-0000-4000-8000-000000000000')
+    t.equal(denied.statusCode, 403)
+    t.same(denied.json().error.details, { required: 'calls:write', granted: ['calls:read'] })
+    const admin = await h.keyWith(['admin'])
+    for (const p of ['/v1/agents', '/v1/numbers', '/v1/webhooks', '/v1/tools', '/v1/calls', '/v1/api-keys']) {
+      t.equal((await call(h.app, admin, 'GET', p)).statusCode, 200, p)
+    }
+  })
+
+  t.test('expired and revoked keys are refused', async (t) => {
+    const { token, key } = await h.store.apiKeys.create(h.accountId, 'soon expired', ['admin'], new Date(Date.now() + 400))
+    t.equal((await call(h.app, token, 'GET', '/v1/agents')).statusCode, 200)
+    await new Promise((r) => setTimeout(r, 500))
+    const r = await call(h.app, token, 'GET', '/v1/agents')
+    t.equal(r.statusCode, 401, 'expired (even while cached)')
+    t.equal(r.json().error.code, 'invalid_api_key')
+    t.ok(key.id)
+  })
+
+  t.test('/v1/api-keys: token once, prefix kept, list hides tokens, revoke, at most 10', async (t) => {
+    const admin = await h.keyWith(['admin'])
+    const created = await call(h.app, admin, 'POST', '/v1/api-keys', { name: 'CRM Integration', scopes: ['calls:read', 'webhooks:manage'] })
+    t.equal(created.statusCode, 201, created.body)
+    const k = created.json()
+    t.match(k, { id: String, name: 'CRM Integration', scopes: ['calls:read', 'webhooks:manage'], token: /^cp_/, expiresAt: null })
+    t.ok(k.token.startsWith(k.prefix), 'prefix is the start of the token')
+    t.equal((await call(h.app, k.token, 'GET', '/v1/webhooks')).statusCode, 200, 'new key works')
+    const list = await call(h.app, admin, 'GET', '/v1/api-keys?limit=100')
+    t.equal(list.statusCode, 200)
+    t.notOk(list.body.includes(k.token), 'the token never appears again')
+    t.ok(list.json().data.some((x: { id: string }) => x.id === k.id))
+    const got = await call(h.app, admin, 'GET', `/v1/api-keys/${k.id}`)
+    t.equal(got.statusCode, 200)
+    t.notOk('token' in got.json())
+    const defaults = await call(h.app, admin, 'POST', '/v1/api-keys', { name: 'defaults' })
+    t.notOk(defaults.json().scopes.includes('admin'), 'default scopes exclude admin')
+    t.ok(defaults.json().scopes.includes('calls:read'))
+    t.equal((await call(h.app, admin, 'DELETE', `/v1/api-keys/${k.id}`)).statusCode, 204)
+    const revoked = await call(h.app, k.token, 'GET', '/v1/webhooks')
+    t.equal(revoked.statusCode, 401, 'revoked key stops working at once')
+    t.equal((await call(h.app, admin, 'GET', `/v1/api-keys/${k.id}`)).statusCode, 404)
+    t.equal((await call(h.app, admin, 'DELETE', `/v1/api-keys/${k.id}`)).statusCode, 404)
+  })
+
+  t.test('/v1/api-keys: validation, scope, isolation, limit', async (t) => {
+    const admin = await h.keyWith(['admin'])
+    const bad = await call(h.app, admin, 'POST', '/v1/api-keys', { name: 'x', scopes: ['calls:delete'] })
+    t.equal(bad.statusCode, 400)
+    t.match(bad.json().error.message, '/scopes/0')
+    const past = await call(h.app, admin, 'POST', '/v1/api-keys', { name: 'x', expiresAt: '2001-01-01T00:00:00Z' })
+    t.equal(past.statusCode, 400)
+    t.match(past.json().error.message, '/expiresAt')
+    const notAdmin = await h.keyWith(['calls:write', 'agents:manage'])
+    t.equal((await call(h.app, notAdmin, 'GET', '/v1/api-keys')).statusCode, 403)
+    t.equal((await call(h.app, notAdmin, 'POST', '/v1/api-keys', { name: 'escalate', scopes: ['admin'] })).statusCode, 403)
+    t.equal((await call(h.app, null, 'GET', '/v1/api-keys')).statusCode, 401)
+    const theirs = await call(h.app, h.other.key, 'POST', '/v1/api-keys', { name: 'theirs' })
+    t.equal(theirs.statusCode, 201)
+    const k = theirs.json()
+    t.equal((await call(h.app, admin, 'GET', `/v1/api-keys/${k.id}`)).statusCode, 404, 'even the operator admin sees only its own keys')
+    t.equal((await call(h.app, admin, 'DELETE', `/v1/api-keys/${k.id}`)).statusCode, 404)
+    t.equal((await call(h.app, k.token, 'GET', '/v1/agents')).statusCode, 200, 'another account could not revoke it')
+    // A fresh account: its initial admin key + 9 more = 10 live keys; the 11th is refused.
+    const acct = (await call(h.app, h.adminKey, 'POST', '/v1/accounts', { name: 'limits' })).json()
+    for (let i = 0; i < 9; i++) {
+      const created = await h.app.inject({ method: 'POST', url: '/v1/api-keys', headers: { 'x-api-key': acct.apiKey.token }, payload: { name: `k${i}` } })
+      t.equal(created.statusCode, 201, `key ${i + 2}`)
+    }
+    const eleventh = await h.app.inject({ method: 'POST', url: '/v1/api-keys', headers: { 'x-api-key': acct.apiKey.token }, payload: { name: 'eleventh' } })
+    t.equal(eleventh.statusCode, 409)
+    t.equal(eleventh.json().error.code, 'limit_exceeded')
+    const p1 = await call(h.app, h.adminKey, 'GET', '/v1/api-keys?limit=2')
+    t.equal(p1.statusCode, 200)
+    t.type(p1.json().nextCursor, 'string', 'api-keys paginate')
+  })
+
+  t.test('/v1/accounts: operator manages all, others see only their own', async (t) => {
+    const list = await call(h.app, h.adminKey, 'GET', '/v1/accounts?limit=100')
+    t.equal(list.statusCode, 200)
+    t.ok(list.json().data.length >= 2)
+    t.ok(list.json().data.some((a: { id: string; operator: boolean }) => a.id === h.accountId && a.operator))
+    const theirs = await call(h.app, h.other.key, 'GET', '/v1/accounts')
+    t.same(theirs.json().data.map((a: { id: string }) => a.id), [h.other.accountId])
+    t.equal((await call(h.app, h.other.key, 'GET', `/v1/accounts/${h.accountId}`)).statusCode, 404, 'cannot see the operator account')
+    t.equal((await call(h.app, h.other.key, 'GET', `/v1/accounts/${h.other.accountId}`)).statusCode, 200)
+    const forbid = await call(h.app, h.other.key, 'POST', '/v1/accounts', { name: 'sneaky' })
+    t.equal(forbid.statusCode, 403)
+    t.equal((await call(h.app, await h.keyWith(['calls:read']), 'GET', '/v1/accounts')).statusCode, 403)
+    t.equal((await call(h.app, null, 'GET', '/v1/accounts')).statusCode, 401)
+    const bad = await call(h.app, h.adminKey, 'POST', '/v1/accounts', { name: '' })
+    t.equal(bad.statusCode, 400)
+    t.match(bad.json().error.message, '/name')
+    const made = (await call(h.app, h.adminKey, 'POST', '/v1/accounts', { name: 'acme', sipDomain: 'acme.example.com' })).json()
+    t.equal(made.account.sipDomain, 'acme.example.com')
+    const dup = await call(h.app, h.adminKey, 'POST', '/v1/accounts', { name: 'acme2', sipDomain: 'acme.example.com' })
+    t.equal(dup.statusCode, 409)
+    const renamed = await call(h.app, made.apiKey.token, 'PATCH', `/v1/accounts/${made.account.id}`, { name: 'Acme Inc' })
+    t.equal(renamed.json().name, 'Acme Inc')
+    t.equal((await call(h.app, h.adminKey, 'DELETE', `/v1/accounts/${h.accountId}`)).statusCode, 409, 'operator account stays')
+    t.equal((await call(h.app, h.adminKey, 'DELETE', `/v1/accounts/${made.account.id}`)).statusCode, 204)
+    t.equal((await call(h.app, made.apiKey.token, 'GET', '/v1/agents')).statusCode, 401, 'its keys died with it')
+  })
+
+  t.test('errors: unknown route, bad JSON, OpenAPI lists the /v1 routes', async (t) => {
+    const nf = await call(h.app, h.adminKey, 'GET', '/v1/nothing-here')
+    t.equal(nf.statusCode, 404)
+    t.equal(nf.json().error.code, 'not_found')
+    const key = await h.keyWith(['agents:manage'])
+    const badJson = await h.app.inject({ method: 'POST', url: '/v1/agents', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, payload: '{"name":' })
+    t.equal(badJson.statusCode, 400)
+    t.match(badJson.json(), { error: { code: String, message: String } })
+    const doc = (await h.app.inject({ method: 'GET', url: '/openapi.json' })).json()
+    for (const p of ['/v1/agents', '/v1/numbers/{id}', '/v1/calls/{id}/hangup', '/v1/webhooks', '/v1/api-keys', '/v1/trunks', '/v1/routes', '/v1/extensions', '/v1/tools', '/v1/conferences', '/v1/recordings/{id}/download']) {
+      t.ok(doc.paths[p], `OpenAPI has ${p}`)
+    }
+  })
+})
