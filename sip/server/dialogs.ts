@@ -39,8 +39,6 @@ export interface Dialog {
   nextRSeq: number
   createdAt: number
   connectedAt?: number
-  /** Message that started the dialog, kept for cdr:stop. */
-  cdrMsg?: SipMessage
 }
 
 export function dialogId(callId: string, fromTag: string): string {

@@ -70,8 +70,10 @@ export class AppConnection extends EventEmitter<{ message: [ClientMessage]; clos
   /** Sends `msgId|payload`; returns the msgId. */
   send(payload: string): string {
     const id = randomUUID()
-    const s = `${id}|${payload}`
-    if (!this.closed && !this.socket.destroyed) this.socket.write(`${Buffer.byteLength(s, 'utf8')}#${s}`)
+    if (this.closed || this.socket.destroyed) return id
+    // Encode once: the frame length is in bytes, so the UTF-8 form is needed anyway.
+    const body = Buffer.from(`${id}|${payload}`, 'utf8')
+    this.socket.write(Buffer.concat([Buffer.from(`${body.length}#`, 'latin1'), body]))
     return id
   }
 
@@ -109,9 +111,15 @@ export function formatMeta(m: Meta): string {
 }
 
 /** drachtio stamps messages with a wall-clock time of day. */
+let lastMs = 0
+let lastTime = ''
 export function stackTime(): string {
-  const d = new Date()
-  return `${d.toISOString().slice(11, 23)}`
+  const now = Date.now()
+  if (now !== lastMs) {
+    lastMs = now
+    lastTime = new Date(now).toISOString().slice(11, 23)
+  }
+  return lastTime
 }
 
 export class ControlServer extends EventEmitter<{ connection: [AppConnection] }> {

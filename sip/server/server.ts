@@ -613,7 +613,7 @@ export class SipCore {
           remoteTarget: (c ? parseNameAddr(c)?.uri : undefined) ?? fromNa.uri,
           routeSet: req.getAll('record-route'), peer: { protocol: from.protocol, address: from.address, port: from.port },
           appId: app.id, state: 'early', method, inviteSeq: req.cseq.seq, pendingReliable: new Map(), nextRSeq: 1 + Math.floor(Math.random() * 1000),
-          createdAt: Date.now(), cdrMsg: req,
+          createdAt: Date.now(),
         }
         this.dialogs.add(d)
       }
@@ -772,7 +772,7 @@ export class SipCore {
             localSeq: req.cseq.seq, remoteSeq: -1, remoteTarget: target ?? req.uri,
             routeSet: res.getAll('record-route').reverse(), peer: { protocol: txn.dest.protocol, address: from.address, port: from.port },
             appId: app.id, state: 'early', method, inviteSeq: req.cseq.seq, pendingReliable: new Map(), nextRSeq: 1,
-            createdAt: Date.now(), cdrMsg: req,
+            createdAt: Date.now(),
           }
           this.dialogs.add(d)
         } else {
