@@ -106,7 +106,7 @@ export class ProxyCore {
     // §16.6 step 3: decrement Max-Forwards.
     req.set('Max-Forwards', String(Math.max(0, Number(orig.get('max-forwards') ?? '70') - 1)))
     for (const h of ctx.extraHeaders) req.set(h.name, h.value)
-    void this.core.resolve(target).then((dest) => {
+    this.core.resolve(target).then((dest) => {
       if (ctx.done || branch.canceled) return
       if (!dest) {
         branch.final = makeResponse(orig, 502, 'Bad Gateway')
@@ -124,7 +124,7 @@ export class ProxyCore {
       if (ctx.finalTimeout) {
         branch.timers.push(setTimeout(() => { if (!branch.final) this.cancelBranch(branch, true, ctx) }, ctx.finalTimeout))
       }
-    })
+    }).catch((err: unknown) => this.core.log.error({ err }, 'proxy branch failed'))
   }
 
   private report(ctx: ProxyContext, res: SipMessage, from: Remote, txnId: string): void {
@@ -251,7 +251,7 @@ export class ProxyCore {
     const nextRoute = out.getAll('route')[0]
     const nextHop = nextRoute ? parseNameAddr(nextRoute)?.uri ?? out.uri : out.uri
     out.set('Max-Forwards', String(mf - 1))
-    void this.core.resolve(nextHop).then((dest) => {
+    this.core.resolve(nextHop).then((dest) => {
       if (!dest) { this.core.respondTxn(server, makeResponse(req, 502, 'Bad Gateway')); return }
       out.prepend('Via', this.core.viaValue(dest.protocol, newBranch()))
       if (out.method === 'ACK') { this.core.send(dest, out); return }
@@ -262,7 +262,7 @@ export class ProxyCore {
         },
       })
       ct.start()
-    })
+    }).catch((err: unknown) => this.core.log.error({ err }, 'in-dialog forward failed'))
   }
 
   /** ACK for a proxied 2xx: forwarded statelessly along its Route (§16.11). */
@@ -276,13 +276,13 @@ export class ProxyCore {
     const nextHop = nextRoute ? parseNameAddr(nextRoute)?.uri ?? out.uri : out.uri
     const mf = Number(out.get('max-forwards') ?? '70')
     out.set('Max-Forwards', String(Math.max(0, mf - 1)))
-    void this.core.resolve(nextHop).then((dest) => {
+    this.core.resolve(nextHop).then((dest) => {
       if (!dest) return
       // Stateless: the branch is derived from the incoming one so retransmissions map alike (§16.11).
       const inBranch = ack.topVia?.params['branch'] ?? ''
       out.prepend('Via', this.core.viaValue(dest.protocol, `z9hG4bKsl${Buffer.from(inBranch).toString('base64url').slice(0, 24)}`))
       this.core.send(dest, out)
-    })
+    }).catch((err: unknown) => this.core.log.error({ err }, 'ACK forward failed'))
   }
 
   /** A 2xx retransmission for a proxied INVITE after the branch ended: forward along the Via path. */

@@ -544,13 +544,18 @@ export class SipCore {
       this.appResponse(app, m.msgId, txnId, msg)
       return
     }
-    if (dlgId) { void this.appInDialogRequest(app, m.msgId, dlgId, msg); return }
+    const fail = (err: unknown): void => {
+      // async paths must never leave a rejection unhandled (it would end the process)
+      this.log.error({ err }, 'error sending application request')
+      app.respond(m.msgId, `NO|${String((err as Error)?.message ?? err).replace(/[|\r\n]/g, ' ')}`)
+    }
+    if (dlgId) { this.appInDialogRequest(app, m.msgId, dlgId, msg).catch(fail); return }
     if (txnId) {
       if (msg.method === 'CANCEL') { this.appCancel(app, m.msgId, txnId, msg); return }
       app.respond(m.msgId, 'NO|only CANCEL may be sent within a transaction')
       return
     }
-    void this.appNewRequest(app, m.msgId, msg, routeUrl)
+    this.appNewRequest(app, m.msgId, msg, routeUrl).catch(fail)
   }
 
   private ackApp(app: AppConnection, clientMsgId: string, sent: SipMessage, to: Remote, txnId: string, dlgId: string): void {
@@ -689,7 +694,7 @@ export class SipCore {
     d.pending2xx = undefined
     this.log.info({ dialog: d.id }, 'no ACK for 2xx, tearing down dialog')
     const bye = this.buildInDialog(d, SipMessage.request('BYE', d.remoteTarget))
-    void this.resolveDialogDest(d).then((dest) => {
+    this.resolveDialogDest(d).then((dest) => {
       if (!dest) return
       bye.msg.prepend('Via', this.viaValue(dest.protocol, newBranch()))
       this.tl.createClient(bye.msg, dest, { onResponse: () => {} }).start()
@@ -701,7 +706,7 @@ export class SipCore {
       }
       this.cdr('stop', 'application', bye.msg, 'ack-timeout')
       this.dialogs.remove(d)
-    })
+    }).catch((err: unknown) => this.log.error({ err }, 'ack timeout teardown failed'))
   }
 
   // -- requests from the app (UAC side) --
