@@ -119,10 +119,10 @@ export class ProxyCore {
       branch.txn = txn
       txn.start()
       if (ctx.provisionalTimeout) {
-        branch.timers.push(setTimeout(() => { if (!txn.gotProvisional) this.cancelBranch(branch, true, ctx) }, ctx.provisionalTimeout))
+        branch.timers.push(setTimeout(() => this.core.tl.guard(() => { if (!txn.gotProvisional) this.cancelBranch(branch, true, ctx) }), ctx.provisionalTimeout))
       }
       if (ctx.finalTimeout) {
-        branch.timers.push(setTimeout(() => { if (!branch.final) this.cancelBranch(branch, true, ctx) }, ctx.finalTimeout))
+        branch.timers.push(setTimeout(() => this.core.tl.guard(() => { if (!branch.final) this.cancelBranch(branch, true, ctx) }), ctx.finalTimeout))
       }
     }).catch((err: unknown) => this.core.log.error({ err }, 'proxy branch failed'))
   }

@@ -75,6 +75,7 @@ export class SipCore {
     this.tl = new TransactionLayer({
       send: (to, msg) => this.transport.send(to, msg.toBuffer()),
       onRetransmit: (kind, method) => this.metrics.retransmissions.inc({ kind, method }),
+      onError: (err) => this.log.error({ err }, 'error in transaction timer'),
     }, this.timers)
     this.proxy = new ProxyCore(this)
     this.overload = new OverloadGuard(opts.overload)
@@ -663,9 +664,9 @@ export class SipCore {
       this.metrics.retransmissions.inc({ kind: 'response', method: 'INVITE' })
       this.send(txn.remote, res)
       interval = Math.min(2 * interval, this.timers.T2)
-      entry.timer = setTimeout(tick, interval)
+      entry.timer = setTimeout(() => this.tl.guard(tick), interval)
     }
-    entry.timer = setTimeout(tick, interval)
+    entry.timer = setTimeout(() => this.tl.guard(tick), interval)
     d.pendingReliable.set(rseq, entry)
   }
 
@@ -680,10 +681,10 @@ export class SipCore {
       txn.respond(res) // passes through in Accepted (RFC 6026)
       if (txn.state === 'terminated') this.send(txn.remote, res)
       interval = Math.min(2 * interval, this.timers.T2)
-      d.pending2xx.timer = setTimeout(tick, interval)
+      d.pending2xx.timer = setTimeout(() => this.tl.guard(tick), interval)
     }
-    const timer = setTimeout(tick, txn.reliable ? 64 * this.timers.T1 * 2 : interval)
-    const giveUp = setTimeout(() => this.ackTimeout(d), 64 * this.timers.T1)
+    const timer = setTimeout(() => this.tl.guard(tick), txn.reliable ? 64 * this.timers.T1 * 2 : interval)
+    const giveUp = setTimeout(() => this.tl.guard(() => this.ackTimeout(d)), 64 * this.timers.T1)
     d.pending2xx = { res, timer, giveUp, seq }
   }
 

@@ -16,6 +16,8 @@ export const DEFAULT_TIMERS: Timers = { T1: 500, T2: 4000, T4: 5000 }
 export interface TxnHooks {
   send(to: Remote, msg: SipMessage): void
   onRetransmit?(kind: 'request' | 'response', method: string): void
+  /** Errors thrown by timer-driven work; a timer must never take the process down. */
+  onError?(err: unknown): void
 }
 
 type ServerState = 'trying' | 'proceeding' | 'completed' | 'confirmed' | 'accepted' | 'terminated'
@@ -124,8 +126,7 @@ export class ServerTransaction {
   }
 
   after(ms: number, fn: () => void): void {
-    const t = setTimeout(fn, ms)
-    this.timers.push(t)
+    this.timers.push(setTimeout(() => this.layer.guard(fn), ms))
   }
 
   private clearTimers(): void {
@@ -248,7 +249,7 @@ export class ClientTransaction {
   }
 
   after(ms: number, fn: () => void): void {
-    this.timers.push(setTimeout(fn, ms))
+    this.timers.push(setTimeout(() => this.layer.guard(fn), ms))
   }
 
   private clearTimers(): void {
@@ -284,6 +285,10 @@ export class TransactionLayer {
   private clientById = new Map<string, ClientTransaction>()
 
   constructor(readonly hooks: TxnHooks, readonly timers: Timers = DEFAULT_TIMERS) {}
+
+  guard(fn: () => void): void {
+    try { fn() } catch (err) { this.hooks.onError?.(err) }
+  }
 
   get serverCount(): number { return this.server.size }
   get clientCount(): number { return this.client.size }
