@@ -108,3 +108,18 @@ t.test('proxyRequest serial failover: first target busy, second answers', async 
   t.equal((await busy.run.done).code, 0, 'busy target got its ACK')
   t.equal((await uas.run.done).code, 0, 'second target answered and got BYE')
 })
+
+t.test('proxyRequest: caller CANCEL is propagated to the ringing target', async (t) => {
+  const h = await startServer()
+  t.teardown(() => h.close())
+  const srf = await h.connectApp()
+  const uas = await sippUas('uas-ring-cancel.xml', 1)
+  const results: { finalStatus?: number }[] = []
+  srf.invite((req) => {
+    void (srf.proxyRequest(req, [`sip:service@127.0.0.1:${uas.port}`]) as unknown as Promise<{ finalStatus: number }>).then((r) => results.push(r))
+  })
+  const r = await runSipp({ scenario: scenario('uac-cancel.xml'), remote: h.target, localPort: await freePort(), calls: 1 }).done
+  t.equal(r.code, 0, `caller got 200 for CANCEL and 487: ${r.errors}`)
+  t.equal((await uas.run.done).code, 0, 'target saw the CANCEL and got its ACK')
+  t.equal(results[0]?.finalStatus, 487)
+})
