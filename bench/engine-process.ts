@@ -130,3 +130,21 @@ export async function startTsxProcess(file: string, env: Record<string, string>,
   }
   return { pid: child.pid!, log: () => out, stop }
 }
+
+/**
+ * The engine a bench should use: the one the orchestrator (bench/run.ts)
+ * shares between benches through BENCH_ENGINE (started once, so each bench
+ * does not pay the start-up again), else a fresh one of its own. stop() only
+ * stops an engine this call started.
+ */
+export async function acquireEngineProcess(opts: Parameters<typeof startEngineProcess>[0] = {}): Promise<EngineProcess & { shared: boolean }> {
+  const shared = process.env.BENCH_ENGINE
+  if (shared) {
+    const e = JSON.parse(shared) as { pid: number; sipPort: number; httpPort: number; apiKey: string; startupSec: number }
+    try {
+      process.kill(e.pid, 0)
+      return { ...e, shared: true, log: () => '', stop: async () => {} }
+    } catch { /* gone: start our own */ }
+  }
+  return { ...(await startEngineProcess(opts)), shared: false }
+}

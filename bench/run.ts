@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url'
 import type { BenchResult } from './bench-result.ts'
 import { buildComparisons, buildSummary, fmtNum, summaryLine, type BenchRunEntry, type MachineInfo, type RunReport } from './run-report.ts'
 import { renderReportHtml } from './report-html.ts'
+import { killAllEngines, startEngineProcess, type EngineProcess } from './engine-process.ts'
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url))
 const ROOT = dirname(BENCH_DIR)
@@ -76,8 +77,9 @@ const DEFAULT_TIMEOUT = { quick: 30, full: 300 }
 const TIMEOUTS: Record<string, { quick: number; full: number }> = {
   'sip-kamailio-reference': { quick: 40, full: 420 },
   'sip-call-rate': { quick: 45, full: 420 },
+  'sip-register-rate': { quick: 60, full: 540 },
   'media-rtpengine-reference': { quick: 40, full: 360 },
-  'cost-growth': { quick: 60, full: 360 },
+  'cost-growth': { quick: 30, full: 360 },
 }
 /** Whole-run bound: benches that would start after it are skipped (and reported). */
 const TOTAL_BOUND = { quick: 360, full: 3600 }
@@ -114,6 +116,8 @@ interface Script {
   name: string
   path: string
   category: (typeof CATEGORIES)[number]
+  /** Uses acquireEngineProcess(): the orchestrator shares one engine between such benches. */
+  needsEngine: boolean
 }
 
 /** bench/*.ts scripts that follow the contract (they parse --out via parseBenchArgs or finishBench). */
@@ -126,9 +130,10 @@ export function discover(): Script[] {
     if (!category) continue
     const src = readFileSync(join(BENCH_DIR, f), 'utf8')
     if (!/parseBenchArgs|finishBench|--out/.test(src)) continue // a helper module, not a bench script
-    found.push({ name, path: join(BENCH_DIR, f), category })
+    found.push({ name, path: join(BENCH_DIR, f), category, needsEngine: src.includes('acquireEngineProcess') })
   }
-  const order = (s: Script) => CATEGORIES.indexOf(s.category)
+  // benches that share the engine run last, together, so it is up only while they run
+  const order = (s: Script) => (s.needsEngine ? 100 : 0) + CATEGORIES.indexOf(s.category)
   return found.sort((a, b) => order(a) - order(b) || a.name.localeCompare(b.name))
 }
 
@@ -208,7 +213,7 @@ function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   }
 }
 
-async function runOne(s: Script, mode: 'quick' | 'full', timeoutSec: number, index: number, total: number): Promise<BenchRunEntry> {
+async function runOne(s: Script, mode: 'quick' | 'full', timeoutSec: number, index: number, total: number, sharedEngine?: EngineProcess): Promise<BenchRunEntry> {
   const tmp = mkdtempSync(join(tmpdir(), 'callplane-bench-'))
   const out = join(tmp, 'result.json')
   const started = Date.now()
@@ -218,7 +223,10 @@ async function runOne(s: Script, mode: 'quick' | 'full', timeoutSec: number, ind
     cwd: ROOT,
     detached: true, // own process group, so a timeout kills its sipp/daemons too
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, BENCH_BUDGET_SEC: String(Math.max(5, timeoutSec - 5)), BENCH_MODE: mode, FORCE_COLOR: '0' },
+    env: {
+      ...process.env, BENCH_BUDGET_SEC: String(Math.max(5, timeoutSec - 5)), BENCH_MODE: mode, FORCE_COLOR: '0',
+      ...(sharedEngine ? { BENCH_ENGINE: JSON.stringify({ pid: sharedEngine.pid, sipPort: sharedEngine.sipPort, httpPort: sharedEngine.httpPort, apiKey: sharedEngine.apiKey, startupSec: sharedEngine.startupSec }) } : {}),
+    },
   })
   current = child
   const tail: string[] = []
@@ -319,6 +327,7 @@ async function main(): Promise<void> {
   const onSigint = () => {
     interrupted = true
     process.stdout.write('\nSIGINT: stopping the running bench and writing a partial report\n')
+    killAllEngines()
     if (current) {
       killGroup(current, 'SIGTERM')
       const c = current
@@ -329,15 +338,35 @@ async function main(): Promise<void> {
   process.on('SIGTERM', onSigint)
 
   const bound = TOTAL_BOUND[opts.mode]
+  const lastEngineUser = filtered.map((s) => s.needsEngine).lastIndexOf(true)
+  let engine: EngineProcess | undefined
+  let engineTried = false
   for (const [i, s] of filtered.entries()) {
     const elapsed = (Date.now() - startedAt.getTime()) / 1000
     if (interrupted || elapsed > bound) {
       benches.push({ name: s.name, script: relative(ROOT, s.path), about: s.category.about, status: 'skipped', durationSec: 0, error: interrupted ? 'interrupted before it started' : `the run's total bound (${bound} s) was reached` })
       continue
     }
+    if (s.needsEngine && !engineTried) {
+      engineTried = true
+      process.stdout.write(`\nstarting one engine (main.ts) for the benches that share it: ${filtered.filter((x) => x.needsEngine).map((x) => x.name).join(', ')}\n`)
+      try {
+        engine = await startEngineProcess({ rtpPorts: opts.mode === 'quick' ? 2000 : 8000, timeoutMs: 90_000 })
+        process.stdout.write(`engine pid ${engine.pid} up in ${engine.startupSec.toFixed(1)} s (SIP 127.0.0.1:${engine.sipPort}, HTTP ${engine.httpPort})\n`)
+        notes.push(`one engine process (main.ts, embedded defaults) was started in ${engine.startupSec.toFixed(1)} s and shared by ${filtered.filter((x) => x.needsEngine).map((x) => x.name).join(', ')}`)
+      } catch (err) {
+        notes.push(`the shared engine did not start (${(err as Error).message.split('\n')[0]}); each bench tried its own`)
+      }
+    }
     const t = opts.timeouts[s.name] ?? TIMEOUTS[s.name]?.[opts.mode] ?? DEFAULT_TIMEOUT[opts.mode]
-    benches.push(await runOne(s, opts.mode, t, i + 1, filtered.length))
+    benches.push(await runOne(s, opts.mode, t, i + 1, filtered.length, s.needsEngine ? engine : undefined))
+    if (engine && i >= lastEngineUser) {
+      await engine.stop()
+      engine = undefined
+    }
   }
+  if (engine) await engine.stop()
+  killAllEngines()
   for (const c of CATEGORIES) {
     if (!scripts.some((s) => s.category === c) && (opts.only.length === 0 || opts.only.some((o) => c.key.includes(o)))) {
       benches.push({ name: c.key, status: 'missing', about: c.about, durationSec: 0, error: c.missing })

@@ -43,6 +43,12 @@ export interface LadderOptions {
   /** Rest between steps so the responder can expire its transactions (default 1000 ms). */
   restMs?: number
   sippArgs?: string[]
+  /** A sipp XML scenario instead of the built-in `uac` (e.g. REGISTER with digest). */
+  scenarioFile?: string
+  /** sipp -inf injection CSV (users, passwords). */
+  injectionFile?: string
+  /** Request-URI user (sipp -s). */
+  service?: string
   onProgress?: (line: string) => void
 }
 
@@ -125,7 +131,9 @@ async function runStep(rate: number, opts: LadderOptions, signal?: AbortSignal):
   const hold = opts.holdMs ?? 0
   const stat = join(dir, 'stat.csv')
   const args = [
-    '-sn', 'uac', opts.target,
+    ...(opts.scenarioFile ? ['-sf', opts.scenarioFile] : ['-sn', 'uac']), opts.target,
+    ...(opts.injectionFile ? ['-inf', opts.injectionFile] : []),
+    ...(opts.service ? ['-s', opts.service] : []),
     '-i', '127.0.0.1', '-p', '0', '-t', opts.transport ?? 'u1',
     '-m', String(planned), '-r', String(rate), '-rp', '1000',
     '-l', String(Math.max(100, Math.ceil(rate * (hold / 1000 + 2) * 2))),
@@ -229,15 +237,22 @@ function hms(v: string): number {
 }
 
 /** Capacity curve and CPU-per-call plots for one or more ladders (e.g. Callplane and Kamailio). */
-export function ladderPlots(idPrefix: string, ladders: { label: string; result: LadderResult; cpuOf: string }[]): PlotSpec[] {
+export function ladderPlots(
+  idPrefix: string,
+  ladders: { label: string; result: LadderResult; cpuOf: string }[],
+  opts: { what?: string; unit?: string; compareKey?: string | null } = {},
+): PlotSpec[] {
+  const what = opts.what ?? 'SIP call rate'
+  const unit = opts.unit ?? 'calls/s'
+  const ck = opts.compareKey === undefined ? 'sip.ladder' : opts.compareKey
   return [
     {
       id: `${idPrefix}.capacity`,
-      compareKey: 'sip.ladder.capacity',
-      title: 'SIP call rate: achieved vs offered (sipp uac, INVITE/200/ACK/BYE)',
+      compareKey: ck ? `${ck}.capacity` : undefined,
+      title: opts.what ? `${what}: achieved vs offered` : 'SIP call rate: achieved vs offered (sipp uac, INVITE/200/ACK/BYE)',
       kind: 'line',
-      xLabel: 'offered calls/s',
-      yLabel: 'completed calls/s (0 failures = on the diagonal)',
+      xLabel: `offered ${unit}`,
+      yLabel: `completed ${unit} (0 failures = on the diagonal)`,
       series: [
         ...ladders.map((l) => ({
           label: `${l.label} achieved`,
@@ -249,19 +264,19 @@ export function ladderPlots(idPrefix: string, ladders: { label: string; result: 
     },
     {
       id: `${idPrefix}.failed`,
-      compareKey: 'sip.ladder.failed',
-      title: 'SIP failed calls per step',
+      compareKey: ck ? `${ck}.failed` : undefined,
+      title: `${what}: failures per step`,
       kind: 'line',
-      xLabel: 'offered calls/s',
-      yLabel: 'failed or incomplete calls',
+      xLabel: `offered ${unit}`,
+      yLabel: 'failed or incomplete',
       series: ladders.map((l) => ({ label: l.label, x: l.result.steps.map((s) => s.offeredCps), y: l.result.steps.map((s) => s.failed + Math.max(0, s.planned - s.successful - s.failed)) })),
     },
     {
       id: `${idPrefix}.cpu`,
-      compareKey: 'sip.ladder.cpu',
-      title: 'SIP responder CPU vs call rate',
+      compareKey: ck ? `${ck}.cpu` : undefined,
+      title: `${what}: responder CPU vs offered rate`,
       kind: 'line',
-      xLabel: 'offered calls/s',
+      xLabel: `offered ${unit}`,
       yLabel: 'CPU, % of one core',
       series: ladders.map((l) => ({ label: `${l.label} (${l.cpuOf})`, x: l.result.steps.map((s) => s.offeredCps), y: l.result.steps.map((s) => (s.cpu[l.cpuOf]?.coreShare ?? NaN) * 100) })),
     },
