@@ -97,7 +97,16 @@ export interface MediaSessionStats {
 }
 
 export interface SessionTimeoutEvent { reason: 'rtp-timeout'; idleMs: number }
-export interface FlushEvent { requestedAt: number; appliedAt: number; lastAudioSentAt: number }
+export interface FlushEvent {
+  /** hrtime ms of flush(), of the tick that applied it, and of the last audio packet sent. */
+  requestedAt: number
+  appliedAt: number
+  lastAudioSentAt: number
+  /** Scheduler ticks: flush() during tick n applies at n+1; the last audio went out at or before n. */
+  requestedTick: number
+  appliedTick: number
+  lastAudioTick: number
+}
 export interface SessionDtmfEvent extends DtmfEvent { source: 'rfc4733' | 'info' }
 
 export interface MediaSessionEvents {
@@ -155,8 +164,15 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
   private dtmfSendPt: number | null = null
 
   // --- remote addressing / latching (symmetric RTP, RFC 4961)
+  /** Where the SDP says the peer receives. */
+  private sdpAddr: string | null = null
+  private sdpPort = 0
+  /** Where we send: the SDP address until latched, then the source we latched. */
   private remoteAddr: string | null = null
   private remotePort = 0
+  private latchCandidateAddr = ''
+  private latchCandidatePort = 0
+  private latchCandidateCount = 0
   private remoteRtcpPort = 0
   private latched = false
   private latchedSsrc = -1
@@ -201,7 +217,9 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
   private muteOut = false
   private markerNext = true
   private flushRequestedAt = 0
+  private flushRequestedTick = 0
   private lastAudioSentAt = 0
+  private lastAudioTick = 0
   private relayTsOffset: number | null = null
   private relaying = false
 
@@ -309,10 +327,14 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
     this.dtmfRecvPts = new Set(n.dtmfReceivePayloadTypes)
     this.dtmfSendPt = n.dtmfPayloadType
     // New address or port (re-INVITE): drop the latch and learn again.
-    if (n.remoteAddress !== this.remoteAddr || n.remoteRtpPort !== this.remotePort) {
+    if (n.remoteAddress !== this.sdpAddr || n.remoteRtpPort !== this.sdpPort) {
+      this.sdpAddr = n.remoteAddress
+      this.sdpPort = n.remoteRtpPort
       this.remoteAddr = n.remoteAddress
       this.remotePort = n.remoteRtpPort
       this.latched = false
+      this.latchCandidateAddr = ''
+      this.latchCandidateCount = 0
       this.rtcpAddr = null
     }
     this.remoteRtcpPort = n.remoteRtcpPort
@@ -437,7 +459,10 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
    * packet went out.
    */
   flush(): void {
-    if (this.flushRequestedAt === 0) this.flushRequestedAt = hrtimeMs()
+    if (this.flushRequestedAt === 0) {
+      this.flushRequestedAt = hrtimeMs()
+      this.flushRequestedTick = this.host.scheduler.currentTick
+    }
   }
 
   /** Queues RFC 4733 digits; returns false when no telephone-event was negotiated (use SIP INFO). */
@@ -476,16 +501,26 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
     if (!isDtmf && !codec && pt !== CN_PAYLOAD_TYPE) { this.garbage.unknownPayloadType++; return }
     const now = hrtimeMs()
 
-    // Symmetric RTP: latch onto the first valid source; afterwards only that
-    // source counts. A silent latch (5 s) may move, e.g. after NAT rebinding.
-    if (!this.latched || (now - this.lastFromLatchedMs > 5000 && (rinfo.address !== this.remoteAddr || rinfo.port !== this.remotePort))) {
+    // Symmetric RTP (RFC 4961): latch onto the source actually seen, then
+    // accept only that source. The SDP address latches at once; any other
+    // source (a NATed peer) must send 5 packets in a row first, so stray or
+    // stale streams (RTP bleed, the old peer after a re-INVITE) cannot steal
+    // the session. A latch silent for 5 s may move (NAT rebinding).
+    const fromLatched = rinfo.address === this.remoteAddr && rinfo.port === this.remotePort
+    if (!this.latched || (!fromLatched && now - this.lastFromLatchedMs > 5000)) {
+      const fromSdp = rinfo.address === this.sdpAddr && rinfo.port === this.sdpPort
+      if (!fromSdp) {
+        if (rinfo.address === this.latchCandidateAddr && rinfo.port === this.latchCandidatePort) this.latchCandidateCount++
+        else { this.latchCandidateAddr = rinfo.address; this.latchCandidatePort = rinfo.port; this.latchCandidateCount = 1 }
+        if (this.latchCandidateCount < 5) { this.garbage.wrongSource++; return }
+      }
       this.latched = true
       this.remoteAddr = rinfo.address
       this.remotePort = rinfo.port
       this.latchedSsrc = pkt.ssrc
       this.rxStats.reset()
       this.jitter.reset()
-    } else if (rinfo.address !== this.remoteAddr || rinfo.port !== this.remotePort) {
+    } else if (!fromLatched) {
       this.garbage.wrongSource++
       return
     }
@@ -634,7 +669,7 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
   egress(tick: number, now: number): void {
     const codec = this.sendCodec
     if (this.closed || !codec || !this.remoteAddr) return
-    if (this.flushRequestedAt !== 0) this.applyFlush(now)
+    if (this.flushRequestedAt !== 0) this.applyFlush(now, tick)
     this.checkTimeout(now)
     if (++this.rtcpTick >= RTCP_INTERVAL_TICKS) { this.rtcpTick = 0; this.sendRtcp() }
     const dir = this.negotiatedMedia!.direction
@@ -685,7 +720,7 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
     this.markerNext = false
     this.seq = (this.seq + 1) & 0xffff
     this.sendRtp(buf, RTP_HEADER_SIZE + plen)
-    if (fromSource && !this.muteOut) this.lastAudioSentAt = now
+    if (fromSource && !this.muteOut) { this.lastAudioSentAt = now; this.lastAudioTick = tick }
     if (this.duplexSinks.length > 0) {
       const of = this.outFrame
       of.samples.set(pcm.subarray(0, of.samples.length))
@@ -695,7 +730,6 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
     }
     this.c.framesOut++
     this.ts = (this.ts + codec.timestampStep) >>> 0
-    void tick
   }
 
   private encodeSilenceFast(codec: AudioCodec, pcm: Int16Array, buf: Uint8Array): number {
@@ -713,7 +747,7 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
     return a.process(f)
   }
 
-  private applyFlush(now: number): void {
+  private applyFlush(now: number, tick: number): void {
     const requestedAt = this.flushRequestedAt
     this.flushRequestedAt = 0
     const dropped = this.queue.splice(0)
@@ -721,7 +755,7 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
     this.ttsQueue = null
     this.dtmfTx.clear()
     this.markerNext = true
-    this.emit('flushed', { requestedAt, appliedAt: now, lastAudioSentAt: this.lastAudioSentAt })
+    this.emit('flushed', { requestedAt, appliedAt: now, lastAudioSentAt: this.lastAudioSentAt, requestedTick: this.flushRequestedTick, appliedTick: tick, lastAudioTick: this.lastAudioTick })
   }
 
   private checkTimeout(now: number): void {
