@@ -53,9 +53,11 @@ export interface TransferDeps {
 }
 
 /** Waits for the NOTIFY whose sipfrag carries a final status (RFC 3515 §2.4.5). */
-function awaitReferOutcome(dialog: Srf.Dialog, timeoutMs: number): Promise<number> {
-  return new Promise((resolve) => {
+function awaitReferOutcome(dialog: Srf.Dialog, timeoutMs: number): Promise<number> & { cancel(): void } {
+  let stop = () => {}
+  const p = new Promise<number>((resolve) => {
     const timer = setTimeout(() => { dialog.removeListener('notify', onNotify); resolve(408) }, timeoutMs)
+    stop = () => { clearTimeout(timer); dialog.removeListener('notify', onNotify); resolve(0) }
     function onNotify(req: Srf.SrfRequest, res: Srf.SrfResponse): void {
       res.send(200)
       const m = /^SIP\/2\.0\s+(\d{3})/m.exec(req.body ?? '')
@@ -69,6 +71,7 @@ function awaitReferOutcome(dialog: Srf.Dialog, timeoutMs: number): Promise<numbe
     }
     dialog.on('notify', onNotify)
   })
+  return Object.assign(p, { cancel: () => stop() })
 }
 
 export async function transferCall(call: ActiveCall, t: TransferRequest, deps: TransferDeps): Promise<TransferResult> {
@@ -77,20 +80,24 @@ export async function transferCall(call: ActiveCall, t: TransferRequest, deps: T
   if (t.mode === 'blind') {
     const referTo = t.referTo ?? (/^sips?:/i.test(t.to) ? t.to : `sip:${t.to}@${deps.localHost()}`)
     let status: number
+    // Listen first: the NOTIFY can arrive right behind the 202.
+    const outcome = awaitReferOutcome(caller, 30_000)
+    // RFC 3515 §2.4.1: REFER carries a Contact (the NOTIFYs come back to it).
     try {
-      const res = await caller.request({ method: 'REFER', headers: { 'Refer-To': `<${referTo}>`, 'Referred-By': `<sip:${call.record.call.to}@${deps.localHost()}>` } } as unknown as Srf.SrfRequest)
+      const res = await caller.request({ method: 'REFER', headers: { 'Refer-To': `<${referTo}>`, 'Referred-By': `<sip:${call.record.call.to}@${deps.localHost()}>`, Contact: `<sip:${deps.localHost()}>` } } as unknown as Srf.SrfRequest)
       status = res.status
     } catch (err) {
       status = (err as { status?: number }).status ?? 500
     }
     if (status >= 200 && status < 300) {
-      const final = await awaitReferOutcome(caller, 30_000)
+      const final = await outcome
       if (final >= 200 && final < 300) {
         await call.hangup('system', 'transferred')
         return { mode: 'blind', target: referTo }
       }
       throw new TransferError(502, `transfer target answered ${final}`)
     }
+    outcome.cancel()
     // The caller's side does not do REFER: re-route inside the B2BUA.
     await bridgeTransfer(call, caller, { ...t, mode: 'bridge' }, deps)
     return { mode: 'bridge-fallback', target: t.to }
