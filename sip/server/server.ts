@@ -160,6 +160,8 @@ export class SipCore {
     const u = parseUri(na)
     if (!u) return undefined
     const t = (u.params['transport'] ?? '').toLowerCase()
+    // TLS and WebSocket transports are not implemented yet: refuse rather than downgrade a sips: target.
+    if (u.scheme === 'sips' || t === 'tls' || t === 'ws' || t === 'wss' || t === 'sctp') return undefined
     const protocol: Protocol = t === 'tcp' ? 'tcp' : t === 'udp' ? 'udp' : (hint?.protocol ?? 'udp')
     let address = bareHost(u.host)
     const port = u.port ?? 5060

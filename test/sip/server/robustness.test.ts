@@ -97,3 +97,22 @@ t.test('standalone `sip/server/main.ts` serves an external srf app and exits 0 o
   t.equal(code, 0)
 })
 void scenario
+
+t.test('externalAddress is advertised in Contact; sips: targets are refused (no TLS yet)', async (t) => {
+  const h = await startServer({ externalAddress: '203.0.113.7' })
+  t.teardown(() => h.close())
+  const srf = await h.connectApp()
+  const contacts: string[] = []
+  srf.invite(async (req, res) => {
+    const dlg = await srf.createUAS(req, res, { localSdp: SDP })
+    contacts.push(String((dlg as unknown as { local: { contact: string } }).local.contact))
+  })
+  const r = await runSipp({ scenario: 'uac', remote: h.target, localPort: await freePort(), calls: 1 }).done
+  t.equal(r.code, 0)
+  t.match(contacts[0], /203\.0\.113\.7/)
+  const err = await new Promise<Error | null>((resolve) => {
+    (srf as unknown as { request(u: string, o: object, cb: (e: Error | null) => void): void })
+      .request('sips:bob@127.0.0.1:5061', { method: 'OPTIONS' }, (e) => resolve(e))
+  })
+  t.match(String(err), /unable to resolve/)
+})
