@@ -36,9 +36,11 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   const dir = resolve(opts.dataDir, 'pgdata')
   mkdirSync(dir, { recursive: true })
   const db = await PGlite.create(dir)
-  // PGlite is one backend: its socket server multiplexes connections by query,
-  // not by transaction, so a single pooled connection keeps transactions whole.
-  const server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0, maxConnections: 1 })
+  // PGlite is one backend: a single pooled connection keeps transactions whole.
+  // The server admits two so that when pg-pool discards a client after a query
+  // error and reconnects at once, the new connection is not refused ("Too many
+  // connections") while the old socket is still closing.
+  const server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0, maxConnections: 2 })
   await server.start()
   const conn = server.getServerConn() // "127.0.0.1:PORT"
   const [host, port] = conn.split(':')

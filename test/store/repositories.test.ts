@@ -1,0 +1,93 @@
+import t from 'tap'
+import { createHash } from 'node:crypto'
+import { migrate } from '../../store/migrator.ts'
+import { bootstrap, DEMO_NUMBER } from '../../store/bootstrap.ts'
+import { createStore } from '../../store/index.ts'
+import { SecretBox, digestHa1 } from '../../store/secrets.ts'
+import { openTestDatabase, silent } from '../control-api/helpers.ts'
+
+t.test('store repositories', async (t) => {
+  const tdb = await openTestDatabase()
+  const db = tdb.db
+  t.teardown(async () => {
+    await db.close()
+    await tdb.cleanup()
+  })
+  await migrate(db, silent)
+  t.same(await migrate(db, silent), [], 'migrations are applied once')
+  const boot = await bootstrap(db, 'cp_store_test_key', silent)
+  const store = createStore(db, new SecretBox('store-test'), silent)
+  const acct = boot.account.id
+
+  t.test('bootstrap: operator account, admin key, demo agent on 1000 once', async (t) => {
+    t.equal(boot.account.operator, true)
+    t.ok(await store.apiKeys.findActiveByToken('cp_store_test_key'))
+    t.ok(boot.demo, 'demo created on first start')
+    const num = await store.numbers.findByNumber(DEMO_NUMBER)
+    t.match(num, { accountId: acct, target: { type: 'agent', id: boot.demo!.agentId } })
+    const agent = await store.agents.getById(boot.demo!.agentId)
+    t.match(agent, { stt: { provider: 'pocketsphinx' }, llm: { provider: 'scripted' }, tts: { provider: 'espeak' }, greeting: String })
+    await store.numbers.delete(acct, num!.id)
+    const again = await bootstrap(db, 'cp_store_test_key', silent)
+    t.equal(again.account.id, acct, 'same default account')
+    t.notOk(again.demo, 'not recreated')
+    t.equal(await store.numbers.findByNumber(DEMO_NUMBER), null, 'a deleted demo number stays deleted')
+  })
+
+  t.test('trunks: passwords sealed or hashed at rest, opened only for dialing', async (t) => {
+    const tr = await store.trunks.create(acct, {
+      name: 'carrier', inbound: { allowedIps: ['203.0.113.0/24'], username: 'carrier-in', password: 'in-pass-123' },
+      outbound: { host: 'sip.carrier.example', username: 'acct1', password: 'out-pass-456', register: true },
+    })
+    t.equal(JSON.stringify(tr).includes('pass-'), false, 'no password in the returned trunk')
+    t.match(tr, { inbound: { hasPassword: true, username: 'carrier-in', realm: 'default.callplane.local' }, outbound: { hasPassword: true } })
+    const { rows } = await db.pool.query('SELECT * FROM trunks WHERE id = $1', [tr.id])
+    t.equal(JSON.stringify(rows[0]).includes('pass-'), false, 'no plaintext password in the row')
+    t.equal(rows[0].inbound_ha1_md5, createHash('md5').update('carrier-in:default.callplane.local:in-pass-123').digest('hex'))
+    t.equal(rows[0].inbound_ha1_sha256, digestHa1('carrier-in', 'default.callplane.local', 'in-pass-123').sha256)
+    const dial = await store.trunks.dialTarget(tr.id)
+    t.equal(dial?.outbound.password, 'out-pass-456')
+    t.same((await store.trunks.listRegistering()).map((x) => x.trunk.id), [tr.id])
+    t.same((await store.trunks.findByInboundIp('203.0.113.77')).map((x) => x.id), [tr.id])
+    t.same(await store.trunks.findByInboundIp('198.51.100.1'), [])
+    const auth = await store.trunks.findInboundAuth('carrier-in')
+    t.equal(auth[0]?.ha1Md5, rows[0].inbound_ha1_md5)
+    const kept = await store.trunks.update(acct, tr.id, { concurrencyLimit: 5 })
+    t.equal((await store.trunks.dialTarget(tr.id))?.outbound.password, 'out-pass-456', 'an update without password keeps it')
+    t.equal(kept?.concurrencyLimit, 5)
+  })
+
+  t.test('extensions: HA1 only, registrar lookup by domain', async (t) => {
+    const e = await store.extensions.create(acct, { extension: '201', password: 'desk-phone-pw' })
+    const { rows } = await db.pool.query('SELECT * FROM extensions WHERE id = $1', [e.id])
+    t.equal(JSON.stringify(rows[0]).includes('desk-phone-pw'), false)
+    const cred = await store.extensions.findCredentials('201', 'default.callplane.local')
+    t.equal(cred?.ha1Md5, digestHa1('201', 'default.callplane.local', 'desk-phone-pw').md5)
+    t.equal(cred?.ha1Sha256, digestHa1('201', 'default.callplane.local', 'desk-phone-pw').sha256)
+    t.equal(await store.extensions.findCredentials('201', 'elsewhere.example'), null)
+    const dup = await store.extensions.create(acct, { extension: '201', password: 'another-pw' }).then(() => null, (e: { statusCode?: number }) => e.statusCode)
+    t.equal(dup, 409, 'duplicate extension is a conflict')
+    t.ok(await store.extensions.get(acct, e.id), 'the connection survives a failed statement')
+  })
+
+  t.test('webhooks: the secret is sealed at rest and opened for signing', async (t) => {
+    const { webhook, secret } = await store.webhooks.create(acct, { url: 'https://x.example/h', events: ['call.ended'] })
+    const { rows } = await db.pool.query('SELECT * FROM webhooks WHERE id = $1', [webhook.id])
+    t.equal(JSON.stringify(rows[0]).includes(secret.slice(6)), false)
+    t.notOk('secret' in webhook)
+  })
+
+  t.test('routes: failover candidates, longest prefix then priority', async (t) => {
+    const a = await store.trunks.create(acct, { name: 'a', outbound: { host: 'a.example' } })
+    const b = await store.trunks.create(acct, { name: 'b', outbound: { host: 'b.example' } })
+    const r1 = await store.routes.create(acct, { name: 'de backup', prefix: '+49', trunkId: b.id, priority: 20 })
+    const r2 = await store.routes.create(acct, { name: 'de primary', prefix: '+49', trunkId: a.id, priority: 10 })
+    const r3 = await store.routes.create(acct, { name: 'berlin', prefix: '+4930', trunkId: b.id, priority: 50 })
+    const r4 = await store.routes.create(acct, { name: 'all', prefix: '*', trunkId: a.id, priority: 1 })
+    await store.routes.create(acct, { name: 'off', prefix: '+49', trunkId: a.id, priority: 0, enabled: false })
+    t.same((await store.routes.candidates(acct, '+4930123456')).map((r) => r.id), [r3.id, r2.id, r1.id, r4.id])
+    t.same((await store.routes.candidates(acct, '+14155550100')).map((r) => r.id), [r4.id])
+    const bad = await store.routes.create(acct, { name: 'x', prefix: '+1', trunkId: '00000000-0000-4000-8000-000000000000' }).then(() => null, (e: { code?: string }) => e.code)
+    t.equal(bad, 'invalid_reference')
+  })
+})
