@@ -1,17 +1,19 @@
 /**
  * Cost growth: CPU and memory of the whole engine (main.ts in its own
  * process, embedded defaults) as concurrent calls grow — 50, 100, 200, 400, …
- * until calls fail or the engine saturates. Calls come from sipp's `uac`
- * scenario held open with -d, with sipp echoing the engine's RTP back
+ * until calls fail or the engine saturates. Calls come from sipp
+ * (bench/scenarios/uac-auth.xml: INVITE authenticated as an extension created
+ * over the API), held open with -d, with sipp echoing the engine's RTP back
  * (-rtp_echo) so media flows both ways.
  *
  *   tsx bench/cost-growth.ts [--quick|--full] [--out file.json]
  *   BENCH_COST_NUMBER=1000  the number called (default: the demo agent, 1000)
  */
 import { spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { finishBench, parseBenchArgs, type BenchFigure, type PlotSpec } from './bench-result.ts'
 import { acquireEngineProcess, killAllEngines, type EngineProcess } from './engine-process.ts'
 import { cpuMeter, memoryKiB } from './proc-stats.ts'
@@ -27,6 +29,10 @@ const ladder = quick ? [50, 100, 200] : [100, 200, 400, 800, 1600, 3200]
 const rate = quick ? 100 : 200
 const windowSec = quick ? 3 : 10
 const cores = cpus().length
+// Calls authenticate as an extension created over the API (an unknown source is challenged 407).
+const SCENARIO = fileURLToPath(new URL('./scenarios/uac-auth.xml', import.meta.url))
+const CALLER = 'u2000'
+const CALLER_PASSWORD = 'benchpw-u2000'
 
 const live = new Set<ReturnType<typeof spawn>>()
 const cleanup = () => {
@@ -46,7 +52,7 @@ function sippCalls(port: number, calls: number, cps: number, holdMs: number, med
   const dir = mkdtempSync(join(tmpdir(), 'sipp-cost-'))
   const stat = join(dir, 'stat.csv')
   const child = spawn('sipp', [
-    '-sn', 'uac', `127.0.0.1:${port}`, '-s', number,
+    '-sf', SCENARIO, `127.0.0.1:${port}`, '-s', number, '-key', 'caller', CALLER, '-au', CALLER, '-ap', CALLER_PASSWORD,
     '-i', '127.0.0.1', '-p', '0', '-m', String(calls), '-r', String(cps), '-l', String(calls),
     '-d', String(holdMs), '-recv_timeout', '8000', '-timeout', `${Math.ceil(holdMs / 1000 + calls / cps + 20)}s`,
     '-mp', String(mediaPort), '-rtp_echo',
@@ -100,6 +106,13 @@ try {
   figures.push({ id: 'cost.idle_cpu_pct', label: 'Engine CPU when idle', value: idleCpu.coreShare * 100, unit: '% of a core', better: 'lower' })
   console.log(`idle: ${idleMiB.toFixed(0)} MiB, ${(idleCpu.coreShare * 100).toFixed(1)}% of a core`)
 
+  const ext = await fetch(`http://127.0.0.1:${engine.httpPort}/v1/extensions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${engine.apiKey}` },
+    body: JSON.stringify({ extension: CALLER, password: CALLER_PASSWORD }),
+  })
+  if (![200, 201, 409].includes(ext.status)) notes.push(`creating extension ${CALLER} answered ${ext.status}: ${(await ext.text()).slice(0, 200)}`)
+
   // Does it take calls at all?
   const mediaPort = await freePort()
   const probe = await sippCalls(engine.sipPort, 1, 1, 1500, mediaPort).done
@@ -139,7 +152,7 @@ try {
     const xs = steps.map((s) => s.calls)
     plots.push({ id: 'cost.cpu', title: 'Engine CPU as concurrent calls grow', kind: 'line', xLabel: 'concurrent calls', yLabel: '% of one core', series: [{ label: 'engine (all threads)', x: [0, ...xs], y: [idleCpu.coreShare * 100, ...steps.map((s) => s.engineCoreShare * 100)] }], marks: [{ axis: 'y', value: cores * 100, label: `${cores} cores` }] })
     plots.push({ id: 'cost.memory', title: 'Engine memory as concurrent calls grow', kind: 'line', xLabel: 'concurrent calls', yLabel: 'MiB (PSS)', series: [{ label: 'engine', x: [0, ...xs], y: [idleMiB, ...steps.map((s) => s.memoryMiB)] }] })
-    notes.push(`calls: sipp uac to sip:${number}, ${rate} calls/s ramp, held ${windowSec} s while CPU is measured; sipp echoes RTP (-rtp_echo)`)
+    notes.push(`calls: sipp (uac-auth.xml, authenticated as extension ${CALLER}) to sip:${number}, ${rate} calls/s ramp, held ${windowSec} s while CPU is measured; sipp echoes RTP (-rtp_echo)`)
   }
 } catch (err) {
   notes.push(`engine could not be measured: ${(err as Error).message.split('\n')[0]}`)
