@@ -159,7 +159,10 @@ if (best) {
   const genMax = Math.max(...steps.map((s) => s.stats.generatorCoreShare))
   if (genMax > 0.8) notes.push(`the load generator reached ${(genMax * 100).toFixed(0)}% of a core: at the top of the ladder the generator (same box) is a limit as much as rtpengine`)
 }
-for (const st of steps) if (!st.ok) notes.push(`${st.sessions} sessions failed: ${st.reason}`)
+for (const st of steps) {
+  if (!st.ok) notes.push(`${st.sessions} sessions failed: ${st.reason}`)
+  if (st.stats.senderLateMs.p99 > JITTER_BOUND_MS) notes.push(`at ${st.sessions} sessions the generator itself sent late (p99 ${st.stats.senderLateMs.p99.toFixed(1)} ms behind schedule, ${(st.stats.generatorCoreShare * 100).toFixed(0)}% of a core): the machine, not only rtpengine, limits this step`)
+}
 if (last && !last.ok) notes.push(`ladder stopped at ${last.sessions} sessions`)
 else if (last) notes.push(`every step passed up to ${last.sessions} sessions (the ladder or the time budget ended first)`)
 notes.push(`rtpengine ${'userspace'} relay (--table=-1, no kernel forwarding), ${stepSec} s per step${quick ? ' (quick; --full uses 15 s steps and a longer ladder)' : ''}; jitter = |transit(i) − transit(i−1)| with send time stamped in the payload by the generator, so the generator's own pacing is excluded`)
