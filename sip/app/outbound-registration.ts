@@ -71,7 +71,7 @@ export class OutboundRegistrations {
       if (e.timer) clearTimeout(e.timer)
       const t = targets.find((x) => x.trunk.id === e.trunkId)
       // Unregister (RFC 3261 §10.2.2) so the carrier stops sending calls to a node that is gone.
-      if (t) await this.send(t, e, 0).catch(() => {})
+      if (t) await this.send(t, e, 0, 2_000).catch(() => {})
     }))
     this.entries.clear()
   }
@@ -164,7 +164,7 @@ export class OutboundRegistrations {
     }
   }
 
-  private send(t: TrunkDialTarget, e: Entry, expires: number): Promise<Srf.SrfResponse> {
+  private send(t: TrunkDialTarget, e: Entry, expires: number, timeoutMs = 40_000): Promise<Srf.SrfResponse> {
     const out = t.outbound
     const host = out.host.includes(':') && !out.host.startsWith('[') ? `[${out.host}]` : out.host
     const registrar = `sip:${host}${out.port ? `:${out.port}` : ''}${out.transport && out.transport !== 'udp' ? `;transport=${out.transport}` : ''}`
@@ -181,7 +181,7 @@ export class OutboundRegistrations {
         },
         ...(out.username && out.password ? { auth: { username: out.username, password: out.password } } : {}),
       }
-      const timer = setTimeout(() => reject(new Error('no response from registrar')), 40_000)
+      const timer = setTimeout(() => reject(new Error('no response from registrar')), timeoutMs)
       // srf.request(uri, opts, callback): the typings only know the 4-argument form.
       const request = this.opts.srf.request.bind(this.opts.srf) as unknown as (uri: string, o: object, cb: (err: unknown, req: Srf.SrfRequest) => void) => void
       request(registrar, opts, (err: unknown, req: Srf.SrfRequest) => {
