@@ -28,6 +28,7 @@ export class AppConnection extends EventEmitter<{ message: [ClientMessage]; clos
   /** Routed verbs, lowercase (methods, and `cdr:attempt` etc.). */
   readonly routes = new Set<string>()
   private buf: Buffer = Buffer.alloc(0)
+  private corked = false
   closed = false
 
   constructor(readonly socket: Socket) {
@@ -73,6 +74,12 @@ export class AppConnection extends EventEmitter<{ message: [ClientMessage]; clos
     if (this.closed || this.socket.destroyed) return id
     // Encode once: the frame length is in bytes, so the UTF-8 form is needed anyway.
     const body = Buffer.from(`${id}|${payload}`, 'utf8')
+    // Coalesce the frames produced in one event-loop turn into one write syscall.
+    if (!this.corked) {
+      this.corked = true
+      this.socket.cork()
+      setImmediate(() => { this.corked = false; this.socket.uncork() })
+    }
     this.socket.write(Buffer.concat([Buffer.from(`${body.length}#`, 'latin1'), body]))
     return id
   }
