@@ -17,6 +17,23 @@
  *    as a receiver hears it (works for any sender, e.g. Callplane's own
  *    outbound streams);
  *  - the generator's own lateness and CPU, so a saturated generator shows.
+ *
+ * Driving Callplane media sessions the same way (what a bench/media-*.ts does):
+ *
+ *   const gen = await startRtpLoadGenerator()
+ *   const [port] = await gen.open(1)               // one socket can carry many streams
+ *   // for each session: offer SDP c=127.0.0.1 m=audio <port> to the engine, read
+ *   // the session's RTP port from its answer, then
+ *   streams.push({ ssrc: 0x2000 + i, socket: 0, host: '127.0.0.1', port: sessionPort })
+ *   const stats = await gen.run({ streams, durationMs: 10_000 })
+ *   // stats.interArrivalDevMs: the engine's egress pacing jitter as heard here;
+ *   // stats.lost: from the sequence numbers of what the engine sent back;
+ *   // use expectRelayed: true when the session relays our packets unchanged.
+ *   await gen.close()
+ *
+ * Streams demultiplex by SSRC, so sessions may share sockets (keep the SSRCs
+ * unique). The generator is bounded: durationMs / ptime packets per stream,
+ * and it stops sending when it falls 2 s behind.
  */
 import { fork, type ChildProcess } from 'node:child_process'
 import { createSocket, type Socket } from 'node:dgram'
