@@ -4,6 +4,7 @@ import pg from 'pg'
 import { PGlite } from '@electric-sql/pglite'
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket'
 import type { Logger } from 'pino'
+import { seedFromPgliteTemplate } from './pglite-template.ts'
 
 /**
  * The one way the engine reaches PostgreSQL. With DATABASE_URL it is a plain
@@ -34,6 +35,7 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
     return wrap('postgres', pool, opts.logger, async () => {})
   }
   const dir = resolve(opts.dataDir, 'pgdata')
+  const seeded = seedFromPgliteTemplate(dir)
   mkdirSync(dir, { recursive: true })
   const db = await PGlite.create(dir)
   // PGlite is one backend: a single pooled connection keeps transactions whole.
@@ -45,7 +47,7 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   const conn = server.getServerConn() // "127.0.0.1:PORT"
   const [host, port] = conn.split(':')
   const pool = new pg.Pool({ host, port: Number(port), user: 'postgres', database: 'postgres', max: 1, idleTimeoutMillis: 0 })
-  opts.logger.info({ dir, listen: conn }, 'embedded PGlite started')
+  opts.logger.info({ dir, listen: conn, seededFromTemplate: seeded }, 'embedded PGlite started')
   return wrap('embedded', pool, opts.logger, async () => {
     await server.stop()
     await db.close()

@@ -70,7 +70,11 @@ export class Outbox {
     const out = await this.db.transaction(async (c) => {
       const emit: Emit = async (accountId, type, data, callId = null) => {
         const evt = await writeEvent(c, accountId, type, data, callId)
-        if (this.usesNotify) await c.query('SELECT pg_notify($1, $2)', [NOTIFY_CHANNEL, evt.id])
+        if (this.usesNotify) {
+          // NOTIFY payloads are limited to 8000 bytes: small events travel whole, big ones by id.
+          const whole = JSON.stringify(evt)
+          await c.query('SELECT pg_notify($1, $2)', [NOTIFY_CHANNEL, whole.length < 7900 ? whole : evt.id])
+        }
         emitted.push(evt)
         return evt
       }
@@ -86,11 +90,17 @@ export class Outbox {
     const opts = this.db.pool.options
     const client = new (await import('pg')).default.Client({ ...opts })
     client.on('error', (err) => this.logger.error({ err }, 'event listener connection error'))
+    // Notifications arrive in commit order; a chain keeps the bus in that order
+    // even when a large event has to be fetched by id.
+    let chain: Promise<void> = Promise.resolve()
     client.on('notification', (msg) => {
       if (msg.channel !== NOTIFY_CHANNEL || !msg.payload) return
-      this.db.pool.query<EventRow>('SELECT * FROM events WHERE id = $1', [msg.payload]).then(({ rows }) => {
+      const payload = msg.payload
+      chain = chain.then(async () => {
+        if (payload.startsWith('{')) return this.bus.publish(JSON.parse(payload) as CallplaneEvent)
+        const { rows } = await this.db.pool.query<EventRow>('SELECT * FROM events WHERE id = $1', [payload])
         if (rows[0]) this.bus.publish(toEvent(rows[0]))
-      }, (err: unknown) => this.logger.warn({ err }, 'event fetch after NOTIFY failed'))
+      }).catch((err: unknown) => this.logger.warn({ err }, 'event fan-out after NOTIFY failed'))
     })
     await client.connect()
     await client.query(`LISTEN ${NOTIFY_CHANNEL}`)

@@ -284,6 +284,7 @@ t.test('calls', async (t) => {
     t.match(everything.messages[0], { type: 'subscribed' })
 
     const c = await h.store.calls.create({ accountId: h.accountId, direction: 'inbound', from: '+4915112345678', to: '1000', status: 'ringing' })
+    await everything.next(3) // started + ringing fanned out (asynchronous through NOTIFY on PostgreSQL)
     const byCall = await wsOpen(`${base}?callId=${c.id}&types=call.*`, { authorization: `Bearer ${h.adminKey}` })
     t.teardown(() => byCall.ws.close())
     await byCall.next(1)
