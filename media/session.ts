@@ -58,6 +58,7 @@ export interface GarbageCounters {
   unknownSsrc: number
   unknownPayloadType: number
   rtcpInvalid: number
+  undecodable: number
 }
 
 export interface MediaSessionStats {
@@ -233,7 +234,7 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
   private readonly cname: string
 
   // --- counters
-  private readonly garbage: GarbageCounters = { short: 0, version: 0, malformed: 0, wrongSource: 0, unknownSsrc: 0, unknownPayloadType: 0, rtcpInvalid: 0 }
+  private readonly garbage: GarbageCounters = { short: 0, version: 0, malformed: 0, wrongSource: 0, unknownSsrc: 0, unknownPayloadType: 0, rtcpInvalid: 0, undecodable: 0 }
   private c = { packetsSent: 0, bytesSent: 0, packetsReceived: 0, bytesReceived: 0, concealed: 0, framesIn: 0, framesOut: 0, dtmfReceived: 0, dtmfSent: 0, rtcpSent: 0, rtcpReceived: 0 }
   private rtt: number | null = null
   private remoteReport: MediaSessionStats['remoteReport'] = null
@@ -619,7 +620,14 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
       let got: number
       if (r.kind === 'packet') {
         const dec = this.recvCodecs.get(this.negotiatedMedia ? this.ptForSeq(r) : this.sendPt) ?? codec
-        got = dec.decode(r.payload, this.decodeBuf)
+        try {
+          got = dec.decode(r.payload, this.decodeBuf)
+        } catch {
+          // A corrupt payload (e.g. an invalid Opus TOC) is concealed like a loss.
+          this.garbage.undecodable++
+          got = codec.conceal(this.decodeBuf)
+          this.c.concealed++
+        }
         this.inFrame.rtpTimestamp = r.timestamp
         if (this.jitter.shouldShrink && isQuiet(this.decodeBuf, got)) {
           // Sender clock runs fast: shed latency on a silent frame only.
