@@ -38,8 +38,10 @@ apt:
 
 # npm ci also builds @discordjs/opus from source: its install script is
 # approved in package.json "allowScripts". `tap build` compiles tap's plugin set
-# from .taprc once, so the first test run does not rebuild mid-run.
+# from .taprc once, so the first test run does not rebuild mid-run. The PGlite
+# template makes the first start skip initdb (store/pglite-template.ts).
 $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	npx tap build >/dev/null
+	npx tsx store/pglite-template.ts
 	@touch $@

@@ -1,5 +1,4 @@
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs'
-import { createRequire } from 'node:module'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { PGlite } from '@electric-sql/pglite'
@@ -14,8 +13,8 @@ import { PGlite } from '@electric-sql/pglite'
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 
 function pgliteVersion(): string {
-  const require = createRequire(import.meta.url)
-  const pkg = JSON.parse(readFileSync(require.resolve('@electric-sql/pglite/package.json'), 'utf8')) as { version: string }
+  // The package's exports hide package.json, so read it from its folder.
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'node_modules', '@electric-sql', 'pglite', 'package.json'), 'utf8')) as { version: string }
   return pkg.version
 }
 
