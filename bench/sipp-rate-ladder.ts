@@ -141,6 +141,7 @@ async function runStep(rate: number, opts: LadderOptions, signal?: AbortSignal):
     '-recv_timeout', String(recvTimeout),
     '-timeout', `${Math.ceil(opts.stepSec * 2 + recvTimeout / 1000 + 10)}s`,
     '-nostdin', '-trace_stat', '-stf', stat, '-fd', '1',
+    '-trace_err', '-error_file', join(dir, 'errors.log'),
     ...(opts.sippArgs ?? []),
   ]
   const before = opts.measure.map((m) => cpuSeconds(m.pid, m.tree))
@@ -173,6 +174,7 @@ async function runStep(rate: number, opts: LadderOptions, signal?: AbortSignal):
   const memory: Record<string, number> = {}
   for (const m of opts.measure) memory[m.name] = memoryKiB(m.pid, m.tree)
   const s = parseSippStat(stat)
+  const errors = summarizeSippErrors(join(dir, 'errors.log'))
   rmSync(dir, { recursive: true, force: true })
   // sipp's ElapsedTime column has whole seconds only: use our own clock (adds sipp's ~0.1 s start-up)
   const elapsedSec = wall
@@ -189,7 +191,7 @@ async function runStep(rate: number, opts: LadderOptions, signal?: AbortSignal):
   let reason: string | undefined
   if (code === -1) reason = 'sipp could not start'
   else if (!s.found) reason = `sipp wrote no statistics (exit ${code}): ${stderr.trim().split('\n').pop() ?? ''}`
-  else if (s.failed > 0) reason = `${s.failed} failed calls`
+  else if (s.failed > 0) reason = `${s.failed} failed calls${errors ? `: ${errors}` : ''}`
   else if (s.successful < planned) reason = `${planned - s.successful} calls not completed`
   else if (achievedCps < rate * minShare) reason = `achieved ${achievedCps.toFixed(0)} calls/s < ${(minShare * 100).toFixed(0)}% of offered`
   return {
@@ -197,6 +199,18 @@ async function runStep(rate: number, opts: LadderOptions, signal?: AbortSignal):
     elapsedSec, achievedCps, ok: reason === undefined, reason, responseTimeMs: s.responseTimeMs,
     cpu, sippCoreShare: sippCpu / wall, memoryKiB: memory,
   }
+}
+
+/** The most frequent failure causes in a sipp error file, e.g. "403 Forbidden ×12, receive timeout ×3". */
+export function summarizeSippErrors(file: string): string {
+  if (!existsSync(file)) return ''
+  const text = readFileSync(file, 'utf8').slice(0, 2_000_000)
+  const counts = new Map<string, number>()
+  for (const m of text.matchAll(/while expecting '[^']*' \(index \d+\), received 'SIP\/2\.0 (\d{3}[^\r\n']*)|(receive timeout)|(Max-UDP-Retrans|max retransmission)/gi)) {
+    const key = m[1] ?? m[2] ?? m[3] ?? '?'
+    counts.set(key, (counts.get(key) ?? 0) + 1)
+  }
+  return [...counts.entries()].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([k, n]) => `${k.trim()} ×${n}`).join(', ')
 }
 
 interface SippStat {
