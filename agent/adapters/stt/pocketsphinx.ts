@@ -81,7 +81,9 @@ class PocketsphinxStream implements SttStream {
     this.child.on('error', (error) => this.out.push({ type: 'error', error, at: performance.now() }))
     createInterface({ input: this.child.stdout }).on('line', (line) => this.onHypothesis(line.trim(), 'grammar'))
     createInterface({ input: this.child.stderr }).on('line', (line) => {
-      if (line.includes('does not match the grammar') && this.cfg.lmFallback !== false) void this.runFallback()
+      if (!line.includes('does not match the grammar')) return
+      if (this.cfg.lmFallback !== false) void this.runFallback()
+      else this.onHypothesis('', 'grammar')
     })
     opts.signal?.addEventListener('abort', () => void this.close(), { once: true })
   }

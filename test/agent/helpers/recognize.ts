@@ -3,24 +3,32 @@
  * PCM is run through pocketsphinx (real binary) with a grammar of the phrases
  * we expect to hear.
  */
+import { performance } from 'node:perf_hooks'
 import type { SampleRate } from '../../../media/frame.ts'
 import { PocketsphinxStt } from '../../../agent/adapters/stt/pocketsphinx.ts'
 import { concatPcm, silencePcm, toFrames } from './audio.ts'
 
 export async function recognize(pcm: Int16Array, phrases: string[], rate: SampleRate = 8000): Promise<string[]> {
   const stt = new PocketsphinxStt({ lmFallback: false })
-  // The decoder's own VAD may cut a sentence at a comma pause, so every clause
-  // is also a grammar alternative; callers check the joined result.
-  const clauses = phrases.flatMap((p) => [p, ...p.split(/[,.;!?]/)]).map((p) => p.trim()).filter(Boolean)
-  const s = await stt.open({ sampleRate: rate, phrases: clauses })
+  // Whole phrases only: clause alternatives made short words ("hello",
+  // "goodbye") match inside unrelated speech.
+  const s = await stt.open({ sampleRate: rate, phrases })
   const got: string[] = []
+  let lastEvent = performance.now()
+  let utterances = 0
   const reader = (async () => {
-    for await (const e of s.events()) if (e.type === 'final') got.push(e.text)
+    for await (const e of s.events()) {
+      lastEvent = performance.now()
+      if (e.type === 'final') got.push(e.text)
+      if (e.type === 'end_of_utterance') utterances++
+    }
   })()
   for (const f of toFrames(concatPcm(silencePcm(300, rate), pcm, silencePcm(300, rate)), rate)) s.push(f)
   s.flush()
-  // The decoder runs ~15x real time; give it the audio's duration / 5 plus start-up.
-  await new Promise((r) => setTimeout(r, 600 + (pcm.length / rate) * 200))
+  // Done when the decoder has closed at least one utterance and stayed quiet
+  // for a while (it may split long audio into several), or after a hard cap.
+  const cap = performance.now() + 5000 + (pcm.length / rate) * 1000
+  while (performance.now() < cap && !(utterances > 0 && performance.now() - lastEvent > 400)) await new Promise((r) => setTimeout(r, 50))
   await s.close()
   await reader
   return got
