@@ -114,7 +114,7 @@ export function mapControlError(err: unknown): never {
 /** /v1/calls: call records (calls:read) and live call control (calls:write). */
 export const callRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps }) => {
   const app = base.withTypeProvider<TypeBoxRequestProvider>()
-  const { calls, recordings } = deps.store
+  const { calls } = deps.store
   const read = { scope: 'calls:read' as const }
   const write = { scope: 'calls:write' as const }
   const tags = ['calls']
@@ -133,8 +133,7 @@ export const callRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps 
     })
   app.get('/calls/:id', { config: read, schema: { tags, summary: 'Get a call with transcript, timings, quality and recordings', params: IdParams, response: { 200: CallDetail, ...errors(404) } } },
     async (req) => {
-      const call = found(await calls.get(req.auth.accountId, req.params.id), 'call', req.params.id)
-      return { ...call, recordings: await recordings.listForCall(req.auth.accountId, call.id) }
+      return found(await calls.getDetail(req.auth.accountId, req.params.id), 'call', req.params.id)
     })
   app.post('/calls', { config: write, schema: { tags, summary: 'Place an outbound call', body: OriginateBody, response: { 201: CallSchema, ...errors(409, 422, 503) } } },
     async (req, reply) => {
