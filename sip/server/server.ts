@@ -283,7 +283,7 @@ export class SipCore {
       return
     }
 
-    if (method !== 'OPTIONS' && this.overload.overloaded) {
+    if (method !== 'OPTIONS' && this.overload.shouldShed()) {
       // §21.5.4: refuse new work cheaply while saturated; in-dialog requests above still flow.
       const res = makeResponse(req, 503, 'Service Unavailable', randomToken())
       res.add('Retry-After', '1')
