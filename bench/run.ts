@@ -79,6 +79,8 @@ const TIMEOUTS: Record<string, { quick: number; full: number }> = {
   'sip-call-rate': { quick: 45, full: 420 },
   'sip-register-rate': { quick: 60, full: 540 },
   'media-rtpengine-reference': { quick: 40, full: 360 },
+  'media-sessions': { quick: 35, full: 330 },
+  'api-read': { quick: 75, full: 300 },
   'cost-growth': { quick: 30, full: 360 },
 }
 /** Whole-run bound: benches that would start after it are skipped (and reported). */
@@ -118,6 +120,25 @@ interface Script {
   category: (typeof CATEGORIES)[number]
   /** Uses acquireEngineProcess(): the orchestrator shares one engine between such benches. */
   needsEngine: boolean
+  /** First paragraph of the script's leading doc comment. */
+  about?: string
+}
+
+/** The first paragraph of a file's leading /** … *\/ comment, on one line. */
+function docSummary(src: string): string | undefined {
+  const m = /^\s*(?:#![^\n]*\n)?\s*\/\*\*([\s\S]*?)\*\//.exec(src)
+  if (!m) return undefined
+  const lines = m[1]!.split('\n').map((l) => l.replace(/^\s*\* ?/, '').trimEnd())
+  const para: string[] = []
+  for (const l of lines) {
+    if (!l.trim()) {
+      if (para.length) break
+      continue
+    }
+    para.push(l.trim())
+  }
+  const text = para.join(' ').replace(/\s+/g, ' ')
+  return text ? (text.length > 300 ? `${text.slice(0, 297)}…` : text) : undefined
 }
 
 /** bench/*.ts scripts that follow the contract (they parse --out via parseBenchArgs or finishBench). */
@@ -130,7 +151,7 @@ export function discover(): Script[] {
     if (!category) continue
     const src = readFileSync(join(BENCH_DIR, f), 'utf8')
     if (!/parseBenchArgs|finishBench|--out/.test(src)) continue // a helper module, not a bench script
-    found.push({ name, path: join(BENCH_DIR, f), category, needsEngine: src.includes('acquireEngineProcess') })
+    found.push({ name, path: join(BENCH_DIR, f), category, needsEngine: src.includes('acquireEngineProcess'), about: docSummary(src) })
   }
   // benches that share the engine run last, together, so it is up only while they run
   const order = (s: Script) => (s.needsEngine ? 100 : 0) + CATEGORIES.indexOf(s.category)
@@ -279,7 +300,7 @@ async function runOne(s: Script, mode: 'quick' | 'full', timeoutSec: number, ind
   }
   rmSync(tmp, { recursive: true, force: true })
   const entry: BenchRunEntry = {
-    name: s.name, script: relative(ROOT, s.path), about: s.category.about,
+    name: s.name, script: relative(ROOT, s.path), about: s.about ?? s.category.about,
     status: 'ok', exitCode: code, signal, durationSec, timeoutSec, result,
   }
   if (interrupted) {
@@ -309,7 +330,7 @@ async function main(): Promise<void> {
   let scripts = discover()
   const selected = (n: string) => (opts.only.length === 0 || opts.only.some((o) => n.includes(o))) && !opts.skip.some((o) => n.includes(o))
   if (opts.list) {
-    for (const s of scripts) process.stdout.write(`${s.name.padEnd(36)} ${relative(ROOT, s.path)}  — ${s.category.about}\n`)
+    for (const s of scripts) process.stdout.write(`${s.name.padEnd(28)} ${(s.about ?? s.category.about).slice(0, 110)}\n`)
     for (const c of CATEGORIES) if (!scripts.some((s) => s.category === c)) process.stdout.write(`${`(missing ${c.key})`.padEnd(36)} ${c.missing}\n`)
     return
   }
@@ -344,7 +365,7 @@ async function main(): Promise<void> {
   for (const [i, s] of filtered.entries()) {
     const elapsed = (Date.now() - startedAt.getTime()) / 1000
     if (interrupted || elapsed > bound) {
-      benches.push({ name: s.name, script: relative(ROOT, s.path), about: s.category.about, status: 'skipped', durationSec: 0, error: interrupted ? 'interrupted before it started' : `the run's total bound (${bound} s) was reached` })
+      benches.push({ name: s.name, script: relative(ROOT, s.path), about: s.about ?? s.category.about, status: 'skipped', durationSec: 0, error: interrupted ? 'interrupted before it started' : `the run's total bound (${bound} s) was reached` })
       continue
     }
     if (s.needsEngine && !engineTried) {
