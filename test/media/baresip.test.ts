@@ -28,25 +28,47 @@ function envelope(pcm: Int16Array, rate: number): Float64Array {
   return env
 }
 
-/** Best normalised correlation of two envelopes over lags 0..maxLag (b delayed). */
-function envelopeMatch(a: Float64Array, b: Float64Array, maxLag: number): { corr: number; lag: number } {
-  let best = { corr: -1, lag: 0 }
-  for (let lag = 0; lag <= maxLag; lag++) {
-    const n = Math.min(a.length, b.length - lag)
-    if (n < 25) break
-    let ma = 0, mb = 0
-    for (let i = 0; i < n; i++) { ma += a[i]!; mb += b[i + lag]! }
-    ma /= n; mb /= n
-    let xy = 0, xx = 0, yy = 0
-    for (let i = 0; i < n; i++) {
-      const x = a[i]! - ma
-      const y = b[i + lag]! - mb
-      xy += x * y; xx += x * x; yy += y * y
-    }
-    const c = xy / Math.sqrt(xx * yy || 1)
-    if (c > best.corr) best = { corr: c, lag }
+function corrAt(a: Float64Array, b: Float64Array, start: number, len: number, lag: number): number {
+  let ma = 0, mb = 0
+  for (let i = start; i < start + len; i++) { ma += a[i]!; mb += b[i + lag] ?? 0 }
+  ma /= len; mb /= len
+  let xy = 0, xx = 0, yy = 0
+  for (let i = start; i < start + len; i++) {
+    const x = a[i]! - ma
+    const y = (b[i + lag] ?? 0) - mb
+    xy += x * y; xx += x * x; yy += y * y
   }
-  return best
+  return xx === 0 || yy === 0 ? 0 : xy / Math.sqrt(xx * yy)
+}
+
+/**
+ * How well envelope `b` (recording) follows `a` (source), allowing the delay
+ * to drift: the jitter buffer may conceal or re-buffer a frame here and there
+ * under load, which shifts the rest of the recording by 20 ms. Each 1 s window
+ * of the source with speech in it finds its best lag (0..maxLag frames) in the
+ * recording; the result is the mean correlation over those windows.
+ */
+function envelopeMatch(a: Float64Array, b: Float64Array, maxLag: number): { corr: number; lag: number } {
+  const win = 50
+  let sum = 0
+  let count = 0
+  let lastLag = 0
+  for (let start = 0; start + win <= a.length; start += win) {
+    let varA = 0
+    let mean = 0
+    for (let i = start; i < start + win; i++) mean += a[i]!
+    mean /= win
+    for (let i = start; i < start + win; i++) varA += (a[i]! - mean) ** 2
+    if (varA / win < 100) continue // silence: nothing to compare
+    let best = -1
+    for (let lag = 0; lag <= maxLag; lag++) {
+      const c = corrAt(a, b, start, win, lag)
+      if (c > best) { best = c; lastLag = lag }
+    }
+    sum += best
+    count++
+  }
+  return { corr: count ? sum / count : 0, lag: lastLag }
 }
 
 function speechWav(dir: string, name: string, text: string): string {
