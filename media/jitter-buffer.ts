@@ -67,6 +67,7 @@ export class JitterBuffer {
   private readonly stamps: Uint32Array
   private readonly lens: Int32Array // -1 marks a skip (non-audio) slot
   private readonly markers: Uint8Array
+  private readonly views: Uint8Array[]
   private readonly minDepth: number
   private readonly maxDepth: number
   private target: number
@@ -92,6 +93,7 @@ export class JitterBuffer {
     this.stamps = new Uint32Array(this.slots)
     this.lens = new Int32Array(this.slots)
     this.markers = new Uint8Array(this.slots)
+    this.views = Array.from({ length: this.slots }, (_, i) => this.data.subarray(i * this.slotBytes, (i + 1) * this.slotBytes))
     this.minDepth = opts.minDepth ?? 2
     this.maxDepth = Math.min(opts.maxDepth ?? 10, this.slots - 4)
     this.target = this.minDepth
@@ -115,7 +117,7 @@ export class JitterBuffer {
    * Stores a packet. `payload === null` marks a sequence slot used by a
    * non-audio packet (telephone-event). Returns what happened to it.
    */
-  push(sequence: number, timestamp: number, marker: boolean, payload: Uint8Array | null): 'ok' | 'late' | 'duplicate' | 'reset' {
+  push(sequence: number, timestamp: number, marker: boolean, payload: Uint8Array | null, offset = 0, length = payload ? payload.length - offset : 0): 'ok' | 'late' | 'duplicate' | 'reset' {
     this.stats.pushed++
     if (!this.started) {
       this.started = true
@@ -134,18 +136,18 @@ export class JitterBuffer {
         this.started = true
         this.nextSeq = sequence
         this.highSeq = sequence
-        this.store(sequence, timestamp, marker, payload)
+        this.store(sequence, timestamp, marker, payload, offset, length)
         return 'reset'
       }
       if (seqDiff(sequence, this.highSeq) > 0) this.highSeq = sequence
     }
     const idx = sequence & this.mask
     if (this.seqs[idx] === sequence) { this.stats.duplicates++; return 'duplicate' }
-    this.store(sequence, timestamp, marker, payload)
+    this.store(sequence, timestamp, marker, payload, offset, length)
     return 'ok'
   }
 
-  private store(sequence: number, timestamp: number, marker: boolean, payload: Uint8Array | null): void {
+  private store(sequence: number, timestamp: number, marker: boolean, payload: Uint8Array | null, offset: number, length: number): void {
     const idx = sequence & this.mask
     if (this.seqs[idx] === EMPTY) this.count++
     this.seqs[idx] = sequence
@@ -154,9 +156,12 @@ export class JitterBuffer {
     if (payload === null) {
       this.lens[idx] = -1
     } else {
-      let n = payload.length
+      let n = length
       if (n > this.slotBytes) { n = this.slotBytes; this.stats.overflows++ }
-      this.data.set(n === payload.length ? payload : payload.subarray(0, n), idx * this.slotBytes)
+      // Byte loop instead of set(subarray): no view object per packet.
+      const data = this.data
+      const base = idx * this.slotBytes
+      for (let i = 0; i < n; i++) data[base + i] = payload[offset + i]!
       this.lens[idx] = n
     }
   }
@@ -214,7 +219,7 @@ export class JitterBuffer {
         r.kind = 'skip'
       } else {
         r.kind = 'packet'
-        r.payload = this.data.subarray(idx * this.slotBytes, idx * this.slotBytes + len)
+        r.payload = this.views[idx]!.subarray(0, len)
         this.stats.played++
       }
       this.seqs[idx] = EMPTY

@@ -29,9 +29,11 @@ export class PcmSource implements FrameSource {
     if (this.ended) return null
     const n = this.frame.length
     let filled = 0
+    const frame = this.frame
+    const pcm = this.pcm
     while (filled < n && this.loopsLeft > 0) {
-      const take = Math.min(n - filled, this.pcm.length - this.pos)
-      this.frame.set(this.pcm.subarray(this.pos, this.pos + take), filled)
+      const take = Math.min(n - filled, pcm.length - this.pos)
+      for (let i = 0; i < take; i++) frame[filled + i] = pcm[this.pos + i]!
       filled += take
       this.pos += take
       if (this.pos >= this.pcm.length) { this.pos = 0; this.loopsLeft-- }

@@ -570,7 +570,7 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
     }
     if (pt === CN_PAYLOAD_TYPE) { this.jitter.push(pkt.sequence, pkt.timestamp, pkt.marker, null); return }
     this.rxStats.updateJitter(pkt.timestamp, now)
-    this.jitter.push(pkt.sequence, pkt.timestamp, pkt.marker, pkt.payload())
+    this.jitter.push(pkt.sequence, pkt.timestamp, pkt.marker, msg, pkt.payloadOffset, pkt.payloadLength)
   }
 
   private readonly onRtcpMessage = (msg: Buffer, rinfo: RemoteInfo): void => {
@@ -642,13 +642,15 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
         this.decodeBuf.fill(0, 0, n)
       }
       if (this.pcmFill + got > this.pcmFifo.length) got = this.pcmFifo.length - this.pcmFill
-      this.pcmFifo.set(this.decodeBuf.subarray(0, got), this.pcmFill)
+      const fifo = this.pcmFifo
+      const dec = this.decodeBuf
+      for (let i = 0, o = this.pcmFill; i < got; i++, o++) fifo[o] = dec[i]!
       this.pcmFill += got
     }
     if (!wantFrames || this.pcmFill < n) return
     const frame = this.inFrame
     if (this.muteIn) frame.samples.fill(0)
-    else frame.samples.set(this.pcmFifo.subarray(0, n))
+    else { const fs = frame.samples; const fifo = this.pcmFifo; for (let i = 0; i < n; i++) fs[i] = fifo[i]! }
     this.pcmFifo.copyWithin(0, n, this.pcmFill)
     this.pcmFill -= n
     frame.receivedAt = now
