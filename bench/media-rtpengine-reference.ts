@@ -172,9 +172,9 @@ plots.push({
   id: 'media.rtpengine.capacity', compareKey: 'media.g711.capacity', title: 'rtpengine relay: jitter and loss vs sessions', kind: 'line',
   xLabel: 'concurrent G.711 sessions (2 streams each)', yLabel: 'ms / % lost',
   series: [
-    { label: 'p99 relay jitter (ms)', x: xs, y: steps.map((s) => s.stats.transitJitterMs?.p99 ?? NaN) },
-    { label: 'p99 inter-arrival deviation (ms)', x: xs, y: steps.map((s) => s.stats.interArrivalDevMs?.p99 ?? NaN) },
-    { label: 'loss (%)', x: xs, y: steps.map((s) => s.stats.lossRatio * 100) },
+    { label: 'rtpengine p99 relay jitter (ms)', x: xs, y: steps.map((s) => s.stats.transitJitterMs?.p99 ?? NaN) },
+    { label: 'rtpengine p99 inter-arrival dev. (ms)', x: xs, y: steps.map((s) => s.stats.interArrivalDevMs?.p99 ?? NaN) },
+    { label: 'rtpengine loss (%)', x: xs, y: steps.map((s) => s.stats.lossRatio * 100) },
   ],
   marks: [{ axis: 'y', value: JITTER_BOUND_MS, label: 'bound 2 ms' }],
 })
@@ -183,7 +183,7 @@ plots.push({
   xLabel: 'concurrent G.711 sessions', yLabel: '% of one core',
   series: [
     { label: 'rtpengine', x: xs, y: steps.map((s) => s.rtpengineCoreShare * 100) },
-    { label: 'load generator (node)', x: xs, y: steps.map((s) => s.stats.generatorCoreShare * 100) },
+    { label: 'RTP generator (rtpengine run)', x: xs, y: steps.map((s) => s.stats.generatorCoreShare * 100) },
   ],
 })
 const shown = best ?? last
@@ -191,12 +191,12 @@ if (shown) {
   plots.push({
     id: 'media.rtpengine.jitter_hist', title: `rtpengine relay jitter at ${shown.sessions} sessions`, kind: 'histogram',
     xLabel: '|transit difference| (ms)', yLabel: '% of packets',
-    series: [histSeries('relay jitter', shown.hist.transit, shown.hist.binMs)],
+    series: [histSeries('rtpengine relay jitter', shown.hist.transit, shown.hist.binMs)],
   })
   plots.push({
     id: 'media.rtpengine.jitter_cdf', compareKey: 'media.g711.jitter_cdf', title: `Jitter CDF at ${shown.sessions} sessions`, kind: 'cdf',
     xLabel: 'ms', yLabel: '% of packets ≤ x',
-    series: [cdfSeries('relay jitter', shown.hist.transit, shown.hist.binMs), cdfSeries('inter-arrival deviation', shown.hist.interArrival, shown.hist.binMs)],
+    series: [cdfSeries('rtpengine relay jitter', shown.hist.transit, shown.hist.binMs), cdfSeries('rtpengine inter-arrival deviation', shown.hist.interArrival, shown.hist.binMs)],
     marks: [{ axis: 'x', value: JITTER_BOUND_MS, label: '2 ms' }],
   })
 }

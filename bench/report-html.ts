@@ -56,7 +56,7 @@ export function renderReportHtml(run: RunReport): string {
   // Side by side: the same plot from a Callplane bench and its reference engine
   if (run.comparisons?.length) {
     out.push(`<section><h2>Side by side</h2><div class="plots">`)
-    for (const p of run.comparisons) out.push(`<figure>${renderPlot(p)}</figure>`)
+    for (const p of run.comparisons) out.push(`<figure>${renderPlot(p, PLOT_SIZE)}</figure>`)
     out.push(`</div></section>`)
   }
 
@@ -100,7 +100,7 @@ function benchSection(b: BenchRunEntry, rows: SummaryRow[]): string {
     for (const p of plots) {
       let svg: string
       try {
-        svg = renderPlot(p)
+        svg = renderPlot(p, PLOT_SIZE)
       } catch (err) {
         svg = `<p class="err">plot ${esc(p.id)} failed to render: ${esc(String(err))}</p>`
       }
@@ -117,6 +117,9 @@ function benchSection(b: BenchRunEntry, rows: SummaryRow[]): string {
   out.push(`</section>`)
   return out.join('\n')
 }
+
+/** Two plots side by side in a 1200 px wide window. */
+const PLOT_SIZE = { width: 520, height: 340 }
 
 const CSS = `
 *{box-sizing:border-box}

@@ -107,7 +107,7 @@ function parseArgs(argv: string[]): Options {
       const [k, v] = next().split('=')
       if (k && v) o.timeouts[k] = Number(v)
     } else if (a === '--help' || a === '-h') {
-      process.stdout.write('usage: npm run bench [-- --full] [--only name,...] [--skip name,...] [--timeout name=sec] [--list]\n')
+      process.stdout.write('usage: npm run bench [-- --full] [--only name,...] [--skip name,...] [--timeout name=sec] [--list] [--render results.json]\n')
       process.exit(0)
     }
   }
@@ -326,7 +326,20 @@ function timestamp(d: Date): string {
 }
 
 async function main(): Promise<void> {
-  const opts = parseArgs(process.argv.slice(2))
+  const argv = process.argv.slice(2)
+  const ri = argv.indexOf('--render')
+  if (ri >= 0) {
+    // re-render the HTML of an earlier run (e.g. after a report change): --render bench/results/X.json
+    const file = argv[ri + 1] ?? join(RESULTS_DIR, 'latest.json')
+    const run = JSON.parse(readFileSync(file, 'utf8')) as RunReport
+    run.summary = buildSummary(run.benches)
+    run.comparisons = buildComparisons(run.benches)
+    const html = file.replace(/\.json$/, '.html')
+    writeFileSync(html, renderReportHtml(run))
+    process.stdout.write(`Report: ${relative(ROOT, html)}\n`)
+    return
+  }
+  const opts = parseArgs(argv)
   let scripts = discover()
   const selected = (n: string) => (opts.only.length === 0 || opts.only.some((o) => n.includes(o))) && !opts.skip.some((o) => n.includes(o))
   if (opts.list) {

@@ -133,7 +133,8 @@ export function renderPlot(spec: PlotSpec, options: PlotOptions = {}): string {
   }
   const W = opts.width ?? 640
   const H = opts.height ?? 360
-  const legendRows = spec.series.length > 1 ? Math.ceil(spec.series.length / (spec.series.length === 2 || spec.series.length === 4 ? 2 : 3)) : 0
+  const legendCols = spec.series.length === 2 || spec.series.length === 4 || W < 600 ? 2 : 3
+  const legendRows = spec.series.length > 1 ? Math.ceil(spec.series.length / legendCols) : 0
   const f: Frame = { w: W, h: H, left: 64, right: 16, top: 36 + legendRows * 16, bottom: 48 }
   const pw = W - f.left - f.right
   const ph = H - f.top - f.bottom
@@ -145,7 +146,9 @@ export function renderPlot(spec: PlotSpec, options: PlotOptions = {}): string {
   const parts: string[] = []
   parts.push(`<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="${escapeXml(spec.title)}" class="plot plot-${spec.kind}" data-plot-id="${escapeXml(spec.id)}">`)
   parts.push(`<rect x="0" y="0" width="${W}" height="${H}" fill="#fff"/>`)
-  parts.push(`<text x="${W / 2}" y="18" text-anchor="middle" font-size="14" font-weight="600" ${FONT} fill="#111">${escapeXml(spec.title)}</text>`)
+  // shrink a long title to fit (≈ 0.55 em per character)
+  const titleSize = Math.max(9, Math.min(14, (W - 16) / (0.55 * Math.max(1, spec.title.length))))
+  parts.push(`<text x="${W / 2}" y="18" text-anchor="middle" font-size="${titleSize.toFixed(1)}" font-weight="600" ${FONT} fill="#111">${escapeXml(spec.title)}</text>`)
 
   if (allX.length === 0) {
     parts.push(`<text x="${W / 2}" y="${H / 2}" text-anchor="middle" font-size="13" ${FONT} fill="#888">no data</text></svg>`)
@@ -250,7 +253,7 @@ export function renderPlot(spec: PlotSpec, options: PlotOptions = {}): string {
 
   // Legend
   if (legendRows > 0) {
-    const cols = series.length === 2 || series.length === 4 ? 2 : 3
+    const cols = legendCols
     const colW = (W - f.left - f.right) / cols
     const maxChars = Math.max(8, Math.floor((colW - 24) / 6.3))
     series.forEach((s, si) => {
