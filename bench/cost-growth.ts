@@ -16,7 +16,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { finishBench, parseBenchArgs, type BenchFigure, type PlotSpec } from './bench-result.ts'
 import { acquireEngineProcess, killAllEngines, type EngineProcess } from './engine-process.ts'
-import { cpuMeter, memoryKiB } from './proc-stats.ts'
+import { cpuMeter, memoryKiB, exitWithParent } from './proc-stats.ts'
 import { parseSippStat } from './sipp-rate-ladder.ts'
 import { freePort } from '../test/harness/ports.ts'
 
@@ -42,6 +42,7 @@ const cleanup = () => {
 process.on('SIGINT', () => { cleanup(); process.exit(130) })
 process.on('SIGTERM', () => { cleanup(); process.exit(143) })
 process.on('exit', cleanup)
+exitWithParent(cleanup)
 
 interface SippRun {
   done: Promise<{ code: number | null; successful: number; failed: number; firstError: string }>

@@ -10,7 +10,7 @@
  *   tsx bench/media-rtpengine-reference.ts [--quick|--full] [--out file.json]
  */
 import { finishBench, parseBenchArgs, type BenchFigure, type PlotSpec } from './bench-result.ts'
-import { cpuMeter, memoryKiB } from './proc-stats.ts'
+import { cpuMeter, memoryKiB, exitWithParent } from './proc-stats.ts'
 import { g711Sdp, killAllRtpengine, sdpAudioPort, startRtpengine, type RunningRtpengine } from './reference/rtpengine.ts'
 import { cdfSeries, histSeries, killRtpLoadGenerators, startRtpLoadGenerator, type RtpLoadStats, type RtpStreamSpec } from './rtp-load-generator.ts'
 import { freePort } from '../test/harness/ports.ts'
@@ -31,6 +31,7 @@ const cleanup = () => {
 process.on('SIGINT', () => { cleanup(); process.exit(130) })
 process.on('SIGTERM', () => { cleanup(); process.exit(143) })
 process.on('exit', cleanup)
+exitWithParent(cleanup)
 
 interface Step {
   sessions: number

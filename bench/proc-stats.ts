@@ -96,3 +96,23 @@ export function cpuMeter(pid: number, tree = false): { read(): { cpuSec: number;
     },
   }
 }
+
+/**
+ * Calls onOrphan (then exits) if the process that started this one goes away,
+ * e.g. the orchestrator was killed with SIGKILL: a bench must not leave
+ * Kamailio, rtpengine, sipp or an engine running behind it.
+ */
+export function exitWithParent(onOrphan: () => void, everyMs = 1000): void {
+  const parent = process.ppid
+  const t = setInterval(() => {
+    let alive = process.ppid === parent
+    if (alive) {
+      try { process.kill(parent, 0) } catch { alive = false }
+    }
+    if (!alive) {
+      clearInterval(t)
+      try { onOrphan() } finally { process.exit(1) }
+    }
+  }, everyMs)
+  t.unref()
+}

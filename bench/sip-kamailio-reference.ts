@@ -8,6 +8,7 @@
 import { finishBench, parseBenchArgs, type BenchFigure, type BenchResult } from './bench-result.ts'
 import { killAllKamailio, startKamailio } from './reference/kamailio.ts'
 import { killLadderSipps, ladderPlots, runRateLadder } from './sipp-rate-ladder.ts'
+import { exitWithParent } from './proc-stats.ts'
 import { freePort } from '../test/harness/ports.ts'
 
 const args = parseBenchArgs()
@@ -26,6 +27,7 @@ const cleanup = () => {
 process.on('SIGINT', () => { cleanup(); process.exit(130) })
 process.on('SIGTERM', () => { cleanup(); process.exit(143) })
 process.on('exit', cleanup)
+exitWithParent(cleanup)
 
 const notes: string[] = []
 const figures: BenchFigure[] = []

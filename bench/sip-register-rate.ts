@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url'
 import { finishBench, parseBenchArgs, type BenchFigure, type PlotSpec } from './bench-result.ts'
 import { acquireEngineProcess, killAllEngines, type EngineProcess } from './engine-process.ts'
 import { killAllKamailio, startKamailio } from './reference/kamailio.ts'
-import { cpuMeter } from './proc-stats.ts'
+import { cpuMeter, exitWithParent } from './proc-stats.ts'
 import { killLadderSipps, ladderPlots, runRateLadder, type LadderResult } from './sipp-rate-ladder.ts'
 import { freePort } from '../test/harness/ports.ts'
 
@@ -38,6 +38,7 @@ const cleanup = () => {
 process.on('SIGINT', () => { cleanup(); process.exit(130) })
 process.on('SIGTERM', () => { cleanup(); process.exit(143) })
 process.on('exit', cleanup)
+exitWithParent(cleanup)
 
 const figures: BenchFigure[] = []
 const notes: string[] = []
