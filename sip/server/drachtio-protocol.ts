@@ -74,11 +74,13 @@ export class AppConnection extends EventEmitter<{ message: [ClientMessage]; clos
     if (this.closed || this.socket.destroyed) return id
     // Encode once: the frame length is in bytes, so the UTF-8 form is needed anyway.
     const body = Buffer.from(`${id}|${payload}`, 'utf8')
-    // Coalesce the frames produced in one event-loop turn into one write syscall.
+    // Coalesce the frames produced while handling one event (e.g. a request and its cdr) into one
+    // write. Not across events: an app awaiting a promise resolved by one frame must get a
+    // microtask turn before the next frame (drachtio-srf apps attach dialog listeners after `await`).
     if (!this.corked) {
       this.corked = true
       this.socket.cork()
-      setImmediate(() => { this.corked = false; this.socket.uncork() })
+      process.nextTick(() => { this.corked = false; this.socket.uncork() })
     }
     this.socket.write(Buffer.concat([Buffer.from(`${body.length}#`, 'latin1'), body]))
     return id

@@ -70,7 +70,8 @@ t.test('B2BUA between two sipp instances', async (t) => {
     a.on('destroy', () => { void b.destroy() })
     b.on('destroy', () => { void a.destroy() })
   })
-  const r = await runSipp({ scenario: 'uac', remote: h.target, localPort: await freePort(), calls: 2, rate: 10 }).done
+  // -d: the caller holds 200 ms, so the app has attached its destroy listeners before the BYE
+  const r = await runSipp({ scenario: 'uac', remote: h.target, localPort: await freePort(), calls: 2, rate: 10, args: ['-d', '200'] }).done
   t.equal(r.code, 0, `caller side: ${r.errors}`)
   const ru = await uas.run.done
   t.equal(ru.code, 0, `callee side got the propagated BYE: ${ru.errors}`)

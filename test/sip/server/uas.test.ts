@@ -9,9 +9,11 @@ t.test('srf createUAS answers a sipp uac call; caller hangs up (UDP)', async (t)
   const srf = await h.connectApp()
   t.equal(h.server.connectedApps, 1, 'app authenticated')
   let ended = 0
-  srf.invite(async (req, res) => {
-    const dlg = await srf.createUAS(req, res, { localSdp: SDP })
-    dlg.on('destroy', () => { ended++ })
+  srf.invite((req, res) => {
+    // callback form: the listener is attached before the next frame (the BYE) can be processed
+    srf.createUAS(req, res, { localSdp: SDP }, (err: Error | null, dlg: { on(e: string, f: () => void): void }) => {
+      if (!err) dlg.on('destroy', () => { ended++ })
+    })
   })
   const r = await runSipp({ scenario: 'uac', remote: h.target, localPort: await freePort(), calls: 3, rate: 10 }).done
   t.equal(r.code, 0, `sipp succeeded: ${r.errors}`)
@@ -81,4 +83,23 @@ t.test('re-INVITE hold and unhold via Dialog#modify', async (t) => {
   t.match(answers[0], /a=inactive/)
   t.match(answers[1], /a=sendrecv/)
   t.ok(byeSeen, 'caller BYE reached the dialog')
+})
+
+t.test('caller re-INVITE (hold) reaches the dialog as a modify and is answered', async (t) => {
+  const h = await startServer()
+  t.teardown(() => h.close())
+  const srf = await h.connectApp()
+  const offers: string[] = []
+  srf.invite((req, res) => {
+    srf.createUAS(req, res, { localSdp: SDP }, (err: Error | null, dlg: { on(e: string, f: (...a: never[]) => void): void }) => {
+      if (err) return
+      dlg.on('modify', (mreq: { body: string }, mres: { send(s: number, o: object): void }) => {
+        offers.push(mreq.body)
+        mres.send(200, { body: SDP.replace('a=sendrecv', 'a=recvonly') })
+      })
+    })
+  })
+  const r = await runSipp({ scenario: scenario('uac-send-reinvite.xml'), remote: h.target, localPort: await freePort(), calls: 1 }).done
+  t.equal(r.code, 0, `sipp: ${r.errors}`)
+  t.match(offers[0], /a=sendonly/)
 })
