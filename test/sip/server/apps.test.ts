@@ -2,7 +2,7 @@ import t from 'tap'
 import Srf from 'drachtio-srf'
 import { runSipp, waitListening } from '../../harness/sipp.ts'
 import { freePort } from '../../harness/ports.ts'
-import { startServer, SDP, requestStatus } from './helpers.ts'
+import { startServer, SDP, requestStatus, looseDialog } from './helpers.ts'
 
 const scenario = (name: string): string => new URL(`./scenarios/${name}`, import.meta.url).pathname
 
@@ -36,10 +36,12 @@ t.test('several apps: calls are spread and in-dialog requests reach the owning a
   t.equal(h.server.connectedApps, 2)
   const seen = { a: { invite: 0, bye: 0 }, b: { invite: 0, bye: 0 } }
   for (const [name, srf] of [['a', a], ['b', b]] as const) {
-    srf.invite(async (req, res) => {
+    srf.invite((req, res) => {
       seen[name].invite++
-      const dlg = await srf.createUAS(req, res, { localSdp: SDP })
-      dlg.on('destroy', () => { seen[name].bye++ })
+      // callback form: the listener is attached before the BYE frame can be processed
+      srf.createUAS(req, res, { localSdp: SDP }, (err, dlg) => {
+        if (!err) looseDialog(dlg).on('destroy', () => { seen[name].bye++ })
+      })
     })
   }
   const r = await runSipp({ scenario: 'uac', remote: h.target, localPort: await freePort(), calls: 6, rate: 20 }).done

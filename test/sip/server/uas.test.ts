@@ -11,8 +11,8 @@ t.test('srf createUAS answers a sipp uac call; caller hangs up (UDP)', async (t)
   let ended = 0
   srf.invite((req, res) => {
     // callback form: the listener is attached before the next frame (the BYE) can be processed
-    srf.createUAS(req, res, { localSdp: SDP }, (err: Error | null, dlg: { on(e: string, f: () => void): void }) => {
-      if (!err) dlg.on('destroy', () => { ended++ })
+    srf.createUAS(req, res, { localSdp: SDP }, (err, dlg) => {
+      if (!err) looseDialog(dlg).on('destroy', () => { ended++ })
     })
   })
   const r = await runSipp({ scenario: 'uac', remote: h.target, localPort: await freePort(), calls: 3, rate: 10 }).done
@@ -91,11 +91,11 @@ t.test('caller re-INVITE (hold) reaches the dialog as a modify and is answered',
   const srf = await h.connectApp()
   const offers: string[] = []
   srf.invite((req, res) => {
-    srf.createUAS(req, res, { localSdp: SDP }, (err: Error | null, dlg: { on(e: string, f: (...a: never[]) => void): void }) => {
+    srf.createUAS(req, res, { localSdp: SDP }, (err, dlg) => {
       if (err) return
-      dlg.on('modify', (mreq: { body: string }, mres: { send(s: number, o: object): void }) => {
-        offers.push(mreq.body)
-        mres.send(200, { body: SDP.replace('a=sendrecv', 'a=recvonly') })
+      looseDialog(dlg).on('modify', (mreq, mres) => {
+        offers.push((mreq as { body: string }).body)
+        ;(mres as { send(s: number, o: object): void }).send(200, { body: SDP.replace('a=sendrecv', 'a=recvonly') })
       })
     })
   })
