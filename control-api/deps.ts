@@ -1,6 +1,7 @@
 import type { Store } from '../store/index.ts'
 import type { CallControlSlot } from './call-control.ts'
 import { ApiError } from './errors.ts'
+import type { ReadCache } from './read-cache.ts'
 
 /** What every /v1 route plugin gets. */
 export interface ApiDeps {
@@ -10,6 +11,8 @@ export interface ApiDeps {
   allowInsecureWebhooks: boolean
   /** Drops cached auth for a key (revocation takes effect at once on this node). */
   invalidateKey: (keyId?: string) => void
+  /** Short-lived cache for the hot call read routes. */
+  readCache: ReadCache
 }
 
 export interface RouteOptions {

@@ -129,11 +129,14 @@ export const callRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps 
     async (req) => {
       const { limit, cursor, ...filter } = req.query
       if (filter.after && filter.before && filter.after >= filter.before) throw new ApiError(400, 'validation_failed', 'invalid querystring: after must be earlier than before')
-      return calls.list(req.auth.accountId, filter, { limit, cursor })
+      return deps.readCache.get(`list?${JSON.stringify(req.query)}`, req.auth.accountId, null, () => calls.list(req.auth.accountId, filter, { limit, cursor }))
     })
   app.get('/calls/:id', { config: read, schema: { tags, summary: 'Get a call with transcript, timings, quality and recordings', params: IdParams, response: { 200: CallDetail, ...errors(404) } } },
     async (req) => {
-      return found(await calls.getDetail(req.auth.accountId, req.params.id), 'call', req.params.id)
+      // Finished calls are cached briefly (see ReadCache); live ones are always read.
+      const detail = await deps.readCache.get(`call/${req.params.id}`, req.auth.accountId, req.params.id,
+        () => calls.getDetail(req.auth.accountId, req.params.id), (c) => c !== null && isFinal(c.status))
+      return found(detail, 'call', req.params.id)
     })
   app.post('/calls', { config: write, schema: { tags, summary: 'Place an outbound call', body: OriginateBody, response: { 201: CallSchema, ...errors(409, 422, 503) } } },
     async (req, reply) => {

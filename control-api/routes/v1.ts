@@ -4,6 +4,7 @@ import { installAuth, type AuthOptions } from '../auth.ts'
 import type { ApiDeps } from '../deps.ts'
 import type { Store } from '../../store/index.ts'
 import type { CallControlSlot } from '../call-control.ts'
+import { ReadCache } from '../read-cache.ts'
 import { accountRoutes } from './accounts.ts'
 import { apiKeyRoutes } from './api-keys.ts'
 import { agentRoutes } from './agents.ts'
@@ -24,6 +25,8 @@ export interface V1Options {
   allowInsecureWebhooks: boolean
   rateLimit?: AuthOptions['rateLimit']
   authCacheTtlMs?: number
+  /** TTL of the call read cache (default 1000 ms; 0 disables). */
+  readCacheTtlMs?: number
 }
 
 /** Everything under /v1: auth + rate limit, then one plugin per route group. */
@@ -34,7 +37,9 @@ const v1: FastifyPluginAsync<V1Options> = async (app, opts) => {
     ...(opts.rateLimit !== undefined ? { rateLimit: opts.rateLimit } : {}),
     ...(opts.authCacheTtlMs !== undefined ? { cacheTtlMs: opts.authCacheTtlMs } : {}),
   })
-  const deps: ApiDeps = { store: opts.store, callControl: opts.callControl, allowInsecureWebhooks: opts.allowInsecureWebhooks, invalidateKey: auth.invalidate }
+  const readCache = new ReadCache(opts.store.bus, opts.readCacheTtlMs ?? 1000)
+  app.addHook('onClose', async () => readCache.close())
+  const deps: ApiDeps = { store: opts.store, callControl: opts.callControl, allowInsecureWebhooks: opts.allowInsecureWebhooks, invalidateKey: auth.invalidate, readCache }
   for (const plugin of [accountRoutes, apiKeyRoutes, agentRoutes, numberRoutes, trunkRoutes, carrierRouteRoutes, extensionRoutes, toolRoutes, webhookRoutes, callRoutes, recordingRoutes, conferenceRoutes, eventRoutes]) {
     await app.register(plugin, { deps })
   }

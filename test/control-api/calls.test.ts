@@ -104,6 +104,27 @@ t.test('calls', async (t) => {
     })
   })
 
+  t.test('read cache: finished calls and list pages are dropped on their events', async (t) => {
+    const acct = (await call(h.app, h.adminKey, 'POST', '/v1/accounts', { name: 'cache' })).json()
+    const key = acct.apiKey.token as string
+    const c = await h.store.calls.create({ accountId: acct.account.id, direction: 'inbound', from: '+4915112345678', to: '1000' })
+    await h.store.calls.end(c.id, { status: 'completed', endedReason: 'customer-ended', hangupBy: 'caller' })
+    const eventually = async (what: string, fn: () => Promise<boolean>) => {
+      const end = Date.now() + 5000
+      while (Date.now() < end) {
+        if (await fn()) return true
+        await new Promise((r) => setTimeout(r, 25))
+      }
+      return false
+    }
+    t.ok(await eventually('ended call visible', async () => (await call(h.app, key, 'GET', `/v1/calls/${c.id}`)).json().status === 'completed'))
+    t.equal((await call(h.app, key, 'GET', '/v1/calls')).json().data.length, 1)
+    await h.store.calls.setSummary(c.id, 'late summary')
+    t.ok(await eventually('summary', async () => (await call(h.app, key, 'GET', `/v1/calls/${c.id}`)).json().summary === 'late summary'), 'detail refreshed by call.summary')
+    await h.store.calls.create({ accountId: acct.account.id, direction: 'outbound', from: '1', to: '+4915112345670' })
+    t.ok(await eventually('new call listed', async () => (await call(h.app, key, 'GET', '/v1/calls')).json().data.length === 2), 'list refreshed by call.started')
+  })
+
   t.test('failed calls emit call.failed', async (t) => {
     const c = await h.store.calls.create({ accountId: h.accountId, direction: 'outbound', from: '+4930123456', to: '+4915100000000' })
     await h.store.calls.end(c.id, { status: 'failed', endedReason: 'sip-503', hangupBy: 'system' })
