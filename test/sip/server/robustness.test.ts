@@ -10,7 +10,7 @@ const scenario = (name: string): string => new URL(`./scenarios/${name}`, import
 
 t.test('calls complete under 15% packet loss thanks to retransmissions (UDP)', async (t) => {
   // Short timers keep recovery quick; sipp drops 15% of what it sends and receives.
-  const h = await startServer({ timers: { T1: 100, T2: 400, T4: 500 } })
+  const h = await startServer({ timers: { T1: 250, T2: 1000, T4: 1000 } })
   t.teardown(() => h.close())
   const srf = await h.connectApp()
   srf.invite((req, res) => { void srf.createUAS(req, res, { localSdp: SDP }) })
