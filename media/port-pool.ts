@@ -13,6 +13,8 @@ export interface PortPair {
   rtcp: Socket
 }
 
+const RTP_RCVBUF = 1 << 20
+
 function syncLookup(hostname: string, _opts: unknown, cb: (err: Error | null, address: string, family: number) => void): void {
   cb(null, hostname, 4)
 }
@@ -60,6 +62,10 @@ export class PortPool {
       this.inUse.add(port)
       const rtp = await bindSocket(port, this.host)
       if (!rtp) { this.inUse.delete(port); continue }
+      // A deeper receive queue (a cap, not an allocation) lets a burst or a
+      // flood of foreign packets be read and counted instead of overflowing
+      // the default ~200 KB queue and taking the call's own packets with it.
+      try { rtp.setRecvBufferSize(RTP_RCVBUF) } catch { /* capped by net.core.rmem_max */ }
       const rtcp = await bindSocket(port + 1, this.host)
       if (!rtcp) { rtp.close(); this.inUse.delete(port); continue }
       return { port, rtp, rtcp }

@@ -48,6 +48,8 @@ export interface MediaSessionOptions {
   jitterMaxDepth?: number
   /** PCM rate for Opus decode/encode (default 48000; 16000 suits speech pipelines). */
   opusSampleRate?: SampleRate
+  /** RTCP report interval (RFC 3550 §6.2 recommends ≥ 5 s, the default). */
+  rtcpIntervalMs?: number
 }
 
 export interface GarbageCounters {
@@ -231,6 +233,7 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
   private lastSrMiddle = 0
   private lastSrArrivalMs = 0
   private rtcpTick = 0
+  private rtcpIntervalTicks = RTCP_INTERVAL_TICKS
   private readonly cname: string
 
   // --- counters
@@ -253,6 +256,7 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
       jitterMinDepth: options.jitterMinDepth ?? 2,
       jitterMaxDepth: options.jitterMaxDepth ?? 10,
       opusSampleRate: options.opusSampleRate ?? 48000,
+      rtcpIntervalMs: options.rtcpIntervalMs ?? 5000,
     }
     this.negotiator = new SdpNegotiator({
       codecs: options.codecs, address: host.externalAddress, port: ports.port,
@@ -266,6 +270,7 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
     this.cname = `${this.id.slice(0, 16)}@callplane`
     ports.rtp.on('message', this.onRtpMessage)
     ports.rtcp.on('message', this.onRtcpMessage)
+    this.rtcpIntervalTicks = Math.max(1, Math.round(this.opts.rtcpIntervalMs / 20))
     host.scheduler.add(this)
   }
 
@@ -681,7 +686,12 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
     if (this.closed || !codec || !this.remoteAddr) return
     if (this.flushRequestedAt !== 0) this.applyFlush(now, tick)
     this.checkTimeout(now)
-    if (++this.rtcpTick >= RTCP_INTERVAL_TICKS) { this.rtcpTick = 0; this.sendRtcp() }
+    if (++this.rtcpTick >= this.rtcpIntervalTicks) {
+      // §6.3.1: randomise each interval over [0.5, 1.5] × T so sessions started together do not synchronise.
+      this.rtcpTick = 0
+      this.rtcpIntervalTicks = Math.max(1, Math.round((this.opts.rtcpIntervalMs / 20) * (0.5 + Math.random())))
+      this.sendRtcp()
+    }
     const dir = this.negotiatedMedia!.direction
     const canSend = dir === 'sendrecv' || dir === 'sendonly'
     if (!canSend) { this.ts = (this.ts + codec.timestampStep) >>> 0; return }

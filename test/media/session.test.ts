@@ -92,11 +92,18 @@ t.test('garbage on the RTP port is counted and dropped, audio unaffected', async
     valid.fill(0x00, 12) // loud garbage audio from a foreign source
     send(valid)
   }
+  // A flood: 2000 well-formed packets from the foreign source (~10k packet/s,
+  // 200 times the call's own rate).
+  for (let i = 0; i < 2000; i++) {
+    writeRtpHeader(valid, 0, false, (1000 + i) & 0xffff, i * 160, 0xfeedface)
+    send(valid)
+    if (i % 100 === 99) await sleep(10)
+  }
   await sleep(1500)
   const s = b.stats()
+  t.equal(s.garbage.wrongSource, 50 + 2000, `flood counted as wrong source (${s.garbage.wrongSource})`)
   t.equal(s.garbage.short, 50, 'short packets counted')
   t.equal(s.garbage.version, 50, 'bad version counted')
-  t.equal(s.garbage.wrongSource, 50, 'foreign source counted')
   const audio = concat(frames)
   const amp = toneAmplitude(audio, 8000, 1000, 8000 * 0.4, 8000 * 0.8)
   t.ok(amp > 7000, `tone intact: ${amp.toFixed(0)}`)
