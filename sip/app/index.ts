@@ -2,7 +2,7 @@ import { hostname } from 'node:os'
 import type { Logger } from 'pino'
 import type { Store } from '../../store/index.ts'
 import type { SipApp } from './sip-app.ts'
-import { DigestAuthenticator, type LockoutPolicy } from './digest-auth.ts'
+import { DigestAuthenticator, type DigestAlgorithm, type LockoutPolicy } from './digest-auth.ts'
 import { RegistrarStore, OutboundRegistrationStore } from './registrar-store.ts'
 import { Registrar } from './registrar.ts'
 import { SipDirectory } from './sip-directory.ts'
@@ -27,6 +27,13 @@ export interface SipApplicationOptions {
   /** Stable across restarts of this node, so its stale calls are found again (default NODE_ID or the hostname). */
   nodeId?: string
   lockout?: Partial<LockoutPolicy>
+  /**
+   * Digest algorithms offered in challenges, in order. Default MD5 only:
+   * baresip 1.x / libre reject a challenge set containing SHA-256 (ENOSYS) and
+   * sipp 3.6 cannot answer it. ['SHA-256', 'MD5'] offers both (RFC 8760).
+   * Responses are verified for whichever algorithm the client used among these.
+   */
+  digestAlgorithms?: DigestAlgorithm[]
   nonceTtlMs?: number
   accountCallLimit?: number | null
   ringTimeoutMs?: number
@@ -65,7 +72,7 @@ export class SipApplication {
     this.log = opts.logger
     this.nodeId = opts.nodeId ?? process.env.NODE_ID ?? hostname()
     const localHost = () => sipApp.sipAddress ?? '127.0.0.1'
-    this.digest = new DigestAuthenticator({ secret, ...(opts.lockout ? { lockout: opts.lockout } : {}), ...(opts.nonceTtlMs ? { nonceTtlMs: opts.nonceTtlMs } : {}) })
+    this.digest = new DigestAuthenticator({ secret, algorithms: opts.digestAlgorithms ?? ['MD5'], ...(opts.lockout ? { lockout: opts.lockout } : {}), ...(opts.nonceTtlMs ? { nonceTtlMs: opts.nonceTtlMs } : {}) })
     this.directory = new SipDirectory(store.db.pool)
     this.registrar = new Registrar({ store, digest: this.digest, logger: this.log.child({ part: 'registrar' }), nodeId: this.nodeId, ...opts.registrar })
     const identifier = new TrunkIdentifier(this.digest, [], this.directory)

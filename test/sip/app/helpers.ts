@@ -18,7 +18,7 @@ import { migrate } from '../../../store/migrator.ts'
 import { createStore, type Store } from '../../../store/index.ts'
 import { SecretBox } from '../../../store/secrets.ts'
 import { AccountRepository } from '../../../store/accounts.ts'
-import { createSipServer, type SipServer } from '../../../sip/server/index.ts'
+import { SipCore } from '../../../sip/server/server.ts'
 import { SipApp } from '../../../sip/app/sip-app.ts'
 import { SipApplication, type SipApplicationOptions } from '../../../sip/app/index.ts'
 import type { CallContext, MediaBinder, MediaLeg } from '../../../sip/app/media-binding.ts'
@@ -30,7 +30,7 @@ export const DOMAIN = 'acme.test'
 export interface SipStack {
   db: Database
   store: Store
-  server: SipServer
+  server: { stop(): Promise<void> }
   sipApp: SipApp
   app: SipApplication
   media: TestMediaBinder
@@ -72,7 +72,12 @@ export async function startSipStack(opts: Partial<SipApplicationOptions> & { dat
   const sipPort = opts.sipPort ?? await freePort()
   const controlPort = await freePort()
   const registry = new Registry()
-  const server = createSipServer({ sipHost: '127.0.0.1', sipPort, controlPort, secret: SECRET, logger, registry })
+  // The embedded server, with overload shedding relaxed: this test process also
+  // runs PGlite and the peers' CPU shares the box, which must not turn into 503s.
+  const server = new SipCore({
+    sipHost: '127.0.0.1', sipPort, controlHost: '127.0.0.1', controlPort, secret: SECRET, logger, registry,
+    overload: { maxUtilization: 2, maxLoopDelayMs: 60_000, windows: 1_000, maxPendingInvites: 100_000 },
+  })
   await server.start()
   const sipApp = new SipApp({ target: { host: '127.0.0.1', port: controlPort, secret: SECRET }, logger, registry })
   await sipApp.start()
