@@ -7,6 +7,10 @@ import { registerLlm, registerStt, registerTts, type AdapterOptions } from './re
 import { ScriptedLlm, type ScriptedRule } from './llm/scripted.ts'
 import { PocketsphinxStt } from './stt/pocketsphinx.ts'
 import { EspeakTts } from './tts/espeak.ts'
+import { OpenAiLlm } from './llm/openai.ts'
+import { DeepgramStt } from './stt/deepgram.ts'
+import { OpenAiTts } from './tts/openai.ts'
+import { ElevenLabsTts } from './tts/elevenlabs.ts'
 
 export function str(o: AdapterOptions, k: string): string | undefined {
   const v = o[k]
@@ -45,6 +49,38 @@ export function registerBuiltinAdapters(): void {
     const voice = str(o, 'voice') ?? agent.voice ?? agent.language
     const speed = num(o, 'speed')
     return new EspeakTts({ ...(voice ? { voice } : {}), ...(speed !== undefined ? { speed } : {}) })
+  })
+  registerStt('deepgram', (o, agent) => {
+    const lang = str(o, 'language') ?? agent.language
+    const apiKey = str(o, 'apiKey')
+    const baseUrl = str(o, 'baseUrl')
+    const model = str(o, 'model')
+    const endpointingMs = num(o, 'endpointingMs')
+    return new DeepgramStt({ ...(lang ? { language: lang } : {}), ...(apiKey ? { apiKey } : {}), ...(baseUrl ? { baseUrl } : {}), ...(model ? { model } : {}), ...(endpointingMs !== undefined ? { endpointingMs } : {}) })
+  })
+  registerLlm('openai', (o, agent) => {
+    const apiKey = str(o, 'apiKey')
+    const baseURL = str(o, 'baseURL') ?? str(o, 'baseUrl')
+    const temperature = num(o, 'temperature') ?? agent.temperature
+    const maxTokens = num(o, 'maxTokens')
+    const timeoutMs = num(o, 'timeoutMs')
+    return new OpenAiLlm({ model: str(o, 'model') ?? 'gpt-4o-mini', ...(apiKey ? { apiKey } : {}), ...(baseURL ? { baseURL } : {}), ...(temperature !== undefined ? { temperature } : {}), ...(maxTokens !== undefined ? { maxTokens } : {}), ...(timeoutMs !== undefined ? { timeoutMs } : {}) })
+  })
+  registerTts('openai', (o, agent) => {
+    const apiKey = str(o, 'apiKey')
+    const baseURL = str(o, 'baseURL') ?? str(o, 'baseUrl')
+    const model = str(o, 'model')
+    const voice = str(o, 'voice') ?? agent.voice
+    return new OpenAiTts({ ...(apiKey ? { apiKey } : {}), ...(baseURL ? { baseURL } : {}), ...(model ? { model } : {}), ...(voice ? { voice } : {}) })
+  })
+  registerTts('elevenlabs', (o, agent) => {
+    const apiKey = str(o, 'apiKey')
+    const baseUrl = str(o, 'baseUrl')
+    const voiceId = str(o, 'voiceId') ?? agent.voice
+    const modelId = str(o, 'modelId')
+    const rate = num(o, 'sampleRate')
+    const sampleRate = rate === 8000 || rate === 16000 || rate === 22050 || rate === 24000 || rate === 44100 ? rate : undefined
+    return new ElevenLabsTts({ ...(apiKey ? { apiKey } : {}), ...(baseUrl ? { baseUrl } : {}), ...(voiceId ? { voiceId } : {}), ...(modelId ? { modelId } : {}), ...(sampleRate ? { sampleRate } : {}) })
   })
   registerLlm('scripted', (o) => {
     const fallback = str(o, 'fallback')
