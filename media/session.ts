@@ -200,6 +200,8 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
   private readonly sinks: FrameSink[] = []
   private readonly duplexSinks: DuplexFrameSink[] = []
   private readonly sinkRates = new Map<FrameSink, { adapter: RateAdapter; frame: AudioFrame }>()
+  /** Rates consumers asked for, so a codec change can add an adapter later. */
+  private readonly sinkWantRate = new Map<FrameSink, SampleRate>()
   private relayTarget: RtpRelayTarget | null = null
   private muteIn = false
 
@@ -323,6 +325,13 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
       this.pcmFill = 0
       this.latchedSsrc = -1
       this.markerNext = true
+      // Consumers that asked for a fixed rate keep it across a codec change.
+      this.sinkRates.clear()
+      for (const [sink, rate] of this.sinkWantRate) {
+        if (rate !== this.sendCodec.sampleRate) {
+          this.sinkRates.set(sink, { adapter: new RateAdapter(this.sendCodec.sampleRate, rate), frame: { samples: new Int16Array(rate / 50), sampleRate: rate, rtpTimestamp: 0, receivedAt: 0 } })
+        }
+      }
     }
     this.sendPt = n.codec.payloadType
     for (const rc of n.receiveCodecs) {
@@ -385,6 +394,7 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
   addSink(sink: FrameSink, opts: { sampleRate?: SampleRate } = {}): void {
     this.sinks.push(sink)
     if ('onOutboundFrame' in sink && typeof (sink as DuplexFrameSink).onOutboundFrame === 'function') this.duplexSinks.push(sink as DuplexFrameSink)
+    if (opts.sampleRate) this.sinkWantRate.set(sink, opts.sampleRate)
     if (opts.sampleRate && this.sendCodec && opts.sampleRate !== this.sendCodec.sampleRate) {
       this.sinkRates.set(sink, { adapter: new RateAdapter(this.sendCodec.sampleRate, opts.sampleRate), frame: { samples: new Int16Array(opts.sampleRate / 50), sampleRate: opts.sampleRate, rtpTimestamp: 0, receivedAt: 0 } })
     }
@@ -396,6 +406,7 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
     const j = this.duplexSinks.indexOf(sink as DuplexFrameSink)
     if (j >= 0) this.duplexSinks.splice(j, 1)
     this.sinkRates.delete(sink)
+    this.sinkWantRate.delete(sink)
   }
 
   /** PCM rate of the negotiated codec (frames in and out use it). */

@@ -96,3 +96,24 @@ t.test('flush (barge-in) drops queued audio on the next tick and reports timing'
   t.ok(tail.every((fr) => rms(fr.samples) < 20), 'silence after the flush')
   t.notOk(a.playing, 'queue empty')
 })
+
+t.test('re-INVITE switching codec (PCMU → G.722) keeps audio and fixed-rate consumers', async (t) => {
+  const engine = await engineFor(t)
+  const [a, b] = await connectedPair(engine, { codecs: ['PCMU', 'G722'] }, { codecs: ['PCMU', 'G722'] })
+  t.equal(a.codec!.name, 'PCMU')
+  const at16k: number[] = []
+  b.addSink({ onFrame: (f) => { at16k.push(f.sampleRate) } }, { sampleRate: 16000 })
+  await sleep(200)
+  // B re-offers G.722 only (e.g. a wideband phone after a transfer).
+  const offer = (await b.createOffer()).replace(/m=audio (\d+) RTP\/AVP 0 9/, 'm=audio $1 RTP/AVP 9')
+  await b.setRemoteDescription(await a.createAnswer(offer))
+  t.equal(a.codec!.name, 'G722', 'A switched to G.722')
+  t.equal(b.codec!.name, 'G722', 'B switched to G.722')
+  const heard = frameCollector(b)
+  void a.play(new PcmSource(sine(5000, 16000, 1), 16000))
+  await sleep(1300)
+  const pcm = concatFrames(heard)
+  t.equal(heard[0]?.sampleRate, 16000, 'frames now at 16 kHz')
+  t.ok(toneAmplitude(pcm, 16000, 5000, 4000, 8000) > 7000, '5 kHz tone (impossible in G.711) arrives')
+  t.ok(at16k.every((r) => r === 16000), 'fixed-rate consumer kept 16 kHz throughout')
+})
