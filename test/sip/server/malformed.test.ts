@@ -21,7 +21,7 @@ const INVALID = new Set(['badinv01', 'clerr', 'scalar02', 'scalarlg', 'quotbal',
 const LIBERAL = new Set(['baddate', 'badbranch', 'inv2543'])
 
 /** Sends bytes on a fresh TCP connection and returns the first non-100 status line seen (or undefined). */
-function sendTcp(port: number, data: Buffer, waitMs = 600): Promise<number | undefined> {
+function sendTcp(port: number, data: Buffer, waitMs = 2000): Promise<number | undefined> {
   return new Promise((resolve) => {
     const sock = connect({ port, host: '127.0.0.1' })
     let buf = ''
