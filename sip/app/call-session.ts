@@ -97,8 +97,9 @@ export class ActiveCall {
     const target = this.mediaDialog ?? this.caller
     if (!target) throw new Error('call has no established leg to hold')
     if (this.held === held) return
-    const base = target.local.sdp
-    const remote = await target.modify(withDirection(base, held ? 'sendonly' : 'sendrecv'))
+    const ours = this.media && this.mediaDialog === target ? this.media : null
+    const offer = ours?.holdOffer ? await ours.holdOffer(held) : withDirection(target.local.sdp, held ? 'sendonly' : 'sendrecv')
+    const remote = await target.modify(offer)
     if (this.media && this.mediaDialog === target) {
       await this.media.setRemote(remote)
       await this.media.setHold?.(held)

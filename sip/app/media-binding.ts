@@ -25,6 +25,11 @@ export interface MediaLeg {
   setRemote(sdp: string): Promise<string>
   /** Called once the dialog exists (200/ACK): the agent may start talking. */
   attach(dialog: Srf.Dialog): void
+  /**
+   * Our re-INVITE offer for hold (sendonly) or unhold (sendrecv); the answer
+   * then goes to setRemote. Without it sip/app rewrites localSdp's direction.
+   */
+  holdOffer?(held: boolean): Promise<string>
   /** Plays music-on-hold (true) or stops it (false) while the other side is held. */
   setHold?(held: boolean): Promise<void>
   /** Plays a short announcement (whisper) and resolves when done. */

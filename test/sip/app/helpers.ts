@@ -22,7 +22,9 @@ import { SipCore } from '../../../sip/server/server.ts'
 import { SipApp } from '../../../sip/app/sip-app.ts'
 import { SipApplication, type SipApplicationOptions } from '../../../sip/app/index.ts'
 import type { CallContext, MediaBinder, MediaLeg } from '../../../sip/app/media-binding.ts'
-import { freePort } from '../../harness/ports.ts'
+import { freePort, freeUdpRange } from '../../harness/ports.ts'
+import { MediaEngine } from '../../../media/engine.ts'
+import { AgentMediaBinder } from '../../../sip/app/agent-media-binder.ts'
 
 export const SECRET = 'sip-app-test'
 export const DOMAIN = 'acme.test'
@@ -60,7 +62,7 @@ async function templateDir(logger: pino.Logger): Promise<string> {
   return dir
 }
 
-export async function startSipStack(opts: Partial<SipApplicationOptions> & { dataDir?: string; sipPort?: number; accountDomain?: string } = {}): Promise<SipStack> {
+export async function startSipStack(opts: Partial<SipApplicationOptions> & { dataDir?: string; sipPort?: number; accountDomain?: string; realMedia?: boolean } = {}): Promise<SipStack> {
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'sipapp-test-'))
   if (!existsSync(join(dataDir, 'pgdata'))) cpSync(await templateDir(logger), dataDir, { recursive: true })
@@ -83,7 +85,17 @@ export async function startSipStack(opts: Partial<SipApplicationOptions> & { dat
   await sipApp.start()
   const app = await SipApplication.install(sipApp, { store, logger, nodeId: 'test-node', attemptTimeoutMs: 3_000, ...opts })
   const media = new TestMediaBinder()
-  app.setMediaBinder(media)
+  let engine: MediaEngine | null = null
+  if (opts.realMedia) {
+    const rtp = await freeUdpRange(40)
+    engine = new MediaEngine({ rtpPortMin: rtp.min, rtpPortMax: rtp.max, bindHost: '127.0.0.1' })
+    app.setMediaBinder(new AgentMediaBinder({
+      media: engine, store, logger,
+      control: () => ({ hangup: (id) => app.calls.hangup(id, 'agent'), transfer: async (id, to) => { await app.calls.transfer(id, { mode: 'blind', to }) } }),
+    }))
+  } else {
+    app.setMediaBinder(media)
+  }
   return {
     db, store, server, sipApp, app, media, accountId, sipPort, dataDir, target: `127.0.0.1:${sipPort}`,
     async stop(o = {}) {
@@ -91,6 +103,7 @@ export async function startSipStack(opts: Partial<SipApplicationOptions> & { dat
       await sipApp.stop()
       await server.stop()
       await media.closeAll()
+      await engine?.stop()
       await db.close()
       if (!o.keepData && !opts.dataDir) rmSync(dataDir, { recursive: true, force: true })
     },
