@@ -81,6 +81,11 @@ export class FallbackLlm implements LlmAdapter {
     this.health = new Health(opts.cooldownMs ?? 30000)
   }
 
+  /** Union of the chain's phrases, so a scripted backup still shapes the STT grammar. */
+  expectedPhrases(): string[] {
+    return [...new Set(this.chain.flatMap((c) => c.expectedPhrases?.() ?? []))]
+  }
+
   async *chat(request: LlmRequest): AsyncIterable<LlmChunk> {
     const order = this.health.order(this.chain.length)
     let lastError: unknown
