@@ -318,7 +318,25 @@ export class SipCore {
       txn.context['pending'] = true
       this.cdr('attempt', 'network', req)
     }
+    this.guardUnanswered(txn)
+    this.log.debug({ callId: req.callId, method, app: app.id }, 'request delivered to application')
     this.deliver(app, req, from, txn.id, '')
+  }
+
+  /**
+   * An application that never answers must not pin a transaction (and an early
+   * dialog) forever: INVITE gets 408 after Timer C (§16.6 step 11: > 3 min),
+   * other methods once their client has given up (64*T1, §17.1.2.2).
+   */
+  private guardUnanswered(txn: ServerTransaction): void {
+    const ms = txn.isInvite ? 180_000 : 64 * this.timers.T1
+    txn.after(ms, () => {
+      if (txn.state !== 'proceeding' && txn.state !== 'trying') return
+      this.log.warn({ callId: txn.request.callId, method: txn.request.method }, 'application did not answer; 408')
+      const early = txn.isInvite ? this.dialogs.get(dialogId(txn.request.callId, txn.request.fromTag ?? '')) : undefined
+      if (early && early.state === 'early') this.dialogs.remove(early)
+      this.respondTxn(txn, makeResponse(txn.request, 408, 'Request Timeout', txn.toTag))
+    })
   }
 
   private trackInProgress(req: SipMessage, txn: ServerTransaction): void {
@@ -446,6 +464,8 @@ export class SipCore {
     }
     txn.context['app'] = app
     if (req.method === 'BYE') this.cdr('stop', 'network', req, 'normal-release')
+    if (req.method !== 'PRACK') this.guardUnanswered(txn)
+    this.log.debug({ callId: req.callId, method: req.method, dialog: d.id }, 'in-dialog request delivered to application')
     this.deliver(app, req, from, txn.id, d.id)
   }
 
