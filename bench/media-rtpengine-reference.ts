@@ -19,7 +19,7 @@ const args = parseBenchArgs()
 const quick = args.mode === 'quick'
 const startedAt = new Date()
 const budgetSec = Number(process.env.BENCH_BUDGET_SEC ?? (quick ? 35 : 350)) - 3
-const ladder = quick ? [50, 100, 200, 400, 700, 1000, 1400] : [100, 200, 400, 600, 800, 1000, 1250, 1500, 2000, 2500, 3000]
+const ladder = quick ? [50, 100, 200, 400, 700, 1000, 1400] : [50, 100, 200, 400, 600, 800, 1000, 1250, 1500, 2000, 2500, 3000]
 const stepSec = quick ? 3 : 15
 const JITTER_BOUND_MS = 2
 const SOCKETS_PER_SIDE = 8
