@@ -10,7 +10,8 @@ import { createLlm, createStt, createTts } from './adapters/registry.ts'
 import type { FallbackOptions } from './adapters/fallback.ts'
 import { resolveAgentConfig, type AgentConfig, type AgentConfigInput } from './config.ts'
 import type { AgentMediaPort } from './media-port.ts'
-import { AgentRuntime, type AgentLogger, type CallInfo } from './runtime.ts'
+import { AgentRuntime, type AgentCallResult, type AgentLogger, type CallInfo } from './runtime.ts'
+import { WebsocketAgent } from './websocket-agent.ts'
 
 export interface CreateAgentOptions {
   config: AgentConfig | AgentConfigInput
@@ -20,6 +21,14 @@ export interface CreateAgentOptions {
   fallback?: FallbackOptions
 }
 
+/** What the SIP app holds for a call, whichever agent type it is. */
+export interface CallAgent {
+  start(): Promise<void>
+  stop(): Promise<AgentCallResult>
+  readonly done: Promise<AgentCallResult>
+}
+
+/** Pipeline agent (STT→LLM→TTS in the engine). */
 export function createAgent(opts: CreateAgentOptions): AgentRuntime {
   registerBuiltinAdapters()
   const config = resolveAgentConfig(opts.config)
@@ -34,7 +43,15 @@ export function createAgent(opts: CreateAgentOptions): AgentRuntime {
   })
 }
 
+/** Any agent type: `pipeline` → AgentRuntime, `websocket` → WebsocketAgent (Twilio Media Streams). */
+export function createCallAgent(opts: CreateAgentOptions): CallAgent {
+  const config = resolveAgentConfig(opts.config)
+  if (config.type === 'websocket') return new WebsocketAgent(config, opts.port, opts.call, opts.log)
+  return createAgent({ ...opts, config })
+}
+
 export { AgentRuntime } from './runtime.ts'
+export { WebsocketAgent } from './websocket-agent.ts'
 export type { AgentCallResult, AgentEndReason, CallInfo, AgentLogger, ToolCallEvent } from './runtime.ts'
 export { resolveAgentConfig } from './config.ts'
 export type { AgentConfig, AgentConfigInput, AdapterSpec, BargeInPolicy } from './config.ts'
