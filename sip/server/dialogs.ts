@@ -48,13 +48,18 @@ export function dialogId(callId: string, fromTag: string): string {
 export class DialogStore {
   private byId = new Map<string, Dialog>()
   private byKey = new Map<string, Dialog>()
+  private byCallId = new Map<string, Dialog>()
 
   get size(): number { return this.byId.size }
 
   add(d: Dialog): void {
     this.byId.set(d.id, d)
     this.byKey.set(`${d.callId}|${d.localTag}|${d.remoteTag}`, d)
+    this.byCallId.set(d.callId, d)
   }
+
+  /** Any live dialog with this Call-ID (drachtio maps app requests carrying one into it). */
+  findByCallId(callId: string): Dialog | undefined { return this.byCallId.get(callId) }
 
   get(id: string): Dialog | undefined { return this.byId.get(id) }
 
@@ -78,6 +83,7 @@ export class DialogStore {
     if (this.byId.get(d.id) === d) this.byId.delete(d.id)
     const k = `${d.callId}|${d.localTag}|${d.remoteTag}`
     if (this.byKey.get(k) === d) this.byKey.delete(k)
+    if (this.byCallId.get(d.callId) === d) this.byCallId.delete(d.callId)
   }
 
   all(): IterableIterator<Dialog> { return this.byId.values() }

@@ -578,6 +578,13 @@ export class SipCore {
       app.respond(m.msgId, 'NO|only CANCEL may be sent within a transaction')
       return
     }
+    // drachtio-server: a request carrying the Call-ID of an existing dialog is sent inside it.
+    const callId = msg.get('call-id')
+    const existing = callId ? this.dialogs.findByCallId(callId) : undefined
+    if (existing && existing.state === 'confirmed' && existing.appId === app.id && msg.method !== 'ACK') {
+      this.appInDialogRequest(app, m.msgId, existing.id, msg).catch(fail)
+      return
+    }
     this.appNewRequest(app, m.msgId, msg, routeUrl).catch(fail)
   }
 
