@@ -36,7 +36,9 @@ t.test('suites against real PostgreSQL', async (t) => {
   }
   const pg = await startPostgres()
   t.teardown(() => pg.stop())
-  const env = { ...process.env, DATABASE_URL: pg.url, TAP_TIMEOUT: '240' }
+  // Run each suite as a plain node process (not as a tap child), so it prints its own summary.
+  const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(TAP|_TAPJS|NODE_OPTIONS$)/.test(k)))
+  Object.assign(env, { DATABASE_URL: pg.url, TAP_TIMEOUT: '240' })
   for (const file of SUITES) {
     const { code, out } = await runSuite(file, env)
     const summary = /# \{ total: (\d+), pass: (\d+)(?:, fail: (\d+))?/.exec(out)
