@@ -344,7 +344,7 @@ async function main(): Promise<void> {
   const selected = (n: string) => (opts.only.length === 0 || opts.only.some((o) => n.includes(o))) && !opts.skip.some((o) => n.includes(o))
   if (opts.list) {
     for (const s of scripts) process.stdout.write(`${s.name.padEnd(28)} ${(s.about ?? s.category.about).slice(0, 110)}\n`)
-    for (const c of CATEGORIES) if (!scripts.some((s) => s.category === c)) process.stdout.write(`${`(missing ${c.key})`.padEnd(36)} ${c.missing}\n`)
+    for (const c of CATEGORIES) if (!scripts.some((s) => s.category === c)) process.stdout.write(`${`(missing ${c.key})`.padEnd(28)} ${c.missing}\n`)
     return
   }
   const startedAt = new Date()
