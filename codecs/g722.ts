@@ -144,7 +144,8 @@ class SubBand {
 export class G722Encoder {
   private readonly low = new SubBand(32)
   private readonly high = new SubBand(8)
-  private readonly x = new Int32Array(24) // transmit QMF delay line
+  private readonly x = new Int32Array(48) // transmit QMF delay line (doubled ring)
+  private pos = 0
 
   /** Encodes `count` (even) 16 kHz samples into count/2 bytes. */
   encode(pcm: Int16Array, out: Uint8Array, count = pcm.length): number {
@@ -154,14 +155,18 @@ export class G722Encoder {
     let n = 0
     for (let j = 0; j + 1 < count; j += 2) {
       // Transmit QMF (§3.2): split into two 8 kHz sub-bands.
-      x.copyWithin(0, 2)
-      x[22] = pcm[j]!
-      x[23] = pcm[j + 1]!
+      // Delay line as a doubled ring: each sample is written at p and p+24 so
+      // the 24-tap window is always contiguous at [p+2, p+26) with no shifting.
+      let p = this.pos
+      x[p] = x[p + 24] = pcm[j]!
+      x[p + 1] = x[p + 25] = pcm[j + 1]!
+      p = (p + 2) % 24
+      this.pos = p
       let sumOdd = 0
       let sumEven = 0
       for (let i = 0; i < 12; i++) {
-        sumOdd += x[2 * i]! * QMF[i]!
-        sumEven += x[2 * i + 1]! * QMF[11 - i]!
+        sumOdd += x[p + 2 * i]! * QMF[i]!
+        sumEven += x[p + 2 * i + 1]! * QMF[11 - i]!
       }
       const xl = (sumEven + sumOdd) >> 13
       const xh = (sumEven - sumOdd) >> 13
@@ -198,7 +203,8 @@ export class G722Encoder {
 export class G722Decoder {
   private readonly low = new SubBand(32)
   private readonly high = new SubBand(8)
-  private readonly x = new Int32Array(24) // receive QMF delay line
+  private readonly x = new Int32Array(48) // receive QMF delay line (doubled ring)
+  private pos = 0
 
   /** Decodes `count` bytes into 2*count 16 kHz samples. */
   decode(data: Uint8Array, out: Int16Array, count = data.length): number {
@@ -226,14 +232,16 @@ export class G722Decoder {
       high.adapt(dhigh)
 
       // Receive QMF (§4.4): recombine to 16 kHz
-      x.copyWithin(0, 2)
-      x[22] = rlow + rhigh
-      x[23] = rlow - rhigh
+      let p = this.pos
+      x[p] = x[p + 24] = rlow + rhigh
+      x[p + 1] = x[p + 25] = rlow - rhigh
+      p = (p + 2) % 24
+      this.pos = p
       let xout1 = 0
       let xout2 = 0
       for (let i = 0; i < 12; i++) {
-        xout2 += x[2 * i]! * QMF[i]!
-        xout1 += x[2 * i + 1]! * QMF[11 - i]!
+        xout2 += x[p + 2 * i]! * QMF[i]!
+        xout1 += x[p + 2 * i + 1]! * QMF[11 - i]!
       }
       out[n++] = sat16(xout1 >> 12)
       out[n++] = sat16(xout2 >> 12)
