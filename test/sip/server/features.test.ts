@@ -124,3 +124,21 @@ t.test('proxyRequest: caller CANCEL is propagated to the ringing target', async 
   t.equal((await uas.run.done).code, 0, 'target saw the CANCEL and got its ACK')
   t.equal(results[0]?.finalStatus, 487)
 })
+
+t.test('proxyRequest simultaneous forking: busy branch and answering branch', async (t) => {
+  const h = await startServer()
+  t.teardown(() => h.close())
+  const srf = await h.connectApp()
+  const busy = await sippUas('uas-486.xml', 1)
+  const uas = await sippUas('uas-answer.xml', 1)
+  const results: { finalStatus?: number }[] = []
+  srf.invite((req) => {
+    void (srf.proxyRequest(req, [`sip:a@127.0.0.1:${busy.port}`, `sip:b@127.0.0.1:${uas.port}`], { recordRoute: true, forking: 'simultaneous' }) as unknown as Promise<{ finalStatus: number }>)
+      .then((r) => results.push(r))
+  })
+  const r = await runSipp({ scenario: scenario('uac-rr.xml'), remote: h.target, localPort: await freePort(), calls: 1 }).done
+  t.equal(r.code, 0, `caller connected: ${r.errors}`)
+  t.equal((await busy.run.done).code, 0, 'busy branch ACKed')
+  t.equal((await uas.run.done).code, 0, 'answering branch got ACK and BYE')
+  t.equal(results[0]?.finalStatus, 200)
+})

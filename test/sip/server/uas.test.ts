@@ -50,20 +50,22 @@ t.test('app hangs up: Dialog#destroy sends BYE to the caller', async (t) => {
   t.same(byeStatus, [1, 1], 'destroy resolved for both calls')
 })
 
-t.test('caller CANCELs before answer: app gets the cancel event, caller gets 487', async (t) => {
-  const h = await startServer()
-  t.teardown(() => h.close())
-  const srf = await h.connectApp()
-  let canceled = 0
-  srf.invite((req, res) => {
-    req.on('cancel', () => { canceled++ })
-    res.send(180)
+for (const transport of ['u1', 't1'] as const) {
+  t.test(`caller CANCELs before answer (${transport === 'u1' ? 'UDP' : 'TCP'}): app gets the cancel event, caller gets 487`, async (t) => {
+    const h = await startServer()
+    t.teardown(() => h.close())
+    const srf = await h.connectApp()
+    let canceled = 0
+    srf.invite((req, res) => {
+      req.on('cancel', () => { canceled++ })
+      res.send(180)
+    })
+    const r = await runSipp({ scenario: scenario('uac-cancel.xml'), remote: h.target, localPort: await freePort(), calls: 2, rate: 10, transport }).done
+    t.equal(r.code, 0, `sipp succeeded: ${r.errors}`)
+    t.equal(r.successful, 2)
+    t.equal(canceled, 2)
   })
-  const r = await runSipp({ scenario: scenario('uac-cancel.xml'), remote: h.target, localPort: await freePort(), calls: 2, rate: 10 }).done
-  t.equal(r.code, 0, `sipp succeeded: ${r.errors}`)
-  t.equal(r.successful, 2)
-  t.equal(canceled, 2)
-})
+}
 
 t.test('re-INVITE hold and unhold via Dialog#modify', async (t) => {
   const h = await startServer()
