@@ -17,6 +17,8 @@ import { CallControlSlot } from './control-api/call-control.ts'
 import { WebhookWorker } from './control-api/webhook-worker.ts'
 import { SipApplication } from './sip/app/index.ts'
 import { createApiCallControl } from './sip/app/api-adapter.ts'
+import { AgentMediaBinder } from './sip/app/agent-media-binder.ts'
+import { MediaEngine } from './media/engine.ts'
 
 /** What a started engine tells its operator: one line per listener. */
 export interface EngineListeners {
@@ -98,6 +100,17 @@ export class Engine {
       // Registrar, routing, outbound calls, call control; finishes records a previous run left live.
       const sipApplication = await SipApplication.install(sipApp, { store, logger: logger.child({ component: 'sip-app' }) })
       callControl.install(createApiCallControl(sipApplication))
+      // Media for calls the engine terminates (agents): one MediaSession per call.
+      const media = new MediaEngine({
+        rtpPortMin: config.rtpPortMin, rtpPortMax: config.rtpPortMax, registry,
+        ...(config.sipExternalAddress ? { externalAddress: config.sipExternalAddress } : config.sipHost !== '0.0.0.0' ? { externalAddress: config.sipHost } : {}),
+      })
+      sipApplication.setMediaBinder(new AgentMediaBinder({
+        media, store, logger: logger.child({ component: 'media' }),
+        control: () => ({ hangup: (id) => sipApplication.calls.hangup(id, 'agent'), transfer: async (id, to) => { await sipApplication.calls.transfer(id, { mode: 'blind', to }) } }),
+      }))
+      sipApplication.onDrained(() => media.stop())
+      started.push(() => media.stop())
       health.register('sip-app', () => ({
         status: sipApp.connected ? 'up' : 'down',
         detail: { drachtio: sipApp.connectedHostport ?? `${target.host}:${target.port} (not connected)`, activeCalls: sipApp.activeCalls },

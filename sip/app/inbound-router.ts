@@ -71,6 +71,21 @@ export class InboundRouter {
       proxyAuthorization: req.get('Proxy-Authorization') || undefined,
       requestHost: reqUri?.host ?? '',
     })
+    if ((idn.kind === 'challenge' || idn.kind === 'reject') && !req.has('Proxy-Authorization')) {
+      // A number with no trunk that goes to an agent is public (the embedded
+      // demo "call sip:1000@host"): anyone may call it, it can only reach the agent.
+      const raw = userPart(req.uri)
+      const number = await this.findNumber(normalizeDialled(raw), raw)
+      if (number && !number.trunkId && number.target.type === 'agent') {
+        const lease = this.opts.limiter.tryAcquire([{ key: `account:${number.accountId}`, limit: this.opts.accountCallLimit }])
+        if (!lease) {
+          res.send(503, 'Too Many Calls', { headers: { 'Retry-After': '10' } })
+          return
+        }
+        await this.toNumber(req, res, live, number, { accountId: number.accountId, from: normalizeDialled(userPart(req.get('From'))), trunkId: null, extensionId: null }, lease)
+        return
+      }
+    }
     if (idn.kind === 'challenge') {
       // RFC 3261 §22.3: a proxy-like UAS challenges with 407.
       res.send(407, 'Proxy Authentication Required', { headers: { 'Proxy-Authenticate': idn.headers } })

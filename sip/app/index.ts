@@ -64,6 +64,7 @@ export class SipApplication {
   readonly outboundRegistrationStatus: OutboundRegistrationStore
   readonly nodeId: string
   private binder: MediaBinder | null = null
+  private readonly drained: Array<() => Promise<void>> = []
   private sweepTimer: NodeJS.Timeout | null = null
   private readonly log: Logger
 
@@ -121,5 +122,11 @@ export class SipApplication {
     this.sweepTimer = null
     await this.outboundRegistrations.stop()
     await Promise.allSettled(this.active.all().map((c) => c.hangup('system', 'node-shutdown')))
+    for (const fn of this.drained) await fn().catch((err: unknown) => this.log.warn({ err }, 'post-drain hook failed'))
+  }
+
+  /** Runs after every call has ended on drain (e.g. stopping the media engine). */
+  onDrained(fn: () => Promise<void>): void {
+    this.drained.push(fn)
   }
 }

@@ -10,7 +10,8 @@ t.test('inbound calls from carriers (sipp) to numbers', async (t) => {
   const ipTrunk = await store.trunks.create(accountId, { name: 'carrier-ip', inbound: { allowedIps: ['127.0.0.2/32'] }, country: 'US' } as TrunkInput)
   const digestTrunk = await store.trunks.create(accountId, { name: 'carrier-digest', inbound: { allowedIps: ['127.0.0.3'], username: 'carrierb', password: 'trunk-pw' } })
   const agent = await store.agents.create(accountId, { name: 'receptionist' })
-  await store.numbers.create(accountId, { number: '+14155550123', target: { type: 'agent', id: agent.id } })
+  await store.numbers.create(accountId, { number: '+14155550123', trunkId: ipTrunk.id, target: { type: 'agent', id: agent.id } })
+  await store.numbers.create(accountId, { number: '1000', target: { type: 'agent', id: agent.id } })
 
   const callFor = (trunkId: string) => waitFor(async () => {
     const { rows } = await store.db.pool.query(`SELECT id FROM calls WHERE trunk_id = $1 AND status NOT IN ('queued','ringing','in-progress') ORDER BY seq DESC LIMIT 1`, [trunkId])
@@ -52,6 +53,11 @@ t.test('inbound calls from carriers (sipp) to numbers', async (t) => {
   await t.test('unknown source → 403', async (t) => {
     const res = await sipp('invite-rejected.xml', { remote: stack.target, service: '+14155550123', localIp: '127.0.0.4', timeoutMs: 10_000 })
     t.match(res.log, /FINAL 403/)
+  })
+
+  await t.test('a public number (no trunk, agent target) answers any source: the embedded demo', async (t) => {
+    const res = await sipp('carrier-call.xml', { remote: stack.target, service: '1000', localIp: '127.0.0.4', timeoutMs: 20_000 })
+    t.equal(res.code, 0, 'answered')
   })
 
   await t.test('unknown number → 404', async (t) => {
