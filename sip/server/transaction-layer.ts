@@ -81,8 +81,10 @@ export class ServerTransaction {
     }
     if (this.isInvite) {
       if (res.status < 300) {
-        // RFC 6026: Accepted, Timer L absorbs INVITE retransmissions.
+        // RFC 6026: Accepted, Timer L absorbs INVITE retransmissions. The 2xx itself is
+        // retransmitted by the UA core (dialog), so the transaction need not keep it.
         this.state = 'accepted'
+        this.lastResponse = undefined
         this.after(64 * T.T1, () => this.terminate())
       } else {
         this.state = 'completed'
