@@ -208,6 +208,16 @@ export class WebSocketFork implements DuplexFrameSink {
     }
   }
 
+  /** Twilio 'dtmf' message for a digit the caller pressed (raw formats carry no events). */
+  onDtmf(digit: string): void {
+    if (this.opts.format !== 'twilio' || this.closed || this.ws.readyState !== WebSocket.OPEN) return
+    this.sendJson({ event: 'dtmf', streamSid: this.streamSid, dtmf: { track: 'inbound_track', digit } })
+  }
+
+  private readonly closeHandlers: (() => void)[] = []
+  /** Runs `fn` once the fork is closed (used to detach listeners). */
+  onClose(fn: () => void): void { this.closeHandlers.push(fn) }
+
   /** Sends Twilio 'stop' and closes the socket. */
   async close(): Promise<void> {
     if (this.ws.readyState === WebSocket.OPEN) {
@@ -217,6 +227,7 @@ export class WebSocketFork implements DuplexFrameSink {
       this.ws.terminate()
     }
     this.closed = true
+    for (const fn of this.closeHandlers.splice(0)) fn()
   }
 }
 

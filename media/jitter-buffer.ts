@@ -27,6 +27,7 @@ export interface PopResult {
   sequence: number
   timestamp: number
   marker: boolean
+  payloadType: number
 }
 
 export interface JitterBufferStats {
@@ -67,6 +68,7 @@ export class JitterBuffer {
   private readonly stamps: Uint32Array
   private readonly lens: Int32Array // -1 marks a skip (non-audio) slot
   private readonly markers: Uint8Array
+  private readonly pts: Uint8Array
   private readonly views: Uint8Array[]
   private readonly minDepth: number
   private readonly maxDepth: number
@@ -78,7 +80,8 @@ export class JitterBuffer {
   private started = false
   private overTargetTicks = 0
   private expandRun = 0
-  private readonly result: PopResult = { kind: 'empty', payload: new Uint8Array(0), sequence: 0, timestamp: 0, marker: false }
+  private nextPt = 0
+  private readonly result: PopResult = { kind: 'empty', payload: new Uint8Array(0), sequence: 0, timestamp: 0, marker: false, payloadType: 0 }
   readonly stats: JitterBufferStats = {
     pushed: 0, played: 0, lost: 0, late: 0, duplicates: 0, overflows: 0, expands: 0, underruns: 0, skewDrops: 0, resets: 0, depth: 0, targetDepth: 0,
   }
@@ -93,6 +96,7 @@ export class JitterBuffer {
     this.stamps = new Uint32Array(this.slots)
     this.lens = new Int32Array(this.slots)
     this.markers = new Uint8Array(this.slots)
+    this.pts = new Uint8Array(this.slots)
     this.views = Array.from({ length: this.slots }, (_, i) => this.data.subarray(i * this.slotBytes, (i + 1) * this.slotBytes))
     this.minDepth = opts.minDepth ?? 2
     this.maxDepth = Math.min(opts.maxDepth ?? 10, this.slots - 4)
@@ -117,7 +121,8 @@ export class JitterBuffer {
    * Stores a packet. `payload === null` marks a sequence slot used by a
    * non-audio packet (telephone-event). Returns what happened to it.
    */
-  push(sequence: number, timestamp: number, marker: boolean, payload: Uint8Array | null, offset = 0, length = payload ? payload.length - offset : 0): 'ok' | 'late' | 'duplicate' | 'reset' {
+  push(sequence: number, timestamp: number, marker: boolean, payload: Uint8Array | null, offset = 0, length = payload ? payload.length - offset : 0, payloadType = 0): 'ok' | 'late' | 'duplicate' | 'reset' {
+    this.nextPt = payloadType
     this.stats.pushed++
     if (!this.started) {
       this.started = true
@@ -153,6 +158,7 @@ export class JitterBuffer {
     this.seqs[idx] = sequence
     this.stamps[idx] = timestamp
     this.markers[idx] = marker ? 1 : 0
+    this.pts[idx] = this.nextPt
     if (payload === null) {
       this.lens[idx] = -1
     } else {
@@ -215,6 +221,7 @@ export class JitterBuffer {
       const len = this.lens[idx]!
       r.timestamp = this.stamps[idx]!
       r.marker = this.markers[idx] === 1
+      r.payloadType = this.pts[idx]!
       if (len < 0) {
         r.kind = 'skip'
       } else {

@@ -433,6 +433,9 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
     const fork = new WebSocketFork(this, opts)
     await fork.opened
     this.addSink(fork)
+    const onDtmf = (e: SessionDtmfEvent) => fork.onDtmf(e.digit)
+    this.on('dtmf', onDtmf)
+    fork.onClose(() => this.off('dtmf', onDtmf))
     return fork
   }
 
@@ -586,7 +589,7 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
     }
     if (pt === CN_PAYLOAD_TYPE) { this.jitter.push(pkt.sequence, pkt.timestamp, pkt.marker, null); return }
     this.rxStats.updateJitter(pkt.timestamp, now)
-    this.jitter.push(pkt.sequence, pkt.timestamp, pkt.marker, msg, pkt.payloadOffset, pkt.payloadLength)
+    this.jitter.push(pkt.sequence, pkt.timestamp, pkt.marker, msg, pkt.payloadOffset, pkt.payloadLength, pt)
   }
 
   private readonly onRtcpMessage = (msg: Buffer, rinfo: RemoteInfo): void => {
@@ -635,7 +638,8 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
       if (!wantFrames) continue // nothing consumes audio: keep the buffer moving, skip decoding
       let got: number
       if (r.kind === 'packet') {
-        const dec = this.recvCodecs.get(this.negotiatedMedia ? this.ptForSeq(r) : this.sendPt) ?? codec
+        // RFC 3264 §5.1: the peer may switch among the answered codecs per packet.
+        const dec = this.recvCodecs.get(r.payloadType) ?? codec
         try {
           got = dec.decode(r.payload, this.decodeBuf)
         } catch {
@@ -684,11 +688,6 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
       }
     }
     this.emit('frame', frame)
-  }
-
-  /** Payload type of the popped packet: sessions receive one codec at a time in practice. */
-  private ptForSeq(_r: { sequence: number }): number {
-    return this.recvCodecs.size === 1 ? this.recvCodecs.keys().next().value! : this.sendPt
   }
 
   /** Tick phase 2: one outbound packet (audio, silence or DTMF), RTCP, timeouts. */

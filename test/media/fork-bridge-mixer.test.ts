@@ -27,8 +27,8 @@ t.test('Twilio Media Streams fork: start/media/mark/clear/stop, both directions'
   const fork = await us.startFork({ url: srv.url, format: 'twilio', tracks: 'both', bidirectional: true, callSid: 'CA123', customParameters: { agent: 'a1' } })
   const ws = await srv.conn
   ws.on('message', (d) => msgs.push(JSON.parse(d.toString())))
-  void caller.play(new PcmSource(sine(500, 8000, 1), 8000))
-  await sleep(1300)
+  await caller.play(new PcmSource(sine(500, 8000, 1), 8000))
+  await sleep(400)
   t.equal(msgs[0]?.event, 'connected')
   t.match(msgs[1], { event: 'start', start: { callSid: 'CA123', tracks: ['inbound', 'outbound'], mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 }, customParameters: { agent: 'a1' } } })
   const inbound = msgs.filter((m) => m.event === 'media' && m.media.track === 'inbound')
@@ -72,6 +72,9 @@ t.test('Twilio Media Streams fork: start/media/mark/clear/stop, both directions'
   const after = heard.slice(before + 5) // allow jitter-buffer depth to drain
   t.ok(after.length > 10 && after.every((fr) => rms(fr.samples) < 50), 'caller hears silence after clear')
 
+  caller.sendDtmf('5', 60)
+  await sleep(400)
+  t.match(msgs.find((m) => m.event === 'dtmf'), { event: 'dtmf', dtmf: { track: 'inbound_track', digit: '5' } }, 'caller DTMF forwarded as a Twilio dtmf message')
   await us.stopFork(fork)
   await sleep(100)
   t.equal(msgs[msgs.length - 1]?.event, 'stop', 'stop sent last')
@@ -89,8 +92,8 @@ t.test('raw L16 16 kHz fork of a PCMU call and PCMU fork are byte streams of 20 
   ;(await s1.conn).on('message', (d: Buffer) => l16.push(d))
   ;(await s2.conn).on('message', (d: Buffer) => pcmu.push(d))
   const usFrames = frameCollector(us)
-  void caller.play(new PcmSource(sine(700, 8000, 1), 8000))
-  await sleep(1300)
+  await caller.play(new PcmSource(sine(700, 8000, 1), 8000))
+  await sleep(400) // jitter buffer drain and socket delivery
   await us.stopFork(f1)
   await us.stopFork(f2)
   t.ok(l16.length >= 50 && l16.every((b) => b.length === 640), `${l16.length} L16 frames of 640 bytes`)
