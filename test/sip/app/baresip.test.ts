@@ -1,6 +1,6 @@
 import t from 'tap'
 import { runPhone } from './baresip-ua.ts'
-import { sippUas } from './sipp-util.ts'
+import { sipp, sippUas } from './sipp-util.ts'
 import { startSipStack, waitFor, sleep, DOMAIN } from './helpers.ts'
 import { freePort } from '../../harness/ports.ts'
 
@@ -46,6 +46,20 @@ t.test('baresip as an extension', async (t) => {
     const { rows } = await store.db.pool.query(`SELECT * FROM calls WHERE extension_id = $1 AND direction = 'inbound' ORDER BY seq DESC LIMIT 1`, [ext.id])
     t.match(rows[0], { status: 'completed', to_number: '+12125550100', from_number: '201', trunk_id: trunk.id, hangup_by: 'caller' })
     t.ok(r.log.length > 0)
+  })
+
+  await t.test('a carrier calls a number whose target is the extension: bridged to baresip (B2BUA), BYE relayed', async (t) => {
+    const carrierTrunk = await store.trunks.create(accountId, { name: 'in-carrier', inbound: { allowedIps: ['127.0.0.2'] } })
+    await store.numbers.create(accountId, { number: '+14155550188', trunkId: carrierTrunk.id, target: { type: 'extension', id: ext.id } })
+    const phone = runPhone({ user: '201', password: 'phone-secret', domain: DOMAIN, proxy: stack.target, localPort: await freePort(), seconds: 15 })
+    t.teardown(() => phone.kill())
+    await waitFor(async () => (await app.registrar.contactsFor(ext.id)).length > 0 || null, 10_000, 'registration')
+    const res = await sipp('carrier-call.xml', { remote: stack.target, service: '+14155550188', localIp: '127.0.0.2', timeoutMs: 20_000 })
+    t.equal(res.code, 0, `carrier's call answered by baresip through us, BYE relayed (${res.errors.slice(0, 200)})`)
+    const { rows } = await store.db.pool.query(`SELECT * FROM calls WHERE to_number = '+14155550188' ORDER BY seq DESC LIMIT 1`)
+    t.match(rows[0], { status: 'completed', hangup_by: 'caller', trunk_id: carrierTrunk.id, direction: 'inbound' })
+    phone.kill()
+    await phone.done
   })
 
   await t.test('wrong password: no binding', async (t) => {
