@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Registry, collectDefaultMetrics } from 'prom-client'
 import type { Config } from './config/config.ts'
 import type { Logger } from './config/logger.ts'
 import { openDatabase, type Database } from './store/database.ts'
@@ -126,7 +126,10 @@ export class Engine {
       })
       await api.listen({ host: config.httpHost, port: config.httpPort })
       started.push(() => api.close())
-      const webhookWorker = new WebhookWorker({ store, logger: logger.child({ component: 'webhooks' }) })
+      const webhookWorker = new WebhookWorker({
+        store, logger: logger.child({ component: 'webhooks' }),
+        deliveries: new Counter({ name: 'callplane_webhook_deliveries_total', help: 'Webhook delivery attempts by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
+      })
       webhookWorker.start()
       started.push(() => webhookWorker.stop())
       const httpAddr = api.server.address()

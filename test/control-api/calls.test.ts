@@ -326,6 +326,22 @@ t.test('calls', async (t) => {
     t.equal(otherAcct.messages.length, 1, 'another account sees nothing')
 
     const refused = (p: Promise<unknown>) => p.then(() => 0, (e: { statusCode?: number }) => e.statusCode)
+    const live = await liveCall(h)
+    const streamUrl = `ws://127.0.0.1:${port}/v1/calls/${live.id}/stream?encapsulation=twilio&token=${h.adminKey}`
+    t.equal(await refused(wsOpen(streamUrl)), 503, 'media stream without a CallControl: 503 before upgrade')
+    t.equal(await refused(wsOpen(`ws://127.0.0.1:${port}/v1/calls/${live.id}/stream?token=${h.other.key}`)), 404, "another account's call")
+    t.equal(await refused(wsOpen(`ws://127.0.0.1:${port}/v1/calls/${live.id}/stream?encapsulation=mp3&token=${h.adminKey}`)), 400)
+    h.callControl.install({
+      openStream: async (_call, o) => {
+        o.send(JSON.stringify({ event: 'connected', protocol: 'Call', version: '1.0.0' }))
+        return { onMessage: (m) => o.send(typeof m === 'string' ? `echo:${m}` : m), close: () => {} }
+      },
+    })
+    const stream = await wsOpen(streamUrl)
+    await stream.next(1)
+    t.match(stream.messages[0], { event: 'connected' })
+    stream.ws.close()
+    h.callControl.install(null)
     t.equal(await refused(wsOpen(base)), 401, 'no key → 401 before upgrade')
     t.equal(await refused(wsOpen(`${base}?token=${await h.keyWith(['agents:manage'])}`)), 403)
     t.equal(await refused(wsOpen(`${base}?token=${h.adminKey}&types=call.nope`)), 400)
