@@ -80,7 +80,8 @@ const TIMEOUTS: Record<string, { quick: number; full: number }> = {
   'sip-register-rate': { quick: 60, full: 540 },
   'media-rtpengine-reference': { quick: 40, full: 360 },
   'media-sessions': { quick: 35, full: 330 },
-  'api-read': { quick: 75, full: 300 },
+  'api-read': { quick: 120, full: 360 },
+  'media-hotpath': { quick: 60, full: 300 },
   'cost-growth': { quick: 30, full: 360 },
 }
 /** Whole-run bound: benches that would start after it are skipped (and reported). */
@@ -273,6 +274,7 @@ async function runOne(s: Script, mode: 'quick' | 'full', timeoutSec: number, ind
   }, 15_000)
   const timer = setTimeout(() => {
     timedOut = true
+    clearInterval(heartbeat)
     process.stdout.write(`${tag} time bound reached, stopping it\n`)
     killGroup(child, 'SIGTERM')
     setTimeout(() => killGroup(child, 'SIGKILL'), 3000).unref()
