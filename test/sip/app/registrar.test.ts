@@ -64,3 +64,36 @@ t.test('registrar with digest (sipp -au/-ap)', async (t) => {
     t.match(res.log, /RESULT rejected/)
   })
 })
+
+t.test('SHA-256 digest (RFC 8760) end to end, when offered', async (t) => {
+  const { createSocket } = await import('node:dgram')
+  const { computeHa1, computeDigestResponse } = await import('../../../sip/app/digest-auth.ts')
+  const stack = await startSipStack({ digestAlgorithms: ['SHA-256', 'MD5'] })
+  t.teardown(() => stack.stop())
+  const ext = await stack.store.extensions.create(stack.accountId, { extension: '301', password: 'sha-pass' })
+  const sock = createSocket('udp4')
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()))
+  t.teardown(() => sock.close())
+  const lport = sock.address().port
+  const recv = () => new Promise<string>((resolve) => sock.once('message', (m) => resolve(m.toString())))
+  const send = (cseq: number, auth?: string) => {
+    const msg = [
+      `REGISTER sip:acme.test SIP/2.0`, `Via: SIP/2.0/UDP 127.0.0.1:${lport};rport;branch=z9hG4bK${cseq}x${Date.now()}`,
+      `From: <sip:301@acme.test>;tag=sha1`, `To: <sip:301@acme.test>`, `Call-ID: sha-test-1`, `CSeq: ${cseq} REGISTER`,
+      `Contact: <sip:301@127.0.0.1:${lport}>`, `Expires: 300`, `Max-Forwards: 70`, ...(auth ? [`Authorization: ${auth}`] : []), `Content-Length: 0`, '', '',
+    ].join('\r\n')
+    sock.send(msg, stack.sipPort, '127.0.0.1')
+  }
+  let r = recv()
+  send(1)
+  const challenge = await r
+  t.match(challenge, /^SIP\/2\.0 401/)
+  t.match(challenge, /algorithm=SHA-256/, 'SHA-256 offered')
+  const nonce = /nonce="([^"]+)"[^\r\n]*algorithm=SHA-256/.exec(challenge)?.[1] ?? /nonce="([^"]+)"/.exec(challenge)![1]!
+  const ha1 = computeHa1('SHA-256', '301', 'acme.test', 'sha-pass')
+  const response = computeDigestResponse(ha1, 'REGISTER', { algorithm: 'SHA-256', nonce, uri: 'sip:acme.test', qop: 'auth', nc: '00000001', cnonce: 'abc' })
+  r = recv()
+  send(2, `Digest username="301", realm="acme.test", nonce="${nonce}", uri="sip:acme.test", response="${response}", algorithm=SHA-256, qop=auth, nc=00000001, cnonce="abc"`)
+  t.match(await r, /^SIP\/2\.0 200/, 'SHA-256 response accepted')
+  t.equal((await stack.app.registrar.contactsFor(ext.id)).length, 1)
+})
