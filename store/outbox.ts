@@ -84,6 +84,14 @@ export class Outbox {
     return out
   }
 
+  /**
+   * Announces one event that goes with no other write (e.g. `registration.changed`
+   * from the registrar): its own small transaction, webhooks and bus included.
+   */
+  emit(accountId: string, type: EventType, data: Record<string, unknown>, callId: string | null = null): Promise<CallplaneEvent> {
+    return this.transaction((_c, emit) => emit(accountId, type, data, callId))
+  }
+
   /** On real PostgreSQL: LISTEN on a dedicated connection and republish locally. */
   async start(): Promise<void> {
     if (!this.usesNotify || this.listener) return

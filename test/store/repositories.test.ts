@@ -17,6 +17,8 @@ t.test('store repositories', async (t) => {
   t.same(await migrate(db, silent), [], 'migrations are applied once')
   const boot = await bootstrap(db, 'cp_store_test_key', silent)
   const store = createStore(db, new SecretBox('store-test'), silent)
+  await store.outbox.start()
+  t.teardown(() => store.outbox.stop())
   const acct = boot.account.id
 
   t.test('bootstrap: operator account, admin key, demo agent on 1000 once', async (t) => {
@@ -75,6 +77,18 @@ t.test('store repositories', async (t) => {
     const { rows } = await db.pool.query('SELECT * FROM webhooks WHERE id = $1', [webhook.id])
     t.equal(JSON.stringify(rows[0]).includes(secret.slice(6)), false)
     t.notOk('secret' in webhook)
+  })
+
+  t.test('outbox.emit: a standalone event reaches the bus and the outbox', async (t) => {
+    const seen: string[] = []
+    const off = store.bus.subscribe((e) => seen.push(e.type))
+    const evt = await store.outbox.emit(acct, 'registration.changed', { aor: 'sip:201@default.callplane.local', registered: true })
+    const { rows } = await db.pool.query('SELECT type, data FROM events WHERE id = $1', [evt.id])
+    t.match(rows[0], { type: 'registration.changed', data: { registered: true } })
+    const end = Date.now() + 5000
+    while (!seen.includes('registration.changed') && Date.now() < end) await new Promise((r) => setTimeout(r, 20))
+    off()
+    t.ok(seen.includes('registration.changed'), 'published on the bus (directly, or through NOTIFY on PostgreSQL)')
   })
 
   t.test('routes: failover candidates, longest prefix then priority', async (t) => {
