@@ -15,7 +15,7 @@ const args = parseBenchArgs()
 const startedAt = new Date()
 const budgetSec = Number(process.env.BENCH_BUDGET_SEC ?? (args.mode === 'quick' ? 35 : 400))
 const quick = args.mode === 'quick'
-const rates = quick ? [500, 1000, 2000, 3000, 4000, 6000] : [200, 400, 800, 1200, 1600, 2000, 2500, 3000, 4000, 5000, 6000, 8000]
+const rates = quick ? [250, 500, 1000, 2000, 3000, 4000, 6000] : [200, 400, 800, 1200, 1600, 2000, 2500, 3000, 4000, 5000, 6000, 8000]
 const stepSec = quick ? 4 : 30
 
 const abort = new AbortController()
