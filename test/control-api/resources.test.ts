@@ -1,6 +1,11 @@
 import t from 'tap'
 import type { Scope } from '../../store/api-keys.ts'
-import { buildTestApp, call, type TestApp } from './helpers.ts'
+import { Registry } from 'prom-client'
+import { buildApiServer } from '../../control-api/app.ts'
+import { HealthRegistry } from '../../control-api/health.ts'
+import { CallControlSlot } from '../../control-api/call-control.ts'
+import { v1Routes } from '../../control-api/routes/v1.ts'
+import { buildTestApp, call, silent, type TestApp } from './helpers.ts'
 
 /**
  * Every CRUD resource under /v1, table-driven: happy path, validation
@@ -85,6 +90,36 @@ t.test('resources', async (t) => {
   const h = await buildTestApp()
   t.teardown(() => h.close())
   let n = 0
+
+  t.test('webhooks need https outside the embedded mode; at most 10 per account', async (t) => {
+    const strict = await buildApiServer({
+      logger: silent, registry: new Registry(), health: new HealthRegistry(), isDraining: () => false,
+      registerRoutes: v1Routes({ store: h.store, callControl: new CallControlSlot(), allowInsecureWebhooks: false, rateLimit: false }),
+    })
+    t.teardown(() => strict.close())
+    const plain = await call(strict, h.other.key, 'POST', '/v1/webhooks', { url: 'http://hooks.example/x', events: ['call.ended'] })
+    t.equal(plain.statusCode, 400)
+    t.match(plain.json().error.message, /https/)
+    const codes: number[] = []
+    for (let i = 0; i < 11; i++) codes.push((await call(strict, h.other.key, 'POST', '/v1/webhooks', { url: `https://hooks.example/${i}`, events: ['call.ended'] })).statusCode)
+    t.same(codes, [...Array(10).fill(201), 409])
+    const list = (await call(strict, h.other.key, 'GET', '/v1/webhooks?limit=100')).json()
+    for (const w of list.data) await call(strict, h.other.key, 'DELETE', `/v1/webhooks/${w.id}`)
+  })
+
+  t.test('tools: at most 20 per account; names unique', async (t) => {
+    const acct = (await call(h.app, h.adminKey, 'POST', '/v1/accounts', { name: 'tool limits' })).json()
+    const key = acct.apiKey.token as string
+    const body = (i: number) => ({ name: `tool${i}`, description: 'd', url: 'https://x.example/t' })
+    t.equal((await call(h.app, key, 'POST', '/v1/tools', body(0))).statusCode, 201)
+    const dup = await call(h.app, key, 'POST', '/v1/tools', body(0))
+    t.equal(dup.statusCode, 409)
+    t.equal((await call(h.app, key, 'GET', '/v1/tools')).statusCode, 200, 'the API keeps working after a failed insert')
+    for (let i = 1; i < 20; i++) t.equal((await call(h.app, key, 'POST', '/v1/tools', body(i))).statusCode, 201)
+    const over = await call(h.app, key, 'POST', '/v1/tools', body(20))
+    t.equal(over.statusCode, 409)
+    t.equal(over.json().error.code, 'limit_exceeded')
+  })
 
   for (const s of specs) {
     t.test(`/v1/${s.path}`, async (t) => {
