@@ -39,13 +39,17 @@ t.test('scheduler is drift-free and runs ingress of every task before any egress
   sched.add(b)
   const start = hrtimeMs()
   await sleep(2000)
+  const st = sched.getStats()
   sched.remove(a)
   sched.remove(b)
   const elapsed = hrtimeMs() - start
   t.same(log, ['a.in', 'b.in', 'a.out', 'b.out'], 'two phases per tick')
-  const expected = Math.floor(elapsed / 20)
-  t.ok(Math.abs(ticks - expected) <= 2, `${ticks} ticks in ${elapsed.toFixed(0)} ms (expected ≈ ${expected}): no accumulated drift`)
-  t.ok(Math.abs((last - first) - (ticks - 1) * 20) < 25, 'tick n runs at start + n·20 ms')
+  // Targets are start + n·20 ms: ticks run plus ticks skipped after a stall
+  // (a loaded box) always add up to the elapsed time; nothing accumulates.
+  const accounted = ticks + st.skippedTicks
+  const expected = elapsed / 20
+  t.ok(Math.abs(accounted - expected) <= 6, `${ticks} ticks + ${st.skippedTicks} skipped in ${elapsed.toFixed(0)} ms (≈ ${expected.toFixed(0)} periods)`)
+  t.ok(Math.abs((last - first) - (accounted - 1) * 20) <= 120, 'tick n runs at start + n·20 ms (within one stall)')
   t.equal(sched.getStats().tasks, 0, 'clock stops with the last task')
 })
 
