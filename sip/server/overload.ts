@@ -3,11 +3,15 @@
  * (RFC 3261 §21.5.4, with Retry-After) instead of letting it time out: a
  * timed-out INVITE is retransmitted by the client and makes the overload
  * worse, a 503 is one cheap datagram. Signals, per 250 ms window:
- * - sustained event-loop saturation (utilization or delay) over a run of
- *   windows: the process is CPU-bound (libuv drains datagrams in batches, so the
- *   socket backlog can grow while timers still fire on time). Request
- *   retransmissions are deliberately not a signal: on a lossy path they say
- *   nothing about our load;
+ * - sustained saturation over a run of windows: the process burns a core
+ *   (CPU time, not just event-loop utilization, which also rises when other
+ *   processes starve us of CPU) with a busy event loop (libuv drains datagrams in
+ *   batches, so the socket backlog can grow while timers still fire on time), or
+ *   the event-loop delay itself is large;
+ * - queueing delay seen through retransmissions: a client retransmits at T1
+ *   (500 ms); when the retransmission reaches us within a fraction of T1 of the
+ *   original, both sat in our socket queue, so we are late by ~T1. A retransmission
+ *   caused by loss arrives a full interval after the original and is not counted;
  * - INVITEs still waiting for an application's answer (the app is the bottleneck).
  * Rather than an on/off switch, the share of new requests admitted adapts
  * (multiplicative decrease on a bad window, additive increase on a good one,
@@ -17,8 +21,10 @@
 import { monitorEventLoopDelay, performance, type ELDHistogram, type EventLoopUtilization } from 'node:perf_hooks'
 
 export interface OverloadOptions {
-  /** Event-loop utilization (0..1) above which a window counts as saturated. */
+  /** Event-loop utilization (0..1) above which a window counts as saturated (together with CPU). */
   maxUtilization: number
+  /** Process CPU time per wall time (share of one core) above which a window counts as saturated. */
+  maxCpuShare: number
   /** Median event-loop delay (ms) above which a window counts as saturated. */
   maxLoopDelayMs: number
   /** Saturated windows in a row before new requests are refused (filters one-off pauses: JIT, major GC). */
@@ -27,15 +33,18 @@ export interface OverloadOptions {
   maxPendingInvites: number
 }
 
-export const DEFAULT_OVERLOAD: OverloadOptions = { maxUtilization: 0.97, maxLoopDelayMs: 200, windows: 6, maxPendingInvites: 3000 }
+export const DEFAULT_OVERLOAD: OverloadOptions = { maxUtilization: 0.95, maxCpuShare: 0.85, maxLoopDelayMs: 200, windows: 4, maxPendingInvites: 3000 }
 
 export class OverloadGuard {
   private hist: ELDHistogram
   private timer: NodeJS.Timeout
   private elu: EventLoopUtilization
+  private cpu = process.cpuUsage()
+  private wall = performance.now()
   /** Share of new requests admitted, 0.05..1. */
   admitShare = 1
   private hotWindows = 0
+  private late = 0
   pendingInvites = 0
 
   constructor(private readonly opts: OverloadOptions = DEFAULT_OVERLOAD) {
@@ -46,13 +55,25 @@ export class OverloadGuard {
       const now = performance.eventLoopUtilization()
       const window = performance.eventLoopUtilization(now, this.elu)
       this.elu = now
-      const hot = window.utilization > this.opts.maxUtilization || this.hist.percentile(50) / 1e6 > this.opts.maxLoopDelayMs
+      const cpuNow = process.cpuUsage()
+      const wallNow = performance.now()
+      const cpuShare = ((cpuNow.user - this.cpu.user + cpuNow.system - this.cpu.system) / 1000) / Math.max(1, wallNow - this.wall)
+      this.cpu = cpuNow
+      this.wall = wallNow
+      const saturated = window.utilization > this.opts.maxUtilization && cpuShare > this.opts.maxCpuShare
+      const hot = saturated || this.hist.percentile(50) / 1e6 > this.opts.maxLoopDelayMs
       this.hotWindows = hot ? this.hotWindows + 1 : 0
-      const bad = this.hotWindows >= this.opts.windows
+      const bad = this.hotWindows >= this.opts.windows || this.late >= 3
+      this.late = 0
       this.admitShare = bad ? Math.max(0.05, this.admitShare * 0.7) : Math.min(1, this.admitShare + 0.1)
       this.hist.reset()
     }, 250)
     this.timer.unref()
+  }
+
+  /** A request retransmission arrived `ageMs` after its transaction was created. */
+  noteRetransmission(ageMs: number, t1: number): void {
+    if (ageMs < t1 / 2) this.late++
   }
 
   /** True when this new request should be refused. */

@@ -247,13 +247,12 @@ export class SipCore {
     const method = req.method
     if (method === 'ACK') return this.onAck(req, from)
     const existing = this.tl.matchServer(req)
-    if (existing) { existing.onRetransmission(); return }
-    if (method === 'CANCEL') return this.onCancel(req, from)
-
-    if (this.limiter && !this.limiter.allow(from.address)) {
-      this.metrics.dropped.inc({ reason: 'rate-limit' })
+    if (existing) {
+      this.overload.noteRetransmission(Date.now() - existing.createdAt, this.timers.T1)
+      existing.onRetransmission()
       return
     }
+    if (method === 'CANCEL') return this.onCancel(req, from)
 
     // §8.2.2.2 merged requests: same From tag, Call-ID and CSeq as one in progress, different branch.
     const toTag = req.toTag
@@ -283,6 +282,12 @@ export class SipCore {
       return
     }
 
+    // Per-source limit on new out-of-dialog transactions; in-dialog requests (BYE) still pass so
+    // admitted calls can end.
+    if (this.limiter && !this.limiter.allow(from.address)) {
+      this.metrics.dropped.inc({ reason: 'rate-limit' })
+      return
+    }
     if (method !== 'OPTIONS' && this.overload.shouldShed()) {
       // §21.5.4: refuse new work cheaply while saturated; in-dialog requests above still flow.
       const res = makeResponse(req, 503, 'Service Unavailable', randomToken())
@@ -354,11 +359,12 @@ export class SipCore {
     this.metrics.transactions.inc({ method: req.method, class: `${Math.floor(status / 100)}xx`, direction: 'in' })
   }
 
-  /** Sends a response through a server transaction and counts finals. */
+  /** The INVITE no longer waits for its application (final sent or transaction gone). */
   private clearPending(txn: ServerTransaction): void {
     if (txn.context['pending']) { txn.context['pending'] = false; this.overload.pendingInvites-- }
   }
 
+  /** Sends a response through a server transaction and counts finals. */
   respondTxn(txn: ServerTransaction, res: SipMessage): void {
     if (res.status >= 200) this.clearPending(txn)
     txn.respond(res)

@@ -39,6 +39,7 @@ export function clientKey(branch: string, method: string): string { return `${br
 
 export class ServerTransaction {
   readonly id = randomUUID()
+  readonly createdAt = Date.now()
   state: ServerState
   lastResponse?: SipMessage
   private timers: NodeJS.Timeout[] = []
