@@ -14,6 +14,7 @@ import { ActiveCalls } from './call-session.ts'
 import { SipCallControl, type CallControl } from './call-control.ts'
 import { finishStaleCalls } from './call-records.ts'
 import { OutboundRegistrations } from './outbound-registration.ts'
+import { RegistrarKeepalive } from './registrar-keepalive.ts'
 import type { MediaBinder } from './media-binding.ts'
 
 export type { CallControl, OriginateInput } from './call-control.ts'
@@ -44,6 +45,8 @@ export interface SipApplicationOptions {
   outboundRegistrations?: boolean
   /** Expired bindings are swept at this interval. */
   sweepIntervalMs?: number
+  /** OPTIONS keep-alive to registered contacts (NAT pinholes, liveness); null disables. */
+  keepalive?: { intervalMs?: number; probeTimeoutMs?: number; maxMisses?: number } | null
 }
 
 /**
@@ -63,6 +66,7 @@ export class SipApplication {
   readonly outboundRegistrations: OutboundRegistrations
   readonly outboundRegistrationStatus: OutboundRegistrationStore
   readonly nodeId: string
+  readonly keepalive: RegistrarKeepalive
   private binder: MediaBinder | null = null
   private readonly drained: Array<() => Promise<void>> = []
   private sweepTimer: NodeJS.Timeout | null = null
@@ -91,6 +95,9 @@ export class SipApplication {
       srf: sipApp.srf, store, dialer: this.dialer, active: this.active, media, logger: this.log.child({ part: 'calls' }), nodeId: this.nodeId,
       localHost, accountCallLimit: opts.accountCallLimit ?? null,
     })
+    this.keepalive = new RegistrarKeepalive({
+      srf: sipApp.srf, store, logger: this.log.child({ part: 'keepalive' }), nodeId: this.nodeId, localHost, ...(opts.keepalive ?? {}),
+    })
     this.outboundRegistrationStatus = new OutboundRegistrationStore(store.db.pool)
     this.outboundRegistrations = new OutboundRegistrations({
       srf: sipApp.srf, store, status: this.outboundRegistrationStatus, logger: this.log.child({ part: 'outbound-registration' }), nodeId: this.nodeId, localHost,
@@ -108,6 +115,7 @@ export class SipApplication {
     app.sweepTimer = setInterval(() => { app.registrar.sweep().catch((err: unknown) => app.log.warn({ err }, 'binding sweep failed')) }, opts.sweepIntervalMs ?? 30_000)
     app.sweepTimer.unref()
     if (opts.outboundRegistrations !== false) await app.outboundRegistrations.start()
+    if (opts.keepalive !== null) app.keepalive.start()
     return app
   }
 
@@ -120,6 +128,7 @@ export class SipApplication {
   async drain(): Promise<void> {
     if (this.sweepTimer) clearInterval(this.sweepTimer)
     this.sweepTimer = null
+    this.keepalive.stop()
     await this.outboundRegistrations.stop()
     await Promise.allSettled(this.active.all().map((c) => c.hangup('system', 'node-shutdown')))
     for (const fn of this.drained) await fn().catch((err: unknown) => this.log.warn({ err }, 'post-drain hook failed'))

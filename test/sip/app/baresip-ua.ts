@@ -21,7 +21,7 @@ export interface PhoneOptions {
   dial?: string
 }
 
-export function runPhone(o: PhoneOptions): { done: Promise<{ code: number | null; log: string }>; kill: () => void; log: () => string } {
+export function runPhone(o: PhoneOptions): { done: Promise<{ code: number | null; log: string }>; kill: (signal?: NodeJS.Signals) => void; log: () => string } {
   const dir = mkdtempSync(join(tmpdir(), 'baresip-phone-'))
   const ip = o.localIp ?? '127.0.0.1'
   const wav = join(dir, 'tone.wav')
@@ -52,7 +52,7 @@ export function runPhone(o: PhoneOptions): { done: Promise<{ code: number | null
   const done = new Promise<{ code: number | null; log: string }>((resolve) => {
     child.on('close', (code) => { clearTimeout(timer); resolve({ code, log }) })
   })
-  return { done, kill: () => child.kill('SIGTERM'), log: () => log }
+  return { done, kill: (signal: NodeJS.Signals = 'SIGTERM') => { child.kill(signal) }, log: () => log }
 }
 
 /** A mono 16-bit PCM WAV of a sine tone (aufile wants the codec's rate). */

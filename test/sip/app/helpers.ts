@@ -19,6 +19,7 @@ import { createStore, type Store } from '../../../store/index.ts'
 import { SecretBox } from '../../../store/secrets.ts'
 import { AccountRepository } from '../../../store/accounts.ts'
 import { SipCore } from '../../../sip/server/server.ts'
+import { DEFAULT_OVERLOAD } from '../../../sip/server/overload.ts'
 import { SipApp } from '../../../sip/app/sip-app.ts'
 import { SipApplication, type SipApplicationOptions } from '../../../sip/app/index.ts'
 import type { CallContext, MediaBinder, MediaLeg } from '../../../sip/app/media-binding.ts'
@@ -78,7 +79,7 @@ export async function startSipStack(opts: Partial<SipApplicationOptions> & { dat
   // runs PGlite and the peers' CPU shares the box, which must not turn into 503s.
   const server = new SipCore({
     sipHost: '127.0.0.1', sipPort, controlHost: '127.0.0.1', controlPort, secret: SECRET, logger, registry,
-    overload: { maxUtilization: 2, maxLoopDelayMs: 60_000, windows: 1_000, maxPendingInvites: 100_000 },
+    overload: { ...DEFAULT_OVERLOAD, maxUtilization: 2, maxLoopDelayMs: 60_000, windows: 1_000, maxPendingInvites: 100_000, ...('maxCpuShare' in DEFAULT_OVERLOAD ? { maxCpuShare: 1_000 } : {}) },
   })
   await server.start()
   const sipApp = new SipApp({ target: { host: '127.0.0.1', port: controlPort, secret: SECRET }, logger, registry })
