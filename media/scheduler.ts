@@ -109,6 +109,8 @@ export class MediaScheduler {
       const skipped = Math.floor(late / this.periodMs)
       this.stats.skippedTicks += skipped
       this.nextMs += skipped * this.periodMs
+      // Tick numbers keep counting media time, so tasks see the gap.
+      this.tick += skipped
       late = now - this.nextMs
     }
     this.record(late)

@@ -191,8 +191,9 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
   private rxStats: RtpReceiveStats = new RtpReceiveStats(8000)
   private jitter: JitterBuffer
   private readonly dtmfRx = new DtmfReceiver(8000)
-  private decodeBuf = new Int16Array(5760)
-  private pcmFifo = new Int16Array(5760 * 2)
+  // Sized per codec on negotiation: 120 ms (the longest Opus/RTP packet) and twice that.
+  private decodeBuf = new Int16Array(0)
+  private pcmFifo = new Int16Array(0)
   private pcmFill = 0
   private inFrame: AudioFrame = { samples: new Int16Array(160), sampleRate: 8000, rtpTimestamp: 0, receivedAt: 0 }
   private lastRtpAtMs = 0
@@ -221,6 +222,7 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
   private dtmfTs = 0
   private muteOut = false
   private markerNext = true
+  private lastEgressTick = 0
   private flushRequestedAt = 0
   private flushRequestedTick = 0
   private lastAudioSentAt = 0
@@ -322,6 +324,8 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
       this.rxStats = new RtpReceiveStats(this.sendCodec.clockRate)
       this.jitter = new JitterBuffer({ minDepth: this.opts.jitterMinDepth, maxDepth: this.opts.jitterMaxDepth, slotBytes: this.sendCodec.name === 'opus' ? 512 : Math.max(320, this.sendCodec.maxPayload * 2) })
       this.inFrame = { samples: new Int16Array(frame), sampleRate: this.sendCodec.sampleRate, rtpTimestamp: 0, receivedAt: 0 }
+      this.decodeBuf = new Int16Array(frame * 6)
+      this.pcmFifo = new Int16Array(frame * 12)
       this.pcmFill = 0
       this.latchedSsrc = -1
       this.markerNext = true
@@ -702,6 +706,14 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
       this.rtcpIntervalTicks = Math.max(1, Math.round((this.opts.rtcpIntervalMs / 20) * (0.5 + Math.random())))
       this.sendRtcp()
     }
+    // Ticks the scheduler skipped after a stall still passed in media time:
+    // advance the RTP clock over them (RFC 3550 §5.1, timestamps follow the
+    // sampling clock) and mark the discontinuity, as after silence.
+    if (this.lastEgressTick !== 0 && tick - this.lastEgressTick > 1) {
+      this.ts = (this.ts + (tick - this.lastEgressTick - 1) * codec.timestampStep) >>> 0
+      this.markerNext = true
+    }
+    this.lastEgressTick = tick
     const dir = this.negotiatedMedia!.direction
     const canSend = dir === 'sendrecv' || dir === 'sendonly'
     if (!canSend) { this.ts = (this.ts + codec.timestampStep) >>> 0; return }
