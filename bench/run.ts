@@ -82,6 +82,7 @@ const TIMEOUTS: Record<string, { quick: number; full: number }> = {
   'media-sessions': { quick: 35, full: 330 },
   'api-read': { quick: 120, full: 360 },
   'media-hotpath': { quick: 60, full: 300 },
+  'agent-latency': { quick: 120, full: 420 },
   'cost-growth': { quick: 30, full: 360 },
 }
 /** Whole-run bound: benches that would start after it are skipped (and reported). */
