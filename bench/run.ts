@@ -86,7 +86,7 @@ const TIMEOUTS: Record<string, { quick: number; full: number }> = {
   'cost-growth': { quick: 30, full: 360 },
 }
 /** Whole-run bound: benches that would start after it are skipped (and reported). */
-const TOTAL_BOUND = { quick: 360, full: 3600 }
+const TOTAL_BOUND = { quick: 720, full: 4500 }
 
 interface Options {
   mode: 'quick' | 'full'
