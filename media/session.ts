@@ -322,7 +322,7 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
       this.egressAdapters.clear()
       this.recvCodecs.clear()
       this.rxStats = new RtpReceiveStats(this.sendCodec.clockRate)
-      this.jitter = new JitterBuffer({ minDepth: this.opts.jitterMinDepth, maxDepth: this.opts.jitterMaxDepth, slotBytes: this.sendCodec.name === 'opus' ? 512 : Math.max(320, this.sendCodec.maxPayload * 2) })
+      this.jitter = new JitterBuffer({ slots: 32, minDepth: this.opts.jitterMinDepth, maxDepth: this.opts.jitterMaxDepth, slotBytes: this.sendCodec.name === 'opus' ? 512 : Math.max(320, this.sendCodec.maxPayload * 2) })
       this.inFrame = { samples: new Int16Array(frame), sampleRate: this.sendCodec.sampleRate, rtpTimestamp: 0, receivedAt: 0 }
       this.decodeBuf = new Int16Array(frame * 6)
       this.pcmFifo = new Int16Array(frame * 12)
