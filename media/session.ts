@@ -266,7 +266,7 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
       codecs: options.codecs, address: host.externalAddress, port: ports.port,
       telephoneEvent: this.opts.telephoneEvent, rtcpMux: this.opts.rtcpMux,
     })
-    this.jitter = new JitterBuffer({ minDepth: this.opts.jitterMinDepth, maxDepth: this.opts.jitterMaxDepth })
+    this.jitter = new JitterBuffer({ slots: 8, slotBytes: 1 }) // placeholder until a codec is negotiated
     const rnd = randomBytes(10)
     this.ssrc = rnd.readUInt32BE(0)
     this.seq = rnd.readUInt16BE(4) // RFC 3550 §5.1: random initial sequence and timestamp
