@@ -6,6 +6,7 @@ import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import { SipCore } from './server.ts'
 import type { Timers } from './transaction-layer.ts'
+import { DEFAULT_OVERLOAD, type OverloadOptions } from './overload.ts'
 
 export interface SipServerOptions {
   sipHost: string
@@ -19,6 +20,8 @@ export interface SipServerOptions {
   maxTransactionsPerSourcePerSecond?: number
   /** RFC 3261 timer base values (ms); tests may shorten them. */
   timers?: Timers
+  /** Overload thresholds (see overload.ts). */
+  overload?: Partial<OverloadOptions>
 }
 
 export interface SipServer {
@@ -40,6 +43,7 @@ export function createSipServer(opts: SipServerOptions): SipServer {
     registry: opts.registry,
     maxTransactionsPerSourcePerSecond: opts.maxTransactionsPerSourcePerSecond,
     timers: opts.timers,
+    overload: { ...DEFAULT_OVERLOAD, ...opts.overload },
   })
   let started = false
   return {

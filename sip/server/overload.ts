@@ -78,7 +78,7 @@ export class OverloadGuard {
 
   /** True when this new request should be refused. */
   shouldShed(): boolean {
-    if (this.pendingInvites > this.opts.maxPendingInvites) return true
+    if (this.pendingInvites >= this.opts.maxPendingInvites) return true
     return this.admitShare < 1 && Math.random() >= this.admitShare
   }
 

@@ -116,3 +116,23 @@ t.test('externalAddress is advertised in Contact; sips: targets are refused (no 
   })
   t.match(String(err), /unable to resolve/)
 })
+
+t.test('overload: new INVITEs beyond the pending limit are answered 503 at once', async (t) => {
+  const h = await startServer({ overload: { maxPendingInvites: 2 } })
+  t.teardown(() => h.close())
+  const srf = await h.connectApp()
+  const held: { send(s: number): void }[] = []
+  srf.invite((_req, res) => {
+    held.push(res)
+    if (held.length === 2) {
+      // release the two held calls once the third has been refused by the server
+      const timer = setInterval(async () => {
+        const m = await h.registry.getSingleMetricAsString('sip_server_dropped_total')
+        if (/reason="overload"\} 1/.test(m)) { clearInterval(timer); for (const r of held) r.send(503) }
+      }, 50)
+    }
+  })
+  const r = await runSipp({ scenario: scenario('uac-503.xml'), remote: h.target, localPort: await freePort(), calls: 3, rate: 50 }).done
+  t.equal(r.code, 0, `all three calls got 503: ${r.errors}`)
+  t.equal(held.length, 2, 'only two INVITEs reached the app')
+})
