@@ -56,7 +56,8 @@ export class MediaEngine {
   constructor(opts: MediaEngineOptions = {}) {
     const bindHost = opts.bindHost ?? '0.0.0.0'
     this.pool = new PortPool(opts.rtpPortMin ?? 10000, opts.rtpPortMax ?? 20000, bindHost)
-    this.scheduler = new MediaScheduler()
+    // One failing session must not stop the clock for every other call.
+    this.scheduler = new MediaScheduler({ onError: (err, task) => this.logger?.warn({ err, callId: (task as { id?: string }).id }, 'media tick failed') })
     this.externalAddress = opts.externalAddress ?? (bindHost === '0.0.0.0' ? '127.0.0.1' : bindHost)
     this.logger = opts.logger
     this.defaults = opts.sessionDefaults ?? {}

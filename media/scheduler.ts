@@ -52,10 +52,15 @@ export class MediaScheduler {
   private readonly hist = new Uint32Array(BUCKETS + 1)
   private stats = { ticks: 0, lateTicks: 0, skippedTicks: 0, maxLatenessMs: 0, workMs: 0 }
 
-  constructor(opts: { periodMs?: number; lateThresholdMs?: number; maxCatchUp?: number } = {}) {
+  /** Called when a task throws; the clock and the other tasks carry on. */
+  private readonly onError: (err: unknown, task: TickTask) => void
+  taskErrors = 0
+
+  constructor(opts: { periodMs?: number; lateThresholdMs?: number; maxCatchUp?: number; onError?: (err: unknown, task: TickTask) => void } = {}) {
     this.periodMs = opts.periodMs ?? 20
     this.lateThresholdMs = opts.lateThresholdMs ?? 2
     this.maxCatchUp = opts.maxCatchUp ?? 5
+    this.onError = opts.onError ?? ((err) => { if (this.taskErrors <= 10) console.error('media scheduler task failed:', err) })
   }
 
   /** Adds a task; the clock starts with the first task and stops with the last. */
@@ -138,13 +143,13 @@ export class MediaScheduler {
     for (let i = 0; i < len; i++) {
       const t = tasks[i]
       if (t?.ingress) {
-        try { t.ingress(n, now) } catch (err) { queueMicrotask(() => { throw err }) }
+        try { t.ingress(n, now) } catch (err) { this.taskErrors++; this.onError(err, t) }
       }
     }
     for (let i = 0; i < len; i++) {
       const t = tasks[i]
       if (t?.egress) {
-        try { t.egress(n, now) } catch (err) { queueMicrotask(() => { throw err }) }
+        try { t.egress(n, now) } catch (err) { this.taskErrors++; this.onError(err, t) }
       }
     }
   }
