@@ -36,6 +36,8 @@ export interface SchedulerStats {
   p99LatenessMs: number
   /** Mean wall time spent running tasks per tick. */
   meanTickWorkMs: number
+  /** Exceptions thrown by tasks (each logged, none fatal). */
+  taskErrors: number
 }
 
 export class MediaScheduler {
@@ -176,6 +178,7 @@ export class MediaScheduler {
       p50LatenessMs: this.percentile(0.5),
       p99LatenessMs: this.percentile(0.99),
       meanTickWorkMs: this.stats.ticks ? this.stats.workMs / this.stats.ticks : 0,
+      taskErrors: this.taskErrors,
     }
   }
 
