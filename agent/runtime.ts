@@ -23,6 +23,8 @@ import { EnergyVad, type Vad } from './vad.ts'
 import { Channel } from './channel.ts'
 import { isAbortError, type ChatMessage, type LlmAdapter, type SttAdapter, type SttStream, type ToolCall, type TtsAdapter } from './adapters/types.ts'
 
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+
 export interface AgentLogger {
   info(obj: object, msg?: string): void
   warn(obj: object, msg?: string): void
@@ -493,6 +495,10 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
             reply.turn.marks.firstTtsAudio ??= performance.now()
             resampler ??= new StreamResampler(chunk.sampleRate, this.port.sampleRate)
             this.playout.enqueue(seg, resampler.process(chunk.samples))
+            // Buffered chunks resolve as microtasks: without a macrotask break a
+            // fast TTS would hold the event loop and delay the media tick that
+            // should send the first reply frame.
+            await yieldToEventLoop()
           }
           if (resampler && !signal.aborted) this.playout.enqueue(seg, resampler.flush())
         } catch (err) {

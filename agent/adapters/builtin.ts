@@ -8,6 +8,7 @@ import { ScriptedLlm, type ScriptedRule } from './llm/scripted.ts'
 import { PocketsphinxStt } from './stt/pocketsphinx.ts'
 import { EspeakTts } from './tts/espeak.ts'
 import { OpenAiLlm } from './llm/openai.ts'
+import { StubLlm, StubStt, StubTts } from './stub.ts'
 import { DeepgramStt } from './stt/deepgram.ts'
 import { OpenAiTts } from './tts/openai.ts'
 import { ElevenLabsTts } from './tts/elevenlabs.ts'
@@ -82,6 +83,9 @@ export function registerBuiltinAdapters(): void {
     const sampleRate = rate === 8000 || rate === 16000 || rate === 22050 || rate === 24000 || rate === 44100 ? rate : undefined
     return new ElevenLabsTts({ ...(apiKey ? { apiKey } : {}), ...(baseUrl ? { baseUrl } : {}), ...(voiceId ? { voiceId } : {}), ...(modelId ? { modelId } : {}), ...(sampleRate ? { sampleRate } : {}) })
   })
+  registerStt('stub', (o) => new StubStt(str(o, 'text')))
+  registerLlm('stub', (o) => new StubLlm(str(o, 'reply')))
+  registerTts('stub', (o) => new StubTts(num(o, 'msPerChar')))
   registerLlm('scripted', (o) => {
     const fallback = str(o, 'fallback')
     const d = num(o, 'firstTokenDelayMs')
