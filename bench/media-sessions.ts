@@ -362,6 +362,19 @@ summarizeKind('opus', 'Callplane Opus↔PCMU transcoding', 300, ['media.opus.ses
 for (const st of steps) if (!st.ok) notes.push(`${st.kind} ${st.sessions} failed: ${st.reason}`)
 notes.push('engine and RTP load generator share this box (2 cores): per-core figures extrapolate the engine process CPU share at the best passing step')
 notes.push(`load average during the run: ${loadavg().map((l) => l.toFixed(1)).join(' / ')} on ${cpus().length} cores (other processes compete for the CPU; pacing figures are only as good as the box is quiet)`)
+// Marginal CPU per session between the two largest zero-loss G.711 steps:
+// removes fixed costs (the clock's sub-millisecond wait, the bench itself).
+{
+  const z = steps.filter((st) => st.kind === 'g711' && st.egressLost === 0 && st.inboundLost === 0)
+  if (z.length >= 2) {
+    const [lo, hi] = [z[z.length - 2]!, z[z.length - 1]!]
+    const marginal = ((hi.coreShare - lo.coreShare) / (hi.sessions - lo.sessions)) * 1e6
+    if (marginal > 0) {
+      figures.push({ id: 'media.g711.marginal_cpu_us_per_session_sec', label: `Callplane G.711: marginal CPU per session (${lo.sessions} → ${hi.sessions} sessions)`, value: marginal, unit: 'µs/s', better: 'lower' })
+      figures.push({ id: 'media.g711.sessions_per_core_marginal', label: 'Callplane G.711: sessions per core from the marginal CPU cost', value: 1e6 / marginal, unit: 'sessions/core', better: 'higher', target: 1000 })
+    }
+  }
+}
 const anyOk = steps.some((st) => st.ok)
 if (!anyOk) {
   const g0 = steps.find((st) => st.kind === 'g711')
