@@ -2,6 +2,12 @@ import Srf from 'drachtio-srf'
 import type { Logger } from 'pino'
 import { Gauge, Counter, type Registry } from 'prom-client'
 
+/** The part of drachtio-srf's (untyped) WireProtocol that stop() must reach. */
+interface WireProtocolRetry {
+  closing: boolean
+  reconnectVars?: { retryTimer: NodeJS.Timeout | null }
+}
+
 /** Where the drachtio-srf app connects: the embedded server or a real drachtio-server. */
 export interface DrachtioTarget {
   host: string
@@ -158,6 +164,14 @@ export class SipApp {
   async stop(): Promise<void> {
     this.srf.removeAllListeners('connect')
     try { this.srf.disconnect() } catch { /* already closed */ }
+    // With no live socket, drachtio-srf's disconnect() throws before it marks
+    // the wire protocol as closing, so its reconnect timer would keep retrying
+    // (and keep the process alive) forever. Stop it explicitly.
+    const wp = (this.srf as unknown as { _app?: { client?: { wp?: WireProtocolRetry } } })._app?.client?.wp
+    if (wp) {
+      wp.closing = true
+      if (wp.reconnectVars?.retryTimer) clearTimeout(wp.reconnectVars.retryTimer)
+    }
     this.connectedTo = null
   }
 }
