@@ -45,6 +45,7 @@ export class OverloadGuard {
   admitShare = 1
   private hotWindows = 0
   private late = 0
+  private fresh = 0
   pendingInvites = 0
 
   constructor(private readonly opts: OverloadOptions = DEFAULT_OVERLOAD) {
@@ -63,8 +64,11 @@ export class OverloadGuard {
       const saturated = window.utilization > this.opts.maxUtilization && cpuShare > this.opts.maxCpuShare
       const hot = saturated || this.hist.percentile(50) / 1e6 > this.opts.maxLoopDelayMs
       this.hotWindows = hot ? this.hotWindows + 1 : 0
-      const bad = this.hotWindows >= this.opts.windows || this.late >= 3
+      // late: at least 10 retransmissions and 5% of the new requests of the window
+      const late = this.late >= 10 && this.late >= 0.05 * this.fresh
+      const bad = this.hotWindows >= this.opts.windows || late
       this.late = 0
+      this.fresh = 0
       this.admitShare = bad ? Math.max(0.05, this.admitShare * 0.7) : Math.min(1, this.admitShare + 0.1)
       this.hist.reset()
     }, 250)
@@ -78,6 +82,7 @@ export class OverloadGuard {
 
   /** True when this new request should be refused. */
   shouldShed(): boolean {
+    this.fresh++
     if (this.pendingInvites >= this.opts.maxPendingInvites) return true
     return this.admitShare < 1 && Math.random() >= this.admitShare
   }
