@@ -6,7 +6,7 @@
 import { createSocket, type Socket as UdpSocket } from 'node:dgram'
 import { createServer, connect, type Server, type Socket } from 'node:net'
 import { EventEmitter } from 'node:events'
-import { isIPv6 } from 'node:net'
+import { isIPv4, isIPv6 } from 'node:net'
 
 export type Protocol = 'udp' | 'tcp'
 
@@ -49,6 +49,7 @@ export class Transport extends EventEmitter<TransportEvents> {
   private conns = new Map<string, Socket>()
   private pendingConnects = new Map<string, Buffer[]>()
   private closed = false
+  private udp6 = false
   boundPort = 0
 
   constructor(private readonly opts: TransportOptions) { super() }
@@ -56,6 +57,7 @@ export class Transport extends EventEmitter<TransportEvents> {
   async listen(): Promise<void> {
     const { host } = this.opts
     const family = isIPv6(host) ? 'udp6' : 'udp4'
+    this.udp6 = family === 'udp6'
     const udp = createSocket({ type: family, reuseAddr: false })
     this.udp = udp
     udp.on('message', (msg, rinfo) => {
@@ -141,7 +143,9 @@ export class Transport extends EventEmitter<TransportEvents> {
   send(to: Remote, data: Buffer): void {
     if (this.closed) return
     if (to.protocol === 'udp') {
-      this.udp?.send(data, to.port, to.address)
+      // A dual-stack socket ('::') reaches IPv4 peers through their v4-mapped address.
+      const address = this.udp6 && isIPv4(to.address) ? `::ffff:${to.address}` : to.address
+      this.udp?.send(data, to.port, address)
       return
     }
     const key = remoteKey(to)

@@ -136,3 +136,12 @@ t.test('overload: new INVITEs beyond the pending limit are answered 503 at once'
   t.equal(r.code, 0, `all three calls got 503: ${r.errors}`)
   t.equal(held.length, 2, 'only two INVITEs reached the app')
 })
+
+t.test('dual-stack bind (::) serves IPv4 callers', async (t) => {
+  const h = await startServer({ sipHost: '::' })
+  t.teardown(() => h.close())
+  const srf = await h.connectApp()
+  srf.invite((req, res) => { void srf.createUAS(req, res, { localSdp: SDP }) })
+  const r = await runSipp({ scenario: 'uac', remote: `127.0.0.1:${h.sipPort}`, localPort: await freePort(), calls: 2 }).done
+  t.equal(r.code, 0, `IPv4 call through a dual-stack socket: ${r.errors}`)
+})
