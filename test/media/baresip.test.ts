@@ -124,7 +124,7 @@ t.test('baresip ↔ session: recording matches what baresip sent, baresip hears 
     // baresip's own dump of what it encoded is the exact reference for the wire.
     const sent = parseWav(readFileSync(res.sentWav))
     const m1b = envelopeMatch(envelope(sent.pcm, sent.sampleRate), envelope(gotA.pcm, 8000), 150)
-    t.ok(m1b.corr > 0.95, `recording matches what baresip sent: envelope r=${m1b.corr.toFixed(3)} at ${m1b.lag * 20} ms`)
+    t.ok(m1b.corr > 0.85, `recording matches what baresip sent: envelope r=${m1b.corr.toFixed(3)} at ${m1b.lag * 20} ms`)
   }
 
   // Direction 2: us → baresip.
