@@ -381,7 +381,9 @@ export class SipCore {
   /** `sip|network|<meta>|<txnId>|<dialogId>|<local addr>|<local port>` + message, as drachtio-agent parses it. */
   deliver(app: AppConnection, msg: SipMessage, from: Inbound | Remote, txnId: string, dlgId: string): void {
     const raw = msg.toString()
-    const local = 'localAddress' in from ? `${from.localAddress}|${from.localPort}` : `${this.localHost()}|${this.port}`
+    // receivedOn: a wildcard bind does not tell us the datagram's destination, so advertise ours.
+    const la = 'localAddress' in from && from.localAddress !== '0.0.0.0' && from.localAddress !== '::' ? from.localAddress : this.localHost()
+    const local = `${la}|${'localPort' in from ? from.localPort : this.port}`
     const meta = formatMeta({ source: 'network', length: Buffer.byteLength(raw), protocol: from.protocol, address: from.address, port: from.port, time: stackTime() })
     app.send(`sip|${meta}|${txnId}|${dlgId}|${local}\r\n${raw}`)
   }
