@@ -2,6 +2,7 @@ import type Srf from 'drachtio-srf'
 import type { ActiveCall } from './call-session.ts'
 import type { DialAttempt, OutboundDialer } from './outbound-dialer.ts'
 import type { MediaBinder } from './media-binding.ts'
+import { withDirection } from './hold.ts'
 
 /**
  * Moving the caller to someone else.
@@ -120,7 +121,9 @@ async function bridgeTransfer(call: ActiveCall, caller: Srf.Dialog, t: TransferR
   if (t.mode === 'attended' && call.media) await call.setHold(true).catch(() => {})
   // Offer: our own media when we whisper first, else the caller's media directly.
   const whisperLeg = whisper ? await binder!.offer({ callId: call.id, accountId, direction: 'outbound', agentId: null, from: fromNumber, to: t.to, metadata: { whisper } }) : null
-  const offer = whisperLeg ? whisperLeg.localSdp : caller.remote.sdp
+  // The caller's last SDP may carry our hold (sendonly/recvonly): the bridged media is two-way.
+  const callerMedia = withDirection(caller.remote.sdp, 'sendrecv')
+  const offer = whisperLeg ? whisperLeg.localSdp : callerMedia
   const result = await deps.dialer.dial(deps.srf, attempts, offer, { ringTimeoutMs: 30_000 })
   if (!result.ok) {
     await whisperLeg?.close('transfer-failed')
@@ -135,11 +138,11 @@ async function bridgeTransfer(call: ActiveCall, caller: Srf.Dialog, t: TransferR
     whisperLeg.attach(target)
     await whisperLeg.say!(whisper)
     // Re-anchor the target onto the caller's media (RFC 3725 §4.1 re-INVITE).
-    targetSdp = await target.modify(caller.remote.sdp)
+    targetSdp = await target.modify(callerMedia)
     await whisperLeg.close('whisper-done')
   }
   // The caller now talks to the target.
-  await caller.modify(targetSdp)
+  await caller.modify(withDirection(targetSdp, 'sendrecv'))
   const oldCallee = call.callee
   if (call.media) {
     const m = call.media
