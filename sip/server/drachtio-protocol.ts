@@ -91,7 +91,7 @@ export class AppConnection extends EventEmitter<{ message: [ClientMessage]; clos
     this.send(`response|${clientMsgId}|${text}${sip !== undefined ? '\r\n' + sip : ''}`)
   }
 
-  routes_(verb: string): boolean { return this.routes.has(verb.toLowerCase()) }
+  routesVerb(verb: string): boolean { return this.routes.has(verb.toLowerCase()) }
 
   close(): void {
     this.socket.end()

@@ -65,7 +65,7 @@ export class ProxyCore {
 
   onAppProxy(app: AppConnection, m: ClientMessage): void {
     const [txnId = '', remain = '', , follow = '', mode = '', prov = '', fin = '', ...dests] = m.args
-    const server = this.core.tl.serverById_(txnId)
+    const server = this.core.tl.serverById(txnId)
     if (!server || (server.state !== 'proceeding' && server.state !== 'trying')) {
       app.respond(m.msgId, 'NO|transaction not found')
       return

@@ -372,7 +372,7 @@ export class SipCore {
   }
 
   private pickApp(method: string): AppConnection | undefined {
-    const candidates = this.authenticatedApps().filter((a) => a.routes_(method))
+    const candidates = this.authenticatedApps().filter((a) => a.routesVerb(method))
     if (candidates.length === 0) return undefined
     this.rr = (this.rr + 1) % candidates.length
     return candidates[this.rr]
@@ -619,7 +619,7 @@ export class SipCore {
   // -- responses from the app (UAS side) --
 
   private appResponse(app: AppConnection, clientMsgId: string, txnId: string, appRes: SipMessage): void {
-    const txn = this.tl.serverById_(txnId)
+    const txn = this.tl.serverById(txnId)
     if (!txn || txn.state === 'terminated' || txn.state === 'completed' || txn.state === 'confirmed' ||
         (txn.state === 'accepted' && !(appRes.status >= 200 && appRes.status < 300))) {
       app.respond(clientMsgId, 'NO|transaction not found or already completed')
@@ -858,7 +858,7 @@ export class SipCore {
   }
 
   private appCancel(app: AppConnection, clientMsgId: string, txnId: string, appReq: SipMessage): void {
-    const inv = this.tl.clientById_(txnId)
+    const inv = this.tl.clientById(txnId)
     if (!inv || inv.request.method !== 'INVITE') { app.respond(clientMsgId, 'NO|unknown transaction'); return }
     if (inv.state !== 'calling' && inv.state !== 'proceeding') { app.respond(clientMsgId, 'NO|transaction already completed'); return }
     const invite = inv.request

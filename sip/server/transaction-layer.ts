@@ -284,8 +284,8 @@ export function buildNon2xxAck(invite: SipMessage, res: SipMessage): SipMessage 
 export class TransactionLayer {
   private server = new Map<string, ServerTransaction>()
   private client = new Map<string, ClientTransaction>()
-  private serverById = new Map<string, ServerTransaction>()
-  private clientById = new Map<string, ClientTransaction>()
+  private serversById = new Map<string, ServerTransaction>()
+  private clientsById = new Map<string, ClientTransaction>()
 
   constructor(readonly hooks: TxnHooks, readonly timers: Timers = DEFAULT_TIMERS) {}
 
@@ -312,14 +312,14 @@ export class TransactionLayer {
     if (!key) return undefined
     const t = new ServerTransaction(this, key, req, remote)
     this.server.set(key, t)
-    this.serverById.set(t.id, t)
+    this.serversById.set(t.id, t)
     return t
   }
 
   serverTransactions(): IterableIterator<ServerTransaction> { return this.server.values() }
 
-  serverById_(id: string): ServerTransaction | undefined { return this.serverById.get(id) }
-  clientById_(id: string): ClientTransaction | undefined { return this.clientById.get(id) }
+  serverById(id: string): ServerTransaction | undefined { return this.serversById.get(id) }
+  clientById(id: string): ClientTransaction | undefined { return this.clientsById.get(id) }
 
   matchClient(res: SipMessage): ClientTransaction | undefined {
     const via = res.topVia
@@ -334,18 +334,18 @@ export class TransactionLayer {
     const key = clientKey(branch, req.method)
     const t = new ClientTransaction(this, key, req, dest, handlers)
     this.client.set(key, t)
-    this.clientById.set(t.id, t)
+    this.clientsById.set(t.id, t)
     return t
   }
 
   removeServer(t: ServerTransaction): void {
     if (this.server.get(t.key) === t) this.server.delete(t.key)
-    this.serverById.delete(t.id)
+    this.serversById.delete(t.id)
   }
 
   removeClient(t: ClientTransaction): void {
     if (this.client.get(t.key) === t) this.client.delete(t.key)
-    this.clientById.delete(t.id)
+    this.clientsById.delete(t.id)
   }
 
   shutdown(): void {
