@@ -26,7 +26,7 @@ function startNode(dataDir: string, port: number): { child: ChildProcess; lines:
   child.stderr!.on('data', (d: Buffer) => { lines.push(`stderr: ${d.toString().trim()}`) })
   return {
     child, lines,
-    async waitFor(re, ms = 60_000) {
+    async waitFor(re, ms = 150_000) {
       const end = Date.now() + ms
       for (;;) {
         const l = lines.find((x) => re.test(x))
