@@ -9,7 +9,7 @@ const SCENARIOS = join(import.meta.dirname, '..', 'engine', 'scenarios')
 
 /** A real SIP call to the demo number 1000, seen through GET /v1/events and the calls API. */
 t.test('the events WebSocket sees a real call end to end', async (t) => {
-  const stack = await startStack()
+  const stack = await startStack(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {})
   t.teardown(() => stack.stop())
   const wsUrl = `${stack.baseUrl.replace('http', 'ws')}/v1/events?types=call.*&token=${stack.apiKey}`
   const events: Array<{ type: string; callId: string; data: any }> = []

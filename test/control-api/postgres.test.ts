@@ -17,6 +17,7 @@ const SUITES = [
   'test/control-api/calls.test.ts',
   'test/control-api/webhooks-delivery.test.ts',
   'test/store/repositories.test.ts',
+  'test/control-api/e2e-events.test.ts',
 ]
 
 function runSuite(file: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; out: string }> {
