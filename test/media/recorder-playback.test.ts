@@ -16,13 +16,13 @@ t.test('stereo recording: caller on the left, our audio on the right, readable m
   const [us, caller] = await connectedPair(engine, { codecs: ['PCMU'] }, { codecs: ['PCMU'] })
   const path = join(dir, 'call.wav')
   const rec = us.startRecording(path, 'stereo')
-  void caller.play(new PcmSource(sine(500, 8000, 2), 8000))
-  void us.play(new PcmSource(sine(1500, 8000, 2), 8000))
+  const plays = Promise.all([caller.play(new PcmSource(sine(500, 8000, 2), 8000)), us.play(new PcmSource(sine(1500, 8000, 2), 8000))])
   await sleep(1200)
   // Crash safety: the file on disk is already a valid WAV with most of the audio.
   const partial = parseWav(readFileSync(path))
   t.ok(partial.pcm.length >= 8000 * 0.5, `mid-call file holds ${(partial.pcm.length / 8000).toFixed(2)} s`)
-  await sleep(1200)
+  await plays
+  await sleep(300)
   const res = us.stopRecording(rec)
   t.equal(res.channels, 2)
   t.ok(res.durationMs >= 2000 && res.durationMs < 2800, `duration ${res.durationMs} ms`)
