@@ -54,6 +54,8 @@ export interface SipCallControlOptions {
   nodeId: string
   localHost: () => string
   accountCallLimit?: number | null
+  /** Registers an answered outbound dialog with SipApp (active-calls gauge, drain). */
+  track?: (sipCallId: string, dialog: Srf.Dialog) => void
 }
 
 export class SipCallControl implements CallControl {
@@ -139,6 +141,7 @@ export class SipCallControl implements CallControl {
       await call.finish('failed', 'media-negotiation-failed', 'system', null)
       return
     }
+    o.track?.(dialog.sip.callId, dialog)
     call.watch(dialog, 'callee')
     call.serveMedia(dialog, leg)
     await call.record.answered()

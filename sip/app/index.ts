@@ -93,7 +93,7 @@ export class SipApplication {
     })
     this.calls = new SipCallControl({
       srf: sipApp.srf, store, dialer: this.dialer, active: this.active, media, logger: this.log.child({ part: 'calls' }), nodeId: this.nodeId,
-      localHost, accountCallLimit: opts.accountCallLimit ?? null,
+      localHost, accountCallLimit: opts.accountCallLimit ?? null, track: (id, d) => sipApp.trackDialog(id, d),
     })
     this.keepalive = new RegistrarKeepalive({
       srf: sipApp.srf, store, logger: this.log.child({ part: 'keepalive' }), nodeId: this.nodeId, localHost, ...(opts.keepalive ?? {}),

@@ -107,6 +107,11 @@ export class SipApp {
     return first.replace(/^[a-z]+\//i, '')
   }
 
+  /** Counts a dialog this node placed (outbound legs) among its live calls: metrics and drain. */
+  trackDialog(callId: string, dialog: Srf.Dialog): void {
+    this.liveCalls.add(callId, dialog)
+  }
+
   /** Runs before the live dialogs are ended on drain (the call layer ends its calls with complete records). */
   onDrain(hook: () => Promise<void>): void {
     this.drainHooks.push(hook)
