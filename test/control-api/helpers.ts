@@ -7,6 +7,7 @@ import { pino } from 'pino'
 import { Registry } from 'prom-client'
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify'
 import { openDatabase, type Database } from '../../store/database.ts'
+import { seedPgliteDataDir } from '../harness/pglite-template.ts'
 import { migrate } from '../../store/migrator.ts'
 import { bootstrap } from '../../store/bootstrap.ts'
 import { createStore, type Store } from '../../store/index.ts'
@@ -27,6 +28,7 @@ export async function openTestDatabase(): Promise<{ db: Database; dir: string; r
   const dir = mkdtempSync(join(tmpdir(), 'cp-api-'))
   const url = process.env.DATABASE_URL
   if (!url) {
+    await seedPgliteDataDir(dir) // copy an initialised cluster instead of running initdb
     const db = await openDatabase({ dataDir: dir, logger: silent })
     return {
       db, dir,
