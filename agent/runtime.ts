@@ -52,6 +52,8 @@ export interface AgentRuntimeOptions {
   log?: AgentLogger
   /** How long to wait for STT after end of speech before giving up on the turn. */
   finalTimeoutMs?: number
+  /** After the final timeout, how long a late STT final is still accepted for the turn. */
+  lateFinalGraceMs?: number
   /** DTMF digits arriving within this window are sent to the LLM together. */
   dtmfInterDigitMs?: number
   maxToolRounds?: number
@@ -99,6 +101,7 @@ interface UserTurn {
   /** Burst that was a barge-in false alarm: its transcript is dropped. */
   discard: boolean
   timer?: NodeJS.Timeout
+  abandonTimer?: NodeJS.Timeout
 }
 
 type ReplyInput = { kind: 'llm'; trigger: TurnTiming['trigger']; marks: TurnMarks } | { kind: 'say'; text: string; trigger: TurnTiming['trigger']; interruptible: boolean }
@@ -210,9 +213,11 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
         // Talking over a non-interruptible prompt (e.g. a mandatory disclosure) is not a turn.
         const discard = this.agentBusy() && !this.canInterrupt() && this.config.bargeIn.enabled
         this.userTurn = { startedAt: ev.firstVoicedAt, texts: [], awaitingFinal: false, discard }
-      } else if (this.userTurn.timer) {
+      } else {
         // Caller resumed before STT delivered: same turn continues.
-        clearTimeout(this.userTurn.timer)
+        if (this.userTurn.timer) clearTimeout(this.userTurn.timer)
+        if (this.userTurn.abandonTimer) clearTimeout(this.userTurn.abandonTimer)
+        this.userTurn.abandonTimer = undefined
         this.userTurn.awaitingFinal = false
       }
       return
@@ -303,7 +308,21 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
       this.decideBargeIn(this.bargeIn.finalWords(''))
     }
     const text = ut.texts.join(' ').trim()
-    if (ut.discard || !text) return
+    if (ut.discard) return
+    if (!text) {
+      // STT is late (loaded box, slow vendor): keep the turn open so a late
+      // final still gets answered, but give up eventually so a noise burst
+      // that never yields text does not block the silence timer forever.
+      if (!ut.abandonTimer) {
+        this.userTurn = ut
+        ut.abandonTimer = this.timer(this.opts.lateFinalGraceMs ?? 10000, () => {
+          if (this.userTurn === ut) this.userTurn = undefined
+          this.armSilenceTimer()
+        })
+      }
+      return
+    }
+    if (ut.abandonTimer) clearTimeout(ut.abandonTimer)
     const now = performance.now()
     const entry = this.transcript.add({ role: 'user', text, start: ut.startedAt, end: ut.endOfSpeech ?? now, interrupted: false, ...(ut.source ? { source: ut.source } : {}) })
     this.emit('transcript', entry)

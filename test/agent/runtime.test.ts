@@ -87,6 +87,8 @@ t.test('aiSpeaksFirst=false waits for the caller; DTMF goes to the LLM; transfer
   t.match(agent.transcript.entries.map((e) => e.text), ['DTMF: 1', 'You pressed one.'])
 
   port.say(speechPcm('talk to a human'))
+  agent.on('stt_final', (f) => t.comment(`stt final: ${JSON.stringify(f)}`))
+  agent.on('transcript', (e) => t.comment(`transcript: ${JSON.stringify(e)}`))
   const result = await agent.done
   t.equal(result.reason, 'transfer')
   t.same(port.transfers, ['sip:sales@example.com'])

@@ -130,8 +130,12 @@ export class TestMediaPort implements AgentMediaPort {
     return undefined
   }
 
+  /**
+   * Timeouts are multiplied by AGENT_TEST_SLOWDOWN (default 3): the adapters are
+   * real processes and the CI box is shared, so wall time varies a lot.
+   */
   async waitFor(pred: () => boolean, timeoutMs: number, what = 'condition'): Promise<void> {
-    const end = performance.now() + timeoutMs
+    const end = performance.now() + timeoutMs * Number(process.env.AGENT_TEST_SLOWDOWN ?? 3)
     while (!pred()) {
       if (performance.now() > end) throw new Error(`timed out waiting for ${what}`)
       await new Promise((r) => setTimeout(r, 10))
