@@ -79,7 +79,14 @@ export async function transferCall(call: ActiveCall, t: TransferRequest, deps: T
   const caller = call.caller ?? (call.record.call.direction === 'outbound' ? call.callee : null)
   if (!caller || call.record.currentStatus !== 'in-progress') throw new TransferError(409, 'only an answered call can be transferred')
   if (t.mode === 'blind') {
-    const referTo = t.referTo ?? (/^sips?:/i.test(t.to) ? t.to : `sip:${t.to}@${deps.localHost()}`)
+    // Refer-To must be something the caller's side can reach: a SIP URI as given,
+    // else where our own routing would send the target (the carrier route, the
+    // extension's contact), else us.
+    let referTo = t.referTo ?? (/^sips?:/i.test(t.to) ? t.to : null)
+    if (!referTo) {
+      const planned = await deps.dialer.plan(call.record.call.accountId, t.to, t.from ?? call.record.call.from).catch(() => [])
+      referTo = planned[0]?.uri ?? `sip:${t.to}@${deps.localHost()}`
+    }
     let status: number
     // Listen first: the NOTIFY can arrive right behind the 202.
     const outcome = awaitReferOutcome(caller, 30_000)

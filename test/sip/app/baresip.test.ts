@@ -43,8 +43,12 @@ t.test('baresip as an extension', async (t) => {
     const c = await carrier.done
     t.equal(c.code, 0, `carrier answered and got the BYE relayed from baresip (${c.errors.slice(0, 200)})`)
     t.match(c.log, /From: <sip:\+14155550123@/, 'the extension\'s caller ID is presented')
-    const { rows } = await store.db.pool.query(`SELECT * FROM calls WHERE extension_id = $1 AND direction = 'inbound' ORDER BY seq DESC LIMIT 1`, [ext.id])
-    t.match(rows[0], { status: 'completed', to_number: '+12125550100', from_number: '201', trunk_id: trunk.id, hangup_by: 'caller' })
+    // The record ends right behind the BYE: wait for it rather than race it.
+    const row = await waitFor(async () => {
+      const { rows } = await store.db.pool.query(`SELECT * FROM calls WHERE extension_id = $1 AND direction = 'inbound' AND status <> 'in-progress' ORDER BY seq DESC LIMIT 1`, [ext.id])
+      return rows[0]
+    }, 5_000, 'record ended')
+    t.match(row, { status: 'completed', to_number: '+12125550100', from_number: '201', trunk_id: trunk.id, hangup_by: 'caller' })
     t.ok(r.log.length > 0)
   })
 
@@ -56,8 +60,11 @@ t.test('baresip as an extension', async (t) => {
     await waitFor(async () => (await app.registrar.contactsFor(ext.id)).length > 0 || null, 10_000, 'registration')
     const res = await sipp('carrier-call.xml', { remote: stack.target, service: '+14155550188', localIp: '127.0.0.2', timeoutMs: 20_000 })
     t.equal(res.code, 0, `carrier's call answered by baresip through us, BYE relayed (${res.errors.slice(0, 200)})`)
-    const { rows } = await store.db.pool.query(`SELECT * FROM calls WHERE to_number = '+14155550188' ORDER BY seq DESC LIMIT 1`)
-    t.match(rows[0], { status: 'completed', hangup_by: 'caller', trunk_id: carrierTrunk.id, direction: 'inbound' })
+    const row = await waitFor(async () => {
+      const { rows } = await store.db.pool.query(`SELECT * FROM calls WHERE to_number = '+14155550188' AND status <> 'in-progress' ORDER BY seq DESC LIMIT 1`)
+      return rows[0]
+    }, 5_000, 'record ended')
+    t.match(row, { status: 'completed', hangup_by: 'caller', trunk_id: carrierTrunk.id, direction: 'inbound' })
     phone.kill()
     await phone.done
   })
