@@ -302,11 +302,11 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
     const ut = this.userTurn
     if (!ut || !ut.awaitingFinal) return
     if (ut.timer) clearTimeout(ut.timer)
-    this.userTurn = undefined
     if (this.bargeIn.pending) {
-      // STT never confirmed enough words: treat as a false alarm.
+      // STT never confirmed enough words: treat as a false alarm (marks ut.discard).
       this.decideBargeIn(this.bargeIn.finalWords(''))
     }
+    this.userTurn = undefined
     const text = ut.texts.join(' ').trim()
     if (ut.discard) return
     if (!text) {
