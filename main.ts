@@ -1,6 +1,5 @@
 import { loadConfig, ConfigError, type Config } from './config/config.ts'
 import { createRootLogger } from './config/logger.ts'
-import { Engine } from './engine.ts'
 
 /** `make start` / `npm start`: the whole engine in one process, embedded defaults. */
 async function main(): Promise<void> {
@@ -15,7 +14,9 @@ async function main(): Promise<void> {
     throw err
   }
   const logger = createRootLogger(config.logLevel)
-  let engine: Engine
+  // The engine's module graph takes seconds to load; a bad value should not wait for it.
+  const { Engine } = await import('./engine.ts')
+  let engine: Awaited<ReturnType<typeof Engine.start>>
   try {
     engine = await Engine.start(config, logger)
   } catch (err) {
