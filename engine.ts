@@ -34,26 +34,61 @@ export interface EngineListeners {
  * in dependency order (store → SIP server → SIP app → API), and tears them down
  * in reverse with a drain that ends live calls first.
  */
+export interface EngineParts {
+  config: Config
+  logger: Logger
+  registry: Registry
+  db: Database
+  /** Repositories, outbox and event bus. sip/app records calls through store.calls. */
+  store: Store
+  /** Null when the app drives an external drachtio-server (DRACHTIO_URL). */
+  sipServer: SipServer | null
+  sipApp: SipApp
+  sipApplication: SipApplication
+  media: MediaEngine
+  /** The API's seam to sip/app; answers 503 for actions nothing implements. */
+  callControl: CallControlSlot
+  api: FastifyInstance
+  webhookWorker: WebhookWorker
+  listeners: EngineListeners
+  /** Set only on the first start without BOOTSTRAP_API_KEY: printed once. */
+  generatedApiKey: string | undefined
+}
+
 export class Engine {
   private draining = false
   private stopped = false
-  /** Repositories, outbox and event bus (set by start). sip/app records calls through store.calls. */
-  store!: Store
-  /** sip/app installs its CallControl here; the API answers 503 until it does. */
-  readonly callControl = new CallControlSlot()
-  webhookWorker!: WebhookWorker
+  readonly config: Config
+  readonly logger: Logger
+  readonly registry: Registry
+  readonly db: Database
+  readonly store: Store
+  readonly sipServer: SipServer | null
+  readonly sipApp: SipApp
+  readonly sipApplication: SipApplication
+  readonly media: MediaEngine
+  readonly callControl: CallControlSlot
+  readonly api: FastifyInstance
+  readonly webhookWorker: WebhookWorker
+  readonly listeners: EngineListeners
+  readonly generatedApiKey: string | undefined
 
-  private constructor(
-    readonly config: Config,
-    readonly logger: Logger,
-    readonly registry: Registry,
-    readonly db: Database,
-    readonly sipServer: SipServer | null,
-    readonly sipApp: SipApp,
-    readonly api: FastifyInstance,
-    readonly listeners: EngineListeners,
-    readonly generatedApiKey: string | undefined,
-  ) {}
+  private constructor(parts: EngineParts) {
+    this.config = parts.config
+    this.logger = parts.logger
+    this.registry = parts.registry
+    this.db = parts.db
+    this.store = parts.store
+    this.sipServer = parts.sipServer
+    this.sipApp = parts.sipApp
+    this.sipApplication = parts.sipApplication
+    this.media = parts.media
+    this.callControl = parts.callControl
+    this.api = parts.api
+    this.webhookWorker = parts.webhookWorker
+    this.listeners = parts.listeners
+    this.generatedApiKey = parts.generatedApiKey
+  }
 
   static async start(config: Config, logger: Logger): Promise<Engine> {
     const registry = new Registry()
@@ -66,7 +101,7 @@ export class Engine {
       await migrate(db, logger.child({ component: 'store' }))
       const boot = await bootstrap(db, config.bootstrapApiKey, logger.child({ component: 'store' }))
       health.register('store', async () => ({ status: (await db.ping()) ? 'up' : 'down', detail: { mode: db.mode } }))
-      const store = createStore(db, SecretBox.fromEnvOrFile(process.env.SECRETS_KEY, join(config.dataDir, 'secrets.key')), logger.child({ component: 'store' }))
+      const store = createStore(db, SecretBox.fromEnvOrFile(config.secretsKey, join(config.dataDir, 'secrets.key')), logger.child({ component: 'store' }))
       await store.outbox.start()
       started.push(() => store.outbox.stop())
       const callControl = new CallControlSlot()
@@ -111,6 +146,10 @@ export class Engine {
       }))
       sipApplication.onDrained(() => media.stop())
       started.push(() => media.stop())
+      health.register('media', () => {
+        const st = media.stats()
+        return { status: 'up', detail: { activeSessions: st.activeSessions, ports: st.ports, lateTicks: st.scheduler.lateTicks } }
+      })
       health.register('sip-app', () => ({
         status: sipApp.connected ? 'up' : 'down',
         detail: { drachtio: sipApp.connectedHostport ?? `${target.host}:${target.port} (not connected)`, activeCalls: sipApp.activeCalls },
@@ -142,10 +181,10 @@ export class Engine {
         database: db.mode === 'embedded' ? `embedded PGlite in ${config.dataDir}/pgdata` : 'PostgreSQL (DATABASE_URL)',
         rtp: `${config.rtpPortMin}-${config.rtpPortMax}${config.rtpengineNg ? ` via rtpengine ${config.rtpengineNg}` : ''}`,
       }
-      engine = new Engine(config, logger, registry, db, sipServer, sipApp, api, listeners, boot.generatedApiKey)
-      engine.store = store
-      engine.webhookWorker = webhookWorker
-      ;(engine as { callControl: CallControlSlot }).callControl = callControl
+      engine = new Engine({
+        config, logger, registry, db, store, sipServer, sipApp, sipApplication, media, callControl, api, webhookWorker, listeners,
+        generatedApiKey: boot.generatedApiKey,
+      })
       return engine
     } catch (err) {
       for (const stop of started.reverse()) await stop().catch(() => {})
@@ -171,6 +210,7 @@ export class Engine {
     await this.webhookWorker.stop()
     await this.api.close()
     await this.sipApp.stop()
+    await this.media.stop()
     if (this.sipServer) await this.sipServer.stop()
     await this.store.outbox.stop()
     await this.db.close()

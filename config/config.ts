@@ -23,6 +23,7 @@ export interface Config {
   drachtioSecret: string
   rtpengineNg: string | undefined
   bootstrapApiKey: string | undefined
+  secretsKey: string | undefined
   logLevel: LogLevel
   /** Seconds the drain on SIGTERM waits for BYEs and the store before exiting. */
   shutdownTimeoutSec: number
@@ -110,6 +111,7 @@ export const CONFIG_VARS = {
   drachtioSecret: { env: 'DRACHTIO_SECRET', default: 'cymru', parse: text, doc: 'Shared secret of the drachtio control socket.' },
   rtpengineNg: { env: 'RTPENGINE_NG', default: undefined, parse: optional(hostPort), doc: 'host:port of rtpengine\'s ng control; unset terminates media directly.' },
   bootstrapApiKey: { env: 'BOOTSTRAP_API_KEY', default: undefined, parse: optional(text), doc: 'Admin API key created on first start; otherwise one is generated and printed once.' },
+  secretsKey: { env: 'SECRETS_KEY', default: undefined, parse: optional(text), doc: 'Key that encrypts stored secrets (outbound SIP passwords, webhook secrets); unset → generated once into DATA_DIR/secrets.key.' },
   logLevel: { env: 'LOG_LEVEL', default: 'info', parse: level, doc: `Log level: ${LOG_LEVELS.join(', ')}.` },
   shutdownTimeoutSec: { env: 'SHUTDOWN_TIMEOUT', default: 10, parse: positiveInt(600), doc: 'Seconds a SIGTERM drain may take before exiting anyway.' },
 } satisfies { [K in keyof Config]: VarSpec<Config[K]> }

@@ -68,7 +68,7 @@ t.test('the start command brings the stack up, /health is 200, SIGTERM exits 0',
   }
   t.equal(health?.status, 200, `/health answered 200 within 30 s (stderr: ${p.err().slice(0, 500)})`)
   const components = (health?.body.components ?? {}) as Record<string, { status: string }>
-  for (const c of ['store', 'sip-server', 'sip-app']) t.equal(components[c]?.status, 'up', `${c} is up`)
+  for (const c of ['store', 'sip-server', 'sip-app', 'media']) t.equal(components[c]?.status, 'up', `${c} is up`)
   t.equal(health?.body.status, 'ok')
 
   t.match(p.out(), new RegExp(`udp:127\\.0\\.0\\.1:${sipPort}`), 'prints where SIP listens')
