@@ -273,6 +273,8 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
           // (decoder noise, or a late result for a turn already committed) is dropped.
           const ut = this.userTurn
           if (!ut) continue
+          // A slow second pass finishing now may be about audio from before this turn.
+          if (e.utteranceEndAt !== undefined && e.utteranceEndAt < ut.startedAt) continue
           ut.texts.push(e.text.trim())
           ut.finalAt = e.at
           if (e.source) ut.source = e.source

@@ -27,6 +27,12 @@ export type SttEvent =
       at: number
       /** Which engine/mode produced it (e.g. "grammar", "lm-fallback"); useful in transcripts. */
       source?: string
+      /**
+       * performance.now() when the engine closed the utterance, if earlier than
+       * `at` (a second decoding pass): lets the runtime drop results for audio
+       * that ended before the caller's current turn began.
+       */
+      utteranceEndAt?: number
     }
   | { type: 'end_of_utterance'; at: number }
   | { type: 'error'; error: Error; at: number }

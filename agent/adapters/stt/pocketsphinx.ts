@@ -88,14 +88,14 @@ class PocketsphinxStream implements SttStream {
     opts.signal?.addEventListener('abort', () => void this.close(), { once: true })
   }
 
-  private onHypothesis(text: string, source: string): void {
+  private onHypothesis(text: string, source: string, utteranceEndAt?: number): void {
     if (this.closed) return
     if (source === 'grammar') {
       this.pendingAudio = []
       this.pendingSamples = 0
     }
     const at = performance.now()
-    if (text) this.out.push({ type: 'final', text, at, source })
+    if (text) this.out.push({ type: 'final', text, at, source, ...(utteranceEndAt !== undefined ? { utteranceEndAt } : {}) })
     this.out.push({ type: 'end_of_utterance', at })
   }
 
@@ -117,6 +117,7 @@ class PocketsphinxStream implements SttStream {
 
   /** Decode the unrecognised audio with the general language model. */
   private async runFallback(): Promise<void> {
+    const missAt = performance.now()
     const chunks = this.pendingAudio
     this.pendingAudio = []
     this.pendingSamples = 0
@@ -137,7 +138,7 @@ class PocketsphinxStream implements SttStream {
     await new Promise<void>((resolve) => child.on('close', () => resolve()))
     this.fallbackRuns.delete(child)
     rmSync(file, { force: true })
-    this.onHypothesis(text.split('\n').map((s) => s.trim()).filter(Boolean).join(' '), 'lm-fallback')
+    this.onHypothesis(text.split('\n').map((s) => s.trim()).filter(Boolean).join(' '), 'lm-fallback', missAt)
   }
 
   events(): AsyncIterable<SttEvent> {
