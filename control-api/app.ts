@@ -4,6 +4,7 @@ import swaggerUi from '@fastify/swagger-ui'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import { ApiError, type ErrorBody } from './errors.ts'
+import { StoreError } from '../store/errors.ts'
 import type { HealthRegistry } from './health.ts'
 import { healthRoutes } from './routes/health.ts'
 import { metricsRoutes } from './routes/metrics.ts'
@@ -30,10 +31,12 @@ export async function buildApiServer(opts: ApiServerOptions): Promise<FastifyIns
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: true } },
   })
 
-  app.setErrorHandler((err: FastifyError | ApiError, req, reply) => {
+  app.setErrorHandler((err: FastifyError | ApiError | StoreError, req, reply) => {
     let body: ErrorBody
     let status: number
-    if (err instanceof ApiError) {
+    // Store errors carry the same status/code/details as API errors; rendering
+    // them here keeps their details instead of the generic 4xx branch dropping them.
+    if (err instanceof ApiError || err instanceof StoreError) {
       status = err.statusCode
       body = { error: { code: err.code, message: err.message, ...(err.details !== undefined ? { details: err.details } : {}) } }
     } else if (err.validation) {
