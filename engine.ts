@@ -19,6 +19,9 @@ import { SipApplication } from './sip/app/index.ts'
 import { createApiCallControl } from './sip/app/api-adapter.ts'
 import { AgentMediaBinder } from './sip/app/agent-media-binder.ts'
 import { MediaEngine } from './media/engine.ts'
+import { RtpengineAnchor } from './media/rtpengine/anchor.ts'
+import { MediaSessionRegistry } from './sip/app/media-sessions.ts'
+import { MediaCallControl } from './sip/app/media-call-control.ts'
 
 /** What a started engine tells its operator: one line per listener. */
 export interface EngineListeners {
@@ -134,16 +137,27 @@ export class Engine {
       started.push(() => sipApp.stop())
       // Registrar, routing, outbound calls, call control; finishes records a previous run left live.
       const sipApplication = await SipApplication.install(sipApp, { store, logger: logger.child({ component: 'sip-app' }) })
-      callControl.install(createApiCallControl(sipApplication))
       // Media for calls the engine terminates (agents): one MediaSession per call.
       const media = new MediaEngine({
         rtpPortMin: config.rtpPortMin, rtpPortMax: config.rtpPortMax, registry,
         ...(config.sipExternalAddress ? { externalAddress: config.sipExternalAddress } : config.sipHost !== '0.0.0.0' ? { externalAddress: config.sipHost } : {}),
       })
+      // RTPENGINE_NG: every session's offer/answer goes through the rtpengine daemon.
+      const anchor = config.rtpengineNg ? new RtpengineAnchor({ ng: config.rtpengineNg }) : undefined
+      if (anchor) started.push(async () => anchor.close())
+      const mediaSessions = new MediaSessionRegistry()
       sipApplication.setMediaBinder(new AgentMediaBinder({
-        media, store, logger: logger.child({ component: 'media' }),
+        media, store, logger: logger.child({ component: 'media' }), sessions: mediaSessions, ...(anchor ? { anchor } : {}),
         control: () => ({ hangup: (id) => sipApplication.calls.hangup(id, 'agent'), transfer: async (id, to) => { await sipApplication.calls.transfer(id, { mode: 'blind', to }) } }),
       }))
+      // The API's call actions: signalling from sip/app, media actions on the sessions above.
+      const mediaActions = new MediaCallControl({
+        sessions: mediaSessions, store, logger: logger.child({ component: 'media' }),
+        isLocal: (id) => sipApplication.calls.isLocal(id),
+        recordingsDir: join(config.dataDir, 'recordings'),
+        mediaRoots: [join(config.dataDir, 'media')],
+      })
+      callControl.install(createApiCallControl(sipApplication, mediaActions.api()))
       sipApplication.onDrained(() => media.stop())
       started.push(() => media.stop())
       health.register('media', () => {

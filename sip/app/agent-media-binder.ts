@@ -9,6 +9,8 @@ import { createAgent, type AgentConfigInput, type AgentMediaPort, type AgentRunt
 import type { Store } from '../../store/index.ts'
 import type { Agent } from '../../store/agents.ts'
 import type { CallContext, MediaBinder, MediaLeg } from './media-binding.ts'
+import type { RtpengineAnchor, AnchorableSession, CallIds } from '../../media/rtpengine/anchor.ts'
+import type { LiveMedia, MediaSessionRegistry } from './media-sessions.ts'
 
 /**
  * The production MediaBinder: one MediaSession per call from the MediaEngine
@@ -16,6 +18,11 @@ import type { CallContext, MediaBinder, MediaLeg } from './media-binding.ts'
  * agent, the agent runtime on top of it through an AgentMediaPort. The agent's
  * hangup/transfer go back to sip/app through `control`; its transcript, turn
  * timings and summary are persisted on the call record.
+ *
+ * Each session is listed in `sessions` (MediaSessionRegistry) while the call
+ * lives, so the API's media actions reach it. With `anchor` (RTPENGINE_NG)
+ * every offer/answer passes through the rtpengine daemon, so RTP flows
+ * peer ↔ rtpengine ↔ our session.
  */
 
 export interface AgentControl {
@@ -28,6 +35,16 @@ export interface AgentMediaBinderOptions {
   store: Store
   logger: Logger
   control: () => AgentControl | null
+  sessions?: MediaSessionRegistry
+  anchor?: RtpengineAnchor
+}
+
+/**
+ * rtpengine keys a call by Call-ID and the two tags; the SIP values never
+ * reach the binder, and any stable unique strings work as ng keys.
+ */
+function anchorIds(callId: string): CallIds & { toTag: string } {
+  return { callId: `callplane-${callId}`, fromTag: 'peer', toTag: 'engine' }
 }
 
 /** The stored agent (API shape) as the runtime's configuration. */
@@ -59,36 +76,65 @@ class SessionLeg implements MediaLeg {
   private readonly ended = new EventEmitter()
   private moh: FrameSource | null = null
   private closed = false
+  private anchored = false
 
-  constructor(readonly ctx: CallContext, readonly session: MediaSession, private readonly o: AgentMediaBinderOptions, private readonly log: Logger) {}
+  constructor(readonly ctx: CallContext, readonly session: MediaSession, private readonly o: AgentMediaBinderOptions, private readonly log: Logger, private readonly live: LiveMedia | null) {}
 
   async answer(remoteSdp: string): Promise<void> {
-    this.localSdp = await this.session.createAnswer(remoteSdp)
+    const a = this.o.anchor
+    if (a) {
+      this.anchored = true
+      this.localSdp = await a.answerThrough(this.session, remoteSdp, anchorIds(this.ctx.callId))
+    } else {
+      this.localSdp = await this.session.createAnswer(remoteSdp)
+    }
   }
 
   async offer(): Promise<void> {
-    this.localSdp = await this.session.createOffer()
+    const a = this.o.anchor
+    if (a) {
+      this.anchored = true
+      this.localSdp = await a.offerThrough(this.session, anchorIds(this.ctx.callId))
+    } else {
+      this.localSdp = await this.session.createOffer()
+    }
     this.awaitingAnswer = true
   }
 
   async setRemote(sdp: string): Promise<string> {
+    const a = this.anchored ? this.o.anchor : undefined
     if (this.awaitingAnswer) {
       this.awaitingAnswer = false
-      await this.session.setRemoteDescription(sdp)
+      if (a) await a.acceptAnswer(this.session, sdp, anchorIds(this.ctx.callId))
+      else await this.session.setRemoteDescription(sdp)
       return this.localSdp
     }
-    // A re-INVITE from the far end: answer its new offer (RFC 3264 §8).
-    this.localSdp = await this.session.createAnswer(sdp)
+    // A re-INVITE from the far end: answer its new offer (RFC 3264 §8);
+    // anchored, rtpengine sees the re-offer under the same call keys.
+    this.localSdp = a ? await a.answerThrough(this.session, sdp, anchorIds(this.ctx.callId)) : await this.session.createAnswer(sdp)
     return this.localSdp
   }
 
   async holdOffer(held: boolean): Promise<string> {
-    this.localSdp = held ? await this.session.hold() : await this.session.unhold()
+    const a = this.anchored ? this.o.anchor : undefined
+    if (a) {
+      // Our hold/unhold offer goes out through rtpengine like the first offer.
+      const session = this.session
+      const heldOffer: AnchorableSession = {
+        createOffer: () => held ? session.hold() : session.unhold(),
+        createAnswer: (o) => session.createAnswer(o),
+        setRemoteDescription: (s) => session.setRemoteDescription(s),
+      }
+      this.localSdp = await a.offerThrough(heldOffer, anchorIds(this.ctx.callId))
+    } else {
+      this.localSdp = held ? await this.session.hold() : await this.session.unhold()
+    }
     this.awaitingAnswer = true
     return this.localSdp
   }
 
-  attach(_dialog: Srf.Dialog): void {
+  attach(dialog: Srf.Dialog): void {
+    if (this.live) this.live.dialog = dialog
     if (!this.ctx.agentId || this.agent) return
     void this.startAgent().catch((err: unknown) => this.log.error({ err }, 'agent failed to start'))
   }
@@ -110,6 +156,7 @@ class SessionLeg implements MediaLeg {
     }
     const agent = createAgent({ config: agentConfigFrom(rec), port, call: { id: this.ctx.callId, from: this.ctx.from, to: this.ctx.to, direction: this.ctx.direction }, log: this.log })
     this.agent = agent
+    if (this.live) this.live.agent = agent
     const calls = this.o.store.calls
     agent.on('transcript', (e) => { void calls.appendTranscript(this.ctx.callId, e as never).catch(() => {}) })
     agent.on('turn', (tm) => { void calls.addTiming(this.ctx.callId, tm as never).catch(() => {}) })
@@ -131,7 +178,9 @@ class SessionLeg implements MediaLeg {
     if (this.closed) return
     this.closed = true
     this.ended.emit('ended', reason)
+    await this.o.sessions?.end(this.ctx.callId, reason)
     await this.session.close()
+    if (this.anchored) await this.o.anchor?.delete(anchorIds(this.ctx.callId)).catch((err: unknown) => this.log.warn({ err }, 'rtpengine delete failed'))
   }
 }
 
@@ -141,7 +190,7 @@ export class AgentMediaBinder implements MediaBinder {
   private async leg(ctx: CallContext): Promise<SessionLeg> {
     const session = await this.o.media.createSession({ id: ctx.callId })
     const log = this.o.logger.child({ callId: ctx.callId })
-    const leg = new SessionLeg(ctx, session, this.o, log)
+    const leg = new SessionLeg(ctx, session, this.o, log, this.o.sessions?.add(ctx, session) ?? null)
     // RTP inactivity (RFC 3550 has no BYE guarantee): end the call rather than hold it forever.
     session.on('timeout', () => { void this.o.control()?.hangup(ctx.callId).catch(() => {}) })
     return leg
@@ -160,7 +209,12 @@ export class AgentMediaBinder implements MediaBinder {
 
   async offer(ctx: CallContext): Promise<MediaLeg> {
     const leg = await this.leg(ctx)
-    await leg.offer()
+    try {
+      await leg.offer()
+    } catch (err) {
+      await leg.close('sdp-failed')
+      throw err
+    }
     return leg
   }
 }

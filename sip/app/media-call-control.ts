@@ -1,0 +1,270 @@
+import { randomUUID } from 'node:crypto'
+import { mkdirSync } from 'node:fs'
+import { join, resolve, sep } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type Srf from 'drachtio-srf'
+import type { Logger } from 'pino'
+import type { Call } from '../../store/calls.ts'
+import type { Store } from '../../store/index.ts'
+import { CallControlError, type ActionResult, type CallControl, type MediaStreamHandle, type MuteDirection } from '../../control-api/call-control.ts'
+import { PcmQueueSource, sourceFromSpec } from '../../media/playback.ts'
+import { EnergyVad } from '../../media/vad.ts'
+import type { WavRecorder } from '../../media/recorder.ts'
+import type { MediaSession } from '../../media/session.ts'
+import { resolveAgentConfig, type AgentConfigInput } from '../../agent/index.ts'
+import { registerBuiltinAdapters } from '../../agent/adapters/builtin.ts'
+import { createTts } from '../../agent/adapters/registry.ts'
+import type { TtsAdapter } from '../../agent/adapters/types.ts'
+import { StreamResampler } from '../../agent/resample.ts'
+import { agentConfigFrom } from './agent-media-binder.ts'
+import { CallMediaStream, STREAM_ENCAPSULATIONS, type StreamEncapsulation } from './media-stream.ts'
+import type { LiveMedia, MediaSessionRegistry } from './media-sessions.ts'
+
+/**
+ * The media half of the control API's CallControl: say, play, DTMF,
+ * recording, mute and the media stream WebSocket, acting on the MediaSession
+ * of a call this node terminates media for (MediaSessionRegistry). Conference
+ * and bridge are not built yet and answer 501.
+ *
+ * A call the API sees as live but that has no session here answers 404 when
+ * it runs on another node and 409 when it is a proxied leg (B2BUA to an
+ * extension or trunk: the media never touches us).
+ */
+export interface MediaCallControlOptions {
+  sessions: MediaSessionRegistry
+  store: Store
+  logger: Logger
+  /** Whether the call's signalling lives on this node (sip/app). */
+  isLocal: (callId: string) => boolean
+  /** Recordings are written to `<recordingsDir>/<uuid>.wav`. */
+  recordingsDir: string
+  /**
+   * Directories `play` may read file:// URLs from; anything else is refused so
+   * an API key cannot read arbitrary files off the node.
+   */
+  mediaRoots: string[]
+}
+
+/** ',' and 'w' pause between digits (the dial-string convention). */
+const DTMF_PAUSE_MS = 500
+/** codecs/dtmf.ts leaves 40 ms between RFC 4733 events. */
+const DTMF_GAP_MS = 40
+
+interface ActiveRecording { id: string; session: MediaSession; rec: WavRecorder }
+
+export class MediaCallControl {
+  private readonly recordings = new Map<string, ActiveRecording>()
+  private readonly log: Logger
+
+  constructor(private readonly o: MediaCallControlOptions) {
+    this.log = o.logger.child({ component: 'media-actions' })
+  }
+
+  /** The CallControl methods this provides, to pass as `media` to createApiCallControl. */
+  api(): CallControl {
+    return {
+      say: (call, opts) => this.say(call, opts),
+      play: (call, opts) => this.play(call, opts),
+      sendDtmf: (call, opts) => this.sendDtmf(call, opts),
+      startRecording: (call, opts) => this.startRecording(call, opts),
+      stopRecording: (call) => this.stopRecording(call),
+      mute: (call, opts) => this.mute(call, opts.direction, true),
+      unmute: (call, opts) => this.mute(call, opts.direction, false),
+      openStream: (call, opts) => this.openStream(call, opts),
+      bridge: async () => { throw new CallControlError('unsupported', 'bridging two calls is not implemented yet on this engine') },
+      conferenceJoin: async () => { throw new CallControlError('unsupported', 'conferences are not implemented yet on this engine: calls cannot be mixed into a room') },
+      conferenceKick: async () => { throw new CallControlError('unsupported', 'conferences are not implemented yet on this engine') },
+      conferenceRecord: async () => { throw new CallControlError('unsupported', 'conference recording is not implemented yet on this engine') },
+    }
+  }
+
+  private media(call: Call): LiveMedia {
+    const live = this.o.sessions.get(call.id)
+    if (live && !live.session.isClosed) return live
+    if (!this.o.isLocal(call.id)) throw new CallControlError('not_found', `call ${call.id} is not live on this node`)
+    if (live) throw new CallControlError('invalid_state', `call ${call.id} is ending`)
+    throw new CallControlError('invalid_state', `call ${call.id} has no media on this node (proxied leg or not answered yet)`)
+  }
+
+  // ------------------------------------------------------------------ say
+
+  private async ttsFor(live: LiveMedia): Promise<TtsAdapter> {
+    registerBuiltinAdapters()
+    const rec = live.ctx.agentId ? await this.o.store.agents.get(live.ctx.accountId, live.ctx.agentId) : null
+    // No agent: the offline default (espeak-ng), which needs no key.
+    const config = resolveAgentConfig(rec ? agentConfigFrom(rec) : ({ name: 'api-say' } satisfies AgentConfigInput))
+    return createTts(config.tts, config)
+  }
+
+  async say(call: Call, opts: { text: string; voice?: string | undefined; language?: string | undefined; bargeIn?: boolean | undefined }): Promise<ActionResult> {
+    const live = this.media(call)
+    const { session } = live
+    const tts = await this.ttsFor(live)
+    const rate = session.codecSampleRate()
+    const actionId = randomUUID()
+    const ac = new AbortController()
+    const src = new PcmQueueSource(rate)
+    const played = session.play(src)
+    const log = this.log.child({ callId: call.id, actionId })
+    let vad: EnergyVad | null = null
+    if (opts.bargeIn) {
+      // Barge-in drops only this prompt: the agent's own audio stays queued.
+      vad = new EnergyVad()
+      vad.once('speechStart', () => {
+        log.info('say interrupted by caller speech')
+        ac.abort()
+        src.clear()
+        src.end()
+      })
+      session.addSink(vad)
+    }
+    void played.then((r) => {
+      ac.abort()
+      if (vad && !session.isClosed) session.removeSink(vad)
+      log.debug({ result: r }, 'say finished')
+    })
+    void (async () => {
+      const stream = tts.synthesize({ text: opts.text, signal: ac.signal, ...(opts.voice ? { voice: opts.voice } : {}), ...(opts.language ? { language: opts.language } : {}) })
+      let rs: StreamResampler | undefined
+      for await (const chunk of stream) {
+        if (ac.signal.aborted) break
+        rs ??= new StreamResampler(chunk.sampleRate, rate)
+        src.push(rs.process(chunk.samples))
+      }
+      if (rs && !ac.signal.aborted) src.push(rs.flush())
+    })().catch((err: unknown) => {
+      if (!ac.signal.aborted) log.warn({ err: (err as Error).message }, 'say: synthesis failed')
+    }).finally(() => src.end())
+    return { actionId }
+  }
+
+  // ------------------------------------------------------------------ play
+
+  private location(url: string): { type: 'file' | 'url'; location: string } {
+    if (/^https?:\/\//i.test(url)) return { type: 'url', location: url }
+    let path: string
+    try { path = resolve(fileURLToPath(url)) } catch { throw new CallControlError('rejected', `play: ${url} is not a usable file URL`) }
+    if (!this.o.mediaRoots.some((root) => path.startsWith(resolve(root) + sep))) {
+      throw new CallControlError('rejected', `play: file URLs must point under ${this.o.mediaRoots.join(', ')}`)
+    }
+    return { type: 'file', location: url }
+  }
+
+  async play(call: Call, opts: { url: string; loop?: number | undefined }): Promise<ActionResult> {
+    const live = this.media(call)
+    const where = this.location(opts.url)
+    const src = await sourceFromSpec({ ...where, ...(opts.loop ? { loops: opts.loop } : {}) }, live.session.codecSampleRate())
+      .catch((err: unknown) => { throw new CallControlError('rejected', `play: cannot load ${opts.url}: ${(err as Error).message}`) })
+    if (live.session.isClosed) throw new CallControlError('invalid_state', `call ${call.id} has ended`)
+    const actionId = randomUUID()
+    void live.session.play(src).then((r) => this.log.debug({ callId: call.id, actionId, result: r }, 'play finished'))
+    return { actionId }
+  }
+
+  // ------------------------------------------------------------------ dtmf
+
+  async sendDtmf(call: Call, opts: { digits: string; durationMs?: number | undefined; method?: 'rfc4733' | 'info' | undefined }): Promise<ActionResult> {
+    const live = this.media(call)
+    const durationMs = opts.durationMs ?? 100
+    const tokens = opts.digits.toUpperCase().match(/[0-9A-D*#]+|[,W]/g) ?? []
+    // RFC 4733 when the session negotiated telephone-event (an empty enqueue
+    // reports that); else SIP INFO application/dtmf-relay on the dialog.
+    const method = opts.method === 'info' || !live.session.sendDtmf('', durationMs) ? 'info' : 'rfc4733'
+    if (method === 'info' && !live.dialog) throw new CallControlError('invalid_state', `call ${call.id} has no dialog to send SIP INFO on`)
+    const actionId = randomUUID()
+    const log = this.log.child({ callId: call.id, actionId })
+    void (async () => {
+      for (const t of tokens) {
+        if (live.session.isClosed) return
+        if (t === ',' || t === 'W') { await sleep(DTMF_PAUSE_MS); continue }
+        if (method === 'rfc4733') {
+          live.session.sendDtmf(t, durationMs)
+          await sleep(t.length * (durationMs + DTMF_GAP_MS) + 60)
+        } else {
+          for (const d of t) {
+            // RFC 2976 INFO with the de-facto application/dtmf-relay body (Cisco/SIP INFO DTMF).
+            await live.dialog!.request({ method: 'INFO', headers: { 'Content-Type': 'application/dtmf-relay' }, body: `Signal=${d}\r\nDuration=${durationMs}\r\n` } as unknown as Srf.SrfRequest)
+            await sleep(durationMs)
+          }
+        }
+      }
+    })().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'dtmf: sending failed'))
+    return { actionId, method }
+  }
+
+  // ------------------------------------------------------------------ recording
+
+  async startRecording(call: Call, opts: { format?: 'wav' | undefined; channels?: 'mono' | 'dual' | undefined }): Promise<{ recordingId: string }> {
+    const live = this.media(call)
+    if (this.recordings.has(call.id)) throw new CallControlError('invalid_state', `call ${call.id} is already being recorded (recording ${this.recordings.get(call.id)!.id})`)
+    mkdirSync(this.o.recordingsDir, { recursive: true })
+    const path = join(this.o.recordingsDir, `${randomUUID()}.wav`)
+    const row = await this.o.store.recordings.start({ accountId: call.accountId, callId: call.id, format: 'wav', path })
+    if (live.session.isClosed || this.recordings.has(call.id)) {
+      await this.o.store.recordings.markFailed(row.id)
+      throw new CallControlError('invalid_state', `call ${call.id} ended or started another recording meanwhile`)
+    }
+    // dual: caller on the left channel, what we send on the right; mono: both mixed.
+    const rec = live.session.startRecording(path, opts.channels === 'dual' ? 'stereo' : 'mixed')
+    this.recordings.set(call.id, { id: row.id, session: live.session, rec })
+    live.onEnd(() => this.finish(call.id))
+    return { recordingId: row.id }
+  }
+
+  async stopRecording(call: Call): Promise<ActionResult> {
+    this.media(call)
+    const id = this.recordings.get(call.id)?.id
+    if (!id) throw new CallControlError('invalid_state', `call ${call.id} is not being recorded`)
+    await this.finish(call.id)
+    return { actionId: id, recordingId: id }
+  }
+
+  /** Closes the WAV and marks the row ready (emits call.recording.ready). */
+  private async finish(callId: string): Promise<void> {
+    const r = this.recordings.get(callId)
+    if (!r) return
+    this.recordings.delete(callId)
+    try {
+      const res = r.session.stopRecording(r.rec)
+      await this.o.store.recordings.markReady(r.id, { durationMs: res.durationMs, sizeBytes: res.bytes })
+    } catch (err) {
+      this.log.error({ err, callId, recordingId: r.id }, 'recording could not be finalised')
+      await this.o.store.recordings.markFailed(r.id).catch(() => {})
+    }
+  }
+
+  // ------------------------------------------------------------------ mute
+
+  async mute(call: Call, direction: MuteDirection, on: boolean): Promise<ActionResult> {
+    const { session } = this.media(call)
+    if (on) session.mute(direction)
+    else session.unmute(direction)
+    return { direction, muted: session.muted }
+  }
+
+  // ------------------------------------------------------------------ stream
+
+  async openStream(call: Call, opts: { encapsulation: string; send: (msg: string | Buffer) => void; close: () => void }): Promise<MediaStreamHandle> {
+    const live = this.media(call)
+    if (!(STREAM_ENCAPSULATIONS as readonly string[]).includes(opts.encapsulation)) {
+      throw new CallControlError('rejected', `encapsulation must be one of ${STREAM_ENCAPSULATIONS.join(', ')}`)
+    }
+    const stream = new CallMediaStream(live.session, opts.encapsulation as StreamEncapsulation, opts.send, call.id)
+    stream.start()
+    let closed = false
+    live.onEnd(() => {
+      if (closed) return
+      closed = true
+      stream.close()
+      opts.close()
+    })
+    return {
+      onMessage: (msg) => stream.onMessage(msg),
+      close: () => { closed = true; stream.close() },
+    }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms))
+}

@@ -1,0 +1,56 @@
+import type Srf from 'drachtio-srf'
+import type { MediaSession } from '../../media/session.ts'
+import type { AgentRuntime } from '../../agent/index.ts'
+import type { CallContext } from './media-binding.ts'
+
+/**
+ * The live calls whose media this node terminates: call id → its
+ * MediaSession, the agent on it (if any) and the dialog (for SIP INFO).
+ * The binder fills an entry when the session is created and clears it when
+ * the leg closes; API media actions look calls up here. A call that is live
+ * but absent (a proxied B2BUA leg) has no media to act on.
+ */
+export interface LiveMedia {
+  readonly ctx: CallContext
+  readonly session: MediaSession
+  agent: AgentRuntime | null
+  dialog: Srf.Dialog | null
+  /** Runs once when the call's media ends (hangup, RTP timeout, SDP failure). */
+  onEnd(fn: (reason: string) => void | Promise<void>): void
+}
+
+export class MediaSessionRegistry {
+  private readonly live = new Map<string, LiveMedia & { endHandlers: Array<(reason: string) => void | Promise<void>> }>()
+
+  add(ctx: CallContext, session: MediaSession): LiveMedia {
+    const endHandlers: Array<(reason: string) => void | Promise<void>> = []
+    const entry = {
+      ctx, session, agent: null, dialog: null, endHandlers,
+      onEnd: (fn: (reason: string) => void | Promise<void>) => { endHandlers.push(fn) },
+    }
+    this.live.set(ctx.callId, entry)
+    return entry
+  }
+
+  get(callId: string): LiveMedia | undefined {
+    return this.live.get(callId)
+  }
+
+  /**
+   * Removes the entry and runs its end handlers before the session closes,
+   * so recordings are finalised and streams told `stop` while the session
+   * still holds their sinks.
+   */
+  async end(callId: string, reason: string): Promise<void> {
+    const e = this.live.get(callId)
+    if (!e) return
+    this.live.delete(callId)
+    for (const fn of e.endHandlers.splice(0)) {
+      try { await fn(reason) } catch { /* one failing handler must not keep the others from running */ }
+    }
+  }
+
+  get size(): number {
+    return this.live.size
+  }
+}

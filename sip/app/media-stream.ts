@@ -1,0 +1,151 @@
+import { randomUUID } from 'node:crypto'
+import { ULAW_DECODE, ULAW_ENCODE } from '../../codecs/g711.ts'
+import type { AudioFrame, FrameSink, FrameSource, SampleRate } from '../../media/frame.ts'
+import { RateAdapter } from '../../media/rate-adapter.ts'
+import type { MediaSession, SessionDtmfEvent } from '../../media/session.ts'
+
+/**
+ * A live call's media on a WebSocket the API accepted
+ * (`GET /v1/calls/:id/stream`), both directions. media/fork.ts dials out to a
+ * URL; here the client dialled us, so the same encapsulations are produced on
+ * a socket we only `send` to:
+ * - 'twilio': Twilio Media Streams JSON (connected, start, media with base64
+ *   µ-law 8 kHz, dtmf, mark echo, clear, stop);
+ * - 'raw' / 'l16': binary little-endian PCM16, 20 ms per message, 8 kHz;
+ * - 'pcmu': binary µ-law, 160 bytes per message.
+ * Caller audio goes to the client; what the client sends is queued on the
+ * session and heard by the caller.
+ */
+export type StreamEncapsulation = 'twilio' | 'raw' | 'l16' | 'pcmu'
+export const STREAM_ENCAPSULATIONS: readonly StreamEncapsulation[] = ['twilio', 'raw', 'l16', 'pcmu']
+
+const RATE: SampleRate = 8000
+
+/** Zero-length source queued behind the client's audio: resolves when playback reaches it. */
+class MarkerSource implements FrameSource {
+  readonly sampleRate: SampleRate = RATE
+  readonly ended = true
+  nextFrame(): Int16Array | null { return null }
+}
+
+export interface CallStreamStats { framesSent: number; messagesReceived: number; badMessages: number; samplesQueued: number }
+
+export class CallMediaStream implements FrameSink {
+  readonly streamSid = `MZ${randomUUID().replace(/-/g, '')}`
+  readonly stats: CallStreamStats = { framesSent: 0, messagesReceived: 0, badMessages: 0, samplesQueued: 0 }
+  private adapter: RateAdapter | null = null
+  private seq = 1
+  private chunk = 1
+  private readonly startedAt = performance.now()
+  private closed = false
+  private readonly onDtmf = (e: SessionDtmfEvent) => {
+    if (this.format === 'twilio') this.sendJson({ event: 'dtmf', streamSid: this.streamSid, dtmf: { track: 'inbound_track', digit: e.digit } })
+  }
+
+  constructor(
+    private readonly session: MediaSession,
+    private readonly format: StreamEncapsulation,
+    private readonly send: (msg: string | Buffer) => void,
+    private readonly callSid: string,
+  ) {}
+
+  start(): void {
+    if (this.format === 'twilio') {
+      this.sendJson({ event: 'connected', protocol: 'Call', version: '1.0.0' })
+      this.sendJson({
+        event: 'start', streamSid: this.streamSid,
+        start: { streamSid: this.streamSid, accountSid: 'ACcallplane', callSid: this.callSid, tracks: ['inbound'], customParameters: {}, mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: RATE, channels: 1 } },
+      })
+    }
+    this.session.addSink(this)
+    this.session.on('dtmf', this.onDtmf)
+  }
+
+  private sendJson(obj: Record<string, unknown>): void {
+    this.send(JSON.stringify({ ...obj, sequenceNumber: String(this.seq++) }))
+  }
+
+  onFrame(frame: AudioFrame): void {
+    if (this.closed) return
+    let pcm = frame.samples
+    if (frame.sampleRate !== RATE) {
+      this.adapter ??= new RateAdapter(frame.sampleRate, RATE)
+      pcm = this.adapter.process(pcm)
+    }
+    const n = pcm.length
+    if (this.format === 'raw' || this.format === 'l16') {
+      const b = Buffer.allocUnsafe(n * 2)
+      for (let i = 0; i < n; i++) b.writeInt16LE(pcm[i]!, i * 2)
+      this.send(b)
+    } else {
+      const b = Buffer.allocUnsafe(n)
+      for (let i = 0; i < n; i++) b[i] = ULAW_ENCODE[pcm[i]! & 0xffff]!
+      if (this.format === 'pcmu') this.send(b)
+      else {
+        this.sendJson({
+          event: 'media', streamSid: this.streamSid,
+          media: { track: 'inbound', chunk: String(this.chunk++), timestamp: String(Math.round(performance.now() - this.startedAt)), payload: b.toString('base64') },
+        })
+      }
+    }
+    this.stats.framesSent++
+  }
+
+  /** A message from the client. Malformed input is counted and dropped. */
+  onMessage(msg: Buffer | string): void {
+    if (this.closed || this.session.isClosed) return
+    this.stats.messagesReceived++
+    if (typeof msg !== 'string') {
+      if (this.format === 'raw' || this.format === 'l16') {
+        if (msg.length % 2 !== 0) { this.stats.badMessages++; return }
+        const pcm = new Int16Array(msg.length >> 1)
+        for (let i = 0; i < pcm.length; i++) pcm[i] = msg.readInt16LE(i * 2)
+        this.queue(pcm)
+      } else if (this.format === 'pcmu') {
+        this.queue(ulawToPcm(msg))
+      } else {
+        this.stats.badMessages++
+      }
+      return
+    }
+    if (this.format !== 'twilio') { this.stats.badMessages++; return }
+    let m: { event?: unknown; media?: { payload?: unknown }; mark?: { name?: unknown } }
+    try { m = JSON.parse(msg) as typeof m } catch { this.stats.badMessages++; return }
+    if (m.event === 'media' && typeof m.media?.payload === 'string') {
+      this.queue(ulawToPcm(Buffer.from(m.media.payload, 'base64')))
+    } else if (m.event === 'clear') {
+      this.session.flush()
+    } else if (m.event === 'mark' && typeof m.mark?.name === 'string') {
+      const name = m.mark.name
+      // Seal the current audio stream so the marker plays after it.
+      this.session.endEnqueue()
+      void this.session.play(new MarkerSource()).then((r) => {
+        if (r === 'closed' || this.closed) return
+        this.sendJson({ event: 'mark', streamSid: this.streamSid, mark: { name } })
+      })
+    } else {
+      this.stats.badMessages++
+    }
+  }
+
+  private queue(pcm: Int16Array): void {
+    if (pcm.length === 0) return
+    this.stats.samplesQueued += pcm.length
+    this.session.enqueue(pcm, RATE)
+  }
+
+  /** Detaches from the session; `stop` tells a Twilio client the stream ended. */
+  close(): void {
+    if (this.closed) return
+    if (this.format === 'twilio') this.sendJson({ event: 'stop', streamSid: this.streamSid, stop: { callSid: this.callSid } })
+    this.closed = true
+    this.session.removeSink(this)
+    this.session.off('dtmf', this.onDtmf)
+  }
+}
+
+function ulawToPcm(b: Uint8Array): Int16Array {
+  const pcm = new Int16Array(b.length)
+  for (let i = 0; i < b.length; i++) pcm[i] = ULAW_DECODE[b[i]!]!
+  return pcm
+}
