@@ -38,8 +38,12 @@ export interface CodecSpec {
   clockRate?: number
   channels?: number
   fmtp?: string
-  /** For Opus: PCM rate of frames (8/16/24/48k); default 48000. */
+  /** For Opus: PCM rate of frames (8/16/24/48k); default 48000. The RTP
+   * clock stays 48 kHz (RFC 7587 §4.1); a narrowband rate skips resampling
+   * when the other side of a bridge is G.711. */
   sampleRate?: SampleRate
+  /** For Opus: encoder complexity 0–10; default from defaultOpusComplexity(sampleRate). */
+  opusComplexity?: number
 }
 
 /** Static RTP payload types, RFC 3551 §6 table 4. */
@@ -135,9 +139,9 @@ class OpusCodec implements AudioCodec {
   readonly timestampStep = 960
   readonly maxPayload = 1275 // RFC 6716 §3.4 R2: maximum frame length
   private readonly core: OpusCodecCore
-  constructor(readonly sampleRate: SampleRate, fmtp: string | undefined) {
+  constructor(readonly sampleRate: SampleRate, fmtp: string | undefined, complexity?: number) {
     this.frameSamples = sampleRate / 50
-    this.core = new OpusCodecCore(sampleRate, parseOpusFmtp(fmtp))
+    this.core = new OpusCodecCore(sampleRate, { ...parseOpusFmtp(fmtp), complexity })
   }
   encode(pcm: Int16Array, out: Uint8Array): number { return this.core.encode(pcm, out) }
   decode(payload: Uint8Array, out: Int16Array): number { return this.core.decode(payload, out) }
@@ -153,7 +157,7 @@ export function createCodec(spec: CodecSpec): AudioCodec {
     case 'PCMU': return new G711Codec('PCMU')
     case 'PCMA': return new G711Codec('PCMA')
     case 'G722': return new G722Codec()
-    case 'OPUS': return new OpusCodec(spec.sampleRate ?? 48000, spec.fmtp)
+    case 'OPUS': return new OpusCodec(spec.sampleRate ?? 48000, spec.fmtp, spec.opusComplexity)
     case 'L16': {
       const rate = spec.clockRate ?? 8000
       if (rate !== 8000 && rate !== 16000 && rate !== 24000 && rate !== 48000) throw new RangeError(`L16 at ${rate} Hz not supported`)
@@ -166,6 +170,6 @@ export function createCodec(spec: CodecSpec): AudioCodec {
 export * from './g711.ts'
 export * from './l16.ts'
 export { G722Encoder, G722Decoder } from './g722.ts'
-export { OpusCodecCore, parseOpusFmtp, type OpusParams } from './opus.ts'
+export { OpusCodecCore, defaultOpusComplexity, parseOpusFmtp, type OpusParams } from './opus.ts'
 export { Resampler, resample } from './resampler.ts'
 export * from './dtmf.ts'

@@ -48,6 +48,8 @@ export interface MediaSessionOptions {
   jitterMaxDepth?: number
   /** PCM rate for Opus decode/encode (default 48000; 16000 suits speech pipelines). */
   opusSampleRate?: SampleRate
+  /** Opus encoder complexity 0–10 (default: 1 at 8 kHz, 3 at 16 kHz, 5 above; see codecs/opus.ts). */
+  opusComplexity?: number
   /** RTCP report interval (RFC 3550 §6.2 recommends ≥ 5 s, the default). */
   rtcpIntervalMs?: number
 }
@@ -153,7 +155,7 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
   readonly localPort: number
   private readonly host: SessionHost
   private readonly ports: PortPair
-  private readonly opts: Required<Omit<MediaSessionOptions, 'id' | 'codecs'>>
+  private readonly opts: Required<Omit<MediaSessionOptions, 'id' | 'codecs' | 'opusComplexity'>> & { opusComplexity?: number }
   private readonly negotiator: SdpNegotiator
   private negotiatedMedia: NegotiatedMedia | null = null
   private wantDirection: Direction = 'sendrecv'
@@ -260,6 +262,7 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
       jitterMinDepth: options.jitterMinDepth ?? 2,
       jitterMaxDepth: options.jitterMaxDepth ?? 10,
       opusSampleRate: options.opusSampleRate ?? 48000,
+      opusComplexity: options.opusComplexity,
       rtcpIntervalMs: options.rtcpIntervalMs ?? 5000,
     }
     this.negotiator = new SdpNegotiator({
@@ -305,7 +308,7 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
   get codec(): AudioCodec | null { return this.sendCodec }
 
   private codecFor(c: NegotiatedCodec): AudioCodec {
-    return createCodec({ name: c.name, clockRate: c.clockRate, channels: c.channels, fmtp: c.fmtp, sampleRate: c.name === 'opus' ? this.opts.opusSampleRate : undefined })
+    return createCodec({ name: c.name, clockRate: c.clockRate, channels: c.channels, fmtp: c.fmtp, sampleRate: c.name === 'opus' ? this.opts.opusSampleRate : undefined, opusComplexity: this.opts.opusComplexity })
   }
 
   private apply(n: NegotiatedMedia): void {

@@ -1,7 +1,7 @@
 import t from 'tap'
 import {
   ALAW_DECODE, ULAW_DECODE, ULAW_TO_ALAW, ALAW_TO_ULAW, ULAW_ENCODE, ALAW_ENCODE,
-  createCodec, encodeL16, decodeL16, resample, Resampler, G722Encoder, G722Decoder,
+  createCodec, encodeL16, decodeL16, resample, Resampler, G722Encoder, G722Decoder, defaultOpusComplexity,
 } from '../../codecs/index.ts'
 import { chirpy, sine, snrDb, bestLag, toneAmplitude } from './signal.ts'
 
@@ -83,6 +83,59 @@ t.test('Opus round trip at 48 kHz and 16 kHz, SNR ≥ 12 dB, PLC fills a frame',
   }
   const c = createCodec({ name: 'opus', fmtp: 'useinbandfec=1;usedtx=1;maxplaybackrate=16000;maxaveragebitrate=20000' })
   t.ok(c.encode(new Int16Array(960), new Uint8Array(1500)) > 0, 'encoder accepts the fmtp CTLs')
+})
+
+t.test('Opus at 8 kHz and 16 kHz PCM (RTP clock still 48 kHz): SNR at default and full complexity', async (t) => {
+  for (const rate of [8000, 16000] as const) {
+    const fast = roundTrip('opus', rate)
+    t.equal(fast.codec.timestampStep, 960, `${rate}: RTP timestamp step is 960 (48 kHz clock, RFC 7587 §4.1)`)
+    t.equal(fast.codec.frameSamples, rate / 50, `${rate}: 20 ms frames of ${rate / 50} samples`)
+    t.ok(fast.corr > 0.99, `${rate}: correlation ${fast.corr.toFixed(4)}`)
+    t.ok(fast.snr >= 16, `${rate}: SNR ${fast.snr.toFixed(1)} dB at default complexity ${defaultOpusComplexity(rate)}`)
+    // Full complexity as the quality reference: the cheap default may lose a few dB, not the signal.
+    const c10 = createCodec({ name: 'opus', sampleRate: rate, opusComplexity: 10 })
+    const src = chirpy(rate, 1)
+    const out = new Int16Array(src.length)
+    const payload = new Uint8Array(1500)
+    const pcm = new Int16Array(rate * 0.12)
+    for (let i = 0, w = 0; i + c10.frameSamples <= src.length; i += c10.frameSamples) {
+      const n = c10.encode(src.subarray(i, i + c10.frameSamples), payload)
+      const m = c10.decode(payload.subarray(0, n), pcm)
+      out.set(pcm.subarray(0, m), w)
+      w += m
+    }
+    const snr10 = snrDb(src, out, rate / 4, rate / 2, fast.lag)
+    t.ok(fast.snr >= snr10 - 6, `${rate}: default complexity SNR ${fast.snr.toFixed(1)} dB within 6 dB of complexity 10 (${snr10.toFixed(1)} dB)`)
+  }
+})
+
+t.test('Opus PLC conceals exactly one 20 ms frame, continues the signal, and resumes cleanly', async (t) => {
+  for (const rate of [8000, 48000] as const) {
+    const enc = createCodec({ name: 'opus', sampleRate: rate })
+    const dec = createCodec({ name: 'opus', sampleRate: rate })
+    const fs = rate / 50
+    const src = sine(300, rate, 1, 8000)
+    const payload = new Uint8Array(1500)
+    const out = new Int16Array(rate * 0.12)
+    const packets: Uint8Array[] = []
+    for (let i = 0; i + fs <= src.length; i += fs) packets.push(payload.slice(0, enc.encode(src.subarray(i, i + fs), payload)))
+    for (let k = 0; k < 20; k++) dec.decode(packets[k]!, out)
+    out.fill(12345)
+    t.equal(dec.conceal(out), fs, `${rate}: conceal reports one frame`)
+    t.equal(out[fs], 12345, `${rate}: nothing written past one frame`)
+    // libopus PLC extrapolates the tone: energy near the source level, not silence.
+    const plcAmp = toneAmplitude(out.subarray(0, fs), rate, 300)
+    t.ok(plcAmp > 2000, `${rate}: concealed frame carries the 300 Hz tone (amplitude ${plcAmp.toFixed(0)})`)
+    // Packet 20 was "lost"; 21 onwards decode in step (the decoder clock advanced 20 ms, not 720).
+    const tail = new Int16Array(fs * 10)
+    for (let k = 21; k < 31; k++) { const n = dec.decode(packets[k]!, out); tail.set(out.subarray(0, n), (k - 21) * fs) }
+    const amp = toneAmplitude(tail, rate, 300, fs * 5, fs * 5)
+    t.ok(amp > 6000, `${rate}: tone back at full level after the loss (${amp.toFixed(0)} of 8000)`)
+  }
+  const fresh = createCodec({ name: 'opus', sampleRate: 8000 })
+  const out = new Int16Array(160).fill(7)
+  t.equal(fresh.conceal(out), 160, 'conceal before any packet still yields a frame')
+  t.ok(out.every((v) => Math.abs(v) < 100), 'and that frame is (near) silence')
 })
 
 t.test('L16 is big-endian on the wire', async (t) => {
