@@ -1,4 +1,4 @@
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import type { TypeBoxRequestProvider } from '../schemas.ts'
 import { Type, type TSchema } from '@sinclair/typebox'
 import { CALL_STATUSES, isFinal, type Call } from '../../store/calls.ts'
@@ -111,6 +111,15 @@ export function mapControlError(err: unknown): never {
   throw err
 }
 
+/**
+ * Sends JSON already produced by the route's response serializer (the read
+ * cache keeps bodies, not objects): a string with a JSON content type is
+ * written as is.
+ */
+function sendJson(reply: FastifyReply, json: string): FastifyReply {
+  return reply.type('application/json; charset=utf-8').send(json)
+}
+
 /** /v1/calls: call records (calls:read) and live call control (calls:write). */
 export const callRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps }) => {
   const app = base.withTypeProvider<TypeBoxRequestProvider>()
@@ -126,17 +135,22 @@ export const callRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps 
   }
 
   app.get('/calls', { config: read, schema: { tags, summary: 'List calls, newest first', querystring: CallListQuery, response: { 200: pageOf(CallSchema), ...errors() } } },
-    async (req) => {
+    async (req, reply) => {
       const { limit, cursor, ...filter } = req.query
       if (filter.after && filter.before && filter.after >= filter.before) throw new ApiError(400, 'validation_failed', 'invalid querystring: after must be earlier than before')
-      return deps.readCache.get(`list?${JSON.stringify(req.query)}`, req.auth.accountId, null, () => calls.list(req.auth.accountId, filter, { limit, cursor }))
+      const json = await deps.readCache.get(`list?${JSON.stringify(req.query)}`, req.auth.accountId, null,
+        async () => reply.serialize(await calls.list(req.auth.accountId, filter, { limit, cursor })) as string)
+      return sendJson(reply, json)
     })
   app.get('/calls/:id', { config: read, schema: { tags, summary: 'Get a call with transcript, timings, quality and recordings', params: IdParams, response: { 200: CallDetail, ...errors(404) } } },
-    async (req) => {
+    async (req, reply) => {
       // Finished calls are cached briefly (see ReadCache); live ones are always read.
-      const detail = await deps.readCache.get(`call/${req.params.id}`, req.auth.accountId, req.params.id,
-        () => calls.getDetail(req.auth.accountId, req.params.id), (c) => c !== null && isFinal(c.status))
-      return found(detail, 'call', req.params.id)
+      const { json } = await deps.readCache.get(`call/${req.params.id}`, req.auth.accountId, req.params.id,
+        async () => {
+          const detail = found(await calls.getDetail(req.auth.accountId, req.params.id), 'call', req.params.id)
+          return { json: reply.serialize(detail) as string, final: isFinal(detail.status) }
+        }, (d) => d.final)
+      return sendJson(reply, json)
     })
   app.post('/calls', { config: write, schema: { tags, summary: 'Place an outbound call', body: OriginateBody, response: { 201: CallSchema, ...errors(409, 422, 503) } } },
     async (req, reply) => {
