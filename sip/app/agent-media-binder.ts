@@ -10,7 +10,7 @@ import type { Store } from '../../store/index.ts'
 import type { Agent } from '../../store/agents.ts'
 import type { CallContext, MediaBinder, MediaLeg } from './media-binding.ts'
 import type { RtpengineAnchor, AnchorableSession, CallIds } from '../../media/rtpengine/anchor.ts'
-import type { LiveMedia, MediaSessionRegistry } from './media-sessions.ts'
+import { MediaSessionRegistry, type LiveMedia } from './media-sessions.ts'
 
 /**
  * The production MediaBinder: one MediaSession per call from the MediaEngine
@@ -35,6 +35,7 @@ export interface AgentMediaBinderOptions {
   store: Store
   logger: Logger
   control: () => AgentControl | null
+  /** Live sessions by call id, for the API's media actions (media-call-control.ts); a private one when absent. */
   sessions?: MediaSessionRegistry
   anchor?: RtpengineAnchor
 }
@@ -78,7 +79,7 @@ class SessionLeg implements MediaLeg {
   private closed = false
   private anchored = false
 
-  constructor(readonly ctx: CallContext, readonly session: MediaSession, private readonly o: AgentMediaBinderOptions, private readonly log: Logger, private readonly live: LiveMedia | null) {}
+  constructor(readonly ctx: CallContext, readonly session: MediaSession, private readonly o: AgentMediaBinderOptions, private readonly log: Logger, private readonly live: LiveMedia) {}
 
   async answer(remoteSdp: string): Promise<void> {
     const a = this.o.anchor
@@ -134,7 +135,7 @@ class SessionLeg implements MediaLeg {
   }
 
   attach(dialog: Srf.Dialog): void {
-    if (this.live) this.live.dialog = dialog
+    this.live.dialog = dialog
     if (!this.ctx.agentId || this.agent) return
     void this.startAgent().catch((err: unknown) => this.log.error({ err }, 'agent failed to start'))
   }
@@ -148,7 +149,8 @@ class SessionLeg implements MediaLeg {
       onFrame: (l) => { session.on('frame', l); return () => session.off('frame', l) },
       onDtmf: (l) => { const h = (e: { digit: string }) => l(e.digit); session.on('dtmf', h); return () => session.off('dtmf', h) },
       onEnded: (l) => { this.ended.on('ended', l); return () => this.ended.off('ended', l) },
-      play: (source) => { void session.play(source) },
+      // The agent's Playout never ends; behind CallOutput it yields to API prompts and MOH.
+      play: (source) => { this.live.output.setAgent(source) },
       flush: () => session.flush(),
       sendDtmf: async (digits) => { session.sendDtmf(digits) },
       hangup: async () => { await this.o.control()?.hangup(this.ctx.callId) },
@@ -156,7 +158,7 @@ class SessionLeg implements MediaLeg {
     }
     const agent = createAgent({ config: agentConfigFrom(rec), port, call: { id: this.ctx.callId, from: this.ctx.from, to: this.ctx.to, direction: this.ctx.direction }, log: this.log })
     this.agent = agent
-    if (this.live) this.live.agent = agent
+    this.live.agent = agent
     const calls = this.o.store.calls
     agent.on('transcript', (e) => { void calls.appendTranscript(this.ctx.callId, e as never).catch(() => {}) })
     agent.on('turn', (tm) => { void calls.addTiming(this.ctx.callId, tm as never).catch(() => {}) })
@@ -167,10 +169,10 @@ class SessionLeg implements MediaLeg {
   async setHold(held: boolean): Promise<void> {
     if (held) {
       this.moh = await sourceFromSpec({ type: 'tone', tone: 'moh' }, this.session.codecSampleRate())
-      void this.session.play(this.moh)
+      void this.live.output.play(this.moh)
     } else if (this.moh) {
+      this.live.output.stop(this.moh)
       this.moh = null
-      this.session.flush()
     }
   }
 
@@ -178,19 +180,22 @@ class SessionLeg implements MediaLeg {
     if (this.closed) return
     this.closed = true
     this.ended.emit('ended', reason)
-    await this.o.sessions?.end(this.ctx.callId, reason)
+    await this.live.end(reason)
     await this.session.close()
     if (this.anchored) await this.o.anchor?.delete(anchorIds(this.ctx.callId)).catch((err: unknown) => this.log.warn({ err }, 'rtpengine delete failed'))
   }
 }
 
 export class AgentMediaBinder implements MediaBinder {
-  constructor(private readonly o: AgentMediaBinderOptions) {}
+  private readonly o: AgentMediaBinderOptions & { sessions: MediaSessionRegistry }
+  constructor(o: AgentMediaBinderOptions) {
+    this.o = { ...o, sessions: o.sessions ?? new MediaSessionRegistry() }
+  }
 
   private async leg(ctx: CallContext): Promise<SessionLeg> {
     const session = await this.o.media.createSession({ id: ctx.callId })
     const log = this.o.logger.child({ callId: ctx.callId })
-    const leg = new SessionLeg(ctx, session, this.o, log, this.o.sessions?.add(ctx, session) ?? null)
+    const leg = new SessionLeg(ctx, session, this.o, log, this.o.sessions.add(ctx, session))
     // RTP inactivity (RFC 3550 has no BYE guarantee): end the call rather than hold it forever.
     session.on('timeout', () => { void this.o.control()?.hangup(ctx.callId).catch(() => {}) })
     return leg

@@ -104,7 +104,7 @@ export class MediaCallControl {
     const actionId = randomUUID()
     const ac = new AbortController()
     const src = new PcmQueueSource(rate)
-    const played = session.play(src)
+    const played = live.output.play(src)
     const log = this.log.child({ callId: call.id, actionId })
     let vad: EnergyVad | null = null
     if (opts.bargeIn) {
@@ -157,7 +157,7 @@ export class MediaCallControl {
       .catch((err: unknown) => { throw new CallControlError('rejected', `play: cannot load ${opts.url}: ${(err as Error).message}`) })
     if (live.session.isClosed) throw new CallControlError('invalid_state', `call ${call.id} has ended`)
     const actionId = randomUUID()
-    void live.session.play(src).then((r) => this.log.debug({ callId: call.id, actionId, result: r }, 'play finished'))
+    void live.output.play(src).then((r) => this.log.debug({ callId: call.id, actionId, result: r }, 'play finished'))
     return { actionId }
   }
 
@@ -249,7 +249,7 @@ export class MediaCallControl {
     if (!(STREAM_ENCAPSULATIONS as readonly string[]).includes(opts.encapsulation)) {
       throw new CallControlError('rejected', `encapsulation must be one of ${STREAM_ENCAPSULATIONS.join(', ')}`)
     }
-    const stream = new CallMediaStream(live.session, opts.encapsulation as StreamEncapsulation, opts.send, call.id)
+    const stream = new CallMediaStream(live.session, live.output, opts.encapsulation as StreamEncapsulation, opts.send, call.id)
     stream.start()
     let closed = false
     live.onEnd(() => {

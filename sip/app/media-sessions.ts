@@ -2,21 +2,27 @@ import type Srf from 'drachtio-srf'
 import type { MediaSession } from '../../media/session.ts'
 import type { AgentRuntime } from '../../agent/index.ts'
 import type { CallContext } from './media-binding.ts'
+import { CallOutput } from './media-output.ts'
 
 /**
  * The live calls whose media this node terminates: call id → its
  * MediaSession, the agent on it (if any) and the dialog (for SIP INFO).
  * The binder fills an entry when the session is created and clears it when
- * the leg closes; API media actions look calls up here. A call that is live
+ * the leg closes; API media actions look calls up here. Each entry owns the
+ * call's CallOutput, the single source queued on the session. A call that is live
  * but absent (a proxied B2BUA leg) has no media to act on.
  */
 export interface LiveMedia {
   readonly ctx: CallContext
   readonly session: MediaSession
+  /** Everything the call sends goes through here (see media-output.ts). */
+  readonly output: CallOutput
   agent: AgentRuntime | null
   dialog: Srf.Dialog | null
   /** Runs once when the call's media ends (hangup, RTP timeout, SDP failure). */
   onEnd(fn: (reason: string) => void | Promise<void>): void
+  /** Unlists the call and runs the end handlers (the leg calls it before closing the session). */
+  end(reason: string): Promise<void>
 }
 
 export class MediaSessionRegistry {
@@ -25,8 +31,9 @@ export class MediaSessionRegistry {
   add(ctx: CallContext, session: MediaSession): LiveMedia {
     const endHandlers: Array<(reason: string) => void | Promise<void>> = []
     const entry = {
-      ctx, session, agent: null, dialog: null, endHandlers,
+      ctx, session, output: new CallOutput(session), agent: null, dialog: null, endHandlers,
       onEnd: (fn: (reason: string) => void | Promise<void>) => { endHandlers.push(fn) },
+      end: (reason: string) => this.end(ctx.callId, reason),
     }
     this.live.set(ctx.callId, entry)
     return entry
@@ -45,6 +52,7 @@ export class MediaSessionRegistry {
     const e = this.live.get(callId)
     if (!e) return
     this.live.delete(callId)
+    e.output.close()
     for (const fn of e.endHandlers.splice(0)) {
       try { await fn(reason) } catch { /* one failing handler must not keep the others from running */ }
     }

@@ -3,6 +3,8 @@ import { ULAW_DECODE, ULAW_ENCODE } from '../../codecs/g711.ts'
 import type { AudioFrame, FrameSink, FrameSource, SampleRate } from '../../media/frame.ts'
 import { RateAdapter } from '../../media/rate-adapter.ts'
 import type { MediaSession, SessionDtmfEvent } from '../../media/session.ts'
+import { PcmQueueSource } from '../../media/playback.ts'
+import type { CallOutput } from './media-output.ts'
 
 /**
  * A live call's media on a WebSocket the API accepted
@@ -21,6 +23,14 @@ export const STREAM_ENCAPSULATIONS: readonly StreamEncapsulation[] = ['twilio', 
 
 const RATE: SampleRate = 8000
 
+/**
+ * The client's audio run: over as soon as it is drained, so a bot that went
+ * quiet does not hold the call's output (the next message starts a new run).
+ */
+class ClientAudio extends PcmQueueSource {
+  override get ended(): boolean { return this.buffered === 0 }
+}
+
 /** Zero-length source queued behind the client's audio: resolves when playback reaches it. */
 class MarkerSource implements FrameSource {
   readonly sampleRate: SampleRate = RATE
@@ -38,12 +48,15 @@ export class CallMediaStream implements FrameSink {
   private chunk = 1
   private readonly startedAt = performance.now()
   private closed = false
+  /** The client's current audio run; sealed by a mark, emptied by clear. */
+  private incoming: ClientAudio | null = null
   private readonly onDtmf = (e: SessionDtmfEvent) => {
     if (this.format === 'twilio') this.sendJson({ event: 'dtmf', streamSid: this.streamSid, dtmf: { track: 'inbound_track', digit: e.digit } })
   }
 
   constructor(
     private readonly session: MediaSession,
+    private readonly output: CallOutput,
     private readonly format: StreamEncapsulation,
     private readonly send: (msg: string | Buffer) => void,
     private readonly callSid: string,
@@ -114,12 +127,16 @@ export class CallMediaStream implements FrameSink {
     if (m.event === 'media' && typeof m.media?.payload === 'string') {
       this.queue(ulawToPcm(Buffer.from(m.media.payload, 'base64')))
     } else if (m.event === 'clear') {
-      this.session.flush()
+      // Barge-in from the bot: drop what it sent, not the rest of the call's audio.
+      this.incoming?.clear()
+      this.incoming?.end()
+      this.incoming = null
     } else if (m.event === 'mark' && typeof m.mark?.name === 'string') {
       const name = m.mark.name
-      // Seal the current audio stream so the marker plays after it.
-      this.session.endEnqueue()
-      void this.session.play(new MarkerSource()).then((r) => {
+      // Seal the current audio run so the marker plays after it.
+      this.incoming?.end()
+      this.incoming = null
+      void this.output.play(new MarkerSource()).then((r) => {
         if (r === 'closed' || this.closed) return
         this.sendJson({ event: 'mark', streamSid: this.streamSid, mark: { name } })
       })
@@ -131,7 +148,11 @@ export class CallMediaStream implements FrameSink {
   private queue(pcm: Int16Array): void {
     if (pcm.length === 0) return
     this.stats.samplesQueued += pcm.length
-    this.session.enqueue(pcm, RATE)
+    if (!this.incoming || this.incoming.buffered === 0) {
+      this.incoming = new ClientAudio(RATE)
+      void this.output.play(this.incoming)
+    }
+    this.incoming.push(pcm)
   }
 
   /** Detaches from the session; `stop` tells a Twilio client the stream ended. */
@@ -139,6 +160,7 @@ export class CallMediaStream implements FrameSink {
     if (this.closed) return
     if (this.format === 'twilio') this.sendJson({ event: 'stop', streamSid: this.streamSid, stop: { callSid: this.callSid } })
     this.closed = true
+    this.incoming?.end()
     this.session.removeSink(this)
     this.session.off('dtmf', this.onDtmf)
   }

@@ -1,0 +1,102 @@
+import type { FrameSource, SampleRate } from '../../media/frame.ts'
+import { RateAdapter } from '../../media/rate-adapter.ts'
+import type { MediaSession, PlaybackResult } from '../../media/session.ts'
+
+/**
+ * What a call sends, as the one source queued on its MediaSession.
+ *
+ * The session plays its queue head until it ends, and the agent's Playout is
+ * a live source that never ends: anything queued behind it (an API prompt,
+ * music-on-hold, audio from a stream socket) would wait for the whole call.
+ * CallOutput sits at the head instead and arbitrates per 20 ms frame: queued
+ * foreground sources (API say/play, MOH, stream audio) play in order and the
+ * agent's audio waits meanwhile (paused, not dropped); with nothing in the
+ * foreground the agent speaks.
+ *
+ * session.flush() (the agent's barge-in) drops the session's queue, this
+ * source included; it re-queues itself from the 'flushed' event so the next
+ * tick is served again. Foreground sources survive that flush: they stop only
+ * through their own handles (stop(), the source ending, or close()).
+ */
+interface Foreground { source: FrameSource; resolve: (r: PlaybackResult) => void }
+
+export class CallOutput implements FrameSource {
+  private agent: FrameSource | null = null
+  private readonly fg: Foreground[] = []
+  private readonly adapters = new Map<number, RateAdapter>()
+  private closed = false
+
+  constructor(private readonly session: MediaSession) {
+    session.on('flushed', () => this.install())
+    session.on('closed', () => this.close())
+    this.install()
+  }
+
+  /** The negotiated codec's rate, so the session never resamples this source (it may be set up before the SDP is). */
+  get sampleRate(): SampleRate {
+    return this.session.codecSampleRate()
+  }
+
+  private install(): void {
+    if (this.closed || this.session.isClosed) return
+    void this.session.play(this)
+  }
+
+  /** The agent's live source (its Playout), heard when nothing else plays. */
+  setAgent(source: FrameSource | null): void {
+    this.agent = source
+  }
+
+  /** Queues a foreground source; resolves 'done' when it ended, 'flushed' when stopped, 'closed' with the call. */
+  play(source: FrameSource): Promise<PlaybackResult> {
+    if (this.closed) return Promise.resolve('closed')
+    return new Promise((resolve) => { this.fg.push({ source, resolve }) })
+  }
+
+  /** Removes one foreground source (MOH off, a stopped prompt). */
+  stop(source: FrameSource): void {
+    const i = this.fg.findIndex((f) => f.source === source)
+    if (i < 0) return
+    const [f] = this.fg.splice(i, 1)
+    f!.source.close?.()
+    f!.resolve('flushed')
+  }
+
+  get foregroundCount(): number {
+    return this.fg.length
+  }
+
+  private adapt(f: Int16Array, rate: SampleRate): Int16Array {
+    const to = this.sampleRate
+    if (rate === to) return f
+    const key = rate * 100000 + to
+    let a = this.adapters.get(key)
+    if (!a) { a = new RateAdapter(rate, to); this.adapters.set(key, a) }
+    return a.process(f)
+  }
+
+  nextFrame(): Int16Array | null {
+    while (this.fg.length > 0) {
+      const head = this.fg[0]!
+      const f = head.source.nextFrame()
+      if (f) return this.adapt(f, head.source.sampleRate)
+      if (head.source.ended) {
+        this.fg.shift()
+        head.source.close?.()
+        head.resolve('done')
+        continue
+      }
+      // A live foreground source with nothing yet (TTS still synthesising):
+      // hold the line rather than letting the agent talk in between.
+      return null
+    }
+    const a = this.agent?.nextFrame() ?? null
+    return a && this.agent ? this.adapt(a, this.agent.sampleRate) : null
+  }
+
+  close(): void {
+    if (this.closed) return
+    this.closed = true
+    for (const f of this.fg.splice(0)) { f.source.close?.(); f.resolve('closed') }
+  }
+}
