@@ -7,11 +7,14 @@ import { registerLlm, registerStt, registerTts, type AdapterOptions } from './re
 import { ScriptedLlm, type ScriptedRule } from './llm/scripted.ts'
 import { PocketsphinxStt } from './stt/pocketsphinx.ts'
 import { EspeakTts } from './tts/espeak.ts'
-import { OpenAiLlm } from './llm/openai.ts'
 import { StubLlm, StubStt, StubTts } from './stub.ts'
-import { DeepgramStt } from './stt/deepgram.ts'
-import { OpenAiTts } from './tts/openai.ts'
-import { ElevenLabsTts } from './tts/elevenlabs.ts'
+import { LazyLlm, LazyStt, LazyTts } from './lazy.ts'
+// Cloud vendors are imported when an agent using them is created (see lazy.ts):
+// their SDKs cost seconds of module load that engines without them must not pay.
+const loadOpenAiLlm = () => import('./llm/openai.ts')
+const loadDeepgramStt = () => import('./stt/deepgram.ts')
+const loadOpenAiTts = () => import('./tts/openai.ts')
+const loadElevenLabsTts = () => import('./tts/elevenlabs.ts')
 
 export function str(o: AdapterOptions, k: string): string | undefined {
   const v = o[k]
@@ -57,7 +60,7 @@ export function registerBuiltinAdapters(): void {
     const baseUrl = str(o, 'baseUrl')
     const model = str(o, 'model')
     const endpointingMs = num(o, 'endpointingMs')
-    return new DeepgramStt({ ...(lang ? { language: lang } : {}), ...(apiKey ? { apiKey } : {}), ...(baseUrl ? { baseUrl } : {}), ...(model ? { model } : {}), ...(endpointingMs !== undefined ? { endpointingMs } : {}) })
+    return new LazyStt('deepgram', async () => new (await loadDeepgramStt()).DeepgramStt({ ...(lang ? { language: lang } : {}), ...(apiKey ? { apiKey } : {}), ...(baseUrl ? { baseUrl } : {}), ...(model ? { model } : {}), ...(endpointingMs !== undefined ? { endpointingMs } : {}) }))
   })
   registerLlm('openai', (o, agent) => {
     const apiKey = str(o, 'apiKey')
@@ -65,14 +68,14 @@ export function registerBuiltinAdapters(): void {
     const temperature = num(o, 'temperature') ?? agent.temperature
     const maxTokens = num(o, 'maxTokens')
     const timeoutMs = num(o, 'timeoutMs')
-    return new OpenAiLlm({ model: str(o, 'model') ?? 'gpt-4o-mini', ...(apiKey ? { apiKey } : {}), ...(baseURL ? { baseURL } : {}), ...(temperature !== undefined ? { temperature } : {}), ...(maxTokens !== undefined ? { maxTokens } : {}), ...(timeoutMs !== undefined ? { timeoutMs } : {}) })
+    return new LazyLlm('openai', async () => new (await loadOpenAiLlm()).OpenAiLlm({ model: str(o, 'model') ?? 'gpt-4o-mini', ...(apiKey ? { apiKey } : {}), ...(baseURL ? { baseURL } : {}), ...(temperature !== undefined ? { temperature } : {}), ...(maxTokens !== undefined ? { maxTokens } : {}), ...(timeoutMs !== undefined ? { timeoutMs } : {}) }))
   })
   registerTts('openai', (o, agent) => {
     const apiKey = str(o, 'apiKey')
     const baseURL = str(o, 'baseURL') ?? str(o, 'baseUrl')
     const model = str(o, 'model')
     const voice = str(o, 'voice') ?? agent.voice
-    return new OpenAiTts({ ...(apiKey ? { apiKey } : {}), ...(baseURL ? { baseURL } : {}), ...(model ? { model } : {}), ...(voice ? { voice } : {}) })
+    return new LazyTts('openai-tts', async () => new (await loadOpenAiTts()).OpenAiTts({ ...(apiKey ? { apiKey } : {}), ...(baseURL ? { baseURL } : {}), ...(model ? { model } : {}), ...(voice ? { voice } : {}) }))
   })
   registerTts('elevenlabs', (o, agent) => {
     const apiKey = str(o, 'apiKey')
@@ -81,7 +84,7 @@ export function registerBuiltinAdapters(): void {
     const modelId = str(o, 'modelId')
     const rate = num(o, 'sampleRate')
     const sampleRate = rate === 8000 || rate === 16000 || rate === 22050 || rate === 24000 || rate === 44100 ? rate : undefined
-    return new ElevenLabsTts({ ...(apiKey ? { apiKey } : {}), ...(baseUrl ? { baseUrl } : {}), ...(voiceId ? { voiceId } : {}), ...(modelId ? { modelId } : {}), ...(sampleRate ? { sampleRate } : {}) })
+    return new LazyTts('elevenlabs', async () => new (await loadElevenLabsTts()).ElevenLabsTts({ ...(apiKey ? { apiKey } : {}), ...(baseUrl ? { baseUrl } : {}), ...(voiceId ? { voiceId } : {}), ...(modelId ? { modelId } : {}), ...(sampleRate ? { sampleRate } : {}) }))
   })
   registerStt('stub', (o) => new StubStt(str(o, 'text')))
   registerLlm('stub', (o) => new StubLlm(str(o, 'reply')))
