@@ -14,7 +14,6 @@ import { BargeIn } from './barge-in.ts'
 import type { AgentConfig } from './config.ts'
 import type { AgentMediaPort, Unsubscribe } from './media-port.ts'
 import { Playout, type Segment } from './playout.ts'
-import { StreamResampler } from './resample.ts'
 import { SentenceSplitter } from './sentences.ts'
 import { ToolBox, type ToolOutcome } from './tools.ts'
 import { Transcript, type BargeInRecord, type TranscriptEntry, type TurnMarks, type TurnTiming } from './transcript.ts'
@@ -510,18 +509,16 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
       for await (const { seg, stream } of streams) {
         if (signal.aborted) break
         try {
-          let resampler: StreamResampler | undefined
           for await (const chunk of stream) {
             if (signal.aborted) break
             reply.turn.marks.firstTtsAudio ??= performance.now()
-            resampler ??= new StreamResampler(chunk.sampleRate, this.port.sampleRate)
-            this.playout.enqueue(seg, resampler.process(chunk.samples))
+            // The playout resamples when a tick pulls the audio, so what a barge-in drops is never converted.
+            this.playout.enqueue(seg, chunk.samples, chunk.sampleRate)
             // Buffered chunks resolve as microtasks: without a macrotask break a
             // fast TTS would hold the event loop and delay the media tick that
             // should send the first reply frame.
             await yieldToEventLoop()
           }
-          if (resampler && !signal.aborted) this.playout.enqueue(seg, resampler.flush())
         } catch (err) {
           if (!isAbortError(err) && !signal.aborted) {
             this.log.warn({ callId: this.call.id, err: (err as Error).message }, 'tts failed')
