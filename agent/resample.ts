@@ -1,125 +1,105 @@
 /**
- * Private streaming resampler for the agent (windowed sinc, arbitrary rates).
+ * Streaming resampler for the agent: a thin stream wrapper over the engine's
+ * polyphase filter (codecs/resampler.ts), which designs a bank for any rational
+ * ratio, so TTS's odd rates (espeak-ng 22050 Hz, ElevenLabs 44100 Hz) work too.
  *
- * Why not codecs/resampler.ts: that one is tuned for the engine's four rates and
- * is still being written in parallel; TTS engines produce odd rates (espeak-ng
- * 22050 Hz, ElevenLabs 22050/44100), so the agent needs any-to-any conversion.
- * Cost is O(taps) per output sample, ~40 taps at telephone rates: negligible
- * next to synthesis itself.
+ * What the wrapper adds is alignment. The codecs filter is primed with zeros,
+ * so its first `delay` output samples are the filter's lead-in, and the last
+ * `delay` samples of real signal only come out once more input pushes them
+ * through. Dropping the lead-in and flushing exactly the tail makes output
+ * sample k correspond to input sample k·in/out, and a stream of N inputs yield
+ * round(N·out/in) outputs. The playout relies on that: what it has sent maps
+ * back to how much of a segment's source audio the caller has heard.
  */
-const ZERO_CROSSINGS = 8
-
-function gcd(a: number, b: number): number {
-  while (b) [a, b] = [b, a % b]
-  return a
-}
-
-interface Bank {
-  up: number
-  down: number
-  taps: number
-  half: number
-  coeffs: Float32Array
-}
-const banks = new Map<string, Bank>()
-
-/** Polyphase table for the rational ratio out/in = up/down (computed once per rate pair). */
-function bank(inRate: number, outRate: number): Bank {
-  const key = `${inRate}>${outRate}`
-  const hit = banks.get(key)
-  if (hit) return hit
-  const g = gcd(inRate, outRate)
-  const up = outRate / g
-  const down = inRate / g
-  // Cutoff just under the lower Nyquist, normalised to the input rate.
-  const fc = Math.min(1, outRate / inRate) * 0.92
-  const half = Math.ceil(ZERO_CROSSINGS / fc)
-  const taps = 2 * half
-  const coeffs = new Float32Array(up * taps)
-  for (let ph = 0; ph < up; ph++) {
-    for (let j = 0; j < taps; j++) {
-      const u = ph / up + half - 1 - j
-      const x = fc * u
-      const sinc = x === 0 ? 1 : Math.sin(Math.PI * x) / (Math.PI * x)
-      const w = Math.abs(u) >= half + 1 ? 0 : 0.5 + 0.5 * Math.cos((Math.PI * u) / (half + 1)) // Hann
-      coeffs[ph * taps + j] = fc * sinc * w
-    }
-  }
-  const b = { up, down, taps, half, coeffs }
-  banks.set(key, b)
-  return b
-}
+import { Resampler } from '../codecs/resampler.ts'
 
 export class StreamResampler {
-  private buf = new Float32Array(0)
-  /** Absolute input index of buf[0]. */
-  private base = 0
-  /** Next output sits at input position ipos + phase/up. */
-  private ipos = 0
-  private phase = 0
-  private readonly b: Bank | undefined
+  private readonly r: Resampler | undefined
+  /** Lead-in output samples still to drop (the filter's group delay, rounded). */
+  private skip: number
+  private inCount = 0
+  private outCount = 0
+  private scratch = new Int16Array(0)
 
   constructor(
     readonly inRate: number,
     readonly outRate: number,
   ) {
-    if (inRate !== outRate) this.b = bank(inRate, outRate)
+    if (inRate !== outRate) this.r = new Resampler(inRate, outRate)
+    this.skip = this.r ? Math.round(this.r.delay) : 0
+  }
+
+  /** Upper bound on what processInto() writes for `n` input samples. */
+  maxOutput(n: number): number {
+    return this.r ? this.r.maxOutput(n) : n
+  }
+
+  /** Input samples needed for about `outSamples` more output. */
+  inputFor(outSamples: number): number {
+    return Math.max(1, Math.ceil((outSamples * this.inRate) / this.outRate))
+  }
+
+  /** Samples fed so far. */
+  get consumed(): number {
+    return this.inCount
+  }
+
+  /**
+   * Resamples `input` into `out` (sized with maxOutput) without allocating;
+   * returns the number of aligned samples written.
+   */
+  processInto(input: Int16Array, out: Int16Array): number {
+    this.inCount += input.length
+    if (!this.r) {
+      out.set(input)
+      this.outCount += input.length
+      return input.length
+    }
+    let n = this.r.process(input, out)
+    if (this.skip > 0) {
+      const drop = Math.min(this.skip, n)
+      if (drop < n) out.copyWithin(0, drop, n)
+      n -= drop
+      this.skip -= drop
+    }
+    this.outCount += n
+    return n
   }
 
   process(input: Int16Array): Int16Array {
-    if (!this.b) return input.slice()
-    const merged = new Float32Array(this.buf.length + input.length)
-    merged.set(this.buf)
-    for (let i = 0; i < input.length; i++) merged[this.buf.length + i] = input[i]!
-    this.buf = merged
-    return this.drain(this.b)
+    if (!this.r) return input.slice()
+    const need = this.r.maxOutput(input.length)
+    if (this.scratch.length < need) this.scratch = new Int16Array(need)
+    const n = this.processInto(input, this.scratch)
+    return this.scratch.slice(0, n)
   }
 
-  /** Push trailing zeros so the last input samples come out. */
+  /**
+   * Pushes zeros through so the filter's last `delay` samples of real signal
+   * come out; the result ends the stream at exactly round(fed·out/in) samples.
+   */
   flush(): Int16Array {
-    if (!this.b) return new Int16Array(0)
-    return this.process(new Int16Array(this.b.half + 1))
-  }
-
-  private drain(b: Bank): Int16Array {
-    const { up, down, taps, half, coeffs } = b
-    const end = this.base + this.buf.length - 1
-    const maxOut = Math.max(0, Math.ceil(((end - this.ipos) * up) / down) + 1)
-    const out = new Int16Array(maxOut)
-    let n = 0
-    const buf = this.buf
-    while (this.ipos + half <= end && n < maxOut) {
-      const first = this.ipos - half + 1 - this.base
-      const c0 = this.phase * taps
-      let acc = 0
-      for (let j = 0; j < taps; j++) {
-        const k = first + j
-        if (k >= 0) acc += buf[k]! * coeffs[c0 + j]!
-      }
-      out[n++] = acc > 32767 ? 32767 : acc < -32768 ? -32768 : Math.round(acc)
-      this.phase += down
-      if (this.phase >= up) {
-        this.ipos += Math.floor(this.phase / up)
-        this.phase %= up
-      }
-    }
-    const keepFrom = Math.max(0, this.ipos - half - this.base)
-    if (keepFrom > 0) {
-      this.buf = this.buf.slice(keepFrom)
-      this.base += keepFrom
-    }
-    return out.subarray(0, n)
+    if (!this.r) return new Int16Array(0)
+    const want = Math.round((this.inCount * this.outRate) / this.inRate) - this.outCount
+    if (want <= 0) return new Int16Array(0)
+    // Enough zeros for the lead-in still owed plus the tail, with slack for phase.
+    const pad = Math.ceil(((this.skip + want + 4) * this.inRate) / this.outRate) + 8
+    const out = new Int16Array(this.r.maxOutput(pad))
+    const n = this.processInto(new Int16Array(pad), out)
+    this.inCount -= pad
+    this.outCount -= Math.max(0, n - want)
+    return out.slice(0, Math.min(n, want))
   }
 }
 
-/** One-shot convenience. */
+/** One-shot conversion, aligned with the input and exactly len·out/in long. */
 export function resamplePcm(input: Int16Array, inRate: number, outRate: number): Int16Array {
   if (inRate === outRate) return input.slice()
   const r = new StreamResampler(inRate, outRate)
   const a = r.process(input)
   const b = r.flush()
-  const out = new Int16Array(Math.min(a.length + b.length, Math.round((input.length * outRate) / inRate)))
-  out.set(a.subarray(0, out.length))
-  if (a.length < out.length) out.set(b.subarray(0, out.length - a.length), a.length)
+  const out = new Int16Array(a.length + b.length)
+  out.set(a)
+  out.set(b, a.length)
   return out
 }
