@@ -2,14 +2,14 @@
  * Callplane media sessions under load (issue 4 benchmark).
  *
  * The engine under test is a MediaEngine in this process; the RTP load comes
- * from separate processes:
- *  - bench/rtp-load-generator.ts (shared with the rtpengine reference): one
- *    20 ms G.711 stream into every PCMU session, and it receives each
- *    session's own outbound stream, measuring loss (sequence numbers) and the
- *    egress pacing jitter | Δarrival − 20 ms |;
- *  - an Opus feeder (this script forked with --opus-feeder) for the Opus legs
- *    of the transcoding step: it replays real Opus packets and measures what
- *    comes back the same way.
+ * from bench/rtp-load-generator.ts in a separate process (shared with the
+ * rtpengine reference): one 20 ms stream into every session (G.711 filler
+ * for PCMU legs; for Opus legs, real Opus packets encoded once here the way
+ * the engine's SDP answer asks a peer to encode them), and it receives each
+ * session's own outbound stream, measuring loss (sequence numbers) and the
+ * egress pacing jitter | Δarrival − 20 ms | as the receiver sees it. The
+ * engine's own scheduler lateness is reported beside it: the receiver's
+ * figure also contains the generator's receive delays.
  *
  * Every session is bidirectional and does real work each tick: inbound RTP is
  * jitter-buffered and decoded into frames for a consumer, outbound frames are
@@ -20,114 +20,13 @@
  * decodes and encodes both codecs). A step passes with zero loss (both
  * directions) and p99 egress pacing deviation ≤ 2 ms.
  *
- *   tsx bench/media-sessions.ts [--quick|--full] [--out file.json]
+ *   tsx bench/media-sessions.ts [--quick|--full] [--out file.json] [--only g711|opus]
  */
-import { fork } from 'node:child_process'
-import { createSocket, type Socket } from 'node:dgram'
-import { fileURLToPath } from 'node:url'
 import { cpus, loadavg } from 'node:os'
 import { finishBench, parseBenchArgs, type BenchFigure, type PlotSpec } from './bench-result.ts'
 import { cpuMeter, memoryKiB } from './proc-stats.ts'
+import { createCodec } from '../codecs/index.ts'
 import { cdfSeries, killRtpLoadGenerators, startRtpLoadGenerator, type RtpLoadStats, type RtpStreamSpec } from './rtp-load-generator.ts'
-
-// ───────────────────────── Opus feeder (child) ─────────────────────────
-
-if (process.argv.includes('--opus-feeder')) {
-  await opusFeederMain()
-}
-
-interface FeederRun { targets: number[]; durationMs: number }
-interface FeederStats { sent: number; received: number; lost: number; devP99Ms: number; devCount: number; coreShare: number }
-
-async function opusFeederMain(): Promise<void> {
-  const { createCodec } = await import('../codecs/index.ts')
-  const { writeRtpHeader } = await import('../media/rtp/packet.ts')
-  // 1 s of a 440 Hz tone, encoded once and replayed.
-  const codec = createCodec({ name: 'opus', sampleRate: 48000 })
-  const packets: Uint8Array[] = []
-  const frame = new Int16Array(960)
-  const out = new Uint8Array(1500)
-  for (let f = 0; f < 50; f++) {
-    for (let i = 0; i < 960; i++) frame[i] = Math.round(8000 * Math.sin((2 * Math.PI * 440 * (f * 960 + i)) / 48000))
-    const n = codec.encode(frame, out)
-    packets.push(out.slice(0, n))
-  }
-  const sockets: Socket[] = []
-  const BIN = 0.05
-  const hist = new Float64Array(2000)
-  let devCount = 0
-  let received = 0
-  const lastArrival = new Map<number, number>()
-  const seqs = new Map<number, { first: number; max: number; count: number }>()
-  const onMsg = (m: Buffer) => {
-    if (m.length < 12) return
-    const now = performance.now()
-    received++
-    const ssrc = m.readUInt32BE(8)
-    const seq = m.readUInt16BE(2)
-    const s = seqs.get(ssrc)
-    if (!s) seqs.set(ssrc, { first: seq, max: seq, count: 1 })
-    else { s.count++; if (((seq - s.max) & 0xffff) < 0x8000) s.max = seq }
-    const last = lastArrival.get(ssrc)
-    if (last !== undefined) {
-      const dev = Math.abs(now - last - 20)
-      hist[Math.min(hist.length - 1, Math.floor(dev / BIN))]!++
-      devCount++
-    }
-    lastArrival.set(ssrc, now)
-  }
-  process.on('message', async (msg: { op: string; n?: number; run?: FeederRun }) => {
-    if (msg.op === 'open') {
-      const ports: number[] = []
-      for (let i = 0; i < msg.n!; i++) {
-        const s = createSocket('udp4')
-        s.on('message', onMsg)
-        await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()))
-        sockets.push(s)
-        ports.push(s.address().port)
-      }
-      process.send!({ op: 'open', ports })
-    } else if (msg.op === 'run') {
-      const { targets, durationMs } = msg.run!
-      hist.fill(0); devCount = 0; received = 0; lastArrival.clear(); seqs.clear()
-      const cpu0 = process.cpuUsage()
-      const t0 = performance.now()
-      const buf = new Uint8Array(1500)
-      const frames = Math.floor(durationMs / 20)
-      let sent = 0
-      const slots = 4 // spread streams over the 20 ms in 5 ms slots
-      for (let k = 0; k < frames; k++) {
-        for (let slot = 0; slot < slots; slot++) {
-          const due = t0 + k * 20 + slot * 5
-          const wait = due - performance.now()
-          if (wait > 0) await new Promise((r) => setTimeout(r, wait))
-          for (let i = slot; i < targets.length; i += slots) {
-            const p = packets[k % packets.length]!
-            writeRtpHeader(buf, 111, k === 0, k & 0xffff, (k * 960) >>> 0, 0x50000000 + i)
-            buf.set(p, 12)
-            sockets[i]!.send(buf, 0, 12 + p.length, targets[i]!, '127.0.0.1')
-            sent++
-          }
-        }
-      }
-      await new Promise((r) => setTimeout(r, 400))
-      let lost = 0
-      for (const s of seqs.values()) lost += Math.max(0, ((s.max - s.first) & 0xffff) + 1 - s.count)
-      let acc = 0
-      let p99 = NaN
-      for (let i = 0; i < hist.length; i++) { acc += hist[i]!; if (acc >= devCount * 0.99) { p99 = (i + 1) * BIN; break } }
-      const cpu = process.cpuUsage(cpu0)
-      const wall = (performance.now() - t0) / 1000
-      const stats: FeederStats = { sent, received, lost, devP99Ms: p99, devCount, coreShare: (cpu.user + cpu.system) / 1e6 / wall }
-      process.send!({ op: 'run', stats })
-    } else if (msg.op === 'exit') {
-      for (const s of sockets) s.close()
-      process.exit(0)
-    }
-  })
-  process.send!({ op: 'ready' })
-  await new Promise(() => { /* serve until told to exit */ })
-}
 
 // ───────────────────────── bench (parent) ─────────────────────────
 
@@ -140,8 +39,10 @@ const args = parseBenchArgs()
 const quick = args.mode === 'quick'
 const startedAt = new Date()
 const budgetSec = Number(process.env.BENCH_BUDGET_SEC ?? (quick ? 30 : 300)) - 4
-const g711Ladder = quick ? [50, 200, 500, 1000] : [100, 250, 500, 750, 1000, 1250, 1500, 2000, 2500]
-const opusLadder = quick ? [25, 75, 150] : [25, 50, 100, 150, 200, 300, 400]
+// --only g711 | --only opus runs one ladder (for profiling one path alone).
+const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined
+const g711Ladder = only === 'opus' ? [] : quick ? [50, 200, 500, 1000] : [100, 250, 500, 750, 1000, 1250, 1500, 2000, 2500]
+const opusLadder = only === 'g711' ? [] : quick ? [25, 75, 150] : [25, 50, 100, 150, 200, 300, 400]
 const stepSec = quick ? 3 : 12
 const JITTER_BOUND_MS = 2
 const SOCKETS = 8
@@ -153,6 +54,28 @@ process.on('exit', cleanup)
 
 const sdpFor = (port: number, pt: number, codec: string) =>
   `v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio ${port} RTP/AVP ${pt}\r\na=rtpmap:${pt} ${codec}\r\na=ptime:20\r\n`
+
+/**
+ * 1 s of Opus as a peer would send it after reading our answer: a WebRTC-like
+ * encoder (48 kHz input, complexity 10) that honours the answer's fmtp
+ * (maxplaybackrate caps the coded bandwidth, RFC 7587 §6.1). Encoded once; the
+ * generator replays the packets.
+ */
+function peerOpusPayloads(answerFmtp: string | undefined): string[] {
+  const peer = createCodec({ name: 'opus', sampleRate: 48000, fmtp: answerFmtp, opusComplexity: 10 })
+  const frame = new Int16Array(960)
+  const out = new Uint8Array(1500)
+  const list: string[] = []
+  for (let f = 0; f < 50; f++) {
+    for (let i = 0; i < 960; i++) {
+      const t = (f * 960 + i) / 48000
+      frame[i] = Math.round(5000 * Math.sin(2 * Math.PI * 220 * t) + 2500 * Math.sin(2 * Math.PI * 660 * t) + 1200 * Math.sin(2 * Math.PI * 1500 * t))
+    }
+    list.push(Buffer.from(out.subarray(0, peer.encode(frame, out))).toString('base64'))
+  }
+  notes.push(`Opus legs receive packets encoded as the engine's answer asks (fmtp ${answerFmtp ?? 'none'}): ${Math.round(list.reduce((a, b) => a + Buffer.from(b, 'base64').length, 0) / 50)} bytes per packet`)
+  return list
+}
 
 const tone8k = new Int16Array(8000)
 for (let i = 0; i < tone8k.length; i++) tone8k[i] = Math.round(6000 * Math.sin((2 * Math.PI * 440 * i) / 8000))
@@ -172,6 +95,8 @@ interface Step {
   schedulerTickWorkMs: number
   inboundLost: number
   inboundConcealed: number
+  /** Session drop counters that grew during the step. */
+  inboundDropped: Drops
   egressLost: number
   egressDevP99Ms: number
   generatorCoreShare: number
@@ -208,12 +133,26 @@ async function addPcmuSession(i: number): Promise<MediaSession> {
 }
 
 /** Packets the sessions received and concealed so far (inbound loss = generator sent − Δreceived). */
-function sessionTotals(list: MediaSession[]): { received: number; concealed: number } {
+type Drops = Record<string, number>
+function sessionTotals(list: MediaSession[]): { received: number; concealed: number; drops: Drops } {
   let received = 0
   let concealed = 0
-  for (const s of list) { const st = s.stats(); received += st.packetsReceived; concealed += st.concealed }
-  return { received, concealed }
+  const drops: Drops = {}
+  for (const s of list) {
+    const st = s.stats()
+    received += st.packetsReceived
+    concealed += st.concealed
+    // Packets a session received but did not count as its stream's (wrong SSRC, wrong source, …): the usual cause of "inbound loss".
+    for (const [k, v] of Object.entries(st.garbage)) drops[k] = (drops[k] ?? 0) + v
+  }
+  return { received, concealed, drops }
 }
+function diffDrops(a: Drops, b: Drops): Drops {
+  const d: Drops = {}
+  for (const [k, v] of Object.entries(b)) if (v - (a[k] ?? 0) > 0) d[k] = v - (a[k] ?? 0)
+  return d
+}
+const dropText = (d: Drops) => Object.keys(d).length ? ` (dropped by sessions: ${Object.entries(d).map(([k, v]) => `${k} ${v}`).join(', ')})` : ''
 
 async function closeAll(): Promise<void> {
   await Promise.all(live.splice(0).map((s) => s.close()))
@@ -251,74 +190,62 @@ try {
       coreShare: cpu.coreShare, cpuUsPerSessionSec: (cpu.cpuSec / cpu.wallSec / n) * 1e6,
       memoryKiB: memoryKiB(process.pid), heapKiB: process.memoryUsage().heapUsed / 1024,
       schedulerP99LateMs: sched.p99LatenessMs, schedulerLateTicks: sched.lateTicks, schedulerTickWorkMs: sched.meanTickWorkMs,
-      inboundLost, inboundConcealed: after.concealed - before.concealed, egressLost: stats.lost, egressDevP99Ms: egressDev,
+      inboundLost, inboundConcealed: after.concealed - before.concealed, inboundDropped: diffDrops(before.drops, after.drops), egressLost: stats.lost, egressDevP99Ms: egressDev,
       generatorCoreShare: stats.generatorCoreShare, stats: rest, hist,
     }
     steps.push(step)
-    console.log(`  G.711 ${n} sessions: engine ${(cpu.coreShare * 100).toFixed(0)}% core (tick work ${sched.meanTickWorkMs.toFixed(2)} ms, late p99 ${sched.p99LatenessMs.toFixed(2)} ms), egress lost ${stats.lost}, inbound lost ${inboundLost}, egress dev p99 ${egressDev.toFixed(2)} ms, generator ${(stats.generatorCoreShare * 100).toFixed(0)}% → ${step.ok ? 'PASS' : `FAIL (${reason})`}`)
+    console.log(`  G.711 ${n} sessions: engine ${(cpu.coreShare * 100).toFixed(0)}% core (tick work ${sched.meanTickWorkMs.toFixed(2)} ms, late p99 ${sched.p99LatenessMs.toFixed(2)} ms), egress lost ${stats.lost}, inbound lost ${inboundLost}${dropText(step.inboundDropped)}, egress dev p99 ${egressDev.toFixed(2)} ms, generator ${(stats.generatorCoreShare * 100).toFixed(0)}% → ${step.ok ? 'PASS' : `FAIL (${reason})`}`)
     if (stats.lost > 0 || inboundLost > 0 || stats.unsent > 0) break
   }
   await closeAll()
 
   // ── Opus ↔ PCMU transcoding ladder ──
-  const feeder = fork(fileURLToPath(import.meta.url), ['--opus-feeder'], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-  const feederCall = <T>(msg: object, op: string) => new Promise<T>((resolve) => {
-    const h = (m: { op: string }) => { if (m.op === op) { feeder.off('message', h); resolve(m as T) } }
-    feeder.on('message', h)
-    if (op !== 'ready') feeder.send(msg)
-  })
-  await feederCall({}, 'ready')
-  const maxPairs = opusLadder[opusLadder.length - 1]!
-  const { ports: feederPorts } = await feederCall<{ ports: number[] }>({ op: 'open', n: maxPairs }, 'open')
   const pairs: { a: MediaSession; b: MediaSession }[] = []
-  const opusTargets: number[] = []
-  try {
-    for (const n of opusLadder) {
-      if (elapsed() + stepSec + 3 > budgetSec) { notes.push(`Opus: time budget reached before ${n} pairs`); break }
-      const s0 = Date.now()
-      while (pairs.length < n) {
-        const i = pairs.length
-        const a = await addPcmuSession(i)
-        const b = await engine.createSession({ codecs: ['opus'], opusSampleRate: 8000 })
-        await b.createAnswer(sdpFor(feederPorts[i]!, 111, 'opus/48000/2'))
-        live.push(b)
-        opusTargets.push(b.localPort)
-        new Bridge(a, b) // transcode: PCMU frames → Opus encode, Opus decode → PCMU encode
-        pairs.push({ a, b })
-      }
-      const setupSec = (Date.now() - s0) / 1000
-      engine.scheduler.resetStats()
-      const before = sessionTotals(live)
-      const meter = cpuMeter(process.pid)
-      const [stats, fstats] = await Promise.all([
-        gen.run({ streams: pcmuStreams, durationMs: stepSec * 1000, drainMs: 400 }),
-        feederCall<{ stats: FeederStats }>({ op: 'run', run: { targets: opusTargets, durationMs: stepSec * 1000 } }, 'run').then((m) => m.stats),
-      ])
-      const cpu = meter.read()
-      const after = sessionTotals(live)
-      const sched = engine.scheduler.getStats()
-      const egressDev = Math.max(stats.interArrivalDevMs?.p99 ?? NaN, fstats.devP99Ms)
-      const inboundLost = Math.max(0, stats.packetsSent + fstats.sent - (after.received - before.received))
-      const egressLost = stats.lost + fstats.lost
-      let reason: string | undefined
-      if (egressLost > 0) reason = `${egressLost} egress packets lost`
-      else if (inboundLost > 0) reason = `${inboundLost} inbound packets lost`
-      else if (!(egressDev <= JITTER_BOUND_MS)) reason = `p99 egress pacing deviation ${egressDev.toFixed(2)} ms > ${JITTER_BOUND_MS} ms`
-      const { hist, ...rest } = stats
-      const step: Step = {
-        kind: 'opus', sessions: n, ok: reason === undefined, reason, setupSec,
-        coreShare: cpu.coreShare, cpuUsPerSessionSec: (cpu.cpuSec / cpu.wallSec / n) * 1e6,
-        memoryKiB: memoryKiB(process.pid), heapKiB: process.memoryUsage().heapUsed / 1024,
-        schedulerP99LateMs: sched.p99LatenessMs, schedulerLateTicks: sched.lateTicks, schedulerTickWorkMs: sched.meanTickWorkMs,
-        inboundLost, inboundConcealed: after.concealed - before.concealed, egressLost, egressDevP99Ms: egressDev,
-        generatorCoreShare: stats.generatorCoreShare + fstats.coreShare, stats: rest, hist,
-      }
-      steps.push(step)
-      console.log(`  Opus↔PCMU ${n} pairs: engine ${(cpu.coreShare * 100).toFixed(0)}% core (tick work ${sched.meanTickWorkMs.toFixed(2)} ms, late p99 ${sched.p99LatenessMs.toFixed(2)} ms), egress lost ${egressLost}, inbound lost ${inboundLost}, egress dev p99 ${egressDev.toFixed(2)} ms → ${step.ok ? 'PASS' : `FAIL (${reason})`}`)
-      if (egressLost > 0 || inboundLost > 0) break
+  const opusStreams: RtpStreamSpec[] = []
+  let opusPayloads: string[] | null = null
+  for (const n of opusLadder) {
+    if (elapsed() + stepSec + 3 > budgetSec) { notes.push(`Opus: time budget reached before ${n} pairs`); break }
+    const s0 = Date.now()
+    while (pairs.length < n) {
+      const i = pairs.length
+      const a = await addPcmuSession(i)
+      const b = await engine.createSession({ codecs: ['opus'], opusSampleRate: 8000 })
+      const sock = i % SOCKETS
+      const answer = await b.createAnswer(sdpFor(genPorts[sock]!, 111, 'opus/48000/2'))
+      live.push(b)
+      opusPayloads ??= peerOpusPayloads(/a=fmtp:111 (.*)/.exec(answer)?.[1]?.trim())
+      opusStreams.push({ ssrc: (0x50000000 + i) >>> 0, socket: sock, host: '127.0.0.1', port: b.localPort, pt: 111, payloadSet: 0, timestampStep: 960 })
+      new Bridge(a, b) // transcode: PCMU frames → Opus encode, Opus decode → PCMU encode
+      pairs.push({ a, b })
     }
-  } finally {
-    feeder.send({ op: 'exit' })
+    const setupSec = (Date.now() - s0) / 1000
+    engine.scheduler.resetStats()
+    const before = sessionTotals(live)
+    const meter = cpuMeter(process.pid)
+    const stats = await gen.run({ streams: [...pcmuStreams, ...opusStreams], durationMs: stepSec * 1000, drainMs: 400, payloadSets: [opusPayloads ?? []] })
+    const cpu = meter.read()
+    const after = sessionTotals(live)
+    const sched = engine.scheduler.getStats()
+    const egressDev = stats.interArrivalDevMs?.p99 ?? NaN
+    const inboundLost = Math.max(0, stats.packetsSent - (after.received - before.received))
+    const egressLost = stats.lost
+    let reason: string | undefined
+    if (egressLost > 0) reason = `${egressLost} egress packets lost`
+    else if (inboundLost > 0) reason = `${inboundLost} inbound packets lost`
+    else if (!(egressDev <= JITTER_BOUND_MS)) reason = `p99 egress pacing deviation ${egressDev.toFixed(2)} ms > ${JITTER_BOUND_MS} ms`
+    else if (stats.unsent > 0) reason = `generator fell behind (${stats.unsent} unsent)`
+    const { hist, ...rest } = stats
+    const step: Step = {
+      kind: 'opus', sessions: n, ok: reason === undefined, reason, setupSec,
+      coreShare: cpu.coreShare, cpuUsPerSessionSec: (cpu.cpuSec / cpu.wallSec / n) * 1e6,
+      memoryKiB: memoryKiB(process.pid), heapKiB: process.memoryUsage().heapUsed / 1024,
+      schedulerP99LateMs: sched.p99LatenessMs, schedulerLateTicks: sched.lateTicks, schedulerTickWorkMs: sched.meanTickWorkMs,
+      inboundLost, inboundConcealed: after.concealed - before.concealed, inboundDropped: diffDrops(before.drops, after.drops), egressLost, egressDevP99Ms: egressDev,
+      generatorCoreShare: stats.generatorCoreShare, stats: rest, hist,
+    }
+    steps.push(step)
+    console.log(`  Opus↔PCMU ${n} pairs: engine ${(cpu.coreShare * 100).toFixed(0)}% core (tick work ${sched.meanTickWorkMs.toFixed(2)} ms, late p99 ${sched.p99LatenessMs.toFixed(2)} ms), egress lost ${egressLost}, inbound lost ${inboundLost}${dropText(step.inboundDropped)}, egress dev p99 ${egressDev.toFixed(2)} ms, generator ${(stats.generatorCoreShare * 100).toFixed(0)}% (sent late p99 ${stats.senderLateMs.p99.toFixed(1)} ms) → ${step.ok ? 'PASS' : `FAIL (${reason})`}`)
+    if (egressLost > 0 || inboundLost > 0) break
   }
 } finally {
   await closeAll()

@@ -5,7 +5,8 @@
  * sockets on 127.0.0.1 (their ports go into the SDP it negotiates with the
  * engine under test: rtpengine, a Callplane media session, ...), then runs a
  * bounded load: every stream sends one 20 ms G.711 packet (12-byte RTP header
- * + 160 bytes) per ptime, all streams paced by ONE hrtime-checked loop with
+ * + 160 bytes) per ptime, or cycles through pre-encoded payloads (Opus) given
+ * by the parent, all streams paced by ONE hrtime-checked loop with
  * their phases spread evenly over the 20 ms. Everything that arrives on the
  * sockets is demultiplexed by SSRC and measured:
  *  - loss: per stream sent by us and relayed back (relay mode), else from
@@ -47,6 +48,11 @@ export interface RtpStreamSpec {
   port: number
   /** Payload type (default 0 = PCMU). */
   pt?: number
+  /** Index into RtpRunConfig.payloadSets: send these payloads in turn instead
+   * of the stamped G.711 filler (e.g. pre-encoded Opus for a transcoding leg). */
+  payloadSet?: number
+  /** RTP timestamp increment per packet (default 8 × ptime: an 8 kHz clock; 960 for Opus). */
+  timestampStep?: number
 }
 
 export interface RtpRunConfig {
@@ -59,6 +65,10 @@ export interface RtpRunConfig {
   warmupMs?: number
   /** Every stream we send should come back (a relay): loss = sent − received per SSRC. */
   expectRelayed?: boolean
+  /** Pre-encoded payloads (base64, one list per set) for streams with payloadSet.
+   * Encoding is done once by the parent, so the generator's per-packet cost
+   * stays a copy and a send whatever the codec. */
+  payloadSets?: string[][]
 }
 
 export interface Dist {
@@ -197,6 +207,8 @@ function trimHist(h: Float64Array | number[]): number[] {
 
 function childMain(): void {
   const sockets: Socket[] = []
+  /** Per-SSRC send state kept across runs. */
+  const txState = new Map<number, { seq: number; ts: number; at: number; step: number }>()
   const ports: number[] = []
   // receive state, reset per run
   let streams = new Map<number, RecvStream>()
@@ -285,22 +297,29 @@ function childMain(): void {
     const ts = new Uint32Array(n)
     const sent = new Uint32Array(n)
     for (let i = 0; i < n; i++) {
-      seqs[i] = (Math.random() * 0xffff) | 0
-      ts[i] = (Math.random() * 0xffffffff) >>> 0
+      // A stream that ran before continues its sequence and timestamp, as a
+      // live call would: a random restart on the same SSRC is dropped by the
+      // receiver's RFC 3550 A.1 probation and would show up as a bad packet.
+      const prev = txState.get(cfg.streams[i]!.ssrc >>> 0)
+      seqs[i] = prev ? prev.seq : (Math.random() * 0xffff) | 0
+      ts[i] = prev ? (prev.ts + Math.round((performance.now() - prev.at) / ptime) * prev.step) >>> 0 : (Math.random() * 0xffffffff) >>> 0
     }
     // A ring of preallocated packets: no allocation per packet. dgram.send() with a
     // host string sends on the next tick (address lookup), and a send the kernel
     // cannot take at once stays queued holding its buffer: so one tick never writes
     // more than MAX_BURST packets, far fewer than the ring holds, and a late
     // generator catches up over several ticks instead of overwriting its own packets.
-    const PKT = 12 + 160
+    const G711_PKT = 12 + 160
+    const sets = (cfg.payloadSets ?? []).map((list) => list.map((b64) => Buffer.from(b64, 'base64')))
+    let maxPayload = 0
+    for (const set of sets) for (const p of set) maxPayload = Math.max(maxPayload, p.length)
+    const PKT = Math.max(G711_PKT, 12 + maxPayload)
     const RING = 16384
     const MAX_BURST = 2048
     const ring: Buffer[] = []
     for (let i = 0; i < RING; i++) {
       const b = Buffer.alloc(PKT, 0xff)
       b[0] = 0x80
-      b.writeUInt32BE(MAGIC, 12)
       ring.push(b)
     }
     let ringPos = 0
@@ -337,10 +356,20 @@ function childMain(): void {
           b.writeUInt32BE(ts[i]!, 4)
           b.writeUInt32BE(st.ssrc >>> 0, 8)
           const t = performance.now()
-          b.writeDoubleBE(t, 16)
-          sockets[st.socket]!.send(b, 0, PKT, st.port, st.host)
+          let len = G711_PKT
+          const set = st.payloadSet === undefined ? undefined : sets[st.payloadSet]
+          if (set && set.length > 0) {
+            const p = set[k % set.length]!
+            p.copy(b, 12)
+            len = 12 + p.length
+          } else {
+            b.writeUInt32BE(MAGIC, 12)
+            b.writeDoubleBE(t, 16)
+            b.fill(0xff, 24, G711_PKT)
+          }
+          sockets[st.socket]!.send(b, 0, len, st.port, st.host)
           seqs[i] = (seqs[i]! + 1) & 0xffff
-          ts[i] = (ts[i]! + 8 * ptime) >>> 0
+          ts[i] = (ts[i]! + (st.timestampStep ?? 8 * ptime)) >>> 0
           sent[i]!++
           if (now >= warmEnd) {
             lateHist[Math.min(BINS - 1, Math.floor((t - due) / BIN_MS))]!++
@@ -353,6 +382,10 @@ function childMain(): void {
       }
       setTimeout(tick, Math.max(0, t0 - performance.now()))
     })
+    for (let i = 0; i < n; i++) {
+      // Media time went on between runs: advance the timestamp by the idle gap.
+      txState.set(cfg.streams[i]!.ssrc >>> 0, { seq: seqs[i]!, ts: ts[i]!, at: performance.now(), step: cfg.streams[i]!.timestampStep ?? 8 * ptime })
+    }
     await new Promise((r) => setTimeout(r, cfg.drainMs ?? 400))
     measuring = false
     const wallSec = (performance.now() - t0) / 1000

@@ -54,6 +54,19 @@ export interface MediaSessionOptions {
   rtcpIntervalMs?: number
 }
 
+/**
+ * The Opus fmtp we advertise (RFC 7587 §6.1). maxplaybackrate and
+ * sprop-maxcapturerate state the PCM rate we decode and encode at, so a peer
+ * that honours them (browsers do) sends narrowband SILK to an 8 kHz session
+ * instead of fullband CELT we would decode and throw away (a fullband packet
+ * costs about 3× a narrowband one to decode at 8 kHz). No useinbandfec=1:
+ * @discordjs/opus cannot decode FEC (it always passes decode_fec=0), so asking
+ * the peer to spend bits on it would buy nothing.
+ */
+export function opusFmtpFor(sampleRate: SampleRate): string {
+  return sampleRate < 48000 ? `minptime=10;maxplaybackrate=${sampleRate};sprop-maxcapturerate=${sampleRate}` : 'minptime=10'
+}
+
 export interface GarbageCounters {
   short: number
   version: number
@@ -268,6 +281,7 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
     this.negotiator = new SdpNegotiator({
       codecs: options.codecs, address: host.externalAddress, port: ports.port,
       telephoneEvent: this.opts.telephoneEvent, rtcpMux: this.opts.rtcpMux,
+      opusFmtp: opusFmtpFor(this.opts.opusSampleRate),
     })
     this.jitter = new JitterBuffer({ slots: 8, slotBytes: 1 }) // placeholder until a codec is negotiated
     const rnd = randomBytes(10)

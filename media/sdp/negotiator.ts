@@ -134,7 +134,7 @@ export class SdpNegotiator {
       rtcpMux: opts.rtcpMux ?? true,
       ptime: opts.ptime ?? 20,
       sessionName: opts.sessionName ?? 'callplane',
-      opusFmtp: opts.opusFmtp ?? 'minptime=10;useinbandfec=1',
+      opusFmtp: opts.opusFmtp ?? 'minptime=10', // no useinbandfec: see opusFmtpFor in session.ts
     }
   }
 
