@@ -113,10 +113,10 @@ export function mapControlError(err: unknown): never {
 
 /**
  * Sends JSON already produced by the route's response serializer (the read
- * cache keeps bodies, not objects): a string with a JSON content type is
- * written as is.
+ * cache keeps encoded bodies, not objects, so a hit neither serializes nor
+ * re-encodes): a Buffer with a JSON content type is written as is.
  */
-function sendJson(reply: FastifyReply, json: string): FastifyReply {
+function sendJson(reply: FastifyReply, json: Buffer): FastifyReply {
   return reply.type('application/json; charset=utf-8').send(json)
 }
 
@@ -139,7 +139,7 @@ export const callRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps 
       const { limit, cursor, ...filter } = req.query
       if (filter.after && filter.before && filter.after >= filter.before) throw new ApiError(400, 'validation_failed', 'invalid querystring: after must be earlier than before')
       const json = await deps.readCache.get(`list?${JSON.stringify(req.query)}`, req.auth.accountId, null,
-        async () => reply.serialize(await calls.list(req.auth.accountId, filter, { limit, cursor })) as string)
+        async () => Buffer.from(reply.serialize(await calls.list(req.auth.accountId, filter, { limit, cursor })) as string))
       return sendJson(reply, json)
     })
   app.get('/calls/:id', { config: read, schema: { tags, summary: 'Get a call with transcript, timings, quality and recordings', params: IdParams, response: { 200: CallDetail, ...errors(404) } } },
@@ -148,7 +148,7 @@ export const callRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps 
       const { json } = await deps.readCache.get(`call/${req.params.id}`, req.auth.accountId, req.params.id,
         async () => {
           const detail = found(await calls.getDetail(req.auth.accountId, req.params.id), 'call', req.params.id)
-          return { json: reply.serialize(detail) as string, final: isFinal(detail.status) }
+          return { json: Buffer.from(reply.serialize(detail) as string), final: isFinal(detail.status) }
         }, (d) => d.final)
       return sendJson(reply, json)
     })
