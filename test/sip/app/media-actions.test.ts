@@ -1,0 +1,217 @@
+import t from 'tap'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import WebSocket from 'ws'
+import { ULAW_DECODE, ULAW_ENCODE } from '../../../codecs/g711.ts'
+import { startStack } from '../../harness/stack.ts'
+import { RtpCaller, bestCorrelation, noise, placeCall, rms, sine, toneRatio, wavFile } from './rtp-caller.ts'
+
+/**
+ * The API's media actions on a real call: sipp places the call to an agent
+ * number on the whole engine (startStack), the test owns the caller's RTP
+ * socket and checks what the caller actually hears and what was recorded.
+ */
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+const loud = (frames: Int16Array[], min = 1000) => frames.filter((f) => rms(f) > min)
+const concat = (parts: Int16Array[]) => {
+  const out = new Int16Array(parts.reduce((a, p) => a + p.length, 0))
+  let o = 0
+  for (const p of parts) { out.set(p, o); o += p.length }
+  return out
+}
+const framesOf = (pcm: Int16Array) => Array.from({ length: Math.floor(pcm.length / 160) }, (_, i) => pcm.subarray(i * 160, i * 160 + 160))
+
+t.test('media actions on a live agent call', async (t) => {
+  const stack = await startStack(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {})
+  t.teardown(() => stack.stop())
+  const dir = mkdtempSync(join(tmpdir(), 'media-actions-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const store = stack.engine.store
+  const account = (await store.accounts.first())!
+  // No greeting: the agent stays quiet, so what the caller hears comes from the API.
+  const agent = await store.agents.create(account.id, { name: 'quiet' })
+  await store.numbers.create(account.id, { number: '+14155550177', target: { type: 'agent', id: agent.id } })
+  const api = (path: string, init: RequestInit & { key?: string } = {}) => fetch(`${stack.baseUrl}${path}`, {
+    ...init, headers: { authorization: `Bearer ${init.key ?? stack.apiKey}`, ...(init.body ? { 'content-type': 'application/json' } : {}), ...(init.headers ?? {}) },
+  })
+  const post = (path: string, body?: unknown, key?: string) => api(path, { method: 'POST', ...(body !== undefined ? { body: JSON.stringify(body) } : {}), ...(key ? { key } : {}) })
+
+  const caller = new RtpCaller()
+  await caller.start()
+  t.teardown(() => caller.close())
+  const sipp = await placeCall({ dir, sipPort: stack.sipPort, service: '+14155550177', caller })
+  t.teardown(() => sipp.kill())
+  let callId = ''
+  for (let i = 0; i < 200 && !callId; i++) {
+    const page = await (await api('/v1/calls?status=in-progress')).json() as { data: Array<{ id: string }> }
+    callId = page.data[0]?.id ?? ''
+    if (!callId) await sleep(100)
+  }
+  t.ok(callId, 'the call was answered')
+  for (let i = 0; i < 100 && !caller.remote; i++) await sleep(50)
+  t.ok(caller.remote, 'the engine sends RTP to the caller')
+  const calls = `/v1/calls/${callId}`
+
+  t.test('say: speech reaches the caller', async (t) => {
+    await sleep(500)
+    const t0 = Date.now()
+    const before = caller.audioSince(t0 - 1000, t0)
+    const r = await post(`${calls}/say`, { text: 'Hello. This is a test of the speech action on a live call.' })
+    t.equal(r.status, 202)
+    const body = await r.json() as { actionId?: string }
+    t.match(body, { callId, action: 'say', status: 'accepted', actionId: /^[0-9a-f-]{36}$/ })
+    await sleep(4500)
+    const heard = caller.audioSince(t0)
+    t.ok(rms(before) < 100, `quiet before (rms ${rms(before).toFixed(0)})`)
+    const voiced = loud(framesOf(heard), 300)
+    t.ok(voiced.length >= 25, `≥ 0.5 s of speech-level audio reached the caller (${voiced.length} frames)`)
+    // Speech is not a tone: energy spread over the band, unlike play's test tone.
+    t.ok(toneRatio(concat(voiced), 1000) < 0.3, 'broadband (speech), not a tone')
+  })
+
+  t.test('play: a WAV tone from a file URL, looped', async (t) => {
+    const media = join(stack.config.dataDir, 'media')
+    mkdirSync(media, { recursive: true })
+    writeFileSync(join(media, 'tone.wav'), wavFile(sine(1000, 0.6)))
+    await sleep(300)
+    const t0 = Date.now()
+    const r = await post(`${calls}/play`, { url: pathToFileURL(join(media, 'tone.wav')).href, loop: 2 })
+    t.equal(r.status, 202)
+    t.match(await r.json(), { actionId: /^[0-9a-f-]{36}$/ })
+    await sleep(2500)
+    const frames = loud(framesOf(caller.audioSince(t0)))
+    t.ok(frames.length >= 50 && frames.length <= 70, `1.2 s (two loops of 0.6 s) of tone heard: ${frames.length} frames`)
+    const ratio = toneRatio(concat(frames), 1000)
+    t.ok(ratio > 0.8, `energy is at 1 kHz (ratio ${ratio.toFixed(2)})`)
+  })
+
+  t.test('dtmf: RFC 4733 events with the right digits', async (t) => {
+    caller.events.length = 0
+    const r = await post(`${calls}/dtmf`, { digits: '1#9', durationMs: 120 })
+    t.equal(r.status, 202)
+    t.match(await r.json(), { method: 'rfc4733' })
+    for (let i = 0; i < 60 && caller.digits().length < 3; i++) await sleep(50)
+    t.equal(caller.digits(), '1#9', 'the caller received telephone-event packets for 1, #, 9')
+  })
+
+  t.test('stream: twilio encapsulation, both directions', async (t) => {
+    caller.signal = (n) => Math.round(6000 * Math.sin((2 * Math.PI * 400 * n) / 8000))
+    const ws = new WebSocket(`${stack.baseUrl.replace('http', 'ws')}${calls}/stream?encapsulation=twilio&token=${stack.apiKey}`)
+    const msgs: Array<{ event: string; media?: { payload: string; track: string }; mark?: { name: string } }> = []
+    ws.on('message', (m) => msgs.push(JSON.parse(m.toString())))
+    await new Promise<void>((res, rej) => { ws.once('open', () => res()); ws.once('error', rej) })
+    await sleep(1500)
+    t.match(msgs.slice(0, 2).map((m) => m.event), ['connected', 'start'])
+    const media = msgs.filter((m) => m.event === 'media')
+    t.ok(media.length >= 40, `caller audio arrives as media messages (${media.length} in 1.5 s)`)
+    const got = concat(media.slice(-25).map((m) => Int16Array.from(Buffer.from(m.media!.payload, 'base64'), (b) => ULAW_DECODE[b]!)))
+    t.ok(toneRatio(got, 400) > 0.8, `the stream carries what the caller sends (400 Hz ratio ${toneRatio(got, 400).toFixed(2)})`)
+    caller.signal = () => 0
+    await sleep(300)
+    // One second of 1.8 kHz from the "bot", then a mark that must come back once played.
+    const tone = sine(1800, 1)
+    const t1 = Date.now()
+    for (let i = 0; i < 50; i++) {
+      const b = Buffer.alloc(160)
+      for (let j = 0; j < 160; j++) b[j] = ULAW_ENCODE[tone[i * 160 + j]! & 0xffff]!
+      ws.send(JSON.stringify({ event: 'media', media: { payload: b.toString('base64') } }))
+    }
+    ws.send(JSON.stringify({ event: 'mark', mark: { name: 'end-of-tone' } }))
+    ws.send('not json')
+    for (let i = 0; i < 60 && !msgs.some((m) => m.event === 'mark'); i++) await sleep(50)
+    t.match(msgs.find((m) => m.event === 'mark'), { mark: { name: 'end-of-tone' } }, 'mark echoed after the audio played')
+    await sleep(300)
+    const heard = loud(framesOf(caller.audioSince(t1)))
+    t.ok(heard.length >= 40 && heard.length <= 60, `the caller heard the bot's second of audio (${heard.length} frames)`)
+    t.ok(toneRatio(concat(heard), 1800) > 0.8, 'at 1.8 kHz')
+    ws.close()
+    await sleep(200)
+
+    caller.signal = (n) => Math.round(6000 * Math.sin((2 * Math.PI * 400 * n) / 8000))
+    const raw = new WebSocket(`${stack.baseUrl.replace('http', 'ws')}${calls}/stream?encapsulation=raw&token=${stack.apiKey}`)
+    const bins: Buffer[] = []
+    raw.on('message', (m: Buffer, isBinary: boolean) => { if (isBinary) bins.push(m) })
+    await new Promise<void>((res, rej) => { raw.once('open', () => res()); raw.once('error', rej) })
+    await sleep(1000)
+    raw.close()
+    caller.signal = () => 0
+    t.ok(bins.length >= 25 && bins.every((b) => b.length === 320), `raw: binary L16 frames of 20 ms (${bins.length})`)
+    const pcm = concat(bins.slice(-20).map((b) => Int16Array.from({ length: 160 }, (_, i) => b.readInt16LE(i * 2))))
+    t.ok(toneRatio(pcm, 400) > 0.8, 'raw frames carry the caller audio')
+  })
+
+  t.test('record (dual) with mute in: the WAV holds what the caller sent, then silence', async (t) => {
+    const ref = noise(8000 * 600)
+    caller.signal = (n) => ref[n % ref.length]!
+    await sleep(300)
+    const r = await post(`${calls}/record/start`, { channels: 'dual' })
+    t.equal(r.status, 202)
+    const nStart = caller.sent
+    const { recordingId } = await r.json() as { recordingId: string }
+    t.match(recordingId, /^[0-9a-f-]{36}$/)
+    t.equal((await post(`${calls}/record/start`, {})).status, 409, 'a second recording on the same call is refused')
+    await sleep(1500)
+    t.equal((await post(`${calls}/mute`, { direction: 'in' })).status, 202)
+    await sleep(1500)
+    t.equal((await post(`${calls}/record/stop`)).status, 202)
+    t.equal((await post(`${calls}/unmute`, { direction: 'in' })).status, 202)
+    caller.signal = () => 0
+    type Rec = { status: string; durationMs: number; callId: string }
+    let rec: Rec | null = null
+    for (let i = 0; i < 50; i++) {
+      rec = await (await api(`/v1/recordings/${recordingId}`)).json() as Rec
+      if (rec?.status === 'ready') break
+      await sleep(100)
+    }
+    t.match(rec, { status: 'ready', callId, format: 'wav' })
+    t.ok(rec!.durationMs > 2500 && rec!.durationMs < 4500, `duration ${rec!.durationMs} ms`)
+    const dl = await api(`/v1/recordings/${recordingId}/download`)
+    t.equal(dl.status, 200)
+    t.equal(dl.headers.get('content-type'), 'audio/wav')
+    const wav = Buffer.from(await dl.arrayBuffer())
+    t.equal(wav.toString('ascii', 0, 4), 'RIFF')
+    t.equal(wav.readUInt16LE(22), 2, 'two channels')
+    t.equal(wav.readUInt32LE(24), 8000)
+    const frames = (wav.length - 44) / 4
+    const left = Int16Array.from({ length: frames }, (_, i) => wav.readInt16LE(44 + i * 4))
+    const w = left.subarray(2400, 4000)
+    t.ok(rms(w) > 2000, `caller channel is not silent (rms ${rms(w).toFixed(0)})`)
+    const c = bestCorrelation(w, ref, nStart - 8000, nStart + 16000)
+    t.ok(c.r > 0.8, `caller channel matches the noise the caller sent (r=${c.r.toFixed(3)} at sample ${c.offset - nStart} from record start)`)
+    const muted = left.subarray(frames - 6400, frames - 1600)
+    t.ok(rms(muted) < 50, `after mute in the caller channel is silent (rms ${rms(muted).toFixed(1)})`)
+    const detail = await (await api(calls)).json() as { recordings: Array<{ id: string }> }
+    t.ok(detail.recordings.some((x) => x.id === recordingId), 'the call lists the recording')
+  })
+
+  t.test('4xx: bad input, unknown call, other account, unsupported', async (t) => {
+    const unknown = '00000000-0000-4000-8000-000000000000'
+    t.equal((await post(`/v1/calls/${unknown}/play`, { url: 'https://example.com/a.wav' })).status, 404, 'no such call')
+    t.equal((await post(`${calls}/play`, { url: 'ftp://example.com/a.wav' })).status, 400, 'bad URL scheme')
+    t.equal((await post(`${calls}/dtmf`, { digits: 'xyz' })).status, 400, 'bad digits')
+    t.equal((await post(`${calls}/say`, {})).status, 400, 'say without text')
+    const outside = await post(`${calls}/play`, { url: 'file:///etc/passwd' })
+    t.equal(outside.status, 422, 'file URLs outside the media directory are refused')
+    t.match(await outside.json(), { error: { code: 'rejected' } })
+    const missing = await post(`${calls}/play`, { url: pathToFileURL(join(stack.config.dataDir, 'media', 'none.wav')).href })
+    t.equal(missing.status, 422, 'a file that does not load is a 422, not a crash')
+    t.equal((await post(`${calls}/record/stop`)).status, 409, 'stop without a recording')
+    const other = await store.accounts.create('other', null)
+    const { token } = await store.apiKeys.create(other.id, 'other', ['calls:read', 'calls:write'], null)
+    t.equal((await post(`${calls}/say`, { text: 'hi' }, token)).status, 404, "another account's call is not found")
+    t.equal((await post(`${calls}/mute`, {}, token)).status, 404)
+    const conf = await (await post('/v1/conferences', { name: 'room' })).json() as { id: string }
+    const join_ = await post(`/v1/conferences/${conf.id}/participants`, { callId })
+    t.equal(join_.status, 501, 'conferences answer 501 unsupported')
+    t.match(await join_.json(), { error: { code: 'unsupported' } })
+  })
+
+  t.test('hangup ends the call; actions on it are 409', async (t) => {
+    t.equal((await api(calls, { method: 'DELETE' })).status, 204)
+    const res = await sipp.done
+    t.equal(res.code, 0, `sipp saw the BYE (${res.errors.slice(0, 200)})`)
+    t.equal((await post(`${calls}/play`, { url: 'https://example.com/a.wav' })).status, 409)
+  })
+})

@@ -1,0 +1,245 @@
+import { createSocket, type Socket } from 'node:dgram'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { ULAW_DECODE, ULAW_ENCODE } from '../../../codecs/g711.ts'
+import { runSipp, type SippResult } from '../../harness/sipp.ts'
+import { freePort } from '../../harness/ports.ts'
+
+/**
+ * The caller side of a real call for media tests: sipp does the SIP (INVITE,
+ * ACK, waits for our BYE), and the SDP it sends points at this process's UDP
+ * socket, so the test itself sends and receives the call's RTP: PCMU audio
+ * from a signal function, decoded PCMU and RFC 4733 events received.
+ */
+export interface ReceivedEvent { event: number; end: boolean; timestamp: number }
+
+/** Deterministic white noise: a fixed pseudo-random sequence, known sample by sample. */
+export function noise(len: number, amplitude = 6000, seed = 12345): Int16Array {
+  const out = new Int16Array(len)
+  let x = seed >>> 0
+  for (let i = 0; i < len; i++) {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0
+    out[i] = Math.round(((x / 0xffffffff) * 2 - 1) * amplitude)
+  }
+  return out
+}
+
+export class RtpCaller {
+  readonly socket: Socket
+  port = 0
+  /** Where the engine's RTP comes from (learnt from its first packet). */
+  remote: { address: string; port: number } | null = null
+  /** Everything received as PCMU, decoded, in arrival order, with the wall time of each 20 ms packet. */
+  readonly audio: Int16Array[] = []
+  readonly audioAt: number[] = []
+  readonly events: ReceivedEvent[] = []
+  /** The signal sent: sample n of the call is signal(n). */
+  signal: (n: number) => number = () => 0
+  /** Samples sent so far (the index of the next sample). */
+  sent = 0
+  private seq = 1
+  private ts = 0
+  private timer: NodeJS.Timeout | null = null
+  private t0 = 0
+
+  constructor() {
+    this.socket = createSocket('udp4')
+  }
+
+  async start(): Promise<void> {
+    await new Promise<void>((r) => this.socket.bind(0, '127.0.0.1', () => r()))
+    this.port = this.socket.address().port
+    this.socket.on('message', (msg, rinfo) => {
+      if (msg.length < 12 || msg[0]! >> 6 !== 2) return
+      this.remote ??= { address: rinfo.address, port: rinfo.port }
+      const pt = msg[1]! & 0x7f
+      const cc = msg[0]! & 0x0f
+      const payload = msg.subarray(12 + cc * 4)
+      if (pt === 0) {
+        const pcm = new Int16Array(payload.length)
+        for (let i = 0; i < payload.length; i++) pcm[i] = ULAW_DECODE[payload[i]!]!
+        this.audio.push(pcm)
+        this.audioAt.push(Date.now())
+      } else if (pt === 101 && payload.length >= 4) {
+        // RFC 4733 §2.3: event, E bit, volume, duration.
+        this.events.push({ event: payload[0]!, end: (payload[1]! & 0x80) !== 0, timestamp: msg.readUInt32BE(4) })
+      }
+    })
+    // Paced against the wall clock so a late timer does not slow the stream.
+    this.t0 = Date.now()
+    this.timer = setInterval(() => {
+      const due = Math.floor((Date.now() - this.t0) / 20)
+      while (this.ts / 160 < due) this.sendFrame()
+    }, 10)
+  }
+
+  private sendFrame(): void {
+    const b = Buffer.alloc(12 + 160)
+    b[0] = 0x80
+    b[1] = 0
+    b.writeUInt16BE(this.seq++ & 0xffff, 2)
+    b.writeUInt32BE(this.ts >>> 0, 4)
+    b.writeUInt32BE(0x1234abcd, 8)
+    for (let i = 0; i < 160; i++) b[12 + i] = ULAW_ENCODE[this.signal(this.sent + i) & 0xffff]!
+    this.sent += 160
+    this.ts += 160
+    if (this.remote) this.socket.send(b, this.remote.port, this.remote.address)
+  }
+
+  /** Decoded audio received at or after wall time `since` (ms), concatenated. */
+  audioSince(since: number, until = Infinity): Int16Array {
+    const parts = this.audio.filter((_, i) => this.audioAt[i]! >= since && this.audioAt[i]! < until)
+    const out = new Int16Array(parts.reduce((a, p) => a + p.length, 0))
+    let o = 0
+    for (const p of parts) { out.set(p, o); o += p.length }
+    return out
+  }
+
+  /** Digits of the completed RFC 4733 events received, in order (one per event, by timestamp). */
+  digits(): string {
+    const seen = new Set<number>()
+    let s = ''
+    for (const e of this.events) {
+      if (!e.end || seen.has(e.timestamp)) continue
+      seen.add(e.timestamp)
+      s += '0123456789*#ABCD'[e.event] ?? '?'
+    }
+    return s
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer)
+    this.socket.close()
+  }
+}
+
+/**
+ * Places a call from sipp to `service` on the engine with SDP that points at
+ * `caller`'s socket (PCMU, plus telephone-event unless `dtmf` is false). sipp
+ * answers the engine's BYE; with `infoCount` it first answers that many SIP
+ * INFO requests (the DTMF fallback).
+ */
+export async function placeCall(o: { dir: string; sipPort: number; service: string; caller: RtpCaller; dtmf?: boolean; infoCount?: number; timeoutMs?: number }): Promise<{ done: Promise<SippResult>; kill: () => void }> {
+  const dtmf = o.dtmf !== false
+  const info = Array.from({ length: o.infoCount ?? 0 }, () => `
+  <recv request="INFO" timeout="60000"/>
+  <send><![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]></send>`).join('')
+  const xml = `<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="media caller">
+  <send retrans="500"><![CDATA[
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:+14155550100@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 INVITE
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=caller 1 1 IN IP4 127.0.0.1
+      s=-
+      c=IN IP4 127.0.0.1
+      t=0 0
+      m=audio ${o.caller.port} RTP/AVP 0${dtmf ? ' 101' : ''}
+      a=rtpmap:0 PCMU/8000${dtmf ? '\n      a=rtpmap:101 telephone-event/8000\n      a=fmtp:101 0-16' : ''}
+      a=sendrecv
+    ]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200" rtd="true"/>
+  <send><![CDATA[
+      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:+14155550100@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 1 ACK
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]></send>${info}
+  <recv request="BYE" timeout="${o.timeoutMs ?? 120000}"/>
+  <send><![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]></send>
+</scenario>
+`
+  const file = join(o.dir, `caller-${o.caller.port}.xml`)
+  writeFileSync(file, xml)
+  return runSipp({ scenario: file, remote: `127.0.0.1:${o.sipPort}`, localPort: await freePort(), service: o.service, timeoutMs: (o.timeoutMs ?? 120000) + 10000 })
+}
+
+/** Power of `freq` in `pcm` relative to its total power (Goertzel), 0..1. */
+export function toneRatio(pcm: Int16Array, freq: number, rate = 8000): number {
+  const n = pcm.length
+  if (n === 0) return 0
+  const k = 2 * Math.cos((2 * Math.PI * freq) / rate)
+  let s1 = 0, s2 = 0, total = 0
+  for (let i = 0; i < n; i++) {
+    const s = pcm[i]! + k * s1 - s2
+    s2 = s1
+    s1 = s
+    total += pcm[i]! * pcm[i]!
+  }
+  const power = s1 * s1 + s2 * s2 - k * s1 * s2
+  // A pure sinusoid gives power ≈ total·n/2.
+  return total === 0 ? 0 : Math.min(1, (2 * power) / (n * total))
+}
+
+export function rms(pcm: Int16Array): number {
+  let acc = 0
+  for (let i = 0; i < pcm.length; i++) acc += pcm[i]! * pcm[i]!
+  return pcm.length ? Math.sqrt(acc / pcm.length) : 0
+}
+
+export function sine(freq: number, seconds: number, amplitude = 8000, rate = 8000): Int16Array {
+  const out = new Int16Array(Math.round(seconds * rate))
+  for (let i = 0; i < out.length; i++) out[i] = Math.round(amplitude * Math.sin((2 * Math.PI * freq * i) / rate))
+  return out
+}
+
+export function wavFile(pcm: Int16Array, rate = 8000): Buffer {
+  const b = Buffer.alloc(44 + pcm.length * 2)
+  b.write('RIFF', 0, 'ascii'); b.writeUInt32LE(36 + pcm.length * 2, 4); b.write('WAVE', 8, 'ascii')
+  b.write('fmt ', 12, 'ascii'); b.writeUInt32LE(16, 16); b.writeUInt16LE(1, 20); b.writeUInt16LE(1, 22)
+  b.writeUInt32LE(rate, 24); b.writeUInt32LE(rate * 2, 28); b.writeUInt16LE(2, 32); b.writeUInt16LE(16, 34)
+  b.write('data', 36, 'ascii'); b.writeUInt32LE(pcm.length * 2, 40)
+  for (let i = 0; i < pcm.length; i++) b.writeInt16LE(pcm[i]!, 44 + i * 2)
+  return b
+}
+
+/**
+ * Best normalised cross-correlation of `window` against `reference` over
+ * offsets [from, to): where in what was sent a recorded stretch came from.
+ */
+export function bestCorrelation(window: Int16Array, reference: Int16Array, from: number, to: number): { offset: number; r: number } {
+  let best = { offset: -1, r: 0 }
+  let ew = 0
+  for (let i = 0; i < window.length; i++) ew += window[i]! * window[i]!
+  for (let off = Math.max(0, from); off < Math.min(to, reference.length - window.length); off++) {
+    let dot = 0, er = 0
+    for (let i = 0; i < window.length; i++) { const r = reference[off + i]!; dot += window[i]! * r; er += r * r }
+    const r = ew && er ? dot / Math.sqrt(ew * er) : 0
+    if (r > best.r) best = { offset: off, r }
+  }
+  return best
+}
