@@ -237,6 +237,7 @@ export class Playout implements FrameSource {
   private markDone(seg: Segment): void {
     if (seg.done) return
     seg.done = true
+    this.resamplers.get(seg)?.release()
     this.resamplers.delete(seg)
     this.hooks.onSegmentEnd?.(seg)
     const w = this.segWaiters.get(seg)

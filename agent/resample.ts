@@ -13,19 +13,35 @@
  */
 import { Resampler } from '../codecs/resampler.ts'
 
+/**
+ * Filters of finished streams, by rate pair. A Resampler carries a 16 KB
+ * history buffer; the playout needs one per reply sentence, and reusing them
+ * (reset() zeroes the history) keeps that off the garbage collector.
+ */
+const pool = new Map<string, Resampler[]>()
+const POOL_MAX = 256
+
+function acquire(inRate: number, outRate: number): Resampler {
+  const r = pool.get(`${inRate}>${outRate}`)?.pop()
+  if (!r) return new Resampler(inRate, outRate)
+  r.reset()
+  return r
+}
+
 export class StreamResampler {
-  private readonly r: Resampler | undefined
+  private r: Resampler | undefined
   /** Lead-in output samples still to drop (the filter's group delay, rounded). */
   private skip: number
   private inCount = 0
   private outCount = 0
   private scratch = new Int16Array(0)
+  private released = false
 
   constructor(
     readonly inRate: number,
     readonly outRate: number,
   ) {
-    if (inRate !== outRate) this.r = new Resampler(inRate, outRate)
+    if (inRate !== outRate) this.r = acquire(inRate, outRate)
     this.skip = this.r ? Math.round(this.r.delay) : 0
   }
 
@@ -49,6 +65,7 @@ export class StreamResampler {
    * returns the number of aligned samples written.
    */
   processInto(input: Int16Array, out: Int16Array): number {
+    if (this.released) throw new Error('StreamResampler used after release()')
     this.inCount += input.length
     if (!this.r) {
       out.set(input)
@@ -67,8 +84,8 @@ export class StreamResampler {
   }
 
   process(input: Int16Array): Int16Array {
-    if (!this.r) return input.slice()
-    const need = this.r.maxOutput(input.length)
+    if (!this.r && !this.released) return input.slice()
+    const need = this.maxOutput(input.length)
     if (this.scratch.length < need) this.scratch = new Int16Array(need)
     const n = this.processInto(input, this.scratch)
     return this.scratch.slice(0, n)
@@ -79,6 +96,7 @@ export class StreamResampler {
    * come out; the result ends the stream at exactly round(fed·out/in) samples.
    */
   flush(): Int16Array {
+    if (this.released) throw new Error('StreamResampler used after release()')
     if (!this.r) return new Int16Array(0)
     const want = Math.round((this.inCount * this.outRate) / this.inRate) - this.outCount
     if (want <= 0) return new Int16Array(0)
@@ -89,6 +107,18 @@ export class StreamResampler {
     this.inCount -= pad
     this.outCount -= Math.max(0, n - want)
     return out.slice(0, Math.min(n, want))
+  }
+
+  /** The stream is over: its filter goes back to the pool. Further use is a bug and throws. */
+  release(): void {
+    const r = this.r
+    if (!r) return
+    this.r = undefined
+    this.released = true
+    const key = `${this.inRate}>${this.outRate}`
+    const list = pool.get(key) ?? []
+    if (list.length < POOL_MAX) list.push(r)
+    pool.set(key, list)
   }
 }
 
