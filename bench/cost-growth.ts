@@ -1,38 +1,45 @@
 /**
- * Cost growth: CPU and memory of the whole engine (main.ts in its own
- * process, embedded defaults) as concurrent calls grow — 50, 100, 200, 400, …
- * until calls fail or the engine saturates. Calls come from sipp
- * (bench/scenarios/uac-auth.xml: INVITE authenticated as an extension created
- * over the API), held open with -d, with sipp echoing the engine's RTP back
- * (-rtp_echo) so media flows both ways.
+ * Cost growth (issue 7): CPU and memory of the whole engine (main.ts in its
+ * own process, embedded defaults) as concurrent calls grow — 100, 200, 400,
+ * … until calls fail or the engine saturates — plotted as a capacity curve.
+ * Calls are plain sipp calls (bench/scenarios/uac-plain.xml: INVITE → 200 →
+ * ACK → hold → BYE) to a number the bench creates over the API, answered by
+ * an agent on the stub adapters (greeting, STT, LLM and TTS in-process), so
+ * the curve is the engine's own cost per call: SIP, media, the agent runtime,
+ * the store. sipp echoes the engine's RTP back (-rtp_echo), so media flows
+ * both ways for every held call (and the echoed greeting reaches the agent's
+ * VAD and STT). The demo number 1000 (pocketsphinx and espeak-ng processes
+ * per call) costs far more per call: BENCH_COST_NUMBER=1000 measures that.
  *
  *   tsx bench/cost-growth.ts [--quick|--full] [--out file.json]
- *   BENCH_COST_NUMBER=1000  the number called (default: the demo agent, 1000)
+ *   BENCH_COST_NUMBER=1000  call an existing number instead
  */
 import { spawn } from 'node:child_process'
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
-import { cpus, tmpdir } from 'node:os'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { finishBench, parseBenchArgs, type BenchFigure, type PlotSpec } from './bench-result.ts'
 import { acquireEngineProcess, killAllEngines, type EngineProcess } from './engine-process.ts'
-import { cpuMeter, memoryKiB, exitWithParent } from './proc-stats.ts'
+import { cpuMeter, memoryKiB, exitWithParent, threadMeter } from './proc-stats.ts'
 import { parseSippStat } from './sipp-rate-ladder.ts'
 import { freePort } from '../test/harness/ports.ts'
 
 const args = parseBenchArgs()
 const quick = args.mode === 'quick'
 const startedAt = new Date()
-const budgetSec = Number(process.env.BENCH_BUDGET_SEC ?? (quick ? 55 : 300)) - 3
-const number = process.env.BENCH_COST_NUMBER ?? '1000'
-const ladder = quick ? [50, 100, 200] : [100, 200, 400, 800, 1600, 3200]
-const rate = quick ? 100 : 200
+const budgetSec = Number(process.env.BENCH_BUDGET_SEC ?? (quick ? 45 : 300)) - 3
+const BENCH_NUMBER = '1990'
+const number = process.env.BENCH_COST_NUMBER ?? BENCH_NUMBER
+const ladder = quick ? [100, 200, 400, 800] : [100, 200, 400, 800, 1600, 3200]
+/** New calls per second while a step ramps up (sipp -r). */
+const rate = quick ? 200 : 200
+/** Seconds all calls of a step are up while CPU is measured. */
 const windowSec = quick ? 3 : 10
 const cores = cpus().length
-// Calls authenticate as an extension created over the API (an unknown source is challenged 407).
-const SCENARIO = fileURLToPath(new URL('./scenarios/uac-auth.xml', import.meta.url))
-const CALLER = 'u2000'
-const CALLER_PASSWORD = 'benchpw-u2000'
+const SCENARIO = fileURLToPath(new URL('./scenarios/uac-plain.xml', import.meta.url))
+/** The engine's event loop at this share of a core = saturated (it is one thread). */
+const SATURATED_THREAD = 0.9
 
 const live = new Set<ReturnType<typeof spawn>>()
 const cleanup = () => {
@@ -44,23 +51,26 @@ process.on('SIGTERM', () => { cleanup(); process.exit(143) })
 process.on('exit', cleanup)
 exitWithParent(cleanup)
 
+interface SippDone { code: number | null; successful: number; failed: number; firstError: string }
 interface SippRun {
-  done: Promise<{ code: number | null; successful: number; failed: number; firstError: string }>
-  kill(): void
+  pid: number
+  done: Promise<SippDone>
+  /** sipp's own count of calls in progress (its stat file, written every second). */
+  current(): number
 }
 
 function sippCalls(port: number, calls: number, cps: number, holdMs: number, mediaPort: number): SippRun {
   const dir = mkdtempSync(join(tmpdir(), 'sipp-cost-'))
   const stat = join(dir, 'stat.csv')
   const child = spawn('sipp', [
-    '-sf', SCENARIO, `127.0.0.1:${port}`, '-s', number, '-key', 'caller', CALLER, '-au', CALLER, '-ap', CALLER_PASSWORD,
+    '-sf', SCENARIO, `127.0.0.1:${port}`, '-s', number,
     '-i', '127.0.0.1', '-p', '0', '-m', String(calls), '-r', String(cps), '-l', String(calls),
     '-d', String(holdMs), '-recv_timeout', '8000', '-timeout', `${Math.ceil(holdMs / 1000 + calls / cps + 20)}s`,
     '-mp', String(mediaPort), '-rtp_echo',
     '-nostdin', '-trace_stat', '-stf', stat, '-fd', '1', '-trace_err',
   ], { cwd: dir, stdio: ['ignore', 'ignore', 'ignore'] })
   live.add(child)
-  const done = new Promise<{ code: number | null; successful: number; failed: number; firstError: string }>((resolve) => {
+  const done = new Promise<SippDone>((resolve) => {
     child.on('close', (code) => {
       live.delete(child)
       const s = parseSippStat(stat)
@@ -68,25 +78,66 @@ function sippCalls(port: number, calls: number, cps: number, holdMs: number, med
       let firstError = ''
       if (errFile) {
         const text = readFileSync(join(dir, errFile), 'utf8')
-        firstError = /(Aborting call[^\n]*|received '[^\n]*|receive timeout[^\n]*)/.exec(text)?.[1] ?? text.split('\n').slice(1, 3).join(' ')
+        firstError = /(Aborting call[^\n]*|received '[^\n]*|receive timeout[^\n]*|Unexpected[^\n]*)/.exec(text)?.[1] ?? text.split('\n').slice(1, 3).join(' ')
       }
       rmSync(dir, { recursive: true, force: true })
       resolve({ code, successful: s.successful, failed: s.failed, firstError: firstError.slice(0, 200) })
     })
   })
-  return { done, kill: () => child.kill('SIGKILL') }
+  const current = () => {
+    if (!existsSync(stat)) return 0
+    const lines = readFileSync(stat, 'utf8').trim().split('\n')
+    if (lines.length < 2) return 0
+    const head = lines[0]!.split(';')
+    return Number(lines.at(-1)!.split(';')[head.indexOf('CurrentCall')] ?? 0) || 0
+  }
+  return { pid: child.pid!, done, current }
+}
+
+/** The engine's own count of live calls (callplane_active_calls on /metrics), or NaN. */
+async function activeCalls(e: EngineProcess): Promise<number> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${e.httpPort}/metrics`, { signal: AbortSignal.timeout(3000) })).text()
+    const m = /^callplane_active_calls(?:\{[^}]*\})?\s+([\d.]+)/m.exec(text)
+    return m ? Number(m[1]) : NaN
+  } catch {
+    return NaN
+  }
+}
+
+/** The stub-adapter agent and its number (409 = already there, on an engine shared by the orchestrator). */
+async function createBenchAgent(e: EngineProcess): Promise<void> {
+  const api = (path: string, body: unknown) => fetch(`http://127.0.0.1:${e.httpPort}/v1${path}`, {
+    method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${e.apiKey}` }, body: JSON.stringify(body),
+  })
+  const agent = await api('/agents', {
+    name: 'cost-growth bench', type: 'pipeline', greeting: 'Hello, this is the cost bench.', language: 'en-US',
+    stt: { provider: 'stub', options: { text: 'hello' } }, llm: { provider: 'stub', options: { reply: 'I hear you.' } }, tts: { provider: 'stub' },
+    bargeIn: { enabled: true, minSpeechMs: 300, minWords: 0 }, silenceTimeoutSec: 600, maxDurationSec: 3600,
+  })
+  if (agent.status !== 201) throw new Error(`creating the bench agent answered ${agent.status}: ${(await agent.text()).slice(0, 300)}`)
+  const { id } = (await agent.json()) as { id: string }
+  const num = await api('/numbers', { number: BENCH_NUMBER, name: 'cost-growth bench', target: { type: 'agent', id } })
+  if (num.status !== 201 && num.status !== 409) throw new Error(`creating number ${BENCH_NUMBER} answered ${num.status}: ${(await num.text()).slice(0, 300)}`)
+  if (num.status === 409) notes.push(`number ${BENCH_NUMBER} already existed on the shared engine: its agent was kept`)
 }
 
 interface Step {
   calls: number
   ok: boolean
   reason?: string
+  /** Calls up while measured: sipp's count and the engine's gauge. */
+  upSipp: number
+  upEngine: number
   engineCoreShare: number
+  busiestThreadShare: number
+  sippCoreShare: number
   memoryMiB: number
   successful: number
   failed: number
 }
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const figures: BenchFigure[] = []
 const plots: PlotSpec[] = []
 const notes: string[] = []
@@ -95,11 +146,11 @@ let engine: (EngineProcess & { shared: boolean }) | undefined
 let idleMiB = NaN
 try {
   console.log('starting the engine (main.ts) in its own process…')
-  engine = await acquireEngineProcess({ rtpPorts: quick ? 1000 : 8000 })
+  engine = await acquireEngineProcess({ rtpPorts: quick ? 2000 : 8000 })
   console.log(`engine pid ${engine.pid} up in ${engine.startupSec.toFixed(1)} s (SIP 127.0.0.1:${engine.sipPort})`)
-  await new Promise((r) => setTimeout(r, 1500))
+  await sleep(1000)
   const idle = cpuMeter(engine.pid, true)
-  await new Promise((r) => setTimeout(r, 2000))
+  await sleep(quick ? 1500 : 3000)
   const idleCpu = idle.read()
   idleMiB = memoryKiB(engine.pid, true) / 1024
   figures.push({ id: 'cost.engine_startup_sec', label: `Engine start-up time (embedded PGlite, migrations, SIP, API)${engine.shared ? ', started by the orchestrator' : ''}`, value: engine.startupSec, unit: 's', better: 'lower' })
@@ -107,54 +158,74 @@ try {
   figures.push({ id: 'cost.idle_cpu_pct', label: 'Engine CPU when idle', value: idleCpu.coreShare * 100, unit: '% of a core', better: 'lower' })
   console.log(`idle: ${idleMiB.toFixed(0)} MiB, ${(idleCpu.coreShare * 100).toFixed(1)}% of a core`)
 
-  const ext = await fetch(`http://127.0.0.1:${engine.httpPort}/v1/extensions`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${engine.apiKey}` },
-    body: JSON.stringify({ extension: CALLER, password: CALLER_PASSWORD }),
-  })
-  if (![200, 201, 409].includes(ext.status)) notes.push(`creating extension ${CALLER} answered ${ext.status}: ${(await ext.text()).slice(0, 200)}`)
-
+  if (number === BENCH_NUMBER) await createBenchAgent(engine)
   // Does it take calls at all?
   const mediaPort = await freePort()
-  const probe = await sippCalls(engine.sipPort, 1, 1, 1500, mediaPort).done
+  const probe = await sippCalls(engine.sipPort, 1, 1, 1000, mediaPort).done
   if (probe.successful < 1) {
-    notes.push(`the engine does not complete a call to sip:${number} yet (${probe.firstError || `sipp exit ${probe.code}`}); cost growth under calls not measured — only start-up and idle figures`)
+    notes.push(`the engine does not complete a plain call to sip:${number} (${probe.firstError || `sipp exit ${probe.code}`}); cost growth under calls not measured — only start-up and idle figures`)
     console.log(`probe call failed: ${probe.firstError}`)
   } else {
     for (const n of ladder) {
       const ramp = n / rate
-      const stepSec = 2 * ramp + windowSec + 3
-      if ((Date.now() - startedAt.getTime()) / 1000 + stepSec + 2 > budgetSec) {
-        notes.push(`time budget reached before ${n} calls`)
+      // ramp up, settle, measure, then the same ramp again for the BYEs
+      const stepSec = 2 * ramp + windowSec + 2
+      if ((Date.now() - startedAt.getTime()) / 1000 + stepSec > budgetSec) {
+        notes.push(`time budget (${budgetSec + 3} s) reached before ${n} calls`)
         break
       }
       const hold = Math.ceil((ramp + 1 + windowSec + 0.5) * 1000)
       const run = sippCalls(engine.sipPort, n, rate, hold, mediaPort)
-      await new Promise((r) => setTimeout(r, (ramp + 1) * 1000))
+      await sleep((ramp + 1) * 1000)
       const m = cpuMeter(engine.pid, true)
-      await new Promise((r) => setTimeout(r, windowSec * 1000))
+      const t = threadMeter(engine.pid, true)
+      const g = cpuMeter(run.pid)
+      await sleep(windowSec * 1000)
       const cpu = m.read()
+      const thread = t.read()
+      const gen = g.read()
       const memMiB = memoryKiB(engine.pid, true) / 1024
+      const upEngine = await activeCalls(engine)
+      const upSipp = run.current()
       const res = await run.done
       let reason: string | undefined
       if (res.failed > 0 || res.successful < n) reason = `${n - res.successful} of ${n} calls failed${res.firstError ? `: ${res.firstError}` : ''}`
-      else if (cpu.coreShare > 0.9 * cores) reason = `engine CPU at ${(cpu.coreShare * 100).toFixed(0)}% (saturated)`
-      steps.push({ calls: n, ok: !reason, reason, engineCoreShare: cpu.coreShare, memoryMiB: memMiB, successful: res.successful, failed: res.failed })
-      console.log(`  ${n} concurrent calls: engine ${(cpu.coreShare * 100).toFixed(0)}% of a core, ${memMiB.toFixed(0)} MiB, ${res.successful}/${n} ok → ${reason ? `STOP (${reason})` : 'ok'}`)
+      else if (thread.busiestShare >= SATURATED_THREAD) reason = `engine event loop at ${(thread.busiestShare * 100).toFixed(0)}% of a core (saturated)`
+      else if (cpu.coreShare > 0.9 * cores) reason = `engine CPU at ${(cpu.coreShare * 100).toFixed(0)}% (all cores)`
+      steps.push({ calls: n, ok: !reason, reason, upSipp, upEngine, engineCoreShare: cpu.coreShare, busiestThreadShare: thread.busiestShare, sippCoreShare: gen.coreShare, memoryMiB: memMiB, successful: res.successful, failed: res.failed })
+      console.log(`  ${n} concurrent calls (${upSipp} up per sipp, ${upEngine} per the engine): engine ${(cpu.coreShare * 100).toFixed(0)}% of a core (busiest thread ${(thread.busiestShare * 100).toFixed(0)}%), ${memMiB.toFixed(0)} MiB, sipp ${(gen.coreShare * 100).toFixed(0)}%, ${res.successful}/${n} ok → ${reason ? `STOP (${reason})` : 'ok'}`)
       if (reason) break
-      await new Promise((r) => setTimeout(r, 1000))
+      await sleep(500)
     }
     const best = steps.filter((s) => s.ok).at(-1)
-    figures.push({ id: 'cost.max_concurrent_calls', label: 'Most concurrent calls held with no failure and CPU < 90% (this ladder)', value: best?.calls ?? 0, unit: 'calls', better: 'higher' })
+    const stop = steps.find((s) => !s.ok)
+    figures.push({ id: 'cost.max_concurrent_calls', label: `Most concurrent calls held with no failure and the event loop < ${SATURATED_THREAD * 100}% of a core (ladder ${ladder.join(', ')})`, value: best?.calls ?? 0, unit: 'calls', better: 'higher' })
     if (best) {
-      figures.push({ id: 'cost.cpu_pct_per_call', label: `Engine CPU per concurrent call (at ${best.calls} calls)`, value: (best.engineCoreShare * 100) / best.calls, unit: '% of a core', better: 'lower' })
+      figures.push({ id: 'cost.cpu_pct_per_call', label: `Engine CPU per concurrent call (at ${best.calls} calls)`, value: ((best.engineCoreShare - idleCpu.coreShare) * 100) / best.calls, unit: '% of a core', better: 'lower' })
       figures.push({ id: 'cost.memory_kb_per_call', label: `Engine memory per concurrent call (PSS growth over idle, at ${best.calls} calls)`, value: Math.max(0, ((best.memoryMiB - idleMiB) * 1024 * 1.024) / best.calls), unit: 'KB', better: 'lower' })
+      figures.push({ id: 'cost.cpu_pct_at_max', label: `Engine CPU at ${best.calls} concurrent calls`, value: best.engineCoreShare * 100, unit: '% of a core', better: 'lower' })
+      figures.push({ id: 'cost.memory_mib_at_max', label: `Engine memory at ${best.calls} concurrent calls (PSS)`, value: best.memoryMiB, unit: 'MiB', better: 'lower' })
     }
+    for (const s of steps) {
+      figures.push({ id: `cost.cpu_pct_at_${s.calls}`, label: `Engine CPU at ${s.calls} concurrent calls${s.ok ? '' : ` (${s.reason})`}`, value: Number((s.engineCoreShare * 100).toFixed(1)), unit: '% of a core', better: 'lower' })
+      figures.push({ id: `cost.memory_mib_at_${s.calls}`, label: `Engine memory at ${s.calls} concurrent calls (PSS)`, value: Number(s.memoryMiB.toFixed(1)), unit: 'MiB', better: 'lower' })
+    }
+    if (stop) notes.push(`stopped at ${stop.calls} calls: ${stop.reason}`)
+    else if (steps.length === ladder.length) notes.push(`the whole ladder (${ladder.join(', ')}) held: saturation lies beyond ${ladder.at(-1)} calls${quick ? ' (run --full for a longer ladder)' : ''}`)
     const xs = steps.map((s) => s.calls)
-    plots.push({ id: 'cost.cpu', title: 'Engine CPU as concurrent calls grow', kind: 'line', xLabel: 'concurrent calls', yLabel: '% of one core', series: [{ label: 'engine (all threads)', x: [0, ...xs], y: [idleCpu.coreShare * 100, ...steps.map((s) => s.engineCoreShare * 100)] }], marks: [{ axis: 'y', value: cores * 100, label: `${cores} cores` }] })
+    plots.push({
+      id: 'cost.cpu', title: 'Engine CPU as concurrent calls grow (capacity curve)', kind: 'line', xLabel: 'concurrent calls', yLabel: '% of one core',
+      series: [
+        { label: 'engine, all threads', x: [0, ...xs], y: [idleCpu.coreShare * 100, ...steps.map((s) => s.engineCoreShare * 100)] },
+        { label: 'busiest engine thread (event loop)', x: xs, y: steps.map((s) => s.busiestThreadShare * 100) },
+        { label: 'sipp (load generator)', x: xs, y: steps.map((s) => s.sippCoreShare * 100) },
+      ],
+      marks: [{ axis: 'y', value: SATURATED_THREAD * 100, label: 'event loop saturated' }, { axis: 'y', value: cores * 100, label: `${cores} cores` }],
+    })
     plots.push({ id: 'cost.memory', title: 'Engine memory as concurrent calls grow', kind: 'line', xLabel: 'concurrent calls', yLabel: 'MiB (PSS)', series: [{ label: 'engine', x: [0, ...xs], y: [idleMiB, ...steps.map((s) => s.memoryMiB)] }] })
-    notes.push(`calls: sipp (uac-auth.xml, authenticated as extension ${CALLER}) to sip:${number}, ${rate} calls/s ramp, held ${windowSec} s while CPU is measured; sipp echoes RTP (-rtp_echo)`)
+    notes.push(`calls: sipp (uac-plain.xml) to sip:${number}${number === BENCH_NUMBER ? ' (an agent on the stub STT/LLM/TTS adapters)' : ''}, ramped at ${rate} calls/s, all held ${windowSec} s while the engine's CPU (all threads and the busiest one, from /proc) is measured; sipp echoes the engine's RTP (-rtp_echo)`)
   }
+  notes.push(`load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} at the end on ${cores} cores; sipp shares the cores with the engine, and CPU shares are per process, so they hold under other load while the saturation point does not`)
 } catch (err) {
   notes.push(`engine could not be measured: ${(err as Error).message.split('\n')[0]}`)
   console.error(err)

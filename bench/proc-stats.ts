@@ -116,3 +116,42 @@ export function exitWithParent(onOrphan: () => void, everyMs = 1000): void {
   }, everyMs)
   t.unref()
 }
+
+/** utime + stime of every thread of pid (and its descendants), seconds, keyed by "pid/tid". */
+function threadSeconds(pid: number, tree: boolean): Map<string, number> {
+  const out = new Map<string, number>()
+  for (const p of tree ? processTree(pid) : [pid]) {
+    let tids: string[] = []
+    try { tids = readdirSync(`/proc/${p}/task`) } catch { continue }
+    for (const t of tids) {
+      try {
+        const s = readFileSync(`/proc/${p}/task/${t}/stat`, 'utf8')
+        const rest = s.slice(s.lastIndexOf(')') + 2).split(' ')
+        out.set(`${p}/${t}`, (Number(rest[11]) + Number(rest[12])) / CLK_TCK)
+      } catch { /* thread gone */ }
+    }
+  }
+  return out
+}
+
+/**
+ * The busiest single thread over an interval, as a share of one core. A
+ * Node.js process saturates when its event-loop thread reaches one core,
+ * long before the process as a whole uses all cores.
+ */
+export function threadMeter(pid: number, tree = false): { read(): { busiestShare: number; busiest: string | undefined } } {
+  const c0 = threadSeconds(pid, tree)
+  const t0 = process.hrtime.bigint()
+  return {
+    read() {
+      const wallSec = Number(process.hrtime.bigint() - t0) / 1e9
+      let best = 0
+      let busiest: string | undefined
+      for (const [k, v] of threadSeconds(pid, tree)) {
+        const d = v - (c0.get(k) ?? 0)
+        if (d > best) { best = d; busiest = k }
+      }
+      return { busiestShare: wallSec > 0 ? best / wallSec : 0, busiest }
+    },
+  }
+}
