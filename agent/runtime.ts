@@ -20,6 +20,7 @@ import { Transcript, type BargeInRecord, type TranscriptEntry, type TurnMarks, t
 import { TurnTaker } from './turn-taker.ts'
 import { EnergyVad, type Vad } from './vad.ts'
 import { Channel } from './channel.ts'
+import { agentMetricSinks } from './metrics.ts'
 import { isAbortError, type ChatMessage, type LlmAdapter, type SttAdapter, type SttStream, type ToolCall, type TtsAdapter } from './adapters/types.ts'
 
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
@@ -244,6 +245,7 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
     if (v === 'pending') return
     const rec: BargeInRecord = { atMs: this.transcript.rel(this.bargeIn.startedAt), latencyMs: Math.round(this.bargeIn.latencyMs * 10) / 10, stood: v === 'stands' }
     this.transcript.bargeIns.push(rec)
+    for (const m of agentMetricSinks()) m.observeBargeIn(rec)
     this.emit('barge_in', rec)
     if (v === 'stands') {
       this.log.info({ callId: this.call.id, latencyMs: rec.latencyMs }, 'barge-in')
@@ -389,7 +391,9 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
       })
       .finally(() => {
         if (this.current === reply) this.current = undefined
-        this.emit('turn', this.transcript.timings()[reply.turn.turn - 1]!)
+        const timing = this.transcript.timings()[reply.turn.turn - 1]!
+        for (const m of agentMetricSinks()) m.observeTurn(timing)
+        this.emit('turn', timing)
         this.armSilenceTimer()
       })
   }
