@@ -241,7 +241,7 @@ async function main(): Promise<void> {
   const started = Date.now()
   const full = args.mode === 'full'
   // Quick: short windows (the figures settle within a few seconds at these rates); full: long ones.
-  const dur = { warm: full ? 3 : 1, max: full ? 15 : 3, even: full ? 20 : 5, evenWarm: full ? 2 : 1, burst: full ? 10 : 3 }
+  const dur = { warm: full ? 3 : 1, max: full ? 15 : 2, even: full ? 20 : 4, evenWarm: full ? 2 : 1, burst: full ? 10 : 2 }
   const dir = mkdtempSync(join(tmpdir(), 'cp-bench-api-'))
   const pinned = spawnSync('taskset', ['-c', '0', 'true']).status === 0
   // The generators (this process) go to the other core, so they do not take the server's.
