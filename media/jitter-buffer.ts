@@ -69,7 +69,6 @@ export class JitterBuffer {
   private readonly lens: Int32Array // -1 marks a skip (non-audio) slot
   private readonly markers: Uint8Array
   private readonly pts: Uint8Array
-  private readonly views: Uint8Array[]
   private readonly minDepth: number
   private readonly maxDepth: number
   private target: number
@@ -97,7 +96,6 @@ export class JitterBuffer {
     this.lens = new Int32Array(this.slots)
     this.markers = new Uint8Array(this.slots)
     this.pts = new Uint8Array(this.slots)
-    this.views = Array.from({ length: this.slots }, (_, i) => this.data.subarray(i * this.slotBytes, (i + 1) * this.slotBytes))
     this.minDepth = opts.minDepth ?? 2
     this.maxDepth = Math.min(opts.maxDepth ?? 10, this.slots - 4)
     this.target = this.minDepth
@@ -226,7 +224,8 @@ export class JitterBuffer {
         r.kind = 'skip'
       } else {
         r.kind = 'packet'
-        r.payload = this.views[idx]!.subarray(0, len)
+        // One view per played packet (as before); no per-slot view objects kept (memory per session).
+        r.payload = this.data.subarray(idx * this.slotBytes, idx * this.slotBytes + len)
         this.stats.played++
       }
       this.seqs[idx] = EMPTY

@@ -2,9 +2,26 @@
  * The one media clock (DESIGN.md "One clock"): a drift-free 20 ms tick shared
  * by every session in a thread. Targets are computed as start + n·period from
  * the hrtime clock, never by adding delays, so timing errors do not
- * accumulate. It sleeps with setTimeout until ~1.5 ms before the target and then
- * yields with setImmediate (which still lets socket I/O run) so ticks fire
- * within a fraction of a millisecond without a busy loop for the whole period.
+ * accumulate. Waiting for a target has three stages:
+ *  1. setTimeout until `wakeEarlyMs` (1.5 ms) before it: libuv timers have
+ *     millisecond granularity and run after the poll phase, so they fire up to
+ *     ~1 ms late on an idle box (more when the loop is busy);
+ *  2. setImmediate polling (socket I/O keeps being read) until `blockMs`
+ *     before it (default 0: poll up to the target);
+ *  3. optionally, Atomics.wait on a private cell for the last `blockMs`: a
+ *     futex sleep with sub-millisecond resolution that costs no CPU; the loop
+ *     is blocked that long and packets wait in the socket queue meanwhile.
+ * The stage-2 poll is the clock's fixed cost (~8 % of a core per engine,
+ * whatever the number of sessions). With { wakeEarlyMs: 2, blockMs: 2 } it
+ * halves (measured 8 % → 4 % CPU on an empty clock), but on a CPU-contended
+ * box a sleeping process waits for a core when the futex expires, while a
+ * polling one still holds it: in interleaved runs on the loaded 2-core bench
+ * box the blocking variants were not more punctual, so polling stays the
+ * default (see bench/media-sessions.ts for the lateness it reports).
+ *
+ * Lateness is broken down so its cause shows: `timerOvershoot` (stage 1 woke
+ * after the target: the event loop was blocked by other work, a GC pause or
+ * the box's CPU contention) versus lateness the final stages added.
  *
  * Each tick runs in two phases across all tasks: `ingress` (jitter-buffer
  * playout, inbound frames to consumers) then `egress` (pull frames, encode,
@@ -26,6 +43,12 @@ export function hrtimeMs(): number {
 
 export interface SchedulerStats {
   ticks: number
+  /** Ticks whose setTimeout fired after the tick's target (the loop or the process was held up). */
+  timerLateTicks: number
+  /** p99 of how much later than asked setTimeout fired (ms). */
+  p99TimerOvershootMs: number
+  /** Mean time per tick the clock spent blocked in its final sub-ms wait (ms). */
+  meanBlockedWaitMs: number
   /** Ticks that started more than `lateThresholdMs` after their target. */
   lateTicks: number
   /** Ticks skipped after a stall longer than maxCatchUp periods. */
@@ -44,6 +67,13 @@ export class MediaScheduler {
   readonly periodMs: number
   private readonly lateThresholdMs: number
   private readonly maxCatchUp: number
+  private readonly wakeEarlyMs: number
+  private readonly blockMs: number
+  /** Never notified: Atomics.wait on it is a plain timed futex sleep. */
+  private readonly waitCell = new Int32Array(new SharedArrayBuffer(4))
+  /** When the pending setTimeout was asked to fire (0 = none pending). */
+  private timerDueMs = 0
+  private readonly overshootHist = new Uint32Array(BUCKETS + 1)
   private readonly tasks: TickTask[] = []
   private running = false
   private tick = 0
@@ -52,16 +82,25 @@ export class MediaScheduler {
   private timer: NodeJS.Timeout | null = null
   private immediate: NodeJS.Immediate | null = null
   private readonly hist = new Uint32Array(BUCKETS + 1)
-  private stats = { ticks: 0, lateTicks: 0, skippedTicks: 0, maxLatenessMs: 0, workMs: 0 }
+  private stats = { ticks: 0, lateTicks: 0, skippedTicks: 0, maxLatenessMs: 0, workMs: 0, timerWakes: 0, timerLateTicks: 0, blockedMs: 0 }
 
   /** Called when a task throws; the clock and the other tasks carry on. */
   private readonly onError: (err: unknown, task: TickTask) => void
   taskErrors = 0
 
-  constructor(opts: { periodMs?: number; lateThresholdMs?: number; maxCatchUp?: number; onError?: (err: unknown, task: TickTask) => void } = {}) {
+  constructor(opts: {
+    periodMs?: number; lateThresholdMs?: number; maxCatchUp?: number
+    /** Stage 1 ends this long before a target (default 2 ms). */
+    wakeEarlyMs?: number
+    /** Stage 3 (blocking futex wait) covers at most this much (default 0.5 ms; 0 polls to the target). */
+    blockMs?: number
+    onError?: (err: unknown, task: TickTask) => void
+  } = {}) {
     this.periodMs = opts.periodMs ?? 20
     this.lateThresholdMs = opts.lateThresholdMs ?? 2
     this.maxCatchUp = opts.maxCatchUp ?? 5
+    this.wakeEarlyMs = opts.wakeEarlyMs ?? 1.5
+    this.blockMs = Math.max(0, Math.min(opts.blockMs ?? 0, this.wakeEarlyMs))
     this.onError = opts.onError ?? ((err) => { if (this.taskErrors <= 10) console.error('media scheduler task failed:', err) })
   }
 
@@ -96,12 +135,12 @@ export class MediaScheduler {
 
   private arm(): void {
     if (!this.running) return
-    const remaining = this.nextMs - hrtimeMs()
-    // Timers fire up to ~1 ms late: sleep until 1.5 ms before the target and
-    // yield-poll the rest. The poll is the clock's fixed cost (≈ 7% of one
-    // core per engine, independent of the number of sessions).
-    if (remaining > 2) {
-      this.timer = setTimeout(this.wake, remaining - 1.5)
+    const now = hrtimeMs()
+    const remaining = this.nextMs - now
+    if (remaining > this.wakeEarlyMs + 1) {
+      const delay = remaining - this.wakeEarlyMs
+      this.timerDueMs = now + delay
+      this.timer = setTimeout(this.wake, delay)
     } else {
       this.immediate = setImmediate(this.wake)
     }
@@ -112,7 +151,22 @@ export class MediaScheduler {
     this.immediate = null
     if (!this.running) return
     let now = hrtimeMs()
-    if (now < this.nextMs - 0.05) { this.arm(); return }
+    if (this.timerDueMs !== 0) {
+      // Stage 1 ended: how late did the timer fire, and did it overrun the target itself?
+      const over = now - this.timerDueMs
+      this.timerDueMs = 0
+      this.stats.timerWakes++
+      this.overshootHist[Math.min(BUCKETS, Math.max(0, Math.floor(over / BUCKET_MS)))]!++
+      if (now > this.nextMs + this.lateThresholdMs) this.stats.timerLateTicks++
+    }
+    const remaining = this.nextMs - now
+    if (remaining > this.blockMs) { this.arm(); return }
+    if (remaining > 0.02) {
+      Atomics.wait(this.waitCell, 0, 0, remaining)
+      const after = hrtimeMs()
+      this.stats.blockedMs += after - now
+      now = after
+    }
     let late = now - this.nextMs
     if (late > this.maxCatchUp * this.periodMs) {
       // A stall (GC, blocked loop): resynchronise instead of bursting dozens of packets.
@@ -159,21 +213,30 @@ export class MediaScheduler {
     }
   }
 
-  private percentile(p: number): number {
-    const total = this.stats.ticks
+  private percentile(p: number, hist = this.hist, total = this.stats.ticks): number {
     if (total === 0) return 0
     let acc = 0
     const want = total * p
     for (let i = 0; i <= BUCKETS; i++) {
-      acc += this.hist[i]!
+      acc += hist[i]!
       if (acc >= want) return (i + 1) * BUCKET_MS
     }
     return BUCKETS * BUCKET_MS
   }
 
+  /** Lateness histogram: counts per 0.1 ms bucket from 0 (the last bucket holds ≥ 100 ms). */
+  latenessHistogram(): { bucketMs: number; counts: number[] } {
+    let last = 0
+    for (let i = 0; i <= BUCKETS; i++) if (this.hist[i]! > 0) last = i
+    return { bucketMs: BUCKET_MS, counts: Array.from(this.hist.subarray(0, last + 1)) }
+  }
+
   getStats(): SchedulerStats {
     return {
       ticks: this.stats.ticks,
+      timerLateTicks: this.stats.timerLateTicks,
+      p99TimerOvershootMs: this.percentile(0.99, this.overshootHist, this.stats.timerWakes),
+      meanBlockedWaitMs: this.stats.ticks ? this.stats.blockedMs / this.stats.ticks : 0,
       lateTicks: this.stats.lateTicks,
       skippedTicks: this.stats.skippedTicks,
       tasks: this.tasks.length,
@@ -187,6 +250,7 @@ export class MediaScheduler {
 
   resetStats(): void {
     this.hist.fill(0)
-    this.stats = { ticks: 0, lateTicks: 0, skippedTicks: 0, maxLatenessMs: 0, workMs: 0 }
+    this.overshootHist.fill(0)
+    this.stats = { ticks: 0, lateTicks: 0, skippedTicks: 0, maxLatenessMs: 0, workMs: 0, timerWakes: 0, timerLateTicks: 0, blockedMs: 0 }
   }
 }

@@ -291,7 +291,10 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
     this.cname = `${this.id.slice(0, 16)}@callplane`
     ports.rtp.on('message', this.onRtpMessage)
     ports.rtcp.on('message', this.onRtcpMessage)
-    this.rtcpIntervalTicks = Math.max(1, Math.round(this.opts.rtcpIntervalMs / 20))
+    // RFC 3550 §6.3.2: the first report comes after half the interval, randomised
+    // over [0.5, 1.5]: sessions created in one burst (a bench, a mass call-out)
+    // must not all send RTCP in the same tick, which showed as late ticks.
+    this.rtcpIntervalTicks = Math.max(1, Math.round((this.opts.rtcpIntervalMs / 2 / 20) * (0.5 + Math.random())))
     host.scheduler.add(this)
   }
 
@@ -339,10 +342,16 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
       this.egressAdapters.clear()
       this.recvCodecs.clear()
       this.rxStats = new RtpReceiveStats(this.sendCodec.clockRate)
-      this.jitter = new JitterBuffer({ slots: 32, minDepth: this.opts.jitterMinDepth, maxDepth: this.opts.jitterMaxDepth, slotBytes: this.sendCodec.name === 'opus' ? 512 : Math.max(320, this.sendCodec.maxPayload * 2) })
+      // 16 slots span 320 ms of reordering, more than the deepest playout
+      // (jitterMaxDepth, ≤ 12 packets); a longer loss burst re-buffers. The ring
+      // is the largest per-session buffer, so its size is memory per call.
+      const maxDepth = Math.min(this.opts.jitterMaxDepth, 12)
+      this.jitter = new JitterBuffer({ slots: 16, minDepth: Math.min(this.opts.jitterMinDepth, maxDepth), maxDepth, slotBytes: this.sendCodec.name === 'opus' ? 512 : Math.max(320, this.sendCodec.maxPayload * 2) })
       this.inFrame = { samples: new Int16Array(frame), sampleRate: this.sendCodec.sampleRate, rtpTimestamp: 0, receivedAt: 0 }
+      // One payload decodes to at most 120 ms (an Opus packet, RFC 6716 §3.2.5);
+      // the FIFO holds that plus the partial frame left from the previous one.
       this.decodeBuf = new Int16Array(frame * 6)
-      this.pcmFifo = new Int16Array(frame * 12)
+      this.pcmFifo = new Int16Array(frame * 7)
       this.pcmFill = 0
       this.latchedSsrc = -1
       this.markerNext = true
