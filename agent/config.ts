@@ -51,6 +51,8 @@ export interface AgentConfig {
   /** What the agent says while a `speakDuringExecution` tool runs. */
   toolFillerPhrase: string
   vadThreshold?: number
+  /** Inbound VAD engine (agent/vad-choice.ts); default `webrtc`. */
+  vad?: 'webrtc' | 'energy' | 'silero'
   vadSilenceDurationMs: number
   bargeIn: BargeInPolicy
   /** 0 = unlimited. */
@@ -62,6 +64,8 @@ export interface AgentConfig {
   maxDurationMessage?: string
   /** Ask the LLM for a summary at call end. */
   summary: boolean
+  /** System prompt for that summary (default: two sentences). */
+  summaryPrompt?: string
   /** websocket agent type. */
   websocket?: { url: string; headers?: Record<string, string>; customParameters?: Record<string, string> }
 }
@@ -94,7 +98,9 @@ export function resolveAgentConfig(input: AgentConfigInput): AgentConfig {
     ...(input.language !== undefined ? { language: input.language } : {}),
     ...(input.temperature !== undefined ? { temperature: input.temperature } : {}),
     ...(input.vadThreshold !== undefined ? { vadThreshold: input.vadThreshold } : {}),
+    ...(input.vad !== undefined ? { vad: input.vad } : {}),
     ...(input.maxDurationMessage !== undefined ? { maxDurationMessage: input.maxDurationMessage } : {}),
+    ...(input.summaryPrompt !== undefined ? { summaryPrompt: input.summaryPrompt } : {}),
     ...(input.websocket !== undefined ? { websocket: input.websocket } : {}),
     bargeIn: {
       enabled: input.bargeIn?.enabled ?? true,

@@ -57,6 +57,8 @@ export interface AgentRuntimeOptions {
   /** DTMF digits arriving within this window are sent to the LLM together. */
   dtmfInterDigitMs?: number
   maxToolRounds?: number
+  /** Bound on the end-of-call summary request (it runs after the hangup, so only the record waits). */
+  summaryTimeoutMs?: number
 }
 
 export type AgentEndReason = 'end_call' | 'transfer' | 'max-duration' | 'max-silence' | 'remote-hangup' | 'stopped' | 'error'
@@ -597,9 +599,15 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
     r?.ac.abort()
     this.playout.clear()
     await this.stt?.close().catch(() => {})
-    let summary: string | undefined
-    if (this.config.summary) summary = await this.summarize().catch(() => undefined)
+    // Hang up before summarizing: the caller must not sit in silence while the LLM writes prose.
     if (hangup) await this.port.hangup(reason).catch((err: unknown) => this.log.warn({ callId: this.call.id, err: (err as Error).message }, 'hangup failed'))
+    let summary: string | undefined
+    if (this.config.summary) {
+      summary = await this.summarize().catch((err: unknown) => {
+        this.log.warn({ callId: this.call.id, err: (err as Error).message }, 'summary failed')
+        return undefined
+      })
+    }
     this.log.info({ callId: this.call.id, reason, detail }, 'agent ended')
     this.result = { reason, transcript: this.transcript.toJSON(), ...(summary ? { summary } : {}), ...(transferTarget ? { transferTarget } : {}) }
     this.emit('ended', this.result)
@@ -610,15 +618,16 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
   private async summarize(): Promise<string | undefined> {
     const text = this.transcript.text()
     if (!text) return undefined
-    const signal = AbortSignal.timeout(10000)
+    const signal = AbortSignal.timeout(this.opts.summaryTimeoutMs ?? 10000)
     let out = ''
     for await (const c of this.llm.chat({
       messages: [
-        { role: 'system', content: 'Summarize this phone call in two sentences.' },
+        { role: 'system', content: this.config.summaryPrompt ?? 'Summarize this phone call in two sentences.' },
         { role: 'user', content: text },
       ],
       tools: [],
       signal,
+      purpose: 'summary',
     })) {
       if (c.type === 'text') out += c.text
     }

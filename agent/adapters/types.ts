@@ -91,6 +91,12 @@ export interface LlmRequest {
   tools: ToolDefinition[]
   temperature?: number
   signal: AbortSignal
+  /**
+   * Why the runtime asks: a conversational `reply` (default) or the end-of-call
+   * `summary` (transcript in, prose out, no tools). Real models just follow the
+   * prompt; the scripted model needs to know.
+   */
+  purpose?: 'reply' | 'summary'
 }
 
 export type LlmChunk =

@@ -61,6 +61,19 @@ function matches(rule: ScriptedRule, text: string): boolean {
 
 let callSeq = 0
 
+/**
+ * The scripted model's summary: what the caller said and how the agent's last
+ * line went, taken from the transcript text the runtime sends
+ * ("Caller: …" / "Agent: …" lines). Deterministic, so tests can check it.
+ */
+function summarize(transcript: string): string {
+  const lines = transcript.split('\n')
+  const said = lines.filter((l) => l.startsWith('Caller: ')).map((l) => l.slice('Caller: '.length).trim())
+  const agent = lines.filter((l) => l.startsWith('Agent: ')).map((l) => l.slice('Agent: '.length).trim())
+  const caller = said.length ? `The caller said: ${said.join('; ')}.` : 'The caller said nothing.'
+  return agent.length ? `${caller} The agent's last words: ${agent[agent.length - 1]}` : caller
+}
+
 export class ScriptedLlm implements LlmAdapter {
   readonly name = 'scripted'
   constructor(private readonly opts: ScriptedOptions) {}
@@ -75,6 +88,11 @@ export class ScriptedLlm implements LlmAdapter {
     const last = request.messages[request.messages.length - 1]
     if (this.opts.firstTokenDelayMs) await sleep(this.opts.firstTokenDelayMs, undefined, { signal })
     signal.throwIfAborted()
+    if (request.purpose === 'summary') {
+      yield* this.speak(summarize(last?.role === 'user' ? last.content : ''), signal)
+      yield { type: 'done', finishReason: 'stop' }
+      return
+    }
     if (last?.role === 'tool') {
       const rule = this.ruleForToolResult(request.messages)
       const failed = last.content.startsWith('ERROR')
