@@ -1,5 +1,8 @@
 import type { EventBus } from '../store/outbox.ts'
 
+/** Share of the TTL after which a hit starts a background reload (late enough to keep database reads rare). */
+const REFRESH_AT = 0.75
+
 interface Entry {
   value: unknown
   loadedAt: number
@@ -26,8 +29,8 @@ interface Load {
  *
  * Under load it must not make requests wait for the database: concurrent
  * misses on one key share a single load (no stampede when an entry expires
- * with hundreds of requests in flight), and a hit on an entry past half its
- * life starts one background reload, so a hot key is replaced before it
+ * with hundreds of requests in flight), and a hit on an entry past three quarters
+ * of its life starts one background reload, so a hot key is replaced before it
  * expires and readers keep getting answers within the TTL bound. Routes cache
  * the serialized JSON, not objects, so a hit costs no serialization.
  */
@@ -51,7 +54,7 @@ export class ReadCache {
     const now = Date.now()
     if (hit && hit.until > now) {
       this.hits++
-      if (now - hit.loadedAt > this.ttlMs / 2 && !this.inflight.has(k)) {
+      if (now - hit.loadedAt > this.ttlMs * REFRESH_AT && !this.inflight.has(k)) {
         this.refreshes++
         // Errors of a background reload only drop the entry; the next miss reports them.
         this.load(k, accountId, callId, load, cacheable).catch(() => this.drop(k))
