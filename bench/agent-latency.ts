@@ -14,7 +14,7 @@
  * All calls share one 20 ms scheduler, like a media worker: each tick pulls
  * one outbound frame and delivers one inbound frame per call.
  *
- *   tsx bench/agent-latency.ts [--quick|--full] [--out result.json] [--only a|b|c]
+ *   tsx bench/agent-latency.ts [--quick|--full] [--out result.json] [--only a|b|c] [--vad energy|webrtc|silero]
  *
  * `--only` runs one part (for profiling: node --cpu-prof --import tsx …).
  */
@@ -25,9 +25,40 @@ import type { AgentMediaPort, Unsubscribe } from '../agent/media-port.ts'
 import type { AgentRuntime } from '../agent/runtime.ts'
 import { finishBench, parseBenchArgs, percentile, type BenchResult } from './bench-result.ts'
 import { histogramFromSamples } from './svg-plot.ts'
+import { phoneBand, synth } from './vad-corpus.ts'
+import { DEFAULT_VAD, VAD_ENGINES, type VadEngine } from '../agent/vad-choice.ts'
+
+const vadAt = process.argv.indexOf('--vad')
+/** VAD engine of every agent (`--vad energy|webrtc|silero`); default: the agents' default. */
+const VAD: VadEngine = vadAt >= 0 ? (process.argv[vadAt + 1] as VadEngine) : DEFAULT_VAD
+if (!VAD_ENGINES.includes(VAD)) throw new Error(`--vad must be one of ${VAD_ENGINES.join(', ')}`)
 
 const RATE: SampleRate = 8000
 const N = samplesPerFrame(RATE)
+
+/**
+ * The caller's voice: real espeak-ng speech through the phone band at -20 dBFS,
+ * every frame voiced (quiet frames cut out), so any VAD engine hears speech
+ * from the first frame on. A tone would not do: the WebRTC VAD rightly calls
+ * a steady sine non-speech.
+ */
+const CALLER_SPEECH: Int16Array[] = (() => {
+  const x = Float64Array.from(synth('tell me more about your opening hours and the shops in the region', 'en-us', 170))
+  phoneBand(x)
+  const frames: Float64Array[] = []
+  let peak = 0
+  for (let i = 0; i + N <= x.length; i += N) {
+    const f = x.subarray(i, i + N)
+    const p = f.reduce((a, v) => a + v * v, 0) / N
+    peak = Math.max(peak, p)
+    frames.push(f)
+  }
+  const power = (f: Float64Array): number => f.reduce((a, v) => a + v * v, 0) / N
+  const loud = frames.filter((f) => power(f) > peak * 10 ** (-20 / 10))
+  const active = loud.reduce((a, f) => a + power(f), 0) / loud.length
+  const gain = 10 ** (-20 / 20) / Math.sqrt(active)
+  return loud.map((f) => Int16Array.from(f, (v) => Math.max(-32768, Math.min(32767, Math.round(v * gain * 32768)))))
+})()
 
 class BenchPort implements AgentMediaPort {
   readonly sampleRate = RATE
@@ -43,7 +74,7 @@ class BenchPort implements AgentMediaPort {
   bargeLatencies: number[] = []
   firstReplyFrameAt = 0
   private rtp = 0
-  private readonly speech = new Int16Array(N).map((_, i) => Math.round(6000 * Math.sin((2 * Math.PI * 250 * i) / RATE)))
+  private speechPos = 0
   private readonly silence = new Int16Array(N)
 
   onFrame(l: (f: AudioFrame) => void): Unsubscribe {
@@ -79,7 +110,8 @@ class BenchPort implements AgentMediaPort {
       if (this.firstVoicedAt === 0) this.firstVoicedAt = now
       this.speechLeft--
     }
-    this.frameL?.({ samples: voiced ? this.speech : this.silence, sampleRate: RATE, rtpTimestamp: (this.rtp += N), receivedAt: now })
+    const samples = voiced ? CALLER_SPEECH[this.speechPos++ % CALLER_SPEECH.length]! : this.silence
+    this.frameL?.({ samples, sampleRate: RATE, rtpTimestamp: (this.rtp += N), receivedAt: now })
   }
 
   interrupt(frames: number): void {
@@ -100,6 +132,7 @@ function agentFor(port: BenchPort, id: string): AgentRuntime {
       tts: { provider: 'stub' },
       maxSilenceSeconds: 0,
       vadSilenceDurationMs: 300,
+      vad: VAD,
       bargeIn: { minSpeechMs: 200 },
     },
   })
@@ -177,6 +210,7 @@ async function turnBench(calls: number, seconds: number): Promise<{ engine: numb
         tts: { provider: 'stub' },
         maxSilenceSeconds: 0,
         vadSilenceDurationMs: 300,
+        vad: VAD,
       },
     }),
   )
@@ -257,7 +291,7 @@ async function main(): Promise<void> {
       { id: 'agent.barge_in_recorded_p95_ms', label: 'barge-in latency p95 as recorded by the runtime', value: percentile(rec, 95), unit: 'ms', better: 'lower' },
       { id: 'agent.turn_engine_p99_ms', label: 'engine-added turn latency p99 (final transcript → first reply audio in the engine)', value: percentile(eng, 99), unit: 'ms', better: 'lower', target: 5 },
       { id: 'agent.turn_to_packet_p99_ms', label: 'final transcript → first reply frame pulled by the 20 ms tick, p99', value: percentile(wire, 99), unit: 'ms', better: 'lower' },
-      { id: 'agent.calls_per_core', label: `agent calls per core (stub adapters, VAD on, ${capCalls} calls)`, value: c.callsPerCore, unit: 'calls', better: 'higher', target: 300 },
+      { id: 'agent.calls_per_core', label: `agent calls per core (stub adapters, ${VAD} VAD, ${capCalls} calls)`, value: c.callsPerCore, unit: 'calls', better: 'higher', target: 300 },
     ].filter((f) => Number.isFinite(f.value)) as BenchResult['figures'],
     plots: [
       { id: 'agent.barge_in', title: 'Barge-in latency (first voiced inbound frame → last agent frame)', kind: 'histogram', xLabel: 'ms', yLabel: 'interruptions', series: [histogramFromSamples('barge-in', lat)], marks: [{ axis: 'x', value: 60, label: 'target p95' }] },
