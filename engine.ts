@@ -49,6 +49,8 @@ export interface EngineParts {
   sipApp: SipApp
   sipApplication: SipApplication
   media: MediaEngine
+  /** The rtpengine ng client when RTPENGINE_NG anchors media; null otherwise. */
+  rtpengine: RtpengineAnchor | null
   /** The API's seam to sip/app; answers 503 for actions nothing implements. */
   callControl: CallControlSlot
   api: FastifyInstance
@@ -70,6 +72,7 @@ export class Engine {
   readonly sipApp: SipApp
   readonly sipApplication: SipApplication
   readonly media: MediaEngine
+  readonly rtpengine: RtpengineAnchor | null
   readonly callControl: CallControlSlot
   readonly api: FastifyInstance
   readonly webhookWorker: WebhookWorker
@@ -86,6 +89,7 @@ export class Engine {
     this.sipApp = parts.sipApp
     this.sipApplication = parts.sipApplication
     this.media = parts.media
+    this.rtpengine = parts.rtpengine
     this.callControl = parts.callControl
     this.api = parts.api
     this.webhookWorker = parts.webhookWorker
@@ -196,7 +200,7 @@ export class Engine {
         rtp: `${config.rtpPortMin}-${config.rtpPortMax}${config.rtpengineNg ? ` via rtpengine ${config.rtpengineNg}` : ''}`,
       }
       engine = new Engine({
-        config, logger, registry, db, store, sipServer, sipApp, sipApplication, media, callControl, api, webhookWorker, listeners,
+        config, logger, registry, db, store, sipServer, sipApp, sipApplication, media, rtpengine: anchor ?? null, callControl, api, webhookWorker, listeners,
         generatedApiKey: boot.generatedApiKey,
       })
       return engine
@@ -225,6 +229,7 @@ export class Engine {
     await this.api.close()
     await this.sipApp.stop()
     await this.media.stop()
+    this.rtpengine?.close()
     if (this.sipServer) await this.sipServer.stop()
     await this.store.outbox.stop()
     await this.db.close()
