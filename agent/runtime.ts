@@ -18,7 +18,8 @@ import { SentenceSplitter } from './sentences.ts'
 import { ToolBox, type ToolOutcome } from './tools.ts'
 import { Transcript, type BargeInRecord, type TranscriptEntry, type TurnMarks, type TurnTiming } from './transcript.ts'
 import { TurnTaker } from './turn-taker.ts'
-import { EnergyVad, type Vad } from './vad.ts'
+import type { Vad } from './vad.ts'
+import { createVad } from './vad-choice.ts'
 import { Channel } from './channel.ts'
 import { agentMetricSinks } from './metrics.ts'
 import { isAbortError, type ChatMessage, type LlmAdapter, type SttAdapter, type SttStream, type ToolCall, type TtsAdapter } from './adapters/types.ts'
@@ -150,7 +151,7 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
     this.log = opts.log ?? silentLogger
     this.call = opts.call ?? { id: 'call' }
     this.transcript = new Transcript(performance.now())
-    this.turnTaker = new TurnTaker(opts.vad ?? new EnergyVad(opts.config.vadThreshold !== undefined ? { threshold: opts.config.vadThreshold } : {}), {
+    this.turnTaker = new TurnTaker(opts.vad ?? createVad(opts.config), {
       onsetMs: opts.config.bargeIn.onsetMs,
       silenceMs: opts.config.vadSilenceDurationMs,
     })
