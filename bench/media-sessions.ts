@@ -23,6 +23,8 @@
  *   tsx bench/media-sessions.ts [--quick|--full] [--out file.json] [--only g711|opus]
  */
 import { cpus, loadavg } from 'node:os'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { finishBench, parseBenchArgs, type BenchFigure, type PlotSpec } from './bench-result.ts'
 import { cpuMeter, memoryKiB } from './proc-stats.ts'
 import { createCodec } from '../codecs/index.ts'
@@ -89,10 +91,16 @@ interface Step {
   coreShare: number
   cpuUsPerSessionSec: number
   memoryKiB: number
+  /** PSS after a full GC at the end of the step. */
+  retainedKiB: number
   heapKiB: number
   schedulerP99LateMs: number
   schedulerLateTicks: number
   schedulerTickWorkMs: number
+  /** Late ticks whose setTimeout itself fired after the target (loop blocked / no CPU), and the timer overshoot p99. */
+  schedulerTimerLateTicks: number
+  schedulerTimerOvershootP99Ms: number
+  schedulerTicks: number
   inboundLost: number
   inboundConcealed: number
   /** Session drop counters that grew during the step. */
@@ -115,8 +123,13 @@ const gen = await startRtpLoadGenerator()
 const genPorts = await gen.open(SOCKETS)
 const engine = new MediaEngine({ rtpPortMin: 20000, rtpPortMax: 39999, bindHost: '127.0.0.1', sessionDefaults: { inactivityTimeoutMs: 0 } })
 const consumer = { onFrame() { /* a consumer forces decode, as an agent's VAD would */ } }
-;(globalThis as { gc?: () => void }).gc?.()
-const baseMem = memoryKiB(process.pid)
+// A full GC before each memory reading, so memory per session is what the
+// sessions retain, not how far the young generation happened to grow under
+// traffic (which alone added ~30 KB per session at 500 sessions).
+setFlagsFromString('--expose-gc')
+const collect = runInNewContext('gc') as () => void
+const retainedKiB = (): number => { collect(); collect(); return memoryKiB(process.pid) }
+const baseMem = retainedKiB()
 const baseHeap = process.memoryUsage().heapUsed / 1024
 console.log(`media-sessions: engine pid ${process.pid}, generator pid ${gen.pid}; G.711 ladder ${g711Ladder.join(', ')}, Opus pairs ${opusLadder.join(', ')}, ${stepSec} s per step, budget ${budgetSec} s`)
 
@@ -188,13 +201,14 @@ try {
     const step: Step = {
       kind: 'g711', sessions: n, ok: reason === undefined, reason, setupSec,
       coreShare: cpu.coreShare, cpuUsPerSessionSec: (cpu.cpuSec / cpu.wallSec / n) * 1e6,
-      memoryKiB: memoryKiB(process.pid), heapKiB: process.memoryUsage().heapUsed / 1024,
+      memoryKiB: memoryKiB(process.pid), retainedKiB: retainedKiB(), heapKiB: process.memoryUsage().heapUsed / 1024,
       schedulerP99LateMs: sched.p99LatenessMs, schedulerLateTicks: sched.lateTicks, schedulerTickWorkMs: sched.meanTickWorkMs,
+      schedulerTimerLateTicks: sched.timerLateTicks, schedulerTimerOvershootP99Ms: sched.p99TimerOvershootMs, schedulerTicks: sched.ticks,
       inboundLost, inboundConcealed: after.concealed - before.concealed, inboundDropped: diffDrops(before.drops, after.drops), egressLost: stats.lost, egressDevP99Ms: egressDev,
       generatorCoreShare: stats.generatorCoreShare, stats: rest, hist,
     }
     steps.push(step)
-    console.log(`  G.711 ${n} sessions: engine ${(cpu.coreShare * 100).toFixed(0)}% core (tick work ${sched.meanTickWorkMs.toFixed(2)} ms, late p99 ${sched.p99LatenessMs.toFixed(2)} ms), egress lost ${stats.lost}, inbound lost ${inboundLost}${dropText(step.inboundDropped)}, egress dev p99 ${egressDev.toFixed(2)} ms, generator ${(stats.generatorCoreShare * 100).toFixed(0)}% → ${step.ok ? 'PASS' : `FAIL (${reason})`}`)
+    console.log(`  G.711 ${n} sessions: engine ${(cpu.coreShare * 100).toFixed(0)}% core (tick work ${sched.meanTickWorkMs.toFixed(2)} ms, scheduler late p99 ${sched.p99LatenessMs.toFixed(2)} ms, ${sched.lateTicks}/${sched.ticks} ticks > 2 ms late, ${sched.timerLateTicks} of them because the timer itself fired late), egress lost ${stats.lost}, inbound lost ${inboundLost}${dropText(step.inboundDropped)}, egress dev p99 ${egressDev.toFixed(2)} ms, generator ${(stats.generatorCoreShare * 100).toFixed(0)}% → ${step.ok ? 'PASS' : `FAIL (${reason})`}`)
     if (stats.lost > 0 || inboundLost > 0 || stats.unsent > 0) break
   }
   await closeAll()
@@ -238,13 +252,14 @@ try {
     const step: Step = {
       kind: 'opus', sessions: n, ok: reason === undefined, reason, setupSec,
       coreShare: cpu.coreShare, cpuUsPerSessionSec: (cpu.cpuSec / cpu.wallSec / n) * 1e6,
-      memoryKiB: memoryKiB(process.pid), heapKiB: process.memoryUsage().heapUsed / 1024,
+      memoryKiB: memoryKiB(process.pid), retainedKiB: retainedKiB(), heapKiB: process.memoryUsage().heapUsed / 1024,
       schedulerP99LateMs: sched.p99LatenessMs, schedulerLateTicks: sched.lateTicks, schedulerTickWorkMs: sched.meanTickWorkMs,
+      schedulerTimerLateTicks: sched.timerLateTicks, schedulerTimerOvershootP99Ms: sched.p99TimerOvershootMs, schedulerTicks: sched.ticks,
       inboundLost, inboundConcealed: after.concealed - before.concealed, inboundDropped: diffDrops(before.drops, after.drops), egressLost, egressDevP99Ms: egressDev,
       generatorCoreShare: stats.generatorCoreShare, stats: rest, hist,
     }
     steps.push(step)
-    console.log(`  Opus↔PCMU ${n} pairs: engine ${(cpu.coreShare * 100).toFixed(0)}% core (tick work ${sched.meanTickWorkMs.toFixed(2)} ms, late p99 ${sched.p99LatenessMs.toFixed(2)} ms), egress lost ${egressLost}, inbound lost ${inboundLost}${dropText(step.inboundDropped)}, egress dev p99 ${egressDev.toFixed(2)} ms, generator ${(stats.generatorCoreShare * 100).toFixed(0)}% (sent late p99 ${stats.senderLateMs.p99.toFixed(1)} ms) → ${step.ok ? 'PASS' : `FAIL (${reason})`}`)
+    console.log(`  Opus↔PCMU ${n} pairs: engine ${(cpu.coreShare * 100).toFixed(0)}% core (tick work ${sched.meanTickWorkMs.toFixed(2)} ms, scheduler late p99 ${sched.p99LatenessMs.toFixed(2)} ms, ${sched.lateTicks}/${sched.ticks} ticks > 2 ms late, ${sched.timerLateTicks} of them because the timer itself fired late), egress lost ${egressLost}, inbound lost ${inboundLost}${dropText(step.inboundDropped)}, egress dev p99 ${egressDev.toFixed(2)} ms, generator ${(stats.generatorCoreShare * 100).toFixed(0)}% (sent late p99 ${stats.senderLateMs.p99.toFixed(1)} ms) → ${step.ok ? 'PASS' : `FAIL (${reason})`}`)
     if (egressLost > 0 || inboundLost > 0) break
   }
 } finally {
@@ -255,52 +270,63 @@ try {
 
 function summarizeKind(kind: 'g711' | 'opus', label: string, target: number, perCoreIds: string[]): void {
   const ks = steps.filter((s) => s.kind === kind)
+  const unit = kind === 'opus' ? 'pairs' : 'sessions'
   const best = ks.filter((s) => s.ok).at(-1)
   figures.push({
-    id: `media.${kind}.max_sessions`, label: `${label}: most sessions with 0 loss and p99 egress pacing ≤ 2 ms (this box, generator included)`,
-    value: best?.sessions ?? 0, unit: kind === 'opus' ? 'pairs' : 'sessions', better: 'higher',
+    id: `media.${kind}.max_sessions`, label: `${label}: most ${unit} with 0 loss and p99 egress pacing ≤ 2 ms (this box, generator included)`,
+    value: best?.sessions ?? 0, unit, better: 'higher',
   })
   const zeroLoss = ks.filter((s) => s.egressLost === 0 && s.inboundLost === 0).at(-1)
   figures.push({
-    id: `media.${kind}.max_sessions_zero_loss`, label: `${label}: most sessions with 0 loss (any jitter)`,
-    value: zeroLoss?.sessions ?? 0, unit: kind === 'opus' ? 'pairs' : 'sessions', better: 'higher',
+    id: `media.${kind}.max_sessions_zero_loss`, label: `${label}: most ${unit} with 0 loss (any jitter)`,
+    value: zeroLoss?.sessions ?? 0, unit, better: 'higher',
   })
-  if (!best) return
-  const perCore = best.coreShare > 0 ? best.sessions / best.coreShare : NaN
+  // CPU, memory and lateness are reported at the largest zero-loss step even
+  // when pacing failed there (a busy box fails pacing first): each label says where.
+  const at = best ?? zeroLoss
+  if (!at) return
+  if (best) {
+    figures.push({
+      id: perCoreIds[0]!, label: `${label}: ${unit} per core (extrapolated from ${best.sessions} at ${(best.coreShare * 100).toFixed(0)}% of a core)`,
+      value: best.coreShare > 0 ? best.sessions / best.coreShare : NaN, unit: `${unit}/core`, better: 'higher', target,
+    })
+  }
   figures.push({
-    id: perCoreIds[0]!, label: `${label}: sessions per core (extrapolated from ${best.sessions} at ${(best.coreShare * 100).toFixed(0)}% of a core)`,
-    value: perCore, unit: 'sessions/core', better: 'higher', target,
+    id: `media.${kind}.cpu_us_per_session_sec`, label: `${label}: CPU per ${kind === 'opus' ? 'pair' : 'session'} at ${at.sessions} (µs of CPU per second of call)`,
+    value: at.cpuUsPerSessionSec, unit: 'µs/s', better: 'lower',
+  })
+  const legs = kind === 'opus' ? at.sessions * 2 : at.sessions
+  figures.push({
+    id: `media.${kind}.memory_kb_per_session`, label: `${label}: memory per ${kind === 'opus' ? 'leg (PCMU and Opus legs averaged)' : 'session'}, PSS growth after a full GC / ${legs}`,
+    value: Math.max(0, (at.retainedKiB - baseMem) / legs) * 1.024, unit: 'KB', better: 'lower', target: 100,
   })
   figures.push({
-    id: `media.${kind}.cpu_us_per_session_sec`, label: `${label}: CPU per session (µs of CPU per second of call)`,
-    value: best.cpuUsPerSessionSec, unit: 'µs/s', better: 'lower',
+    id: `media.${kind}.egress_pacing_p99_ms`, label: `${label}: p99 egress pacing deviation as the receiver sees it, at ${at.sessions}`,
+    value: at.egressDevP99Ms, unit: 'ms', better: 'lower', target: JITTER_BOUND_MS,
   })
   figures.push({
-    id: `media.${kind}.memory_kb_per_session`, label: `${label}: memory per session (PSS growth / sessions)`,
-    value: Math.max(0, (best.memoryKiB - baseMem) / (kind === 'opus' ? best.sessions * 2 : best.sessions)) * 1.024, unit: 'KB', better: 'lower', target: 100,
-  })
-  figures.push({
-    id: `media.${kind}.egress_pacing_p99_ms`, label: `${label}: p99 egress pacing deviation at ${best.sessions}`,
-    value: best.egressDevP99Ms, unit: 'ms', better: 'lower', target: JITTER_BOUND_MS,
+    id: `media.${kind}.scheduler_late_p99_ms`, label: `${label}: p99 scheduler lateness inside the engine at ${at.sessions} (${at.schedulerLateTicks}/${at.schedulerTicks} ticks > 2 ms late, ${at.schedulerTimerLateTicks} with the timer itself late)`,
+    value: at.schedulerP99LateMs, unit: 'ms', better: 'lower', target: JITTER_BOUND_MS,
   })
 }
 summarizeKind('g711', 'Callplane G.711', 1000, ['media.g711.sessions_per_core'])
 summarizeKind('opus', 'Callplane Opus↔PCMU transcoding', 300, ['media.opus.sessions_per_core'])
 for (const st of steps) if (!st.ok) notes.push(`${st.kind} ${st.sessions} failed: ${st.reason}`)
-notes.push('engine and RTP load generator share this box (2 cores): per-core figures extrapolate the engine process CPU share at the best passing step')
+notes.push('engine and RTP load generator share this box (2 cores): per-core figures extrapolate the engine process CPU share at the best passing step; the marginal figures use the two largest zero-loss steps')
+notes.push('scheduler lateness is measured inside the engine (tick start vs its hrtime target); "timer itself late" means the setTimeout that precedes the final poll fired after the target: the event loop was blocked (GC, other callbacks) or the process had no CPU, not a timer-granularity effect')
 notes.push(`load average during the run: ${loadavg().map((l) => l.toFixed(1)).join(' / ')} on ${cpus().length} cores (other processes compete for the CPU; pacing figures are only as good as the box is quiet)`)
-// Marginal CPU per session between the two largest zero-loss G.711 steps:
-// removes fixed costs (the clock's sub-millisecond wait, the bench itself).
-{
-  const z = steps.filter((st) => st.kind === 'g711' && st.egressLost === 0 && st.inboundLost === 0)
-  if (z.length >= 2) {
-    const [lo, hi] = [z[z.length - 2]!, z[z.length - 1]!]
-    const marginal = ((hi.coreShare - lo.coreShare) / (hi.sessions - lo.sessions)) * 1e6
-    if (marginal > 0) {
-      figures.push({ id: 'media.g711.marginal_cpu_us_per_session_sec', label: `Callplane G.711: marginal CPU per session (${lo.sessions} → ${hi.sessions} sessions)`, value: marginal, unit: 'µs/s', better: 'lower' })
-      figures.push({ id: 'media.g711.sessions_per_core_marginal', label: 'Callplane G.711: sessions per core from the marginal CPU cost', value: 1e6 / marginal, unit: 'sessions/core', better: 'higher', target: 1000 })
-    }
-  }
+// Marginal CPU per session between the two largest zero-loss steps of each
+// ladder: removes fixed costs (the clock's poll, the bench itself).
+for (const kind of ['g711', 'opus'] as const) {
+  const z = steps.filter((st) => st.kind === kind && st.egressLost === 0 && st.inboundLost === 0)
+  if (z.length < 2) continue
+  const [lo, hi] = [z[z.length - 2]!, z[z.length - 1]!]
+  const marginal = ((hi.coreShare - lo.coreShare) / (hi.sessions - lo.sessions)) * 1e6
+  if (!(marginal > 0)) continue
+  const what = kind === 'g711' ? 'G.711' : 'Opus↔PCMU'
+  const unit = kind === 'g711' ? 'session' : 'pair'
+  figures.push({ id: `media.${kind}.marginal_cpu_us_per_session_sec`, label: `Callplane ${what}: marginal CPU per ${unit} (${lo.sessions} → ${hi.sessions})`, value: marginal, unit: 'µs/s', better: 'lower' })
+  figures.push({ id: `media.${kind}.sessions_per_core_marginal`, label: `Callplane ${what}: ${unit}s per core from the marginal CPU cost`, value: 1e6 / marginal, unit: `${unit}s/core`, better: 'higher', target: kind === 'g711' ? 1000 : 300 })
 }
 const anyOk = steps.some((st) => st.ok)
 if (!anyOk) {
@@ -317,6 +343,7 @@ plots.push({
     { label: 'G.711 p99 egress pacing deviation (ms)', x: g.map((s) => s.sessions), y: g.map((s) => s.egressDevP99Ms) },
     { label: 'G.711 scheduler p99 lateness (ms)', x: g.map((s) => s.sessions), y: g.map((s) => s.schedulerP99LateMs) },
     { label: 'Opus↔PCMU p99 egress pacing deviation (ms)', x: o.map((s) => s.sessions), y: o.map((s) => s.egressDevP99Ms) },
+    { label: 'Opus↔PCMU scheduler p99 lateness (ms)', x: o.map((s) => s.sessions), y: o.map((s) => s.schedulerP99LateMs) },
   ],
   marks: [{ axis: 'y', value: JITTER_BOUND_MS, label: 'bound 2 ms' }],
 })
