@@ -46,6 +46,13 @@ async function serve(): Promise<void> {
   const db = await openDatabase({ dataDir: dir, logger, ...(process.env.DATABASE_URL ? { databaseUrl: process.env.DATABASE_URL } : {}) })
   await migrate(db, logger)
   const { account } = await bootstrap(db, API_KEY, logger, { demo: false })
+  // Counts the database round-trips the API makes (the read cache should keep them rare).
+  let queries = 0
+  const poolQuery = db.pool.query.bind(db.pool) as (...a: unknown[]) => unknown
+  ;(db.pool as unknown as { query: (...a: unknown[]) => unknown }).query = (...a: unknown[]) => {
+    queries++
+    return poolQuery(...a)
+  }
   const store = createStore(db, new SecretBox('bench'), logger)
   // A realistic history: 500 finished calls with a short transcript and timings.
   // The first 60 go through the repository (the real write path, events and
@@ -75,7 +82,7 @@ async function serve(): Promise<void> {
   const port = (app.server.address() as { port: number }).port
   process.stdout.write(`${JSON.stringify({ ready: true, port, callId })}\n`)
   process.on('message', (m) => {
-    if (m === 'cpu') process.send?.({ cpu: process.cpuUsage() })
+    if (m === 'cpu') process.send?.({ cpu: process.cpuUsage(), queries })
   })
   process.on('SIGTERM', () => {
     void app.close().then(() => db.close()).finally(() => process.exit(0))
@@ -100,12 +107,13 @@ function cannon(url: string, opts: { connections: number; durationSec: number; r
   })
 }
 
-function cpuOf(child: ChildProcess): Promise<NodeJS.CpuUsage> {
+function cpuOf(child: ChildProcess): Promise<NodeJS.CpuUsage & { queries: number }> {
   return new Promise((resolve) => {
     const on = (m: unknown) => {
       if (m && typeof m === 'object' && 'cpu' in m) {
         child.off('message', on)
-        resolve((m as { cpu: NodeJS.CpuUsage }).cpu)
+        const r = m as { cpu: NodeJS.CpuUsage; queries: number }
+        resolve({ ...r.cpu, queries: r.queries })
       }
     }
     child.on('message', on)
@@ -289,9 +297,10 @@ async function main(): Promise<void> {
       const even = await evenRate(r.url, { rate: 2000, durationSec: dur.even, connections: 32, warmupSec: dur.evenWarm })
       const e1 = await cpuOf(child)
       const evenCoreShare = (e1.user - e0.user + e1.system - e0.system) / 1e6 / dur.even
+      const queriesPer1000 = ((e1.queries - e0.queries) * 1000) / Math.max(1, even.requests)
       const burst = await cannon(r.url, { connections: 20, durationSec: dur.burst, rate: 2000 })
       const { latencies, ...evenSummary } = even
-      details[r.id] = { max, at2000even: { ...evenSummary, serverCoreShare: evenCoreShare }, at2000autocannonRateMode: burst, serverCpuMsPerRequest: cpuMsPerReq }
+      details[r.id] = { max, at2000even: { ...evenSummary, serverCoreShare: evenCoreShare, dbQueriesPer1000Requests: queriesPer1000 }, at2000autocannonRateMode: burst, serverCpuMsPerRequest: cpuMsPerReq }
       // CDF from at most ~200 points of the sorted latencies.
       const step = Math.max(1, Math.floor(latencies.length / 200))
       const xs: number[] = []
@@ -309,10 +318,11 @@ async function main(): Promise<void> {
         { id: `api.${r.id}.p50_at_2000`, label: `${r.label}: p50 at 2,000 req/s offered evenly (open loop)`, value: Number(even.p50.toFixed(2)), unit: 'ms', better: 'lower' },
         { id: `api.${r.id}.p99_at_2000`, label: `${r.label}: p99 at 2,000 req/s offered evenly (open loop)`, value: Number(even.p99.toFixed(2)), unit: 'ms', better: 'lower', target: 10 },
         { id: `api.${r.id}.server_core_share_at_2000`, label: `${r.label}: API process CPU at 2,000 req/s`, value: Number((evenCoreShare * 100).toFixed(1)), unit: '% of a core', better: 'lower' },
+        { id: `api.${r.id}.db_queries_per_1000_req`, label: `${r.label}: database queries per 1,000 requests at 2,000 req/s (read cache)`, value: Number(queriesPer1000.toFixed(2)), unit: 'queries', better: 'lower' },
         { id: `api.${r.id}.p99_at_2000_autocannon_rate_mode`, label: `${r.label}: p99 at 2,000 req/s through autocannon's rate mode (per-second bursts; for comparison)`, value: burst.p99, unit: 'ms', better: 'lower' },
       )
       lines.push(`${r.label.padEnd(24)} API CPU ${cpuMsPerReq.toFixed(3)} ms/req (≈ ${Math.round(1000 / cpuMsPerReq)} req/s on an idle core) | max ${Math.round(max.reqPerSec)} req/s (p50 ${max.p50} ms, p99 ${max.p99} ms, errors ${max.errors + max.non2xx})`)
-      lines.push(`${''.padEnd(24)} at 2000 req/s even: ${Math.round(even.reqPerSec)} req/s, p50 ${even.p50.toFixed(2)} ms, p99 ${even.p99.toFixed(2)} ms, max ${even.max.toFixed(1)} ms, server ${(evenCoreShare * 100).toFixed(0)}% of a core, errors ${even.errors + even.non2xx} (target p99 ≤ 10 ms) ${met ? 'MET' : 'NOT MET'} | autocannon rate mode: p99 ${burst.p99} ms`)
+      lines.push(`${''.padEnd(24)} at 2000 req/s even: ${Math.round(even.reqPerSec)} req/s, p50 ${even.p50.toFixed(2)} ms, p99 ${even.p99.toFixed(2)} ms, max ${even.max.toFixed(1)} ms, server ${(evenCoreShare * 100).toFixed(0)}% of a core, ${queriesPer1000.toFixed(1)} DB queries/1000 req, errors ${even.errors + even.non2xx} (target p99 ≤ 10 ms) ${met ? 'MET' : 'NOT MET'} | autocannon rate mode: p99 ${burst.p99} ms`)
       console.log(lines.at(-2))
       console.log(lines.at(-1))
     }
