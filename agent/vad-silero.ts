@@ -17,6 +17,8 @@ import type { Vad, VadDecision } from './vad.ts'
 import { WebRtcVad } from './vad-webrtc.ts'
 
 const WINDOW = { 8000: 256, 16000: 512 } as const
+/** Queue marker for a window that was all below the energy gate. */
+const SILENT = new Int16Array(0)
 const CONTEXT = { 8000: 32, 16000: 64 } as const
 export type SileroRate = keyof typeof WINDOW
 
@@ -84,9 +86,8 @@ export interface SileroVadOptions {
 /**
  * Streaming wrapper with the synchronous `Vad` interface: frames that pass
  * the energy gate are gathered into windows, each window is scored in the
- * background, and a frame's decision is the latest finished score. A gated
- * frame ends the stretch: the window restarts and the decision drops to
- * silence. The model loads in the background on first use (the session is
+ * background, and a frame's decision is the latest finished score. A window
+ * made only of gated frames is silence and costs no inference. The model loads in the background on first use (the session is
  * shared per process); until then the WebRTC VAD answers.
  */
 export class SileroVad implements Vad {
@@ -103,6 +104,7 @@ export class SileroVad implements Vad {
   private queued: Int16Array[] = []
   private lastProb = 0
   private epoch = 0
+  private voicedInWindow = false
 
   constructor(opts: SileroVadOptions = {}) {
     this.threshold = opts.threshold ?? 0.5
@@ -124,15 +126,17 @@ export class SileroVad implements Vad {
     for (let i = 0; i < s.length; i++) sum += s[i]! * s[i]!
     const rms = Math.sqrt(sum / Math.max(1, s.length))
     const levelDb = rms > 0 ? 20 * Math.log10(rms / 32768) : -120
-    if (levelDb < this.gateDb) {
-      this.restart()
-      return { speech: false, levelDb }
-    }
+    // Gated frames still fill the window (the model wants contiguous audio), but a
+    // window made only of gated frames is silence without an inference.
+    const gated = levelDb < this.gateDb
+    if (!gated) this.voicedInWindow = true
     const pending = (this.pending ??= new Int16Array(this.model.window))
     for (let i = 0; i < s.length; i++) {
       pending[this.fill++] = s[i]!
       if (this.fill === pending.length) {
-        this.queued.push(pending.slice())
+        if (this.voicedInWindow) this.queued.push(pending.slice())
+        else this.silentWindow()
+        this.voicedInWindow = !gated
         this.fill = 0
       }
     }
@@ -146,18 +150,28 @@ export class SileroVad implements Vad {
   }
 
   private restart(): void {
-    if (this.fill === 0 && this.queued.length === 0 && this.lastProb === 0) return
     this.fill = 0
     this.queued = []
     this.lastProb = 0
-    // Scores still in flight belong to the stretch that just ended.
+    this.voicedInWindow = false
+    // Scores still in flight belong to audio before the reset.
     this.epoch++
     this.model?.reset()
   }
 
+  /** A window below the gate: silence now, once the windows queued before it are scored. */
+  private silentWindow(): void {
+    if (this.queued.length === 0 && !this.busy) this.lastProb = 0
+    else this.queued.push(SILENT)
+  }
+
   private pump(): void {
     if (this.busy || !this.model) return
-    const w = this.queued.shift()
+    let w = this.queued.shift()
+    while (w === SILENT) {
+      this.lastProb = 0
+      w = this.queued.shift()
+    }
     if (!w) return
     this.busy = true
     const epoch = this.epoch
