@@ -30,8 +30,8 @@ t.test('media actions on a live agent call', async (t) => {
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const store = stack.engine.store
   const account = (await store.accounts.first())!
-  // No greeting: the agent stays quiet, so what the caller hears comes from the API.
-  const agent = await store.agents.create(account.id, { name: 'quiet' })
+  // An LLM with nothing to say: the agent never answers the test signals, so what the caller hears comes from the API.
+  const agent = await store.agents.create(account.id, { name: 'quiet', llm: { provider: 'scripted', options: { rules: [], fallback: '' } } })
   await store.numbers.create(account.id, { number: '+14155550177', target: { type: 'agent', id: agent.id } })
   const api = (path: string, init: RequestInit & { key?: string } = {}) => fetch(`${stack.baseUrl}${path}`, {
     ...init, headers: { authorization: `Bearer ${init.key ?? stack.apiKey}`, ...(init.body ? { 'content-type': 'application/json' } : {}), ...(init.headers ?? {}) },
@@ -206,6 +206,42 @@ t.test('media actions on a live agent call', async (t) => {
     const join_ = await post(`/v1/conferences/${conf.id}/participants`, { callId })
     t.equal(join_.status, 501, 'conferences answer 501 unsupported')
     t.match(await join_.json(), { error: { code: 'unsupported' } })
+  })
+
+  t.test('dtmf without telephone-event goes as SIP INFO; a recording ends with the call', async (t) => {
+    const c2 = new RtpCaller()
+    await c2.start()
+    t.teardown(() => c2.close())
+    const before = new Set(((await (await api('/v1/calls?status=in-progress')).json()) as { data: Array<{ id: string }> }).data.map((c) => c.id))
+    const sipp2 = await placeCall({ dir, sipPort: stack.sipPort, service: '+14155550177', caller: c2, dtmf: false, infoDigits: '4*' })
+    t.teardown(() => sipp2.kill())
+    let id2 = ''
+    for (let i = 0; i < 200 && !id2; i++) {
+      const page = await (await api('/v1/calls?status=in-progress')).json() as { data: Array<{ id: string }> }
+      id2 = page.data.find((c) => !before.has(c.id))?.id ?? ''
+      if (!id2) await sleep(100)
+    }
+    t.ok(id2, 'second call answered')
+    await sleep(300)
+    const r = await post(`/v1/calls/${id2}/dtmf`, { digits: '4*' })
+    t.equal(r.status, 202)
+    t.match(await r.json(), { method: 'info' })
+    const rec = await post(`/v1/calls/${id2}/record/start`, {})
+    t.equal(rec.status, 202)
+    const { recordingId } = await rec.json() as { recordingId: string }
+    await sleep(1200)
+    t.equal((await api(`/v1/calls/${id2}`, { method: 'DELETE' })).status, 204)
+    const res = await sipp2.done
+    t.equal(res.code, 0, `sipp received INFO Signal=4 then Signal=* before the BYE (${res.errors.slice(0, 300)})`)
+    let status = ''
+    for (let i = 0; i < 50 && status !== 'ready'; i++) {
+      status = ((await (await api(`/v1/recordings/${recordingId}`)).json()) as { status: string }).status
+      if (status !== 'ready') await sleep(100)
+    }
+    t.equal(status, 'ready', 'the recording was finalised by the hangup')
+    const wav = Buffer.from(await (await api(`/v1/recordings/${recordingId}/download`)).arrayBuffer())
+    t.equal(wav.readUInt16LE(22), 1, 'mono by default')
+    t.ok(wav.length > 44 + 8000 * 2, `holds about the recorded second (${wav.length} bytes)`)
   })
 
   t.test('hangup ends the call; actions on it are 409', async (t) => {

@@ -116,13 +116,16 @@ export class RtpCaller {
 /**
  * Places a call from sipp to `service` on the engine with SDP that points at
  * `caller`'s socket (PCMU, plus telephone-event unless `dtmf` is false). sipp
- * answers the engine's BYE; with `infoCount` it first answers that many SIP
- * INFO requests (the DTMF fallback).
+ * answers the engine's BYE; with `infoDigits` it first expects one SIP INFO
+ * application/dtmf-relay per digit, in order (the DTMF fallback).
  */
-export async function placeCall(o: { dir: string; sipPort: number; service: string; caller: RtpCaller; dtmf?: boolean; infoCount?: number; timeoutMs?: number }): Promise<{ done: Promise<SippResult>; kill: () => void }> {
+export async function placeCall(o: { dir: string; sipPort: number; service: string; caller: RtpCaller; dtmf?: boolean; infoDigits?: string; timeoutMs?: number }): Promise<{ done: Promise<SippResult>; kill: () => void }> {
   const dtmf = o.dtmf !== false
-  const info = Array.from({ length: o.infoCount ?? 0 }, () => `
-  <recv request="INFO" timeout="60000"/>
+  // check_it: sipp fails the call when the INFO body does not carry the expected digit.
+  const info = [...(o.infoDigits ?? '')].map((d, i) => `
+  <recv request="INFO" timeout="60000">
+    <action><ereg regexp="Signal=${d === '*' ? '\\*' : d}" search_in="body" check_it="true" assign_to="info${i}"/></action>
+  </recv>
   <send><![CDATA[
       SIP/2.0 200 OK
       [last_Via:]
@@ -180,7 +183,8 @@ export async function placeCall(o: { dir: string; sipPort: number; service: stri
       [last_Call-ID:]
       [last_CSeq:]
       Content-Length: 0
-    ]]></send>
+    ]]></send>${o.infoDigits ? `
+  <Reference variables="${[...o.infoDigits].map((_, i) => `info${i}`).join(',')}"/>` : ''}
 </scenario>
 `
   const file = join(o.dir, `caller-${o.caller.port}.xml`)
