@@ -6,6 +6,9 @@
  */
 import t from 'tap'
 import { createAgent } from '../../agent/index.ts'
+import { Playout } from '../../agent/playout.ts'
+import { resamplePcm, StreamResampler } from '../../agent/resample.ts'
+import { resample as codecsResample } from '../../codecs/resampler.ts'
 import { concatPcm, rms, silencePcm, speechPcm } from './helpers/audio.ts'
 import { acmeAgent, HOURS_REPLY, LONG_REPLY } from './helpers/agents.ts'
 import { TestMediaPort } from './helpers/test-port.ts'
@@ -130,4 +133,61 @@ t.test('a non-interruptible greeting plays to the end', async (t) => {
   await port.waitFor(() => agent.transcript.entries.some((e) => e.role === 'assistant'), 10000, 'greeting done')
   t.equal(agent.transcript.entries[0]?.interrupted, false)
   t.same(agent.transcript.bargeIns, [])
+})
+
+t.test('playout: TTS audio at its own rate is resampled on pull, aligned, and playedMs is what went out', async (t) => {
+  const playout = new Playout(8000)
+  const seg = playout.createSegment('one second of speech')
+  // 1 s at espeak-ng's 22050 Hz: quiet, then a 1 kHz burst from exactly 0.5 s, in uneven chunks.
+  const src = new Int16Array(22050)
+  for (let i = 11025; i < 22050; i++) src[i] = Math.round(8000 * Math.sin((2 * Math.PI * 1000 * i) / 22050))
+  for (let o = 0; o < src.length; o += 2999) playout.enqueue(seg, src.slice(o, Math.min(src.length, o + 2999)), 22050)
+  playout.complete(seg)
+  const frames: Int16Array[] = []
+  for (let f = playout.nextFrame(); f; f = playout.nextFrame()) frames.push(f)
+  t.equal(frames.length, 50, '1 s in → exactly 50 frames out (tail flushed, lead-in dropped)')
+  t.ok(seg.done && !seg.interrupted, 'segment played out')
+  t.equal(Math.round(seg.playedMs), 1000, 'playedMs covers the whole segment')
+  const out = new Int16Array(8000)
+  frames.forEach((f, i) => out.set(f, i * 160))
+  const onset = out.findIndex((v) => Math.abs(v) > 2000)
+  t.ok(Math.abs(onset - 4000) <= 3, `burst starts at output sample ${onset} (input 0.5 s → 4000)`)
+})
+
+t.test('playout: a barge-in after 10 frames leaves playedMs at 200 and never converts the rest', async (t) => {
+  const playout = new Playout(8000)
+  const seg = playout.createSegment('a long sentence')
+  playout.enqueue(seg, new Int16Array(16000 * 3).fill(1000), 16000)
+  for (let i = 0; i < 10; i++) t.ok(playout.nextFrame(), `frame ${i}`)
+  playout.pause()
+  t.equal(playout.nextFrame(), null, 'paused: nothing goes out')
+  const dropped = playout.clear()
+  t.same(dropped, [seg])
+  t.ok(seg.interrupted && seg.done)
+  t.equal(seg.playedMs, 200)
+  t.equal(playout.hasAudio, false)
+  // The filter went back to the pool: a second segment at the same rate reuses it cleanly.
+  const next = playout.createSegment('next')
+  playout.enqueue(next, new Int16Array(1600).fill(-2000), 16000)
+  playout.complete(next)
+  const frames: Int16Array[] = []
+  for (let f = playout.nextFrame(); f; f = playout.nextFrame()) frames.push(f)
+  t.equal(frames.length, 5, '100 ms at 16 kHz → 5 frames at 8 kHz')
+  t.ok(Math.abs(frames[0]![80]! + 2000) < 50, `no state leaked from the dropped segment (${frames[0]![80]})`)
+  t.equal(Math.round(next.playedMs), 100)
+})
+
+t.test('agent resampler delegates to codecs/resampler: same samples as its one-shot resample()', async (t) => {
+  const src = speechPcm('tell me about the store', 16000)
+  const ref = codecsResample(src, 16000, 8000)
+  const r = new StreamResampler(16000, 8000)
+  const parts = [] as Int16Array[]
+  for (let o = 0; o < src.length; o += 1000) parts.push(r.process(src.subarray(o, o + 1000)))
+  parts.push(r.flush())
+  const got = concatPcm(...parts)
+  t.equal(got.length, ref.length, 'same length')
+  let maxDiff = 0
+  for (let i = 0; i < got.length; i++) maxDiff = Math.max(maxDiff, Math.abs(got[i]! - ref[i]!))
+  t.ok(maxDiff <= 1, `max difference ${maxDiff} LSB`)
+  t.same(resamplePcm(src, 16000, 8000).length, ref.length)
 })
