@@ -160,6 +160,7 @@ export class Engine {
         isLocal: (id) => sipApplication.calls.isLocal(id),
         recordingsDir: join(config.dataDir, 'recordings'),
         mediaRoots: [join(config.dataDir, 'media')],
+        scheduler: media.scheduler,
       })
       callControl.install(createApiCallControl(sipApplication, mediaActions.api()))
       sipApplication.onDrained(() => media.stop())

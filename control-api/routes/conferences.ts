@@ -42,7 +42,7 @@ export const conferenceRoutes: FastifyPluginAsync<RouteOptions> = async (base, {
     config: write,
     schema: { tags, summary: 'Move a live call into the conference', params: IdParams,
       body: Type.Object({ callId: Type.String({ format: 'uuid' }), muted: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
-      response: { 202: Accepted, ...errors(404, 409, 503) } },
+      response: { 202: Accepted, ...errors(404, 409, 422, 501, 503) } },
   }, async (req, reply) => {
     const conf = found(await repo.get(req.auth.accountId, req.params.id), 'conference', req.params.id)
     const call = found(await deps.store.calls.get(req.auth.accountId, req.body.callId), 'call', req.body.callId)
@@ -54,7 +54,7 @@ export const conferenceRoutes: FastifyPluginAsync<RouteOptions> = async (base, {
     return reply.code(202).send({ ...r, status: 'accepted' })
   })
   app.delete('/conferences/:id/participants/:callId', {
-    config: write, schema: { tags, summary: 'Remove a call from the conference', params: ParticipantParams, response: { 202: Accepted, ...errors(404, 503) } },
+    config: write, schema: { tags, summary: 'Remove a call from the conference', params: ParticipantParams, response: { 202: Accepted, ...errors(404, 409, 501, 503) } },
   }, async (req, reply) => {
     found(await repo.get(req.auth.accountId, req.params.id), 'conference', req.params.id)
     const call = found(await deps.store.calls.get(req.auth.accountId, req.params.callId), 'call', req.params.callId)
@@ -66,7 +66,7 @@ export const conferenceRoutes: FastifyPluginAsync<RouteOptions> = async (base, {
   app.post('/conferences/:id/record', {
     config: write,
     schema: { tags, summary: 'Start or stop recording the conference', params: IdParams,
-      body: Type.Object({ enabled: Type.Boolean() }, { additionalProperties: false }), response: { 202: Accepted, ...errors(404, 503) } },
+      body: Type.Object({ enabled: Type.Boolean() }, { additionalProperties: false }), response: { 202: Accepted, ...errors(404, 409, 501, 503) } },
   }, async (req, reply) => {
     found(await repo.get(req.auth.accountId, req.params.id), 'conference', req.params.id)
     const cc = controlOrUnavailable(deps, 'conferenceRecord')

@@ -19,12 +19,15 @@ import { StreamResampler } from '../../agent/resample.ts'
 import { agentConfigFrom } from './agent-media-binder.ts'
 import { CallMediaStream, STREAM_ENCAPSULATIONS, type StreamEncapsulation } from './media-stream.ts'
 import type { LiveMedia, MediaSessionRegistry } from './media-sessions.ts'
+import type { MediaScheduler } from '../../media/scheduler.ts'
+import { ConferenceRooms } from './media-conferences.ts'
+import { CallBridges } from './media-bridges.ts'
 
 /**
  * The media half of the control API's CallControl: say, play, DTMF,
- * recording, mute and the media stream WebSocket, acting on the MediaSession
- * of a call this node terminates media for (MediaSessionRegistry). Conference
- * and bridge are not built yet and answer 501.
+ * recording, mute, the media stream WebSocket, conferences (media-conferences.ts)
+ * and two-call bridges (media-bridges.ts), acting on the MediaSession of a
+ * call this node terminates media for (MediaSessionRegistry).
  *
  * A call the API sees as live but that has no session here answers 404 when
  * it runs on another node and 409 when it is a proxied leg (B2BUA to an
@@ -43,6 +46,8 @@ export interface MediaCallControlOptions {
    * an API key cannot read arbitrary files off the node.
    */
   mediaRoots: string[]
+  /** The media engine's scheduler (conference mixing and recording run on its ticks). */
+  scheduler: MediaScheduler
 }
 
 /** ',' and 'w' pause between digits (the dial-string convention). */
@@ -55,9 +60,12 @@ interface ActiveRecording { id: string; session: MediaSession; rec: WavRecorder 
 export class MediaCallControl {
   private readonly recordings = new Map<string, ActiveRecording>()
   private readonly log: Logger
+  private readonly rooms: ConferenceRooms
+  private readonly bridges = new CallBridges()
 
   constructor(private readonly o: MediaCallControlOptions) {
     this.log = o.logger.child({ component: 'media-actions' })
+    this.rooms = new ConferenceRooms({ store: o.store, scheduler: o.scheduler, logger: this.log, recordingsDir: o.recordingsDir })
   }
 
   /** The CallControl methods this provides, to pass as `media` to createApiCallControl. */
@@ -71,10 +79,10 @@ export class MediaCallControl {
       mute: (call, opts) => this.mute(call, opts.direction, true),
       unmute: (call, opts) => this.mute(call, opts.direction, false),
       openStream: (call, opts) => this.openStream(call, opts),
-      bridge: async () => { throw new CallControlError('unsupported', 'bridging two calls is not implemented yet on this engine') },
-      conferenceJoin: async () => { throw new CallControlError('unsupported', 'conferences are not implemented yet on this engine: calls cannot be mixed into a room') },
-      conferenceKick: async () => { throw new CallControlError('unsupported', 'conferences are not implemented yet on this engine') },
-      conferenceRecord: async () => { throw new CallControlError('unsupported', 'conference recording is not implemented yet on this engine') },
+      bridge: (call, other) => this.bridge(call, other),
+      conferenceJoin: (call, conferenceId, opts) => this.conferenceJoin(call, conferenceId, opts.muted ?? false),
+      conferenceKick: (call, conferenceId) => this.conferenceKick(call, conferenceId),
+      conferenceRecord: (conferenceId, accountId, on) => this.rooms.record(conferenceId, accountId, on),
     }
   }
 
@@ -240,6 +248,34 @@ export class MediaCallControl {
     if (on) session.mute(direction)
     else session.unmute(direction)
     return { direction, muted: session.muted }
+  }
+
+  // ------------------------------------------------------------------ bridge, conference
+
+  async bridge(call: Call, other: Call): Promise<ActionResult> {
+    const a = this.media(call)
+    const b = this.media(other)
+    for (const c of [call, other]) {
+      const room = this.rooms.roomOf(c.id)
+      if (room) throw new CallControlError('invalid_state', `call ${c.id} is in conference ${room}`)
+    }
+    const { mode } = this.bridges.connect(a, b)
+    return { bridgedWith: other.id, mode }
+  }
+
+  async conferenceJoin(call: Call, conferenceId: string, muted: boolean): Promise<ActionResult> {
+    const live = this.media(call)
+    const partner = this.bridges.partnerOf(call.id)
+    if (partner) throw new CallControlError('invalid_state', `call ${call.id} is bridged with ${partner}`)
+    const r = await this.rooms.join(live, conferenceId, call.accountId, muted)
+    return { callId: call.id, conferenceId, muted, participants: r.participants }
+  }
+
+  async conferenceKick(call: Call, conferenceId: string): Promise<ActionResult> {
+    this.media(call)
+    if (this.rooms.roomOf(call.id) !== conferenceId) throw new CallControlError('not_found', `call ${call.id} is not in conference ${conferenceId} on this node`)
+    await this.rooms.leave(call.id, 'kick')
+    return { callId: call.id, conferenceId }
   }
 
   // ------------------------------------------------------------------ stream

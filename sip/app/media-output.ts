@@ -100,3 +100,20 @@ export class CallOutput implements FrameSource {
     for (const f of this.fg.splice(0)) { f.source.close?.(); f.resolve('closed') }
   }
 }
+
+/**
+ * The session as media/'s Mixer and Bridge see it, with play() going through
+ * the call's CallOutput: they queue a live source per leg, which behind the
+ * agent's Playout would never be heard. Use one view per call and pass the
+ * same object to add/remove (they compare sessions by identity).
+ */
+export function sessionThroughOutput(session: MediaSession, output: CallOutput): MediaSession {
+  const play = (source: FrameSource) => output.play(source)
+  return new Proxy(session, {
+    get(target, key) {
+      if (key === 'play') return play
+      const v: unknown = Reflect.get(target, key, target)
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v
+    },
+  })
+}

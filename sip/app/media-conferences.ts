@@ -1,0 +1,175 @@
+import { randomUUID } from 'node:crypto'
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+import type { Store } from '../../store/index.ts'
+import { CallControlError } from '../../control-api/call-control.ts'
+import type { AudioFrame, FrameSink, SampleRate } from '../../media/frame.ts'
+import { Mixer } from '../../media/mixer.ts'
+import { WavRecorder } from '../../media/recorder.ts'
+import type { MediaScheduler, TickTask } from '../../media/scheduler.ts'
+import type { MediaSession } from '../../media/session.ts'
+import { sessionThroughOutput } from './media-output.ts'
+import type { LiveMedia } from './media-sessions.ts'
+
+/**
+ * Conference rooms on this node: live calls mixed with media/Mixer (each
+ * hears everyone but themselves), membership persisted on the call record
+ * (`conference_id`, so the room's participantCount counts in-progress calls),
+ * and an optional recording of the whole room. A room exists while it has
+ * members here; the last one leaving completes the conference.
+ *
+ * While in a room a call hears the mix instead of its agent (the mix is a
+ * foreground source on the call's CallOutput); the agent keeps listening.
+ */
+const MIX_RATE: SampleRate = 16000
+
+interface Member { live: LiveMedia; view: MediaSession; mutedByUs: boolean }
+
+/** The room's full mix (everyone), summed per scheduler tick into a WAV. */
+class RoomRecorder implements TickTask {
+  private readonly frames = new Map<MediaSession, { samples: Int16Array; tick: number }>()
+  private readonly sinks = new Map<MediaSession, FrameSink>()
+  private readonly sum = new Int16Array(MIX_RATE / 50)
+  private readonly acc = new Int32Array(MIX_RATE / 50)
+  private readonly frame: AudioFrame = { samples: this.sum, sampleRate: MIX_RATE, rtpTimestamp: 0, receivedAt: 0 }
+  readonly rec: WavRecorder
+
+  constructor(readonly id: string, path: string, private readonly scheduler: MediaScheduler) {
+    this.rec = new WavRecorder({ path, sampleRate: MIX_RATE, mode: 'inbound' })
+    scheduler.add(this)
+  }
+
+  attach(session: MediaSession): void {
+    if (this.sinks.has(session)) return
+    const slot = { samples: new Int16Array(MIX_RATE / 50), tick: -1 }
+    this.frames.set(session, slot)
+    const sink: FrameSink = { onFrame: (f) => { slot.samples.set(f.samples.subarray(0, slot.samples.length)); slot.tick = this.scheduler.currentTick } }
+    this.sinks.set(session, sink)
+    session.addSink(sink, { sampleRate: MIX_RATE })
+  }
+
+  detach(session: MediaSession): void {
+    const sink = this.sinks.get(session)
+    if (!sink) return
+    this.sinks.delete(session)
+    this.frames.delete(session)
+    if (!session.isClosed) session.removeSink(sink)
+  }
+
+  /** Egress runs after every session's ingress of the same tick: all frames of tick n are in. */
+  egress(tick: number, now: number): void {
+    this.acc.fill(0)
+    for (const f of this.frames.values()) {
+      if (f.tick !== tick) continue
+      for (let i = 0; i < this.acc.length; i++) this.acc[i]! += f.samples[i]!
+    }
+    for (let i = 0; i < this.acc.length; i++) { const v = this.acc[i]!; this.sum[i] = v > 32767 ? 32767 : v < -32768 ? -32768 : v }
+    this.frame.receivedAt = now
+    this.rec.onFrame(this.frame)
+  }
+
+  close(): { durationMs: number; bytes: number } {
+    this.scheduler.remove(this)
+    for (const s of [...this.sinks.keys()]) this.detach(s)
+    return this.rec.close()
+  }
+}
+
+interface Room { id: string; accountId: string; mixer: Mixer; members: Map<string, Member>; recorder: RoomRecorder | null }
+
+export interface ConferenceRoomsOptions {
+  store: Store
+  scheduler: MediaScheduler
+  logger: Logger
+  recordingsDir: string
+}
+
+export class ConferenceRooms {
+  private readonly rooms = new Map<string, Room>()
+  /** call id → conference id */
+  private readonly where = new Map<string, string>()
+
+  constructor(private readonly o: ConferenceRoomsOptions) {}
+
+  roomOf(callId: string): string | undefined {
+    return this.where.get(callId)
+  }
+
+  async join(live: LiveMedia, conferenceId: string, accountId: string, muted: boolean): Promise<{ participants: number }> {
+    const callId = live.ctx.callId
+    const current = this.where.get(callId)
+    if (current === conferenceId) throw new CallControlError('invalid_state', `call ${callId} is already in conference ${conferenceId}`)
+    if (current) await this.leave(callId, 'moved')
+    let room = this.rooms.get(conferenceId)
+    if (!room) {
+      room = { id: conferenceId, accountId, mixer: new Mixer(this.o.scheduler, MIX_RATE), members: new Map(), recorder: null }
+      this.rooms.set(conferenceId, room)
+    }
+    const view = sessionThroughOutput(live.session, live.output)
+    const member: Member = { live, view, mutedByUs: muted && !live.session.muted.in }
+    // A muted participant listens only: its voice is zeroed before the mixer sees it.
+    if (member.mutedByUs) live.session.mute('in')
+    room.mixer.add(view)
+    room.recorder?.attach(live.session)
+    room.members.set(callId, member)
+    this.where.set(callId, conferenceId)
+    live.onEnd(() => this.leave(callId, 'hangup'))
+    await this.o.store.calls.attach(callId, { conferenceId })
+    await this.o.store.conferences.setStatus(conferenceId, 'in-progress')
+    return { participants: room.members.size }
+  }
+
+  /** Removes the call from its room (kick, move, hangup); the last one out completes the conference. */
+  async leave(callId: string, why: 'kick' | 'moved' | 'hangup'): Promise<void> {
+    const conferenceId = this.where.get(callId)
+    if (!conferenceId) return
+    this.where.delete(callId)
+    const room = this.rooms.get(conferenceId)
+    const m = room?.members.get(callId)
+    if (!room || !m) return
+    room.members.delete(callId)
+    room.mixer.remove(m.view)
+    room.recorder?.detach(m.live.session)
+    if (m.mutedByUs && !m.live.session.isClosed) m.live.session.unmute('in')
+    if (why !== 'hangup') await this.o.store.calls.attach(callId, { conferenceId: null })
+    if (room.members.size === 0) {
+      this.rooms.delete(conferenceId)
+      room.mixer.close()
+      await this.stopRecording(room)
+      await this.o.store.conferences.setStatus(conferenceId, 'completed')
+    }
+  }
+
+  async record(conferenceId: string, accountId: string, on: boolean): Promise<{ recordingId?: string }> {
+    const room = this.rooms.get(conferenceId)
+    if (!room || room.accountId !== accountId) throw new CallControlError('invalid_state', `conference ${conferenceId} has no live participants on this node`)
+    if (!on) {
+      const id = room.recorder?.id
+      if (!id) throw new CallControlError('invalid_state', `conference ${conferenceId} is not being recorded`)
+      await this.stopRecording(room)
+      return { recordingId: id }
+    }
+    if (room.recorder) throw new CallControlError('invalid_state', `conference ${conferenceId} is already being recorded (recording ${room.recorder.id})`)
+    mkdirSync(this.o.recordingsDir, { recursive: true })
+    const path = join(this.o.recordingsDir, `${randomUUID()}.wav`)
+    const row = await this.o.store.recordings.start({ accountId, conferenceId, format: 'wav', path })
+    const rec = new RoomRecorder(row.id, path, this.o.scheduler)
+    for (const m of room.members.values()) rec.attach(m.live.session)
+    room.recorder = rec
+    return { recordingId: row.id }
+  }
+
+  private async stopRecording(room: Room): Promise<void> {
+    const r = room.recorder
+    if (!r) return
+    room.recorder = null
+    try {
+      const res = r.close()
+      await this.o.store.recordings.markReady(r.id, { durationMs: res.durationMs, sizeBytes: res.bytes })
+    } catch (err) {
+      this.o.logger.error({ err, conferenceId: room.id, recordingId: r.id }, 'conference recording could not be finalised')
+      await this.o.store.recordings.markFailed(r.id).catch(() => {})
+    }
+  }
+}
