@@ -11,6 +11,7 @@ import { decodeAlaw, decodeUlaw, encodeAlaw, encodeUlaw } from './g711.ts'
 import { G722Decoder, G722Encoder } from './g722.ts'
 import { decodeL16, encodeL16 } from './l16.ts'
 import { OpusCodecCore, parseOpusFmtp } from './opus.ts'
+import { PitchConcealer } from './plc.ts'
 
 export type CodecName = 'PCMU' | 'PCMA' | 'G722' | 'opus' | 'L16'
 
@@ -49,35 +50,13 @@ export interface CodecSpec {
 /** Static RTP payload types, RFC 3551 §6 table 4. */
 export const STATIC_PAYLOAD_TYPES: Record<string, number> = { PCMU: 0, PCMA: 8, G722: 9 }
 
-/**
- * Simple PLC for waveform codecs: repeat the last good frame with decaying
- * gain, then silence (G.711 Appendix I does pitch-synchronous repetition; a
- * 20 ms repeat with fade is the common cheap approximation).
- */
-class RepeatConcealer {
-  private readonly last: Int16Array
-  private misses = 0
-  constructor(n: number) { this.last = new Int16Array(n) }
-  remember(pcm: Int16Array, n: number): void {
-    this.last.set(n === pcm.length ? pcm : pcm.subarray(0, n))
-    this.misses = 0
-  }
-  conceal(out: Int16Array): number {
-    this.misses++
-    const n = this.last.length
-    const gain = this.misses === 1 ? 0.8 : this.misses === 2 ? 0.4 : 0
-    for (let i = 0; i < n; i++) out[i] = (this.last[i]! * gain) | 0
-    return n
-  }
-}
-
 class G711Codec implements AudioCodec {
   readonly clockRate = 8000
   readonly sampleRate = 8000 as const
   readonly frameSamples = 160
   readonly timestampStep = 160
   readonly maxPayload = 160
-  private readonly plc = new RepeatConcealer(160)
+  private readonly plc = new PitchConcealer(8000, 160)
   constructor(readonly name: 'PCMU' | 'PCMA') {}
   encode(pcm: Int16Array, out: Uint8Array): number {
     return this.name === 'PCMU' ? encodeUlaw(pcm, out, this.frameSamples) : encodeAlaw(pcm, out, this.frameSamples)
@@ -86,7 +65,7 @@ class G711Codec implements AudioCodec {
     const n = Math.min(payload.length, out.length)
     if (this.name === 'PCMU') decodeUlaw(payload, out, n)
     else decodeAlaw(payload, out, n)
-    if (n >= this.frameSamples) this.plc.remember(out, this.frameSamples)
+    if (n > 0) this.plc.remember(out, n)
     return n
   }
   conceal(out: Int16Array): number { return this.plc.conceal(out) }
@@ -101,11 +80,11 @@ class G722Codec implements AudioCodec {
   readonly maxPayload = 160
   private readonly enc = new G722Encoder()
   private readonly dec = new G722Decoder()
-  private readonly plc = new RepeatConcealer(320)
+  private readonly plc = new PitchConcealer(16000, 320)
   encode(pcm: Int16Array, out: Uint8Array): number { return this.enc.encode(pcm, out, this.frameSamples) }
   decode(payload: Uint8Array, out: Int16Array): number {
     const n = this.dec.decode(payload, out, Math.min(payload.length, out.length >> 1))
-    if (n >= this.frameSamples) this.plc.remember(out, this.frameSamples)
+    if (n > 0) this.plc.remember(out, n)
     return n
   }
   conceal(out: Int16Array): number { return this.plc.conceal(out) }
@@ -116,17 +95,17 @@ class L16Codec implements AudioCodec {
   readonly frameSamples: number
   readonly timestampStep: number
   readonly maxPayload: number
-  private readonly plc: RepeatConcealer
+  private readonly plc: PitchConcealer
   constructor(readonly sampleRate: SampleRate, readonly clockRate: number = sampleRate) {
     this.frameSamples = sampleRate / 50
     this.timestampStep = this.frameSamples
     this.maxPayload = this.frameSamples * 2
-    this.plc = new RepeatConcealer(this.frameSamples)
+    this.plc = new PitchConcealer(sampleRate, this.frameSamples)
   }
   encode(pcm: Int16Array, out: Uint8Array): number { return encodeL16(pcm, out, this.frameSamples) }
   decode(payload: Uint8Array, out: Int16Array): number {
     const n = decodeL16(payload, out, Math.min(payload.length, out.length * 2))
-    if (n >= this.frameSamples) this.plc.remember(out, this.frameSamples)
+    if (n > 0) this.plc.remember(out, n)
     return n
   }
   conceal(out: Int16Array): number { return this.plc.conceal(out) }
@@ -173,3 +152,4 @@ export { G722Encoder, G722Decoder } from './g722.ts'
 export { OpusCodecCore, defaultOpusComplexity, parseOpusFmtp, type OpusParams } from './opus.ts'
 export { Resampler, resample } from './resampler.ts'
 export * from './dtmf.ts'
+export { PitchConcealer } from './plc.ts'
