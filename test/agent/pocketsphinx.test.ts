@@ -65,3 +65,25 @@ t.test('close() kills the decoder and ends the event stream', async (t) => {
   await s.close()
   t.same(await events, [])
 })
+
+t.test('the first phrase after seconds of line silence is recognized (decoder gated to talk spurts)', async (t) => {
+  // Regression: fed the band-fill noise of a silent line, the decoder's live
+  // CMN drifted to the noise's cepstrum and the next phrase missed the grammar
+  // ("goodbye" after 1–6 s of silence: 0 of 9 before the gate).
+  const stt = new PocketsphinxStt()
+  for (const [lead, p] of [[1500, 'goodbye'], [3000, 'goodbye'], [2000, 'talk to a human'], [3000, 'what are your opening hours']] as const) {
+    const s = await stt.open({ sampleRate: 8000, phrases: PHRASES })
+    const finals: string[] = []
+    try {
+      for (const f of toFrames(concatPcm(silencePcm(lead), speechPcm(p, 8000), silencePcm(600)))) s.push(f)
+      s.flush()
+      for await (const e of s.events()) {
+        if (e.type === 'final') finals.push(`${e.source}: ${e.text}`)
+        if (e.type === 'final' || e.type === 'end_of_utterance') break
+      }
+    } finally {
+      await s.close()
+    }
+    t.same(finals, [`grammar: ${p}`], `"${p}" after ${lead} ms of silence`)
+  }
+})

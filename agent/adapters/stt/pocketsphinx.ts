@@ -6,7 +6,20 @@
  * arrives (through a FIFO), so by the time the caller stops talking most of the work is
  * done. When the turn-taker sees end of speech we push noise-only "silence" to
  * trip the decoder's own end-of-utterance detector at once instead of waiting
- * for real silence. If the grammar yields nothing for an utterance (out-of-
+ * for real silence.
+ *
+ * The decoder only hears the caller's talk spurts (with pre- and post-roll),
+ * not the minutes of line silence between them. Its live cepstral mean
+ * normalisation (CMN) is re-estimated from everything it is fed; on silence
+ * that is the band-fill noise alone, whose cepstrum is far from speech, and
+ * the next utterance was then decoded against that skewed mean: measured, the
+ * first phrase after ≥ 1 s of silence missed the grammar most of the time
+ * ("goodbye" after 1–6 s of silence: 0/9), which is why a call with no greeting
+ * got no final for the caller's first words. Gated, every utterance looks like
+ * the short noise-speech-noise clips the model handles well, and the decoder
+ * idles while nobody talks.
+ *
+ * If the grammar yields nothing for an utterance (out-of-
  * grammar speech: the fsg search logs "Final result does not match the
  * grammar" on stderr — a deterministic signal, no timer guessing), the
  * buffered utterance is decoded again with the general language model.
@@ -27,6 +40,7 @@ import { int16ToBytes } from '../../wav.ts'
 import type { SttAdapter, SttEvent, SttStream, SttStreamOptions } from '../types.ts'
 import { BandFill } from './bandfill.ts'
 import { buildJsgf } from './jsgf.ts'
+import { EnergyVad } from '../../vad.ts'
 
 export interface PocketsphinxOptions {
   binary?: string
@@ -39,6 +53,10 @@ export interface PocketsphinxOptions {
 }
 
 const FLUSH_SILENCE_MS = 700
+/** Audio before the first voiced frame that still reaches the decoder (soft onsets, its own VAD's pre-speech window). */
+const PREROLL_MS = 400
+/** After the turn-taker's flush, keep feeding this much real audio before the gate closes again. */
+const POSTROLL_MS = 1000
 /** Only keep this much unrecognised audio for the fallback pass. */
 const MAX_FALLBACK_SAMPLES = 16000 * 15
 
@@ -52,6 +70,12 @@ class PocketsphinxStream implements SttStream {
   private pendingSamples = 0
   private closed = false
   private fallbackRuns = new Set<ChildProcessWithoutNullStreams>()
+  /** More sensitive than the runtime's turn-taker, so the gate is open before a turn starts. */
+  private readonly gateVad = new EnergyVad({ minSpeechDb: -50, marginDb: 9 })
+  private gateOpen = false
+  private flushedQuietMs: number | undefined
+  private preroll: Int16Array[] = []
+  private prerollSamples = 0
 
   constructor(
     private readonly opts: SttStreamOptions,
@@ -101,7 +125,38 @@ class PocketsphinxStream implements SttStream {
 
   push(frame: AudioFrame): void {
     if (this.closed) return
+    const voiced = this.gateVad.process(frame).speech
+    // Band fill runs on every frame so its resampler and noise stay continuous across gate changes.
     const wide = this.fill.process(frame.samples)
+    if (!this.gateOpen) {
+      if (!voiced) {
+        this.preroll.push(wide)
+        this.prerollSamples += wide.length
+        while (this.prerollSamples - this.preroll[0]!.length >= (16000 * PREROLL_MS) / 1000) this.prerollSamples -= this.preroll.shift()!.length
+        return
+      }
+      this.openGate()
+    }
+    this.write(wide)
+    if (voiced) this.flushedQuietMs = this.flushedQuietMs === undefined ? undefined : 0
+    else if (this.flushedQuietMs !== undefined) {
+      this.flushedQuietMs += (frame.samples.length * 1000) / frame.sampleRate
+      if (this.flushedQuietMs >= POSTROLL_MS) {
+        this.gateOpen = false
+        this.flushedQuietMs = undefined
+      }
+    }
+  }
+
+  private openGate(): void {
+    this.gateOpen = true
+    this.flushedQuietMs = undefined
+    for (const c of this.preroll) this.write(c)
+    this.preroll = []
+    this.prerollSamples = 0
+  }
+
+  private write(wide: Int16Array): void {
     this.audio.write(int16ToBytes(wide))
     if (this.cfg.lmFallback !== false) {
       this.pendingAudio.push(wide)
@@ -112,7 +167,12 @@ class PocketsphinxStream implements SttStream {
 
   flush(): void {
     if (this.closed) return
-    this.audio.write(int16ToBytes(this.fill.silence(FLUSH_SILENCE_MS)))
+    // The turn-taker heard speech the gate did not (a quieter talker than our
+    // gate expects is unlikely, the runtime's VAD being less sensitive): give
+    // the decoder what was buffered rather than nothing.
+    if (!this.gateOpen) this.openGate()
+    this.write(this.fill.silence(FLUSH_SILENCE_MS))
+    this.flushedQuietMs = 0
   }
 
   /** Decode the unrecognised audio with the general language model. */
