@@ -43,7 +43,7 @@ export interface MediaSessionOptions {
   inactivityTimeoutMs?: number
   /** Send encoded silence when no source has audio (keeps NATs and peers' timers alive). Default true. */
   sendSilence?: boolean
-  /** Jitter buffer depth bounds in 20 ms packets. */
+  /** Jitter buffer depth bounds in 20 ms packets (max capped at 12: the ring holds 16). */
   jitterMinDepth?: number
   jitterMaxDepth?: number
   /** PCM rate for Opus decode/encode (default 48000; 16000 suits speech pipelines). */
