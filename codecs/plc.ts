@@ -8,15 +8,16 @@
  *    normalised cross-correlation of the most recent 20 ms with the signal one
  *    period earlier;
  *  - the synthetic signal keeps full level for the first 10 ms of an erasure,
- *    then fades 20 % per 10 ms and is silent after 60 ms;
- *  - the first good frame after an erasure is cross-faded with the continued
- *    synthetic signal over 4 ms plus 4 ms per further 10 ms of erasure
- *    (at most 10 ms), so speech resumes without a step.
- * Simplifications against the appendix: no 3.75 ms output delay (so the
- * quarter-period overlap-add at the start of an erasure is left out: the
+ *    then fades 20 % per 10 ms and is silent after 60 ms.
+ * Differences from the appendix: no 3.75 ms output delay, so the
+ * quarter-period overlap-add at the start of an erasure is left out (the
  * period found is the one that continues the signal best, so the junction is
- * already close), and one pitch period is repeated for the whole erasure
- * rather than widening to two and three periods after 10 and 20 ms.
+ * already close); one pitch period is repeated for the whole erasure rather
+ * than widening to two and three periods after 10 and 20 ms; and the first
+ * good frame after an erasure is NOT cross-faded with the synthetic signal
+ * (§I.2.7): every packet the network delivered is played bit-exact (a design
+ * rule of this engine, asserted by test/media/sipp-pcap.test.ts), and an
+ * "erasure" is often a late packet that then plays.
  *
  * Cost on the hot path is one shift of the ~49 ms history per good frame; the
  * pitch search (≈ 13k multiply-adds at 8 kHz) runs once per erasure.
@@ -53,22 +54,8 @@ export class PitchConcealer {
     this.period = new Int16Array(this.maxPitch)
   }
 
-  /**
-   * A good frame was decoded into pcm[0..n). After an erasure its start is
-   * cross-faded in place with the synthetic continuation.
-   */
+  /** A good frame was decoded into pcm[0..n) (read only: delivered audio stays bit-exact). */
   remember(pcm: Int16Array, n: number): void {
-    if (this.erased > 0 && this.pitch > 0) {
-      // 4 ms, plus 4 ms per further 10 ms of erasure, at most 10 ms (Appendix I §I.2.7).
-      const erasedMs = (this.synthesised / this.samplesPer10ms) * 10
-      const olaMs = Math.min(10, 4 + 4 * Math.max(0, Math.floor((erasedMs - 10) / 10)))
-      const ola = Math.min(n, Math.round((olaMs / 10) * this.samplesPer10ms))
-      for (let i = 0; i < ola; i++) {
-        const w = (i + 1) / (ola + 1)
-        const syn = this.synthSample()
-        pcm[i] = Math.round(pcm[i]! * w + syn * (1 - w))
-      }
-    }
     this.erased = 0
     this.push(pcm, n)
     this.primed = true
