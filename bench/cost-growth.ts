@@ -173,9 +173,10 @@ try {
   console.log(`idle: ${idleMiB.toFixed(0)} MiB, ${(idleCpu.coreShare * 100).toFixed(1)}% of a core`)
 
   if (number === BENCH_NUMBER) await createBenchAgent(engine)
-  // Does it take calls at all?
+  // Does it take calls at all? 20 short calls, which also warm the engine up (JIT,
+  // agent start-up paths), so the first step does not measure compilation.
   const mediaPort = await freePort()
-  const probe = await sippCalls(engine.sipPort, 1, 1, 1000, mediaPort).done
+  const probe = await sippCalls(engine.sipPort, 20, 20, 1000, mediaPort).done
   if (probe.successful < 1) {
     notes.push(`the engine does not complete a plain call to sip:${number} (${probe.firstError || `sipp exit ${probe.code}`}); cost growth under calls not measured — only start-up and idle figures`)
     console.log(`probe call failed: ${probe.firstError}`)
