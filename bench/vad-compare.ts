@@ -160,7 +160,7 @@ async function main(): Promise<void> {
 
   const inferenceMs: number[] = []
   const detectors: Detector[] = [
-    syncDetector('energy', 'energy VAD (current default)', () => new EnergyVad()),
+    syncDetector('energy', 'energy VAD (the agents\' previous default)', () => new EnergyVad()),
     ...([0, 1, 2, 3] as WebRtcVadMode[]).map((mode) => syncDetector(`webrtc-${mode}`, `WebRTC VAD mode ${mode}, no gate`, () => new WebRtcVad({ mode, gateDb: -Infinity }))),
     syncDetector('webrtc-2-gated', 'WebRTC VAD mode 2 + energy gate -50 dBFS', () => new WebRtcVad({ mode: 2 })),
     syncDetector('webrtc-3-gated', 'WebRTC VAD mode 3 + energy gate -50 dBFS', () => new WebRtcVad({ mode: 3 })),
@@ -198,14 +198,19 @@ async function main(): Promise<void> {
   console.log(`\n  F1 by condition     ${rows.map((r) => r.id.padStart(15)).join('')}`)
   for (const c of condIds) console.log(`  ${c.padEnd(19)} ${rows.map((r) => r.byCondition[c]!.f1.toFixed(3).padStart(15)).join('')}`)
 
-  // Verdict: the cheapest detector whose F1 is within 0.02 of the best one's.
+  // Verdict. Most accurate overall, and the issue's rule ("cheaper at equal
+  // accuracy": cheapest within 0.02 F1 of the best) applied to the detectors
+  // fast enough for barge-in: onset p90 ≤ 60 ms, the barge-in p95 target.
   const best = Math.max(...rows.map((r) => r.overall.f1))
-  const equal = rows.filter((r) => r.overall.f1 >= best - 0.02).sort((a, b) => a.cpuUsPerFrame - b.cpuUsPerFrame)
-  const winner = equal[0]!
+  const mostAccurate = rows.find((r) => r.overall.f1 === best)!
+  const fast = rows.filter((r) => r.overall.onsetP90Ms <= 60)
+  const bestFast = Math.max(...fast.map((r) => r.overall.f1))
+  const winner = fast.filter((r) => r.overall.f1 >= bestFast - 0.02).sort((a, b) => a.cpuUsPerFrame - b.cpuUsPerFrame)[0] ?? mostAccurate
   const silero = rows.find((r) => r.id.startsWith('silero'))!
   const webrtc = rows.filter((r) => r.id.startsWith('webrtc')).sort((a, b) => b.overall.f1 - a.overall.f1)[0]!
   const inf = [...inferenceMs].sort((a, b) => a - b)
-  console.log(`\n  best F1 ${best.toFixed(3)}; within 0.02 of it, cheapest: ${winner.id} (${winner.cpuUsPerFrame.toFixed(2)} µs/frame)`)
+  console.log(`\n  most accurate: ${mostAccurate.id} (F1 ${best.toFixed(3)}, ${mostAccurate.cpuUsPerFrame.toFixed(1)} µs/frame, onset p90 ${mostAccurate.overall.onsetP90Ms.toFixed(0)} ms)`)
+  console.log(`  winner for the media path (onset p90 ≤ 60 ms, then cheapest within 0.02 F1): ${winner.id} (F1 ${winner.overall.f1.toFixed(3)}, ${winner.cpuUsPerFrame.toFixed(2)} µs/frame)`)
   console.log(`  Silero inference wall time per 32 ms window: p50 ${percentile(inf, 50).toFixed(3)} ms, p99 ${percentile(inf, 99).toFixed(3)} ms`)
 
   const snrSeries = (noise: string) =>
@@ -230,9 +235,9 @@ async function main(): Promise<void> {
     durationSec: (performance.now() - started) / 1000,
     figures,
     plots,
-    details: { frames, speechFrames, winner: winner.id, bestWebRtc: webrtc.id, sileroInferenceMs: { p50: percentile(inf, 50), p99: percentile(inf, 99) }, rows },
+    details: { frames, speechFrames, winner: winner.id, mostAccurate: mostAccurate.id, bestWebRtc: webrtc.id, sileroInferenceMs: { p50: percentile(inf, 50), p99: percentile(inf, 99) }, rows },
     notes: [
-      `Winner (cheapest within 0.02 F1 of the best): ${winner.id}.`,
+      `Most accurate: ${mostAccurate.id} (F1 ${best.toFixed(3)}). Winner for the media path (onset p90 ≤ 60 ms so barge-in can meet its 60 ms p95, then cheapest within 0.02 F1): ${winner.id}.`,
       'Labels come from the clean speech energy (within 35 dB of the utterance peak), so pauses between words are non-speech; a VAD with hangover pays for it in precision.',
       'Silero decisions are causal (a frame gets the last 32 ms window that ended inside it) but ignore inference time; live, its answers also lag by one asynchronous inference.',
       'CPU is process CPU per frame over the whole corpus, single caller at a time; onnxruntime runs with one intra-op thread.',
