@@ -70,7 +70,22 @@ export interface AgentConfig {
   websocket?: { url: string; headers?: Record<string, string>; customParameters?: Record<string, string> }
 }
 
-export type AgentConfigInput = Partial<Omit<AgentConfig, 'bargeIn'>> & { bargeIn?: Partial<BargeInPolicy> }
+/** A transfer target as the API stores it (`destination`), accepted beside the runtime's own shape (`number`). */
+export interface StoredTransferTarget {
+  name: string
+  destination: string
+  description?: string
+}
+
+export type AgentConfigInput = Partial<Omit<AgentConfig, 'bargeIn' | 'transferTargets'>> & {
+  bargeIn?: Partial<BargeInPolicy>
+  transferTargets?: Array<TransferTarget | StoredTransferTarget>
+}
+
+function transferTarget(t: TransferTarget | StoredTransferTarget): TransferTarget {
+  if ('number' in t) return t
+  return { name: t.name, number: t.destination, ...(t.description !== undefined ? { reason: t.description } : {}) }
+}
 
 export function resolveAgentConfig(input: AgentConfigInput): AgentConfig {
   return {
@@ -84,7 +99,7 @@ export function resolveAgentConfig(input: AgentConfigInput): AgentConfig {
     expectedPhrases: input.expectedPhrases ?? [],
     tools: input.tools ?? [],
     toolsEnabled: input.toolsEnabled ?? ['end_call', 'transfer_call', 'send_dtmf'],
-    transferTargets: input.transferTargets ?? [],
+    transferTargets: (input.transferTargets ?? []).map(transferTarget),
     toolFillerPhrase: input.toolFillerPhrase ?? 'One moment please.',
     vadSilenceDurationMs: input.vadSilenceDurationMs ?? 500,
     maxCallDurationMinutes: input.maxCallDurationMinutes ?? 30,

@@ -133,6 +133,7 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
   private silencePrompted = false
   private dtmfBuffer = ''
   private dtmfTimer: NodeJS.Timeout | undefined
+  private clockOffset: number | undefined
   private ended = false
   private result: AgentCallResult | undefined
   private resolveDone!: (r: AgentCallResult) => void
@@ -198,8 +199,24 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
 
   // ------------------------------------------------------------------ inbound path
 
+  /**
+   * Frame times on our clock. media/frame.ts says `receivedAt` is
+   * performance.now(), but a port may stamp frames with another monotonic
+   * clock (the MediaSession uses process.hrtime, i.e. time since boot): turn
+   * marks, the late-final check and barge-in latency all compare frame times
+   * with performance.now(), so the offset is measured on the first frame.
+   * Offsets under a second are delivery delay on the same clock, not skew.
+   */
+  private frameTime(t: number): number {
+    return t + (this.clockOffset ?? 0)
+  }
+
   private onFrame(frame: AudioFrame): void {
     if (this.ended) return
+    if (this.clockOffset === undefined) {
+      const off = performance.now() - frame.receivedAt
+      this.clockOffset = Math.abs(off) < 1000 ? 0 : off
+    }
     this.stt?.push(frame)
     const ev = this.turnTaker.process(frame)
     if (ev?.type === 'speech_start') {
@@ -209,13 +226,13 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
         // Packet-level reaction: nothing more goes out from the next tick on.
         this.playout.pause()
         this.port.flush()
-        this.bargeIn.begin(ev.firstVoicedAt, this.playout.lastFrameAt)
+        this.bargeIn.begin(this.frameTime(ev.firstVoicedAt), this.playout.lastFrameAt)
         this.decideBargeIn(this.bargeIn.check(this.turnTaker.voicedMs))
       }
       if (!this.userTurn) {
         // Talking over a non-interruptible prompt (e.g. a mandatory disclosure) is not a turn.
         const discard = this.agentBusy() && !this.canInterrupt() && this.config.bargeIn.enabled
-        this.userTurn = { startedAt: ev.firstVoicedAt, texts: [], awaitingFinal: false, discard }
+        this.userTurn = { startedAt: this.frameTime(ev.firstVoicedAt), texts: [], awaitingFinal: false, discard }
       } else {
         // Caller resumed before STT delivered: same turn continues.
         if (this.userTurn.timer) clearTimeout(this.userTurn.timer)
@@ -226,9 +243,9 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
       return
     }
     if (ev?.type === 'speech_end') {
-      const ut = this.userTurn ?? { startedAt: ev.startedAt, texts: [], awaitingFinal: false, discard: false }
+      const ut = this.userTurn ?? { startedAt: this.frameTime(ev.startedAt), texts: [], awaitingFinal: false, discard: false }
       this.userTurn = ut
-      ut.endOfSpeech = ev.lastVoicedAt + 20
+      ut.endOfSpeech = this.frameTime(ev.lastVoicedAt) + 20
       if (this.bargeIn.pending) {
         const v = this.bargeIn.end(ev.voicedMs, this.config.bargeIn.minWords > 0)
         this.decideBargeIn(v)

@@ -33,10 +33,31 @@ export function strList(o: AdapterOptions, k: string): string[] | undefined {
   return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : undefined
 }
 
+type JsonObject = { [key: string]: JsonValue }
+
+/**
+ * The stored agent's rule shape (control-api / store `ScriptRule`):
+ * `{ match: regex, reply?, tool?: name, args?, transferTo?, hangup? }`, as the
+ * scripted model's rule. Recognised by its `match` key.
+ */
+function fromStoredRule(r: JsonObject): ScriptedRule {
+  const args = r.args
+  return {
+    id: String(r.match),
+    pattern: String(r.match),
+    ...(typeof r.reply === 'string' ? { reply: r.reply } : {}),
+    ...(typeof r.tool === 'string' ? { tool: { name: r.tool, ...(args && typeof args === 'object' && !Array.isArray(args) ? { arguments: args } : {}) } } : {}),
+    ...(typeof r.transferTo === 'string' ? { transferTo: r.transferTo } : {}),
+    ...(r.hangup === true ? { endCall: true } : {}),
+  }
+}
+
 function asRules(v: JsonValue | undefined): ScriptedRule[] {
   // Rules come from stored JSON (the agent record); shape-checked loosely: unknown keys are ignored.
   if (!Array.isArray(v)) return []
-  return v.filter((r): r is { [key: string]: JsonValue } => !!r && typeof r === 'object' && !Array.isArray(r)) as unknown as ScriptedRule[]
+  return v
+    .filter((r): r is JsonObject => !!r && typeof r === 'object' && !Array.isArray(r))
+    .map((r) => (typeof r.match === 'string' ? fromStoredRule(r) : (r as unknown as ScriptedRule)))
 }
 
 let done = false

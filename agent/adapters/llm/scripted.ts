@@ -19,6 +19,8 @@ export interface ScriptedRule {
   phrases?: string[]
   /** Any of these keywords anywhere in the utterance. */
   keywords?: string[]
+  /** Case-insensitive regular expression on the utterance (the stored agent's `match`). */
+  pattern?: string
   /** DTMF digits that trigger this rule (the runtime sends them as "DTMF: 1"). */
   dtmf?: string
   reply?: string
@@ -43,6 +45,33 @@ export interface ScriptedOptions {
 
 const DTMF_PREFIX = 'DTMF: '
 
+const patterns = new Map<string, RegExp | null>()
+/** Rules come from stored JSON: a pattern that does not compile never matches (the API validates them on write). */
+function compiled(pattern: string): RegExp | null {
+  let re = patterns.get(pattern)
+  if (re === undefined) {
+    try {
+      re = new RegExp(pattern, 'i')
+    } catch {
+      re = null
+    }
+    patterns.set(pattern, re)
+  }
+  return re
+}
+
+/**
+ * Phrases a pattern stands for when it is plain words, or alternatives of
+ * plain words ("opening hours|when are you open"): those can go into the STT
+ * grammar. Anything with other regex syntax gives none (the general model
+ * fallback still hears it).
+ */
+export function patternPhrases(pattern: string): string[] {
+  const body = pattern.replace(/^\^|\$$/g, '').replace(/^\((.*)\)$/, '$1')
+  const alts = body.split('|').map((a) => a.trim())
+  return alts.every((a) => /^[a-z0-9' ]+$/i.test(a)) ? alts.filter(Boolean) : []
+}
+
 function matches(rule: ScriptedRule, text: string): boolean {
   if (text.startsWith(DTMF_PREFIX)) return rule.dtmf !== undefined && text.slice(DTMF_PREFIX.length).trim() === rule.dtmf
   const words = normalizePhrase(text)
@@ -52,6 +81,7 @@ function matches(rule: ScriptedRule, text: string): boolean {
     for (const w of words) if (w === want[i]) i++
     if (want.length > 0 && i === want.length) return true
   }
+  if (rule.pattern !== undefined && compiled(rule.pattern)?.test(text)) return true
   for (const k of rule.keywords ?? []) {
     const kw = normalizePhrase(k)
     if (kw.length && kw.every((w) => words.includes(w))) return true
@@ -80,7 +110,7 @@ export class ScriptedLlm implements LlmAdapter {
 
   /** All phrases the rules listen for: the STT grammar is built from these. */
   expectedPhrases(): string[] {
-    return this.opts.rules.flatMap((r) => [...(r.phrases ?? []), ...(r.keywords ?? [])])
+    return this.opts.rules.flatMap((r) => [...(r.phrases ?? []), ...(r.keywords ?? []), ...(r.pattern !== undefined ? patternPhrases(r.pattern) : [])])
   }
 
   async *chat(request: LlmRequest): AsyncIterable<LlmChunk> {
