@@ -170,6 +170,83 @@ export async function startRtpLoadGenerator(): Promise<RtpLoadGenerator> {
   }
 }
 
+/**
+ * Several generator processes behind one RtpLoadGenerator: socket index s
+ * lives in process s % n, and a run sends each stream from the process that
+ * owns its socket, all processes at once. On a box with cores to spare this
+ * lifts the generator's own ceiling (one Node process sends and receives
+ * ~30–60k packets/s); on a 2-core box it only adds contention, so n = 1 there.
+ */
+export async function startRtpLoadGenerators(n: number): Promise<RtpLoadGenerator & { pids: number[] }> {
+  if (n <= 1) { const g = await startRtpLoadGenerator(); return Object.assign(g, { pids: [g.pid] }) }
+  const gens = await Promise.all(Array.from({ length: n }, () => startRtpLoadGenerator()))
+  const owned: number[][] = gens.map(() => []) // global socket index → local, per process
+  let opened = 0
+  return {
+    pid: gens[0]!.pid,
+    pids: gens.map((g) => g.pid),
+    async open(k: number) {
+      const want = gens.map((_, gi) => { let c = 0; for (let s = opened; s < opened + k; s++) if (s % n === gi) c++; return c })
+      const ports = await Promise.all(gens.map((g, gi) => (want[gi]! > 0 ? g.open(want[gi]!) : Promise.resolve([]))))
+      const out: number[] = []
+      const next = gens.map(() => 0)
+      for (let s = opened; s < opened + k; s++) {
+        const gi = s % n
+        owned[gi]!.push(s)
+        out.push(ports[gi]![next[gi]!++]!)
+      }
+      opened += k
+      return out
+    },
+    async run(cfg: RtpRunConfig) {
+      const parts = gens.map((_, gi) => cfg.streams
+        .filter((st) => st.socket % n === gi)
+        .map((st) => ({ ...st, socket: owned[gi]!.indexOf(st.socket) })))
+      const results = await Promise.all(gens.map((g, gi) => (parts[gi]!.length > 0 ? g.run({ ...cfg, streams: parts[gi]! }) : null)))
+      return mergeRtpLoadStats(results.filter((r): r is RtpLoadStats => r !== null), cfg.expectRelayed === true)
+    },
+    async close() { await Promise.all(gens.map((g) => g.close())) },
+  }
+}
+
+function sumHist(hs: number[][]): number[] {
+  const out = new Array<number>(Math.max(0, ...hs.map((h) => h.length))).fill(0)
+  for (const h of hs) for (let i = 0; i < h.length; i++) out[i]! += h[i]!
+  return out
+}
+
+/** One set of figures from several generators' runs (histograms summed, so percentiles stay exact). */
+export function mergeRtpLoadStats(parts: RtpLoadStats[], relayed: boolean): RtpLoadStats {
+  const sum = (f: (r: RtpLoadStats) => number) => parts.reduce((a, r) => a + f(r), 0)
+  const transit = sumHist(parts.map((r) => r.hist.transit))
+  const inter = sumHist(parts.map((r) => r.hist.interArrival))
+  const count = (h: number[]) => h.reduce((a, b) => a + b, 0)
+  const lost = sum((r) => r.lost)
+  const expected = relayed ? sum((r) => r.packetsSent) : sum((r) => r.packetsReceived) + lost
+  const jit = parts.filter((r) => r.rfc3550JitterMs)
+  const wallSec = Math.max(...parts.map((r) => r.wallSec))
+  const late = parts.map((r) => r.senderLateMs)
+  return {
+    streamsSent: sum((r) => r.streamsSent),
+    packetsSent: sum((r) => r.packetsSent),
+    packetsReceived: sum((r) => r.packetsReceived),
+    streamsReceived: sum((r) => r.streamsReceived),
+    lost,
+    lossRatio: expected > 0 ? lost / expected : 0,
+    transitJitterMs: distFromHist(transit, count(transit)),
+    interArrivalDevMs: distFromHist(inter, count(inter)),
+    rfc3550JitterMs: jit.length ? { mean: jit.reduce((a, r) => a + r.rfc3550JitterMs!.mean, 0) / jit.length, max: Math.max(...jit.map((r) => r.rfc3550JitterMs!.max)) } : null,
+    // Per-process percentiles cannot be merged exactly: the worst process's, which bounds the merged one.
+    senderLateMs: { p50: Math.max(...late.map((d) => d.p50)), p95: Math.max(...late.map((d) => d.p95)), p99: Math.max(...late.map((d) => d.p99)), max: Math.max(...late.map((d) => d.max)), count: late.reduce((a, d) => a + d.count, 0) },
+    unsent: sum((r) => r.unsent),
+    socketErrors: sum((r) => r.socketErrors),
+    generatorCpuSec: sum((r) => r.generatorCpuSec),
+    wallSec,
+    generatorCoreShare: sum((r) => r.generatorCoreShare),
+    hist: { binMs: parts[0]?.hist.binMs ?? BIN_MS, transit: trimHist(transit), interArrival: trimHist(inter) },
+  }
+}
+
 // ───────────────────────── child side ─────────────────────────
 
 interface RecvStream {
