@@ -174,16 +174,22 @@ async function main(): Promise<void> {
     await det.run(clips[0]!)
     const overall = emptyScore()
     const byCondition: Record<string, Metrics> = {}
-    let cpuUs = 0
-    for (const clip of clips) {
-      const c0 = process.cpuUsage()
-      const d = await det.run(clip)
-      const c = process.cpuUsage(c0)
-      cpuUs += c.user + c.system
-      const s = emptyScore()
-      score(clip, d, s)
-      score(clip, d, overall)
-      byCondition[clip.condition.id] = metrics(s)
+    // CPU: the fastest of three passes over the corpus (the box is shared; the minimum is the cost).
+    let cpuUs = Infinity
+    for (let pass = 0; pass < 3; pass++) {
+      let passUs = 0
+      for (const clip of clips) {
+        const c0 = process.cpuUsage()
+        const d = await det.run(clip)
+        const c = process.cpuUsage(c0)
+        passUs += c.user + c.system
+        if (pass > 0) continue
+        const s = emptyScore()
+        score(clip, d, s)
+        score(clip, d, overall)
+        byCondition[clip.condition.id] = metrics(s)
+      }
+      cpuUs = Math.min(cpuUs, passUs)
     }
     const row = { id: det.id, label: det.label, cpuUsPerFrame: cpuUs / frames, overall: metrics(overall), byCondition }
     rows.push(row)
@@ -205,12 +211,15 @@ async function main(): Promise<void> {
   const mostAccurate = rows.find((r) => r.overall.f1 === best)!
   const fast = rows.filter((r) => r.overall.onsetP90Ms <= 60)
   const bestFast = Math.max(...fast.map((r) => r.overall.f1))
-  const winner = fast.filter((r) => r.overall.f1 >= bestFast - 0.02).sort((a, b) => a.cpuUsPerFrame - b.cpuUsPerFrame)[0] ?? mostAccurate
+  // CPU within 25% of the cheapest is a tie (run-to-run noise on a shared box): F1 breaks it.
+  const equal = fast.filter((r) => r.overall.f1 >= bestFast - 0.02)
+  const cheapest = Math.min(...equal.map((r) => r.cpuUsPerFrame))
+  const winner = equal.filter((r) => r.cpuUsPerFrame <= 1.25 * cheapest).sort((a, b) => b.overall.f1 - a.overall.f1)[0] ?? mostAccurate
   const silero = rows.find((r) => r.id.startsWith('silero'))!
   const webrtc = rows.filter((r) => r.id.startsWith('webrtc')).sort((a, b) => b.overall.f1 - a.overall.f1)[0]!
   const inf = [...inferenceMs].sort((a, b) => a - b)
   console.log(`\n  most accurate: ${mostAccurate.id} (F1 ${best.toFixed(3)}, ${mostAccurate.cpuUsPerFrame.toFixed(1)} µs/frame, onset p90 ${mostAccurate.overall.onsetP90Ms.toFixed(0)} ms)`)
-  console.log(`  winner for the media path (onset p90 ≤ 60 ms, then cheapest within 0.02 F1): ${winner.id} (F1 ${winner.overall.f1.toFixed(3)}, ${winner.cpuUsPerFrame.toFixed(2)} µs/frame)`)
+  console.log(`  winner for the media path (onset p90 ≤ 60 ms, then cheapest within 0.02 F1, CPU ties within 25% to F1): ${winner.id} (F1 ${winner.overall.f1.toFixed(3)}, ${winner.cpuUsPerFrame.toFixed(2)} µs/frame)`)
   console.log(`  Silero inference wall time per 32 ms window: p50 ${percentile(inf, 50).toFixed(3)} ms, p99 ${percentile(inf, 99).toFixed(3)} ms`)
 
   const snrSeries = (noise: string) =>
@@ -237,10 +246,10 @@ async function main(): Promise<void> {
     plots,
     details: { frames, speechFrames, winner: winner.id, mostAccurate: mostAccurate.id, bestWebRtc: webrtc.id, sileroInferenceMs: { p50: percentile(inf, 50), p99: percentile(inf, 99) }, rows },
     notes: [
-      `Most accurate: ${mostAccurate.id} (F1 ${best.toFixed(3)}). Winner for the media path (onset p90 ≤ 60 ms so barge-in can meet its 60 ms p95, then cheapest within 0.02 F1): ${winner.id}.`,
+      `Most accurate: ${mostAccurate.id} (F1 ${best.toFixed(3)}). Winner for the media path (onset p90 ≤ 60 ms so barge-in can meet its 60 ms p95, then cheapest within 0.02 F1, CPU ties within 25% to F1): ${winner.id}.`,
       'Labels come from the clean speech energy (within 35 dB of the utterance peak), so pauses between words are non-speech; a VAD with hangover pays for it in precision.',
       'Silero decisions are causal (a frame gets the last 32 ms window that ended inside it) but ignore inference time; live, its answers also lag by one asynchronous inference.',
-      'CPU is process CPU per frame over the whole corpus, single caller at a time; onnxruntime runs with one intra-op thread.',
+      'CPU is process CPU per frame over the whole corpus (fastest of three passes), one stream at a time; onnxruntime runs with one intra-op thread.',
       'Speech is synthetic (espeak-ng): real voices, accents and line codecs will move the absolute numbers, less so the ranking.',
     ],
   }
