@@ -5,6 +5,7 @@
  * transferTargets; Fonella tools), so control-api can map stored agents 1:1.
  */
 import type { JsonValue } from './adapters/types.ts'
+import type { AmdOptions } from './amd.ts'
 import type { BuiltinToolName, HttpToolConfig, TransferTarget } from './tools.ts'
 
 export interface AdapterSpec {
@@ -26,6 +27,24 @@ export interface BargeInPolicy {
   resumeAfterFalseAlarm: boolean
   /** Voiced time before output pauses (the packet-level reaction). */
   onsetMs: number
+}
+
+/** Answering-machine detection on outbound calls (agent/amd.ts). */
+export interface AmdPolicy {
+  /**
+   * When a machine answers: `hangup` ends the call at once (reason
+   * `machine-detected`); `leave_message` waits for the beep (or the end of the
+   * machine's greeting), speaks `message`, and hangs up (`voicemail-left`);
+   * `continue` talks as if a person had answered.
+   */
+  onMachine: 'hangup' | 'leave_message' | 'continue'
+  /** What leave_message says (default: the greeting). */
+  message?: string
+  detector?: AmdOptions
+  /** leave_message without a beep: this much silence after the machine's greeting means "speak now". */
+  endOfGreetingSilenceMs?: number
+  /** leave_message: speak after this long even if neither beep nor silence came. */
+  maxWaitMs?: number
 }
 
 export interface AgentConfig {
@@ -66,6 +85,8 @@ export interface AgentConfig {
   summary: boolean
   /** System prompt for that summary (default: two sentences). */
   summaryPrompt?: string
+  /** Outbound calls only: detect answering machines first and apply this policy. */
+  amd?: AmdPolicy
   /** websocket agent type. */
   websocket?: { url: string; headers?: Record<string, string>; customParameters?: Record<string, string> }
 }
@@ -116,6 +137,7 @@ export function resolveAgentConfig(input: AgentConfigInput): AgentConfig {
     ...(input.vad !== undefined ? { vad: input.vad } : {}),
     ...(input.maxDurationMessage !== undefined ? { maxDurationMessage: input.maxDurationMessage } : {}),
     ...(input.summaryPrompt !== undefined ? { summaryPrompt: input.summaryPrompt } : {}),
+    ...(input.amd !== undefined ? { amd: input.amd } : {}),
     ...(input.websocket !== undefined ? { websocket: input.websocket } : {}),
     bargeIn: {
       enabled: input.bargeIn?.enabled ?? true,

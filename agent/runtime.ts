@@ -22,6 +22,7 @@ import type { Vad } from './vad.ts'
 import { createVad } from './vad-choice.ts'
 import { Channel } from './channel.ts'
 import { agentMetricSinks } from './metrics.ts'
+import { AnsweringMachineDetector, MessageCue, type AmdResult } from './amd.ts'
 import { isAbortError, type ChatMessage, type LlmAdapter, type SttAdapter, type SttStream, type ToolCall, type TtsAdapter } from './adapters/types.ts'
 
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
@@ -62,13 +63,15 @@ export interface AgentRuntimeOptions {
   summaryTimeoutMs?: number
 }
 
-export type AgentEndReason = 'end_call' | 'transfer' | 'max-duration' | 'max-silence' | 'remote-hangup' | 'stopped' | 'error'
+export type AgentEndReason = 'end_call' | 'transfer' | 'max-duration' | 'max-silence' | 'remote-hangup' | 'stopped' | 'error' | 'machine-detected' | 'voicemail-left'
 
 export interface AgentCallResult {
   reason: AgentEndReason
   transcript: ReturnType<Transcript['toJSON']>
   summary?: string
   transferTarget?: string
+  /** Outbound calls with AMD: what answered. */
+  amd?: AmdResult
 }
 
 export interface ToolCallEvent {
@@ -82,6 +85,7 @@ interface AgentEvents {
   barge_in: [BargeInRecord]
   tool_call: [ToolCallEvent]
   stt_final: [{ text: string; source?: string }]
+  amd: [AmdResult]
   ended: [AgentCallResult]
   error: [Error]
 }
@@ -134,6 +138,9 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
   private dtmfBuffer = ''
   private dtmfTimer: NodeJS.Timeout | undefined
   private clockOffset: number | undefined
+  /** Outbound AMD in progress: frames go to the detector (then the message cue), not to the conversation. */
+  private amd: { phase: 'detect'; detector: AnsweringMachineDetector } | { phase: 'wait'; cue: MessageCue } | { phase: 'message' } | undefined
+  private amdResult: AmdResult | undefined
   private ended = false
   private result: AgentCallResult | undefined
   private resolveDone!: (r: AgentCallResult) => void
@@ -186,9 +193,60 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
     if (this.config.maxCallDurationMinutes > 0) {
       this.timer(this.config.maxCallDurationMinutes * 60000, () => void this.onMaxDuration())
     }
+    if (this.config.amd && this.call.direction === 'outbound') {
+      this.amd = { phase: 'detect', detector: new AnsweringMachineDetector(this.config.amd.detector) }
+      return
+    }
+    this.beginConversation()
+  }
+
+  private beginConversation(): void {
     if (this.config.aiSpeaksFirst && this.config.greeting) {
       this.startReply({ kind: 'say', text: this.config.greeting, trigger: 'greeting', interruptible: this.config.greetingInterruptible })
     } else this.armSilenceTimer()
+  }
+
+  // ------------------------------------------------------------------ answering machine (outbound)
+
+  private onAmdFrame(frame: AudioFrame): void {
+    const policy = this.config.amd!
+    const amd = this.amd!
+    if (amd.phase === 'detect') {
+      const r = amd.detector.process(frame)
+      if (!r) return
+      this.amdResult = r
+      const now = performance.now()
+      this.transcript.add({ role: 'system', text: `AMD: ${r.verdict} (${r.cause}) after ${r.decidedAfterMs} ms`, start: now - r.decidedAfterMs, end: now, interrupted: false, source: 'amd' })
+      this.log.info({ callId: this.call.id, ...r }, 'answering machine detection')
+      this.emit('amd', r)
+      if (r.verdict !== 'machine' || policy.onMachine === 'continue') {
+        // A person (or no verdict in time): the conversation starts now; their "Hello?" was the cue.
+        this.amd = undefined
+        this.beginConversation()
+      } else if (policy.onMachine === 'hangup') {
+        this.amd = undefined
+        void this.end('machine-detected', true)
+      } else {
+        this.amd = { phase: 'wait', cue: new MessageCue(frame.sampleRate, { ...(policy.endOfGreetingSilenceMs !== undefined ? { silenceMs: policy.endOfGreetingSilenceMs } : {}), ...(policy.maxWaitMs !== undefined ? { maxWaitMs: policy.maxWaitMs } : {}) }) }
+      }
+      return
+    }
+    if (amd.phase === 'wait') {
+      const cue = amd.cue.process(frame)
+      if (!cue) return
+      this.amd = { phase: 'message' }
+      this.log.info({ callId: this.call.id, cue }, 'leaving voicemail message')
+      void this.leaveMessage(policy.message ?? this.config.greeting ?? '')
+    }
+    // phase 'message': the machine is recording; nothing it plays is a turn.
+  }
+
+  private async leaveMessage(text: string): Promise<void> {
+    if (text) {
+      this.startReply({ kind: 'say', text, trigger: 'voicemail', interruptible: false })
+      await this.current?.done
+    }
+    await this.end('voicemail-left', true)
   }
 
   /** Stop from the outside (API hangup, shutdown). Does not hang up the port. */
@@ -217,6 +275,7 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
       const off = performance.now() - frame.receivedAt
       this.clockOffset = Math.abs(off) < 1000 ? 0 : off
     }
+    if (this.amd) return this.onAmdFrame(frame)
     this.stt?.push(frame)
     const ev = this.turnTaker.process(frame)
     if (ev?.type === 'speech_start') {
@@ -627,7 +686,7 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
       })
     }
     this.log.info({ callId: this.call.id, reason, detail }, 'agent ended')
-    this.result = { reason, transcript: this.transcript.toJSON(), ...(summary ? { summary } : {}), ...(transferTarget ? { transferTarget } : {}) }
+    this.result = { reason, transcript: this.transcript.toJSON(), ...(summary ? { summary } : {}), ...(transferTarget ? { transferTarget } : {}), ...(this.amdResult ? { amd: this.amdResult } : {}) }
     this.emit('ended', this.result)
     this.resolveDone(this.result)
   }

@@ -31,7 +31,7 @@ export interface TurnMarks {
 
 export interface TurnTiming {
   turn: number
-  trigger: 'speech' | 'dtmf' | 'greeting' | 'silence-prompt'
+  trigger: 'speech' | 'dtmf' | 'greeting' | 'silence-prompt' | 'voicemail'
   /** Marks as ms since call start. */
   marks: TurnMarks
   /** The waterfall as deltas (ms). */
