@@ -55,23 +55,23 @@ async function serve(): Promise<void> {
   }
   const store = createStore(db, new SecretBox('bench'), logger)
   // A realistic history: 500 finished calls with a short transcript and timings.
-  // The first 60 go through the repository (the real write path, events and
+  // The first 10 go through the repository (the real write path, events and
   // all); the rest are copies made in one statement, which keeps start-up short.
   let callId = ''
-  for (let i = 0; i < 60; i++) {
+  for (let i = 0; i < 10; i++) {
     const c = await store.calls.create({ accountId: account.id, direction: i % 3 ? 'inbound' : 'outbound', from: `+4915112${String(i).padStart(6, '0')}`, to: '+4930123456', status: 'ringing' })
     await store.calls.markAnswered(c.id)
     for (let k = 0; k < 4; k++) await store.calls.appendTranscript(c.id, { role: k % 2 ? 'user' : 'assistant', text: `turn ${k} of call ${i}: some words spoken here`, offsetMs: k * 2000 })
     await store.calls.addTiming(c.id, { turn: 1, sttFinalMs: 150, llmFirstTokenMs: 200, ttsFirstAudioMs: 120, firstRtpOutMs: 20, totalMs: 490 })
     await store.calls.end(c.id, { status: 'completed', endedReason: 'customer-ended', hangupBy: 'caller' })
-    if (i === 30) callId = c.id
+    if (i === 5) callId = c.id
   }
   await db.pool.query(
     `INSERT INTO calls (id, account_id, direction, status, from_number, to_number, ended_reason, hangup_by, transcript, timings, metadata,
         created_at, ringing_at, answered_at, ended_at, updated_at)
      SELECT gen_random_uuid(), account_id, direction, status, from_number, to_number, ended_reason, hangup_by, transcript, timings, metadata,
         created_at, ringing_at, answered_at, ended_at, updated_at
-     FROM calls CROSS JOIN generate_series(1, 7) ORDER BY seq LIMIT 440`,
+     FROM calls CROSS JOIN generate_series(1, 49) ORDER BY seq LIMIT 490`,
   )
   await db.pool.query('ANALYZE calls')
   const app = await buildApiServer({

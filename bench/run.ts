@@ -86,7 +86,7 @@ const TIMEOUTS: Record<string, { quick: number; full: number }> = {
   'api-read': { quick: 60, full: 360 },
   'media-hotpath': { quick: 30, full: 300 },
   'agent-latency': { quick: 120, full: 420 },
-  'cost-growth': { quick: 45, full: 360 },
+  'cost-growth': { quick: 40, full: 360 },
 }
 /** Whole-run bound: benches that would start after it are skipped (and reported). */
 const TOTAL_BOUND = { quick: 600, full: 4500 }

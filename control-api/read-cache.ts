@@ -25,7 +25,7 @@ interface Load {
  * are dropped as soon as an event for the same account (or call) reaches the
  * bus — on PostgreSQL that includes other nodes' events, through NOTIFY. Call
  * columns that change without an event (timings, quality) may be up to
- * `ttlMs` stale. ttlMs = 0 disables it.
+ * `ttlMs` (plus the read's own duration) stale. ttlMs = 0 disables it.
  *
  * Under load it must not make requests wait for the database: concurrent
  * misses on one key share a single load (no stampede when an entry expires
@@ -68,11 +68,10 @@ export class ReadCache {
   }
 
   private load<T>(k: string, accountId: string, callId: string | null, load: () => Promise<T>, cacheable: (v: T) => boolean): Promise<T> {
-    const started = Date.now()
     const record: Load = { promise: Promise.resolve(), accountId, callId, stale: false }
     const p = load().then((value) => {
       if (!cacheable(value)) this.drop(k)
-      else if (!record.stale) this.store(k, accountId, callId, value, started)
+      else if (!record.stale) this.store(k, accountId, callId, value, Date.now())
       return value
     }).finally(() => {
       if (this.inflight.get(k) === record) this.inflight.delete(k)
@@ -84,7 +83,9 @@ export class ReadCache {
 
   private store(k: string, accountId: string, callId: string | null, value: unknown, loadedAt: number): void {
     if (this.entries.size >= this.maxEntries && !this.entries.has(k)) this.clear()
-    // The age counts from when the read started: what it saw may be that old.
+    // The age counts from when the read completed. Counting from its start would,
+    // on an overloaded event loop (reads slower than the TTL), store entries
+    // already expired and turn every request into another read: a feedback loop.
     this.entries.set(k, { value, loadedAt, until: loadedAt + this.ttlMs, accountId, callId })
     let set = this.byAccount.get(accountId)
     if (!set) this.byAccount.set(accountId, (set = new Set()))

@@ -126,3 +126,17 @@ t.test('ttl 0 disables the cache', async (t) => {
   t.equal(src.reads, 2)
   cache.close()
 })
+
+t.test('a read slower than the TTL still serves the readers after it (no reload storm on an overloaded loop)', async (t) => {
+  const cache = new ReadCache(new EventBus(), 300)
+  let reads = 0
+  const slow = async () => {
+    reads++
+    await sleep(400)
+    return `v${reads}`
+  }
+  t.equal(await cache.get('k', ACC, null, slow), 'v1')
+  t.equal(await cache.get('k', ACC, null, slow), 'v1', 'the entry counts its age from when the read completed')
+  t.equal(reads, 1)
+  cache.close()
+})
