@@ -59,3 +59,33 @@ t.test('fallback line and abort', async (t) => {
   })
   t.ok(llm.expectedPhrases().includes('opening hours'))
 })
+
+t.test('rules in the stored agent shape ({ match, reply, tool, args, transferTo, hangup }) through the registry', async (t) => {
+  const { registerBuiltinAdapters } = await import('../../agent/adapters/builtin.ts')
+  const { createLlm } = await import('../../agent/adapters/registry.ts')
+  const { resolveAgentConfig } = await import('../../agent/config.ts')
+  registerBuiltinAdapters()
+  const stored = [
+    { match: 'opening hours|when are you open', reply: 'We are open nine to five.' },
+    { match: '^(bye|goodbye)\\b', reply: 'Bye!', hangup: true },
+    { match: 'order', tool: 'lookupOrder', args: { orderNumber: '7' } },
+    { match: 'human', reply: 'One moment.', transferTo: 'sales' },
+    { match: '([', reply: 'never: the pattern does not compile' },
+  ]
+  const cfg = resolveAgentConfig({ llm: { provider: 'scripted', options: { rules: stored } }, transferTargets: [{ name: 'sales', destination: 'sip:sales@example.com' }] })
+  const model = createLlm(cfg.llm, cfg)
+  const say = async (content: string): Promise<LlmChunk[]> => {
+    const out: LlmChunk[] = []
+    for await (const c of model.chat({ messages: [{ role: 'user', content }], tools, signal: new AbortController().signal })) out.push(c)
+    return out
+  }
+  t.equal(text(await say('When are you OPEN today')), 'We are open nine to five.', 'regex alternative, case-insensitive')
+  const bye = await say('goodbye then')
+  t.equal(text(bye), 'Bye!')
+  t.match(bye.find((c) => c.type === 'tool_call'), { call: { name: 'end_call' } }, 'hangup → end_call')
+  t.match((await say('where is my order')).find((c) => c.type === 'tool_call'), { call: { name: 'lookupOrder', arguments: '{"orderNumber":"7"}' } }, 'tool + args')
+  t.match((await say('a human please')).find((c) => c.type === 'tool_call'), { call: { name: 'transfer_call', arguments: '{"target":"sales"}' } })
+  t.same(cfg.transferTargets, [{ name: 'sales', number: 'sip:sales@example.com' }], 'stored transfer target (destination) becomes a number')
+  // Plain-word alternatives feed the STT grammar; regex syntax does not.
+  t.same(model.expectedPhrases?.(), ['opening hours', 'when are you open', 'order', 'human'])
+})
