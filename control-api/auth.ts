@@ -68,21 +68,46 @@ export async function installAuth(app: FastifyInstance, opts: AuthOptions): Prom
   const ttl = opts.cacheTtlMs ?? 5000
   const cache = new Map<string, CacheEntry>()
   const touched = new Map<string, number>()
+  // One database lookup per key at a time: when a hot key's entry expires with
+  // hundreds of requests in flight, they share it instead of each reading the
+  // key and its account. `stale` is set by invalidate(): a lookup that started
+  // before a revocation must not put the key back.
+  const inflight = new Map<string, { promise: Promise<AuthContext | null>; stale: boolean }>()
+
+  const load = (hash: string, token: string): Promise<AuthContext | null> => {
+    const pending = inflight.get(hash)
+    if (pending) return pending.promise
+    const record = { promise: Promise.resolve<AuthContext | null>(null), stale: false }
+    record.promise = (async () => {
+      const key = await opts.apiKeys.findActiveByToken(token)
+      let ctx: AuthContext | null = null
+      if (key) {
+        const account = await opts.accounts.get(key.accountId)
+        if (account) ctx = { accountId: key.accountId, keyId: key.id, scopes: key.scopes, operator: account.operator }
+      }
+      if (!record.stale) {
+        if (cache.size > 10_000) cache.clear()
+        cache.set(hash, { ctx, key, until: Date.now() + ttl })
+      }
+      return ctx
+    })().finally(() => {
+      if (inflight.get(hash) === record) inflight.delete(hash)
+    })
+    inflight.set(hash, record)
+    return record.promise
+  }
 
   const lookup = async (token: string): Promise<AuthContext | null> => {
     const hash = hashApiKey(token)
     const now = Date.now()
     const hit = cache.get(hash)
-    if (hit && hit.until > now && (!hit.key?.expiresAt || hit.key.expiresAt.getTime() > now)) return hit.ctx
-    const key = await opts.apiKeys.findActiveByToken(token)
-    let ctx: AuthContext | null = null
-    if (key) {
-      const account = await opts.accounts.get(key.accountId)
-      if (account) ctx = { accountId: key.accountId, keyId: key.id, scopes: key.scopes, operator: account.operator }
+    if (hit && hit.until > now && (!hit.key?.expiresAt || hit.key.expiresAt.getTime() > now)) {
+      // A hot key is read again in the background before its entry runs out, so
+      // its requests never wait for the database; the entry still ends at `until`.
+      if (hit.until - now < ttl / 4 && !inflight.has(hash)) load(hash, token).catch(() => cache.delete(hash))
+      return hit.ctx
     }
-    if (cache.size > 10_000) cache.clear()
-    cache.set(hash, { ctx, key, until: now + ttl })
-    return ctx
+    return load(hash, token)
   }
 
   app.decorateRequest('auth', null as unknown as AuthContext)
@@ -118,6 +143,10 @@ export async function installAuth(app: FastifyInstance, opts: AuthOptions): Prom
 
   return {
     invalidate: (keyId?: string) => {
+      // In-flight lookups may have read the key before the change (we do not know
+      // which key a lookup is for until it returns): none of them may cache.
+      for (const l of inflight.values()) l.stale = true
+      inflight.clear()
       if (!keyId) return cache.clear()
       for (const [h, e] of cache) if (e.key?.id === keyId) cache.delete(h)
     },
