@@ -1,6 +1,6 @@
 import t from 'tap'
 import { ScriptedLlm } from '../../agent/adapters/llm/scripted.ts'
-import type { ChatMessage, LlmChunk, ToolDefinition } from '../../agent/adapters/types.ts'
+import type { ChatMessage, JsonValue, LlmChunk, ToolDefinition } from '../../agent/adapters/types.ts'
 import { ToolBox } from '../../agent/tools.ts'
 
 const llm = new ScriptedLlm({
@@ -65,7 +65,7 @@ t.test('rules in the stored agent shape ({ match, reply, tool, args, transferTo,
   const { createLlm } = await import('../../agent/adapters/registry.ts')
   const { resolveAgentConfig } = await import('../../agent/config.ts')
   registerBuiltinAdapters()
-  const stored = [
+  const stored: JsonValue[] = [
     { match: 'opening hours|when are you open', reply: 'We are open nine to five.' },
     { match: '^(bye|goodbye)\\b', reply: 'Bye!', hangup: true },
     { match: 'order', tool: 'lookupOrder', args: { orderNumber: '7' } },
