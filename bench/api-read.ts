@@ -307,7 +307,9 @@ async function main(): Promise<void> {
     const details: Record<string, unknown> = { serverPinnedToOneCore: pinned, generatorsPinnedToOtherCore: driverPinned, durationsSec: dur, load }
     const lines: string[] = []
     for (const r of routes) {
-      await cannon(r.url, { connections: 4, durationSec: dur.warm }) // warm-up (JIT, caches)
+      // Warm-up (JIT, caches) by count, not time: a starved server must still have
+      // compiled its hot paths before the measured windows start.
+      await evenRate(r.url, { rate: 2000, durationSec: dur.warm * 2, connections: 32, warmupSec: 0 })
       const cpu0 = await cpuOf(child)
       const max = await cannon(r.url, { connections: 10, durationSec: dur.max })
       const cpu1 = await cpuOf(child)
