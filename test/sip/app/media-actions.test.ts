@@ -30,8 +30,9 @@ t.test('media actions on a live agent call', async (t) => {
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const store = stack.engine.store
   const account = (await store.accounts.first())!
-  // An LLM with nothing to say: the agent never answers the test signals, so what the caller hears comes from the API.
-  const agent = await store.agents.create(account.id, { name: 'quiet', llm: { provider: 'scripted', options: { rules: [], fallback: '' } } })
+  // An LLM with nothing to say (a blank fallback; an empty one means the default line): the agent never answers
+  // the test signals, so what the caller hears comes from the API.
+  const agent = await store.agents.create(account.id, { name: 'quiet', llm: { provider: 'scripted', options: { rules: [], fallback: ' ' } } })
   await store.numbers.create(account.id, { number: '+14155550177', target: { type: 'agent', id: agent.id } })
   const api = (path: string, init: RequestInit & { key?: string } = {}) => fetch(`${stack.baseUrl}${path}`, {
     ...init, headers: { authorization: `Bearer ${init.key ?? stack.apiKey}`, ...(init.body ? { 'content-type': 'application/json' } : {}), ...(init.headers ?? {}) },
@@ -69,6 +70,23 @@ t.test('media actions on a live agent call', async (t) => {
     t.ok(voiced.length >= 25, `≥ 0.5 s of speech-level audio reached the caller (${voiced.length} frames)`)
     // Speech is not a tone: energy spread over the band, unlike play's test tone.
     t.ok(toneRatio(concat(voiced), 1000) < 0.3, 'broadband (speech), not a tone')
+  })
+
+  t.test('say with bargeIn: the prompt stops when the caller speaks', async (t) => {
+    const long = 'This prompt is long on purpose. It keeps talking for many seconds so that the caller has time to interrupt it, and it should stop as soon as the caller starts to speak.'
+    const r = await post(`${calls}/say`, { text: long, bargeIn: true })
+    t.equal(r.status, 202)
+    await sleep(2000)
+    const speaking = loud(framesOf(caller.audioSince(Date.now() - 1000)), 300).length
+    t.ok(speaking >= 15, `the prompt is playing (${speaking} speech frames in the last second)`)
+    const ref = noise(8000 * 60, 6000, 99)
+    caller.signal = (n) => ref[n % ref.length]!
+    const tb = Date.now()
+    await sleep(2500)
+    caller.signal = () => 0
+    const after = loud(framesOf(caller.audioSince(tb + 700)), 300).length
+    t.ok(after <= 3, `silent within 0.7 s of the caller speaking (${after} speech frames in the next 1.8 s)`)
+    await sleep(500)
   })
 
   t.test('play: a WAV tone from a file URL, looped', async (t) => {
@@ -124,7 +142,9 @@ t.test('media actions on a live agent call', async (t) => {
     t.match(msgs.find((m) => m.event === 'mark'), { mark: { name: 'end-of-tone' } }, 'mark echoed after the audio played')
     await sleep(300)
     const heard = loud(framesOf(caller.audioSince(t1)))
-    t.ok(heard.length >= 40 && heard.length <= 60, `the caller heard the bot's second of audio (${heard.length} frames)`)
+    // Zero-crossing pitch of each loud frame: says what else was heard when the count is off.
+    const pitches = heard.map((f) => { let z = 0; for (let i = 1; i < f.length; i++) if ((f[i - 1]! < 0) !== (f[i]! < 0)) z++; return Math.round(z * 25) })
+    t.ok(heard.length >= 40 && heard.length <= 60, `the caller heard the bot's second of audio (${heard.length} frames; pitches ${pitches.filter((p) => Math.abs(p - 1800) > 200).join(',') || 'all 1.8 kHz'})`)
     t.ok(toneRatio(concat(heard), 1800) > 0.8, 'at 1.8 kHz')
     ws.close()
     await sleep(200)
@@ -202,10 +222,8 @@ t.test('media actions on a live agent call', async (t) => {
     const { token } = await store.apiKeys.create(other.id, 'other', ['calls:read', 'calls:write'], null)
     t.equal((await post(`${calls}/say`, { text: 'hi' }, token)).status, 404, "another account's call is not found")
     t.equal((await post(`${calls}/mute`, {}, token)).status, 404)
-    const conf = await (await post('/v1/conferences', { name: 'room' })).json() as { id: string }
-    const join_ = await post(`/v1/conferences/${conf.id}/participants`, { callId })
-    t.equal(join_.status, 501, 'conferences answer 501 unsupported')
-    t.match(await join_.json(), { error: { code: 'unsupported' } })
+    t.equal((await post(`${calls}/bridge`, { callId })).status, 400, 'a call cannot be bridged with itself')
+    t.equal((await post(`${calls}/bridge`, { callId: unknown })).status, 404, 'bridge to an unknown call')
   })
 
   t.test('dtmf without telephone-event goes as SIP INFO; a recording ends with the call', async (t) => {

@@ -28,7 +28,7 @@ t.test('bridge and conference on live agent calls', async (t) => {
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const store = stack.engine.store
   const account = (await store.accounts.first())!
-  const agent = await store.agents.create(account.id, { name: 'quiet', llm: { provider: 'scripted', options: { rules: [], fallback: '' } } })
+  const agent = await store.agents.create(account.id, { name: 'quiet', llm: { provider: 'scripted', options: { rules: [], fallback: ' ' } } })
   await store.numbers.create(account.id, { number: '+14155550179', target: { type: 'agent', id: agent.id } })
   const api = (path: string, init: RequestInit = {}) => fetch(`${stack.baseUrl}${path}`, {
     ...init, headers: { authorization: `Bearer ${stack.apiKey}`, ...(init.body ? { 'content-type': 'application/json' } : {}) },

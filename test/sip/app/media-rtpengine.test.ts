@@ -44,7 +44,7 @@ t.test('agent calls anchored through the rtpengine daemon', async (t) => {
   const store = stack.engine.store
   const account = (await store.accounts.first())!
   // An LLM with nothing to say: the agent never answers the test signals, so what the caller hears comes from the API.
-  const agent = await store.agents.create(account.id, { name: 'quiet', llm: { provider: 'scripted', options: { rules: [], fallback: '' } } })
+  const agent = await store.agents.create(account.id, { name: 'quiet', llm: { provider: 'scripted', options: { rules: [], fallback: ' ' } } })
   await store.numbers.create(account.id, { number: '+14155550178', target: { type: 'agent', id: agent.id } })
   const api = (path: string, init: RequestInit = {}) => fetch(`${stack.baseUrl}${path}`, {
     ...init, headers: { authorization: `Bearer ${stack.apiKey}`, ...(init.body ? { 'content-type': 'application/json' } : {}) },
