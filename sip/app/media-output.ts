@@ -16,7 +16,7 @@ import type { MediaSession, PlaybackResult } from '../../media/session.ts'
  * session.flush() (the agent's barge-in) drops the session's queue, this
  * source included; it re-queues itself from the 'flushed' event so the next
  * tick is served again. Foreground sources survive that flush: they stop only
- * through their own handles (stop(), the source ending, or close()).
+ * through their own handles (stop(), the source ending, or end()).
  */
 interface Foreground { source: FrameSource; resolve: (r: PlaybackResult) => void }
 
@@ -28,7 +28,7 @@ export class CallOutput implements FrameSource {
 
   constructor(private readonly session: MediaSession) {
     session.on('flushed', () => this.install())
-    session.on('closed', () => this.close())
+    session.on('closed', () => this.end())
     this.install()
   }
 
@@ -94,7 +94,12 @@ export class CallOutput implements FrameSource {
     return a && this.agent ? this.adapt(a, this.agent.sampleRate) : null
   }
 
-  close(): void {
+  /**
+   * The call is over: pending foreground sources resolve 'closed'. Not named
+   * close(): the session calls a source's close() whenever it drops it (a
+   * flush), and this source must survive that.
+   */
+  end(): void {
     if (this.closed) return
     this.closed = true
     for (const f of this.fg.splice(0)) { f.source.close?.(); f.resolve('closed') }

@@ -52,7 +52,7 @@ export class MediaSessionRegistry {
     const e = this.live.get(callId)
     if (!e) return
     this.live.delete(callId)
-    e.output.close()
+    e.output.end()
     for (const fn of e.endHandlers.splice(0)) {
       try { await fn(reason) } catch { /* one failing handler must not keep the others from running */ }
     }

@@ -198,8 +198,9 @@ t.test('media actions on a live agent call', async (t) => {
     const left = Int16Array.from({ length: frames }, (_, i) => wav.readInt16LE(44 + i * 4))
     const w = left.subarray(2400, 4000)
     t.ok(rms(w) > 2000, `caller channel is not silent (rms ${rms(w).toFixed(0)})`)
-    const c = bestCorrelation(w, ref, nStart - 8000, nStart + 16000)
-    t.ok(c.r > 0.8, `caller channel matches the noise the caller sent (r=${c.r.toFixed(3)} at sample ${c.offset - nStart} from record start)`)
+    // 100 ms windows across the first second: a loaded box may leave a jitter-buffer gap in one of them.
+    const fits = [1600, 3200, 4800, 6400, 8000].map((at) => bestCorrelation(left.subarray(at, at + 800), ref, nStart - 8000, nStart + 16000))
+    t.ok(fits.filter((c) => c.r > 0.8).length >= 3, `caller channel matches the noise the caller sent (r=${fits.map((c) => `${c.r.toFixed(2)}@${c.offset - nStart}`).join(' ')})`)
     const muted = left.subarray(frames - 6400, frames - 1600)
     t.ok(rms(muted) < 50, `after mute in the caller channel is silent (rms ${rms(muted).toFixed(1)})`)
     const detail = await (await api(calls)).json() as { recordings: Array<{ id: string }> }
@@ -260,6 +261,45 @@ t.test('media actions on a live agent call', async (t) => {
     const wav = Buffer.from(await (await api(`/v1/recordings/${recordingId}/download`)).arrayBuffer())
     t.equal(wav.readUInt16LE(22), 1, 'mono by default')
     t.ok(wav.length > 44 + 8000 * 2, `holds about the recorded second (${wav.length} bytes)`)
+  })
+
+  t.test("after the agent's own barge-in flush, API audio still reaches the caller", async (t) => {
+    const talker = await store.agents.create(account.id, {
+      name: 'talker', greeting: 'Welcome. This greeting is long on purpose, so that the caller can interrupt it while it is still being spoken to them.',
+      llm: { provider: 'scripted', options: { rules: [], fallback: ' ' } },
+    })
+    await store.numbers.create(account.id, { number: '+14155550176', target: { type: 'agent', id: talker.id } })
+    const c3 = new RtpCaller()
+    await c3.start()
+    t.teardown(() => c3.close())
+    const before = new Set(((await (await api('/v1/calls?status=in-progress')).json()) as { data: Array<{ id: string }> }).data.map((c) => c.id))
+    const sipp3 = await placeCall({ dir, sipPort: stack.sipPort, service: '+14155550176', caller: c3 })
+    t.teardown(() => sipp3.kill())
+    let id3 = ''
+    for (let i = 0; i < 200 && !id3; i++) {
+      const page = await (await api('/v1/calls?status=in-progress')).json() as { data: Array<{ id: string }> }
+      id3 = page.data.find((c) => !before.has(c.id))?.id ?? ''
+      if (!id3) await sleep(100)
+    }
+    let greeting = 0
+    for (let i = 0; i < 100 && greeting < 10; i++) { await sleep(100); greeting = loud(framesOf(c3.audioSince(Date.now() - 1000)), 300).length }
+    t.ok(greeting >= 10, `the agent is greeting (${greeting} speech frames)`)
+    const ref = noise(8000 * 60, 6000, 5)
+    c3.signal = (n) => ref[n % ref.length]!
+    const tb = Date.now()
+    await sleep(1200)
+    c3.signal = () => 0
+    const cut = loud(framesOf(c3.audioSince(tb + 600, tb + 1200)), 300).length
+    t.ok(cut <= 3, `the agent stopped talking when interrupted (${cut} speech frames)`)
+    const media = join(stack.config.dataDir, 'media')
+    writeFileSync(join(media, 'tone2.wav'), wavFile(sine(1000, 0.6)))
+    const t0 = Date.now()
+    t.equal((await post(`/v1/calls/${id3}/play`, { url: pathToFileURL(join(media, 'tone2.wav')).href })).status, 202)
+    await sleep(1500)
+    const frames = loud(framesOf(c3.audioSince(t0)))
+    t.ok(frames.length >= 25 && toneRatio(concat(frames), 1000) > 0.8, `the tone played after the flush (${frames.length} frames)`)
+    t.equal((await api(`/v1/calls/${id3}`, { method: 'DELETE' })).status, 204)
+    t.equal((await sipp3.done).code, 0)
   })
 
   t.test('hangup ends the call; actions on it are 409', async (t) => {
