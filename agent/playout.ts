@@ -50,6 +50,21 @@ export interface PlayoutHooks {
 const EMPTY = new Int16Array(0)
 let segmentSeq = 0
 
+/**
+ * Playouts to top up before the next tick. Converting in nextFrame() would put
+ * every playing call's resampling inside the media tick, delaying whatever
+ * async work (an STT final, an LLM token) is waiting behind it; instead each
+ * pull schedules the next frame's conversion, all playouts in one setImmediate.
+ */
+const toPrepare = new Set<Playout>()
+let prepareScheduled = false
+
+function prepareAll(): void {
+  prepareScheduled = false
+  for (const p of toPrepare) p.prepareNextFrame()
+  toPrepare.clear()
+}
+
 export class Playout implements FrameSource {
   private queue: Queued[] = []
   private paused = false
@@ -174,7 +189,46 @@ export class Playout implements FrameSource {
     this.framesOut++
     this.finishIfPlayed(seg)
     if (!this.hasAudio) this.wakeDrain()
+    else if (this.carryLen < n && this.queue[0]?.rs && !this.queue[0].tail) {
+      toPrepare.add(this)
+      if (!prepareScheduled) {
+        prepareScheduled = true
+        setImmediate(prepareAll)
+      }
+    }
     return out
+  }
+
+  /**
+   * Converts the playing segment's next frame of audio now (off the tick), so
+   * the next nextFrame() only copies. At most one frame ahead: a barge-in
+   * still finds the rest of the reply unconverted.
+   */
+  prepareNextFrame(): void {
+    if (this.paused) return
+    const n = this.frameSamples
+    const seg = this.carryLen > 0 ? this.carrySeg! : this.queue[0]?.seg
+    if (!seg) return
+    while (this.carryLen < n) {
+      const q = this.queue[0]
+      if (!q || q.seg !== seg || !q.rs || q.tail) break
+      if (this.carryOff > 0) {
+        this.carry.copyWithin(0, this.carryOff, this.carryOff + this.carryLen)
+        this.carryOff = 0
+      }
+      const feed = Math.min(q.pcm.length - q.offset, q.rs.inputFor(n - this.carryLen))
+      const need = this.carryLen + q.rs.maxOutput(feed)
+      if (this.carry.length < need) {
+        const grown = new Int16Array(Math.max(need, 2 * n))
+        grown.set(this.carry.subarray(0, this.carryLen))
+        this.carry = grown
+      }
+      const got = q.rs.processInto(q.pcm.subarray(q.offset, q.offset + feed), this.carry.subarray(this.carryLen))
+      q.offset += feed
+      this.carryLen += got
+      this.carrySeg = seg
+      if (q.offset >= q.pcm.length) this.queue.shift()
+    }
   }
 
   pause(): void {
