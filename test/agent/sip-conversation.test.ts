@@ -57,7 +57,7 @@ t.test('baresip asks a question over SIP/RTP; the agent recognises it and answer
   // The question starts after the short greeting. The silent tail outlasts the
   // call: at the end of its file aufile stops the source, and the far end's
   // loss concealment then sounds like the caller talking over the answer.
-  const seconds = 18
+  const seconds = 24
   const source = callerWav(dir, QUESTION, 4, seconds)
   const run = runBaresip({ source, dial: `sip:+14155550177@127.0.0.1:${stack.sipPort}`, seconds, sipPort: await freePort() })
   t.teardown(() => run.kill())
