@@ -227,12 +227,12 @@ t.test('media actions on a live agent call', async (t) => {
     t.equal((await post(`${calls}/bridge`, { callId: unknown })).status, 404, 'bridge to an unknown call')
   })
 
-  t.test('dtmf without telephone-event goes as SIP INFO; a recording ends with the call', async (t) => {
+  t.test('dtmf without telephone-event goes as SIP INFO; hold plays music; a recording ends with the call', async (t) => {
     const c2 = new RtpCaller()
     await c2.start()
     t.teardown(() => c2.close())
     const before = new Set(((await (await api('/v1/calls?status=in-progress')).json()) as { data: Array<{ id: string }> }).data.map((c) => c.id))
-    const sipp2 = await placeCall({ dir, sipPort: stack.sipPort, service: '+14155550177', caller: c2, dtmf: false, infoDigits: '4*' })
+    const sipp2 = await placeCall({ dir, sipPort: stack.sipPort, service: '+14155550177', caller: c2, dtmf: false, infoDigits: '4*', reinvites: 2 })
     t.teardown(() => sipp2.kill())
     let id2 = ''
     for (let i = 0; i < 200 && !id2; i++) {
@@ -249,9 +249,21 @@ t.test('media actions on a live agent call', async (t) => {
     t.equal(rec.status, 202)
     const { recordingId } = await rec.json() as { recordingId: string }
     await sleep(1200)
+    // Hold: re-INVITE sendonly, then music-on-hold through the call's output; unhold stops it.
+    t.equal((await post(`/v1/calls/${id2}/hold`)).status, 202)
+    await sleep(300)
+    const th = Date.now()
+    await sleep(1200)
+    const moh = loud(framesOf(c2.audioSince(th)), 300).length
+    t.ok(moh >= 30, `music-on-hold reaches the held caller (${moh} frames in 1.2 s)`)
+    t.equal((await post(`/v1/calls/${id2}/unhold`)).status, 202)
+    await sleep(300)
+    const tu = Date.now()
+    await sleep(800)
+    t.ok(loud(framesOf(c2.audioSince(tu)), 300).length <= 2, 'unhold stops it')
     t.equal((await api(`/v1/calls/${id2}`, { method: 'DELETE' })).status, 204)
     const res = await sipp2.done
-    t.equal(res.code, 0, `sipp received INFO Signal=4 then Signal=* before the BYE (${res.errors.slice(0, 300)})`)
+    t.equal(res.code, 0, `sipp received INFO Signal=4 then Signal=*, hold and unhold re-INVITEs, then the BYE (${res.errors.slice(0, 300)})`)
     let status = ''
     for (let i = 0; i < 50 && status !== 'ready'; i++) {
       status = ((await (await api(`/v1/recordings/${recordingId}`)).json()) as { status: string }).status

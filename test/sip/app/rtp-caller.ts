@@ -119,8 +119,35 @@ export class RtpCaller {
  * answers the engine's BYE; with `infoDigits` it first expects one SIP INFO
  * application/dtmf-relay per digit, in order (the DTMF fallback).
  */
-export async function placeCall(o: { dir: string; sipPort: number; service: string; caller: RtpCaller; dtmf?: boolean; infoDigits?: string; timeoutMs?: number }): Promise<{ done: Promise<SippResult>; kill: () => void }> {
+export async function placeCall(o: { dir: string; sipPort: number; service: string; caller: RtpCaller; dtmf?: boolean; infoDigits?: string; reinvites?: number; timeoutMs?: number }): Promise<{ done: Promise<SippResult>; kill: () => void }> {
   const dtmf = o.dtmf !== false
+  // Hold/unhold re-INVITEs from the engine (RFC 3264 §8.4): answered with the
+  // mirror direction of the offer (sendonly → recvonly).
+  const reinvites = Array.from({ length: o.reinvites ?? 0 }, (_, i) => `
+  <recv request="INVITE" timeout="60000">
+    <action><ereg regexp="a=(sendonly|sendrecv|inactive)" search_in="body" check_it="true" assign_to="dir${i},offered${i}"/></action>
+  </recv>
+  <send><![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:sipp@[local_ip]:[local_port]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=caller 1 ${2 + i} IN IP4 127.0.0.1
+      s=-
+      c=IN IP4 127.0.0.1
+      t=0 0
+      m=audio ${o.caller.port} RTP/AVP 0${dtmf ? ' 101' : ''}
+      a=rtpmap:0 PCMU/8000${dtmf ? '\n      a=rtpmap:101 telephone-event/8000\n      a=fmtp:101 0-16' : ''}
+      a=${i % 2 === 0 ? 'recvonly' : 'sendrecv'}
+    ]]></send>
+  <recv request="ACK"/>`).join('')
   // check_it: sipp fails the call when the INFO body does not carry the expected digit.
   const info = [...(o.infoDigits ?? '')].map((d, i) => `
   <recv request="INFO" timeout="60000">
@@ -173,7 +200,7 @@ export async function placeCall(o: { dir: string; sipPort: number; service: stri
       Contact: sip:sipp@[local_ip]:[local_port]
       Max-Forwards: 70
       Content-Length: 0
-    ]]></send>${info}
+    ]]></send>${info}${reinvites}
   <recv request="BYE" timeout="${o.timeoutMs ?? 120000}"/>
   <send><![CDATA[
       SIP/2.0 200 OK
@@ -183,13 +210,18 @@ export async function placeCall(o: { dir: string; sipPort: number; service: stri
       [last_Call-ID:]
       [last_CSeq:]
       Content-Length: 0
-    ]]></send>${o.infoDigits ? `
-  <Reference variables="${[...o.infoDigits].map((_, i) => `info${i}`).join(',')}"/>` : ''}
+    ]]></send>${refs(o.infoDigits?.length ?? 0, o.reinvites ?? 0)}
 </scenario>
 `
   const file = join(o.dir, `caller-${o.caller.port}.xml`)
   writeFileSync(file, xml)
   return runSipp({ scenario: file, remote: `127.0.0.1:${o.sipPort}`, localPort: await freePort(), service: o.service, timeoutMs: (o.timeoutMs ?? 120000) + 10000 })
+}
+
+/** sipp refuses variables assigned but never used: reference them. */
+function refs(infos: number, reinvites: number): string {
+  const names = [...Array.from({ length: infos }, (_, i) => `info${i}`), ...Array.from({ length: reinvites }, (_, i) => [`dir${i}`, `offered${i}`]).flat()]
+  return names.length ? `\n  <Reference variables="${names.join(',')}"/>` : ''
 }
 
 /** Power of `freq` in `pcm` relative to its total power (Goertzel), 0..1. */
