@@ -50,8 +50,8 @@ const CATEGORIES: { key: string; match: (name: string) => boolean; about: string
   },
   {
     key: 'agent',
-    match: (n) => n.startsWith('agent-'),
-    about: 'barge-in latency, engine-added turn latency, agent calls per core (issue 8)',
+    match: (n) => n.startsWith('agent-') || n.startsWith('vad-'),
+    about: 'barge-in latency, engine-added turn latency, agent calls per core, VAD accuracy and cost (issue 8)',
     missing: 'no bench/agent-*.ts yet (issue 8)',
   },
   {
@@ -87,6 +87,7 @@ const TIMEOUTS: Record<string, { quick: number; full: number }> = {
   'media-hotpath': { quick: 30, full: 300 },
   'agent-latency': { quick: 120, full: 420 },
   'cost-growth': { quick: 40, full: 360 },
+  'vad-compare': { quick: 30, full: 180 },
 }
 /** Whole-run bound: benches that would start after it are skipped (and reported). */
 const TOTAL_BOUND = { quick: 600, full: 4500 }
