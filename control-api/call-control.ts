@@ -32,7 +32,10 @@ export interface CallControl {
   /**
    * Opens the call's media fork for `GET /v1/calls/:id/stream`. `send` delivers
    * one message to the client (already encapsulated); the returned object
-   * takes the client's messages and closes the fork.
+   * takes the client's messages and closes the fork. `encapsulation`: 'twilio'
+   * (Media Streams JSON) or 'raw' (binary L16 8 kHz); the engine's
+   * implementation also takes 'l16' and 'pcmu'. `close` is called when the
+   * call ends first.
    */
   openStream?(call: Call, opts: { encapsulation: string; send: (msg: string | Buffer) => void; close: () => void }): Promise<MediaStreamHandle>
 }

@@ -117,7 +117,7 @@ t.test('media actions on a live agent call', async (t) => {
   t.test('stream: twilio encapsulation, both directions', async (t) => {
     caller.signal = (n) => Math.round(6000 * Math.sin((2 * Math.PI * 400 * n) / 8000))
     const ws = new WebSocket(`${stack.baseUrl.replace('http', 'ws')}${calls}/stream?encapsulation=twilio&token=${stack.apiKey}`)
-    const msgs: Array<{ event: string; media?: { payload: string; track: string }; mark?: { name: string } }> = []
+    const msgs: Array<{ event: string; media?: { payload: string; track: string }; mark?: { name: string }; dtmf?: { digit: string } }> = []
     ws.on('message', (m) => msgs.push(JSON.parse(m.toString())))
     await new Promise<void>((res, rej) => { ws.once('open', () => res()); ws.once('error', rej) })
     await sleep(1500)
@@ -144,6 +144,9 @@ t.test('media actions on a live agent call', async (t) => {
     const heard = loud(framesOf(caller.audioSince(t1)))
     // Zero-crossing pitch of each loud frame: says what else was heard when the count is off.
     const pitches = heard.map((f) => { let z = 0; for (let i = 1; i < f.length; i++) if ((f[i - 1]! < 0) !== (f[i]! < 0)) z++; return Math.round(z * 25) })
+    caller.sendDigits('5')
+    for (let i = 0; i < 40 && !msgs.some((m) => m.event === 'dtmf'); i++) await sleep(50)
+    t.match(msgs.find((m) => m.event === 'dtmf'), { dtmf: { digit: '5', track: 'inbound_track' } }, 'a digit the caller pressed arrives as a twilio dtmf message')
     t.ok(heard.length >= 40 && heard.length <= 60, `the caller heard the bot's second of audio (${heard.length} frames; pitches ${pitches.filter((p) => Math.abs(p - 1800) > 200).join(',') || 'all 1.8 kHz'})`)
     t.ok(toneRatio(concat(heard), 1800) > 0.8, 'at 1.8 kHz')
     ws.close()

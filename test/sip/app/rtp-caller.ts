@@ -39,6 +39,10 @@ export class RtpCaller {
   sent = 0
   private seq = 1
   private ts = 0
+  /** RFC 4733 digits to send, one event each (5 packets of 20 ms, then 3 end packets). */
+  private readonly digitQueue: number[] = []
+  private digitPkt = 0
+  private digitTs = 0
   private timer: NodeJS.Timeout | null = null
   private t0 = 0
 
@@ -73,7 +77,13 @@ export class RtpCaller {
     }, 10)
   }
 
+  /** Sends `digits` as RFC 4733 telephone-events (PT 101) in place of audio. */
+  sendDigits(digits: string): void {
+    for (const d of digits) this.digitQueue.push('0123456789*#ABCD'.indexOf(d.toUpperCase()))
+  }
+
   private sendFrame(): void {
+    if (this.digitQueue.length > 0) return this.sendEvent()
     const b = Buffer.alloc(12 + 160)
     b[0] = 0x80
     b[1] = 0
@@ -84,6 +94,25 @@ export class RtpCaller {
     this.sent += 160
     this.ts += 160
     if (this.remote) this.socket.send(b, this.remote.port, this.remote.address)
+  }
+
+  private sendEvent(): void {
+    // RFC 4733 §2.5: same timestamp for every packet of an event, duration grows, E bit on the last three.
+    if (this.digitPkt === 0) this.digitTs = this.ts
+    const end = this.digitPkt >= 5
+    const b = Buffer.alloc(16)
+    b[0] = 0x80
+    b[1] = 101 | (this.digitPkt === 0 ? 0x80 : 0)
+    b.writeUInt16BE(this.seq++ & 0xffff, 2)
+    b.writeUInt32BE(this.digitTs >>> 0, 4)
+    b.writeUInt32BE(0x1234abcd, 8)
+    b[12] = this.digitQueue[0]!
+    b[13] = (end ? 0x80 : 0) | 10
+    b.writeUInt16BE(Math.min(this.digitPkt + 1, 6) * 160, 14)
+    this.sent += 160
+    this.ts += 160
+    if (this.remote) this.socket.send(b, this.remote.port, this.remote.address)
+    if (++this.digitPkt >= 8) { this.digitQueue.shift(); this.digitPkt = 0 }
   }
 
   /** Decoded audio received at or after wall time `since` (ms), concatenated. */
