@@ -148,7 +148,10 @@ export class Engine {
       })
       // RTPENGINE_NG: every session's offer/answer goes through the rtpengine daemon.
       const anchor = config.rtpengineNg ? new RtpengineAnchor({ ng: config.rtpengineNg }) : undefined
-      if (anchor) started.push(async () => anchor.close())
+      if (anchor) {
+        started.push(async () => anchor.close())
+        health.register('rtpengine', async () => ({ status: (await anchor.ping().catch(() => false)) ? 'up' : 'down', detail: { ng: config.rtpengineNg } }))
+      }
       const mediaSessions = new MediaSessionRegistry()
       sipApplication.setMediaBinder(new AgentMediaBinder({
         media, store, logger: logger.child({ component: 'media' }), sessions: mediaSessions, ...(anchor ? { anchor } : {}),

@@ -50,6 +50,8 @@ t.test('agent calls anchored through the rtpengine daemon', async (t) => {
     ...init, headers: { authorization: `Bearer ${stack.apiKey}`, ...(init.body ? { 'content-type': 'application/json' } : {}) },
   })
   t.match(stack.engine.listeners.rtp, /via rtpengine/)
+  const health = await (await fetch(`${stack.baseUrl}/health`)).json() as { components: Record<string, { status: string }> }
+  t.match(health.components.rtpengine, { status: 'up' }, 'health reports the rtpengine daemon (ng ping)')
 
   const caller = new RtpCaller()
   await caller.start()
