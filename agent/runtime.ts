@@ -235,6 +235,8 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
       const cue = amd.cue.process(frame)
       if (!cue) return
       this.amd = { phase: 'message' }
+      const now = performance.now()
+      this.transcript.add({ role: 'system', text: `AMD: message cue ${cue}`, start: now, end: now, interrupted: false, source: 'amd' })
       this.log.info({ callId: this.call.id, cue }, 'leaving voicemail message')
       void this.leaveMessage(policy.message ?? this.config.greeting ?? '')
     }

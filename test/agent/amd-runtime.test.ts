@@ -41,7 +41,10 @@ t.test('beep detector: a steady tone is a beep, speech is not', async (t) => {
 t.test('outbound + machine + hangup: the agent ends the call without a word', async (t) => {
   const port = new TestMediaPort(8000)
   const agent = createAgent({ port, call: { id: 'amd-1', direction: 'outbound' }, config: acmeAgent({ amd: { onMachine: 'hangup' } }) })
-  t.teardown(() => port.stop())
+  t.teardown(() => {
+    port.stop()
+    void agent.stop()
+  })
   port.start()
   await agent.start()
   port.say(machine().pcm)
@@ -57,7 +60,10 @@ t.test('outbound + machine + hangup: the agent ends the call without a word', as
 t.test('outbound + machine + leave_message: waits for the beep, then speaks the message and hangs up', async (t) => {
   const port = new TestMediaPort(8000)
   const agent = createAgent({ port, call: { id: 'amd-2', direction: 'outbound' }, config: acmeAgent({ amd: { onMachine: 'leave_message', message: BYE_REPLY } }) })
-  t.teardown(() => port.stop())
+  t.teardown(() => {
+    port.stop()
+    void agent.stop()
+  })
   port.start()
   await agent.start()
   const m = machine()
@@ -71,12 +77,32 @@ t.test('outbound + machine + leave_message: waits for the beep, then speaks the 
   t.ok(firstOut, 'the agent spoke')
   const after = firstOut!.at - beepEndAt
   t.ok(after >= 0, `no agent audio before the beep ended (first frame ${after.toFixed(0)} ms after it)`)
-  // Without the beep cue the agent would wait for 2.5 s of silence after the machine's greeting.
-  t.ok(after < 2000, 'and the message started on the beep, not on the silence fallback')
   const heard = await recognize(port.agentAudio(), [BYE_REPLY])
   t.equal(words(heard.join(' ')), words(BYE_REPLY), 'the recorded message is the configured one')
-  t.match(result.transcript.entries, [{ role: 'system', text: /^AMD: machine/ }, { role: 'assistant', text: BYE_REPLY, interrupted: false }])
+  // The beep, not the fallback (2.5 s of silence after the machine's greeting), was the cue.
+  t.match(result.transcript.entries, [{ role: 'system', text: /^AMD: machine/ }, { role: 'system', text: 'AMD: message cue beep' }, { role: 'assistant', text: BYE_REPLY, interrupted: false }])
   t.equal(result.transcript.turns.at(-1)?.trigger, 'voicemail')
+})
+
+t.test('outbound + machine without a beep + leave_message: speaks once the machine\'s greeting has been over for a while', async (t) => {
+  const port = new TestMediaPort(8000)
+  const agent = createAgent({ port, call: { id: 'amd-2b', direction: 'outbound' }, config: acmeAgent({ amd: { onMachine: 'leave_message', message: BYE_REPLY, endOfGreetingSilenceMs: 1500 } }) })
+  t.teardown(() => {
+    port.stop()
+    void agent.stop()
+  })
+  port.start()
+  await agent.start()
+  const greeting = concatPcm(silencePcm(300), speechPcm(MACHINE_GREETING))
+  const from = port.inboundSpeech.length
+  port.say(concatPcm(greeting, silencePcm(10000)))
+  const result = await agent.done
+  t.equal(result.reason, 'voicemail-left')
+  t.match(result.transcript.entries, [{ text: /^AMD: machine/ }, { text: 'AMD: message cue silence' }, { role: 'assistant', text: BYE_REPLY }])
+  const greetingEndAt = port.inboundSpeech[from + Math.ceil(greeting.length / 160) - 1]!
+  const firstOut = port.out.find((f) => f.samples)!
+  // 1.5 s after the last voiced frame; espeak's own trailing quiet is part of it.
+  t.ok(firstOut.at - greetingEndAt >= 1000, `waited ${(firstOut.at - greetingEndAt).toFixed(0)} ms after the machine stopped talking`)
 })
 
 t.test('outbound + a person says "Hello?": the agent greets and the call goes on', async (t) => {
@@ -101,11 +127,16 @@ t.test('outbound + a person says "Hello?": the agent greets and the call goes on
 t.test('inbound calls are never screened, even with an AMD policy', async (t) => {
   const port = new TestMediaPort(8000)
   const agent = createAgent({ port, call: { id: 'amd-4', direction: 'inbound' }, config: acmeAgent({ amd: { onMachine: 'hangup' } }) })
-  t.teardown(() => port.stop())
+  t.teardown(() => {
+    port.stop()
+    void agent.stop()
+  })
   port.start()
   await agent.start()
+  t.equal(agent.transcript.turns[0]?.trigger, 'greeting', 'the greeting starts at once, no screening')
   port.say(machine().pcm)
-  await port.waitFor(() => port.out.some((f) => f.samples), 5000, 'greeting starts at once')
+  await new Promise((r) => setTimeout(r, 3000))
+  t.same(port.hangups, [], 'a long talker on an inbound call is not hung up on')
   const result = await agent.stop()
   t.equal(result.amd, undefined)
   t.notOk(result.transcript.entries.some((e) => e.source === 'amd'))

@@ -54,11 +54,13 @@ t.test('baresip asks a question over SIP/RTP; the agent recognises it and answer
   })
   await store.numbers.create(accountId, { number: '+14155550177', trunkId: trunk.id, target: { type: 'agent', id: agent.id } })
 
-  // The question starts after the short greeting. The silent tail outlasts the
-  // call: at the end of its file aufile stops the source, and the far end's
-  // loss concealment then sounds like the caller talking over the answer.
-  const seconds = 24
-  const source = callerWav(dir, QUESTION, 4, seconds)
+  // The question starts well after the short greeting: on a loaded box the
+  // agent's start (decoder, synthesis) has been seen to take 5 s, and words
+  // said before the agent listens are lost, as on any line. The silent tail
+  // outlasts the call: at the end of its file aufile stops the source, and the
+  // far end's loss concealment then sounds like the caller talking over the answer.
+  const seconds = 28
+  const source = callerWav(dir, QUESTION, 8, seconds)
   const run = runBaresip({ source, dial: `sip:+14155550177@127.0.0.1:${stack.sipPort}`, seconds, sipPort: await freePort() })
   t.teardown(() => run.kill())
   const res = await run.done
