@@ -22,6 +22,7 @@ import { MediaEngine } from './media/engine.ts'
 import { RtpengineAnchor } from './media/rtpengine/anchor.ts'
 import { MediaSessionRegistry } from './sip/app/media-sessions.ts'
 import { MediaCallControl } from './sip/app/media-call-control.ts'
+import { registerAgentMetrics } from './agent/metrics.ts'
 
 /** What a started engine tells its operator: one line per listener. */
 export interface EngineListeners {
@@ -144,6 +145,11 @@ export class Engine {
       // Media for calls the engine terminates (agents): one MediaSession per call.
       const media = new MediaEngine({
         rtpPortMin: config.rtpPortMin, rtpPortMax: config.rtpPortMax, registry,
+        // Opus legs decode and encode at 16 kHz: wideband is what the STT and
+        // TTS adapters use, and it skips 48 kHz resampling plus libopus's
+        // costlier fullband path (bench/media-hotpath.ts). RFC 7587 §4.1 keeps
+        // the RTP clock at 48000 whatever the codec's internal rate.
+        sessionDefaults: { opusSampleRate: 16000 },
         ...(config.sipExternalAddress ? { externalAddress: config.sipExternalAddress } : config.sipHost !== '0.0.0.0' ? { externalAddress: config.sipHost } : {}),
       })
       // RTPENGINE_NG: every session's offer/answer goes through the rtpengine daemon.
@@ -153,6 +159,10 @@ export class Engine {
         health.register('rtpengine', async () => ({ status: (await anchor.ping().catch(() => false)) ? 'up' : 'down', detail: { ng: config.rtpengineNg } }))
       }
       const mediaSessions = new MediaSessionRegistry()
+      // Every agent runtime reports its turn waterfall and barge-in latency to /metrics.
+      const agentMetrics = registerAgentMetrics(registry)
+      started.push(async () => agentMetrics.unregister())
+      sipApplication.onDrained(async () => agentMetrics.unregister())
       sipApplication.setMediaBinder(new AgentMediaBinder({
         media, store, logger: logger.child({ component: 'media' }), sessions: mediaSessions, ...(anchor ? { anchor } : {}),
         control: () => ({ hangup: (id) => sipApplication.calls.hangup(id, 'agent'), transfer: async (id, to) => { await sipApplication.calls.transfer(id, { mode: 'blind', to }) } }),

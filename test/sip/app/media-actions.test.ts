@@ -306,6 +306,10 @@ t.test('media actions on a live agent call', async (t) => {
     c3.signal = () => 0
     const cut = loud(framesOf(c3.audioSince(tb + 600, tb + 1200)), 300).length
     t.ok(cut <= 3, `the agent stopped talking when interrupted (${cut} speech frames)`)
+    // The engine registers the agent histograms on its /metrics registry.
+    const metrics = await (await fetch(`${stack.baseUrl}/metrics`)).text()
+    t.match(metrics, /callplane_agent_barge_in_seconds_count\{stood="(true|false)"\} [1-9]/, 'the barge-in reached the /metrics histogram')
+    t.match(metrics, /callplane_agent_turn_stage_seconds_count\{stage="[a-z]+",trigger="greeting"\} [1-9]/, 'the greeting turn reached the waterfall histogram')
     const media = join(stack.config.dataDir, 'media')
     writeFileSync(join(media, 'tone2.wav'), wavFile(sine(1000, 0.6)))
     const t0 = Date.now()
