@@ -16,7 +16,8 @@ export interface CallControl {
   originate?(req: OriginateRequest): Promise<Call>
   hangup?(call: Call, opts: { reason?: string | undefined }): Promise<void>
   say?(call: Call, opts: { text: string; voice?: string | undefined; language?: string | undefined; bargeIn?: boolean | undefined }): Promise<ActionResult>
-  play?(call: Call, opts: { url: string; loop?: number | undefined }): Promise<ActionResult>
+  /** Exactly one of `url` (file:// or http(s) WAV/MP3) and `tone` is set. */
+  play?(call: Call, opts: PlayRequest): Promise<ActionResult>
   sendDtmf?(call: Call, opts: { digits: string; durationMs?: number | undefined; method?: 'rfc4733' | 'info' | undefined }): Promise<ActionResult>
   startRecording?(call: Call, opts: { format?: 'wav' | undefined; channels?: 'mono' | 'dual' | undefined }): Promise<{ recordingId: string }>
   stopRecording?(call: Call): Promise<ActionResult>
@@ -46,6 +47,14 @@ export interface MediaStreamHandle {
 }
 
 export type MuteDirection = 'in' | 'out' | 'both'
+
+/** Generated tones `play` can send (media/playback.ts ToneSource). */
+export const PLAY_TONES = ['beep', 'ringback', 'ringback-uk', 'busy', 'moh'] as const
+export type PlayTone = (typeof PLAY_TONES)[number]
+
+export type PlayRequest =
+  | { url: string; tone?: undefined; loop?: number | undefined; durationMs?: undefined }
+  | { tone: PlayTone; url?: undefined; loop?: undefined; durationMs?: number | undefined }
 
 export interface ActionResult {
   /** Identifies an asynchronous action (a prompt being spoken, a recording). */

@@ -5,7 +5,7 @@ import { CALL_STATUSES, isFinal, type Call } from '../../store/calls.ts'
 import { IdParams, Metadata, Nullable, PageQuery, StringEnum, Timestamp, errors, pageOf } from '../schemas.ts'
 import { found, type ApiDeps, type RouteOptions } from '../deps.ts'
 import { ApiError } from '../errors.ts'
-import { CallControlError, type CallControl } from '../call-control.ts'
+import { CallControlError, PLAY_TONES, type CallControl, type PlayRequest, type PlayTone } from '../call-control.ts'
 import { RecordingSchema } from './recordings.ts'
 
 const Status = StringEnum(CALL_STATUSES)
@@ -66,9 +66,14 @@ const ACTIONS: ActionDef[] = [
     body: Type.Object({ text: Type.String({ minLength: 1, maxLength: 5000 }), voice: Type.Optional(Type.String({ maxLength: 200 })),
       language: Type.Optional(Type.String({ maxLength: 35 })), bargeIn: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
     invoke: (cc, call, b) => cc.say!(call, b) },
-  { path: 'play', summary: 'Play an audio file (URL) into the call', method: 'play',
-    body: Type.Object({ url: Type.String({ format: 'uri', pattern: '^(https?|file)://' }), loop: Type.Optional(Type.Integer({ minimum: 1, maximum: 100 })) }, { additionalProperties: false }),
-    invoke: (cc, call, b) => cc.play!(call, b) },
+  { path: 'play', summary: 'Play an audio file (URL) or a generated tone into the call', method: 'play',
+    body: Type.Object({
+      url: Type.Optional(Type.String({ format: 'uri', pattern: '^(https?|file)://', description: 'WAV or MP3; file:// only under the media directory' })),
+      tone: Type.Optional(StringEnum(PLAY_TONES, { description: 'A generated tone instead of a file' })),
+      loop: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, description: 'Times to play the file' })),
+      durationMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 600_000, description: 'How long a tone plays (default: 250 ms for beep, 30 s for the cadenced tones)' })),
+    }, { additionalProperties: false }),
+    invoke: (cc, call, b) => cc.play!(call, playRequest(b)) },
   { path: 'dtmf', summary: 'Send DTMF digits (RFC 4733, or SIP INFO)', method: 'sendDtmf',
     body: Type.Object({ digits: Type.String({ pattern: '^[0-9A-Da-d*#,wW]{1,64}$' }), durationMs: Type.Optional(Type.Integer({ minimum: 40, maximum: 2000 })),
       method: Type.Optional(Type.Union([Type.Literal('rfc4733'), Type.Literal('info')])) }, { additionalProperties: false }),
@@ -97,6 +102,17 @@ const ACTIONS: ActionDef[] = [
       return cc.bridge!(call, other)
     } },
 ]
+
+/** A play body names exactly one of `url` and `tone`; `loop` goes with files, `durationMs` with tones. */
+function playRequest(b: { url?: string; tone?: PlayTone; loop?: number; durationMs?: number }): PlayRequest {
+  if ((b.url === undefined) === (b.tone === undefined)) throw new ApiError(400, 'validation_failed', 'invalid body: give exactly one of url and tone')
+  if (b.tone !== undefined) {
+    if (b.loop !== undefined) throw new ApiError(400, 'validation_failed', 'invalid body: loop applies to url, not tone (use durationMs)')
+    return { tone: b.tone, durationMs: b.durationMs }
+  }
+  if (b.durationMs !== undefined) throw new ApiError(400, 'validation_failed', 'invalid body: durationMs applies to tone, not url (use loop)')
+  return { url: b.url!, loop: b.loop }
+}
 
 export function controlOrUnavailable<K extends keyof CallControl>(deps: ApiDeps, method: K): CallControl {
   const cc = deps.callControl.current

@@ -15,7 +15,7 @@ const EventsQuery = Type.Object({
 }, { additionalProperties: false })
 
 const StreamQuery = Type.Object({
-  encapsulation: Type.Optional(Type.Union([Type.Literal('twilio'), Type.Literal('raw')], { default: 'twilio', description: 'twilio: Twilio Media Streams JSON; raw: binary L16 frames' })),
+  encapsulation: Type.Optional(Type.Union([Type.Literal('twilio'), Type.Literal('raw'), Type.Literal('l16'), Type.Literal('pcmu')], { default: 'twilio', description: 'twilio: Twilio Media Streams JSON; raw or l16: binary 8 kHz L16 frames (20 ms); pcmu: binary µ-law frames (160 bytes)' })),
   token: Type.Optional(Type.String()),
 }, { additionalProperties: false })
 

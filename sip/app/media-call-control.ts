@@ -6,8 +6,8 @@ import type Srf from 'drachtio-srf'
 import type { Logger } from 'pino'
 import type { Call } from '../../store/calls.ts'
 import type { Store } from '../../store/index.ts'
-import { CallControlError, type ActionResult, type CallControl, type MediaStreamHandle, type MuteDirection } from '../../control-api/call-control.ts'
-import { PcmQueueSource, sourceFromSpec } from '../../media/playback.ts'
+import { CallControlError, type ActionResult, type CallControl, type MediaStreamHandle, type MuteDirection, type PlayRequest } from '../../control-api/call-control.ts'
+import { PcmQueueSource, sourceFromSpec, type PlaySpec } from '../../media/playback.ts'
 import { EnergyVad } from '../../media/vad.ts'
 import type { WavRecorder } from '../../media/recorder.ts'
 import type { MediaSession } from '../../media/session.ts'
@@ -158,11 +158,15 @@ export class MediaCallControl {
     return { type: 'file', location: url }
   }
 
-  async play(call: Call, opts: { url: string; loop?: number | undefined }): Promise<ActionResult> {
+  async play(call: Call, opts: PlayRequest): Promise<ActionResult> {
     const live = this.media(call)
-    const where = this.location(opts.url)
-    const src = await sourceFromSpec({ ...where, ...(opts.loop ? { loops: opts.loop } : {}) }, live.session.codecSampleRate())
-      .catch((err: unknown) => { throw new CallControlError('rejected', `play: cannot load ${opts.url}: ${(err as Error).message}`) })
+    const spec: PlaySpec = opts.tone !== undefined
+      // Cadenced tones never end by themselves and there is no stop action:
+      // bound them so the agent (queued behind API audio) is not silenced for good.
+      ? { type: 'tone', tone: opts.tone, durationMs: opts.durationMs ?? (opts.tone === 'beep' ? 250 : 30_000) }
+      : { ...this.location(opts.url), ...(opts.loop ? { loops: opts.loop } : {}) }
+    const src = await sourceFromSpec(spec, live.session.codecSampleRate())
+      .catch((err: unknown) => { throw new CallControlError('rejected', `play: cannot load ${opts.url ?? opts.tone}: ${(err as Error).message}`) })
     if (live.session.isClosed) throw new CallControlError('invalid_state', `call ${call.id} has ended`)
     const actionId = randomUUID()
     void live.output.play(src).then((r) => this.log.debug({ callId: call.id, actionId, result: r }, 'play finished'))

@@ -105,6 +105,20 @@ t.test('media actions on a live agent call', async (t) => {
     t.ok(ratio > 0.8, `energy is at 1 kHz (ratio ${ratio.toFixed(2)})`)
   })
 
+  t.test('play: a generated tone (busy: 480+620 Hz) for a given duration', async (t) => {
+    await sleep(300)
+    const t0 = Date.now()
+    const r = await post(`${calls}/play`, { tone: 'busy', durationMs: 1000 })
+    t.equal(r.status, 202)
+    await sleep(2000)
+    const frames = loud(framesOf(caller.audioSince(t0)))
+    // Busy cadence is 500 ms on, 500 ms off: about 25 voiced frames in 1 s.
+    t.ok(frames.length >= 18 && frames.length <= 32, `half of 1 s of busy tone is voiced: ${frames.length} frames`)
+    const pcm = concat(frames)
+    const ratio = toneRatio(pcm, 480) + toneRatio(pcm, 620)
+    t.ok(ratio > 0.7, `energy is at 480 and 620 Hz (ratio ${ratio.toFixed(2)})`)
+  })
+
   t.test('dtmf: RFC 4733 events with the right digits', async (t) => {
     caller.events.length = 0
     const r = await post(`${calls}/dtmf`, { digits: '1#9', durationMs: 120 })
@@ -214,6 +228,11 @@ t.test('media actions on a live agent call', async (t) => {
     const unknown = '00000000-0000-4000-8000-000000000000'
     t.equal((await post(`/v1/calls/${unknown}/play`, { url: 'https://example.com/a.wav' })).status, 404, 'no such call')
     t.equal((await post(`${calls}/play`, { url: 'ftp://example.com/a.wav' })).status, 400, 'bad URL scheme')
+    t.equal((await post(`${calls}/play`, { tone: 'siren' })).status, 400, 'unknown tone')
+    const both = await post(`${calls}/play`, { tone: 'beep', url: 'https://example.com/a.wav' })
+    t.equal(both.status, 400, 'url and tone together')
+    t.match(await both.json(), { error: { code: 'validation_failed', message: /exactly one of url and tone/ } })
+    t.equal((await post(`${calls}/play`, {})).status, 400, 'neither url nor tone')
     t.equal((await post(`${calls}/dtmf`, { digits: 'xyz' })).status, 400, 'bad digits')
     t.equal((await post(`${calls}/say`, {})).status, 400, 'say without text')
     const outside = await post(`${calls}/play`, { url: 'file:///etc/passwd' })
