@@ -165,7 +165,7 @@ export class Engine {
       sipApplication.onDrained(async () => agentMetrics.unregister())
       sipApplication.setMediaBinder(new AgentMediaBinder({
         media, store, logger: logger.child({ component: 'media' }), sessions: mediaSessions, ...(anchor ? { anchor } : {}),
-        control: () => ({ hangup: (id) => sipApplication.calls.hangup(id, 'agent'), transfer: async (id, to) => { await sipApplication.calls.transfer(id, { mode: 'blind', to }) } }),
+        control: () => ({ hangup: (id, reason) => sipApplication.calls.hangup(id, 'agent', reason), transfer: async (id, to) => { await sipApplication.calls.transfer(id, { mode: 'blind', to }) } }),
       }))
       // The API's call actions: signalling from sip/app, media actions on the sessions above.
       const mediaActions = new MediaCallControl({

@@ -47,6 +47,13 @@ export interface AgentSpec {
   /** Tool ids (see ToolRepository) the agent may call. */
   tools?: string[]
   bargeIn?: BargeInPolicy
+  aiSpeaksFirst?: boolean
+  greetingInterruptible?: boolean
+  /** Phrases callers are expected to say (offline STT grammar, cloud STT hints). */
+  expectedPhrases?: string[]
+  vad?: 'webrtc' | 'energy' | 'silero'
+  /** Answering-machine detection on outbound calls. */
+  amd?: { onMachine: 'hangup' | 'leave_message' | 'continue'; message?: string; endOfGreetingSilenceMs?: number; maxWaitMs?: number }
   silenceTimeoutSec?: number
   maxDurationSec?: number
   transferTargets?: TransferTarget[]

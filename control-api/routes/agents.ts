@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { TypeBoxRequestProvider } from '../schemas.ts'
 import { Type, type Static } from '@sinclair/typebox'
-import { IdParams, Metadata, Nullable, PageQuery, Timestamp, crudResponses } from '../schemas.ts'
+import { IdParams, Metadata, Nullable, PageQuery, StringEnum, Timestamp, crudResponses } from '../schemas.ts'
 import { found, type RouteOptions } from '../deps.ts'
 import { ApiError } from '../errors.ts'
 
@@ -26,6 +26,16 @@ const Spec = {
     minSpeechMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 5000 })),
     minWords: Type.Optional(Type.Integer({ minimum: 0, maximum: 20 })),
     resumeAfterMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000 })),
+  }, { additionalProperties: false })),
+  aiSpeaksFirst: Type.Optional(Type.Boolean({ description: 'Speak the greeting as soon as the call is answered (default true); false waits for the caller' })),
+  greetingInterruptible: Type.Optional(Type.Boolean({ description: 'Whether the caller can barge in on the greeting' })),
+  expectedPhrases: Type.Optional(Type.Array(Type.String({ minLength: 1, maxLength: 200 }), { maxItems: 500, description: 'Phrases callers are expected to say: the offline STT builds its grammar from them (and from the rules), cloud STT gets them as keyword hints' })),
+  vad: Type.Optional(StringEnum(['webrtc', 'energy', 'silero'] as const, { description: 'Inbound voice activity detector: webrtc (default; energy gate + WebRTC VAD), energy (cheapest), silero (most accurate in noise, ~50× the CPU, slower onset)' })),
+  amd: Type.Optional(Type.Object({
+    onMachine: StringEnum(['hangup', 'leave_message', 'continue'] as const, { description: 'Outbound calls: what to do when an answering machine answers' }),
+    message: Type.Optional(Type.String({ maxLength: 2000, description: 'leave_message: what to say after the beep (default: the greeting)' })),
+    endOfGreetingSilenceMs: Type.Optional(Type.Integer({ minimum: 200, maximum: 10_000 })),
+    maxWaitMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 120_000 })),
   }, { additionalProperties: false })),
   silenceTimeoutSec: Type.Optional(Type.Integer({ minimum: 1, maximum: 3600 })),
   maxDurationSec: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400 })),

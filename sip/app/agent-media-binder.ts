@@ -25,8 +25,19 @@ import { MediaSessionRegistry, type LiveMedia } from './media-sessions.ts'
  * peer ↔ rtpengine ↔ our session.
  */
 
+/**
+ * The agent's own end reasons that say more than "the agent hung up" and so
+ * become the call's endedReason; the rest (end_call tool, errors) stay `agent-hangup`.
+ */
+const AGENT_ENDED_REASONS: Record<string, string> = {
+  'machine-detected': 'machine-detected',
+  'voicemail-left': 'voicemail-left',
+  'max-duration': 'exceeded-max-duration',
+  'max-silence': 'silence-timed-out',
+}
+
 export interface AgentControl {
-  hangup(callId: string): Promise<void>
+  hangup(callId: string, endedReason?: string): Promise<void>
   transfer(callId: string, to: string): Promise<void>
 }
 
@@ -64,7 +75,12 @@ export function agentConfigFrom(a: Agent): AgentConfigInput {
     ...(a.transferTargets ? { transferTargets: a.transferTargets } : {}),
     ...(a.maxDurationSec ? { maxCallDurationMinutes: a.maxDurationSec / 60 } : {}),
     ...(a.silenceTimeoutSec ? { maxSilenceSeconds: a.silenceTimeoutSec } : {}),
-    ...(a.summary ? { summary: a.summary.enabled } : {}),
+    ...(a.summary ? { summary: a.summary.enabled, ...(a.summary.prompt ? { summaryPrompt: a.summary.prompt } : {}) } : {}),
+    ...(a.aiSpeaksFirst !== undefined ? { aiSpeaksFirst: a.aiSpeaksFirst } : {}),
+    ...(a.greetingInterruptible !== undefined ? { greetingInterruptible: a.greetingInterruptible } : {}),
+    ...(a.expectedPhrases ? { expectedPhrases: a.expectedPhrases } : {}),
+    ...(a.vad ? { vad: a.vad } : {}),
+    ...(a.amd ? { amd: a.amd } : {}),
     ...(a.bargeIn ? { bargeIn: a.bargeIn } : {}),
   }
   return cfg as AgentConfigInput
@@ -153,7 +169,7 @@ class SessionLeg implements MediaLeg {
       play: (source) => { this.live.output.setAgent(source) },
       flush: () => session.flush(),
       sendDtmf: async (digits) => { session.sendDtmf(digits) },
-      hangup: async () => { await this.o.control()?.hangup(this.ctx.callId) },
+      hangup: async (reason) => { await this.o.control()?.hangup(this.ctx.callId, AGENT_ENDED_REASONS[reason]) },
       transfer: async (target) => { await this.o.control()?.transfer(this.ctx.callId, target) },
     }
     const agent = createAgent({ config: agentConfigFrom(rec), port, call: { id: this.ctx.callId, from: this.ctx.from, to: this.ctx.to, direction: this.ctx.direction }, log: this.log })

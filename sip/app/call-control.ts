@@ -16,7 +16,8 @@ import { transferCall, TransferError, type TransferRequest, type TransferResult 
 export interface CallControl {
   /** Places an outbound call; resolves once the record exists (status queued), dialing goes on. */
   originate(input: OriginateInput): Promise<Call>
-  hangup(callId: string, by?: 'api' | 'agent' | 'system'): Promise<void>
+  /** `endedReason` overrides the default `<by>-hangup` (e.g. the agent's `machine-detected`). */
+  hangup(callId: string, by?: 'api' | 'agent' | 'system', endedReason?: string): Promise<void>
   hold(callId: string): Promise<void>
   unhold(callId: string): Promise<void>
   transfer(callId: string, t: TransferRequest): Promise<TransferResult>
@@ -147,9 +148,9 @@ export class SipCallControl implements CallControl {
     await call.record.answered()
   }
 
-  async hangup(callId: string, by: 'api' | 'agent' | 'system' = 'api'): Promise<void> {
+  async hangup(callId: string, by: 'api' | 'agent' | 'system' = 'api', endedReason?: string): Promise<void> {
     const call = this.live(callId)
-    await call.hangup(by, by === 'api' ? 'api-hangup' : by === 'agent' ? 'agent-hangup' : 'system-hangup')
+    await call.hangup(by, endedReason ?? (by === 'api' ? 'api-hangup' : by === 'agent' ? 'agent-hangup' : 'system-hangup'))
   }
 
   async hold(callId: string): Promise<void> {

@@ -33,7 +33,7 @@ async function trunkId(h: TestApp, accountId = h.accountId): Promise<string> {
 const specs: Spec[] = [
   {
     path: 'agents', scope: 'agents:manage', wrongScope: 'numbers:manage',
-    body: async (_h, i) => ({ name: `agent ${i}`, greeting: 'Hello', prompt: 'Be nice', language: 'en-US', stt: { provider: 'pocketsphinx' }, llm: { provider: 'scripted' }, tts: { provider: 'espeak' }, bargeIn: { enabled: true, minSpeechMs: 200 } }),
+    body: async (_h, i) => ({ name: `agent ${i}`, greeting: 'Hello', prompt: 'Be nice', language: 'en-US', stt: { provider: 'pocketsphinx' }, llm: { provider: 'scripted' }, tts: { provider: 'espeak' }, bargeIn: { enabled: true, minSpeechMs: 200 }, vad: 'energy', aiSpeaksFirst: false, expectedPhrases: ['billing', 'sales'], amd: { onMachine: 'leave_message', message: 'Please call us back.' } }),
     invalid: async () => ({ body: { name: 'x', language: 'english please' }, mentions: '/language' }),
     patch: { greeting: 'Hi there', bargeIn: null }, expectAfterPatch: { greeting: 'Hi there' },
   },
