@@ -23,6 +23,7 @@ import { RtpengineAnchor } from './media/rtpengine/anchor.ts'
 import { MediaSessionRegistry } from './sip/app/media-sessions.ts'
 import { MediaCallControl } from './sip/app/media-call-control.ts'
 import { registerAgentMetrics } from './agent/metrics.ts'
+import { OutboundUrlPolicy } from './config/outbound-url-policy.ts'
 
 /** What a started engine tells its operator: one line per listener. */
 export interface EngineListeners {
@@ -159,12 +160,15 @@ export class Engine {
         health.register('rtpengine', async () => ({ status: (await anchor.ping().catch(() => false)) ? 'up' : 'down', detail: { ng: config.rtpengineNg } }))
       }
       const mediaSessions = new MediaSessionRegistry()
+      // Tenants' URLs (play, agent HTTP tools) may not reach this host's network,
+      // except in the embedded mode, where local servers are the point.
+      const urlPolicy = new OutboundUrlPolicy({ allowPrivate: db.mode === 'embedded' })
       // Every agent runtime reports its turn waterfall and barge-in latency to /metrics.
       const agentMetrics = registerAgentMetrics(registry)
       started.push(async () => agentMetrics.unregister())
       sipApplication.onDrained(async () => agentMetrics.unregister())
       sipApplication.setMediaBinder(new AgentMediaBinder({
-        media, store, logger: logger.child({ component: 'media' }), sessions: mediaSessions, ...(anchor ? { anchor } : {}),
+        media, store, logger: logger.child({ component: 'media' }), sessions: mediaSessions, ...(anchor ? { anchor } : {}), urlPolicy,
         control: () => ({ hangup: (id, reason) => sipApplication.calls.hangup(id, 'agent', reason), transfer: async (id, to) => { await sipApplication.calls.transfer(id, { mode: 'blind', to }) } }),
       }))
       // The API's call actions: signalling from sip/app, media actions on the sessions above.
@@ -173,6 +177,7 @@ export class Engine {
         isLocal: (id) => sipApplication.calls.isLocal(id),
         recordingsDir: join(config.dataDir, 'recordings'),
         mediaRoots: [join(config.dataDir, 'media')],
+        urlPolicy,
         scheduler: media.scheduler,
       })
       callControl.install(createApiCallControl(sipApplication, mediaActions.api()))

@@ -5,6 +5,7 @@
  *   await agent.start()
  *   const result = await agent.done   // { reason, transcript, summary? }
  */
+import type { OutboundUrlPolicy } from '../config/outbound-url-policy.ts'
 import { registerBuiltinAdapters } from './adapters/builtin.ts'
 import { createLlm, createStt, createTts } from './adapters/registry.ts'
 import type { FallbackOptions } from './adapters/fallback.ts'
@@ -19,6 +20,8 @@ export interface CreateAgentOptions {
   call?: CallInfo
   log?: AgentLogger
   fallback?: FallbackOptions
+  /** Checked before each HTTP tool request; unset allows any URL. */
+  urlPolicy?: OutboundUrlPolicy
 }
 
 /** What the SIP app holds for a call, whichever agent type it is. */
@@ -40,6 +43,7 @@ export function createAgent(opts: CreateAgentOptions): AgentRuntime {
     tts: createTts(config.tts, config, opts.fallback),
     ...(opts.call ? { call: opts.call } : {}),
     ...(opts.log ? { log: opts.log } : {}),
+    ...(opts.urlPolicy ? { urlPolicy: opts.urlPolicy } : {}),
   })
 }
 

@@ -7,6 +7,7 @@
  * (VAD, barge-in pause); everything slow (adapters, tools) is async and
  * cancellable through one AbortController per reply.
  */
+import type { OutboundUrlPolicy } from '../config/outbound-url-policy.ts'
 import { EventEmitter } from 'node:events'
 import { performance } from 'node:perf_hooks'
 import type { AudioFrame } from '../media/frame.ts'
@@ -52,6 +53,8 @@ export interface AgentRuntimeOptions {
   call?: CallInfo
   vad?: Vad
   log?: AgentLogger
+  /** Checked before each HTTP tool request (config/outbound-url-policy.ts). */
+  urlPolicy?: OutboundUrlPolicy
   /** How long to wait for STT after end of speech before giving up on the turn. */
   finalTimeoutMs?: number
   /** After the final timeout, how long a late STT final is still accepted for the turn. */
@@ -519,7 +522,7 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
           for (const call of calls) {
             const http = this.tools.get(call.name)
             if (http && http.speakDuringExecution !== false && !text.trim()) sentences.push(this.config.toolFillerPhrase)
-            const outcome = await this.tools.execute(call, { callId: this.call.id, ...(this.call.from ? { from: this.call.from } : {}), ...(this.call.to ? { to: this.call.to } : {}), ...(this.config.id ? { agentId: this.config.id } : {}), signal })
+            const outcome = await this.tools.execute(call, { callId: this.call.id, ...(this.call.from ? { from: this.call.from } : {}), ...(this.call.to ? { to: this.call.to } : {}), ...(this.config.id ? { agentId: this.config.id } : {}), ...(this.opts.urlPolicy ? { urlPolicy: this.opts.urlPolicy } : {}), signal })
             pendingCalls.splice(pendingCalls.indexOf(call), 1)
             const now = performance.now()
             const entry = this.transcript.add({ role: 'tool', text: `${call.name}(${call.arguments}) → ${outcome.content}`, start: now - outcome.durationMs, end: now, interrupted: false, tool: { name: call.name, ok: outcome.ok, durationMs: Math.round(outcome.durationMs) } })

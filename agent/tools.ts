@@ -11,6 +11,7 @@
  * malformed JSON, network) becomes an `ERROR: ...` string that goes back to the
  * LLM, so the conversation continues and the model can apologise or retry.
  */
+import { OutboundUrlRefused, type OutboundUrlPolicy } from '../config/outbound-url-policy.ts'
 import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import { Webhook } from 'standardwebhooks'
@@ -45,6 +46,8 @@ export interface ToolContext {
   to?: string
   agentId?: string
   signal?: AbortSignal
+  /** Refuses tool URLs that reach the engine's own network (config/outbound-url-policy.ts). */
+  urlPolicy?: OutboundUrlPolicy
 }
 
 export interface ToolOutcome {
@@ -183,6 +186,7 @@ export async function invokeHttpTool(
   const signals = [AbortSignal.timeout(timeoutMs)]
   if (ctx.signal) signals.push(ctx.signal)
   try {
+    await ctx.urlPolicy?.check(url)
     const res = await fetch(url, { method, headers, body: method === 'GET' ? undefined : payload, signal: AbortSignal.any(signals) })
     const text = await res.text()
     if (!res.ok) return { ok: false, content: `ERROR: ${tool.name} failed with HTTP ${res.status}`, status: res.status }
@@ -197,6 +201,7 @@ export async function invokeHttpTool(
     return { ok: true, content: typeof result === 'string' ? result : JSON.stringify(result), status: res.status }
   } catch (err) {
     const e = err as Error
+    if (e instanceof OutboundUrlRefused) return { ok: false, content: `ERROR: ${tool.name} is not allowed to call that address (${e.message})` }
     if (ctx.signal?.aborted) return { ok: false, content: `ERROR: ${tool.name} was cancelled` }
     if (e.name === 'TimeoutError') return { ok: false, content: `ERROR: ${tool.name} timed out after ${timeoutMs} ms` }
     return { ok: false, content: `ERROR: ${tool.name} could not be reached (${e.message})` }

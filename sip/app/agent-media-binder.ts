@@ -1,3 +1,4 @@
+import type { OutboundUrlPolicy } from '../../config/outbound-url-policy.ts'
 import { EventEmitter } from 'node:events'
 import type Srf from 'drachtio-srf'
 import type { Logger } from 'pino'
@@ -49,6 +50,8 @@ export interface AgentMediaBinderOptions {
   /** Live sessions by call id, for the API's media actions (media-call-control.ts); a private one when absent. */
   sessions?: MediaSessionRegistry
   anchor?: RtpengineAnchor
+  /** Which URLs agents' HTTP tools may call (config/outbound-url-policy.ts). */
+  urlPolicy?: OutboundUrlPolicy
 }
 
 /**
@@ -172,7 +175,7 @@ class SessionLeg implements MediaLeg {
       hangup: async (reason) => { await this.o.control()?.hangup(this.ctx.callId, AGENT_ENDED_REASONS[reason]) },
       transfer: async (target) => { await this.o.control()?.transfer(this.ctx.callId, target) },
     }
-    const agent = createAgent({ config: agentConfigFrom(rec), port, call: { id: this.ctx.callId, from: this.ctx.from, to: this.ctx.to, direction: this.ctx.direction }, log: this.log })
+    const agent = createAgent({ config: agentConfigFrom(rec), port, call: { id: this.ctx.callId, from: this.ctx.from, to: this.ctx.to, direction: this.ctx.direction }, log: this.log, ...(this.o.urlPolicy ? { urlPolicy: this.o.urlPolicy } : {}) })
     this.agent = agent
     this.live.agent = agent
     const calls = this.o.store.calls

@@ -1,3 +1,4 @@
+import type { OutboundUrlPolicy } from '../../config/outbound-url-policy.ts'
 import { randomUUID } from 'node:crypto'
 import { mkdirSync } from 'node:fs'
 import { join, resolve, sep } from 'node:path'
@@ -46,6 +47,8 @@ export interface MediaCallControlOptions {
    * an API key cannot read arbitrary files off the node.
    */
   mediaRoots: string[]
+  /** Which http(s) URLs `play` may fetch (config/outbound-url-policy.ts); unset allows any. */
+  urlPolicy?: OutboundUrlPolicy
   /** The media engine's scheduler (conference mixing and recording run on its ticks). */
   scheduler: MediaScheduler
 }
@@ -165,6 +168,9 @@ export class MediaCallControl {
       // bound them so the agent (queued behind API audio) is not silenced for good.
       ? { type: 'tone', tone: opts.tone, durationMs: opts.durationMs ?? (opts.tone === 'beep' ? 250 : 30_000) }
       : { ...this.location(opts.url), ...(opts.loop ? { loops: opts.loop } : {}) }
+    if (spec.type === 'url') {
+      await this.o.urlPolicy?.check(spec.location).catch((err: unknown) => { throw new CallControlError('rejected', `play: ${(err as Error).message}`) })
+    }
     const src = await sourceFromSpec(spec, live.session.codecSampleRate())
       .catch((err: unknown) => { throw new CallControlError('rejected', `play: cannot load ${opts.url ?? opts.tone}: ${(err as Error).message}`) })
     if (live.session.isClosed) throw new CallControlError('invalid_state', `call ${call.id} has ended`)

@@ -8,7 +8,11 @@ const scenario = (name: string): string => new URL(`./scenarios/${name}`, import
 async function sippUas(name: string, calls = 1) {
   const port = await freePort()
   const run = runSipp({ scenario: scenario(name), localPort: port, calls, timeoutMs: 20_000 })
-  await waitListening(port)
+  // sipp can take seconds to start on a loaded box; if it exits instead (port
+  // taken), say so rather than waiting for a socket that never comes.
+  const exited = run.done.then((r) => { throw new Error(`sipp UAS exited before listening on ${port}: ${r.errors.slice(0, 200)}`) })
+  exited.catch(() => {})
+  await Promise.race([waitListening(port, 'udp', '127.0.0.1', 15_000), exited])
   return { port, run }
 }
 
