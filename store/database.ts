@@ -1,15 +1,15 @@
 import { mkdirSync } from 'node:fs'
 import { resolve } from 'node:path'
 import pg from 'pg'
-import { PGlite } from '@electric-sql/pglite'
-import { PGLiteSocketServer } from '@electric-sql/pglite-socket'
+import { Worker } from 'node:worker_threads'
 import type { Logger } from 'pino'
 import { seedFromPgliteTemplate } from './pglite-template.ts'
 
 /**
  * The one way the engine reaches PostgreSQL. With DATABASE_URL it is a plain
- * pg pool; without, PGlite runs in-process and is served over the Postgres wire
- * protocol on loopback, so the same `pg` client and the same SQL serve both.
+ * pg pool; without, PGlite runs in a worker thread of this process and is
+ * served over the Postgres wire protocol on loopback, so the same `pg` client
+ * and the same SQL serve both.
  */
 export interface Database {
   readonly mode: 'embedded' | 'postgres'
@@ -37,21 +37,45 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   const dir = resolve(opts.dataDir, 'pgdata')
   const seeded = seedFromPgliteTemplate(dir)
   mkdirSync(dir, { recursive: true })
-  const db = await PGlite.create(dir)
+  const backend = await startPgliteThread(dir)
+  const [host, port] = backend.conn.split(':')
   // PGlite is one backend: a single pooled connection keeps transactions whole.
-  // The server admits two so that when pg-pool discards a client after a query
-  // error and reconnects at once, the new connection is not refused ("Too many
-  // connections") while the old socket is still closing.
-  const server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0, maxConnections: 2 })
-  await server.start()
-  const conn = server.getServerConn() // "127.0.0.1:PORT"
-  const [host, port] = conn.split(':')
   const pool = new pg.Pool({ host, port: Number(port), user: 'postgres', database: 'postgres', max: 1, idleTimeoutMillis: 0 })
-  opts.logger.info({ dir, listen: conn, seededFromTemplate: seeded }, 'embedded PGlite started')
-  return wrap('embedded', pool, opts.logger, async () => {
-    await server.stop()
-    await db.close()
+  opts.logger.info({ dir, listen: backend.conn, seededFromTemplate: seeded, thread: 'worker' }, 'embedded PGlite started')
+  return wrap('embedded', pool, opts.logger, backend.close)
+}
+
+type PgliteWorkerMessage = { kind: 'ready'; conn: string } | { kind: 'error'; message: string } | { kind: 'closed' }
+
+/**
+ * PGlite runs its queries synchronously on the thread that owns it, so it gets
+ * a worker thread of its own (pglite-worker.mjs): SQL never stalls the main
+ * thread's SIP, RTP and HTTP work.
+ */
+async function startPgliteThread(dir: string): Promise<{ conn: string; close: () => Promise<void> }> {
+  const worker = new Worker(new URL('./pglite-worker.mjs', import.meta.url), { workerData: { dir } })
+  const first = await new Promise<PgliteWorkerMessage>((resolve, reject) => {
+    worker.once('message', resolve)
+    worker.once('error', reject)
+    worker.once('exit', (code) => reject(new Error(`PGlite thread exited with code ${code} before it was ready`)))
   })
+  if (first.kind !== 'ready') {
+    await worker.terminate()
+    throw new Error(`embedded PGlite did not start: ${first.kind === 'error' ? first.message : first.kind}`)
+  }
+  return {
+    conn: first.conn,
+    close: async () => {
+      // Let PGlite flush and close its files before the thread goes.
+      const closed = new Promise<void>((resolve) => {
+        worker.on('message', (m: PgliteWorkerMessage) => { if (m.kind === 'closed') resolve() })
+        worker.once('exit', () => resolve())
+      })
+      worker.postMessage({ kind: 'close' })
+      await Promise.race([closed, new Promise((r) => setTimeout(r, 10_000).unref())])
+      await worker.terminate()
+    },
+  }
 }
 
 function wrap(mode: Database['mode'], pool: pg.Pool, logger: Logger, closeBackend: () => Promise<void>): Database {
