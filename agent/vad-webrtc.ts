@@ -15,7 +15,7 @@
 import createFvad, { type FvadModule } from '@echogarden/fvad-wasm'
 import type { AudioFrame } from '../media/frame.ts'
 import { StreamResampler } from './resample.ts'
-import { EnergyVad, type Vad, type VadDecision } from './vad.ts'
+import { EnergyVad, frameLevelDb, type Vad, type VadDecision } from './vad.ts'
 
 const fvad: FvadModule = await createFvad()
 
@@ -67,14 +67,7 @@ export class WebRtcVad implements Vad {
   }
 
   process(frame: AudioFrame): VadDecision {
-    const s = frame.samples
-    let sum = 0
-    for (let i = 0; i < s.length; i++) {
-      const v = s[i]!
-      sum += v * v
-    }
-    const rms = Math.sqrt(sum / Math.max(1, s.length))
-    const levelDb = rms > 0 ? 20 * Math.log10(rms / 32768) : -120
+    const levelDb = frameLevelDb(frame.samples)
     if (levelDb < this.gateDb) {
       this.gated++
       return { speech: false, levelDb }

@@ -10,6 +10,17 @@
  */
 import type { AudioFrame } from '../media/frame.ts'
 
+/** RMS level of a frame in dBFS (-120 for digital silence): the energy gate of every VAD here. */
+export function frameLevelDb(s: Int16Array): number {
+  let sum = 0
+  for (let i = 0; i < s.length; i++) {
+    const v = s[i]!
+    sum += v * v
+  }
+  const rms = Math.sqrt(sum / Math.max(1, s.length))
+  return rms > 0 ? 20 * Math.log10(rms / 32768) : -120
+}
+
 export interface VadDecision {
   speech: boolean
   /** Frame level in dBFS. */
@@ -47,14 +58,7 @@ export class EnergyVad implements Vad {
   }
 
   process(frame: AudioFrame): VadDecision {
-    const s = frame.samples
-    let sum = 0
-    for (let i = 0; i < s.length; i++) {
-      const v = s[i]!
-      sum += v * v
-    }
-    const rms = Math.sqrt(sum / Math.max(1, s.length))
-    const levelDb = rms > 0 ? 20 * Math.log10(rms / 32768) : -120
+    const levelDb = frameLevelDb(frame.samples)
     // Floor follows quiet frames quickly and loud ones very slowly, so a long
     // monologue does not raise the floor to the speech level.
     if (levelDb < this.floorDb) this.floorDb = 0.7 * this.floorDb + 0.3 * levelDb

@@ -2,20 +2,23 @@ import { createServer } from 'node:net'
 import { createSocket } from 'node:dgram'
 
 /**
- * A port free on both TCP and UDP at 127.0.0.1 (SIP listens on both). Asks the
- * kernel for an ephemeral TCP port, then checks UDP can bind it too.
+ * A port free on both TCP and UDP at 127.0.0.1 (SIP listens on both).
+ *
+ * Picked at random from 10000–19999, below the kernel's ephemeral range
+ * (32768–60999 here) and the RTP ranges of freeUdpRange (20000–29999). A port
+ * the kernel handed out as ephemeral could be given again, between this check
+ * and the real bind, to any process's outgoing socket (sipp, pg, fetch): seen
+ * as sipp failing with EADDRINUSE under the parallel suite.
  */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const port = await new Promise<number>((resolve, reject) => {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = 10000 + Math.floor(Math.random() * 10000)
+    const tcpOk = await new Promise<boolean>((resolve) => {
       const srv = createServer()
-      srv.once('error', reject)
-      srv.listen(0, host, () => {
-        const addr = srv.address()
-        const p = typeof addr === 'object' && addr ? addr.port : 0
-        srv.close(() => resolve(p))
-      })
+      srv.once('error', () => resolve(false))
+      srv.listen(port, host, () => srv.close(() => resolve(true)))
     })
+    if (!tcpOk) continue
     const udpOk = await new Promise<boolean>((resolve) => {
       const s = createSocket('udp4')
       s.once('error', () => resolve(false))
@@ -23,7 +26,7 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
     })
     if (udpOk) return port
   }
-  throw new Error('no free port found')
+  throw new Error('no free port found in 10000-19999')
 }
 
 /**

@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url'
 import WebSocket from 'ws'
 import { ULAW_DECODE, ULAW_ENCODE } from '../../../codecs/g711.ts'
 import { startStack } from '../../harness/stack.ts'
-import { RtpCaller, bestCorrelation, noise, placeCall, rms, sine, toneRatio, wavFile } from './rtp-caller.ts'
+import { RtpCaller, awaitAnsweredCall, bestCorrelation, noise, placeCall, rms, sine, toneRatio, wavFile } from './rtp-caller.ts'
 
 /**
  * The API's media actions on a real call: sipp places the call to an agent
@@ -44,15 +44,9 @@ t.test('media actions on a live agent call', async (t) => {
   t.teardown(() => caller.close())
   const sipp = await placeCall({ dir, sipPort: stack.sipPort, service: '+14155550177', caller })
   t.teardown(() => sipp.kill())
-  let callId = ''
-  for (let i = 0; i < 200 && !callId; i++) {
-    const page = await (await api('/v1/calls?status=in-progress')).json() as { data: Array<{ id: string }> }
-    callId = page.data[0]?.id ?? ''
-    if (!callId) await sleep(100)
-  }
+  const { callId, rtp } = await awaitAnsweredCall(api, caller)
   t.ok(callId, 'the call was answered')
-  for (let i = 0; i < 100 && !caller.remote; i++) await sleep(50)
-  t.ok(caller.remote, 'the engine sends RTP to the caller')
+  t.ok(rtp, 'the engine sends RTP to the caller')
   const calls = `/v1/calls/${callId}`
 
   t.test('say: speech reaches the caller', async (t) => {

@@ -7,7 +7,7 @@ import { pathToFileURL } from 'node:url'
 import { RtpengineAnchor } from '../../../media/rtpengine/anchor.ts'
 import { startStack } from '../../harness/stack.ts'
 import { freePort, freeUdpRange } from '../../harness/ports.ts'
-import { RtpCaller, bestCorrelation, noise, placeCall, rms, sine, toneRatio, wavFile } from './rtp-caller.ts'
+import { RtpCaller, awaitAnsweredCall, bestCorrelation, noise, placeCall, rms, sine, toneRatio, wavFile } from './rtp-caller.ts'
 
 /**
  * RTPENGINE_NG set: the engine anchors its agent calls through the real
@@ -58,15 +58,9 @@ t.test('agent calls anchored through the rtpengine daemon', async (t) => {
   t.teardown(() => caller.close())
   const sipp = await placeCall({ dir, sipPort: stack.sipPort, service: '+14155550178', caller })
   t.teardown(() => sipp.kill())
-  let callId = ''
-  for (let i = 0; i < 200 && !callId; i++) {
-    const page = await (await api('/v1/calls?status=in-progress')).json() as { data: Array<{ id: string }> }
-    callId = page.data[0]?.id ?? ''
-    if (!callId) await sleep(100)
-  }
+  const { callId, rtp } = await awaitAnsweredCall(api, caller)
   t.ok(callId, 'the call was answered')
-  for (let i = 0; i < 100 && !caller.remote; i++) await sleep(50)
-  t.ok(caller.remote, 'RTP reaches the caller')
+  t.ok(rtp, 'RTP reaches the caller')
   const port = caller.remote!.port
   t.ok(port >= rtpe.min && port <= rtpe.max, `the caller's RTP comes from rtpengine (port ${port} in ${rtpe.min}-${rtpe.max})`)
   t.ok(port < stack.config.rtpPortMin || port > stack.config.rtpPortMax, 'not from the engine\'s own RTP ports')

@@ -254,6 +254,22 @@ function refs(infos: number, reinvites: number): string {
 }
 
 /** Power of `freq` in `pcm` relative to its total power (Goertzel), 0..1. */
+/**
+ * After placeCall: the id of the call the API lists as in progress (polled for
+ * up to 20 s) and whether the engine's RTP reached the caller (up to 5 s more).
+ */
+export async function awaitAnsweredCall(api: (path: string) => Promise<Response>, caller: RtpCaller): Promise<{ callId: string; rtp: boolean }> {
+  const pause = (ms: number) => new Promise((r) => setTimeout(r, ms))
+  let callId = ''
+  for (let i = 0; i < 200 && !callId; i++) {
+    const page = await (await api('/v1/calls?status=in-progress')).json() as { data: Array<{ id: string }> }
+    callId = page.data[0]?.id ?? ''
+    if (!callId) await pause(100)
+  }
+  for (let i = 0; i < 100 && callId && !caller.remote; i++) await pause(50)
+  return { callId, rtp: Boolean(caller.remote) }
+}
+
 export function toneRatio(pcm: Int16Array, freq: number, rate = 8000): number {
   const n = pcm.length
   if (n === 0) return 0
