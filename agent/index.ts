@@ -9,6 +9,7 @@ import type { OutboundUrlPolicy } from '../config/outbound-url-policy.ts'
 import { registerBuiltinAdapters } from './adapters/builtin.ts'
 import { createLlm, createStt, createTts } from './adapters/registry.ts'
 import type { FallbackOptions } from './adapters/fallback.ts'
+import type { TtsAdapter } from './adapters/types.ts'
 import { resolveAgentConfig, type AgentConfig, type AgentConfigInput } from './config.ts'
 import type { AgentMediaPort } from './media-port.ts'
 import { AgentRuntime, type AgentCallResult, type AgentLogger, type CallInfo } from './runtime.ts'
@@ -45,6 +46,17 @@ export function createAgent(opts: CreateAgentOptions): AgentRuntime {
     ...(opts.log ? { log: opts.log } : {}),
     ...(opts.urlPolicy ? { urlPolicy: opts.urlPolicy } : {}),
   })
+}
+
+/**
+ * The TTS an agent with this config speaks with (the offline default when the
+ * config names none): for prompts spoken outside a conversation, e.g. the
+ * API's `say` on a call.
+ */
+export function createAgentTts(input: AgentConfig | AgentConfigInput): TtsAdapter {
+  registerBuiltinAdapters()
+  const config = resolveAgentConfig(input)
+  return createTts(config.tts, config)
 }
 
 /** Any agent type: `pipeline` → AgentRuntime, `websocket` → WebsocketAgent (Twilio Media Streams). */

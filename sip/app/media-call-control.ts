@@ -12,10 +12,7 @@ import { PcmQueueSource, sourceFromSpec, type PlaySpec } from '../../media/playb
 import { EnergyVad } from '../../media/vad.ts'
 import type { WavRecorder } from '../../media/recorder.ts'
 import type { MediaSession } from '../../media/session.ts'
-import { resolveAgentConfig, type AgentConfigInput } from '../../agent/index.ts'
-import { registerBuiltinAdapters } from '../../agent/adapters/builtin.ts'
-import { createTts } from '../../agent/adapters/registry.ts'
-import type { TtsAdapter } from '../../agent/adapters/types.ts'
+import { createAgentTts, type AgentConfigInput, type TtsAdapter } from '../../agent/index.ts'
 import { StreamResampler } from '../../agent/resample.ts'
 import { agentConfigFrom } from './agent-media-binder.ts'
 import { CallMediaStream, STREAM_ENCAPSULATIONS, type StreamEncapsulation } from './media-stream.ts'
@@ -100,11 +97,9 @@ export class MediaCallControl {
   // ------------------------------------------------------------------ say
 
   private async ttsFor(live: LiveMedia): Promise<TtsAdapter> {
-    registerBuiltinAdapters()
     const rec = live.ctx.agentId ? await this.o.store.agents.get(live.ctx.accountId, live.ctx.agentId) : null
     // No agent: the offline default (espeak-ng), which needs no key.
-    const config = resolveAgentConfig(rec ? agentConfigFrom(rec) : ({ name: 'api-say' } satisfies AgentConfigInput))
-    return createTts(config.tts, config)
+    return createAgentTts(rec ? agentConfigFrom(rec) : ({ name: 'api-say' } satisfies AgentConfigInput))
   }
 
   async say(call: Call, opts: { text: string; voice?: string | undefined; language?: string | undefined; bargeIn?: boolean | undefined }): Promise<ActionResult> {
