@@ -186,8 +186,11 @@ export async function invokeHttpTool(
   const signals = [AbortSignal.timeout(timeoutMs)]
   if (ctx.signal) signals.push(ctx.signal)
   try {
+    // check() answers early; the policy's own fetch re-checks every address
+    // it connects to (redirects included), closing the DNS-rebinding gap.
     await ctx.urlPolicy?.check(url)
-    const res = await fetch(url, { method, headers, body: method === 'GET' ? undefined : payload, signal: AbortSignal.any(signals) })
+    const init = { method, headers, ...(method === 'GET' ? {} : { body: payload }), signal: AbortSignal.any(signals) }
+    const res = ctx.urlPolicy ? await ctx.urlPolicy.fetch(url, init) : await fetch(url, init)
     const text = await res.text()
     if (!res.ok) return { ok: false, content: `ERROR: ${tool.name} failed with HTTP ${res.status}`, status: res.status }
     let parsed: unknown

@@ -1,5 +1,7 @@
 import { lookup } from 'node:dns/promises'
-import { BlockList, isIP } from 'node:net'
+import type { LookupAddress } from 'node:dns'
+import { BlockList, isIP, type LookupFunction } from 'node:net'
+import { Agent, buildConnector, fetch as undiciFetch, type RequestInit as UndiciRequestInit, type Response as UndiciResponse } from 'undici'
 
 /**
  * Which URLs the engine may fetch on a tenant's behalf (API `play` URLs,
@@ -9,8 +11,16 @@ import { BlockList, isIP } from 'node:net'
  * those are exactly what a developer points at, so the policy is relaxed there.
  *
  * Host names are resolved and every address checked, so a public name that
- * resolves to a private address is refused too. (A name that re-resolves
- * differently between this check and the fetch, DNS rebinding, is not covered.)
+ * resolves to a private address is refused too.
+ *
+ * `check()` is the early answer (the API turns it into a 422 before any media
+ * work). It alone would leave a DNS-rebinding gap: the name is resolved again
+ * when the fetch connects and may then answer 127.0.0.1. `fetch()` closes it:
+ * its undici dispatcher resolves through the same resolver at connect time,
+ * refuses the connection if any answer is non-public, and connects to exactly
+ * the address it approved. Redirects are followed by the same dispatcher, so
+ * every hop is checked the same way (literal-IP hops included, which never
+ * reach a resolver).
  */
 export class OutboundUrlRefused extends Error {
   constructor(readonly url: string, reason: string) {
@@ -24,6 +34,12 @@ export interface OutboundUrlPolicyOptions {
   allowPrivate: boolean
   /** Resolver, replaceable for tests; defaults to the system resolver (getaddrinfo). */
   resolve?: (host: string) => Promise<string[]>
+  /**
+   * Origins (`http://media.internal:8080`) exempt from the address check, for
+   * an operator's own internal servers. Exact origin match: a redirect from
+   * one of them to any other private origin is still refused.
+   */
+  allowOrigins?: string[]
 }
 
 const NON_PUBLIC = new BlockList()
@@ -56,10 +72,17 @@ export function isNonPublicAddress(address: string): boolean {
   return true
 }
 
+/** What `OutboundUrlPolicy.fetch` accepts: undici's RequestInit without a dispatcher of one's own. */
+export type PolicyFetchInit = Omit<UndiciRequestInit, 'dispatcher'>
+
 export class OutboundUrlPolicy {
   private readonly resolve: (host: string) => Promise<string[]>
+  private agent: Agent | undefined
+  private readonly allowOrigins: Set<string>
   constructor(private readonly opts: OutboundUrlPolicyOptions) {
     this.resolve = opts.resolve ?? (async (host) => (await lookup(host, { all: true, verbatim: true })).map((a) => a.address))
+    // Normalised through URL so 'HTTP://Host:80' and 'http://host' compare equal.
+    this.allowOrigins = new Set((opts.allowOrigins ?? []).map((o) => new URL(o).origin))
   }
 
   get allowsPrivate(): boolean {
@@ -71,7 +94,7 @@ export class OutboundUrlPolicy {
     let u: URL
     try { u = new URL(url) } catch { throw new OutboundUrlRefused(url, 'not a URL') }
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new OutboundUrlRefused(url, `scheme ${u.protocol} is not http(s)`)
-    if (this.opts.allowPrivate) return
+    if (this.opts.allowPrivate || this.allowOrigins.has(u.origin)) return
     const host = u.hostname.replace(/^\[|\]$/g, '')
     let addresses: string[]
     if (isIP(host)) addresses = [host]
@@ -81,4 +104,76 @@ export class OutboundUrlPolicy {
     const blocked = addresses.find(isNonPublicAddress)
     if (blocked !== undefined) throw new OutboundUrlRefused(url, `${host} resolves to the non-public address ${blocked}`)
   }
+
+  /**
+   * fetch() whose connections only ever go to addresses this policy approved
+   * at connect time (see the class comment). A refusal, on the first hop or
+   * on a redirect, rejects with OutboundUrlRefused rather than undici's
+   * generic "fetch failed", so callers can tell policy from network trouble.
+   */
+  async fetch(url: string, init: PolicyFetchInit = {}): Promise<UndiciResponse> {
+    let u: URL
+    try { u = new URL(url) } catch { throw new OutboundUrlRefused(url, 'not a URL') }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new OutboundUrlRefused(url, `scheme ${u.protocol} is not http(s)`)
+    try {
+      return await undiciFetch(u, { ...init, dispatcher: this.dispatcher() })
+    } catch (err) {
+      const cause = (err as { cause?: unknown }).cause
+      if (cause instanceof OutboundUrlRefused) throw cause
+      throw err
+    }
+  }
+
+  /** The undici dispatcher `fetch()` uses; one per policy so connections are pooled. */
+  dispatcher(): Agent {
+    this.agent ??= this.opts.allowPrivate ? new Agent() : new Agent({ connect: this.connector() })
+    return this.agent
+  }
+
+  /** Releases pooled connections (tests, shutdown). */
+  async close(): Promise<void> {
+    const a = this.agent
+    this.agent = undefined
+    await a?.close()
+  }
+
+  private connector(): buildConnector.connector {
+    const lookupFn: LookupFunction = (hostname, options, callback) => {
+      const host = hostname.replace(/^\[|\]$/g, '')
+      const where = `host ${host}`
+      this.resolve(host).then((addresses) => {
+        if (addresses.length === 0) throw new OutboundUrlRefused(where, `cannot resolve ${host} (no addresses)`)
+        const blocked = addresses.find(isNonPublicAddress)
+        if (blocked !== undefined) throw new OutboundUrlRefused(where, `${host} resolves to the non-public address ${blocked}`)
+        const all: LookupAddress[] = addresses.map((address) => ({ address, family: isIP(address) }))
+        const wanted = options.family === 4 || options.family === 6 ? all.filter((a) => a.family === options.family) : all
+        if (wanted.length === 0) throw Object.assign(new Error(`${host} has no IPv${options.family} address`), { code: 'ENOTFOUND' })
+        // net.connect asks for every address when it races families
+        // (autoSelectFamily, RFC 8305), else for one; all were approved above.
+        if (options.all) callback(null, wanted)
+        else callback(null, wanted[0]!.address, wanted[0]!.family)
+      }).catch((err: unknown) => {
+        callback(err instanceof OutboundUrlRefused ? err : Object.assign(new OutboundUrlRefused(where, `cannot resolve ${host} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`), { code: 'ENOTFOUND' }), '', 0)
+      })
+    }
+    const base = buildConnector({ lookup: lookupFn })
+    const exempt = buildConnector({})
+    return (options, callback) => {
+      if (this.allowOrigins.size > 0 && this.allowOrigins.has(originOf(options))) { exempt(options, callback); return }
+      // A literal IP (first hop or a redirect's Location) never reaches a
+      // resolver, so net.connect would skip the lookup: check it here.
+      const host = options.hostname.replace(/^\[|\]$/g, '')
+      if (isIP(host) && isNonPublicAddress(host)) {
+        callback(new OutboundUrlRefused(`${options.protocol}//${options.hostname}`, `non-public address ${host}`), null)
+        return
+      }
+      base(options, callback)
+    }
+  }
+}
+
+/** The origin a connector is asked to reach, normalised like URL.origin (default ports dropped). */
+function originOf(o: { protocol: string; hostname: string; port: string }): string {
+  const host = isIP(o.hostname) === 6 ? `[${o.hostname}]` : o.hostname
+  return new URL(`${o.protocol}//${host}${o.port ? `:${o.port}` : ''}`).origin
 }

@@ -232,13 +232,20 @@ function nearestRate(rate: number): SampleRate {
 }
 
 /**
+ * How http(s) audio is fetched. The control API passes its outbound URL
+ * policy's fetch (config/outbound-url-policy.ts) so the connection only goes
+ * to an approved address; unset means the global fetch (trusted callers).
+ */
+export type AudioFetch = (url: string) => Promise<{ ok: boolean; status: number; arrayBuffer(): Promise<ArrayBuffer> }>
+
+/**
  * Loads a WAV or MP3 from a path, file:// or http(s) URL into a PcmSource at
  * `targetRate` (resampled once, off the packet path).
  */
-export async function loadAudio(location: string, targetRate?: SampleRate): Promise<PcmSource> {
+export async function loadAudio(location: string, targetRate?: SampleRate, fetchAudio: AudioFetch = fetch): Promise<PcmSource> {
   let bytes: Uint8Array
   if (/^https?:\/\//i.test(location)) {
-    const res = await fetch(location)
+    const res = await fetchAudio(location)
     if (!res.ok) throw new Error(`fetch ${location}: HTTP ${res.status}`)
     bytes = new Uint8Array(await res.arrayBuffer())
   } else {
@@ -264,13 +271,13 @@ export type PlaySpec =
   | { type: 'tone'; tone: ToneName; durationMs?: number }
   | { type: 'pcm'; pcm: Int16Array; sampleRate: SampleRate }
 
-export async function sourceFromSpec(spec: PlaySpec, rate: SampleRate): Promise<FrameSource> {
+export async function sourceFromSpec(spec: PlaySpec, rate: SampleRate, opts: { fetch?: AudioFetch } = {}): Promise<FrameSource> {
   switch (spec.type) {
     case 'tone': return ToneSource.named(spec.tone, rate, spec.durationMs)
     case 'pcm': return new PcmSource(spec.pcm, spec.sampleRate)
     case 'file':
     case 'url': {
-      const src = await loadAudio(spec.location, rate)
+      const src = await loadAudio(spec.location, rate, opts.fetch)
       if (spec.loops && spec.loops > 1) return new PcmSource(src.pcm, rate, spec.loops)
       return src
     }

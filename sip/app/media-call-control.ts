@@ -166,7 +166,10 @@ export class MediaCallControl {
     if (spec.type === 'url') {
       await this.o.urlPolicy?.check(spec.location).catch((err: unknown) => { throw new CallControlError('rejected', `play: ${(err as Error).message}`) })
     }
-    const src = await sourceFromSpec(spec, live.session.codecSampleRate())
+    // The policy's fetch connects only to addresses it approves at connect
+    // time, so a name re-resolving to a private address after check() fails here.
+    const policy = this.o.urlPolicy
+    const src = await sourceFromSpec(spec, live.session.codecSampleRate(), policy ? { fetch: (u) => policy.fetch(u) } : {})
       .catch((err: unknown) => { throw new CallControlError('rejected', `play: cannot load ${opts.url ?? opts.tone}: ${(err as Error).message}`) })
     if (live.session.isClosed) throw new CallControlError('invalid_state', `call ${call.id} has ended`)
     const actionId = randomUUID()

@@ -1,8 +1,9 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { OutboundUrlPolicy, OutboundUrlRefused, isNonPublicAddress } from '../../config/outbound-url-policy.ts'
 import { invokeHttpTool } from '../../agent/tools.ts'
+import { sourceFromSpec } from '../../media/playback.ts'
 
 t.test('non-public addresses', async (t) => {
   for (const a of ['127.0.0.1', '10.1.2.3', '172.20.0.1', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '::1', 'fd00::1', 'fe80::1', '::ffff:127.0.0.1', '::ffff:10.0.0.1', 'not-an-ip']) {
@@ -45,4 +46,85 @@ t.test("an agent's HTTP tool pointed at the engine's own network fails as a tool
   const allowed = await invokeHttpTool(tool, {}, { callId: 'c1', urlPolicy: new OutboundUrlPolicy({ allowPrivate: true }) })
   t.match(allowed, { ok: true, content: 'secret' })
   t.equal(hits, 1)
+})
+
+/** A local HTTP server counting hits; `handler` may redirect. */
+async function localServer(t: Test, handler: (path: string) => { status: number; location?: string; body?: string }) {
+  let hits = 0
+  const server = createServer((req, res) => {
+    hits++
+    const r = handler(req.url ?? '/')
+    res.statusCode = r.status
+    if (r.location) res.setHeader('location', r.location)
+    res.setHeader('content-type', 'application/json')
+    res.end(r.body ?? JSON.stringify({ result: 'secret' }))
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  t.teardown(() => { server.closeAllConnections(); server.close() })
+  return { port: (server.address() as AddressInfo).port, hits: () => hits }
+}
+
+t.test('DNS rebinding: the fetch re-checks the address it connects to', async (t) => {
+  const inner = await localServer(t, () => ({ status: 200 }))
+  // First answer public (what check() sees), every later one loopback (what
+  // a rebinding name answers by the time the fetch connects).
+  const asked: string[] = []
+  const rebinding = async (host: string) => { asked.push(host); return asked.length === 1 ? ['93.184.215.14'] : ['127.0.0.1'] }
+  const policy = new OutboundUrlPolicy({ allowPrivate: false, resolve: rebinding })
+  t.teardown(() => policy.close())
+  const url = `http://rebind.example:${inner.port}/internal`
+  await t.resolves(policy.check(url), 'the early check sees the public answer')
+  await t.rejects(policy.fetch(url), { name: 'OutboundUrlRefused', message: /rebind\.example resolves to the non-public address 127\.0\.0\.1/ })
+  t.same(asked, ['rebind.example', 'rebind.example'], 'the connection resolved through the injected resolver, not the system one')
+  t.equal(inner.hits(), 0, 'no request reached the loopback server')
+
+  // The same through the agent's HTTP tool (check passes, connect refuses) ...
+  asked.length = 0
+  const toolPolicy = new OutboundUrlPolicy({ allowPrivate: false, resolve: rebinding })
+  t.teardown(() => toolPolicy.close())
+  const out = await invokeHttpTool({ name: 'lookup', description: 'd', url }, {}, { callId: 'c1', urlPolicy: toolPolicy })
+  t.equal(out.ok, false)
+  t.match(out.content, /lookup is not allowed to call that address .*non-public address 127\.0\.0\.1/)
+  // ... and through `play`'s loader.
+  await t.rejects(sourceFromSpec({ type: 'url', location: url }, 8000, { fetch: (u) => policy.fetch(u) }), OutboundUrlRefused)
+  t.equal(inner.hits(), 0)
+})
+
+t.test('a literal non-public address is refused at connect time even without check()', async (t) => {
+  const inner = await localServer(t, () => ({ status: 200 }))
+  const policy = new OutboundUrlPolicy({ allowPrivate: false })
+  t.teardown(() => policy.close())
+  await t.rejects(policy.fetch(`http://127.0.0.1:${inner.port}/x`), /non-public address 127\.0\.0\.1/)
+  await t.rejects(policy.fetch(`file:///etc/passwd`), /scheme file: is not http/)
+  t.equal(inner.hits(), 0)
+})
+
+t.test('a redirect from an allowed URL to a loopback URL is refused', async (t) => {
+  const inner = await localServer(t, () => ({ status: 200 }))
+  const outer = await localServer(t, (path) => ({ status: 302, location: path === '/by-name' ? `http://localhost:${inner.port}/secret` : `http://127.0.0.1:${inner.port}/secret` }))
+  // The redirecting server is an operator-allowed origin; the target is not.
+  const policy = new OutboundUrlPolicy({ allowPrivate: false, allowOrigins: [`http://127.0.0.1:${outer.port}`] })
+  t.teardown(() => policy.close())
+  await t.resolves(policy.check(`http://127.0.0.1:${outer.port}/by-ip`), 'the first hop is allowed')
+  await t.rejects(policy.fetch(`http://127.0.0.1:${outer.port}/by-ip`), { name: 'OutboundUrlRefused', message: /non-public address 127\.0\.0\.1/ })
+  await t.rejects(policy.fetch(`http://127.0.0.1:${outer.port}/by-name`), { name: 'OutboundUrlRefused', message: /localhost resolves to the non-public address/ })
+  t.equal(outer.hits(), 2, 'the allowed origin was fetched')
+  t.equal(inner.hits(), 0, 'the redirect target was never reached')
+  const out = await invokeHttpTool({ name: 'lookup', description: 'd', url: `http://127.0.0.1:${outer.port}/by-ip`, method: 'GET' }, {}, { callId: 'c1', urlPolicy: policy })
+  t.match(out, { ok: false, content: /lookup is not allowed to call that address/ })
+  t.equal(inner.hits(), 0)
+})
+
+t.test('the embedded policy fetches from a local server, redirects included', async (t) => {
+  const inner = await localServer(t, () => ({ status: 200, body: JSON.stringify({ result: 'local' }) }))
+  const outer = await localServer(t, () => ({ status: 302, location: `http://localhost:${inner.port}/x` }))
+  const policy = new OutboundUrlPolicy({ allowPrivate: true })
+  t.teardown(() => policy.close())
+  const direct = await policy.fetch(`http://127.0.0.1:${inner.port}/x`)
+  t.equal(direct.status, 200)
+  t.same(await direct.json(), { result: 'local' })
+  const redirected = await policy.fetch(`http://127.0.0.1:${outer.port}/go`)
+  t.same(await redirected.json(), { result: 'local' })
+  t.equal(inner.hits(), 2)
+  t.match(await invokeHttpTool({ name: 'lookup', description: 'd', url: `http://127.0.0.1:${inner.port}/x` }, {}, { callId: 'c1', urlPolicy: policy }), { ok: true, content: 'local' })
 })
