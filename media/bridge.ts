@@ -17,6 +17,7 @@ export type BridgeMode = 'relay' | 'transcode'
 /** Live frames from one leg to the other; keeps at most a few frames to bound latency. */
 class LegPipe implements FrameSink, FrameSource {
   readonly sampleRate: SampleRate
+  readonly fedByIngress = true
   private readonly ring: Int16Array[]
   private head = 0
   private count = 0

@@ -46,6 +46,12 @@ export interface FrameSource {
   readonly ended?: boolean
   /** Called when the session drops the source (finished, flushed, closed). */
   close?(): void
+  /**
+   * True when the frames come from other sessions' inbound audio of the same
+   * tick (a transcoding bridge leg, a conference mix): the session then sends
+   * after every session's ingress (see MediaScheduler).
+   */
+  readonly fedByIngress?: boolean
 }
 
 /** A FrameSink that also wants the agent/outbound side (stereo recording, forks). */

@@ -4,9 +4,9 @@
  * deliver inbound frames at that rate through a sink adapter and take the
  * mix through a live source that their egress resamples to the codec rate.
  *
- * The scheduler runs all ingress phases before any egress phase, so by the
- * time the first participant pulls its frame for tick n every participant's
- * tick-n frame is in; the sum is computed once per tick and each source
+ * Participants' sources say `fedByIngress`, so the scheduler runs every
+ * ingress before their egress: by the time the first participant pulls its
+ * frame for tick n every participant's tick-n frame is in; the sum is computed once per tick and each source
  * subtracts its own contribution (N-1 mixes in O(N)).
  */
 import type { AudioFrame, FrameSink, FrameSource, SampleRate } from './frame.ts'
@@ -15,6 +15,7 @@ import type { MediaSession } from './session.ts'
 
 class Participant implements FrameSink, FrameSource {
   readonly sampleRate: SampleRate
+  readonly fedByIngress = true
   readonly frame: Int16Array
   readonly out: Int16Array
   /** Tick of the last frame received; stale frames do not count. */

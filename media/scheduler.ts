@@ -23,15 +23,29 @@
  * after the target: the event loop was blocked by other work, a GC pause or
  * the box's CPU contention) versus lateness the final stages added.
  *
- * Each tick runs in two phases across all tasks: `ingress` (jitter-buffer
- * playout, inbound frames to consumers) then `egress` (pull frames, encode,
- * send). A mixer or bridge therefore sees every participant's frame of tick n
- * before any participant sends tick n.
+ * Each tick runs in three passes over the tasks:
+ *  1. `egress` of every task whose outbound audio does not come from this
+ *     tick's inbound audio (TTS, playback, tones, silence): packets leave at
+ *     the tick's start, so their timing does not depend on how long decoding
+ *     and the consumers (VAD, STT, recorders) take this tick;
+ *  2. `ingress` of every task (jitter-buffer playout, inbound frames to
+ *     consumers);
+ *  3. `egress` of the tasks that said `egressAfterIngress()`: a transcoding
+ *     bridge or a conference mixer needs every participant's frame of tick n
+ *     before any participant sends tick n.
+ * Measured on the bench box (bench/media-sessions.ts, 100 G.711 sessions):
+ * with ingress before every egress, each packet left after all sessions'
+ * decode work and the on-the-wire pacing deviation followed that work's
+ * variance.
+ * The price: a consumer that reacts to inbound audio (barge-in flush) acts
+ * from the next tick's packet, one frame later than it would after pass 2.
  */
 
 export interface TickTask {
   ingress?(tick: number, nowMs: number): void
   egress?(tick: number, nowMs: number): void
+  /** True when this tick's egress needs this tick's ingress of other tasks (bridge, mixer). */
+  egressAfterIngress?(): boolean
 }
 
 const BUCKET_MS = 0.1
@@ -75,6 +89,8 @@ export class MediaScheduler {
   private timerDueMs = 0
   private readonly overshootHist = new Uint32Array(BUCKETS + 1)
   private readonly tasks: TickTask[] = []
+  /** Pass-3 tasks of the running tick (reused: no allocation per tick). */
+  private readonly lateEgress: TickTask[] = []
   private running = false
   private tick = 0
   private startMs = 0
@@ -199,18 +215,25 @@ export class MediaScheduler {
     const tasks = this.tasks
     // Iterate by index over a length snapshot: tasks may remove themselves.
     const len = tasks.length
+    const late = this.lateEgress
+    late.length = 0
+    for (let i = 0; i < len; i++) {
+      const t = tasks[i]
+      if (!t?.egress) continue
+      if (t.egressAfterIngress?.()) { late.push(t); continue }
+      try { t.egress(n, now) } catch (err) { this.taskErrors++; this.onError(err, t) }
+    }
     for (let i = 0; i < len; i++) {
       const t = tasks[i]
       if (t?.ingress) {
         try { t.ingress(n, now) } catch (err) { this.taskErrors++; this.onError(err, t) }
       }
     }
-    for (let i = 0; i < len; i++) {
-      const t = tasks[i]
-      if (t?.egress) {
-        try { t.egress(n, now) } catch (err) { this.taskErrors++; this.onError(err, t) }
-      }
+    for (let i = 0; i < late.length; i++) {
+      const t = late[i]!
+      try { t.egress!(n, now) } catch (err) { this.taskErrors++; this.onError(err, t) }
     }
+    late.length = 0
   }
 
   private percentile(p: number, hist = this.hist, total = this.stats.ticks): number {

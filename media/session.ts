@@ -654,7 +654,12 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
 
   // ---------------------------------------------------------------- scheduler phases
 
-  /** Tick phase 1: jitter-buffer playout and frame delivery. */
+  /** Sends after every session's ingress when the playing source is another session's live audio. */
+  egressAfterIngress(): boolean {
+    return this.queue.length > 0 && this.queue[0]!.source.fedByIngress === true
+  }
+
+  /** Tick phase: jitter-buffer playout and frame delivery. */
   ingress(_tick: number, now: number): void {
     const codec = this.sendCodec
     if (this.closed || !codec) return
@@ -720,7 +725,7 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
     this.emit('frame', frame)
   }
 
-  /** Tick phase 2: one outbound packet (audio, silence or DTMF), RTCP, timeouts. */
+  /** Tick phase: one outbound packet (audio, silence or DTMF), RTCP, timeouts. Runs before ingress unless egressAfterIngress(). */
   egress(tick: number, now: number): void {
     const codec = this.sendCodec
     if (this.closed || !codec || !this.remoteAddr) return

@@ -57,6 +57,9 @@ class RoomRecorder implements TickTask {
     if (!session.isClosed) session.removeSink(sink)
   }
 
+  /** Sums the members' frames of this tick, so it runs in the scheduler's pass after every ingress. */
+  egressAfterIngress(): boolean { return true }
+
   /** Egress runs after every session's ingress of the same tick: all frames of tick n are in. */
   egress(tick: number, now: number): void {
     this.acc.fill(0)

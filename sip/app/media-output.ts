@@ -37,6 +37,12 @@ export class CallOutput implements FrameSource {
     return this.session.codecSampleRate()
   }
 
+  /** A bridge leg or conference mix in the foreground: the session sends after every ingress (MediaScheduler). */
+  get fedByIngress(): boolean {
+    const head = this.fg[0]
+    return head ? head.source.fedByIngress === true : this.agent?.fedByIngress === true
+  }
+
   private install(): void {
     if (this.closed || this.session.isClosed) return
     void this.session.play(this)

@@ -23,18 +23,22 @@ t.test('RTCP SR/RR between two sessions yields RTT, jitter, loss and MOS', async
   t.equal(sa.garbage.rtcpInvalid, 0, 'rtcp-mux demultiplexed cleanly')
 })
 
-t.test('scheduler is drift-free and runs ingress of every task before any egress', async (t) => {
+t.test('scheduler is drift-free; independent egress first, then every ingress, then egress fed by ingress', async (t) => {
   const sched = new MediaScheduler()
   const log: string[] = []
   let first = 0
   let last = 0
   let ticks = 0
-  const mk = (name: string) => ({
+  const mk = (name: string, fedByIngress: boolean) => ({
     ingress: (n: number) => { if (n === 3) log.push(`${name}.in`) },
     egress: (n: number, now: number) => { if (n === 3) log.push(`${name}.out`); if (name === 'a') { if (!first) first = now; last = now; ticks++ } },
+    egressAfterIngress: () => fedByIngress,
   })
-  const a = mk('a')
-  const b = mk('b')
+  // c is a bridge leg or mixer participant: it must see a's and b's tick-n frames.
+  const c = mk('c', true)
+  const a = mk('a', false)
+  const b = mk('b', false)
+  sched.add(c)
   sched.add(a)
   sched.add(b)
   const start = hrtimeMs()
@@ -42,8 +46,9 @@ t.test('scheduler is drift-free and runs ingress of every task before any egress
   const st = sched.getStats()
   sched.remove(a)
   sched.remove(b)
+  sched.remove(c)
   const elapsed = hrtimeMs() - start
-  t.same(log, ['a.in', 'b.in', 'a.out', 'b.out'], 'two phases per tick')
+  t.same(log, ['a.out', 'b.out', 'c.in', 'a.in', 'b.in', 'c.out'], 'independent egress, every ingress, then egress fed by ingress')
   // Targets are start + n·20 ms: ticks run plus ticks skipped after a stall
   // (a loaded box) always add up to the elapsed time; nothing accumulates.
   const accounted = ticks + st.skippedTicks
