@@ -56,7 +56,11 @@ async function serve(): Promise<void> {
   const store = createStore(db, new SecretBox('bench'), logger)
   // A realistic history: 500 finished calls with a short transcript and timings.
   // The first 10 go through the repository (the real write path, events and
-  // all); the rest are copies made in one statement, which keeps start-up short.
+  // all); the rest are made in one statement, which keeps start-up short. The
+  // copies get their own transcripts (4 turns of 6-15 words drawn at random from
+  // a 200-word list): verbatim copies would make a page compress far better
+  // (about 25x) than real call logs do, flattering the gzip figures.
+  const words = 'the a to and of I you it is that in we for this on can my be have your with what not are do at yes no so but if just call about like here there one when time need would could help today thank please number appointment order account service check book next week monday tuesday friday morning afternoon evening price cost ticket delivery address street email phone back again right okay sure great perfect sorry wait moment name last first again problem issue working broken fixed send receive payment card invoice refund cancel change update confirm available open closed hours team manager support question answer information details later tomorrow yesterday minute second hour day month year new old small large first second third every each some many more less very really also still already never always maybe probably definitely exactly customer agent store online website app login password reset code message text voice line hold transfer speak talk listen understand explain repeat spell letter digit zero two three four five six seven eight nine ten twenty hundred dollar euro pound office home work city'.split(' ')
   let callId = ''
   for (let i = 0; i < 10; i++) {
     const c = await store.calls.create({ accountId: account.id, direction: i % 3 ? 'inbound' : 'outbound', from: `+4915112${String(i).padStart(6, '0')}`, to: '+4930123456', status: 'ringing' })
@@ -66,12 +70,19 @@ async function serve(): Promise<void> {
     await store.calls.end(c.id, { status: 'completed', endedReason: 'customer-ended', hangupBy: 'caller' })
     if (i === 5) callId = c.id
   }
+  // The subqueries refer to the outer row (s.n, k.k) so PostgreSQL runs them per row and turn, not once.
   await db.pool.query(
     `INSERT INTO calls (id, account_id, direction, status, from_number, to_number, ended_reason, hangup_by, transcript, timings, metadata,
         created_at, ringing_at, answered_at, ended_at, updated_at)
-     SELECT gen_random_uuid(), account_id, direction, status, from_number, to_number, ended_reason, hangup_by, transcript, timings, metadata,
-        created_at, ringing_at, answered_at, ended_at, updated_at
-     FROM calls CROSS JOIN generate_series(1, 49) ORDER BY seq LIMIT 490`,
+     SELECT gen_random_uuid(), account_id, direction, status, from_number, to_number, ended_reason, hangup_by,
+        (SELECT jsonb_agg(jsonb_build_object('role', CASE WHEN k.k % 2 = 1 THEN 'user' ELSE 'assistant' END,
+            'text', (SELECT string_agg(($1::text[])[1 + floor(random() * array_length($1::text[], 1))::int], ' ')
+                     FROM generate_series(1, 6 + floor(random() * 10)::int + 0 * k.k + 0 * s.n)),
+            'offsetMs', k.k * 2000) ORDER BY k.k)
+         FROM generate_series(0, 3 + 0 * s.n) AS k(k)),
+        timings, metadata, created_at, ringing_at, answered_at, ended_at, updated_at
+     FROM calls CROSS JOIN generate_series(1, 49) AS s(n) ORDER BY seq LIMIT 490`,
+    [words],
   )
   await db.pool.query('ANALYZE calls')
   const app = await buildApiServer({
@@ -91,11 +102,11 @@ async function serve(): Promise<void> {
 
 interface Run { reqPerSec: number; p50: number; p90: number; p99: number; max: number; errors: number; non2xx: number; requests: number }
 
-function cannon(url: string, opts: { connections: number; durationSec: number; rate?: number }): Promise<Run> {
+function cannon(url: string, opts: { connections: number; durationSec: number; rate?: number; acceptEncoding: string | null }): Promise<Run> {
   return new Promise((resolve, reject) => {
     autocannon({
       url, connections: opts.connections, duration: opts.durationSec, pipelining: 1,
-      headers: { authorization: `Bearer ${API_KEY}` },
+      headers: { authorization: `Bearer ${API_KEY}`, ...(opts.acceptEncoding ? { 'accept-encoding': opts.acceptEncoding } : {}) },
       ...(opts.rate ? { overallRate: opts.rate } : {}),
     }, (err, r) => {
       if (err) return reject(err)
@@ -121,7 +132,11 @@ function cpuOf(child: ChildProcess): Promise<NodeJS.CpuUsage & { queries: number
   })
 }
 
-interface EvenRun extends Run { offered: number; sent: number; latencies: number[]; maxBacklog: number }
+interface EvenRun extends Run {
+  offered: number; sent: number; latencies: number[]; maxBacklog: number
+  /** Mean response body size on the wire, and the Content-Encoding values seen (the run checks it got what it asked for). */
+  bodyBytesPerResponse: number; contentEncodings: string[]
+}
 
 /**
  * Open-loop load at a fixed rate, spread evenly: request i is due at
@@ -132,9 +147,10 @@ interface EvenRun extends Run { offered: number; sent: number; latencies: number
  * keep the generator's own cost small. Responses must carry Content-Length
  * (Fastify sends it for JSON).
  */
-function evenRate(url: string, opts: { rate: number; durationSec: number; connections: number; warmupSec: number }): Promise<EvenRun> {
+function evenRate(url: string, opts: { rate: number; durationSec: number; connections: number; warmupSec: number; acceptEncoding: string | null }): Promise<EvenRun> {
   const u = new URL(url)
-  const request = Buffer.from(`GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\nAuthorization: Bearer ${API_KEY}\r\n\r\n`)
+  const ae = opts.acceptEncoding ? `Accept-Encoding: ${opts.acceptEncoding}\r\n` : ''
+  const request = Buffer.from(`GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\nAuthorization: Bearer ${API_KEY}\r\n${ae}\r\n`)
   const interval = 1000 / opts.rate
   const total = Math.round(opts.rate * opts.durationSec)
   const warm = Math.round(opts.rate * opts.warmupSec)
@@ -144,6 +160,8 @@ function evenRate(url: string, opts: { rate: number; durationSec: number; connec
   let errors = 0
   let non2xx = 0
   let maxBacklog = 0
+  let bodyBytes = 0
+  const encodings = new Set<string>()
   const backlog: number[] = [] // due times of requests waiting for a connection
   /** bodyLeft: body bytes still to come, -1 while reading the headers. */
   interface Conn { socket: Socket; due: number; idx: number; buf: Buffer; busy: boolean; bodyLeft: number; status: number }
@@ -162,6 +180,7 @@ function evenRate(url: string, opts: { rate: number; durationSec: number; connec
         offered: opts.rate, sent, requests: done, reqPerSec: (done - warm) / Math.max(0.001, wall - opts.warmupSec),
         p50: percentile(measured, 50), p90: percentile(measured, 90), p99: percentile(measured, 99), max: measured.at(-1) ?? NaN,
         errors, non2xx, latencies: measured, maxBacklog,
+        bodyBytesPerResponse: done ? bodyBytes / done : 0, contentEncodings: [...encodings],
       })
     }
     const dispatch = (c: Conn, due: number) => {
@@ -220,6 +239,9 @@ function evenRate(url: string, opts: { rate: number; durationSec: number; connec
             }
             c.status = Number(headers.slice(9, 12))
             c.bodyLeft = len
+            bodyBytes += len
+            // Bodies are counted, never decoded: the generator costs what reading the bytes costs.
+            encodings.add(/\r\ncontent-encoding:\s*([^\r]+)/i.exec(headers)?.[1]?.trim() ?? 'identity')
             const rest = c.buf.subarray(head + 4)
             c.buf = Buffer.alloc(0)
             d = rest
@@ -296,10 +318,16 @@ async function main(): Promise<void> {
     })
     console.log(`API server up (pid ${child.pid}${pinned ? ', pinned to CPU 0' : ''}; generators ${driverPinned ? 'pinned to CPU 1' : 'not pinned'}) after ${((Date.now() - started) / 1000).toFixed(1)} s`)
     const base = `http://127.0.0.1:${info.port}`
+    // Each route twice: with `Accept-Encoding: gzip`, as browsers and HTTP client
+    // libraries send it, and without (identity). The identity ids are the ones
+    // earlier runs reported (their meaning is unchanged); the gzip ones are new.
     const routes = [
       { id: 'get_call', label: 'GET /v1/calls/:id', url: `${base}/v1/calls/${info.callId}` },
       { id: 'list_calls_50', label: 'GET /v1/calls?limit=50', url: `${base}/v1/calls?limit=50` },
-    ]
+    ].flatMap((r) => [
+      { ...r, id: `${r.id}_gzip`, label: `${r.label} (gzip)`, acceptEncoding: 'gzip' as string | null },
+      { ...r, label: `${r.label} (identity)`, acceptEncoding: null },
+    ])
     const figures: BenchFigure[] = []
     const plots: PlotSpec[] = []
     const cdf: PlotSpec = { id: 'api.latency_cdf_2000', title: 'API latency at 2,000 req/s offered evenly (open loop)', kind: 'cdf', xLabel: 'latency (ms)', yLabel: 'share of requests', series: [], marks: [{ axis: 'x', value: 10, label: 'p99 target 10 ms' }] }
@@ -309,22 +337,24 @@ async function main(): Promise<void> {
     for (const r of routes) {
       // Warm-up (JIT, caches) by count, not time: a starved server must still have
       // compiled its hot paths before the measured windows start.
-      await evenRate(r.url, { rate: 2000, durationSec: dur.warm * 2, connections: 32, warmupSec: 0 })
+      await evenRate(r.url, { rate: 2000, durationSec: dur.warm * 2, connections: 32, warmupSec: 0, acceptEncoding: r.acceptEncoding })
       const cpu0 = await cpuOf(child)
-      const max = await cannon(r.url, { connections: 10, durationSec: dur.max })
+      const max = await cannon(r.url, { connections: 10, durationSec: dur.max, acceptEncoding: r.acceptEncoding })
       const cpu1 = await cpuOf(child)
       const cpuMsPerReq = (cpu1.user - cpu0.user + cpu1.system - cpu0.system) / 1000 / Math.max(1, max.requests)
       const e0 = await cpuOf(child)
       const g0 = process.cpuUsage()
-      const even = await evenRate(r.url, { rate: 2000, durationSec: dur.even, connections: 32, warmupSec: dur.evenWarm })
+      const even = await evenRate(r.url, { rate: 2000, durationSec: dur.even, connections: 32, warmupSec: dur.evenWarm, acceptEncoding: r.acceptEncoding })
       const g1 = process.cpuUsage(g0)
+      const expected = r.acceptEncoding ?? 'identity'
+      if (even.contentEncodings.some((e) => e !== expected)) console.warn(`${r.label}: asked for ${expected}, got ${even.contentEncodings.join(', ')}`)
       const e1 = await cpuOf(child)
       const generatorCoreShare = (g1.user + g1.system) / 1e6 / dur.even
       const evenCoreShare = (e1.user - e0.user + e1.system - e0.system) / 1e6 / dur.even
       const queriesPer1000 = ((e1.queries - e0.queries) * 1000) / Math.max(1, even.requests)
-      const burst = await cannon(r.url, { connections: 20, durationSec: dur.burst, rate: 2000 })
+      const burst = await cannon(r.url, { connections: 20, durationSec: dur.burst, rate: 2000, acceptEncoding: r.acceptEncoding })
       const { latencies, ...evenSummary } = even
-      details[r.id] = { max, at2000even: { ...evenSummary, serverCoreShare: evenCoreShare, generatorCoreShare, dbQueriesPer1000Requests: queriesPer1000 }, at2000autocannonRateMode: burst, serverCpuMsPerRequest: cpuMsPerReq }
+      details[r.id] = { acceptEncoding: r.acceptEncoding ?? 'none (identity)', max, at2000even: { ...evenSummary, serverCoreShare: evenCoreShare, generatorCoreShare, dbQueriesPer1000Requests: queriesPer1000 }, at2000autocannonRateMode: burst, serverCpuMsPerRequest: cpuMsPerReq }
       // CDF from at most ~200 points of the sorted latencies.
       const step = Math.max(1, Math.floor(latencies.length / 200))
       const xs: number[] = []
@@ -343,10 +373,11 @@ async function main(): Promise<void> {
         { id: `api.${r.id}.p99_at_2000`, label: `${r.label}: p99 at 2,000 req/s offered evenly (open loop)`, value: Number(even.p99.toFixed(2)), unit: 'ms', better: 'lower', target: 10 },
         { id: `api.${r.id}.server_core_share_at_2000`, label: `${r.label}: API process CPU at 2,000 req/s`, value: Number((evenCoreShare * 100).toFixed(1)), unit: '% of a core', better: 'lower' },
         { id: `api.${r.id}.db_queries_per_1000_req`, label: `${r.label}: database queries per 1,000 requests at 2,000 req/s (read cache)`, value: Number(queriesPer1000.toFixed(2)), unit: 'queries', better: 'lower' },
+        { id: `api.${r.id}.body_bytes`, label: `${r.label}: response body on the wire (Content-Encoding: ${even.contentEncodings.join(', ')})`, value: Math.round(even.bodyBytesPerResponse), unit: 'bytes', better: 'lower' },
         { id: `api.${r.id}.p99_at_2000_autocannon_rate_mode`, label: `${r.label}: p99 at 2,000 req/s through autocannon's rate mode (per-second bursts; for comparison)`, value: burst.p99, unit: 'ms', better: 'lower' },
       )
-      lines.push(`${r.label.padEnd(24)} API CPU ${cpuMsPerReq.toFixed(3)} ms/req (≈ ${Math.round(1000 / cpuMsPerReq)} req/s on an idle core) | max ${Math.round(max.reqPerSec)} req/s (p50 ${max.p50} ms, p99 ${max.p99} ms, errors ${max.errors + max.non2xx})`)
-      lines.push(`${''.padEnd(24)} at 2000 req/s even: ${Math.round(even.reqPerSec)} req/s, p50 ${even.p50.toFixed(2)} ms, p99 ${even.p99.toFixed(2)} ms, max ${even.max.toFixed(1)} ms, server ${(evenCoreShare * 100).toFixed(0)}% of a core (generator ${(generatorCoreShare * 100).toFixed(0)}%), ${queriesPer1000.toFixed(1)} DB queries/1000 req, errors ${even.errors + even.non2xx} (target p99 ≤ 10 ms) ${met ? 'MET' : 'NOT MET'} | autocannon rate mode: p99 ${burst.p99} ms`)
+      lines.push(`${r.label.padEnd(36)} API CPU ${cpuMsPerReq.toFixed(3)} ms/req (≈ ${Math.round(1000 / cpuMsPerReq)} req/s on an idle core) | max ${Math.round(max.reqPerSec)} req/s (p50 ${max.p50} ms, p99 ${max.p99} ms, errors ${max.errors + max.non2xx})`)
+      lines.push(`${''.padEnd(36)} ${Math.round(even.bodyBytesPerResponse)} B/response (${even.contentEncodings.join(', ')}); at 2000 req/s even: ${Math.round(even.reqPerSec)} req/s, p50 ${even.p50.toFixed(2)} ms, p99 ${even.p99.toFixed(2)} ms, max ${even.max.toFixed(1)} ms, server ${(evenCoreShare * 100).toFixed(0)}% of a core (generator ${(generatorCoreShare * 100).toFixed(0)}%), ${queriesPer1000.toFixed(1)} DB queries/1000 req, errors ${even.errors + even.non2xx} (target p99 ≤ 10 ms) ${met ? 'MET' : 'NOT MET'} | autocannon rate mode: p99 ${burst.p99} ms`)
       console.log(lines.at(-2))
       console.log(lines.at(-1))
     }

@@ -1,10 +1,11 @@
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import type { TypeBoxRequestProvider } from '../schemas.ts'
 import { Type, type TSchema } from '@sinclair/typebox'
 import { CALL_STATUSES, isFinal, type Call } from '../../store/calls.ts'
 import { IdParams, Metadata, Nullable, PageQuery, StringEnum, Timestamp, errors, pageOf } from '../schemas.ts'
 import { found, type ApiDeps, type RouteOptions } from '../deps.ts'
 import { ApiError } from '../errors.ts'
+import { EncodedBody, sendEncoded } from '../encoded-body.ts'
 import { CallControlError, PLAY_TONES, type CallControl, type PlayRequest, type PlayTone } from '../call-control.ts'
 import { RecordingSchema } from './recordings.ts'
 
@@ -127,15 +128,6 @@ export function mapControlError(err: unknown): never {
   throw err
 }
 
-/**
- * Sends JSON already produced by the route's response serializer (the read
- * cache keeps encoded bodies, not objects, so a hit neither serializes nor
- * re-encodes): a Buffer with a JSON content type is written as is.
- */
-function sendJson(reply: FastifyReply, json: Buffer): FastifyReply {
-  return reply.type('application/json; charset=utf-8').send(json)
-}
-
 /** /v1/calls: call records (calls:read) and live call control (calls:write). */
 export const callRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps }) => {
   const app = base.withTypeProvider<TypeBoxRequestProvider>()
@@ -154,19 +146,23 @@ export const callRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps 
     async (req, reply) => {
       const { limit, cursor, ...filter } = req.query
       if (filter.after && filter.before && filter.after >= filter.before) throw new ApiError(400, 'validation_failed', 'invalid querystring: after must be earlier than before')
-      const json = await deps.readCache.get(`list?${JSON.stringify(req.query)}`, req.auth.accountId, null,
-        async () => Buffer.from(reply.serialize(await calls.list(req.auth.accountId, filter, { limit, cursor })) as string))
-      return sendJson(reply, json)
+      // The cache keeps the page serialized by the response schema and gzip-encoded
+      // (see EncodedBody), so a hit neither queries, serializes nor compresses.
+      const body = await deps.readCache.get(`list?${JSON.stringify(req.query)}`, req.auth.accountId, null,
+        async () => EncodedBody.of(Buffer.from(reply.serialize(await calls.list(req.auth.accountId, filter, { limit, cursor })) as string), { eager: true }))
+      return sendEncoded(req, reply, body)
     })
   app.get('/calls/:id', { config: read, schema: { tags, summary: 'Get a call with transcript, timings, quality and recordings', params: IdParams, response: { 200: CallDetail, ...errors(404) } } },
     async (req, reply) => {
       // Finished calls are cached briefly (see ReadCache); live ones are always read.
-      const { json } = await deps.readCache.get(`call/${req.params.id}`, req.auth.accountId, req.params.id,
+      const { body } = await deps.readCache.get(`call/${req.params.id}`, req.auth.accountId, req.params.id,
         async () => {
           const detail = found(await calls.getDetail(req.auth.accountId, req.params.id), 'call', req.params.id)
-          return { json: Buffer.from(reply.serialize(detail) as string), final: isFinal(detail.status) }
+          const final = isFinal(detail.status)
+          // Only a body that will be cached is compressed up front; a live call's is compressed if its one reader asks.
+          return { body: await EncodedBody.of(Buffer.from(reply.serialize(detail) as string), { eager: final }), final }
         }, (d) => d.final)
-      return sendJson(reply, json)
+      return sendEncoded(req, reply, body)
     })
   app.post('/calls', { config: write, schema: { tags, summary: 'Place an outbound call', body: OriginateBody, response: { 201: CallSchema, ...errors(409, 422, 503) } } },
     async (req, reply) => {
