@@ -91,7 +91,13 @@ export class MediaCallControl {
     if (live && !live.session.isClosed) return live
     if (!this.o.isLocal(call.id)) throw new CallControlError('not_found', `call ${call.id} is not live on this node`)
     if (live) throw new CallControlError('invalid_state', `call ${call.id} is ending`)
-    throw new CallControlError('invalid_state', `call ${call.id} has no media on this node (proxied leg or not answered yet)`)
+    // Live here without a session: either a B2BUA leg (extension, SIP URI,
+    // trunk), whose SDP goes end to end so the RTP never reaches us, or a call
+    // still ringing. Say which, since the first never changes.
+    if (call.status === 'in-progress') {
+      throw new CallControlError('invalid_state', `call ${call.id} has no media on this node: it is a proxied leg (B2BUA to an extension, SIP URI or trunk) and its audio does not pass through the engine, so media actions are not available on it`)
+    }
+    throw new CallControlError('invalid_state', `call ${call.id} has no media on this node yet (status ${call.status}): media actions need an answered call`)
   }
 
   // ------------------------------------------------------------------ say
