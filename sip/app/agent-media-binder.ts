@@ -55,11 +55,24 @@ export interface AgentMediaBinderOptions {
 }
 
 /**
- * rtpengine keys a call by Call-ID and the two tags; the SIP values never
- * reach the binder, and any stable unique strings work as ng keys.
+ * The SIP dialog identifiers of a call (RFC 3261 §12: Call-ID plus the two
+ * tags), for a context that carries them. CallContext (media-binding.ts) does
+ * not declare them yet; a sip/app caller that sets `sip` on the context gets
+ * them used as rtpengine keys.
  */
-function anchorIds(callId: string): CallIds & { toTag: string } {
-  return { callId: `callplane-${callId}`, fromTag: 'peer', toTag: 'engine' }
+export interface SipDialogIds { callId: string; fromTag?: string; toTag?: string }
+
+/**
+ * rtpengine keys a call by Call-ID and the two tags (ng `call-id`,
+ * `from-tag`, `to-tag`). With the real SIP Call-ID an operator can find our
+ * anchor in rtpengine's `list`/`query` and logs by what the SIP traces show;
+ * without it (an outbound call, whose Call-ID exists only once the INVITE is
+ * sent) any stable unique strings work. Missing tags get fixed stand-ins:
+ * they only need to stay the same for the life of the call.
+ */
+export function anchorIds(callId: string, sip?: SipDialogIds | null): CallIds & { toTag: string } {
+  if (!sip?.callId) return { callId: `callplane-${callId}`, fromTag: 'peer', toTag: 'engine' }
+  return { callId: sip.callId, fromTag: sip.fromTag || 'peer', toTag: sip.toTag || 'engine' }
 }
 
 /** The stored agent (API shape) as the runtime's configuration. */
@@ -97,14 +110,41 @@ class SessionLeg implements MediaLeg {
   private moh: FrameSource | null = null
   private closed = false
   private anchored = false
+  /** rtpengine keys, fixed at the first offer/answer and reused for re-INVITEs, hold and delete. */
+  private ids: (CallIds & { toTag: string }) | null = null
 
   constructor(readonly ctx: CallContext, readonly session: MediaSession, private readonly o: AgentMediaBinderOptions, private readonly log: Logger, private readonly live: LiveMedia) {}
+
+  /**
+   * The SIP ids from the context when it has them, else, when answering, the
+   * Call-ID sip/app stored on the call record (an inbound call's record is
+   * created with the INVITE's Call-ID before the binder answers), else
+   * made-up keys. Not the record when offering: our offer starts a new dialog
+   * (an outbound call, a transfer's whisper leg on an existing call) whose
+   * Call-ID is not the record's.
+   */
+  private async anchorKeys(answering: boolean): Promise<CallIds & { toTag: string }> {
+    if (this.ids) return this.ids
+    let sip = (this.ctx as CallContext & { sip?: SipDialogIds }).sip ?? null
+    if (!sip?.callId && answering) {
+      const rec = await this.o.store.calls.getById(this.ctx.callId).catch((err: unknown) => { this.log.warn({ err }, 'call record lookup for rtpengine keys failed'); return null })
+      if (rec?.sipCallId) sip = { ...(sip ?? {}), callId: rec.sipCallId }
+    }
+    this.ids = anchorIds(this.ctx.callId, sip)
+    return this.ids
+  }
+
+  private get keys(): CallIds & { toTag: string } {
+    // Set by anchorKeys() before `anchored` is, so never the fallback mid-call.
+    return this.ids ?? anchorIds(this.ctx.callId)
+  }
 
   async answer(remoteSdp: string): Promise<void> {
     const a = this.o.anchor
     if (a) {
+      const ids = await this.anchorKeys(true)
       this.anchored = true
-      this.localSdp = await a.answerThrough(this.session, remoteSdp, anchorIds(this.ctx.callId))
+      this.localSdp = await a.answerThrough(this.session, remoteSdp, ids)
     } else {
       this.localSdp = await this.session.createAnswer(remoteSdp)
     }
@@ -113,8 +153,9 @@ class SessionLeg implements MediaLeg {
   async offer(): Promise<void> {
     const a = this.o.anchor
     if (a) {
+      const ids = await this.anchorKeys(false)
       this.anchored = true
-      this.localSdp = await a.offerThrough(this.session, anchorIds(this.ctx.callId))
+      this.localSdp = await a.offerThrough(this.session, ids)
     } else {
       this.localSdp = await this.session.createOffer()
     }
@@ -125,13 +166,13 @@ class SessionLeg implements MediaLeg {
     const a = this.anchored ? this.o.anchor : undefined
     if (this.awaitingAnswer) {
       this.awaitingAnswer = false
-      if (a) await a.acceptAnswer(this.session, sdp, anchorIds(this.ctx.callId))
+      if (a) await a.acceptAnswer(this.session, sdp, this.keys)
       else await this.session.setRemoteDescription(sdp)
       return this.localSdp
     }
     // A re-INVITE from the far end: answer its new offer (RFC 3264 §8);
     // anchored, rtpengine sees the re-offer under the same call keys.
-    this.localSdp = a ? await a.answerThrough(this.session, sdp, anchorIds(this.ctx.callId)) : await this.session.createAnswer(sdp)
+    this.localSdp = a ? await a.answerThrough(this.session, sdp, this.keys) : await this.session.createAnswer(sdp)
     return this.localSdp
   }
 
@@ -145,7 +186,7 @@ class SessionLeg implements MediaLeg {
         createAnswer: (o) => session.createAnswer(o),
         setRemoteDescription: (s) => session.setRemoteDescription(s),
       }
-      this.localSdp = await a.offerThrough(heldOffer, anchorIds(this.ctx.callId))
+      this.localSdp = await a.offerThrough(heldOffer, this.keys)
     } else {
       this.localSdp = held ? await this.session.hold() : await this.session.unhold()
     }
@@ -201,7 +242,7 @@ class SessionLeg implements MediaLeg {
     this.ended.emit('ended', reason)
     await this.live.end(reason)
     await this.session.close()
-    if (this.anchored) await this.o.anchor?.delete(anchorIds(this.ctx.callId)).catch((err: unknown) => this.log.warn({ err }, 'rtpengine delete failed'))
+    if (this.anchored) await this.o.anchor?.delete(this.keys).catch((err: unknown) => this.log.warn({ err }, 'rtpengine delete failed'))
   }
 }
 

@@ -1,5 +1,6 @@
 import t from 'tap'
 import { spawn, type ChildProcess } from 'node:child_process'
+import { createRequire } from 'node:module'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -99,13 +100,27 @@ t.test('agent calls anchored through the rtpengine daemon', async (t) => {
   const c = bestCorrelation(pcm.subarray(2400, 4000), ref, nStart - 8000, nStart + 16000)
   t.ok(c.r > 0.8, `the recording matches what the caller sent through rtpengine (r=${c.r.toFixed(3)})`)
 
+  // The anchor is keyed by the INVITE's own Call-ID (what sipp sent), so
+  // rtpengine's list/query find it by what a SIP trace shows.
+  const sipCallId = (await store.calls.getById(callId))?.sipCallId ?? ''
+  t.match(sipCallId, /^\d+-\d+@127\.0\.0\.1$/, `the call record holds sipp's Call-ID (${sipCallId})`)
   const probe = new RtpengineAnchor({ ng: rtpe.ng })
   t.teardown(() => probe.close())
+  const live = await probe.query({ callId: sipCallId, fromTag: 'peer' })
+  t.equal(live.result, 'ok', `rtpengine's query knows the SIP Call-ID (${String(live['error-reason'] ?? live.result)})`)
+  type NgList = { result: string; calls?: string[] }
+  const { Client } = createRequire(import.meta.url)('rtpengine-client') as { Client: new (o: { localAddress?: string }) => { list(port: number, host: string, o: Record<string, unknown>): Promise<NgList>; close(): void } }
+  const ngClient = new Client({ localAddress: '127.0.0.1' })
+  t.teardown(() => ngClient.close())
+  const [ngHost, ngPort] = rtpe.ng.split(':') as [string, string]
+  const listed = await ngClient.list(Number(ngPort), ngHost, { limit: 100 })
+  t.same(listed.calls, [sipCallId], 'rtpengine lists exactly this call, under its SIP Call-ID')
+
   t.equal((await api(`/v1/calls/${callId}`, { method: 'DELETE' })).status, 204)
   const res = await sipp.done
   t.equal(res.code, 0, `sipp saw the BYE (${res.errors.slice(0, 200)})`)
   // The binder deleted the call in rtpengine: a query for it now fails.
-  const query = () => probe.query({ callId: `callplane-${callId}`, fromTag: 'peer' }).catch((err: Error) => ({ result: 'error', 'error-reason': err.message }))
+  const query = () => probe.query({ callId: sipCallId, fromTag: 'peer' }).catch((err: Error) => ({ result: 'error', 'error-reason': err.message }))
   let q = await query()
   for (let i = 0; i < 20 && q.result === 'ok'; i++) { await sleep(100); q = await query() }
   t.not(q.result, 'ok', `rtpengine no longer knows the call (${String(q['error-reason'] ?? q.result)})`)
