@@ -37,6 +37,8 @@ export interface JitterBufferStats {
   late: number
   duplicates: number
   overflows: number
+  /** Times the slots grew for a payload larger than any before. */
+  grows: number
   /** Frames concealed while waiting for a late packet. */
   expands: number
   underruns: number
@@ -49,10 +51,34 @@ export interface JitterBufferStats {
 export interface JitterBufferOptions {
   /** Ring size in packets (power of two). */
   slots?: number
-  /** Bytes reserved per slot; larger payloads are truncated and counted. */
+  /**
+   * Bytes reserved per slot at first: size it for the negotiated codec and
+   * ptime (160 for PCMU at 20 ms). A larger payload grows every slot once, up
+   * to maxSlotBytes, so the ring is not paid for at MTU size on every call.
+   */
   slotBytes?: number
+  /** Largest payload kept whole (default: slotBytes, i.e. no growth); larger ones are truncated and counted. */
+  maxSlotBytes?: number
   minDepth?: number
   maxDepth?: number
+}
+
+/**
+ * Ring slot sizing for a negotiated codec: the payload one packet of `ptimeMs`
+ * carries (G.711 and G.722: 8 bytes per ms, RFC 3551 §4.5.14 and §4.5.2; L16:
+ * 2 bytes per sample), so a 20 ms PCMU call reserves 16 × 160 bytes instead of
+ * MTU-sized slots. Opus (RFC 7587) is variable-rate: 128 bytes holds a 20 ms
+ * packet up to ~50 kbit/s (narrowband and wideband speech send 40–100 bytes);
+ * larger ones grow the ring once. Growth stops at an MTU's payload.
+ */
+export function slotSizingFor(codec: { name: string; sampleRate: number }, ptimeMs = 20): { slotBytes: number; maxSlotBytes: number } {
+  const ms = Math.max(20, Math.min(ptimeMs || 20, 120))
+  const maxSlotBytes = 1500 - 12 // Ethernet MTU minus the RTP header: whatever one datagram can carry on a LAN path
+  switch (codec.name) {
+    case 'PCMU': case 'PCMA': case 'G722': return { slotBytes: 8 * ms, maxSlotBytes }
+    case 'L16': return { slotBytes: Math.min(maxSlotBytes, (codec.sampleRate / 1000) * 2 * ms), maxSlotBytes }
+    default: return { slotBytes: 128, maxSlotBytes }
+  }
 }
 
 const EMPTY = -1
@@ -62,8 +88,9 @@ const MAX_EXPAND = 3
 export class JitterBuffer {
   private readonly slots: number
   private readonly mask: number
-  private readonly slotBytes: number
-  private readonly data: Uint8Array
+  private slotBytes: number
+  private readonly maxSlotBytes: number
+  private data: Uint8Array
   private readonly seqs: Int32Array
   private readonly stamps: Uint32Array
   private readonly lens: Int32Array // -1 marks a skip (non-audio) slot
@@ -82,7 +109,7 @@ export class JitterBuffer {
   private nextPt = 0
   private readonly result: PopResult = { kind: 'empty', payload: new Uint8Array(0), sequence: 0, timestamp: 0, marker: false, payloadType: 0 }
   readonly stats: JitterBufferStats = {
-    pushed: 0, played: 0, lost: 0, late: 0, duplicates: 0, overflows: 0, expands: 0, underruns: 0, skewDrops: 0, resets: 0, depth: 0, targetDepth: 0,
+    pushed: 0, played: 0, lost: 0, late: 0, duplicates: 0, overflows: 0, grows: 0, expands: 0, underruns: 0, skewDrops: 0, resets: 0, depth: 0, targetDepth: 0,
   }
 
   constructor(opts: JitterBufferOptions = {}) {
@@ -90,6 +117,7 @@ export class JitterBuffer {
     if ((this.slots & (this.slots - 1)) !== 0) throw new RangeError('slots must be a power of two')
     this.mask = this.slots - 1
     this.slotBytes = opts.slotBytes ?? 320
+    this.maxSlotBytes = Math.max(this.slotBytes, opts.maxSlotBytes ?? this.slotBytes)
     this.data = new Uint8Array(this.slots * this.slotBytes)
     this.seqs = new Int32Array(this.slots).fill(EMPTY)
     this.stamps = new Uint32Array(this.slots)
@@ -161,7 +189,10 @@ export class JitterBuffer {
       this.lens[idx] = -1
     } else {
       let n = length
-      if (n > this.slotBytes) { n = this.slotBytes; this.stats.overflows++ }
+      if (n > this.slotBytes) {
+        if (this.slotBytes < this.maxSlotBytes) this.grow(n)
+        if (n > this.slotBytes) { n = this.slotBytes; this.stats.overflows++ }
+      }
       // Byte loop instead of set(subarray): no view object per packet.
       const data = this.data
       const base = idx * this.slotBytes
@@ -169,6 +200,30 @@ export class JitterBuffer {
       this.lens[idx] = n
     }
   }
+
+  /**
+   * Re-lays the ring out with slots of at least `need` bytes (rounded up to
+   * 64, doubling, capped at maxSlotBytes), keeping what is buffered. Happens
+   * at most a few times per call (the peer's largest packet so far), never per
+   * packet. A PopResult payload handed out before stays valid: it views the
+   * old array, which lives on until the caller drops it.
+   */
+  private grow(need: number): void {
+    const size = Math.min(this.maxSlotBytes, Math.max((need + 63) & ~63, this.slotBytes * 2))
+    const data = new Uint8Array(this.slots * size)
+    const old = this.data
+    for (let i = 0; i < this.slots; i++) {
+      const len = this.lens[i]!
+      if (this.seqs[i] === EMPTY || len <= 0) continue
+      data.set(old.subarray(i * this.slotBytes, i * this.slotBytes + len), i * size)
+    }
+    this.data = data
+    this.slotBytes = size
+    this.stats.grows++
+  }
+
+  /** Bytes reserved per slot now (grows with the largest payload seen, up to maxSlotBytes). */
+  get slotSize(): number { return this.slotBytes }
 
   /** Called once per 20 ms tick (or more when a packet holds less than 20 ms). */
   pop(): PopResult {
