@@ -12,7 +12,16 @@
 
 const ZERO_CROSSINGS = 16
 const KAISER_BETA = 7.5
-const HISTORY_SLACK = 4096
+/**
+ * Input samples the history takes per pass beyond the filter window. Longer
+ * inputs are processed in passes of this size (same output, one window copy
+ * per pass), so it only has to cover the common call: one 20 ms frame. It
+ * used to be a flat 4096 (16 KiB of Float32 per resampler), which made every
+ * rate-converting call leg carry ~33 KiB of mostly idle history.
+ */
+function historySlack(inRate: number): number {
+  return Math.max(256, Math.ceil(inRate / 50 / 64) * 64)
+}
 
 function gcd(a: number, b: number): number {
   while (b) { const t = a % b; a = b; b = t }
@@ -89,7 +98,7 @@ export class Resampler {
     this.inRate = inRate
     this.outRate = outRate
     this.bank = designBank(inRate, outRate)
-    this.hist = new Float32Array(this.bank.tapsPerPhase + HISTORY_SLACK)
+    this.hist = new Float32Array(this.bank.tapsPerPhase + historySlack(inRate))
     this.histLen = this.bank.tapsPerPhase - 1 // primed with zeros
     this.phasePos = 0
   }
