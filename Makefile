@@ -1,7 +1,7 @@
 # Two commands for a new machine: `make start` runs the engine, `make test` runs
 # the whole suite. Both install what they need first and skip what is present.
 
-APT_PACKAGES := sip-tester rtpengine-daemon baresip espeak-ng pocketsphinx pocketsphinx-en-us postgresql sox kamailio
+APT_PACKAGES := sip-tester rtpengine-daemon baresip espeak-ng pocketsphinx pocketsphinx-en-us postgresql sox kamailio tcpdump
 NPM_STAMP := node_modules/.callplane-installed
 
 .PHONY: start test deps apt typecheck bench bench-quick sip-server

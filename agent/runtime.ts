@@ -264,8 +264,8 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
 
   /**
    * Frame times on our clock. media/frame.ts says `receivedAt` is
-   * performance.now(), but a port may stamp frames with another monotonic
-   * clock (the MediaSession uses process.hrtime, i.e. time since boot): turn
+   * performance.now() (the MediaSession's clock), but a port may stamp frames
+   * with another monotonic clock (e.g. process.hrtime, time since boot): turn
    * marks, the late-final check and barge-in latency all compare frame times
    * with performance.now(), so the offset is measured on the first frame.
    * Offsets under a second are delivery delay on the same clock, not skew.

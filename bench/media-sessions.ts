@@ -7,9 +7,12 @@
  * for PCMU legs; for Opus legs, real Opus packets encoded once here the way
  * the engine's SDP answer asks a peer to encode them), and it receives each
  * session's own outbound stream, measuring loss (sequence numbers) and the
- * egress pacing jitter | Δarrival − 20 ms | as the receiver sees it. The
- * engine's own scheduler lateness is reported beside it: the receiver's
- * figure also contains the generator's receive delays.
+ * egress pacing jitter | Δarrival − 20 ms | as the receiver sees it. With
+ * tcpdump (bench/wire-pacing.ts) the same deviation is measured on the wire,
+ * from kernel timestamps of the engine's packets: that is the engine's own
+ * pacing, and the step's pass/fail criterion; the receiver's figure also
+ * contains the generator's event-loop delays and is reported beside it, as is
+ * the engine's scheduler lateness.
  *
  * Every session is bidirectional and does real work each tick: inbound RTP is
  * jitter-buffered and decoded into frames for a consumer, outbound frames are
@@ -18,7 +21,8 @@
  * Steps: G.711 ladder (N PCMU sessions), then Opus↔PCMU transcoding ladder
  * (N bridged pairs: PCMU leg ↔ generator, Opus leg ↔ feeder, each pair
  * decodes and encodes both codecs). A step passes with zero loss (both
- * directions) and p99 egress pacing deviation ≤ 2 ms.
+ * directions) and p99 egress pacing deviation ≤ 2 ms (on the wire when
+ * tcpdump can capture, else at the receiver).
  *
  *   tsx bench/media-sessions.ts [--quick|--full] [--out file.json] [--only g711|opus] [--generators N]
  */
@@ -28,7 +32,8 @@ import { runInNewContext } from 'node:vm'
 import { finishBench, parseBenchArgs, type BenchFigure, type PlotSpec } from './bench-result.ts'
 import { cpuMeter, memoryKiB } from './proc-stats.ts'
 import { createCodec } from '../codecs/index.ts'
-import { cdfSeries, killRtpLoadGenerators, startRtpLoadGenerators, type RtpLoadStats, type RtpStreamSpec } from './rtp-load-generator.ts'
+import { cdfSeries, killRtpLoadGenerators, startRtpLoadGenerators, type RtpLoadStats, type RtpRunConfig, type RtpStreamSpec } from './rtp-load-generator.ts'
+import { startWireCapture, tcpdumpAvailable, type WirePacingStats } from './wire-pacing.ts'
 
 // ───────────────────────── bench (parent) ─────────────────────────
 
@@ -109,6 +114,10 @@ interface Step {
   inboundDropped: Drops
   egressLost: number
   egressDevP99Ms: number
+  /** On-the-wire pacing (tcpdump), when it could capture. */
+  wire: WirePacingStats | null
+  /** The pacing figure the step was judged on: on the wire when captured, else at the receiver. */
+  pacingP99Ms: number
   generatorCoreShare: number
   stats?: Omit<RtpLoadStats, 'hist'>
   hist?: RtpLoadStats['hist']
@@ -129,6 +138,21 @@ async function alignSchedulerWindow(): Promise<void> {
   engine.scheduler.resetStats()
 }
 
+/** One load run, with the on-the-wire capture over the same steady-state window. */
+async function runMeasured(cfg: RtpRunConfig): Promise<{ stats: RtpLoadStats; wire: WirePacingStats | null }> {
+  const running = gen.run(cfg)
+  await alignSchedulerWindow()
+  const cap = wireCapture ? await startWireCapture(ENGINE_PORT_MIN, ENGINE_PORT_MAX) : null
+  const stats = await running
+  const wire = cap ? await cap.stop() : null
+  return { stats, wire }
+}
+
+/** Judged on the wire when captured; the text says which. */
+function pacingOf(wire: WirePacingStats | null, receiverP99: number): { p99: number; where: string } {
+  return wire ? { p99: wire.p99, where: 'on the wire' } : { p99: receiverP99, where: 'at the receiver' }
+}
+
 const notes: string[] = []
 const figures: BenchFigure[] = []
 const plots: PlotSpec[] = []
@@ -141,7 +165,13 @@ const elapsed = () => (Date.now() - t0) / 1000
 const generators = process.argv.includes('--generators') ? Number(process.argv[process.argv.indexOf('--generators') + 1]) : Math.max(1, Math.floor(cpus().length / 4))
 const gen = await startRtpLoadGenerators(generators)
 const genPorts = await gen.open(SOCKETS)
-const engine = new MediaEngine({ rtpPortMin: 20000, rtpPortMax: 39999, bindHost: '127.0.0.1', sessionDefaults: { inactivityTimeoutMs: 0 } })
+// Below the kernel's ephemeral range (32768+), where the generator's own
+// sockets live, so a capture filtered on source port sees only the engine.
+const ENGINE_PORT_MIN = 20000
+const ENGINE_PORT_MAX = 31999
+const engine = new MediaEngine({ rtpPortMin: ENGINE_PORT_MIN, rtpPortMax: ENGINE_PORT_MAX, bindHost: '127.0.0.1', sessionDefaults: { inactivityTimeoutMs: 0 } })
+const wireCapture = tcpdumpAvailable()
+if (!wireCapture) notes.push('tcpdump not available: pacing is judged at the receiver only (install tcpdump and run as root for the on-the-wire figure)')
 const consumer = { onFrame() { /* a consumer forces decode, as an agent's VAD would */ } }
 // A full GC before each memory reading, so memory per session is what the
 // sessions retain, not how far the young generation happened to grow under
@@ -205,19 +235,17 @@ try {
     const setupSec = (Date.now() - s0) / 1000
     const before = sessionTotals(live)
     const meter = cpuMeter(process.pid)
-    const running = gen.run({ streams: pcmuStreams, durationMs: stepSec * 1000, drainMs: 400, warmupMs: WARMUP_MS })
-    const measuring = alignSchedulerWindow()
-    const stats = await running
-    await measuring
+    const { stats, wire } = await runMeasured({ streams: pcmuStreams, durationMs: stepSec * 1000, drainMs: 400, warmupMs: WARMUP_MS })
     const cpu = meter.read()
     const after = sessionTotals(live)
     const sched = engine.scheduler.getStats()
     const egressDev = stats.interArrivalDevMs?.p99 ?? NaN
+    const pacing = pacingOf(wire, egressDev)
     const inboundLost = Math.max(0, stats.packetsSent - (after.received - before.received))
     let reason: string | undefined
     if (stats.lost > 0) reason = `${stats.lost} egress packets lost`
     else if (inboundLost > 0) reason = `${inboundLost} inbound packets lost`
-    else if (!(egressDev <= JITTER_BOUND_MS)) reason = `p99 egress pacing deviation ${egressDev.toFixed(2)} ms > ${JITTER_BOUND_MS} ms`
+    else if (!(pacing.p99 <= JITTER_BOUND_MS)) reason = `p99 egress pacing deviation ${pacing.where} ${pacing.p99.toFixed(2)} ms > ${JITTER_BOUND_MS} ms`
     else if (stats.unsent > 0) reason = `generator fell behind (${stats.unsent} unsent)`
     const { hist, ...rest } = stats
     const step: Step = {
@@ -227,11 +255,11 @@ try {
       schedulerP99LateMs: sched.p99LatenessMs, schedulerLateTicks: sched.lateTicks, schedulerTickWorkMs: sched.meanTickWorkMs,
       schedulerTimerLateTicks: sched.timerLateTicks, schedulerTimerOvershootP99Ms: sched.p99TimerOvershootMs, schedulerTicks: sched.ticks,
       keptUp: sched.ticks + sched.skippedTicks >= 0.9 * (cpu.wallSec - (50 + WARMUP_MS) / 1000) * 50 && sched.meanTickWorkMs < 10,
-      inboundLost, inboundConcealed: after.concealed - before.concealed, inboundDropped: diffDrops(before.drops, after.drops), egressLost: stats.lost, egressDevP99Ms: egressDev,
+      inboundLost, inboundConcealed: after.concealed - before.concealed, inboundDropped: diffDrops(before.drops, after.drops), egressLost: stats.lost, egressDevP99Ms: egressDev, wire, pacingP99Ms: pacing.p99,
       generatorCoreShare: stats.generatorCoreShare, stats: rest, hist,
     }
     steps.push(step)
-    console.log(`  G.711 ${n} sessions: engine ${(cpu.coreShare * 100).toFixed(0)}% core (tick work ${sched.meanTickWorkMs.toFixed(2)} ms, scheduler late p99 ${sched.p99LatenessMs.toFixed(2)} ms, ${sched.lateTicks}/${sched.ticks} ticks > 2 ms late, ${sched.timerLateTicks} of them because the timer itself fired late), egress lost ${stats.lost}, inbound lost ${inboundLost}${dropText(step.inboundDropped)}, egress dev p99 ${egressDev.toFixed(2)} ms, generator ${(stats.generatorCoreShare * 100).toFixed(0)}% → ${step.ok ? 'PASS' : `FAIL (${reason})`}`)
+    console.log(`  G.711 ${n} sessions: engine ${(cpu.coreShare * 100).toFixed(0)}% core (tick work ${sched.meanTickWorkMs.toFixed(2)} ms, scheduler late p99 ${sched.p99LatenessMs.toFixed(2)} ms, ${sched.lateTicks}/${sched.ticks} ticks > 2 ms late, ${sched.timerLateTicks} of them because the timer itself fired late), egress lost ${stats.lost}, inbound lost ${inboundLost}${dropText(step.inboundDropped)}, egress dev p99 on the wire ${wire ? `${wire.p99.toFixed(2)} ms` : 'n/a'}, at the receiver ${egressDev.toFixed(2)} ms, generator ${(stats.generatorCoreShare * 100).toFixed(0)}% → ${step.ok ? 'PASS' : `FAIL (${reason})`}`)
     if (stats.lost > 0 || inboundLost > 0 || stats.unsent > 0) break
   }
   await closeAll()
@@ -258,20 +286,18 @@ try {
     const setupSec = (Date.now() - s0) / 1000
     const before = sessionTotals(live)
     const meter = cpuMeter(process.pid)
-    const running = gen.run({ streams: [...pcmuStreams, ...opusStreams], durationMs: stepSec * 1000, drainMs: 400, warmupMs: WARMUP_MS, payloadSets: [opusPayloads ?? []] })
-    const measuring = alignSchedulerWindow()
-    const stats = await running
-    await measuring
+    const { stats, wire } = await runMeasured({ streams: [...pcmuStreams, ...opusStreams], durationMs: stepSec * 1000, drainMs: 400, warmupMs: WARMUP_MS, payloadSets: [opusPayloads ?? []] })
     const cpu = meter.read()
     const after = sessionTotals(live)
     const sched = engine.scheduler.getStats()
     const egressDev = stats.interArrivalDevMs?.p99 ?? NaN
+    const pacing = pacingOf(wire, egressDev)
     const inboundLost = Math.max(0, stats.packetsSent - (after.received - before.received))
     const egressLost = stats.lost
     let reason: string | undefined
     if (egressLost > 0) reason = `${egressLost} egress packets lost`
     else if (inboundLost > 0) reason = `${inboundLost} inbound packets lost`
-    else if (!(egressDev <= JITTER_BOUND_MS)) reason = `p99 egress pacing deviation ${egressDev.toFixed(2)} ms > ${JITTER_BOUND_MS} ms`
+    else if (!(pacing.p99 <= JITTER_BOUND_MS)) reason = `p99 egress pacing deviation ${pacing.where} ${pacing.p99.toFixed(2)} ms > ${JITTER_BOUND_MS} ms`
     else if (stats.unsent > 0) reason = `generator fell behind (${stats.unsent} unsent)`
     const { hist, ...rest } = stats
     const step: Step = {
@@ -281,11 +307,11 @@ try {
       schedulerP99LateMs: sched.p99LatenessMs, schedulerLateTicks: sched.lateTicks, schedulerTickWorkMs: sched.meanTickWorkMs,
       schedulerTimerLateTicks: sched.timerLateTicks, schedulerTimerOvershootP99Ms: sched.p99TimerOvershootMs, schedulerTicks: sched.ticks,
       keptUp: sched.ticks + sched.skippedTicks >= 0.9 * (cpu.wallSec - (50 + WARMUP_MS) / 1000) * 50 && sched.meanTickWorkMs < 10,
-      inboundLost, inboundConcealed: after.concealed - before.concealed, inboundDropped: diffDrops(before.drops, after.drops), egressLost, egressDevP99Ms: egressDev,
+      inboundLost, inboundConcealed: after.concealed - before.concealed, inboundDropped: diffDrops(before.drops, after.drops), egressLost, egressDevP99Ms: egressDev, wire, pacingP99Ms: pacing.p99,
       generatorCoreShare: stats.generatorCoreShare, stats: rest, hist,
     }
     steps.push(step)
-    console.log(`  Opus↔PCMU ${n} pairs: engine ${(cpu.coreShare * 100).toFixed(0)}% core (tick work ${sched.meanTickWorkMs.toFixed(2)} ms, scheduler late p99 ${sched.p99LatenessMs.toFixed(2)} ms, ${sched.lateTicks}/${sched.ticks} ticks > 2 ms late, ${sched.timerLateTicks} of them because the timer itself fired late), egress lost ${egressLost}, inbound lost ${inboundLost}${dropText(step.inboundDropped)}, egress dev p99 ${egressDev.toFixed(2)} ms, generator ${(stats.generatorCoreShare * 100).toFixed(0)}% (sent late p99 ${stats.senderLateMs.p99.toFixed(1)} ms) → ${step.ok ? 'PASS' : `FAIL (${reason})`}`)
+    console.log(`  Opus↔PCMU ${n} pairs: engine ${(cpu.coreShare * 100).toFixed(0)}% core (tick work ${sched.meanTickWorkMs.toFixed(2)} ms, scheduler late p99 ${sched.p99LatenessMs.toFixed(2)} ms, ${sched.lateTicks}/${sched.ticks} ticks > 2 ms late, ${sched.timerLateTicks} of them because the timer itself fired late), egress lost ${egressLost}, inbound lost ${inboundLost}${dropText(step.inboundDropped)}, egress dev p99 on the wire ${wire ? `${wire.p99.toFixed(2)} ms` : 'n/a'}, at the receiver ${egressDev.toFixed(2)} ms, generator ${(stats.generatorCoreShare * 100).toFixed(0)}% (sent late p99 ${stats.senderLateMs.p99.toFixed(1)} ms) → ${step.ok ? 'PASS' : `FAIL (${reason})`}`)
     if (egressLost > 0 || inboundLost > 0) break
   }
 } finally {
@@ -299,7 +325,7 @@ function summarizeKind(kind: 'g711' | 'opus', label: string, target: number, per
   const unit = kind === 'opus' ? 'pairs' : 'sessions'
   const best = ks.filter((s) => s.ok).at(-1)
   figures.push({
-    id: `media.${kind}.max_sessions`, label: `${label}: most ${unit} with 0 loss and p99 egress pacing ≤ 2 ms (this box, generator included)`,
+    id: `media.${kind}.max_sessions`, label: `${label}: most ${unit} with 0 loss and p99 egress pacing ≤ 2 ms ${wireCapture ? 'on the wire' : 'at the receiver'} (this box, generator included)`,
     value: best?.sessions ?? 0, unit, better: 'higher',
   })
   const zeroLoss = ks.filter((s) => s.egressLost === 0 && s.inboundLost === 0).at(-1)
@@ -326,9 +352,15 @@ function summarizeKind(kind: 'g711' | 'opus', label: string, target: number, per
     id: `media.${kind}.memory_kb_per_session`, label: `${label}: memory per ${kind === 'opus' ? 'leg (PCMU and Opus legs averaged)' : 'session'}, PSS growth after a full GC / ${legs}`,
     value: Math.max(0, (at.retainedKiB - baseMem) / legs) * 1.024, unit: 'KB', better: 'lower', target: 100,
   })
+  if (at.wire) {
+    figures.push({
+      id: `media.${kind}.wire_pacing_p99_ms`, label: `${label}: p99 egress pacing deviation on the wire (tcpdump kernel timestamps, ${at.wire.packets} packets), at ${at.sessions}`,
+      value: at.wire.p99, unit: 'ms', better: 'lower', target: JITTER_BOUND_MS,
+    })
+  }
   figures.push({
-    id: `media.${kind}.egress_pacing_p99_ms`, label: `${label}: p99 egress pacing deviation as the receiver sees it, at ${at.sessions}`,
-    value: at.egressDevP99Ms, unit: 'ms', better: 'lower', target: JITTER_BOUND_MS,
+    id: `media.${kind}.egress_pacing_p99_ms`, label: `${label}: p99 egress pacing deviation as the receiving Node process stamps it (its own event-loop delays included), at ${at.sessions}`,
+    value: at.egressDevP99Ms, unit: 'ms', better: 'lower', ...(at.wire ? {} : { target: JITTER_BOUND_MS }),
   })
   figures.push({
     id: `media.${kind}.scheduler_late_p99_ms`, label: `${label}: p99 scheduler lateness inside the engine at ${at.sessions} (${at.schedulerLateTicks}/${at.schedulerTicks} ticks > 2 ms late, ${at.schedulerTimerLateTicks} with the timer itself late)`,
@@ -370,9 +402,11 @@ plots.push({
   id: 'media.callplane.capacity', compareKey: 'media.g711.capacity', title: 'Callplane media: pacing and loss vs sessions', kind: 'line',
   xLabel: 'concurrent sessions (G.711) / pairs (Opus)', yLabel: 'ms / % lost',
   series: [
-    { label: 'G.711 p99 egress pacing deviation (ms)', x: g.map((s) => s.sessions), y: g.map((s) => s.egressDevP99Ms) },
+    { label: 'G.711 p99 pacing deviation on the wire (ms)', x: g.map((s) => s.sessions), y: g.map((s) => s.wire?.p99 ?? NaN) },
+    { label: 'G.711 p99 pacing deviation at the receiver (ms)', x: g.map((s) => s.sessions), y: g.map((s) => s.egressDevP99Ms) },
     { label: 'G.711 scheduler p99 lateness (ms)', x: g.map((s) => s.sessions), y: g.map((s) => s.schedulerP99LateMs) },
-    { label: 'Opus↔PCMU p99 egress pacing deviation (ms)', x: o.map((s) => s.sessions), y: o.map((s) => s.egressDevP99Ms) },
+    { label: 'Opus↔PCMU p99 pacing deviation on the wire (ms)', x: o.map((s) => s.sessions), y: o.map((s) => s.wire?.p99 ?? NaN) },
+    { label: 'Opus↔PCMU p99 pacing deviation at the receiver (ms)', x: o.map((s) => s.sessions), y: o.map((s) => s.egressDevP99Ms) },
     { label: 'Opus↔PCMU scheduler p99 lateness (ms)', x: o.map((s) => s.sessions), y: o.map((s) => s.schedulerP99LateMs) },
   ],
   marks: [{ axis: 'y', value: JITTER_BOUND_MS, label: 'bound 2 ms' }],

@@ -51,8 +51,15 @@ export interface TickTask {
 const BUCKET_MS = 0.1
 const BUCKETS = 1000 // lateness histogram up to 100 ms
 
+/**
+ * The media clock in milliseconds: performance.now(), monotonic and
+ * sub-microsecond like process.hrtime, and the clock AudioFrame.receivedAt is
+ * documented in. process.hrtime.bigint() allocated a BigInt per call, and the
+ * clock is read in every poll of the final wait stage: measured with the
+ * sampling heap profiler, ~5 % of the media path's garbage at 100 sessions.
+ */
 export function hrtimeMs(): number {
-  return Number(process.hrtime.bigint()) / 1e6
+  return performance.now()
 }
 
 export interface SchedulerStats {

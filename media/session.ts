@@ -17,7 +17,7 @@ import { createCodec, type AudioCodec, type CodecName } from '../codecs/index.ts
 import { DtmfReceiver, DtmfSender, type DtmfEvent, type DtmfPacket } from '../codecs/dtmf.ts'
 import { ULAW_SILENCE, ALAW_SILENCE } from '../codecs/g711.ts'
 import type { AudioFrame, DuplexFrameSink, FrameSink, FrameSource, SampleRate } from './frame.ts'
-import { JitterBuffer } from './jitter-buffer.ts'
+import { JitterBuffer, slotSizingFor } from './jitter-buffer.ts'
 import { RtpPacketView, looksLikeRtcp, writeRtpHeader, RTP_HEADER_SIZE, type RtpParseError } from './rtp/packet.ts'
 import { RtpReceiveStats } from './rtp/receive-stats.ts'
 import { estimateMos, ntpMiddle, ntpNow, parseRtcp, rttMs, writeRtcpBye, writeRtcpReport, type RtcpInfo } from './rtp/rtcp.ts'
@@ -116,7 +116,7 @@ export interface MediaSessionStats {
 
 export interface SessionTimeoutEvent { reason: 'rtp-timeout'; idleMs: number }
 export interface FlushEvent {
-  /** hrtime ms of flush(), of the tick that applied it, and of the last audio packet sent. */
+  /** Media clock ms (hrtimeMs) of flush(), of the tick that applied it, and of the last audio packet sent. */
   requestedAt: number
   appliedAt: number
   lastAudioSentAt: number
@@ -226,6 +226,8 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
   private seq: number
   private ts: number
   private readonly sendRing: Uint8Array[] = []
+  /** Payload views into sendRing (after the RTP header), made once: no subarray per packet. */
+  private readonly sendPayloads: Uint8Array[] = []
   private ringIdx = 0
   private readonly queue: QueuedSource[] = []
   private ttsQueue: PcmQueueSource | null = null
@@ -338,7 +340,12 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
       this.silence = new Int16Array(frame)
       this.outFrame = { samples: new Int16Array(frame), sampleRate: this.sendCodec.sampleRate, rtpTimestamp: 0, receivedAt: 0 }
       this.sendRing.length = 0
-      for (let i = 0; i < SEND_RING; i++) this.sendRing.push(new Uint8Array(RTP_HEADER_SIZE + Math.max(this.sendCodec.maxPayload, 320)))
+      this.sendPayloads.length = 0
+      for (let i = 0; i < SEND_RING; i++) {
+        const b = new Uint8Array(RTP_HEADER_SIZE + Math.max(this.sendCodec.maxPayload, 320))
+        this.sendRing.push(b)
+        this.sendPayloads.push(b.subarray(RTP_HEADER_SIZE))
+      }
       this.egressAdapters.clear()
       this.recvCodecs.clear()
       this.rxStats = new RtpReceiveStats(this.sendCodec.clockRate)
@@ -346,7 +353,8 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
       // (jitterMaxDepth, ≤ 12 packets); a longer loss burst re-buffers. The ring
       // is the largest per-session buffer, so its size is memory per call.
       const maxDepth = Math.min(this.opts.jitterMaxDepth, 12)
-      this.jitter = new JitterBuffer({ slots: 16, minDepth: Math.min(this.opts.jitterMinDepth, maxDepth), maxDepth, slotBytes: this.sendCodec.name === 'opus' ? 512 : Math.max(320, this.sendCodec.maxPayload * 2) })
+      // Slots sized for this codec's packet at the negotiated ptime; a larger packet grows them once.
+      this.jitter = new JitterBuffer({ slots: 16, minDepth: Math.min(this.opts.jitterMinDepth, maxDepth), maxDepth, ...slotSizingFor(this.sendCodec, n.ptime) })
       this.inFrame = { samples: new Int16Array(frame), sampleRate: this.sendCodec.sampleRate, rtpTimestamp: 0, receivedAt: 0 }
       // One payload decodes to at most 120 ms (an Opus packet, RFC 6716 §3.2.5);
       // the FIFO holds that plus the partial frame left from the previous one.
@@ -788,7 +796,7 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
     }
     if (this.muteOut) pcm = this.silence
     const buf = this.ringNext()
-    const plen = this.encodeSilenceFast(codec, pcm, buf)
+    const plen = this.encodeSilenceFast(codec, pcm, this.sendPayloads[this.ringIdx]!)
     writeRtpHeader(buf, this.sendPt, this.markerNext, this.seq, this.ts, this.ssrc)
     this.markerNext = false
     this.seq = (this.seq + 1) & 0xffff
@@ -805,8 +813,7 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
     this.ts = (this.ts + codec.timestampStep) >>> 0
   }
 
-  private encodeSilenceFast(codec: AudioCodec, pcm: Int16Array, buf: Uint8Array): number {
-    const payload = buf.subarray(RTP_HEADER_SIZE)
+  private encodeSilenceFast(codec: AudioCodec, pcm: Int16Array, payload: Uint8Array): number {
     if (pcm === this.silence && (codec.name === 'PCMU' || codec.name === 'PCMA')) {
       payload.fill(codec.name === 'PCMU' ? ULAW_SILENCE : ALAW_SILENCE, 0, codec.frameSamples)
       return codec.frameSamples
