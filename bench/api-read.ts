@@ -14,11 +14,24 @@
  * rate through autocannon's own rate mode, which fires each connection's
  * per-second quota back to back at the top of every second and so measures a
  * burst, not a rate (see the notes in the result).
+ *
+ * Each route is measured twice: with `Accept-Encoding: gzip`, as browsers and
+ * HTTP client libraries send it (figure ids `api.<route>_gzip.*`), and without
+ * it (identity; the ids `api.<route>.*` keep the meaning they had before the
+ * API compressed). The generator counts body bytes without decoding them and
+ * records the Content-Encoding it got, so a run that asked for gzip and got
+ * identity (or the reverse) shows in the result.
+ *
+ * On a shared box a p99 of a few ms is as much the box's as the server's, so
+ * the fixed-rate window also reports, for the server and for the generator,
+ * the share of time their threads were runnable but waiting for a CPU (Linux
+ * schedstat) and their event-loop delay (p99, max), plus the server's GC pauses.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { connect, type Socket } from 'node:net'
 import { cpus, loadavg } from 'node:os'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
+import { PerformanceObserver, monitorEventLoopDelay } from 'node:perf_hooks'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -92,8 +105,28 @@ async function serve(): Promise<void> {
   await app.listen({ host: '127.0.0.1', port: 0 })
   const port = (app.server.address() as { port: number }).port
   process.stdout.write(`${JSON.stringify({ ready: true, port, callId })}\n`)
+  // Why a slow request was slow: the event loop's own stalls (GC, long tasks)
+  // show in its delay histogram; time this process's threads were runnable but
+  // not running (another process had the core) shows in schedstat's run-queue wait.
+  const loopDelay = monitorEventLoopDelay({ resolution: 1 })
+  loopDelay.enable()
+  const gc = { count: 0, totalMs: 0, maxMs: 0 }
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      gc.count++
+      gc.totalMs += e.duration
+      gc.maxMs = Math.max(gc.maxMs, e.duration)
+    }
+  }).observe({ entryTypes: ['gc'] })
   process.on('message', (m) => {
-    if (m === 'cpu') process.send?.({ cpu: process.cpuUsage(), queries })
+    if (m !== 'cpu') return
+    const stats: ServerStats = {
+      cpu: process.cpuUsage(), queries, runQueueWaitMs: runQueueWaitMs(),
+      loopDelayMs: { p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 }, gc: { ...gc },
+    }
+    loopDelay.reset()
+    Object.assign(gc, { count: 0, totalMs: 0, maxMs: 0 })
+    process.send?.(stats)
   })
   process.on('SIGTERM', () => {
     void app.close().then(() => db.close()).finally(() => process.exit(0))
@@ -118,13 +151,34 @@ function cannon(url: string, opts: { connections: number; durationSec: number; r
   })
 }
 
-function cpuOf(child: ChildProcess): Promise<NodeJS.CpuUsage & { queries: number }> {
+interface ServerStats {
+  cpu: NodeJS.CpuUsage
+  queries: number
+  /** Sum over the process's threads of the time spent waiting for a CPU (Linux /proc schedstat); NaN elsewhere. */
+  runQueueWaitMs: number
+  /** Event-loop delay since the previous sample. */
+  loopDelayMs: { p99: number; max: number }
+  /** Garbage collections on the main thread since the previous sample. */
+  gc: { count: number; totalMs: number; maxMs: number }
+}
+
+function runQueueWaitMs(): number {
+  try {
+    let ns = 0
+    for (const task of readdirSync('/proc/self/task')) ns += Number(readFileSync(`/proc/self/task/${task}/schedstat`, 'utf8').split(' ')[1])
+    return ns / 1e6
+  } catch {
+    return NaN
+  }
+}
+
+function cpuOf(child: ChildProcess): Promise<NodeJS.CpuUsage & Omit<ServerStats, 'cpu'>> {
   return new Promise((resolve) => {
     const on = (m: unknown) => {
       if (m && typeof m === 'object' && 'cpu' in m) {
         child.off('message', on)
-        const r = m as { cpu: NodeJS.CpuUsage; queries: number }
-        resolve({ ...r.cpu, queries: r.queries })
+        const { cpu, ...rest } = m as ServerStats
+        resolve({ ...cpu, ...rest })
       }
     }
     child.on('message', on)
@@ -337,24 +391,34 @@ async function main(): Promise<void> {
     for (const r of routes) {
       // Warm-up (JIT, caches) by count, not time: a starved server must still have
       // compiled its hot paths before the measured windows start.
-      await evenRate(r.url, { rate: 2000, durationSec: dur.warm * 2, connections: 32, warmupSec: 0, acceptEncoding: r.acceptEncoding })
+      // The identity run follows the gzip run of the same route (same handler, already hot): half the warm-up.
+      await evenRate(r.url, { rate: 2000, durationSec: r.acceptEncoding ? dur.warm * 2 : dur.warm, connections: 32, warmupSec: 0, acceptEncoding: r.acceptEncoding })
       const cpu0 = await cpuOf(child)
       const max = await cannon(r.url, { connections: 10, durationSec: dur.max, acceptEncoding: r.acceptEncoding })
       const cpu1 = await cpuOf(child)
       const cpuMsPerReq = (cpu1.user - cpu0.user + cpu1.system - cpu0.system) / 1000 / Math.max(1, max.requests)
       const e0 = await cpuOf(child)
       const g0 = process.cpuUsage()
+      const gWait0 = runQueueWaitMs()
+      const gLoop = monitorEventLoopDelay({ resolution: 1 })
+      gLoop.enable()
       const even = await evenRate(r.url, { rate: 2000, durationSec: dur.even, connections: 32, warmupSec: dur.evenWarm, acceptEncoding: r.acceptEncoding })
       const g1 = process.cpuUsage(g0)
+      gLoop.disable()
+      // The generator's own stalls add to the measured latency as much as the server's do.
+      const generatorWaitShare = (runQueueWaitMs() - gWait0) / (dur.even * 1000)
+      const generatorLoopDelayMs = { p99: gLoop.percentile(99) / 1e6, max: gLoop.max / 1e6 }
       const expected = r.acceptEncoding ?? 'identity'
       if (even.contentEncodings.some((e) => e !== expected)) console.warn(`${r.label}: asked for ${expected}, got ${even.contentEncodings.join(', ')}`)
       const e1 = await cpuOf(child)
       const generatorCoreShare = (g1.user + g1.system) / 1e6 / dur.even
       const evenCoreShare = (e1.user - e0.user + e1.system - e0.system) / 1e6 / dur.even
       const queriesPer1000 = ((e1.queries - e0.queries) * 1000) / Math.max(1, even.requests)
+      // Share of the window the server's threads spent runnable but off-CPU (another process on its core).
+      const waitShare = (e1.runQueueWaitMs - e0.runQueueWaitMs) / (dur.even * 1000)
       const burst = await cannon(r.url, { connections: 20, durationSec: dur.burst, rate: 2000, acceptEncoding: r.acceptEncoding })
       const { latencies, ...evenSummary } = even
-      details[r.id] = { acceptEncoding: r.acceptEncoding ?? 'none (identity)', max, at2000even: { ...evenSummary, serverCoreShare: evenCoreShare, generatorCoreShare, dbQueriesPer1000Requests: queriesPer1000 }, at2000autocannonRateMode: burst, serverCpuMsPerRequest: cpuMsPerReq }
+      details[r.id] = { acceptEncoding: r.acceptEncoding ?? 'none (identity)', max, at2000even: { ...evenSummary, serverCoreShare: evenCoreShare, generatorCoreShare, dbQueriesPer1000Requests: queriesPer1000, serverRunQueueWaitShare: waitShare, serverLoopDelayMs: e1.loopDelayMs, serverGc: e1.gc, generatorRunQueueWaitShare: generatorWaitShare, generatorLoopDelayMs }, at2000autocannonRateMode: burst, serverCpuMsPerRequest: cpuMsPerReq }
       // CDF from at most ~200 points of the sorted latencies.
       const step = Math.max(1, Math.floor(latencies.length / 200))
       const xs: number[] = []
@@ -373,11 +437,12 @@ async function main(): Promise<void> {
         { id: `api.${r.id}.p99_at_2000`, label: `${r.label}: p99 at 2,000 req/s offered evenly (open loop)`, value: Number(even.p99.toFixed(2)), unit: 'ms', better: 'lower', target: 10 },
         { id: `api.${r.id}.server_core_share_at_2000`, label: `${r.label}: API process CPU at 2,000 req/s`, value: Number((evenCoreShare * 100).toFixed(1)), unit: '% of a core', better: 'lower' },
         { id: `api.${r.id}.db_queries_per_1000_req`, label: `${r.label}: database queries per 1,000 requests at 2,000 req/s (read cache)`, value: Number(queriesPer1000.toFixed(2)), unit: 'queries', better: 'lower' },
+        { id: `api.${r.id}.server_cpu_wait_at_2000`, label: `${r.label}: share of the 2,000 req/s window the API process's threads waited for a CPU (other load on its core)`, value: Number((waitShare * 100).toFixed(2)), unit: '%', better: 'lower' },
         { id: `api.${r.id}.body_bytes`, label: `${r.label}: response body on the wire (Content-Encoding: ${even.contentEncodings.join(', ')})`, value: Math.round(even.bodyBytesPerResponse), unit: 'bytes', better: 'lower' },
         { id: `api.${r.id}.p99_at_2000_autocannon_rate_mode`, label: `${r.label}: p99 at 2,000 req/s through autocannon's rate mode (per-second bursts; for comparison)`, value: burst.p99, unit: 'ms', better: 'lower' },
       )
       lines.push(`${r.label.padEnd(36)} API CPU ${cpuMsPerReq.toFixed(3)} ms/req (≈ ${Math.round(1000 / cpuMsPerReq)} req/s on an idle core) | max ${Math.round(max.reqPerSec)} req/s (p50 ${max.p50} ms, p99 ${max.p99} ms, errors ${max.errors + max.non2xx})`)
-      lines.push(`${''.padEnd(36)} ${Math.round(even.bodyBytesPerResponse)} B/response (${even.contentEncodings.join(', ')}); at 2000 req/s even: ${Math.round(even.reqPerSec)} req/s, p50 ${even.p50.toFixed(2)} ms, p99 ${even.p99.toFixed(2)} ms, max ${even.max.toFixed(1)} ms, server ${(evenCoreShare * 100).toFixed(0)}% of a core (generator ${(generatorCoreShare * 100).toFixed(0)}%), ${queriesPer1000.toFixed(1)} DB queries/1000 req, errors ${even.errors + even.non2xx} (target p99 ≤ 10 ms) ${met ? 'MET' : 'NOT MET'} | autocannon rate mode: p99 ${burst.p99} ms`)
+      lines.push(`${''.padEnd(36)} ${Math.round(even.bodyBytesPerResponse)} B/response (${even.contentEncodings.join(', ')}); at 2000 req/s even: ${Math.round(even.reqPerSec)} req/s, p50 ${even.p50.toFixed(2)} ms, p99 ${even.p99.toFixed(2)} ms, max ${even.max.toFixed(1)} ms, server ${(evenCoreShare * 100).toFixed(0)}% of a core (generator ${(generatorCoreShare * 100).toFixed(0)}%), ${queriesPer1000.toFixed(1)} DB queries/1000 req, server waited for a CPU ${(waitShare * 100).toFixed(1)}% of the time, loop delay p99 ${e1.loopDelayMs.p99.toFixed(1)} ms max ${e1.loopDelayMs.max.toFixed(1)} ms, GC ${e1.gc.count}× max ${e1.gc.maxMs.toFixed(1)} ms (generator: waited ${(generatorWaitShare * 100).toFixed(1)}%, loop delay p99 ${generatorLoopDelayMs.p99.toFixed(1)} ms max ${generatorLoopDelayMs.max.toFixed(1)} ms), errors ${even.errors + even.non2xx} (target p99 ≤ 10 ms) ${met ? 'MET' : 'NOT MET'} | autocannon rate mode: p99 ${burst.p99} ms`)
       console.log(lines.at(-2))
       console.log(lines.at(-1))
     }
@@ -387,7 +452,7 @@ async function main(): Promise<void> {
       bench: pg ? 'api-read-postgres' : 'api-read', mode: args.mode, startedAt: new Date(started).toISOString(), durationSec: (Date.now() - started) / 1000,
       figures, plots, details,
       notes: [
-        `${pg ? 'PostgreSQL 15 (throwaway local cluster, pool of 10)' : 'Embedded PGlite store (one backend connection)'}, 500 seeded calls with transcripts; auth via the in-memory key cache; read cache at its default TTL; rate limit off.`,
+        `${pg ? 'PostgreSQL 15 (throwaway local cluster, pool of 10)' : 'Embedded PGlite store (one backend connection)'}, 500 seeded calls with transcripts (4 turns of random words each, so a page compresses like a real call log: ~58 KB JSON, ~7.5 KB gzip); each route measured with Accept-Encoding: gzip and without (identity), reported separately; auth via the in-memory key cache; read cache at its default TTL; rate limit off.`,
         pinned ? `API server process pinned to CPU 0 with taskset; ${driverPinned ? 'autocannon and the even-rate generator pinned to CPU 1' : 'generators not pinned'}.` : 'taskset unavailable: server not pinned.',
         'Fixed-rate figures come from an open-loop generator sending one request every 0.5 ms over 32 keep-alive connections, latency counted from when each request was due. autocannon\'s rate mode (overallRate) instead lets each connection send its per-second quota back to back as soon as a second starts, then idle: a closed-loop burst whose p99 is queueing within the burst, and it corrects for coordinated omission with a 1 ms expected interval (ceil(1 / per-connection rate)), adding synthetic samples for every ms of a slow response. Its p99 is kept for comparison only.',
         `Load average ${load.start.map((x) => x.toFixed(2)).join(' ')} at start (2 cores shared with other work): wall-clock latency depends on that load; CPU ms per request (and the projection from it) does not.`,

@@ -104,7 +104,9 @@ export function negotiateCoding(header: string | string[] | undefined): Coding |
  * Buffer actually sent.
  */
 export async function sendEncoded(req: FastifyRequest, reply: FastifyReply, body: EncodedBody): Promise<FastifyReply> {
-  reply.type('application/json; charset=utf-8').header('vary', 'accept-encoding')
+  const vary = reply.getHeader('vary')
+  // Added to, not replacing, a Vary another hook may have set (e.g. Origin for CORS).
+  reply.type('application/json; charset=utf-8').header('vary', vary ? `${String(vary)}, accept-encoding` : 'accept-encoding')
   const coding = body.compressible ? negotiateCoding(req.headers['accept-encoding']) : null
   if (coding) {
     const encoded = await body.encoded(coding).catch(() => null)

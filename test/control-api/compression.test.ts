@@ -84,7 +84,18 @@ t.test('GET /v1/calls and /v1/calls/:id answer in the coding asked for; invalida
   // A change with an event reaches gzip readers at once (the encoding lives in the cache entry it was made from).
   const before = JSON.parse(gunzipSync((await get(`/v1/calls/${ids[2]}`, 'gzip')).rawPayload).toString()) as { summary: string | null }
   t.equal(before.summary, null)
+  // The cache drops entries when the event reaches this node's bus: at once on
+  // PGlite, after the NOTIFY round trip on PostgreSQL; wait for it either way.
+  const seen = new Promise<void>((resolve) => {
+    const off = h.store.bus.subscribe((e) => {
+      if (e.type === 'call.summary' && e.callId === ids[2]) {
+        off()
+        resolve()
+      }
+    })
+  })
   await h.store.calls.setSummary(ids[2]!, 'caller asked for the opening hours')
+  await seen
   const detail = JSON.parse(gunzipSync((await get(`/v1/calls/${ids[2]}`, 'gzip')).rawPayload).toString()) as { summary: string }
   t.equal(detail.summary, 'caller asked for the opening hours', 'detail: fresh after the event')
   const page = JSON.parse(gunzipSync((await get('/v1/calls?limit=50', 'gzip')).rawPayload).toString()) as { data: Array<{ id: string; summary: string | null }> }

@@ -15,6 +15,7 @@ const SUITES = [
   'test/control-api/resources.test.ts',
   'test/control-api/auth.test.ts',
   'test/control-api/calls.test.ts',
+  'test/control-api/compression.test.ts',
   'test/control-api/webhooks-delivery.test.ts',
   'test/store/repositories.test.ts',
   'test/control-api/e2e-events.test.ts',
