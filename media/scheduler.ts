@@ -6,18 +6,20 @@
  *  1. setTimeout until `wakeEarlyMs` (1.5 ms) before it: libuv timers have
  *     millisecond granularity and run after the poll phase, so they fire up to
  *     ~1 ms late on an idle box (more when the loop is busy);
- *  2. setImmediate polling (socket I/O keeps being read) until `blockMs`
- *     before it (default 0: poll up to the target);
- *  3. optionally, Atomics.wait on a private cell for the last `blockMs`: a
- *     futex sleep with sub-millisecond resolution that costs no CPU; the loop
- *     is blocked that long and packets wait in the socket queue meanwhile.
- * The stage-2 poll is the clock's fixed cost (~8 % of a core per engine,
- * whatever the number of sessions). With { wakeEarlyMs: 2, blockMs: 2 } it
- * halves (measured 8 % → 4 % CPU on an empty clock), but on a CPU-contended
- * box a sleeping process waits for a core when the futex expires, while a
- * polling one still holds it: in interleaved runs on the loaded 2-core bench
- * box the blocking variants were not more punctual, so polling stays the
- * default (see bench/media-sessions.ts for the lateness it reports).
+ *  2. Atomics.wait on a private cell until `pollMs` before it: a futex sleep
+ *     with sub-millisecond resolution that costs no CPU; the loop is blocked
+ *     that long and packets wait in the socket queue meanwhile;
+ *  3. setImmediate polling (socket I/O keeps being read) for the last
+ *     `pollMs`, which also absorbs the futex wake-up latency on a busy box.
+ * The default polls the whole window (pollMs = wakeEarlyMs, no futex stage).
+ * That poll is the clock's fixed cost (~8 % of a core per engine whatever the
+ * number of sessions) and, measured with V8's sampling heap profiler at 100
+ * G.711 sessions, about a third of the media path's garbage (one Immediate
+ * object per poll). `pollMs: 0.3` saved 2–3 % of a core there, but in
+ * interleaved runs on the shared 2-core bench box (load 2–3) a sleeping
+ * thread waited for a core when the futex expired and the on-the-wire p99
+ * was not better (2.4–2.7 ms polling vs 4.4–5.5 ms), so polling stays the
+ * default until a quiet box says otherwise; `pollMs: 0` blocks to the target.
  *
  * Lateness is broken down so its cause shows: `timerOvershoot` (stage 1 woke
  * after the target: the event loop was blocked by other work, a GC pause or
@@ -68,7 +70,7 @@ export interface SchedulerStats {
   timerLateTicks: number
   /** p99 of how much later than asked setTimeout fired (ms). */
   p99TimerOvershootMs: number
-  /** Mean time per tick the clock spent blocked in its final sub-ms wait (ms). */
+  /** Mean time per tick the clock spent asleep in its futex stage (ms). */
   meanBlockedWaitMs: number
   /** Ticks that started more than `lateThresholdMs` after their target. */
   lateTicks: number
@@ -89,7 +91,7 @@ export class MediaScheduler {
   private readonly lateThresholdMs: number
   private readonly maxCatchUp: number
   private readonly wakeEarlyMs: number
-  private readonly blockMs: number
+  private readonly pollMs: number
   /** Never notified: Atomics.wait on it is a plain timed futex sleep. */
   private readonly waitCell = new Int32Array(new SharedArrayBuffer(4))
   /** When the pending setTimeout was asked to fire (0 = none pending). */
@@ -113,17 +115,17 @@ export class MediaScheduler {
 
   constructor(opts: {
     periodMs?: number; lateThresholdMs?: number; maxCatchUp?: number
-    /** Stage 1 ends this long before a target (default 2 ms). */
+    /** Stage 1 ends this long before a target (default 1.5 ms). */
     wakeEarlyMs?: number
-    /** Stage 3 (blocking futex wait) covers at most this much (default 0.5 ms; 0 polls to the target). */
-    blockMs?: number
+    /** Stage 3 polls this long before a target (default: all of wakeEarlyMs); before it, stage 2 sleeps. */
+    pollMs?: number
     onError?: (err: unknown, task: TickTask) => void
   } = {}) {
     this.periodMs = opts.periodMs ?? 20
     this.lateThresholdMs = opts.lateThresholdMs ?? 2
     this.maxCatchUp = opts.maxCatchUp ?? 5
     this.wakeEarlyMs = opts.wakeEarlyMs ?? 1.5
-    this.blockMs = Math.max(0, Math.min(opts.blockMs ?? 0, this.wakeEarlyMs))
+    this.pollMs = Math.max(0, Math.min(opts.pollMs ?? this.wakeEarlyMs, this.wakeEarlyMs))
     this.onError = opts.onError ?? ((err) => { if (this.taskErrors <= 10) console.error('media scheduler task failed:', err) })
   }
 
@@ -182,14 +184,16 @@ export class MediaScheduler {
       this.overshootHist[Math.min(BUCKETS, Math.max(0, Math.floor(over / BUCKET_MS)))]!++
       if (now > this.nextMs + this.lateThresholdMs) this.stats.timerLateTicks++
     }
-    const remaining = this.nextMs - now
-    if (remaining > this.blockMs) { this.arm(); return }
-    if (remaining > 0.02) {
-      Atomics.wait(this.waitCell, 0, 0, remaining)
+    let remaining = this.nextMs - now
+    if (remaining > this.wakeEarlyMs + 1) { this.arm(); return } // woke early (clock adjustments, a spurious immediate)
+    if (remaining > this.pollMs + 0.02) {
+      Atomics.wait(this.waitCell, 0, 0, remaining - this.pollMs)
       const after = hrtimeMs()
       this.stats.blockedMs += after - now
       now = after
+      remaining = this.nextMs - now
     }
+    if (remaining > 0) { this.immediate = setImmediate(this.wake); return }
     let late = now - this.nextMs
     if (late > this.maxCatchUp * this.periodMs) {
       // A stall (GC, blocked loop): resynchronise instead of bursting dozens of packets.
