@@ -135,6 +135,8 @@ export const callRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps 
   const read = { scope: 'calls:read' as const }
   const write = { scope: 'calls:write' as const }
   const tags = ['calls']
+  // Bodies are compressed up front only when the read cache will keep them (TTL 0 disables it).
+  const cached = deps.readCache.ttlMs > 0
 
   const liveCall = async (accountId: string, id: string): Promise<Call> => {
     const call = found(await calls.get(accountId, id), 'call', id)
@@ -149,7 +151,7 @@ export const callRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps 
       // The cache keeps the page serialized by the response schema and gzip-encoded
       // (see EncodedBody), so a hit neither queries, serializes nor compresses.
       const body = await deps.readCache.get(`list?${JSON.stringify(req.query)}`, req.auth.accountId, null,
-        async () => EncodedBody.of(Buffer.from(reply.serialize(await calls.list(req.auth.accountId, filter, { limit, cursor })) as string), { eager: true }))
+        async () => EncodedBody.of(Buffer.from(reply.serialize(await calls.list(req.auth.accountId, filter, { limit, cursor })) as string), { eager: cached }))
       return sendEncoded(req, reply, body)
     })
   app.get('/calls/:id', { config: read, schema: { tags, summary: 'Get a call with transcript, timings, quality and recordings', params: IdParams, response: { 200: CallDetail, ...errors(404) } } },
@@ -160,7 +162,7 @@ export const callRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps 
           const detail = found(await calls.getDetail(req.auth.accountId, req.params.id), 'call', req.params.id)
           const final = isFinal(detail.status)
           // Only a body that will be cached is compressed up front; a live call's is compressed if its one reader asks.
-          return { body: await EncodedBody.of(Buffer.from(reply.serialize(detail) as string), { eager: final }), final }
+          return { body: await EncodedBody.of(Buffer.from(reply.serialize(detail) as string), { eager: cached && final }), final }
         }, (d) => d.final)
       return sendEncoded(req, reply, body)
     })
