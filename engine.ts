@@ -163,6 +163,9 @@ export class Engine {
       // Tenants' URLs (play, agent HTTP tools) may not reach this host's network,
       // except in the embedded mode, where local servers are the point.
       const urlPolicy = new OutboundUrlPolicy({ allowPrivate: db.mode === 'embedded' })
+      // Its connection pool (the fetches pinned to approved addresses) closes with the calls.
+      sipApplication.onDrained(() => urlPolicy.close())
+      started.push(() => urlPolicy.close())
       // Every agent runtime reports its turn waterfall and barge-in latency to /metrics.
       const agentMetrics = registerAgentMetrics(registry)
       started.push(async () => agentMetrics.unregister())

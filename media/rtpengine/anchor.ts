@@ -103,7 +103,8 @@ export class RtpengineAnchor {
 
   /** rtpengine's per-call statistics (packets relayed per stream). */
   async query(ids: CallIds): Promise<NgResponse> {
-    return this.client.query(this.port, this.host, { 'call-id': ids.callId, 'from-tag': ids.fromTag })
+    // Without a from-tag rtpengine reports the whole call, every tag included.
+    return this.client.query(this.port, this.host, { 'call-id': ids.callId, ...(ids.fromTag ? { 'from-tag': ids.fromTag } : {}) })
   }
 
   async delete(ids: CallIds): Promise<void> {

@@ -54,13 +54,8 @@ export interface AgentMediaBinderOptions {
   urlPolicy?: OutboundUrlPolicy
 }
 
-/**
- * The SIP dialog identifiers of a call (RFC 3261 §12: Call-ID plus the two
- * tags), for a context that carries them. CallContext (media-binding.ts) does
- * not declare them yet; a sip/app caller that sets `sip` on the context gets
- * them used as rtpengine keys.
- */
-export interface SipDialogIds { callId: string; fromTag?: string; toTag?: string }
+/** The SIP dialog identifiers of a call (CallContext.sip). */
+export type SipDialogIds = NonNullable<CallContext['sip']>
 
 /**
  * rtpengine keys a call by Call-ID and the two tags (ng `call-id`,
@@ -125,7 +120,7 @@ class SessionLeg implements MediaLeg {
    */
   private async anchorKeys(answering: boolean): Promise<CallIds & { toTag: string }> {
     if (this.ids) return this.ids
-    let sip = (this.ctx as CallContext & { sip?: SipDialogIds }).sip ?? null
+    let sip: SipDialogIds | null = this.ctx.sip ?? null
     if (!sip?.callId && answering) {
       const rec = await this.o.store.calls.getById(this.ctx.callId).catch((err: unknown) => { this.log.warn({ err }, 'call record lookup for rtpengine keys failed'); return null })
       if (rec?.sipCallId) sip = { ...(sip ?? {}), callId: rec.sipCallId }

@@ -209,7 +209,8 @@ export class InboundRouter {
     req.on('cancel', () => { canceled = true })
     let leg
     try {
-      leg = await binder.answer({ callId: record.id, accountId: c.accountId, direction: 'inbound', agentId: c.agentId, from: c.from, to: c.to }, req.body)
+      const fromTag = (req.getParsedHeader('From') as { params?: Record<string, string> }).params?.tag
+      leg = await binder.answer({ callId: record.id, accountId: c.accountId, direction: 'inbound', agentId: c.agentId, from: c.from, to: c.to, sip: { callId: req.get('Call-ID'), ...(fromTag ? { fromTag } : {}) } }, req.body)
     } catch (err) {
       this.log.warn({ err, callId: record.id }, 'media answer failed')
       if (!res.finalResponseSent) res.send(488, 'Not Acceptable Here', {})

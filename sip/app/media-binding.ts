@@ -16,6 +16,12 @@ export interface CallContext {
   to: string
   /** Free-form: whisper text, transfer context, the number that was called... */
   metadata?: Record<string, unknown>
+  /**
+   * The SIP dialog this media answers (RFC 3261 §12: Call-ID and tags), when
+   * known: an inbound INVITE's Call-ID and From tag. Our own To tag is chosen
+   * by the SIP server when it answers, after the binder, so it is absent.
+   */
+  sip?: { callId: string; fromTag?: string; toTag?: string }
 }
 
 export interface MediaLeg {

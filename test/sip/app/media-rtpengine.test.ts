@@ -106,8 +106,12 @@ t.test('agent calls anchored through the rtpengine daemon', async (t) => {
   t.match(sipCallId, /^\d+-\d+@127\.0\.0\.1$/, `the call record holds sipp's Call-ID (${sipCallId})`)
   const probe = new RtpengineAnchor({ ng: rtpe.ng })
   t.teardown(() => probe.close())
-  const live = await probe.query({ callId: sipCallId, fromTag: 'peer' })
+  // ...and by the INVITE's From tag: sipp's tags look like <n>SIPpTag<nn><n>.
+  const live = await probe.query({ callId: sipCallId, fromTag: '' })
   t.equal(live.result, 'ok', `rtpengine's query knows the SIP Call-ID (${String(live['error-reason'] ?? live.result)})`)
+  const tags = Object.keys((live as { tags?: Record<string, unknown> }).tags ?? {})
+  const sippTag = tags.find((tag) => /SIPpTag/.test(tag))
+  t.ok(sippTag, `rtpengine keys the caller's side by the INVITE's From tag (tags: ${tags.join(', ')})`)
   type NgList = { result: string; calls?: string[] }
   const { Client } = createRequire(import.meta.url)('rtpengine-client') as { Client: new (o: { localAddress?: string }) => { list(port: number, host: string, o: Record<string, unknown>): Promise<NgList>; close(): void } }
   const ngClient = new Client({ localAddress: '127.0.0.1' })
@@ -120,7 +124,7 @@ t.test('agent calls anchored through the rtpengine daemon', async (t) => {
   const res = await sipp.done
   t.equal(res.code, 0, `sipp saw the BYE (${res.errors.slice(0, 200)})`)
   // The binder deleted the call in rtpengine: a query for it now fails.
-  const query = () => probe.query({ callId: sipCallId, fromTag: 'peer' }).catch((err: Error) => ({ result: 'error', 'error-reason': err.message }))
+  const query = () => probe.query({ callId: sipCallId, fromTag: sippTag ?? '' }).catch((err: Error) => ({ result: 'error', 'error-reason': err.message }))
   let q = await query()
   for (let i = 0; i < 20 && q.result === 'ok'; i++) { await sleep(100); q = await query() }
   t.not(q.result, 'ok', `rtpengine no longer knows the call (${String(q['error-reason'] ?? q.result)})`)
