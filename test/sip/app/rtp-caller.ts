@@ -1,17 +1,33 @@
 import { createSocket, type Socket } from 'node:dgram'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { ULAW_DECODE, ULAW_ENCODE } from '../../../codecs/g711.ts'
+import { ALAW_DECODE, ALAW_ENCODE, ULAW_DECODE, ULAW_ENCODE } from '../../../codecs/g711.ts'
+import { G722Decoder, G722Encoder } from '../../../codecs/g722.ts'
 import { runSipp, type SippResult } from '../../harness/sipp.ts'
 import { freePort } from '../../harness/ports.ts'
 
 /**
  * The caller side of a real call for media tests: sipp does the SIP (INVITE,
  * ACK, waits for our BYE), and the SDP it sends points at this process's UDP
- * socket, so the test itself sends and receives the call's RTP: PCMU audio
- * from a signal function, decoded PCMU and RFC 4733 events received.
+ * socket, so the test itself sends and receives the call's RTP: audio in one
+ * codec (PCMU unless told otherwise) from a signal function, the decoded audio
+ * and RFC 4733 events received.
  */
 export interface ReceivedEvent { event: number; end: boolean; timestamp: number }
+
+export type CodecName = 'PCMU' | 'PCMA' | 'G722'
+/** Static payload types, RFC 3551 §6 table 4. */
+export const CODECS: Record<CodecName, { pt: number; rtpmap: string; rate: 8000 | 16000 }> = {
+  PCMU: { pt: 0, rtpmap: 'PCMU/8000', rate: 8000 },
+  PCMA: { pt: 8, rtpmap: 'PCMA/8000', rate: 8000 },
+  // RFC 3551 §4.5.2: G.722 samples at 16 kHz but its RTP clock runs at 8000
+  // (an error kept for compatibility), so 20 ms is still 160 timestamp units.
+  G722: { pt: 9, rtpmap: 'G722/8000', rate: 16000 },
+}
+/** RTP timestamp units per 20 ms packet: an 8000 Hz clock for all three codecs (and for telephone-event). */
+const TS_PER_PACKET = 160
+/** Payload bytes per 20 ms: 160 G.711 samples, or 320 G.722 samples at 4 bits each (64 kbit/s). */
+const PAYLOAD_BYTES = 160
 
 /** Deterministic white noise: a fixed pseudo-random sequence, known sample by sample. */
 export function noise(len: number, amplitude = 6000, seed = 12345): Int16Array {
@@ -24,16 +40,19 @@ export function noise(len: number, amplitude = 6000, seed = 12345): Int16Array {
   return out
 }
 
+/** A sinusoid as a signal function: sample n at `rate` Hz. */
+export const tone = (freq: number, rate = 8000, amplitude = 6000) => (n: number): number => Math.round(amplitude * Math.sin((2 * Math.PI * freq * n) / rate))
+
 export class RtpCaller {
   readonly socket: Socket
   port = 0
   /** Where the engine's RTP comes from (learnt from its first packet). */
   remote: { address: string; port: number } | null = null
-  /** Everything received as PCMU, decoded, in arrival order, with the wall time of each 20 ms packet. */
+  /** Everything received in the caller's codec, decoded (at `rate`), in arrival order, with the wall time of each packet. */
   readonly audio: Int16Array[] = []
   readonly audioAt: number[] = []
   readonly events: ReceivedEvent[] = []
-  /** The signal sent: sample n of the call is signal(n). */
+  /** The signal sent, at the codec's sample rate: sample n of the call is signal(n). */
   signal: (n: number) => number = () => 0
   /** Samples sent so far (the index of the next sample). */
   sent = 0
@@ -45,24 +64,33 @@ export class RtpCaller {
   private digitTs = 0
   private timer: NodeJS.Timeout | null = null
   private t0 = 0
+  /** G.722 is stateful (ADPCM predictors, QMF delay lines): one encoder and one decoder per direction of the call. */
+  private readonly g722enc: G722Encoder | null
+  private readonly g722dec: G722Decoder | null
+  private readonly frame: Int16Array
 
-  constructor() {
+  constructor(readonly codec: CodecName = 'PCMU') {
     this.socket = createSocket('udp4')
+    this.g722enc = codec === 'G722' ? new G722Encoder() : null
+    this.g722dec = codec === 'G722' ? new G722Decoder() : null
+    this.frame = new Int16Array(this.rate / 50)
   }
+
+  /** The codec's sample rate: what signal(n), `sent` and the decoded audio count in. */
+  get rate(): 8000 | 16000 { return CODECS[this.codec].rate }
 
   async start(): Promise<void> {
     await new Promise<void>((r) => this.socket.bind(0, '127.0.0.1', () => r()))
     this.port = this.socket.address().port
+    const audioPt = CODECS[this.codec].pt
     this.socket.on('message', (msg, rinfo) => {
       if (msg.length < 12 || msg[0]! >> 6 !== 2) return
       this.remote ??= { address: rinfo.address, port: rinfo.port }
       const pt = msg[1]! & 0x7f
       const cc = msg[0]! & 0x0f
       const payload = msg.subarray(12 + cc * 4)
-      if (pt === 0) {
-        const pcm = new Int16Array(payload.length)
-        for (let i = 0; i < payload.length; i++) pcm[i] = ULAW_DECODE[payload[i]!]!
-        this.audio.push(pcm)
+      if (pt === audioPt) {
+        this.audio.push(this.decode(payload))
         this.audioAt.push(Date.now())
       } else if (pt === 101 && payload.length >= 4) {
         // RFC 4733 §2.3: event, E bit, volume, duration.
@@ -73,7 +101,7 @@ export class RtpCaller {
     this.t0 = Date.now()
     this.timer = setInterval(() => {
       const due = Math.floor((Date.now() - this.t0) / 20)
-      while (this.ts / 160 < due) this.sendFrame()
+      while (this.ts / TS_PER_PACKET < due) this.sendFrame()
     }, 10)
   }
 
@@ -82,17 +110,33 @@ export class RtpCaller {
     for (const d of digits) this.digitQueue.push('0123456789*#ABCD'.indexOf(d.toUpperCase()))
   }
 
+  private decode(payload: Uint8Array): Int16Array {
+    if (this.g722dec) {
+      const pcm = new Int16Array(payload.length * 2)
+      this.g722dec.decode(payload, pcm)
+      return pcm
+    }
+    const table = this.codec === 'PCMA' ? ALAW_DECODE : ULAW_DECODE
+    return Int16Array.from(payload, (b) => table[b]!)
+  }
+
   private sendFrame(): void {
     if (this.digitQueue.length > 0) return this.sendEvent()
-    const b = Buffer.alloc(12 + 160)
+    const b = Buffer.alloc(12 + PAYLOAD_BYTES)
     b[0] = 0x80
-    b[1] = 0
+    b[1] = CODECS[this.codec].pt
     b.writeUInt16BE(this.seq++ & 0xffff, 2)
     b.writeUInt32BE(this.ts >>> 0, 4)
     b.writeUInt32BE(0x1234abcd, 8)
-    for (let i = 0; i < 160; i++) b[12 + i] = ULAW_ENCODE[this.signal(this.sent + i) & 0xffff]!
-    this.sent += 160
-    this.ts += 160
+    const pcm = this.frame
+    for (let i = 0; i < pcm.length; i++) pcm[i] = this.signal(this.sent + i)
+    if (this.g722enc) this.g722enc.encode(pcm, b.subarray(12))
+    else {
+      const table = this.codec === 'PCMA' ? ALAW_ENCODE : ULAW_ENCODE
+      for (let i = 0; i < pcm.length; i++) b[12 + i] = table[pcm[i]! & 0xffff]!
+    }
+    this.sent += pcm.length
+    this.ts += TS_PER_PACKET
     if (this.remote) this.socket.send(b, this.remote.port, this.remote.address)
   }
 
@@ -108,9 +152,10 @@ export class RtpCaller {
     b.writeUInt32BE(0x1234abcd, 8)
     b[12] = this.digitQueue[0]!
     b[13] = (end ? 0x80 : 0) | 10
-    b.writeUInt16BE(Math.min(this.digitPkt + 1, 6) * 160, 14)
-    this.sent += 160
-    this.ts += 160
+    // Duration in RTP clock units (telephone-event/8000), whatever the audio codec's sample rate.
+    b.writeUInt16BE(Math.min(this.digitPkt + 1, 6) * TS_PER_PACKET, 14)
+    this.sent += this.frame.length
+    this.ts += TS_PER_PACKET
     if (this.remote) this.socket.send(b, this.remote.port, this.remote.address)
     if (++this.digitPkt >= 8) { this.digitQueue.shift(); this.digitPkt = 0 }
   }
@@ -143,12 +188,33 @@ export class RtpCaller {
 }
 
 /**
- * Places a call from sipp to `service` on the engine with SDP that points at
- * `caller`'s socket (PCMU, plus telephone-event unless `dtmf` is false). sipp
- * answers the engine's BYE; with `infoDigits` it first expects one SIP INFO
- * application/dtmf-relay per digit, in order (the DTMF fallback).
+ * The caller's SDP (RFC 4566), indented for a sipp CDATA block: one m=audio
+ * line at its socket offering its codec alone, plus telephone-event
+ * (RFC 4733 §7.1.1, events 0-16) when `dtmf`.
  */
-export async function placeCall(o: { dir: string; sipPort: number; service: string; caller: RtpCaller; dtmf?: boolean; infoDigits?: string; reinvites?: number; timeoutMs?: number }): Promise<{ done: Promise<SippResult>; kill: () => void }> {
+function callerSdp(caller: RtpCaller, version: number, direction: string, dtmf: boolean): string {
+  const { pt, rtpmap } = CODECS[caller.codec]
+  return [
+    'v=0',
+    `o=caller 1 ${version} IN IP4 127.0.0.1`,
+    's=-',
+    'c=IN IP4 127.0.0.1',
+    't=0 0',
+    `m=audio ${caller.port} RTP/AVP ${pt}${dtmf ? ' 101' : ''}`,
+    `a=rtpmap:${pt} ${rtpmap}`,
+    ...(dtmf ? ['a=rtpmap:101 telephone-event/8000', 'a=fmtp:101 0-16'] : []),
+    `a=${direction}`,
+  ].map((l) => `      ${l}`).join('\n')
+}
+
+/**
+ * Places a call from sipp to `service` on the engine with SDP that points at
+ * `caller`'s socket (its codec, plus telephone-event unless `dtmf` is false).
+ * sipp answers the engine's BYE; with `infoDigits` it first expects one SIP
+ * INFO application/dtmf-relay per digit, in order (the DTMF fallback).
+ * `localIp` is the address sipp sends from (a trunk matched by source address).
+ */
+export async function placeCall(o: { dir: string; sipPort: number; service: string; caller: RtpCaller; dtmf?: boolean; infoDigits?: string; reinvites?: number; timeoutMs?: number; localIp?: string }): Promise<{ done: Promise<SippResult>; kill: () => void }> {
   const dtmf = o.dtmf !== false
   // Hold/unhold re-INVITEs from the engine (RFC 3264 §8.4): answered with the
   // mirror direction of the offer (sendonly → recvonly).
@@ -167,14 +233,7 @@ export async function placeCall(o: { dir: string; sipPort: number; service: stri
       Content-Type: application/sdp
       Content-Length: [len]
 
-      v=0
-      o=caller 1 ${2 + i} IN IP4 127.0.0.1
-      s=-
-      c=IN IP4 127.0.0.1
-      t=0 0
-      m=audio ${o.caller.port} RTP/AVP 0${dtmf ? ' 101' : ''}
-      a=rtpmap:0 PCMU/8000${dtmf ? '\n      a=rtpmap:101 telephone-event/8000\n      a=fmtp:101 0-16' : ''}
-      a=${i % 2 === 0 ? 'recvonly' : 'sendrecv'}
+${callerSdp(o.caller, 2 + i, i % 2 === 0 ? 'recvonly' : 'sendrecv', dtmf)}
     ]]></send>
   <recv request="ACK"/>`).join('')
   // check_it: sipp fails the call when the INFO body does not carry the expected digit.
@@ -191,6 +250,8 @@ export async function placeCall(o: { dir: string; sipPort: number; service: stri
       [last_CSeq:]
       Content-Length: 0
     ]]></send>`).join('')
+  // The ACK goes to the 2xx's Contact through its Record-Route set
+  // (RFC 3261 §13.2.2.4, §12.1.2): sipp's rrs/[next_url]/[routes].
   const xml = `<?xml version="1.0" encoding="ISO-8859-1" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 <scenario name="media caller">
@@ -206,25 +267,19 @@ export async function placeCall(o: { dir: string; sipPort: number; service: stri
       Content-Type: application/sdp
       Content-Length: [len]
 
-      v=0
-      o=caller 1 1 IN IP4 127.0.0.1
-      s=-
-      c=IN IP4 127.0.0.1
-      t=0 0
-      m=audio ${o.caller.port} RTP/AVP 0${dtmf ? ' 101' : ''}
-      a=rtpmap:0 PCMU/8000${dtmf ? '\n      a=rtpmap:101 telephone-event/8000\n      a=fmtp:101 0-16' : ''}
-      a=sendrecv
+${callerSdp(o.caller, 1, 'sendrecv', dtmf)}
     ]]></send>
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="183" optional="true"/>
-  <recv response="200" rtd="true"/>
+  <recv response="200" rtd="true" rrs="true"/>
   <send><![CDATA[
-      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      ACK [next_url] SIP/2.0
       Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       From: sipp <sip:+14155550100@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
       To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
       Call-ID: [call_id]
+      [routes]
       CSeq: 1 ACK
       Contact: sip:sipp@[local_ip]:[local_port]
       Max-Forwards: 70
@@ -244,7 +299,7 @@ export async function placeCall(o: { dir: string; sipPort: number; service: stri
 `
   const file = join(o.dir, `caller-${o.caller.port}.xml`)
   writeFileSync(file, xml)
-  return runSipp({ scenario: file, remote: `127.0.0.1:${o.sipPort}`, localPort: await freePort(), service: o.service, timeoutMs: (o.timeoutMs ?? 120000) + 10000 })
+  return runSipp({ scenario: file, remote: `127.0.0.1:${o.sipPort}`, localPort: await freePort(), ...(o.localIp ? { localIp: o.localIp } : {}), service: o.service, timeoutMs: (o.timeoutMs ?? 120000) + 10000 })
 }
 
 /** sipp refuses variables assigned but never used: reference them. */
@@ -253,7 +308,6 @@ function refs(infos: number, reinvites: number): string {
   return names.length ? `\n  <Reference variables="${names.join(',')}"/>` : ''
 }
 
-/** Power of `freq` in `pcm` relative to its total power (Goertzel), 0..1. */
 /**
  * After placeCall: the id of the call the API lists as in progress (polled for
  * up to 20 s) and whether the engine's RTP reached the caller (up to 5 s more).
@@ -270,6 +324,7 @@ export async function awaitAnsweredCall(api: (path: string) => Promise<Response>
   return { callId, rtp: Boolean(caller.remote) }
 }
 
+/** Power of `freq` in `pcm` (sampled at `rate`) relative to its total power (Goertzel), 0..1. */
 export function toneRatio(pcm: Int16Array, freq: number, rate = 8000): number {
   const n = pcm.length
   if (n === 0) return 0
