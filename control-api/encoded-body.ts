@@ -27,8 +27,14 @@ export class EncodedBody {
 
   private constructor(readonly identity: Buffer) {}
 
-  /** Wraps serialized JSON; with `eager`, waits for its gzip encoding too (when it is worth compressing). */
-  static async of(json: Buffer, opts: { eager?: boolean } = {}): Promise<EncodedBody> {
+  /**
+   * Wraps serialized JSON; with `eager`, waits for its gzip encoding too (when
+   * it is worth compressing). A cache refresh passes the body it replaces: when
+   * the bytes are the same (the common case for a hot page), that body is kept
+   * with the encodings already made, so an unchanged page is not compressed again.
+   */
+  static async of(json: Buffer, opts: { eager?: boolean; previous?: EncodedBody } = {}): Promise<EncodedBody> {
+    if (opts.previous && opts.previous.identity.equals(json)) return opts.previous
     const body = new EncodedBody(json)
     if (opts.eager && body.compressible) await body.encoded('gzip').catch(() => undefined)
     return body

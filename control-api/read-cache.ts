@@ -47,7 +47,12 @@ export class ReadCache {
     this.unsubscribe = bus.subscribe((evt) => this.invalidate(evt.accountId, evt.callId))
   }
 
-  async get<T>(key: string, accountId: string, callId: string | null, load: () => Promise<T>, cacheable: (v: T) => boolean = () => true): Promise<T> {
+  /**
+   * `load` gets the value it replaces when it runs as a background refresh, so
+   * it can keep work derived from it (EncodedBody keeps its compressed
+   * encodings when the new bytes are the same); on a miss it gets nothing.
+   */
+  async get<T>(key: string, accountId: string, callId: string | null, load: (previous?: T) => Promise<T>, cacheable: (v: T) => boolean = () => true): Promise<T> {
     if (this.ttlMs <= 0) return load()
     const k = `${accountId}|${key}`
     const hit = this.entries.get(k)
@@ -57,14 +62,15 @@ export class ReadCache {
       if (now - hit.loadedAt > this.ttlMs * REFRESH_AT && !this.inflight.has(k)) {
         this.refreshes++
         // Errors of a background reload only drop the entry; the next miss reports them.
-        this.load(k, accountId, callId, load, cacheable).catch(() => this.drop(k))
+        const previous = hit.value as T
+        this.load(k, accountId, callId, () => load(previous), cacheable).catch(() => this.drop(k))
       }
       return hit.value as T
     }
     this.misses++
     const pending = this.inflight.get(k)
     if (pending) return pending.promise as Promise<T>
-    return this.load(k, accountId, callId, load, cacheable)
+    return this.load(k, accountId, callId, () => load(), cacheable)
   }
 
   private load<T>(k: string, accountId: string, callId: string | null, load: () => Promise<T>, cacheable: (v: T) => boolean): Promise<T> {

@@ -150,19 +150,19 @@ export const callRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps 
       if (filter.after && filter.before && filter.after >= filter.before) throw new ApiError(400, 'validation_failed', 'invalid querystring: after must be earlier than before')
       // The cache keeps the page serialized by the response schema and gzip-encoded
       // (see EncodedBody), so a hit neither queries, serializes nor compresses.
-      const body = await deps.readCache.get(`list?${JSON.stringify(req.query)}`, req.auth.accountId, null,
-        async () => EncodedBody.of(Buffer.from(reply.serialize(await calls.list(req.auth.accountId, filter, { limit, cursor })) as string), { eager: cached }))
+      const body = await deps.readCache.get<EncodedBody>(`list?${JSON.stringify(req.query)}`, req.auth.accountId, null,
+        async (previous) => EncodedBody.of(Buffer.from(reply.serialize(await calls.list(req.auth.accountId, filter, { limit, cursor })) as string), { eager: cached, previous }))
       return sendEncoded(req, reply, body)
     })
   app.get('/calls/:id', { config: read, schema: { tags, summary: 'Get a call with transcript, timings, quality and recordings', params: IdParams, response: { 200: CallDetail, ...errors(404) } } },
     async (req, reply) => {
       // Finished calls are cached briefly (see ReadCache); live ones are always read.
-      const { body } = await deps.readCache.get(`call/${req.params.id}`, req.auth.accountId, req.params.id,
-        async () => {
+      const { body } = await deps.readCache.get<{ body: EncodedBody; final: boolean }>(`call/${req.params.id}`, req.auth.accountId, req.params.id,
+        async (previous) => {
           const detail = found(await calls.getDetail(req.auth.accountId, req.params.id), 'call', req.params.id)
           const final = isFinal(detail.status)
           // Only a body that will be cached is compressed up front; a live call's is compressed if its one reader asks.
-          return { body: await EncodedBody.of(Buffer.from(reply.serialize(detail) as string), { eager: cached && final }), final }
+          return { body: await EncodedBody.of(Buffer.from(reply.serialize(detail) as string), { eager: cached && final, previous: previous?.body }), final }
         }, (d) => d.final)
       return sendEncoded(req, reply, body)
     })

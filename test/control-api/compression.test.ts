@@ -41,6 +41,13 @@ t.test('EncodedBody compresses once, shares concurrent work and skips small bodi
   t.same(brotliDecompressSync(await body.encoded('br')), json)
   t.equal(await body.encoded('br'), await body.encoded('br'), 'br also kept once made')
   t.notOk((await EncodedBody.of(Buffer.from('{"a":1}'))).compressible, 'small bodies stay identity')
+
+  // A refresh that reads the same bytes keeps the body and its encodings; changed bytes get a new one.
+  t.equal(await EncodedBody.of(Buffer.from(json), { eager: true, previous: body }), body, 'same bytes: the previous body, not compressed again')
+  const changed = Buffer.from(json.toString().replace('"i":0', '"i":9'))
+  const next = await EncodedBody.of(changed, { eager: true, previous: body })
+  t.not(next, body)
+  t.same(gunzipSync(await next.encoded('gzip')), changed, 'changed bytes: compressed afresh')
 })
 
 t.test('GET /v1/calls and /v1/calls/:id answer in the coding asked for; invalidation still holds', async (t) => {

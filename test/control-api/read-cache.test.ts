@@ -140,3 +140,23 @@ t.test('a read slower than the TTL still serves the readers after it (no reload 
   t.equal(reads, 1)
   cache.close()
 })
+
+t.test('a background refresh hands the loader the value it replaces; a miss does not', async (t) => {
+  const bus = new EventBus()
+  const cache = new ReadCache(bus, 400)
+  const seen: Array<string | undefined> = []
+  let n = 0
+  const load = async (previous?: string) => {
+    seen.push(previous)
+    return `v${++n}`
+  }
+  t.equal(await cache.get('k', ACC, null, load), 'v1')
+  await sleep(320) // past three quarters of the TTL
+  t.equal(await cache.get('k', ACC, null, load), 'v1', 'served while the refresh runs')
+  await sleep(5)
+  t.equal(await cache.get('k', ACC, null, load), 'v2')
+  bus.publish(event(ACC, null))
+  t.equal(await cache.get('k', ACC, null, load), 'v3', 'after an event: a miss')
+  t.same(seen, [undefined, 'v1', undefined], 'only the refresh saw the previous value')
+  cache.close()
+})
