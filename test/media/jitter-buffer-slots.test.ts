@@ -58,3 +58,76 @@ t.test('growth stops at maxSlotBytes; bigger payloads are truncated and counted'
   t.equal(fixed.slotSize, 160, 'without maxSlotBytes the slots never grow (old behaviour)')
   t.equal(fixed.stats.overflows, 1)
 })
+
+// ── End to end through a MediaSession: packets larger than the first slot size arrive whole ──
+
+import { createSocket } from 'node:dgram'
+import { createCodec } from '../../codecs/index.ts'
+import { engineFor, frameCollector, sleep } from './helpers.ts'
+
+const sdpFor = (port: number, pt: number, codec: string, ptime: number) =>
+  `v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio ${port} RTP/AVP ${pt}\r\na=rtpmap:${pt} ${codec}\r\na=ptime:${ptime}\r\n`
+
+t.test('Opus packets far above the 128-byte first slot (and the old 512-byte cap) decode cleanly', async (t) => {
+  const engine = await engineFor(t, 4, { sessionDefaults: { inactivityTimeoutMs: 0 } })
+  const s = await engine.createSession({ codecs: ['opus'], opusSampleRate: 48000 })
+  // The peer must send from the SDP address to be latched at once: answer to an offer naming a port we then send from.
+  const peer = createSocket('udp4')
+  await new Promise<void>((r) => peer.bind(0, '127.0.0.1', () => r()))
+  t.teardown(() => peer.close())
+  await s.createAnswer(sdpFor(peer.address().port, 111, 'opus/48000/2', 20))
+  const frames = frameCollector(s)
+  const enc = createCodec({ name: 'opus', sampleRate: 48000, fmtp: 'maxaveragebitrate=256000', opusComplexity: 5 })
+  const pcm = new Int16Array(960)
+  const out = new Uint8Array(1500)
+  const sizes: number[] = []
+  for (let f = 0; f < 40; f++) {
+    for (let i = 0; i < 960; i++) pcm[i] = Math.round(8000 * Math.sin((2 * Math.PI * 1000 * (f * 960 + i)) / 48000) + 3000 * Math.sin((2 * Math.PI * 7300 * (f * 960 + i)) / 48000))
+    const n = enc.encode(pcm, out)
+    sizes.push(n)
+    const hdr = Buffer.alloc(12)
+    hdr[0] = 0x80; hdr[1] = 111
+    hdr.writeUInt16BE(500 + f, 2); hdr.writeUInt32BE(f * 960, 4); hdr.writeUInt32BE(0x4321, 8)
+    peer.send([hdr, Buffer.from(out.subarray(0, n))], s.localPort, '127.0.0.1')
+    await sleep(20)
+  }
+  await sleep(200)
+  const st = s.stats()
+  t.ok(Math.max(...sizes) > 512, `the peer sent packets up to ${Math.max(...sizes)} bytes`)
+  t.equal(st.packetsReceived, 40, 'every packet received')
+  t.equal(st.garbage.undecodable, 0, 'no packet was truncated into an undecodable one')
+  t.ok(frames.length >= 35, `${frames.length} frames decoded`)
+  const loud = frames.slice(5).filter((f) => f.samples.some((v) => Math.abs(v) > 2000)).length
+  t.ok(loud >= frames.length - 10, 'decoded frames carry the signal')
+})
+
+t.test('30 ms PCMU packets (240 bytes, above the 160-byte slots of a 20 ms call) play in full', async (t) => {
+  const engine = await engineFor(t, 4, { sessionDefaults: { inactivityTimeoutMs: 0 } })
+  const s = await engine.createSession({ codecs: ['PCMU'] })
+  const peer = createSocket('udp4')
+  await new Promise<void>((r) => peer.bind(0, '127.0.0.1', () => r()))
+  t.teardown(() => peer.close())
+  await s.createAnswer(sdpFor(peer.address().port, 0, 'PCMU/8000', 20)) // the peer says 20 ms, then sends 30 ms
+  const frames = frameCollector(s)
+  const ulaw = createCodec({ name: 'PCMU' })
+  const tone = new Int16Array(240)
+  for (let p = 0; p < 40; p++) {
+    for (let i = 0; i < 240; i++) tone[i] = Math.round(8000 * Math.sin((2 * Math.PI * 400 * (p * 240 + i)) / 8000))
+    const payload = new Uint8Array(240)
+    ulaw.encode(tone.subarray(0, 160), payload)
+    ulaw.encode(tone.subarray(160), payload.subarray(160)) // encode() writes one 20 ms frame; the tail is the next 80 samples
+    const hdr = Buffer.alloc(12)
+    hdr[0] = 0x80; hdr[1] = 0
+    hdr.writeUInt16BE(7000 + p, 2); hdr.writeUInt32BE(p * 240, 4); hdr.writeUInt32BE(0x777, 8)
+    peer.send([hdr, payload], s.localPort, '127.0.0.1')
+    await sleep(30)
+  }
+  await sleep(300)
+  const st = s.stats()
+  t.equal(st.packetsReceived, 40)
+  // 40 × 240 samples = 60 frames of 160 (truncated to the first slot size it would be 40);
+  // the 20 ms clock may also run dry between 30 ms packets and conceal a frame or two.
+  const real = frames.length - st.concealed
+  t.ok(real >= 58 && real <= 60, `${real} frames of received audio (${frames.length} delivered, ${st.concealed} concealed) from 40 × 30 ms`)
+  t.equal(st.garbage.undecodable, 0)
+})
