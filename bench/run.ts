@@ -83,7 +83,7 @@ const TIMEOUTS: Record<string, { quick: number; full: number }> = {
   'sip-register-rate': { quick: 30, full: 540 },
   'media-rtpengine-reference': { quick: 40, full: 360 },
   'media-sessions': { quick: 35, full: 330 },
-  'api-read': { quick: 60, full: 360 },
+  'api-read': { quick: 80, full: 420 },
   'media-hotpath': { quick: 30, full: 300 },
   'agent-latency': { quick: 120, full: 420 },
   'cost-growth': { quick: 40, full: 360 },
