@@ -36,6 +36,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
+import { pinProcess } from './cpu-pinning.ts'
 import { parseBenchArgs, percentile, type BenchFigure, type BenchResult, type PlotSpec } from './bench-result.ts'
 
 const SELF = fileURLToPath(import.meta.url)
@@ -335,7 +336,7 @@ function evenRate(url: string, opts: { rate: number; durationSec: number; connec
 
 /** Pins this process (all its threads) to one CPU, away from the server's; false when that is not possible. */
 function pinSelf(cpu: number): boolean {
-  return spawnSync('taskset', ['-a', '-p', '-c', String(cpu), String(process.pid)], { stdio: 'ignore' }).status === 0
+  return pinProcess(process.pid, String(cpu))
 }
 
 async function main(): Promise<void> {

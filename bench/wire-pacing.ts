@@ -30,8 +30,11 @@ export interface WirePacingStats {
 }
 
 export interface WireCapture {
-  /** Stops the capture and measures the packets sent from [portMin, portMax]. */
-  stop(): Promise<WirePacingStats | null>
+  /**
+   * Stops the capture and measures the packets sent from [portMin, portMax]
+   * at or after `fromEpochMs` (Date.now() clock, as pcap timestamps are).
+   */
+  stop(fromEpochMs?: number): Promise<WirePacingStats | null>
 }
 
 const LINKTYPE_NULL = 0
@@ -48,12 +51,16 @@ export function tcpdumpAvailable(): boolean {
  * [portMin, portMax] (the engine's RTP range: the kernel filter keeps the
  * capture cheap). Resolves once tcpdump is listening, or null if it cannot run.
  */
-export async function startWireCapture(portMin: number, portMax: number, ptimeMs = 20): Promise<WireCapture | null> {
+export async function startWireCapture(portMin: number, portMax: number, ptimeMs = 20, cpuList?: string): Promise<WireCapture | null> {
   if (!tcpdumpAvailable()) return null
   const file = join(tmpdir(), `callplane-wire-${process.pid}-${Date.now()}.pcap`)
   // -s 64: headers and the RTP fixed header are enough; -U: write per packet
   // so nothing is lost when it is stopped; -n: no name lookups.
-  const child: ChildProcess = spawn('tcpdump', ['-i', 'lo', '-n', '-U', '-s', '64', '-w', file, `udp and src portrange ${portMin}-${portMax}`], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const tcpdumpArgs = ['-i', 'lo', '-n', '-U', '-s', '64', '-w', file, `udp and src portrange ${portMin}-${portMax}`]
+  // Optionally on the generator's CPUs, away from the engine under test.
+  const child: ChildProcess = cpuList
+    ? spawn('taskset', ['-c', cpuList, 'tcpdump', ...tcpdumpArgs], { stdio: ['ignore', 'ignore', 'pipe'] })
+    : spawn('tcpdump', tcpdumpArgs, { stdio: ['ignore', 'ignore', 'pipe'] })
   const listening = await new Promise<boolean>((resolve) => {
     let err = ''
     const timer = setTimeout(() => resolve(false), 5000)
@@ -70,12 +77,12 @@ export async function startWireCapture(portMin: number, portMax: number, ptimeMs
     return null
   }
   return {
-    async stop() {
+    async stop(fromEpochMs = 0) {
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
       child.kill('SIGINT')
       await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))])
       try {
-        return measurePcap(readFileSync(file), portMin, portMax, ptimeMs)
+        return measurePcap(readFileSync(file), portMin, portMax, ptimeMs, fromEpochMs)
       } catch {
         return null
       } finally {
@@ -86,7 +93,7 @@ export async function startWireCapture(portMin: number, portMax: number, ptimeMs
 }
 
 /** Per-stream (source port, SSRC) inter-departure deviation from a pcap file's bytes. */
-export function measurePcap(buf: Buffer, portMin: number, portMax: number, ptimeMs: number): WirePacingStats | null {
+export function measurePcap(buf: Buffer, portMin: number, portMax: number, ptimeMs: number, fromEpochMs = 0): WirePacingStats | null {
   if (buf.length < 24) return null
   const magic = buf.readUInt32LE(0)
   let le: boolean
@@ -111,7 +118,7 @@ export function measurePcap(buf: Buffer, portMin: number, portMax: number, ptime
     const udp = ip + ihl
     if (buf[ip + 9] !== 17 || udp + 8 + 12 > p + incl) continue
     const sport = buf.readUInt16BE(udp)
-    if (sport < portMin || sport > portMax) continue
+    if (sport < portMin || sport > portMax || tMs < fromEpochMs) continue
     const rtp = udp + 8
     if ((buf[rtp]! & 0xc0) !== 0x80) continue // RTCP shares the range only with rtcp-mux off; version bits still match, PT filters it
     const pt = buf[rtp + 1]! & 0x7f

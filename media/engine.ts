@@ -8,6 +8,7 @@ import { Counter, Gauge } from 'prom-client'
 import { PortPool, type PortPair } from './port-pool.ts'
 import { MediaScheduler, type SchedulerStats } from './scheduler.ts'
 import { MediaSession, type MediaSessionOptions, type SessionHost } from './session.ts'
+import { IdleGc, type IdleGcStats } from './idle-gc.ts'
 
 export interface MediaLogger {
   info(obj: object, msg?: string): void
@@ -27,6 +28,8 @@ export interface MediaEngineOptions {
   registry?: Registry
   /** Defaults applied to every session. */
   sessionDefaults?: MediaSessionOptions
+  /** Young-generation GC between ticks instead of inside them (media/idle-gc.ts); default on. */
+  idleGc?: boolean
 }
 
 export interface MediaEngineStats {
@@ -36,11 +39,13 @@ export interface MediaEngineStats {
   timeouts: number
   ports: { capacity: number; used: number }
   scheduler: SchedulerStats
+  idleGc: IdleGcStats | null
   totals: { packetsIn: number; packetsOut: number; lost: number; garbage: number; concealed: number }
 }
 
 export class MediaEngine {
   readonly scheduler: MediaScheduler
+  private readonly idleGc: IdleGc | null
   private readonly pool: PortPool
   private readonly sessions = new Set<MediaSession>()
   private readonly externalAddress: string
@@ -57,7 +62,12 @@ export class MediaEngine {
     const bindHost = opts.bindHost ?? '0.0.0.0'
     this.pool = new PortPool(opts.rtpPortMin ?? 10000, opts.rtpPortMax ?? 20000, bindHost)
     // One failing session must not stop the clock for every other call.
-    this.scheduler = new MediaScheduler({ onError: (err, task) => this.logger?.warn({ err, callId: (task as { id?: string }).id }, 'media tick failed') })
+    const idleGc = opts.idleGc === false ? null : new IdleGc()
+    this.idleGc = idleGc?.available ? idleGc : null
+    this.scheduler = new MediaScheduler({
+      onError: (err, task) => this.logger?.warn({ err, callId: (task as { id?: string }).id }, 'media tick failed'),
+      ...(this.idleGc ? { afterTick: (slack: number) => this.idleGc!.afterTick(slack) } : {}),
+    })
     this.externalAddress = opts.externalAddress ?? (bindHost === '0.0.0.0' ? '127.0.0.1' : bindHost)
     this.logger = opts.logger
     this.defaults = opts.sessionDefaults ?? {}
@@ -117,6 +127,7 @@ export class MediaEngine {
       timeouts: this.timeouts,
       ports: { capacity: this.pool.capacity, used: this.pool.used },
       scheduler: this.scheduler.getStats(),
+      idleGc: this.idleGc?.stats() ?? null,
       totals,
     }
   }

@@ -109,6 +109,7 @@ export class MediaScheduler {
   private readonly hist = new Uint32Array(BUCKETS + 1)
   private stats = { ticks: 0, lateTicks: 0, skippedTicks: 0, maxLatenessMs: 0, workMs: 0, timerWakes: 0, timerLateTicks: 0, blockedMs: 0 }
 
+  private readonly afterTick: ((slackMs: number) => void) | null
   /** Called when a task throws; the clock and the other tasks carry on. */
   private readonly onError: (err: unknown, task: TickTask) => void
   taskErrors = 0
@@ -120,12 +121,15 @@ export class MediaScheduler {
     /** Stage 3 polls this long before a target (default: all of wakeEarlyMs); before it, stage 2 sleeps. */
     pollMs?: number
     onError?: (err: unknown, task: TickTask) => void
+    /** Runs after each tick's work with the time left before the next target (e.g. IdleGc). */
+    afterTick?: (slackMs: number) => void
   } = {}) {
     this.periodMs = opts.periodMs ?? 20
     this.lateThresholdMs = opts.lateThresholdMs ?? 2
     this.maxCatchUp = opts.maxCatchUp ?? 5
     this.wakeEarlyMs = opts.wakeEarlyMs ?? 1.5
     this.pollMs = Math.max(0, Math.min(opts.pollMs ?? this.wakeEarlyMs, this.wakeEarlyMs))
+    this.afterTick = opts.afterTick ?? null
     this.onError = opts.onError ?? ((err) => { if (this.taskErrors <= 10) console.error('media scheduler task failed:', err) })
   }
 
@@ -210,6 +214,9 @@ export class MediaScheduler {
     this.nextMs += this.periodMs
     now = hrtimeMs()
     this.stats.workMs += now - t0
+    if (this.afterTick) {
+      try { this.afterTick(this.nextMs - now) } catch (err) { this.onError(err, { }) }
+    }
     this.arm()
   }
 
