@@ -48,7 +48,7 @@ const startedAt = new Date()
 const budgetSec = Number(process.env.BENCH_BUDGET_SEC ?? (quick ? 30 : 300)) - 4
 // --only g711 | --only opus runs one ladder (for profiling one path alone).
 const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined
-const g711Ladder = only === 'opus' ? [] : quick ? [50, 200, 500, 1000] : [100, 250, 500, 750, 1000, 1250, 1500, 2000, 2500]
+const g711Ladder = only === 'opus' ? [] : quick ? [50, 200, 500, 1000] : [50, 100, 250, 500, 750, 1000, 1250, 1500, 2000, 2500]
 const opusLadder = only === 'g711' ? [] : quick ? [25, 75, 150] : [25, 50, 100, 150, 200, 300, 400]
 const stepSec = quick ? 3 : 12
 const JITTER_BOUND_MS = 2
