@@ -14,8 +14,9 @@
 import { Resampler } from '../codecs/resampler.ts'
 
 /**
- * Filters of finished streams, by rate pair. A Resampler carries a 16 KB
- * history buffer; the playout needs one per reply sentence, and reusing them
+ * Filters of finished streams, by rate pair. A Resampler carries a history
+ * buffer (one 20 ms input frame per pass, 1–4 KiB) and its filter state; the
+ * playout needs one per reply sentence, and reusing them
  * (reset() zeroes the history) keeps that off the garbage collector.
  */
 const pool = new Map<string, Resampler[]>()
