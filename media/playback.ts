@@ -3,7 +3,7 @@
  * PCM queue (TTS), generated tones (beep, ringback, music on hold) and
  * decoded files or URLs (WAV, MP3).
  */
-import { readFile } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { resample } from '../codecs/resampler.ts'
 import { decodeUlaw, decodeAlaw } from '../codecs/g711.ts'
 import type { FrameSource, SampleRate } from './frame.ts'
@@ -236,20 +236,75 @@ function nearestRate(rate: number): SampleRate {
  * policy's fetch (config/outbound-url-policy.ts) so the connection only goes
  * to an approved address; unset means the global fetch (trusted callers).
  */
-export type AudioFetch = (url: string) => Promise<{ ok: boolean; status: number; arrayBuffer(): Promise<ArrayBuffer> }>
+export type AudioFetch = (url: string, init?: { signal?: AbortSignal }) => Promise<{
+  ok: boolean
+  status: number
+  headers?: { get(name: string): string | null }
+  /** Web ReadableStreams (global fetch's and undici's) are async iterables of chunks. */
+  body?: AsyncIterable<Uint8Array> | null
+  arrayBuffer(): Promise<ArrayBuffer>
+}>
+
+/**
+ * Bounds on audio a tenant can make the engine load: the file or download is
+ * held in memory whole and decoded at once, so an unbounded URL (a huge file,
+ * a server that never finishes) would exhaust memory or hang the request.
+ */
+export interface AudioLoadLimits {
+  /** Largest file or download accepted (default 10 MiB: ~11 min of 8 kHz WAV, ~10 min of 128 kbit/s MP3). */
+  maxBytes?: number
+  /** Whole download, headers to last byte (default 15 s). */
+  timeoutMs?: number
+}
+
+const DEFAULT_MAX_AUDIO_BYTES = 10 * 1024 * 1024
+const DEFAULT_FETCH_TIMEOUT_MS = 15_000
+
+async function download(location: string, fetchAudio: AudioFetch, maxBytes: number, timeoutMs: number): Promise<Uint8Array> {
+  const signal = AbortSignal.timeout(timeoutMs)
+  try {
+    const res = await fetchAudio(location, { signal })
+    if (!res.ok) throw new Error(`fetch ${location}: HTTP ${res.status}`)
+    const declared = Number(res.headers?.get('content-length') ?? NaN)
+    if (declared > maxBytes) throw new Error(`fetch ${location}: ${declared} bytes is over the ${maxBytes}-byte limit`)
+    if (!res.body) {
+      const whole = new Uint8Array(await res.arrayBuffer())
+      if (whole.length > maxBytes) throw new Error(`fetch ${location}: over the ${maxBytes}-byte limit`)
+      return whole
+    }
+    // Count while reading: a chunked response declares no length.
+    const chunks: Uint8Array[] = []
+    let total = 0
+    // Leaving the loop early (the throw) cancels the stream, closing the connection.
+    for await (const chunk of res.body) {
+      total += chunk.length
+      if (total > maxBytes) throw new Error(`fetch ${location}: over the ${maxBytes}-byte limit`)
+      chunks.push(chunk)
+    }
+    const out = new Uint8Array(total)
+    let o = 0
+    for (const c of chunks) { out.set(c, o); o += c.length }
+    return out
+  } catch (err) {
+    if (signal.aborted) throw new Error(`fetch ${location}: no complete answer within ${timeoutMs} ms`)
+    throw err
+  }
+}
 
 /**
  * Loads a WAV or MP3 from a path, file:// or http(s) URL into a PcmSource at
  * `targetRate` (resampled once, off the packet path).
  */
-export async function loadAudio(location: string, targetRate?: SampleRate, fetchAudio: AudioFetch = fetch): Promise<PcmSource> {
+export async function loadAudio(location: string, targetRate?: SampleRate, fetchAudio: AudioFetch = fetch, limits: AudioLoadLimits = {}): Promise<PcmSource> {
+  const maxBytes = limits.maxBytes ?? DEFAULT_MAX_AUDIO_BYTES
   let bytes: Uint8Array
   if (/^https?:\/\//i.test(location)) {
-    const res = await fetchAudio(location)
-    if (!res.ok) throw new Error(`fetch ${location}: HTTP ${res.status}`)
-    bytes = new Uint8Array(await res.arrayBuffer())
+    bytes = await download(location, fetchAudio, maxBytes, limits.timeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS)
   } else {
-    bytes = await readFile(location.startsWith('file://') ? new URL(location) : location)
+    const path = location.startsWith('file://') ? new URL(location) : location
+    const size = (await stat(path)).size
+    if (size > maxBytes) throw new Error(`${location}: ${size} bytes is over the ${maxBytes}-byte limit`)
+    bytes = await readFile(path)
   }
   const isWav = bytes.length > 12 && String.fromCharCode(...bytes.subarray(0, 4)) === 'RIFF'
   const audio = isWav ? parseWav(bytes) : await decodeMp3(bytes)
@@ -271,13 +326,13 @@ export type PlaySpec =
   | { type: 'tone'; tone: ToneName; durationMs?: number }
   | { type: 'pcm'; pcm: Int16Array; sampleRate: SampleRate }
 
-export async function sourceFromSpec(spec: PlaySpec, rate: SampleRate, opts: { fetch?: AudioFetch } = {}): Promise<FrameSource> {
+export async function sourceFromSpec(spec: PlaySpec, rate: SampleRate, opts: { fetch?: AudioFetch; limits?: AudioLoadLimits } = {}): Promise<FrameSource> {
   switch (spec.type) {
     case 'tone': return ToneSource.named(spec.tone, rate, spec.durationMs)
     case 'pcm': return new PcmSource(spec.pcm, spec.sampleRate)
     case 'file':
     case 'url': {
-      const src = await loadAudio(spec.location, rate, opts.fetch)
+      const src = await loadAudio(spec.location, rate, opts.fetch, opts.limits)
       if (spec.loops && spec.loops > 1) return new PcmSource(src.pcm, rate, spec.loops)
       return src
     }

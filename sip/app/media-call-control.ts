@@ -175,7 +175,7 @@ export class MediaCallControl {
     // The policy's fetch connects only to addresses it approves at connect
     // time, so a name re-resolving to a private address after check() fails here.
     const policy = this.o.urlPolicy
-    const src = await sourceFromSpec(spec, live.session.codecSampleRate(), policy ? { fetch: (u) => policy.fetch(u) } : {})
+    const src = await sourceFromSpec(spec, live.session.codecSampleRate(), policy ? { fetch: (u, init) => policy.fetch(u, init) } : {})
       .catch((err: unknown) => { throw new CallControlError('rejected', `play: cannot load ${opts.url ?? opts.tone}: ${(err as Error).message}`) })
     if (live.session.isClosed) throw new CallControlError('invalid_state', `call ${call.id} has ended`)
     const actionId = randomUUID()
