@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import type { OutboundUrlPolicy } from '../../config/outbound-url-policy.ts'
 import { EventEmitter } from 'node:events'
 import type Srf from 'drachtio-srf'
@@ -66,7 +67,9 @@ export type SipDialogIds = NonNullable<CallContext['sip']>
  * they only need to stay the same for the life of the call.
  */
 export function anchorIds(callId: string, sip?: SipDialogIds | null): CallIds & { toTag: string } {
-  if (!sip?.callId) return { callId: `callplane-${callId}`, fromTag: 'peer', toTag: 'engine' }
+  // Per leg, not per call: a transfer's whisper leg offers media for the same
+  // call id, and must not land on (and later delete) the call's own anchor.
+  if (!sip?.callId) return { callId: `callplane-${callId}-${randomUUID().slice(0, 8)}`, fromTag: 'peer', toTag: 'engine' }
   return { callId: sip.callId, fromTag: sip.fromTag || 'peer', toTag: sip.toTag || 'engine' }
 }
 
@@ -131,7 +134,7 @@ class SessionLeg implements MediaLeg {
 
   private get keys(): CallIds & { toTag: string } {
     // Set by anchorKeys() before `anchored` is, so never the fallback mid-call.
-    return this.ids ?? anchorIds(this.ctx.callId)
+    return (this.ids ??= anchorIds(this.ctx.callId))
   }
 
   async answer(remoteSdp: string): Promise<void> {
