@@ -30,12 +30,10 @@ const tone = (rate: number, n: number) => Int16Array.from({ length: n }, (_, i) 
 if (process.argv[2] === '--memory-child') {
   const kind = process.argv[3] as 'PCMU' | 'opus'
   const n = Number(process.argv[4])
-  const { setFlagsFromString } = await import('node:v8')
-  const { runInNewContext } = await import('node:vm')
+  const { v8Collector } = await import('../media/idle-gc.ts')
   const { MediaEngine } = await import('../media/engine.ts')
   const { memoryKiB } = await import('./proc-stats.ts')
-  setFlagsFromString('--expose-gc')
-  const gc = runInNewContext('gc') as () => void
+  const gc = v8Collector()!
   const peer = createSocket('udp4')
   await new Promise<void>((r) => peer.bind(0, '127.0.0.1', () => r()))
   const engine = new MediaEngine({ rtpPortMin: 41000, rtpPortMax: 49999, bindHost: '127.0.0.1', sessionDefaults: { inactivityTimeoutMs: 0 } })

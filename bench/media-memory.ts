@@ -28,8 +28,8 @@
 import { spawnSync } from 'node:child_process'
 import { createSocket, type Socket } from 'node:dgram'
 import { readFileSync, unlinkSync } from 'node:fs'
-import { getHeapSpaceStatistics, getHeapStatistics, setFlagsFromString, writeHeapSnapshot } from 'node:v8'
-import { runInNewContext } from 'node:vm'
+import { getHeapSpaceStatistics, getHeapStatistics, writeHeapSnapshot } from 'node:v8'
+import { v8Collector } from '../media/idle-gc.ts'
 import { fileURLToPath } from 'node:url'
 import { PerformanceObserver } from 'node:perf_hooks'
 import { createCodec } from '../codecs/index.ts'
@@ -60,8 +60,7 @@ if (kind === 'all') {
 }
 if (kind !== 'g711' && kind !== 'opus' && kind !== 'pair') throw new RangeError(`--kind ${kind}: expected g711, opus, pair or all`)
 
-setFlagsFromString('--expose-gc')
-const gc = runInNewContext('gc') as () => void
+const gc = v8Collector()!
 
 interface Reading { pss: number; heapUsed: number; heapPhysical: number; external: number; arrayBuffers: number }
 function read(): Reading {

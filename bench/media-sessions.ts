@@ -27,8 +27,7 @@
  *   tsx bench/media-sessions.ts [--quick|--full] [--out file.json] [--only g711|opus] [--generators N]
  */
 import { cpus, loadavg } from 'node:os'
-import { setFlagsFromString } from 'node:v8'
-import { runInNewContext } from 'node:vm'
+import { v8Collector } from '../media/idle-gc.ts'
 import { finishBench, parseBenchArgs, type BenchFigure, type PlotSpec } from './bench-result.ts'
 import { cpuMeter, memoryKiB } from './proc-stats.ts'
 import { createCodec } from '../codecs/index.ts'
@@ -189,8 +188,7 @@ const consumer = { onFrame() { /* a consumer forces decode, as an agent's VAD wo
 // A full GC before each memory reading, so memory per session is what the
 // sessions retain, not how far the young generation happened to grow under
 // traffic (which alone added ~30 KB per session at 500 sessions).
-setFlagsFromString('--expose-gc')
-const collect = runInNewContext('gc') as () => void
+const collect = v8Collector()!
 const retainedKiB = (): number => { collect(); collect(); return memoryKiB(process.pid) }
 const baseMem = retainedKiB()
 const baseHeap = process.memoryUsage().heapUsed / 1024

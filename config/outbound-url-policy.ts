@@ -72,6 +72,14 @@ export function isNonPublicAddress(address: string): boolean {
   return true
 }
 
+/** `url` as an http(s) URL; rejects anything else with OutboundUrlRefused. */
+function httpUrl(url: string): URL {
+  let u: URL
+  try { u = new URL(url) } catch { throw new OutboundUrlRefused(url, 'not a URL') }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new OutboundUrlRefused(url, `scheme ${u.protocol} is not http(s)`)
+  return u
+}
+
 /** What `OutboundUrlPolicy.fetch` accepts: undici's RequestInit without a dispatcher of one's own. */
 export type PolicyFetchInit = Omit<UndiciRequestInit, 'dispatcher'>
 
@@ -91,18 +99,27 @@ export class OutboundUrlPolicy {
 
   /** Resolves when `url` may be fetched; rejects with OutboundUrlRefused otherwise. */
   async check(url: string): Promise<void> {
-    let u: URL
-    try { u = new URL(url) } catch { throw new OutboundUrlRefused(url, 'not a URL') }
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new OutboundUrlRefused(url, `scheme ${u.protocol} is not http(s)`)
+    const u = httpUrl(url)
     if (this.opts.allowPrivate || this.allowOrigins.has(u.origin)) return
-    const host = u.hostname.replace(/^\[|\]$/g, '')
+    await this.publicAddresses(u.hostname.replace(/^\[|\]$/g, ''), url)
+  }
+
+  /**
+   * The host's addresses (a literal IP is its own), all public; otherwise
+   * rejects with OutboundUrlRefused naming `where`. The one check behind both
+   * check() and the connect-time lookup.
+   */
+  private async publicAddresses(host: string, where: string): Promise<string[]> {
     let addresses: string[]
     if (isIP(host)) addresses = [host]
     else {
-      try { addresses = await this.resolve(host) } catch (err) { throw new OutboundUrlRefused(url, `cannot resolve ${host} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`) }
+      const unresolved = (why: string) => Object.assign(new OutboundUrlRefused(where, `cannot resolve ${host} (${why})`), { code: 'ENOTFOUND' })
+      try { addresses = await this.resolve(host) } catch (err) { throw unresolved((err as NodeJS.ErrnoException).code ?? (err as Error).message) }
+      if (addresses.length === 0) throw unresolved('no addresses')
     }
     const blocked = addresses.find(isNonPublicAddress)
-    if (blocked !== undefined) throw new OutboundUrlRefused(url, `${host} resolves to the non-public address ${blocked}`)
+    if (blocked !== undefined) throw new OutboundUrlRefused(where, `${host} resolves to the non-public address ${blocked}`)
+    return addresses
   }
 
   /**
@@ -112,9 +129,7 @@ export class OutboundUrlPolicy {
    * generic "fetch failed", so callers can tell policy from network trouble.
    */
   async fetch(url: string, init: PolicyFetchInit = {}): Promise<UndiciResponse> {
-    let u: URL
-    try { u = new URL(url) } catch { throw new OutboundUrlRefused(url, 'not a URL') }
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new OutboundUrlRefused(url, `scheme ${u.protocol} is not http(s)`)
+    const u = httpUrl(url)
     try {
       return await undiciFetch(u, { ...init, dispatcher: this.dispatcher() })
     } catch (err) {
@@ -140,11 +155,7 @@ export class OutboundUrlPolicy {
   private connector(): buildConnector.connector {
     const lookupFn: LookupFunction = (hostname, options, callback) => {
       const host = hostname.replace(/^\[|\]$/g, '')
-      const where = `host ${host}`
-      this.resolve(host).then((addresses) => {
-        if (addresses.length === 0) throw new OutboundUrlRefused(where, `cannot resolve ${host} (no addresses)`)
-        const blocked = addresses.find(isNonPublicAddress)
-        if (blocked !== undefined) throw new OutboundUrlRefused(where, `${host} resolves to the non-public address ${blocked}`)
+      this.publicAddresses(host, `host ${host}`).then((addresses) => {
         const all: LookupAddress[] = addresses.map((address) => ({ address, family: isIP(address) }))
         const wanted = options.family === 4 || options.family === 6 ? all.filter((a) => a.family === options.family) : all
         if (wanted.length === 0) throw Object.assign(new Error(`${host} has no IPv${options.family} address`), { code: 'ENOTFOUND' })
@@ -153,7 +164,9 @@ export class OutboundUrlPolicy {
         if (options.all) callback(null, wanted)
         else callback(null, wanted[0]!.address, wanted[0]!.family)
       }).catch((err: unknown) => {
-        callback(err instanceof OutboundUrlRefused ? err : Object.assign(new OutboundUrlRefused(where, `cannot resolve ${host} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`), { code: 'ENOTFOUND' }), '', 0)
+        // Anything else (no address in the family asked for) reads as a resolution failure too.
+        const e = err as NodeJS.ErrnoException
+        callback(e instanceof OutboundUrlRefused ? e : Object.assign(new OutboundUrlRefused(`host ${host}`, `cannot resolve ${host} (${e.code ?? e.message})`), { code: 'ENOTFOUND' }), '', 0)
       })
     }
     const base = buildConnector({ lookup: lookupFn })

@@ -25,11 +25,12 @@
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 
-type GcFunction = (opts?: { type?: 'minor' | 'major'; execution?: 'sync' | 'async' }) => void
+export type GcFunction = (opts?: { type?: 'minor' | 'major'; execution?: 'sync' | 'async' }) => void
 
 let cachedGc: GcFunction | null | undefined
 
-function collector(): GcFunction | null {
+/** V8's collector (no argument: a full GC), or null when it cannot be reached; the benches use it before memory readings. */
+export function v8Collector(): GcFunction | null {
   if (cachedGc !== undefined) return cachedGc
   const exposed = (globalThis as { gc?: GcFunction }).gc
   if (typeof exposed === 'function') return (cachedGc = exposed)
@@ -73,7 +74,7 @@ export class IdleGc {
    * @param minSlackMs only collect when the next target is at least this far away
    */
   constructor(private readonly headroomTicks = 3, private readonly minSlackMs = 5, private readonly triggerFill = 0.7) {
-    this.gc = collector()
+    this.gc = v8Collector()
   }
 
   get available(): boolean { return this.gc !== null }
