@@ -22,6 +22,7 @@ import { MediaEngine } from './media/engine.ts'
 import { RtpengineAnchor } from './media/rtpengine/anchor.ts'
 import { MediaSessionRegistry } from './sip/app/media-sessions.ts'
 import { MediaCallControl } from './sip/app/media-call-control.ts'
+import { WorkerMediaPlanes } from './sip/app/worker-media-planes.ts'
 import { registerAgentMetrics } from './agent/metrics.ts'
 import { OutboundUrlPolicy } from './config/outbound-url-policy.ts'
 
@@ -50,7 +51,8 @@ export interface EngineParts {
   sipServer: SipServer | null
   sipApp: SipApp
   sipApplication: SipApplication
-  media: MediaEngine
+  /** In-process media, or MEDIA_WORKERS worker threads each running a media plane. */
+  media: MediaEngine | WorkerMediaPlanes
   /** The rtpengine ng client when RTPENGINE_NG anchors media; null otherwise. */
   rtpengine: RtpengineAnchor | null
   /** The API's seam to sip/app; answers 503 for actions nothing implements. */
@@ -73,7 +75,7 @@ export class Engine {
   readonly sipServer: SipServer | null
   readonly sipApp: SipApp
   readonly sipApplication: SipApplication
-  readonly media: MediaEngine
+  readonly media: MediaEngine | WorkerMediaPlanes
   readonly rtpengine: RtpengineAnchor | null
   readonly callControl: CallControlSlot
   readonly api: FastifyInstance
@@ -143,53 +145,83 @@ export class Engine {
       started.push(() => sipApp.stop())
       // Registrar, routing, outbound calls, call control; finishes records a previous run left live.
       const sipApplication = await SipApplication.install(sipApp, { store, logger: logger.child({ component: 'sip-app' }) })
-      // Media for calls the engine terminates (agents): one MediaSession per call.
-      const media = new MediaEngine({
-        rtpPortMin: config.rtpPortMin, rtpPortMax: config.rtpPortMax, registry,
-        // Opus legs decode and encode at 16 kHz: wideband is what the STT and
-        // TTS adapters use, and it skips 48 kHz resampling plus libopus's
-        // costlier fullband path (bench/media-hotpath.ts). RFC 7587 §4.1 keeps
-        // the RTP clock at 48000 whatever the codec's internal rate.
-        sessionDefaults: { opusSampleRate: 16000 },
+      // Opus legs decode and encode at 16 kHz: wideband is what the STT and
+      // TTS adapters use, and it skips 48 kHz resampling plus libopus's
+      // costlier fullband path (bench/media-hotpath.ts). RFC 7587 §4.1 keeps
+      // the RTP clock at 48000 whatever the codec's internal rate.
+      const engineOptions = {
+        rtpPortMin: config.rtpPortMin, rtpPortMax: config.rtpPortMax,
+        sessionDefaults: { opusSampleRate: 16000 as const },
         ...(config.sipExternalAddress ? { externalAddress: config.sipExternalAddress } : config.sipHost !== '0.0.0.0' ? { externalAddress: config.sipHost } : {}),
-      })
-      // RTPENGINE_NG: every session's offer/answer goes through the rtpengine daemon.
+      }
+      // Tenants' URLs (play, agent HTTP tools) may not reach this host's network,
+      // except in the embedded mode, where local servers are the point.
+      const allowPrivateUrls = db.mode === 'embedded'
+      const recordingsDir = join(config.dataDir, 'recordings')
+      const mediaRoots = [join(config.dataDir, 'media')]
+      // Every agent runtime reports its turn waterfall and barge-in latency to /metrics.
+      const agentMetrics = registerAgentMetrics(registry)
+      started.push(async () => agentMetrics.unregister())
+      sipApplication.onDrained(async () => agentMetrics.unregister())
+      const agentControl = {
+        hangup: (id: string, reason?: string) => sipApplication.calls.hangup(id, 'agent', reason),
+        transfer: async (id: string, to: string) => { await sipApplication.calls.transfer(id, { mode: 'blind', to }) },
+      }
       const anchor = config.rtpengineNg ? new RtpengineAnchor({ ng: config.rtpengineNg }) : undefined
       if (anchor) {
         started.push(async () => anchor.close())
         health.register('rtpengine', async () => ({ status: (await anchor.ping().catch(() => false)) ? 'up' : 'down', detail: { ng: config.rtpengineNg } }))
       }
-      const mediaSessions = new MediaSessionRegistry()
-      // Tenants' URLs (play, agent HTTP tools) may not reach this host's network,
-      // except in the embedded mode, where local servers are the point.
-      const urlPolicy = new OutboundUrlPolicy({ allowPrivate: db.mode === 'embedded' })
-      // Its connection pool (the fetches pinned to approved addresses) closes with the calls.
-      sipApplication.onDrained(() => urlPolicy.close())
-      started.push(() => urlPolicy.close())
-      // Every agent runtime reports its turn waterfall and barge-in latency to /metrics.
-      const agentMetrics = registerAgentMetrics(registry)
-      started.push(async () => agentMetrics.unregister())
-      sipApplication.onDrained(async () => agentMetrics.unregister())
-      sipApplication.setMediaBinder(new AgentMediaBinder({
-        media, store, logger: logger.child({ component: 'media' }), sessions: mediaSessions, ...(anchor ? { anchor } : {}), urlPolicy,
-        control: () => ({ hangup: (id, reason) => sipApplication.calls.hangup(id, 'agent', reason), transfer: async (id, to) => { await sipApplication.calls.transfer(id, { mode: 'blind', to }) } }),
-      }))
-      // The API's call actions: signalling from sip/app, media actions on the sessions above.
-      const mediaActions = new MediaCallControl({
-        sessions: mediaSessions, store, logger: logger.child({ component: 'media' }),
-        isLocal: (id) => sipApplication.calls.isLocal(id),
-        recordingsDir: join(config.dataDir, 'recordings'),
-        mediaRoots: [join(config.dataDir, 'media')],
-        urlPolicy,
-        scheduler: media.scheduler,
-      })
-      callControl.install(createApiCallControl(sipApplication, mediaActions.api()))
-      sipApplication.onDrained(() => media.stop())
-      started.push(() => media.stop())
-      health.register('media', () => {
-        const st = media.stats()
-        return { status: 'up', detail: { activeSessions: st.activeSessions, ports: st.ports, lateTicks: st.scheduler.lateTicks } }
-      })
+      let media: MediaEngine | WorkerMediaPlanes
+      if (config.mediaWorkers > 0) {
+        // MEDIA_WORKERS: each worker thread runs a whole media plane (sessions,
+        // agents, media actions); this thread keeps SIP, the store and the API.
+        const planes = await WorkerMediaPlanes.start({
+          workers: config.mediaWorkers, engine: engineOptions, allowPrivateUrls, recordingsDir, mediaRoots, logLevel: config.logLevel,
+          ...(config.rtpengineNg ? { rtpengineNg: config.rtpengineNg } : {}),
+          store, logger: logger.child({ component: 'media' }), agentMetrics,
+          isLocal: (id) => sipApplication.calls.isLocal(id),
+          control: () => ({ ...agentControl, lost: (id, reason) => sipApplication.calls.hangup(id, 'system', reason) }),
+        })
+        media = planes
+        sipApplication.setMediaBinder(planes)
+        callControl.install(createApiCallControl(sipApplication, planes.api()))
+        health.register('media', async () => {
+          const st = await planes.stats()
+          return {
+            status: st.length === planes.size ? 'up' : 'down',
+            detail: { workers: st.map((w) => ({ index: w.index, activeSessions: w.engine.activeSessions, ports: w.engine.ports, lateTicks: w.engine.scheduler.lateTicks })) },
+          }
+        })
+      } else {
+        // Media for calls the engine terminates (agents): one MediaSession per call.
+        const engine = new MediaEngine({ ...engineOptions, registry })
+        media = engine
+        const mediaSessions = new MediaSessionRegistry()
+        const urlPolicy = new OutboundUrlPolicy({ allowPrivate: allowPrivateUrls })
+        // Its connection pool (the fetches pinned to approved addresses) closes with the calls.
+        sipApplication.onDrained(() => urlPolicy.close())
+        started.push(() => urlPolicy.close())
+        sipApplication.setMediaBinder(new AgentMediaBinder({
+          media: engine, store, logger: logger.child({ component: 'media' }), sessions: mediaSessions, ...(anchor ? { anchor } : {}), urlPolicy,
+          control: () => agentControl,
+        }))
+        // The API's call actions: signalling from sip/app, media actions on the sessions above.
+        const mediaActions = new MediaCallControl({
+          sessions: mediaSessions, store, logger: logger.child({ component: 'media' }),
+          isLocal: (id) => sipApplication.calls.isLocal(id),
+          recordingsDir, mediaRoots, urlPolicy,
+          scheduler: engine.scheduler,
+        })
+        callControl.install(createApiCallControl(sipApplication, mediaActions.api()))
+        health.register('media', () => {
+          const st = engine.stats()
+          return { status: 'up', detail: { activeSessions: st.activeSessions, ports: st.ports, lateTicks: st.scheduler.lateTicks } }
+        })
+      }
+      const mediaPlane = media
+      sipApplication.onDrained(() => mediaPlane.stop())
+      started.push(() => mediaPlane.stop())
       health.register('sip-app', () => ({
         status: sipApp.connected ? 'up' : 'down',
         detail: { drachtio: sipApp.connectedHostport ?? `${target.host}:${target.port} (not connected)`, activeCalls: sipApp.activeCalls },

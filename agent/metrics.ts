@@ -76,3 +76,14 @@ export function registerAgentMetrics(registry: Registry): AgentMetrics {
 export function agentMetricSinks(): ReadonlySet<AgentMetrics> {
   return sinks
 }
+
+/**
+ * Adds a sink that is not a prom-client registry: a media worker thread
+ * (MEDIA_WORKERS) forwards its runtimes' observations to the main thread's
+ * registry, the one /metrics serves.
+ */
+export function addAgentMetricSink(sink: Pick<AgentMetrics, 'observeTurn' | 'observeBargeIn'>): AgentMetrics {
+  const metrics: AgentMetrics = { ...sink, unregister: () => { sinks.delete(metrics) } }
+  sinks.add(metrics)
+  return metrics
+}

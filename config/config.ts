@@ -103,7 +103,7 @@ export const CONFIG_VARS = {
   httpPort: { env: 'HTTP_PORT', default: 8080, parse: portOrZero, doc: 'Control API port (REST, WebSocket, /health, /metrics).' },
   rtpPortMin: { env: 'RTP_PORT_MIN', default: 40000, parse: port, doc: 'Lowest RTP port (RTCP uses the next odd port).' },
   rtpPortMax: { env: 'RTP_PORT_MAX', default: 49999, parse: port, doc: 'Highest RTP port.' },
-  mediaWorkers: { env: 'MEDIA_WORKERS', default: 0, parse: (raw: string, name: string) => (raw === '0' ? 0 : positiveInt(64)(raw, name)), doc: 'Worker threads for media sessions (media/worker-pool.ts). Not used by the engine\'s agent calls yet: their media runs on the main thread whatever the value.' },
+  mediaWorkers: { env: 'MEDIA_WORKERS', default: 0, parse: (raw: string, name: string) => (raw === '0' ? 0 : positiveInt(64)(raw, name)), doc: 'Worker threads for call media. 0: media, agents and media actions run on the main thread. N > 0: each worker runs a whole media plane (RTP sessions, agent runtimes, media actions; sip/app/worker-media-planes.ts) on its share of the RTP ports, and calls are spread over them; calls on different workers cannot be bridged or share a conference.' },
   dataDir: { env: 'DATA_DIR', default: './data', parse: text, doc: 'Directory for the embedded database and recordings.' },
   databaseUrl: { env: 'DATABASE_URL', default: undefined, parse: optional(url(['postgres', 'postgresql'])), doc: 'PostgreSQL URL; unset runs embedded PGlite under DATA_DIR.' },
   drachtioUrl: { env: 'DRACHTIO_URL', default: undefined, parse: optional(hostPort), doc: 'host:port of an external drachtio-server; unset runs the embedded SIP server.' },

@@ -8,7 +8,7 @@ import type { MediaSession } from '../../media/session.ts'
 import { sourceFromSpec } from '../../media/playback.ts'
 import type { FrameSource } from '../../media/frame.ts'
 import { createAgent, type AgentConfigInput, type AgentMediaPort, type AgentRuntime } from '../../agent/index.ts'
-import type { Store } from '../../store/index.ts'
+import type { MediaStore } from './media-store.ts'
 import type { Agent } from '../../store/agents.ts'
 import type { CallContext, MediaBinder, MediaLeg } from './media-binding.ts'
 import type { RtpengineAnchor, AnchorableSession, CallIds } from '../../media/rtpengine/anchor.ts'
@@ -45,7 +45,7 @@ export interface AgentControl {
 
 export interface AgentMediaBinderOptions {
   media: MediaEngine
-  store: Store
+  store: MediaStore
   logger: Logger
   control: () => AgentControl | null
   /** Live sessions by call id, for the API's media actions (media-call-control.ts); a private one when absent. */

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url'
 import type Srf from 'drachtio-srf'
 import type { Logger } from 'pino'
 import type { Call } from '../../store/calls.ts'
-import type { Store } from '../../store/index.ts'
+import type { MediaStore } from './media-store.ts'
 import { CallControlError, type ActionResult, type CallControl, type MediaStreamHandle, type MuteDirection, type PlayRequest } from '../../control-api/call-control.ts'
 import { PcmQueueSource, sourceFromSpec, type PlaySpec } from '../../media/playback.ts'
 import { EnergyVad } from '../../media/vad.ts'
@@ -33,7 +33,7 @@ import { CallBridges } from './media-bridges.ts'
  */
 export interface MediaCallControlOptions {
   sessions: MediaSessionRegistry
-  store: Store
+  store: MediaStore
   logger: Logger
   /** Whether the call's signalling lives on this node (sip/app). */
   isLocal: (callId: string) => boolean
@@ -89,15 +89,12 @@ export class MediaCallControl {
   private media(call: Call): LiveMedia {
     const live = this.o.sessions.get(call.id)
     if (live && !live.session.isClosed) return live
-    if (!this.o.isLocal(call.id)) throw new CallControlError('not_found', `call ${call.id} is not live on this node`)
-    if (live) throw new CallControlError('invalid_state', `call ${call.id} is ending`)
-    // Live here without a session: either a B2BUA leg (extension, SIP URI,
-    // trunk), whose SDP goes end to end so the RTP never reaches us, or a call
-    // still ringing. Say which, since the first never changes.
-    if (call.status === 'in-progress') {
-      throw new CallControlError('invalid_state', `call ${call.id} has no media on this node: it is a proxied leg (B2BUA to an extension, SIP URI or trunk) and its audio does not pass through the engine, so media actions are not available on it`)
-    }
-    throw new CallControlError('invalid_state', `call ${call.id} has no media on this node yet (status ${call.status}): media actions need an answered call`)
+    throw noMediaError(call, live !== undefined, this.o.isLocal(call.id))
+  }
+
+  /** Whether a conference has participants on this node's media (worker routing asks). */
+  conferenceActive(conferenceId: string): boolean {
+    return this.rooms.has(conferenceId)
   }
 
   // ------------------------------------------------------------------ say
@@ -313,6 +310,21 @@ export class MediaCallControl {
       close: () => { closed = true; stream.close() },
     }
   }
+}
+
+/**
+ * Why a call has no media session to act on. `ending`: the session is listed
+ * but closing. Live here without a session is either a B2BUA leg (extension,
+ * SIP URI, trunk), whose SDP goes end to end so the RTP never reaches us, or
+ * a call still ringing: say which, since the first never changes.
+ */
+export function noMediaError(call: Call, ending: boolean, local: boolean): CallControlError {
+  if (!local) return new CallControlError('not_found', `call ${call.id} is not live on this node`)
+  if (ending) return new CallControlError('invalid_state', `call ${call.id} is ending`)
+  if (call.status === 'in-progress') {
+    return new CallControlError('invalid_state', `call ${call.id} has no media on this node: it is a proxied leg (B2BUA to an extension, SIP URI or trunk) and its audio does not pass through the engine, so media actions are not available on it`)
+  }
+  return new CallControlError('invalid_state', `call ${call.id} has no media on this node yet (status ${call.status}): media actions need an answered call`)
 }
 
 function sleep(ms: number): Promise<void> {

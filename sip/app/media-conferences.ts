@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
-import type { Store } from '../../store/index.ts'
+import type { MediaStore } from './media-store.ts'
 import { CallControlError } from '../../control-api/call-control.ts'
 import type { AudioFrame, FrameSink, SampleRate } from '../../media/frame.ts'
 import { Mixer } from '../../media/mixer.ts'
@@ -82,7 +82,7 @@ class RoomRecorder implements TickTask {
 interface Room { id: string; accountId: string; mixer: Mixer; members: Map<string, Member>; recorder: RoomRecorder | null }
 
 export interface ConferenceRoomsOptions {
-  store: Store
+  store: MediaStore
   scheduler: MediaScheduler
   logger: Logger
   recordingsDir: string
@@ -94,6 +94,10 @@ export class ConferenceRooms {
   private readonly where = new Map<string, string>()
 
   constructor(private readonly o: ConferenceRoomsOptions) {}
+
+  has(conferenceId: string): boolean {
+    return this.rooms.has(conferenceId)
+  }
 
   roomOf(callId: string): string | undefined {
     return this.where.get(callId)

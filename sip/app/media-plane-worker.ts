@@ -1,0 +1,128 @@
+/**
+ * One media plane in a worker thread (MEDIA_WORKERS): its own MediaEngine
+ * (sockets, scheduler, sessions), the AgentMediaBinder with each call's agent
+ * runtime, and the API's media actions (MediaCallControl), all exactly as the
+ * main thread runs them when MEDIA_WORKERS=0. The agent's Playout stays a
+ * pull source read on this thread's ticks, so barge-in is as tight here as
+ * in-process: nothing per frame crosses the thread boundary.
+ *
+ * What does cross, as RpcChannel messages (worker-media-planes.ts is the
+ * other end):
+ * - from the main thread: the MediaBinder/MediaLeg calls sip/app makes
+ *   (answer, offer, setRemote, attach, hold, close), the API's media actions,
+ *   and stream sockets' messages;
+ * - to the main thread: store reads and writes (media-store.ts), the agent's
+ *   hangup and transfer, SIP INFO on a call's dialog, agent metrics, and what
+ *   a media stream sends to its client.
+ */
+import { parentPort, workerData } from 'node:worker_threads'
+import { randomUUID } from 'node:crypto'
+import type Srf from 'drachtio-srf'
+import { MediaEngine } from '../../media/engine.ts'
+import { RtpengineAnchor } from '../../media/rtpengine/anchor.ts'
+import { OutboundUrlPolicy } from '../../config/outbound-url-policy.ts'
+import { createRootLogger } from '../../config/logger.ts'
+import { addAgentMetricSink } from '../../agent/index.ts'
+import type { Call } from '../../store/calls.ts'
+import type { CallControl, MediaStreamHandle } from '../../control-api/call-control.ts'
+import { AgentMediaBinder } from './agent-media-binder.ts'
+import { MediaCallControl } from './media-call-control.ts'
+import { MediaSessionRegistry } from './media-sessions.ts'
+import { mediaStoreOverChannel } from './media-store.ts'
+import { RpcChannel, type MessageEndpoint } from './rpc-channel.ts'
+import type { CallContext, MediaLeg } from './media-binding.ts'
+import { PLANE_ACTIONS, asBuffer, type MediaPlaneInit, type PlaneAction } from './media-plane-protocol.ts'
+
+if (!parentPort) throw new Error('media-plane-worker.ts must run in a worker thread')
+const init = workerData as MediaPlaneInit
+const channel = new RpcChannel(parentPort as unknown as MessageEndpoint)
+const logger = createRootLogger(init.logLevel, false).child({ component: 'media', mediaWorker: init.index })
+
+const media = new MediaEngine(init.engine)
+const anchor = init.rtpengineNg ? new RtpengineAnchor({ ng: init.rtpengineNg }) : undefined
+const urlPolicy = new OutboundUrlPolicy({ allowPrivate: init.allowPrivateUrls })
+const sessions = new MediaSessionRegistry()
+const store = mediaStoreOverChannel(channel)
+const binder = new AgentMediaBinder({
+  media, store, logger, sessions, urlPolicy, ...(anchor ? { anchor } : {}),
+  control: () => ({
+    hangup: (callId, endedReason) => channel.request('control.hangup', [callId, endedReason]),
+    transfer: (callId, to) => channel.request('control.transfer', [callId, to]),
+  }),
+})
+// The main thread routes an action here only for a call whose leg lives here.
+const actions = new MediaCallControl({
+  sessions, store, logger, isLocal: () => true, recordingsDir: init.recordingsDir, mediaRoots: init.mediaRoots, urlPolicy, scheduler: media.scheduler,
+})
+const api = actions.api() as Required<Pick<CallControl, PlaneAction | 'openStream'>>
+addAgentMetricSink({
+  observeTurn: (timing) => channel.notify('metrics.turn', [timing]),
+  observeBargeIn: (record) => channel.notify('metrics.bargeIn', [record]),
+})
+
+const legs = new Map<string, MediaLeg>()
+const streams = new Map<string, MediaStreamHandle>()
+
+function leg(id: string): MediaLeg {
+  const l = legs.get(id)
+  if (!l) throw new Error(`no media leg ${id} in worker ${init.index}`)
+  return l
+}
+
+/** SIP INFO is the only use media makes of a dialog (DTMF fallback); the real dialog stays on the main thread. */
+function dialogOnMainThread(callId: string): Srf.Dialog {
+  const request = async (opts: { method: string; headers?: Record<string, string>; body?: string }) => { await channel.request('dialog.request', [callId, opts]) }
+  return { request } as unknown as Srf.Dialog
+}
+
+async function newLeg(make: Promise<MediaLeg>): Promise<{ legId: string; localSdp: string }> {
+  const l = await make
+  const legId = randomUUID()
+  legs.set(legId, l)
+  return { legId, localSdp: l.localSdp }
+}
+
+channel
+  .handle('answer', (ctx: CallContext, sdp: string) => newLeg(binder.answer(ctx, sdp)))
+  .handle('offer', (ctx: CallContext) => newLeg(binder.offer(ctx)))
+  .handle('leg.setRemote', async (id: string, sdp: string) => {
+    const l = leg(id)
+    const answer = await l.setRemote(sdp)
+    return { answer, localSdp: l.localSdp }
+  })
+  .handle('leg.attach', (id: string, callId: string) => { leg(id).attach(dialogOnMainThread(callId)) })
+  .handle('leg.holdOffer', async (id: string, held: boolean) => {
+    const l = leg(id)
+    const offer = await l.holdOffer!(held)
+    return { offer, localSdp: l.localSdp }
+  })
+  .handle('leg.setHold', (id: string, held: boolean) => leg(id).setHold!(held))
+  .handle('leg.close', async (id: string, reason: string) => {
+    const l = legs.get(id)
+    legs.delete(id)
+    await l?.close(reason)
+  })
+  .handle('action', (name: PlaneAction, args: unknown[]) => {
+    if (!(PLANE_ACTIONS as readonly string[]).includes(name)) throw new Error(`unknown media action ${name}`)
+    return (api[name] as (...a: unknown[]) => Promise<unknown>)(...args)
+  })
+  .handle('conference.active', (conferenceId: string) => actions.conferenceActive(conferenceId))
+  .handle('stream.open', async (streamId: string, call: Call, encapsulation: string) => {
+    const handle = await api.openStream(call, {
+      encapsulation,
+      send: (msg) => channel.notify('stream.send', [streamId, msg]),
+      close: () => { streams.delete(streamId); channel.notify('stream.closed', [streamId]) },
+    })
+    streams.set(streamId, handle)
+  })
+  .handle('stream.message', (streamId: string, msg: string | Uint8Array) => { streams.get(streamId)?.onMessage(asBuffer(msg)) })
+  .handle('stream.close', (streamId: string) => { streams.get(streamId)?.close(); streams.delete(streamId) })
+  .handle('stats', () => ({ index: init.index, engine: media.stats(), liveCalls: sessions.size, legs: legs.size }))
+  .handle('stop', async () => {
+    for (const [id, l] of legs) { legs.delete(id); await l.close('shutdown').catch(() => {}) }
+    await media.stop()
+    await urlPolicy.close()
+    anchor?.close()
+  })
+
+channel.notify('ready', [])

@@ -1,0 +1,342 @@
+/**
+ * MEDIA_WORKERS > 0: call media runs in worker threads, one media plane per
+ * worker (media-plane-worker.ts: engine, agent runtimes, media actions),
+ * and this main-thread side keeps only signalling, the store and the API.
+ *
+ * It is the MediaBinder sip/app sees and the media half of the API's
+ * CallControl. Each call is placed on the least-loaded worker when its first
+ * leg is created; later legs of the same call (a transfer's whisper leg) go
+ * to the same worker, and every media action on the call is routed there.
+ * The RTP port range is split evenly, so each worker owns its sockets.
+ *
+ * Calls on different workers cannot share media: bridging them, or joining
+ * them to one conference, answers 409 saying so (a cross-thread frame relay
+ * would add a tick of delay each way; not built).
+ *
+ * A worker that dies takes its calls' media with it: those calls are hung up
+ * (endedReason `error-media-worker`), so no call record stays live forever.
+ */
+import { Worker } from 'node:worker_threads'
+import { randomUUID } from 'node:crypto'
+import type Srf from 'drachtio-srf'
+import type { Logger } from 'pino'
+import type { MediaEngineOptions, MediaEngineStats } from '../../media/engine.ts'
+import type { LogLevel } from '../../config/config.ts'
+import type { AgentMetrics } from '../../agent/index.ts'
+import type { Call } from '../../store/calls.ts'
+import { CallControlError, type CallControl, type MediaStreamHandle } from '../../control-api/call-control.ts'
+import type { CallContext, MediaBinder, MediaLeg } from './media-binding.ts'
+import type { AgentControl } from './agent-media-binder.ts'
+import { noMediaError } from './media-call-control.ts'
+import { serveMediaStore, type MediaStore } from './media-store.ts'
+import { RpcChannel, type MessageEndpoint } from './rpc-channel.ts'
+import { asBuffer, type MediaPlaneInit, type PlaneAction } from './media-plane-protocol.ts'
+
+export interface WorkerMediaPlanesOptions {
+  workers: number
+  engine: Omit<MediaEngineOptions, 'logger' | 'registry'>
+  rtpengineNg?: string
+  allowPrivateUrls: boolean
+  recordingsDir: string
+  mediaRoots: string[]
+  logLevel: LogLevel
+  store: MediaStore
+  logger: Logger
+  control: () => (AgentControl & { lost(callId: string, endedReason: string): Promise<void> }) | null
+  /** Whether the call's signalling lives on this node (for the 404 vs 409 of a call without media). */
+  isLocal: (callId: string) => boolean
+  /** Where the workers' agent runtimes report turn and barge-in timings (the main registry). */
+  agentMetrics?: Pick<AgentMetrics, 'observeTurn' | 'observeBargeIn'>
+}
+
+export interface MediaPlaneStats { index: number; engine: MediaEngineStats; liveCalls: number; legs: number }
+
+class PlaneWorker {
+  readonly channel: RpcChannel
+  readonly ready: Promise<void>
+  /** Call ids with at least one leg here → how many legs. */
+  readonly calls = new Map<string, number>()
+  alive = true
+
+  constructor(readonly index: number, readonly worker: Worker) {
+    this.channel = new RpcChannel(worker as unknown as MessageEndpoint)
+    this.ready = new Promise((resolve, reject) => {
+      this.channel.handle('ready', () => resolve())
+      worker.once('error', reject)
+      worker.once('exit', (code) => reject(new Error(`media worker ${index} exited (${code}) while starting`)))
+    })
+  }
+}
+
+export class WorkerMediaPlanes implements MediaBinder {
+  private readonly planes: PlaneWorker[] = []
+  private readonly callWorker = new Map<string, PlaneWorker>()
+  private readonly conferenceWorker = new Map<string, PlaneWorker>()
+  private readonly dialogs = new Map<string, Srf.Dialog>()
+  private readonly streams = new Map<string, { send: (msg: string | Buffer) => void; close: () => void }>()
+  private rr = 0
+  private stopping = false
+
+  private constructor(private readonly o: WorkerMediaPlanesOptions) {
+    const min = o.engine.rtpPortMin ?? 10000
+    const max = o.engine.rtpPortMax ?? 20000
+    const n = Math.max(1, o.workers)
+    const span = Math.floor((max - min + 1) / n) & ~1
+    if (span < 2) throw new RangeError(`RTP port range ${min}-${max} is too small for ${n} media workers`)
+    const fromSource = import.meta.url.endsWith('.ts')
+    for (let i = 0; i < n; i++) {
+      const lo = min + i * span
+      const hi = i === n - 1 ? max : lo + span - 1
+      const init: MediaPlaneInit = {
+        index: i, engine: { ...o.engine, rtpPortMin: lo, rtpPortMax: hi }, allowPrivateUrls: o.allowPrivateUrls,
+        recordingsDir: o.recordingsDir, mediaRoots: o.mediaRoots, logLevel: o.logLevel,
+        ...(o.rtpengineNg ? { rtpengineNg: o.rtpengineNg } : {}),
+        // From TypeScript sources the worker needs tsx registered inside it (module hooks are per thread).
+        ...(fromSource ? { entry: new URL('./media-plane-worker.ts', import.meta.url).href } : {}),
+      }
+      const url = fromSource ? new URL('../../media/worker-entry.mjs', import.meta.url) : new URL('./media-plane-worker.js', import.meta.url)
+      const plane = new PlaneWorker(i, new Worker(url, { workerData: init }))
+      this.serve(plane)
+      this.planes.push(plane)
+    }
+  }
+
+  static async start(o: WorkerMediaPlanesOptions): Promise<WorkerMediaPlanes> {
+    const planes = new WorkerMediaPlanes(o)
+    try {
+      await Promise.all(planes.planes.map((p) => p.ready))
+    } catch (err) {
+      await planes.stop().catch(() => {})
+      throw err
+    }
+    return planes
+  }
+
+  get size(): number {
+    return this.planes.length
+  }
+
+  /** The worker threads, by index (operators' diagnostics; tests end one to check that its calls are hung up). */
+  get threads(): readonly Worker[] {
+    return this.planes.map((p) => p.worker)
+  }
+
+  /** Which worker a call's media runs on, if it runs on one. */
+  workerOf(callId: string): number | undefined {
+    return this.callWorker.get(callId)?.index
+  }
+
+  /** What a worker may ask of the main thread. */
+  private serve(p: PlaneWorker): void {
+    const ch = p.channel
+    serveMediaStore(ch, this.o.store)
+    ch.handle('control.hangup', async (callId: string, endedReason?: string) => { await this.o.control()?.hangup(callId, endedReason) })
+    ch.handle('control.transfer', async (callId: string, to: string) => { await this.o.control()?.transfer(callId, to) })
+    ch.handle('dialog.request', async (callId: string, opts: Record<string, unknown>) => {
+      const d = this.dialogs.get(callId)
+      if (!d) throw new CallControlError('invalid_state', `call ${callId} has no dialog to send SIP INFO on`)
+      await d.request(opts as unknown as Srf.SrfRequest)
+    })
+    ch.handle('metrics.turn', (timing: Parameters<AgentMetrics['observeTurn']>[0]) => this.o.agentMetrics?.observeTurn(timing))
+    ch.handle('metrics.bargeIn', (record: Parameters<AgentMetrics['observeBargeIn']>[0]) => this.o.agentMetrics?.observeBargeIn(record))
+    ch.handle('stream.send', (id: string, msg: string | Uint8Array) => { this.streams.get(id)?.send(asBuffer(msg)) })
+    ch.handle('stream.closed', (id: string) => {
+      const s = this.streams.get(id)
+      this.streams.delete(id)
+      s?.close()
+    })
+    const lost = (why: string) => {
+      if (!p.alive) return
+      p.alive = false
+      p.channel.fail(new Error(`media worker ${p.index} ${why}`))
+      if (this.stopping) return
+      this.o.logger.error({ mediaWorker: p.index, calls: p.calls.size }, `media worker ${why}: ending its calls`)
+      for (const callId of p.calls.keys()) {
+        this.forget(p, callId, true)
+        void this.o.control()?.lost(callId, 'error-media-worker').catch(() => {})
+      }
+    }
+    p.worker.on('error', (err: Error) => lost(`failed: ${err.message}`))
+    p.worker.on('exit', (code) => lost(`exited (${code})`))
+  }
+
+  // ------------------------------------------------------------------ placement
+
+  private place(callId: string): PlaneWorker {
+    const existing = this.callWorker.get(callId)
+    if (existing?.alive) return existing
+    const alive = this.planes.filter((p) => p.alive)
+    if (alive.length === 0) throw new Error('no media worker is running')
+    const least = Math.min(...alive.map((p) => p.calls.size))
+    // Round-robin among the least loaded, so an idle pool still spreads calls.
+    for (let k = 0; k < this.planes.length; k++) {
+      const p = this.planes[(this.rr + k) % this.planes.length]!
+      if (p.alive && p.calls.size === least) { this.rr = (p.index + 1) % this.planes.length; return p }
+    }
+    return alive[0]!
+  }
+
+  private remember(p: PlaneWorker, callId: string): void {
+    p.calls.set(callId, (p.calls.get(callId) ?? 0) + 1)
+    this.callWorker.set(callId, p)
+  }
+
+  private forget(p: PlaneWorker, callId: string, all = false): void {
+    const n = (p.calls.get(callId) ?? 0) - 1
+    if (n > 0 && !all) { p.calls.set(callId, n); return }
+    p.calls.delete(callId)
+    if (this.callWorker.get(callId) === p) { this.callWorker.delete(callId); this.dialogs.delete(callId) }
+  }
+
+  // ------------------------------------------------------------------ MediaBinder
+
+  answer(ctx: CallContext, remoteSdp: string): Promise<MediaLeg> {
+    return this.newLeg(ctx, (p) => p.channel.request('answer', [ctx, remoteSdp]))
+  }
+
+  offer(ctx: CallContext): Promise<MediaLeg> {
+    return this.newLeg(ctx, (p) => p.channel.request('offer', [ctx]))
+  }
+
+  private async newLeg(ctx: CallContext, make: (p: PlaneWorker) => Promise<{ legId: string; localSdp: string }>): Promise<MediaLeg> {
+    const p = this.place(ctx.callId)
+    this.remember(p, ctx.callId)
+    try {
+      const { legId, localSdp } = await make(p)
+      return new RemoteLeg(this, p, ctx.callId, legId, localSdp)
+    } catch (err) {
+      this.forget(p, ctx.callId)
+      throw err
+    }
+  }
+
+  /** @internal RemoteLeg */
+  attachDialog(callId: string, dialog: Srf.Dialog): void {
+    this.dialogs.set(callId, dialog)
+  }
+
+  /** @internal RemoteLeg */
+  legClosed(p: PlaneWorker, callId: string): void {
+    this.forget(p, callId)
+  }
+
+  // ------------------------------------------------------------------ API media actions
+
+  private planeOf(call: Call): PlaneWorker {
+    const p = this.callWorker.get(call.id)
+    if (p?.alive) return p
+    throw noMediaError(call, false, this.o.isLocal(call.id))
+  }
+
+  private act<T>(p: PlaneWorker, name: PlaneAction, args: unknown[]): Promise<T> {
+    return p.channel.request<T>('action', [name, args])
+  }
+
+  private async conferenceHome(conferenceId: string): Promise<PlaneWorker | undefined> {
+    const p = this.conferenceWorker.get(conferenceId)
+    if (p?.alive && await p.channel.request<boolean>('conference.active', [conferenceId])) return p
+    this.conferenceWorker.delete(conferenceId)
+    return undefined
+  }
+
+  /** The CallControl methods this provides, to pass as `media` to createApiCallControl. */
+  api(): CallControl {
+    const byCall = (name: PlaneAction) => (call: Call, opts: unknown) => this.act<never>(this.planeOf(call), name, [call, opts])
+    const methods = Object.fromEntries(
+      (['say', 'play', 'sendDtmf', 'startRecording', 'stopRecording', 'mute', 'unmute', 'conferenceKick'] as const satisfies readonly PlaneAction[]).map((n) => [n, byCall(n)]),
+    ) as Pick<CallControl, 'say' | 'play' | 'sendDtmf' | 'startRecording' | 'stopRecording' | 'mute' | 'unmute' | 'conferenceKick'>
+    return {
+      ...methods,
+      bridge: async (call, other) => {
+        const a = this.planeOf(call)
+        const b = this.planeOf(other)
+        if (a !== b) throw new CallControlError('invalid_state', `calls ${call.id} and ${other.id} run on different media workers (${a.index} and ${b.index}, MEDIA_WORKERS=${this.size}); bridging needs both on one`)
+        return this.act(a, 'bridge', [call, other])
+      },
+      conferenceJoin: async (call, conferenceId, opts) => {
+        const p = this.planeOf(call)
+        const home = await this.conferenceHome(conferenceId)
+        if (home && home !== p) throw new CallControlError('invalid_state', `conference ${conferenceId} is mixed on media worker ${home.index} and call ${call.id} runs on worker ${p.index} (MEDIA_WORKERS=${this.size}); a conference's calls must share a worker`)
+        const r = await this.act<Awaited<ReturnType<NonNullable<CallControl['conferenceJoin']>>>>(p, 'conferenceJoin', [call, conferenceId, opts])
+        this.conferenceWorker.set(conferenceId, p)
+        return r
+      },
+      conferenceRecord: async (conferenceId, accountId, on) => {
+        // No home: any worker gives the same "no such conference" answer.
+        const p = (await this.conferenceHome(conferenceId)) ?? this.planes.find((w) => w.alive)
+        if (!p) throw new CallControlError('unavailable', 'no media worker is running')
+        return this.act(p, 'conferenceRecord', [conferenceId, accountId, on])
+      },
+      openStream: (call, opts) => this.openStream(call, opts),
+    }
+  }
+
+  private async openStream(call: Call, opts: { encapsulation: string; send: (msg: string | Buffer) => void; close: () => void }): Promise<MediaStreamHandle> {
+    const p = this.planeOf(call)
+    const id = randomUUID()
+    this.streams.set(id, { send: opts.send, close: opts.close })
+    try {
+      await p.channel.request('stream.open', [id, call, opts.encapsulation])
+    } catch (err) {
+      this.streams.delete(id)
+      throw err
+    }
+    return {
+      onMessage: (msg) => p.channel.notify('stream.message', [id, msg]),
+      close: () => { this.streams.delete(id); p.channel.notify('stream.close', [id]) },
+    }
+  }
+
+  // ------------------------------------------------------------------ lifecycle
+
+  stats(): Promise<MediaPlaneStats[]> {
+    return Promise.all(this.planes.filter((p) => p.alive).map((p) => p.channel.request<MediaPlaneStats>('stats')))
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopping) return
+    this.stopping = true
+    await Promise.all(this.planes.map(async (p) => {
+      if (p.alive) await p.channel.request('stop').catch(() => {})
+      await p.worker.terminate()
+    }))
+  }
+}
+
+/** A call's leg in a worker: every MediaLeg call is one message, localSdp kept in step. */
+class RemoteLeg implements MediaLeg {
+  private closed = false
+
+  constructor(private readonly planes: WorkerMediaPlanes, private readonly p: PlaneWorker, private readonly callId: string, private readonly legId: string, public localSdp: string) {}
+
+  async setRemote(sdp: string): Promise<string> {
+    const r = await this.p.channel.request<{ answer: string; localSdp: string }>('leg.setRemote', [this.legId, sdp])
+    this.localSdp = r.localSdp
+    return r.answer
+  }
+
+  attach(dialog: Srf.Dialog): void {
+    this.planes.attachDialog(this.callId, dialog)
+    this.p.channel.notify('leg.attach', [this.legId, this.callId])
+  }
+
+  async holdOffer(held: boolean): Promise<string> {
+    const r = await this.p.channel.request<{ offer: string; localSdp: string }>('leg.holdOffer', [this.legId, held])
+    this.localSdp = r.localSdp
+    return r.offer
+  }
+
+  setHold(held: boolean): Promise<void> {
+    return this.p.channel.request('leg.setHold', [this.legId, held])
+  }
+
+  async close(reason: string): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    try {
+      if (this.p.alive) await this.p.channel.request('leg.close', [this.legId, reason])
+    } finally {
+      this.planes.legClosed(this.p, this.callId)
+    }
+  }
+}

@@ -1,0 +1,158 @@
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { threadId } from 'node:worker_threads'
+import { startStack } from '../../harness/stack.ts'
+import { WorkerMediaPlanes } from '../../../sip/app/worker-media-planes.ts'
+import { RtpCaller, placeCall, rms } from './rtp-caller.ts'
+
+/**
+ * MEDIA_WORKERS=2: call media, agents and media actions run in two worker
+ * threads (sip/app/worker-media-planes.ts). First the engine-level checks
+ * (calls spread over both workers, each worker's agent talks and hears,
+ * cross-worker bridge/conference refused with a reason, a dead worker's
+ * calls are hung up), then whole suites rerun with MEDIA_WORKERS=2.
+ */
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+const here = dirname(fileURLToPath(import.meta.url))
+const root = join(here, '..', '..', '..')
+
+/** Loud 20 ms frames heard since `since`. */
+function loudFrames(c: RtpCaller, since: number): Int16Array[] {
+  const pcm = c.audioSince(since)
+  const out: Int16Array[] = []
+  for (let i = 0; i + 160 <= pcm.length; i += 160) { const f = pcm.subarray(i, i + 160); if (rms(f) > 300) out.push(f) }
+  return out
+}
+
+t.test('calls run in two media workers', async (t) => {
+  const stack = await startStack({ MEDIA_WORKERS: '2' })
+  t.teardown(() => stack.stop())
+  const planes = stack.engine.media
+  if (!(planes instanceof WorkerMediaPlanes)) { t.fail('MEDIA_WORKERS=2 did not start worker media planes'); return }
+  t.equal(planes.size, 2, 'two workers')
+  t.ok(planes.threads.every((w) => w.threadId !== threadId), 'media threads are not the main thread')
+
+  const dir = mkdtempSync(join(tmpdir(), 'media-workers-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const store = stack.engine.store
+  const account = (await store.accounts.first())!
+  // The scripted LLM echoes a rule's reply when the caller says nothing it knows: a blank fallback keeps it quiet after the greeting.
+  const agent = await store.agents.create(account.id, { name: 'greeter', greeting: 'Hello, you are talking to a media worker.', llm: { provider: 'scripted', options: { rules: [], fallback: ' ' } } })
+  await store.numbers.create(account.id, { number: '+14155550190', target: { type: 'agent', id: agent.id } })
+  const api = (path: string, init: RequestInit = {}) => fetch(`${stack.baseUrl}${path}`, {
+    ...init, headers: { authorization: `Bearer ${stack.apiKey}`, ...(init.body ? { 'content-type': 'application/json' } : {}) },
+  })
+  const post = (path: string, body?: unknown) => api(path, { method: 'POST', ...(body !== undefined ? { body: JSON.stringify(body) } : {}) })
+
+  const known = new Set<string>()
+  const call = async () => {
+    const c = new RtpCaller()
+    await c.start()
+    t.teardown(() => c.close())
+    const sipp = await placeCall({ dir, sipPort: stack.sipPort, service: '+14155550190', caller: c })
+    t.teardown(() => sipp.kill())
+    let id = ''
+    for (let i = 0; i < 200 && !id; i++) {
+      const page = await (await api('/v1/calls?status=in-progress')).json() as { data: Array<{ id: string }> }
+      id = page.data.find((x) => !known.has(x.id))?.id ?? ''
+      if (!id) await sleep(100)
+    }
+    known.add(id)
+    for (let i = 0; i < 100 && !c.remote; i++) await sleep(50)
+    return { c, id, sipp }
+  }
+
+  const t0 = Date.now()
+  const a = await call()
+  const b = await call()
+  t.ok(a.id && b.id && a.id !== b.id, 'two live calls')
+  t.same([planes.workerOf(a.id), planes.workerOf(b.id)].sort(), [0, 1], 'one call on each worker')
+
+  const health = await (await fetch(`${stack.baseUrl}/health`)).json() as { components?: Record<string, { detail?: { workers?: Array<{ activeSessions: number }> } }> }
+  const workers = health.components?.media?.detail?.workers ?? []
+  t.same(workers.map((w) => w.activeSessions), [1, 1], 'health lists one session per worker')
+
+  // Each worker's agent greets its caller (TTS → Playout → RTP, all in the worker).
+  for (let i = 0; i < 100 && (loudFrames(a.c, t0).length < 25 || loudFrames(b.c, t0).length < 25); i++) await sleep(100)
+  t.ok(loudFrames(a.c, t0).length >= 25, `caller A hears its agent (${loudFrames(a.c, t0).length} speech frames)`)
+  t.ok(loudFrames(b.c, t0).length >= 25, `caller B hears its agent (${loudFrames(b.c, t0).length} speech frames)`)
+  for (let i = 0; i < 100; i++) {
+    const [ra, rb] = await Promise.all([a.id, b.id].map(async (id) => (await (await api(`/v1/calls/${id}`)).json() as { transcript?: unknown[] }).transcript?.length ?? 0))
+    if (ra! > 0 && rb! > 0) break
+    await sleep(100)
+  }
+  for (const x of [a, b]) {
+    const rec = await (await api(`/v1/calls/${x.id}`)).json() as { transcript?: Array<{ role: string; text: string }> }
+    t.ok(rec.transcript?.some((e) => e.role !== 'user' && /media worker/.test(e.text)), 'the greeting reached the call record through the main thread\'s store')
+  }
+
+  // API media actions are routed to the call's worker.
+  const ta = Date.now()
+  t.equal((await post(`/v1/calls/${a.id}/play`, { tone: 'beep' })).status, 202, 'play on a worker call')
+  await sleep(700)
+  const beep = loudFrames(a.c, ta)
+  t.ok(beep.length >= 5, `the beep reached caller A (${beep.length} frames)`)
+
+  // Cross-worker media is refused with a reason, not half-done.
+  const br = await post(`/v1/calls/${a.id}/bridge`, { callId: b.id })
+  t.equal(br.status, 409, 'bridge across workers: 409')
+  t.match(await br.json(), { error: { message: /different media workers/ } })
+  const conf = await (await post('/v1/conferences', { name: 'split' })).json() as { id: string }
+  t.equal((await post(`/v1/conferences/${conf.id}/participants`, { callId: a.id })).status, 202, 'first participant joins')
+  const cj = await post(`/v1/conferences/${conf.id}/participants`, { callId: b.id })
+  t.equal(cj.status, 409, 'a participant on the other worker: 409')
+  t.match(await cj.json(), { error: { message: /must share a worker/ } })
+  t.equal((await api(`/v1/conferences/${conf.id}/participants/${a.id}`, { method: 'DELETE' })).status, 202, 'the participant leaves (kick routed to its worker)')
+
+  // A worker that dies takes its calls down cleanly; the other worker's call goes on.
+  const victim = planes.workerOf(b.id)!
+  await planes.threads[victim]!.terminate()
+  let ended: { status?: string; endedReason?: string } = {}
+  for (let i = 0; i < 100; i++) {
+    ended = await (await api(`/v1/calls/${b.id}`)).json() as typeof ended
+    if (ended.status === 'completed') break
+    await sleep(100)
+  }
+  t.match(ended, { status: 'completed', endedReason: 'error-media-worker' }, 'the dead worker\'s call was hung up with a reason')
+  t.equal((await b.sipp.done).code, 0, 'its caller got a BYE')
+  const tk = Date.now()
+  t.equal((await post(`/v1/calls/${a.id}/play`, { tone: 'beep' })).status, 202, 'the surviving worker still takes actions')
+  await sleep(700)
+  t.ok(loudFrames(a.c, tk).length >= 5, `and its caller still hears them (${loudFrames(a.c, tk).length} frames)`)
+  const c = await call()
+  t.equal(planes.workerOf(c.id), planes.workerOf(a.id), 'new calls go to the surviving worker')
+  for (const x of [a, c]) {
+    t.equal((await api(`/v1/calls/${x.id}`, { method: 'DELETE' })).status, 204)
+    t.equal((await x.sipp.done).code, 0)
+  }
+})
+
+/** Suites that drive whole calls through startStack, rerun with MEDIA_WORKERS=2. */
+const SUITES = [
+  'test/sip/app/media-actions.test.ts',
+  'test/sip/app/media-rtpengine.test.ts',
+  'test/engine/drain.test.ts',
+  'test/control-api/e2e-events.test.ts',
+]
+
+t.test('suites with MEDIA_WORKERS=2', async (t) => {
+  const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(TAP|_TAPJS|NODE_OPTIONS$)/.test(k)))
+  Object.assign(env, { MEDIA_WORKERS: '2', TAP_TIMEOUT: '240' })
+  for (const file of SUITES) {
+    const { code, out } = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = spawn(process.execPath, ['--import=tsx', file], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] })
+      let out = ''
+      child.stdout.on('data', (d) => (out += d))
+      child.stderr.on('data', (d) => (out += d))
+      child.on('close', (code) => resolve({ code, out }))
+    })
+    const summary = /# \{ total: (\d+), pass: (\d+)(?:, fail: (\d+))?/.exec(out)
+    t.equal(code, 0, `${file} with MEDIA_WORKERS=2 ${summary ? `(${summary[2]}/${summary[1]} pass)` : ''}`,
+      code === 0 ? {} : { diagnostic: true, output: out.split('\n').filter((l) => /not ok|Error|error/.test(l)).slice(0, 40).join('\n') })
+    t.ok(summary && Number(summary[1]) > 0, `${file} ran assertions`)
+  }
+})
