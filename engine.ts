@@ -20,6 +20,7 @@ import { createApiCallControl } from './sip/app/api-adapter.ts'
 import { AgentMediaBinder } from './sip/app/agent-media-binder.ts'
 import { MediaEngine } from './media/engine.ts'
 import { RtpengineAnchor } from './media/rtpengine/anchor.ts'
+import { registerMediaMetrics } from './media/media-metrics.ts'
 import { MediaSessionRegistry } from './sip/app/media-sessions.ts'
 import { MediaCallControl } from './sip/app/media-call-control.ts'
 import { WorkerMediaPlanes } from './sip/app/worker-media-planes.ts'
@@ -184,6 +185,7 @@ export class Engine {
           control: () => ({ ...agentControl, lost: (id, reason) => sipApplication.calls.hangup(id, 'system', reason) }),
         })
         media = planes
+        registerMediaMetrics(registry, async () => (await planes.stats()).map((w) => w.engine))
         sipApplication.setMediaBinder(planes)
         callControl.install(createApiCallControl(sipApplication, planes.api()))
         health.register('media', async () => {

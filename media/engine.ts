@@ -1,10 +1,11 @@
 /**
  * MediaEngine: the per-thread owner of the RTP port pool, the shared
  * scheduler and all media sessions. Signalling asks it for sessions; with
- * MEDIA_WORKERS > 0 one engine runs in each worker (see worker-pool.ts).
+ * MEDIA_WORKERS > 0 one engine runs in each worker (sip/app/worker-media-planes.ts;
+ * media/worker-pool.ts for sessions alone).
  */
 import type { Registry } from 'prom-client'
-import { Counter, Gauge } from 'prom-client'
+import { registerMediaMetrics } from './media-metrics.ts'
 import { PortPool, type PortPair } from './port-pool.ts'
 import { MediaScheduler, type SchedulerStats } from './scheduler.ts'
 import { MediaSession, type MediaSessionOptions, type SessionHost } from './session.ts'
@@ -41,6 +42,8 @@ export interface MediaEngineStats {
   scheduler: SchedulerStats
   idleGc: IdleGcStats | null
   totals: { packetsIn: number; packetsOut: number; lost: number; garbage: number; concealed: number }
+  /** The worst interarrival jitter among active sessions (RFC 3550 §6.4.1), ms. */
+  maxJitterMs: number
 }
 
 export class MediaEngine {
@@ -77,7 +80,7 @@ export class MediaEngine {
       release: (pair: PortPair) => this.pool.release(pair),
       onClosed: (s: MediaSession) => this.onSessionClosed(s),
     }
-    if (opts.registry) this.registerMetrics(opts.registry)
+    if (opts.registry) registerMediaMetrics(opts.registry, () => [this.stats()])
   }
 
   async createSession(opts: MediaSessionOptions = {}): Promise<MediaSession> {
@@ -112,8 +115,10 @@ export class MediaEngine {
 
   stats(): MediaEngineStats {
     const totals = { ...this.closedTotals }
+    let maxJitterMs = 0
     for (const s of this.sessions) {
       const st = s.stats()
+      maxJitterMs = Math.max(maxJitterMs, st.jitterMs)
       totals.packetsIn += st.packetsReceived
       totals.packetsOut += st.packetsSent
       totals.lost += st.packetsLost
@@ -129,28 +134,8 @@ export class MediaEngine {
       scheduler: this.scheduler.getStats(),
       idleGc: this.idleGc?.stats() ?? null,
       totals,
+      maxJitterMs,
     }
-  }
-
-  private registerMetrics(registry: Registry): void {
-    // Values are computed at scrape time from the counters the sessions keep
-    // anyway, so the packet path never touches prom-client.
-    const self = this
-    new Gauge({ name: 'callplane_media_sessions_active', help: 'Active media sessions', registers: [registry], collect() { this.set(self.sessions.size) } })
-    new Gauge({ name: 'callplane_rtp_packets', help: 'RTP packets since start', labelNames: ['direction'], registers: [registry], collect() {
-      const t = self.stats().totals
-      this.set({ direction: 'in' }, t.packetsIn)
-      this.set({ direction: 'out' }, t.packetsOut)
-    } })
-    new Gauge({ name: 'callplane_rtp_lost_packets', help: 'RTP packets lost (RFC 3550 A.3) since start', registers: [registry], collect() { this.set(self.stats().totals.lost) } })
-    new Gauge({ name: 'callplane_rtp_garbage_packets', help: 'Invalid or foreign packets dropped on RTP ports', registers: [registry], collect() { this.set(self.stats().totals.garbage) } })
-    new Gauge({ name: 'callplane_rtp_jitter_ms', help: 'Interarrival jitter per active session (max)', registers: [registry], collect() {
-      let max = 0
-      for (const s of self.sessions) max = Math.max(max, s.stats().jitterMs)
-      this.set(max)
-    } })
-    new Gauge({ name: 'callplane_media_scheduler_late_ticks', help: 'Scheduler ticks started >2 ms late', registers: [registry], collect() { this.set(self.scheduler.getStats().lateTicks) } })
-    void Counter
   }
 
   /** Closes every session and stops the clock. */

@@ -75,6 +75,9 @@ t.test('calls run in two media workers', async (t) => {
   const health = await (await fetch(`${stack.baseUrl}/health`)).json() as { components?: Record<string, { detail?: { workers?: Array<{ activeSessions: number }> } }> }
   const workers = health.components?.media?.detail?.workers ?? []
   t.same(workers.map((w) => w.activeSessions), [1, 1], 'health lists one session per worker')
+  const metrics = await (await fetch(`${stack.baseUrl}/metrics`)).text()
+  t.match(metrics, /\ncallplane_media_sessions_active 2\n/, '/metrics adds up both workers\' sessions')
+  t.match(metrics, /\ncallplane_rtp_packets\{direction="out"\} [1-9]/, '/metrics counts the workers\' RTP')
 
   // Each worker's agent greets its caller (TTS → Playout → RTP, all in the worker).
   for (let i = 0; i < 100 && (loudFrames(a.c, t0).length < 25 || loudFrames(b.c, t0).length < 25); i++) await sleep(100)
