@@ -11,8 +11,16 @@
  * VAD and STT). The demo number 1000 (pocketsphinx and espeak-ng processes
  * per call) costs far more per call: BENCH_COST_NUMBER=1000 measures that.
  *
- *   tsx bench/cost-growth.ts [--quick|--full] [--out file.json]
+ *   tsx bench/cost-growth.ts [--quick|--full] [--out file.json] [--media-workers N]
  *   BENCH_COST_NUMBER=1000  call an existing number instead
+ *   BENCH_MEDIA_WORKERS=N   same as --media-workers N
+ *
+ * --media-workers N (N > 0) starts an engine of its own with MEDIA_WORKERS=N
+ * (call media, agent runtimes and media actions in N worker threads; SIP, the
+ * store and the API stay on the main thread), never the orchestrator's shared
+ * one, and suffixes every figure id with `.media_workers_N` so the curve lands
+ * next to the in-process one. Saturation is then any engine thread (main or a
+ * worker) at 0.9 of a core, or the whole process at 0.9 of all cores.
  */
 import { spawn } from 'node:child_process'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
@@ -20,12 +28,37 @@ import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { finishBench, parseBenchArgs, type BenchFigure, type PlotSpec } from './bench-result.ts'
-import { acquireEngineProcess, killAllEngines, type EngineProcess } from './engine-process.ts'
-import { cpuMeter, memoryKiB, exitWithParent, threadMeter } from './proc-stats.ts'
+import { acquireEngineProcess, killAllEngines, startEngineProcess, type EngineProcess } from './engine-process.ts'
+import { cpuMeter, memoryKiB, exitWithParent, threadSharesMeter } from './proc-stats.ts'
 import { parseSippStat } from './sipp-rate-ladder.ts'
 import { freePort } from '../test/harness/ports.ts'
 
 const args = parseBenchArgs()
+/**
+ * MEDIA_WORKERS of the engine under test: --media-workers N (or --media-workers=N),
+ * else BENCH_MEDIA_WORKERS, else 0 (media on the engine's main thread). A bad value
+ * stops the bench with a usage error rather than measuring the wrong engine.
+ */
+function parseMediaWorkers(argv = process.argv.slice(2)): number {
+  let raw: string | undefined = process.env.BENCH_MEDIA_WORKERS
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--media-workers') raw = argv[i + 1]
+    else if (argv[i]!.startsWith('--media-workers=')) raw = argv[i]!.slice('--media-workers='.length)
+  }
+  if (raw === undefined || raw === '') return 0
+  const n = Number(raw)
+  // the engine's own bound for MEDIA_WORKERS is 1..64 (config/config.ts)
+  if (!Number.isInteger(n) || n < 0 || n > 64) {
+    process.stderr.write(`cost-growth: --media-workers wants an integer 0..64, got ${JSON.stringify(raw)}\n`)
+    process.exit(2)
+  }
+  return n
+}
+const mediaWorkers = parseMediaWorkers()
+/** Figure and plot ids of a MEDIA_WORKERS run differ, so both curves sit side by side in one report. */
+const fid = (id: string) => (mediaWorkers > 0 ? `${id}.media_workers_${mediaWorkers}` : id)
+/** How the engine ran its media, for labels and plot series. */
+const modeTag = mediaWorkers > 0 ? `MEDIA_WORKERS=${mediaWorkers}` : 'media in-process'
 const quick = args.mode === 'quick'
 const startedAt = new Date()
 // Under the orchestrator the budget runs from this script's start; run alone, from when
@@ -47,7 +80,12 @@ const windowSec = quick ? 2 : 10
 const setupSlackSec = quick ? 4 : 10
 const cores = cpus().length
 const SCENARIO = fileURLToPath(new URL('./scenarios/uac-plain.xml', import.meta.url))
-/** The engine's event loop at this share of a core = saturated (it is one thread). */
+/**
+ * Any engine thread at this share of a core = saturated: the main event loop
+ * (SIP, store, API, and media too when MEDIA_WORKERS=0) or a media worker's
+ * event loop; each is one thread, so it saturates long before the process
+ * uses all cores.
+ */
 const SATURATED_THREAD = 0.9
 
 const live = new Set<ReturnType<typeof spawn>>()
@@ -143,7 +181,14 @@ interface Step {
   /** Seconds after the ramp until the engine had (nearly) every call answered. */
   setupSec: number
   engineCoreShare: number
+  /** Busiest engine thread, whichever it is. */
   busiestThreadShare: number
+  /** The engine's main thread (pid = tid): SIP, store, API (and media when in-process). */
+  mainThreadShare: number
+  /** The busiest other thread: a media worker when MEDIA_WORKERS > 0 (else V8/libuv helpers). */
+  otherThreadShare: number
+  /** The busiest few non-main threads (tid, % of a core), to tell workers from helpers. */
+  otherThreads: { tid: number; pct: number }[]
   sippCoreShare: number
   memoryMiB: number
   successful: number
@@ -157,19 +202,24 @@ const notes: string[] = []
 const steps: Step[] = []
 let engine: (EngineProcess & { shared: boolean }) | undefined
 let idleMiB = NaN
+let engineLog: string[] = []
 try {
-  console.log('starting the engine (main.ts) in its own process…')
-  engine = await acquireEngineProcess({ rtpPorts: quick ? 2000 : 8000 })
-  console.log(`engine pid ${engine.pid} up in ${engine.startupSec.toFixed(1)} s (SIP 127.0.0.1:${engine.sipPort})`)
+  console.log(`starting the engine (main.ts) in its own process (${modeTag})…`)
+  // With workers, an engine of our own: the orchestrator's shared one runs MEDIA_WORKERS=0.
+  engine = mediaWorkers > 0
+    ? { ...(await startEngineProcess({ rtpPorts: quick ? 2000 : 8000, timeoutMs: 90_000, env: { MEDIA_WORKERS: String(mediaWorkers) } })), shared: false }
+    : await acquireEngineProcess({ rtpPorts: quick ? 2000 : 8000 })
+  console.log(`engine pid ${engine.pid} up in ${engine.startupSec.toFixed(1)} s (SIP 127.0.0.1:${engine.sipPort}, ${modeTag})`)
   if (!process.env.BENCH_BUDGET_SEC) budgetFrom = Date.now()
   await sleep(1000)
   const idle = cpuMeter(engine.pid, true)
   await sleep(quick ? 1500 : 3000)
   const idleCpu = idle.read()
   idleMiB = memoryKiB(engine.pid, true) / 1024
-  figures.push({ id: 'cost.engine_startup_sec', label: `Engine start-up time (embedded PGlite, migrations, SIP, API)${engine.shared ? ', started by the orchestrator' : ''}`, value: engine.startupSec, unit: 's', better: 'lower' })
-  figures.push({ id: 'cost.idle_memory_mib', label: 'Engine memory when idle (PSS)', value: idleMiB, unit: 'MiB', better: 'lower' })
-  figures.push({ id: 'cost.idle_cpu_pct', label: 'Engine CPU when idle', value: idleCpu.coreShare * 100, unit: '% of a core', better: 'lower' })
+  const tagged = mediaWorkers > 0 ? `, ${modeTag}` : ''
+  figures.push({ id: fid('cost.engine_startup_sec'), label: `Engine start-up time (embedded PGlite, migrations, SIP, API${tagged})${engine.shared ? ', started by the orchestrator' : ''}`, value: engine.startupSec, unit: 's', better: 'lower' })
+  figures.push({ id: fid('cost.idle_memory_mib'), label: `Engine memory when idle (PSS${tagged})`, value: idleMiB, unit: 'MiB', better: 'lower' })
+  figures.push({ id: fid('cost.idle_cpu_pct'), label: `Engine CPU when idle${mediaWorkers > 0 ? ` (${modeTag})` : ''}`, value: idleCpu.coreShare * 100, unit: '% of a core', better: 'lower' })
   console.log(`idle: ${idleMiB.toFixed(0)} MiB, ${(idleCpu.coreShare * 100).toFixed(1)}% of a core`)
 
   if (number === BENCH_NUMBER) await createBenchAgent(engine)
@@ -201,11 +251,16 @@ try {
       }
       const setupSec = (Date.now() - setupDeadline) / 1000 + setupSlackSec
       const m = cpuMeter(engine.pid, true)
-      const t = threadMeter(engine.pid, true)
+      const t = threadSharesMeter(engine.pid, true)
       const g = cpuMeter(run.pid)
       await sleep(windowSec * 1000)
       const cpu = m.read()
-      const thread = t.read()
+      const { threads } = t.read()
+      const mainId = `${engine.pid}/${engine.pid}`
+      const mainThreadShare = threads.find((x) => x.id === mainId)?.share ?? 0
+      const others = threads.filter((x) => x.id !== mainId)
+      const otherThreadShare = others[0]?.share ?? 0
+      const busiestThreadShare = Math.max(mainThreadShare, otherThreadShare)
       const gen = g.read()
       const memMiB = memoryKiB(engine.pid, true) / 1024
       const upEngine = await activeCalls(engine)
@@ -215,56 +270,71 @@ try {
       let reason: string | undefined
       if (res.failed > 0 || res.successful < n) reason = `${n - res.successful} of ${n} calls failed${res.firstError ? `: ${res.firstError}` : ''}`
       else if (held < 0.5 * n) reason = `the engine had only ${held} of ${n} calls answered ${setupSec.toFixed(1)} s after the ramp (set-up saturated)`
-      else if (thread.busiestShare >= SATURATED_THREAD) reason = `engine event loop at ${(thread.busiestShare * 100).toFixed(0)}% of a core (saturated)`
+      else if (mainThreadShare >= SATURATED_THREAD) reason = `engine main thread (event loop${mediaWorkers > 0 ? ': SIP, store, API' : ''}) at ${(mainThreadShare * 100).toFixed(0)}% of a core (saturated)`
+      else if (otherThreadShare >= SATURATED_THREAD) reason = `engine thread ${others[0]!.tid} (${mediaWorkers > 0 ? 'a media worker, most likely' : 'not the event loop'}) at ${(otherThreadShare * 100).toFixed(0)}% of a core (saturated)`
       else if (cpu.coreShare > 0.9 * cores) reason = `engine CPU at ${(cpu.coreShare * 100).toFixed(0)}% (all cores)`
-      steps.push({ calls: n, ok: !reason, reason, upSipp, upEngine: held, setupSec, engineCoreShare: cpu.coreShare, busiestThreadShare: thread.busiestShare, sippCoreShare: gen.coreShare, memoryMiB: memMiB, successful: res.successful, failed: res.failed })
-      console.log(`  ${n} concurrent calls (${upSipp} up per sipp, ${held} live per the engine, all answered ${setupSec.toFixed(1)} s after the ramp): engine ${(cpu.coreShare * 100).toFixed(0)}% of a core (busiest thread ${(thread.busiestShare * 100).toFixed(0)}%), ${memMiB.toFixed(0)} MiB, sipp ${(gen.coreShare * 100).toFixed(0)}%, ${res.successful}/${n} ok → ${reason ? `STOP (${reason})` : 'ok'}`)
+      steps.push({ calls: n, ok: !reason, reason, upSipp, upEngine: held, setupSec, engineCoreShare: cpu.coreShare, busiestThreadShare, mainThreadShare, otherThreadShare, otherThreads: others.slice(0, 4).map((x) => ({ tid: x.tid, pct: Number((x.share * 100).toFixed(1)) })), sippCoreShare: gen.coreShare, memoryMiB: memMiB, successful: res.successful, failed: res.failed })
+      console.log(`  ${n} concurrent calls (${upSipp} up per sipp, ${held} live per the engine, all answered ${setupSec.toFixed(1)} s after the ramp): engine ${(cpu.coreShare * 100).toFixed(0)}% of a core (main thread ${(mainThreadShare * 100).toFixed(0)}%, busiest ${mediaWorkers > 0 ? 'worker' : 'other'} thread ${(otherThreadShare * 100).toFixed(0)}%), ${memMiB.toFixed(0)} MiB, sipp ${(gen.coreShare * 100).toFixed(0)}%, ${res.successful}/${n} ok → ${reason ? `STOP (${reason})` : 'ok'}`)
       if (reason) break
       await sleep(500)
     }
     const best = steps.filter((s) => s.ok).at(-1)
     const stop = steps.find((s) => !s.ok)
-    figures.push({ id: 'cost.max_concurrent_calls', label: `Most calls held live (engine gauge) with no failure and the event loop < ${SATURATED_THREAD * 100}% of a core (ladder ${ladder.join(', ')})`, value: best?.upEngine ?? 0, unit: 'calls', better: 'higher' })
+    const at = (n: number) => `${n} concurrent calls${mediaWorkers > 0 ? `, ${modeTag}` : ''}`
+    figures.push({ id: fid('cost.max_concurrent_calls'), label: `Most calls held live (engine gauge) with no failure and every engine thread < ${SATURATED_THREAD * 100}% of a core${mediaWorkers > 0 ? ` (${modeTag})` : ''} (ladder ${ladder.join(', ')})`, value: best?.upEngine ?? 0, unit: 'calls', better: 'higher' })
     if (best) {
-      figures.push({ id: 'cost.cpu_pct_per_call', label: `Engine CPU per live call (step of ${best.calls}, ${best.upEngine} live)`, value: ((best.engineCoreShare - idleCpu.coreShare) * 100) / Math.max(1, best.upEngine), unit: '% of a core', better: 'lower' })
-      figures.push({ id: 'cost.memory_kb_per_call', label: `Engine memory per live call (PSS growth over idle, step of ${best.calls}, ${best.upEngine} live)`, value: Math.max(0, ((best.memoryMiB - idleMiB) * 1024 * 1.024) / Math.max(1, best.upEngine)), unit: 'KB', better: 'lower' })
-      figures.push({ id: 'cost.cpu_pct_at_max', label: `Engine CPU at ${best.calls} concurrent calls`, value: best.engineCoreShare * 100, unit: '% of a core', better: 'lower' })
-      figures.push({ id: 'cost.memory_mib_at_max', label: `Engine memory at ${best.calls} concurrent calls (PSS)`, value: best.memoryMiB, unit: 'MiB', better: 'lower' })
+      figures.push({ id: fid('cost.cpu_pct_per_call'), label: `Engine CPU per live call (step of ${at(best.calls)}, ${best.upEngine} live)`, value: ((best.engineCoreShare - idleCpu.coreShare) * 100) / Math.max(1, best.upEngine), unit: '% of a core', better: 'lower' })
+      figures.push({ id: fid('cost.memory_kb_per_call'), label: `Engine memory per live call (PSS growth over idle, step of ${at(best.calls)}, ${best.upEngine} live)`, value: Math.max(0, ((best.memoryMiB - idleMiB) * 1024 * 1.024) / Math.max(1, best.upEngine)), unit: 'KB', better: 'lower' })
+      figures.push({ id: fid('cost.cpu_pct_at_max'), label: `Engine CPU at ${at(best.calls)}`, value: best.engineCoreShare * 100, unit: '% of a core', better: 'lower' })
+      figures.push({ id: fid('cost.memory_mib_at_max'), label: `Engine memory at ${at(best.calls)} (PSS)`, value: best.memoryMiB, unit: 'MiB', better: 'lower' })
     }
     for (const s of steps) {
-      figures.push({ id: `cost.cpu_pct_at_${s.calls}`, label: `Engine CPU at ${s.calls} concurrent calls (${s.upEngine} live)${s.ok ? '' : ' (the step that stopped the ladder)'}`, value: Number((s.engineCoreShare * 100).toFixed(1)), unit: '% of a core', better: 'lower' })
-      figures.push({ id: `cost.memory_mib_at_${s.calls}`, label: `Engine memory at ${s.calls} concurrent calls (PSS)`, value: Number(s.memoryMiB.toFixed(1)), unit: 'MiB', better: 'lower' })
+      const last = s.ok ? '' : ' (the step that stopped the ladder)'
+      figures.push({ id: fid(`cost.cpu_pct_at_${s.calls}`), label: `Engine CPU at ${at(s.calls)} (${s.upEngine} live)${last}`, value: Number((s.engineCoreShare * 100).toFixed(1)), unit: '% of a core', better: 'lower' })
+      figures.push({ id: fid(`cost.main_thread_pct_at_${s.calls}`), label: `Engine main thread CPU at ${at(s.calls)}${last}`, value: Number((s.mainThreadShare * 100).toFixed(1)), unit: '% of a core', better: 'lower' })
+      if (mediaWorkers > 0) figures.push({ id: fid(`cost.worker_thread_pct_at_${s.calls}`), label: `Busiest engine thread other than main (a media worker) at ${at(s.calls)}${last}`, value: Number((s.otherThreadShare * 100).toFixed(1)), unit: '% of a core', better: 'lower' })
+      figures.push({ id: fid(`cost.memory_mib_at_${s.calls}`), label: `Engine memory at ${at(s.calls)} (PSS)`, value: Number(s.memoryMiB.toFixed(1)), unit: 'MiB', better: 'lower' })
     }
     if (stop) notes.push(`stopped at ${stop.calls} calls: ${stop.reason}`)
     else if (steps.length === ladder.length) notes.push(`the whole ladder (${ladder.join(', ')}) held: saturation lies beyond ${ladder.at(-1)} calls${quick ? ' (run --full for a longer ladder)' : ''}`)
     // x = calls the engine itself reported live while measured (a loaded box answers a step's calls late)
     const xs = steps.map((s) => s.upEngine)
+    // Series labels carry the mode and the plots a compareKey, so the orchestrator draws the
+    // in-process and MEDIA_WORKERS curves in one plot when both ran (bench/run-report.ts).
     plots.push({
-      id: 'cost.cpu', title: 'Engine CPU as concurrent calls grow (capacity curve)', kind: 'line', xLabel: 'live calls (engine gauge)', yLabel: '% of one core',
+      id: fid('cost.cpu'), compareKey: 'cost.cpu', title: `Engine CPU as concurrent calls grow (capacity curve, ${modeTag})`, kind: 'line', xLabel: 'live calls (engine gauge)', yLabel: '% of one core',
       series: [
-        { label: 'engine, all threads', x: [0, ...xs], y: [idleCpu.coreShare * 100, ...steps.map((s) => s.engineCoreShare * 100)] },
-        { label: 'busiest engine thread (event loop)', x: xs, y: steps.map((s) => s.busiestThreadShare * 100) },
-        { label: 'sipp (load generator)', x: xs, y: steps.map((s) => s.sippCoreShare * 100) },
+        { label: `${modeTag}: engine, all threads`, x: [0, ...xs], y: [idleCpu.coreShare * 100, ...steps.map((s) => s.engineCoreShare * 100)] },
+        { label: `${modeTag}: main thread${mediaWorkers > 0 ? ' (SIP, store, API)' : ' (event loop)'}`, x: xs, y: steps.map((s) => s.mainThreadShare * 100) },
+        ...(mediaWorkers > 0 ? [{ label: `${modeTag}: busiest media worker thread`, x: xs, y: steps.map((s) => s.otherThreadShare * 100) }] : []),
+        { label: `${modeTag}: sipp (load generator)`, x: xs, y: steps.map((s) => s.sippCoreShare * 100) },
       ],
-      marks: [{ axis: 'y', value: SATURATED_THREAD * 100, label: 'event loop saturated' }, { axis: 'y', value: cores * 100, label: `${cores} cores` }],
+      marks: [{ axis: 'y', value: SATURATED_THREAD * 100, label: 'a thread saturated' }, { axis: 'y', value: cores * 100, label: `${cores} cores` }],
     })
-    plots.push({ id: 'cost.memory', title: 'Engine memory as concurrent calls grow', kind: 'line', xLabel: 'live calls (engine gauge)', yLabel: 'MiB (PSS)', series: [{ label: 'engine', x: [0, ...xs], y: [idleMiB, ...steps.map((s) => s.memoryMiB)] }] })
-    notes.push(`calls: sipp (uac-plain.xml) to sip:${number}${number === BENCH_NUMBER ? ' (an agent on the stub STT/LLM/TTS adapters)' : ''}, ramped at ${rate} calls/s, measured for ${windowSec} s once the engine reports them live (its callplane_active_calls gauge) while the engine's CPU (all threads and the busiest one, from /proc) is measured; sipp echoes the engine's RTP (-rtp_echo)`)
+    plots.push({ id: fid('cost.memory'), compareKey: 'cost.memory', title: `Engine memory as concurrent calls grow (${modeTag})`, kind: 'line', xLabel: 'live calls (engine gauge)', yLabel: 'MiB (PSS)', series: [{ label: `${modeTag}: engine`, x: [0, ...xs], y: [idleMiB, ...steps.map((s) => s.memoryMiB)] }] })
+    notes.push(`calls: sipp (uac-plain.xml) to sip:${number}${number === BENCH_NUMBER ? ' (an agent on the stub STT/LLM/TTS adapters)' : ''}, ramped at ${rate} calls/s, measured for ${windowSec} s once the engine reports them live (its callplane_active_calls gauge) while the engine's CPU (all threads, its main thread and its busiest other thread, from /proc/<pid>/task) is measured; sipp echoes the engine's RTP (-rtp_echo)${mediaWorkers > 0 ? `; the engine ran MEDIA_WORKERS=${mediaWorkers} (its own process, not the orchestrator's shared engine)` : ''}`)
   }
   notes.push(`load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} at the end on ${cores} cores; sipp shares the cores with the engine, and CPU shares are per process, so they hold under other load while the saturation point does not`)
 } catch (err) {
   notes.push(`engine could not be measured: ${(err as Error).message.split('\n')[0]}`)
   console.error(err)
 } finally {
+  // The engine's own warnings and errors (it runs at LOG_LEVEL=warn): what a failed step looked like from inside.
+  if (engine && !engine.shared) {
+    engineLog = engine.log().split('\n').filter((l) => l.trim() && !/Callplane is up|^\s+(SIP|drachtio|HTTP API|RTP ports|database)\s/.test(l)).slice(-40)
+    if (engineLog.length && steps.some((s) => !s.ok && !/saturated/.test(s.reason ?? ''))) {
+      console.log(`engine log (last ${engineLog.length} lines at warn and above):\n${engineLog.map((l) => `  | ${l.slice(0, 400)}`).join('\n')}`)
+    }
+  }
   await engine?.stop()
 }
 
 finishBench({
-  bench: 'cost-growth',
+  bench: mediaWorkers > 0 ? 'cost-growth-media-workers' : 'cost-growth',
   mode: args.mode,
   startedAt: startedAt.toISOString(),
   durationSec: (Date.now() - startedAt.getTime()) / 1000,
   figures, plots, notes,
-  details: { number, ladder, rate, windowSec, idleMiB, steps },
+  details: { number, mediaWorkers, ladder, rate, windowSec, idleMiB, steps, engineLog },
 }, args)
 process.exit(0)

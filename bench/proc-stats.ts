@@ -155,3 +155,26 @@ export function threadMeter(pid: number, tree = false): { read(): { busiestShare
     },
   }
 }
+
+/**
+ * Every thread's share of one core over an interval, busiest first, keyed
+ * "pid/tid" (the main thread of a process is "pid/pid"). For an engine that
+ * runs work in worker threads (MEDIA_WORKERS), where any one thread reaching
+ * a core saturates the part it runs, not only the main event loop.
+ */
+export function threadSharesMeter(pid: number, tree = false): { read(): { wallSec: number; threads: { id: string; pid: number; tid: number; share: number }[] } } {
+  const c0 = threadSeconds(pid, tree)
+  const t0 = process.hrtime.bigint()
+  return {
+    read() {
+      const wallSec = Number(process.hrtime.bigint() - t0) / 1e9
+      const threads: { id: string; pid: number; tid: number; share: number }[] = []
+      for (const [k, v] of threadSeconds(pid, tree)) {
+        const [p, t] = k.split('/').map(Number) as [number, number]
+        threads.push({ id: k, pid: p, tid: t, share: wallSec > 0 ? (v - (c0.get(k) ?? 0)) / wallSec : 0 })
+      }
+      threads.sort((a, b) => b.share - a.share)
+      return { wallSec, threads }
+    },
+  }
+}
