@@ -87,8 +87,21 @@ const TIMEOUTS: Record<string, { quick: number; full: number }> = {
   'media-hotpath': { quick: 30, full: 300 },
   'agent-latency': { quick: 120, full: 420 },
   'cost-growth': { quick: 40, full: 360 },
+  // starts an engine of its own (MEDIA_WORKERS=2), so start-up counts against its bound
+  'cost-growth-media-workers': { quick: 40, full: 390 },
   'vad-compare': { quick: 30, full: 180 },
 }
+/**
+ * Benches that rerun a discovered script with extra arguments, as entries of their own
+ * (own name, bound, result and figures), only in the listed modes.
+ */
+const VARIANTS: { name: string; of: string; args: string[]; modes: ('quick' | 'full')[]; about: string }[] = [
+  {
+    name: 'cost-growth-media-workers', of: 'cost-growth', args: ['--media-workers', '2'], modes: ['full'],
+    about: 'cost-growth with MEDIA_WORKERS=2 (call media and agents in two worker threads, on an engine of its own): the capacity curve next to the in-process one',
+  },
+]
+
 /** Whole-run bound: benches that would start after it are skipped (and reported). */
 const TOTAL_BOUND = { quick: 600, full: 4500 }
 
@@ -128,6 +141,10 @@ interface Script {
   needsEngine: boolean
   /** First paragraph of the script's leading doc comment. */
   about?: string
+  /** Extra arguments after --quick/--full and --out (VARIANTS). */
+  args?: string[]
+  /** Runs only in these modes (VARIANTS); every mode when absent. */
+  modes?: ('quick' | 'full')[]
 }
 
 /** The first paragraph of a file's leading /** … *\/ comment, on one line. */
@@ -158,6 +175,11 @@ export function discover(): Script[] {
     const src = readFileSync(join(BENCH_DIR, f), 'utf8')
     if (!/parseBenchArgs|finishBench|--out/.test(src)) continue // a helper module, not a bench script
     found.push({ name, path: join(BENCH_DIR, f), category, needsEngine: src.includes('acquireEngineProcess'), about: docSummary(src) })
+  }
+  for (const v of VARIANTS) {
+    const base = found.find((s) => s.name === v.of)
+    // own engine: a variant changes how the engine runs, so it never gets the shared one
+    if (base) found.push({ ...base, name: v.name, args: v.args, modes: v.modes, about: v.about, needsEngine: false })
   }
   // benches that share the engine run last, together, so it is up only while they run
   const order = (s: Script) => (s.needsEngine ? 100 : 0) + CATEGORIES.indexOf(s.category)
@@ -246,7 +268,7 @@ async function runOne(s: Script, mode: 'quick' | 'full', timeoutSec: number, ind
   const started = Date.now()
   const tag = `[${index}/${total} ${s.name}]`
   process.stdout.write(`\n${tag} starting (${mode}, bound ${timeoutSec} s)\n`)
-  const child = spawn(process.execPath, ['--import', 'tsx', s.path, `--${mode}`, '--out', out], {
+  const child = spawn(process.execPath, ['--import', 'tsx', s.path, `--${mode}`, '--out', out, ...(s.args ?? [])], {
     cwd: ROOT,
     detached: true, // own process group, so a timeout kills its sipp/daemons too
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -350,12 +372,12 @@ async function main(): Promise<void> {
   let scripts = discover()
   const selected = (n: string) => (opts.only.length === 0 || opts.only.some((o) => n.includes(o))) && !opts.skip.some((o) => n.includes(o))
   if (opts.list) {
-    for (const s of scripts) process.stdout.write(`${s.name.padEnd(28)} ${(s.about ?? s.category.about).slice(0, 110)}\n`)
+    for (const s of scripts) process.stdout.write(`${s.name.padEnd(28)} ${s.modes ? `(${s.modes.join('/')} only) ` : ''}${(s.about ?? s.category.about).slice(0, 110)}\n`)
     for (const c of CATEGORIES) if (!scripts.some((s) => s.category === c)) process.stdout.write(`${`(missing ${c.key})`.padEnd(28)} ${c.missing}\n`)
     return
   }
   const startedAt = new Date()
-  const filtered = scripts.filter((s) => selected(s.name))
+  const filtered = scripts.filter((s) => selected(s.name) && (!s.modes || s.modes.includes(opts.mode)))
   process.stdout.write(`Callplane bench, ${opts.mode} mode: ${filtered.length} bench script(s): ${filtered.map((s) => s.name).join(', ') || 'none'}\n`)
   const machine = machineInfo()
   process.stdout.write(`machine: ${machine.cpuModel} × ${machine.cores}, ${fmtNum(machine.memoryGiB)} GiB, ${machine.os}, kernel ${machine.kernel}, node ${machine.node}, load ${machine.loadAvgAtStart.map((x) => x.toFixed(2)).join(' ')}\n`)
