@@ -170,6 +170,30 @@ async function createBenchAgent(e: EngineProcess): Promise<void> {
   if (num.status === 409) notes.push(`number ${BENCH_NUMBER} already existed on the shared engine: its agent was kept`)
 }
 
+/**
+ * The embedded store's thread: PGlite runs in a worker thread of its own
+ * (store/database.ts), which /proc cannot tell from a media worker (every
+ * thread is named "node"). Before any call is up, API reads keep only the main
+ * thread and the store thread busy, so the busiest other thread then is the
+ * store, if it stands out clearly (else undefined, and the report says so).
+ */
+async function findStoreThread(e: EngineProcess): Promise<number | undefined> {
+  const t = threadSharesMeter(e.pid, true)
+  // ~300 list reads (a second or two): enough 10 ms CPU ticks for the store thread to stand
+  // out from V8's GC helpers. /v1/numbers and /v1/agents read the store; /v1/calls may not.
+  for (let i = 0; i < 300; i++) {
+    try {
+      const r = await fetch(`http://127.0.0.1:${e.httpPort}/v1/${i % 2 ? 'agents' : 'numbers'}?limit=50`, { headers: { authorization: `Bearer ${e.apiKey}` }, signal: AbortSignal.timeout(3000) })
+      await r.arrayBuffer()
+    } catch { /* counted by the check below: no store work, no store thread found */ }
+  }
+  const { wallSec, threads } = t.read()
+  const others = threads.filter((x) => x.tid !== e.pid)
+  const [top, second] = others
+  if (!top || top.share * wallSec < 0.05 || (second && top.share < 2 * second.share)) return undefined
+  return top.tid
+}
+
 interface Step {
   calls: number
   ok: boolean
@@ -185,7 +209,9 @@ interface Step {
   busiestThreadShare: number
   /** The engine's main thread (pid = tid): SIP, store, API (and media when in-process). */
   mainThreadShare: number
-  /** The busiest other thread: a media worker when MEDIA_WORKERS > 0 (else V8/libuv helpers). */
+  /** The embedded store's thread (PGlite), when it was told apart (storeTid). */
+  storeThreadShare: number
+  /** The busiest thread besides main and store: a media worker when MEDIA_WORKERS > 0 (else V8/libuv helpers). */
   otherThreadShare: number
   /** The busiest few non-main threads (tid, % of a core), to tell workers from helpers. */
   otherThreads: { tid: number; pct: number }[]
@@ -203,6 +229,8 @@ const steps: Step[] = []
 let engine: (EngineProcess & { shared: boolean }) | undefined
 let idleMiB = NaN
 let engineLog: string[] = []
+/** tid of the engine's PGlite thread, if findStoreThread told it apart. */
+let storeTid: number | undefined
 try {
   console.log(`starting the engine (main.ts) in its own process (${modeTag})…`)
   // With workers, an engine of our own: the orchestrator's shared one runs MEDIA_WORKERS=0.
@@ -223,6 +251,9 @@ try {
   console.log(`idle: ${idleMiB.toFixed(0)} MiB, ${(idleCpu.coreShare * 100).toFixed(1)}% of a core`)
 
   if (number === BENCH_NUMBER) await createBenchAgent(engine)
+  storeTid = await findStoreThread(engine)
+  if (storeTid === undefined) notes.push('the store (PGlite) thread did not stand out under API reads: its CPU counts in the busiest-other-thread figures')
+  console.log(`store (PGlite) thread: ${storeTid ?? 'not told apart'}`)
   // Does it take calls at all? 20 short calls, which also warm the engine up (JIT,
   // agent start-up paths), so the first step does not measure compilation.
   const mediaPort = await freePort()
@@ -258,9 +289,10 @@ try {
       const { threads } = t.read()
       const mainId = `${engine.pid}/${engine.pid}`
       const mainThreadShare = threads.find((x) => x.id === mainId)?.share ?? 0
-      const others = threads.filter((x) => x.id !== mainId)
+      const storeThreadShare = threads.find((x) => x.pid === engine!.pid && x.tid === storeTid)?.share ?? 0
+      const others = threads.filter((x) => x.id !== mainId && !(x.pid === engine!.pid && x.tid === storeTid))
       const otherThreadShare = others[0]?.share ?? 0
-      const busiestThreadShare = Math.max(mainThreadShare, otherThreadShare)
+      const busiestThreadShare = Math.max(mainThreadShare, storeThreadShare, otherThreadShare)
       const gen = g.read()
       const memMiB = memoryKiB(engine.pid, true) / 1024
       const upEngine = await activeCalls(engine)
@@ -271,10 +303,16 @@ try {
       if (res.failed > 0 || res.successful < n) reason = `${n - res.successful} of ${n} calls failed${res.firstError ? `: ${res.firstError}` : ''}`
       else if (held < 0.5 * n) reason = `the engine had only ${held} of ${n} calls answered ${setupSec.toFixed(1)} s after the ramp (set-up saturated)`
       else if (mainThreadShare >= SATURATED_THREAD) reason = `engine main thread (event loop${mediaWorkers > 0 ? ': SIP, store, API' : ''}) at ${(mainThreadShare * 100).toFixed(0)}% of a core (saturated)`
-      else if (otherThreadShare >= SATURATED_THREAD) reason = `engine thread ${others[0]!.tid} (${mediaWorkers > 0 ? 'a media worker, most likely' : 'not the event loop'}) at ${(otherThreadShare * 100).toFixed(0)}% of a core (saturated)`
+      else if (storeThreadShare >= SATURATED_THREAD) reason = `engine store thread (PGlite) at ${(storeThreadShare * 100).toFixed(0)}% of a core (saturated)`
+      else if (otherThreadShare >= SATURATED_THREAD) reason = `engine thread ${others[0]!.tid} (${mediaWorkers > 0 ? 'a media worker' : 'not the event loop'}${storeTid === undefined ? ' or the store' : ''}) at ${(otherThreadShare * 100).toFixed(0)}% of a core (saturated)`
       else if (cpu.coreShare > 0.9 * cores) reason = `engine CPU at ${(cpu.coreShare * 100).toFixed(0)}% (all cores)`
-      steps.push({ calls: n, ok: !reason, reason, upSipp, upEngine: held, setupSec, engineCoreShare: cpu.coreShare, busiestThreadShare, mainThreadShare, otherThreadShare, otherThreads: others.slice(0, 4).map((x) => ({ tid: x.tid, pct: Number((x.share * 100).toFixed(1)) })), sippCoreShare: gen.coreShare, memoryMiB: memMiB, successful: res.successful, failed: res.failed })
-      console.log(`  ${n} concurrent calls (${upSipp} up per sipp, ${held} live per the engine, all answered ${setupSec.toFixed(1)} s after the ramp): engine ${(cpu.coreShare * 100).toFixed(0)}% of a core (main thread ${(mainThreadShare * 100).toFixed(0)}%, busiest ${mediaWorkers > 0 ? 'worker' : 'other'} thread ${(otherThreadShare * 100).toFixed(0)}%), ${memMiB.toFixed(0)} MiB, sipp ${(gen.coreShare * 100).toFixed(0)}%, ${res.successful}/${n} ok → ${reason ? `STOP (${reason})` : 'ok'}`)
+      // Calls that fail while engine + sipp fill every core are the box saturating (the load
+      // generator shares it), not an engine fault: say so next to the failure.
+      if (reason && (res.failed > 0 || res.successful < n) && cpu.coreShare + gen.coreShare >= 0.9 * cores) {
+        reason += ` (the box's ${cores} cores were full: engine ${(cpu.coreShare * 100).toFixed(0)}% + sipp ${(gen.coreShare * 100).toFixed(0)}%)`
+      }
+      steps.push({ calls: n, ok: !reason, reason, upSipp, upEngine: held, setupSec, engineCoreShare: cpu.coreShare, busiestThreadShare, mainThreadShare, storeThreadShare, otherThreadShare, otherThreads: others.slice(0, 4).map((x) => ({ tid: x.tid, pct: Number((x.share * 100).toFixed(1)) })), sippCoreShare: gen.coreShare, memoryMiB: memMiB, successful: res.successful, failed: res.failed })
+      console.log(`  ${n} concurrent calls (${upSipp} up per sipp, ${held} live per the engine, all answered ${setupSec.toFixed(1)} s after the ramp): engine ${(cpu.coreShare * 100).toFixed(0)}% of a core (main thread ${(mainThreadShare * 100).toFixed(0)}%, store thread ${storeTid === undefined ? 'n/a' : `${(storeThreadShare * 100).toFixed(0)}%`}, busiest ${mediaWorkers > 0 ? 'worker' : 'other'} thread ${(otherThreadShare * 100).toFixed(0)}%), ${memMiB.toFixed(0)} MiB, sipp ${(gen.coreShare * 100).toFixed(0)}%, ${res.successful}/${n} ok → ${reason ? `STOP (${reason})` : 'ok'}`)
       if (reason) break
       await sleep(500)
     }
@@ -292,7 +330,8 @@ try {
       const last = s.ok ? '' : ' (the step that stopped the ladder)'
       figures.push({ id: fid(`cost.cpu_pct_at_${s.calls}`), label: `Engine CPU at ${at(s.calls)} (${s.upEngine} live)${last}`, value: Number((s.engineCoreShare * 100).toFixed(1)), unit: '% of a core', better: 'lower' })
       figures.push({ id: fid(`cost.main_thread_pct_at_${s.calls}`), label: `Engine main thread CPU at ${at(s.calls)}${last}`, value: Number((s.mainThreadShare * 100).toFixed(1)), unit: '% of a core', better: 'lower' })
-      if (mediaWorkers > 0) figures.push({ id: fid(`cost.worker_thread_pct_at_${s.calls}`), label: `Busiest engine thread other than main (a media worker) at ${at(s.calls)}${last}`, value: Number((s.otherThreadShare * 100).toFixed(1)), unit: '% of a core', better: 'lower' })
+      if (storeTid !== undefined) figures.push({ id: fid(`cost.store_thread_pct_at_${s.calls}`), label: `Engine store thread (PGlite) CPU at ${at(s.calls)}${last}`, value: Number((s.storeThreadShare * 100).toFixed(1)), unit: '% of a core', better: 'lower' })
+      if (mediaWorkers > 0) figures.push({ id: fid(`cost.worker_thread_pct_at_${s.calls}`), label: `Busiest media worker thread (busiest besides main${storeTid === undefined ? '' : ' and store'}) at ${at(s.calls)}${last}`, value: Number((s.otherThreadShare * 100).toFixed(1)), unit: '% of a core', better: 'lower' })
       figures.push({ id: fid(`cost.memory_mib_at_${s.calls}`), label: `Engine memory at ${at(s.calls)} (PSS)`, value: Number(s.memoryMiB.toFixed(1)), unit: 'MiB', better: 'lower' })
     }
     if (stop) notes.push(`stopped at ${stop.calls} calls: ${stop.reason}`)
@@ -306,13 +345,14 @@ try {
       series: [
         { label: `${modeTag}: engine, all threads`, x: [0, ...xs], y: [idleCpu.coreShare * 100, ...steps.map((s) => s.engineCoreShare * 100)] },
         { label: `${modeTag}: main thread${mediaWorkers > 0 ? ' (SIP, store, API)' : ' (event loop)'}`, x: xs, y: steps.map((s) => s.mainThreadShare * 100) },
+        ...(storeTid !== undefined ? [{ label: `${modeTag}: store thread (PGlite)`, x: xs, y: steps.map((s) => s.storeThreadShare * 100) }] : []),
         ...(mediaWorkers > 0 ? [{ label: `${modeTag}: busiest media worker thread`, x: xs, y: steps.map((s) => s.otherThreadShare * 100) }] : []),
         { label: `${modeTag}: sipp (load generator)`, x: xs, y: steps.map((s) => s.sippCoreShare * 100) },
       ],
       marks: [{ axis: 'y', value: SATURATED_THREAD * 100, label: 'a thread saturated' }, { axis: 'y', value: cores * 100, label: `${cores} cores` }],
     })
     plots.push({ id: fid('cost.memory'), compareKey: 'cost.memory', title: `Engine memory as concurrent calls grow (${modeTag})`, kind: 'line', xLabel: 'live calls (engine gauge)', yLabel: 'MiB (PSS)', series: [{ label: `${modeTag}: engine`, x: [0, ...xs], y: [idleMiB, ...steps.map((s) => s.memoryMiB)] }] })
-    notes.push(`calls: sipp (uac-plain.xml) to sip:${number}${number === BENCH_NUMBER ? ' (an agent on the stub STT/LLM/TTS adapters)' : ''}, ramped at ${rate} calls/s, measured for ${windowSec} s once the engine reports them live (its callplane_active_calls gauge) while the engine's CPU (all threads, its main thread and its busiest other thread, from /proc/<pid>/task) is measured; sipp echoes the engine's RTP (-rtp_echo)${mediaWorkers > 0 ? `; the engine ran MEDIA_WORKERS=${mediaWorkers} (its own process, not the orchestrator's shared engine)` : ''}`)
+    notes.push(`calls: sipp (uac-plain.xml) to sip:${number}${number === BENCH_NUMBER ? ' (an agent on the stub STT/LLM/TTS adapters)' : ''}, ramped at ${rate} calls/s, measured for ${windowSec} s once the engine reports them live (its callplane_active_calls gauge) while the engine's CPU (all threads, its main thread, its store (PGlite) thread and its busiest other thread, from /proc/<pid>/task) is measured; sipp echoes the engine's RTP (-rtp_echo)${mediaWorkers > 0 ? `; the engine ran MEDIA_WORKERS=${mediaWorkers} (its own process, not the orchestrator's shared engine)` : ''}`)
   }
   notes.push(`load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} at the end on ${cores} cores; sipp shares the cores with the engine, and CPU shares are per process, so they hold under other load while the saturation point does not`)
 } catch (err) {
@@ -335,6 +375,6 @@ finishBench({
   startedAt: startedAt.toISOString(),
   durationSec: (Date.now() - startedAt.getTime()) / 1000,
   figures, plots, notes,
-  details: { number, mediaWorkers, ladder, rate, windowSec, idleMiB, steps, engineLog },
+  details: { number, mediaWorkers, storeTid, ladder, rate, windowSec, idleMiB, steps, engineLog },
 }, args)
 process.exit(0)

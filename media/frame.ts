@@ -59,3 +59,17 @@ export interface DuplexFrameSink extends FrameSink {
   /** Frames the session sent, after mute, at the codec's rate. */
   onOutboundFrame(frame: AudioFrame): void
 }
+
+/**
+ * A party that frames flow to and from: a MediaSession, or a call on
+ * another media worker seen through a FrameLink (frame-link.ts). The mixer
+ * and the conference recorder need only this much of a session.
+ */
+export interface FrameEndpoint {
+  /** Inbound frames, resampled to `sampleRate` when given. */
+  addSink(sink: FrameSink, opts?: { sampleRate?: SampleRate }): void
+  removeSink(sink: FrameSink): void
+  /** Outbound frames: the endpoint pulls the source once per tick. */
+  play(source: FrameSource): Promise<unknown>
+  readonly isClosed: boolean
+}

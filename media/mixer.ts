@@ -9,9 +9,8 @@
  * frame for tick n every participant's tick-n frame is in; the sum is computed once per tick and each source
  * subtracts its own contribution (N-1 mixes in O(N)).
  */
-import type { AudioFrame, FrameSink, FrameSource, SampleRate } from './frame.ts'
+import type { AudioFrame, FrameEndpoint, FrameSink, FrameSource, SampleRate } from './frame.ts'
 import type { MediaScheduler } from './scheduler.ts'
-import type { MediaSession } from './session.ts'
 
 class Participant implements FrameSink, FrameSource {
   readonly sampleRate: SampleRate
@@ -21,7 +20,7 @@ class Participant implements FrameSink, FrameSource {
   /** Tick of the last frame received; stale frames do not count. */
   lastTick = -1
   removed = false
-  constructor(readonly session: MediaSession, private readonly mixer: Mixer, rate: SampleRate) {
+  constructor(readonly session: FrameEndpoint, private readonly mixer: Mixer, rate: SampleRate) {
     this.sampleRate = rate
     this.frame = new Int16Array(rate / 50)
     this.out = new Int16Array(rate / 50)
@@ -50,7 +49,7 @@ export class Mixer {
   get tick(): number { return this.scheduler.currentTick }
   get size(): number { return this.participants.length }
 
-  add(session: MediaSession): void {
+  add(session: FrameEndpoint): void {
     if (this.participants.some((p) => p.session === session)) return
     const p = new Participant(session, this, this.sampleRate)
     this.participants.push(p)
@@ -58,7 +57,7 @@ export class Mixer {
     void session.play(p)
   }
 
-  remove(session: MediaSession): void {
+  remove(session: FrameEndpoint): void {
     const i = this.participants.findIndex((p) => p.session === session)
     if (i < 0) return
     const [p] = this.participants.splice(i, 1)

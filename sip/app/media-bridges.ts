@@ -1,4 +1,6 @@
 import { Bridge, type BridgeMode } from '../../media/bridge.ts'
+import { LINK_RATE, LinkSink, LinkSource, type FrameLink } from '../../media/frame-link.ts'
+import type { SessionDtmfEvent } from '../../media/session.ts'
 import { CallControlError } from '../../control-api/call-control.ts'
 import { sessionThroughOutput } from './media-output.ts'
 import type { LiveMedia } from './media-sessions.ts'
@@ -9,24 +11,36 @@ import type { LiveMedia } from './media-sessions.ts'
  * then bypassed), else decoded and re-encoded per leg through each call's
  * CallOutput. Either call ending separates them; the survivor goes back to
  * its agent.
+ *
+ * With MEDIA_WORKERS a call's partner may live on another worker: then the
+ * call is linked instead (connectLinked), its half of a FrameLink carrying
+ * decoded audio to the other worker, where the partner call (a bridge) or
+ * the conference mixer holds the other half.
  */
-export class CallBridges {
-  private readonly bridges = new Map<string, { bridge: Bridge; a: string; b: string }>()
+interface Entry { a: string; b: string; keys: string[]; stop(): void }
 
+export class CallBridges {
+  private readonly bridges = new Map<string, Entry>()
+
+  /** The other call (or, for a linked call, what it is linked to). */
   partnerOf(callId: string): string | undefined {
     const e = this.bridges.get(callId)
     return e ? (e.a === callId ? e.b : e.a) : undefined
   }
 
+  private free(ids: string[]): void {
+    for (const id of ids) {
+      if (this.bridges.has(id)) throw new CallControlError('invalid_state', `call ${id} is already bridged with ${this.partnerOf(id)}`)
+    }
+  }
+
   connect(a: LiveMedia, b: LiveMedia): { mode: BridgeMode } {
     const ida = a.ctx.callId
     const idb = b.ctx.callId
-    for (const id of [ida, idb]) {
-      if (this.bridges.has(id)) throw new CallControlError('invalid_state', `call ${id} is already bridged with ${this.partnerOf(id)}`)
-    }
+    this.free([ida, idb])
     if (!a.session.codec || !b.session.codec) throw new CallControlError('invalid_state', 'both calls must have negotiated media before bridging')
     const bridge = new Bridge(sessionThroughOutput(a.session, a.output), sessionThroughOutput(b.session, b.output))
-    const entry = { bridge, a: ida, b: idb }
+    const entry: Entry = { a: ida, b: idb, keys: [ida, idb], stop: () => bridge.unbridge() }
     this.bridges.set(ida, entry)
     this.bridges.set(idb, entry)
     a.onEnd(() => this.disconnect(ida))
@@ -34,11 +48,48 @@ export class CallBridges {
     return { mode: bridge.mode }
   }
 
+  /**
+   * The call's half of a link to media on another worker: its voice goes into
+   * the link and the link's audio plays in its foreground (over its agent,
+   * as in a local bridge). `partner` names the far side in 409s. `muteIn`:
+   * a listen-only conference member, its voice zeroed before the link.
+   * Either end closing the link (the far call hung up, a kick) separates it.
+   */
+  connectLinked(a: LiveMedia, partner: string, link: FrameLink, opts: { muteIn?: boolean } = {}): void {
+    const id = a.ctx.callId
+    this.free([id])
+    const session = a.session
+    if (!session.codec) throw new CallControlError('invalid_state', `call ${id} has no negotiated media yet`)
+    const sink = new LinkSink(link)
+    session.addSink(sink, { sampleRate: LINK_RATE })
+    void sessionThroughOutput(session, a.output).play(new LinkSource(link))
+    // DTMF crosses as digits and is regenerated on the far call (RFC 4733), as the local transcoding bridge does.
+    const dtmf = (e: SessionDtmfEvent) => link.sendDtmf(e.digit, e.durationMs)
+    session.on('dtmf', dtmf)
+    link.onDtmf = (digit, ms) => { if (!session.isClosed) session.sendDtmf(digit, ms) }
+    const mutedByUs = opts.muteIn === true && !session.muted.in
+    if (mutedByUs) session.mute('in')
+    const entry: Entry = {
+      a: id, b: partner, keys: [id],
+      stop: () => {
+        if (!session.isClosed) {
+          session.removeSink(sink)
+          session.off('dtmf', dtmf)
+          if (mutedByUs) session.unmute('in')
+        }
+        // The LinkSource ends with the link, so the call's output drops it.
+        link.close()
+      },
+    }
+    this.bridges.set(id, entry)
+    link.onClose(() => this.disconnect(id))
+    a.onEnd(() => this.disconnect(id))
+  }
+
   disconnect(callId: string): void {
     const e = this.bridges.get(callId)
     if (!e) return
-    this.bridges.delete(e.a)
-    this.bridges.delete(e.b)
-    e.bridge.unbridge()
+    for (const k of e.keys) this.bridges.delete(k)
+    e.stop()
   }
 }

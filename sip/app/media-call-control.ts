@@ -20,6 +20,8 @@ import type { LiveMedia, MediaSessionRegistry } from './media-sessions.ts'
 import type { MediaScheduler } from '../../media/scheduler.ts'
 import { ConferenceRooms } from './media-conferences.ts'
 import { CallBridges } from './media-bridges.ts'
+import { FrameLink } from '../../media/frame-link.ts'
+import type { MessagePort } from 'node:worker_threads'
 
 /**
  * The media half of the control API's CallControl: say, play, DTMF,
@@ -283,10 +285,52 @@ export class MediaCallControl {
   }
 
   async conferenceKick(call: Call, conferenceId: string): Promise<ActionResult> {
-    this.media(call)
-    if (this.rooms.roomOf(call.id) !== conferenceId) throw new CallControlError('not_found', `call ${call.id} is not in conference ${conferenceId} on this node`)
+    // A member may be a call on another media worker (joinLinked): no session here to check.
+    if (this.rooms.roomOf(call.id) !== conferenceId) {
+      this.media(call)
+      throw new CallControlError('not_found', `call ${call.id} is not in conference ${conferenceId} on this node`)
+    }
     await this.rooms.leave(call.id, 'kick')
     return { callId: call.id, conferenceId }
+  }
+
+  // ------------------------------------------------------------------ across media workers
+
+  /**
+   * The call's half of a bridge with a call on another media worker, or of
+   * its membership in a conference mixed there (`conferenceId`): the other
+   * half is at the far end of `port` (worker-media-planes.ts pairs them).
+   * The port is closed if the call cannot be linked, so the far half ends too.
+   */
+  linkCall(call: Call, partner: { callId: string } | { conferenceId: string; muted: boolean }, port: MessagePort): ActionResult {
+    const link = new FrameLink(port)
+    try {
+      const live = this.media(call)
+      const room = this.rooms.roomOf(call.id)
+      if ('callId' in partner) {
+        if (room) throw new CallControlError('invalid_state', `call ${call.id} is in conference ${room}`)
+        this.bridges.connectLinked(live, partner.callId, link)
+        return { bridgedWith: partner.callId, mode: 'transcode' }
+      }
+      if (room) throw new CallControlError('invalid_state', `call ${call.id} is in conference ${room}; remove it first`)
+      this.bridges.connectLinked(live, `conference ${partner.conferenceId} (mixed on another media worker)`, link, { muteIn: partner.muted })
+      return { conferenceId: partner.conferenceId }
+    } catch (err) {
+      link.close()
+      throw err
+    }
+  }
+
+  /** The conference's side of linkCall: the call joins a room here as a linked member. */
+  async conferenceJoinLinked(call: Call, conferenceId: string, muted: boolean, port: MessagePort): Promise<ActionResult> {
+    const link = new FrameLink(port)
+    try {
+      const r = await this.rooms.joinLinked(call.id, conferenceId, call.accountId, link)
+      return { callId: call.id, conferenceId, muted, participants: r.participants }
+    } catch (err) {
+      link.close()
+      throw err
+    }
   }
 
   // ------------------------------------------------------------------ stream

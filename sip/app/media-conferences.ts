@@ -4,7 +4,8 @@ import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { MediaStore } from './media-store.ts'
 import { CallControlError } from '../../control-api/call-control.ts'
-import type { AudioFrame, FrameSink, SampleRate } from '../../media/frame.ts'
+import type { AudioFrame, FrameEndpoint, FrameSink, SampleRate } from '../../media/frame.ts'
+import { LINK_RATE, LinkedEndpoint, type FrameLink } from '../../media/frame-link.ts'
 import { Mixer } from '../../media/mixer.ts'
 import { WavRecorder } from '../../media/recorder.ts'
 import type { MediaScheduler, TickTask } from '../../media/scheduler.ts'
@@ -24,12 +25,18 @@ import type { LiveMedia } from './media-sessions.ts'
  */
 const MIX_RATE: SampleRate = 16000
 
-interface Member { live: LiveMedia; view: MediaSession; mutedByUs: boolean }
+/**
+ * A room member: `mixed` is what the mixer adds (a local call's session
+ * through its CallOutput, or a call on another media worker through a
+ * LinkedEndpoint), `heard` what the room recorder listens to, `release`
+ * undoes what joining did to the call.
+ */
+interface Member { mixed: FrameEndpoint; heard: FrameEndpoint; release(): void }
 
 /** The room's full mix (everyone), summed per scheduler tick into a WAV. */
 class RoomRecorder implements TickTask {
-  private readonly frames = new Map<MediaSession, { samples: Int16Array; tick: number }>()
-  private readonly sinks = new Map<MediaSession, FrameSink>()
+  private readonly frames = new Map<FrameEndpoint, { samples: Int16Array; tick: number }>()
+  private readonly sinks = new Map<FrameEndpoint, FrameSink>()
   private readonly sum = new Int16Array(MIX_RATE / 50)
   private readonly acc = new Int32Array(MIX_RATE / 50)
   private readonly frame: AudioFrame = { samples: this.sum, sampleRate: MIX_RATE, rtpTimestamp: 0, receivedAt: 0 }
@@ -40,7 +47,7 @@ class RoomRecorder implements TickTask {
     scheduler.add(this)
   }
 
-  attach(session: MediaSession): void {
+  attach(session: FrameEndpoint): void {
     if (this.sinks.has(session)) return
     const slot = { samples: new Int16Array(MIX_RATE / 50), tick: -1 }
     this.frames.set(session, slot)
@@ -49,7 +56,7 @@ class RoomRecorder implements TickTask {
     session.addSink(sink, { sampleRate: MIX_RATE })
   }
 
-  detach(session: MediaSession): void {
+  detach(session: FrameEndpoint): void {
     const sink = this.sinks.get(session)
     if (!sink) return
     this.sinks.delete(session)
@@ -108,22 +115,51 @@ export class ConferenceRooms {
     const current = this.where.get(callId)
     if (current === conferenceId) throw new CallControlError('invalid_state', `call ${callId} is already in conference ${conferenceId}`)
     if (current) await this.leave(callId, 'moved')
+    const room = this.room(conferenceId, accountId)
+    const session = live.session
+    // A muted participant listens only: its voice is zeroed before the mixer sees it.
+    const mutedByUs = muted && !session.muted.in
+    if (mutedByUs) session.mute('in')
+    const member: Member = {
+      mixed: sessionThroughOutput(session, live.output), heard: session,
+      release: () => { if (mutedByUs && !session.isClosed) session.unmute('in') },
+    }
+    live.onEnd(() => this.leave(callId, 'hangup'))
+    return this.admit(room, callId, member)
+  }
+
+  /**
+   * A member whose call runs on another media worker: its audio arrives over
+   * `link` (muting, if asked, happens on its own worker) and the mix for it
+   * goes back the same way. The link closing (the call hung up, its worker
+   * ended) is its hangup.
+   */
+  async joinLinked(callId: string, conferenceId: string, accountId: string, link: FrameLink): Promise<{ participants: number }> {
+    if (this.where.has(callId)) throw new CallControlError('invalid_state', `call ${callId} is already in conference ${this.where.get(callId)}`)
+    if (MIX_RATE !== LINK_RATE) throw new Error('the conference mix rate and the frame link rate must match')
+    const room = this.room(conferenceId, accountId)
+    const endpoint = new LinkedEndpoint(link, this.o.scheduler)
+    const member: Member = { mixed: endpoint, heard: endpoint, release: () => link.close() }
+    link.onClose(() => { void this.leave(callId, 'hangup') })
+    return this.admit(room, callId, member)
+  }
+
+  private room(conferenceId: string, accountId: string): Room {
     let room = this.rooms.get(conferenceId)
     if (!room) {
       room = { id: conferenceId, accountId, mixer: new Mixer(this.o.scheduler, MIX_RATE), members: new Map(), recorder: null }
       this.rooms.set(conferenceId, room)
     }
-    const view = sessionThroughOutput(live.session, live.output)
-    const member: Member = { live, view, mutedByUs: muted && !live.session.muted.in }
-    // A muted participant listens only: its voice is zeroed before the mixer sees it.
-    if (member.mutedByUs) live.session.mute('in')
-    room.mixer.add(view)
-    room.recorder?.attach(live.session)
+    return room
+  }
+
+  private async admit(room: Room, callId: string, member: Member): Promise<{ participants: number }> {
+    room.mixer.add(member.mixed)
+    room.recorder?.attach(member.heard)
     room.members.set(callId, member)
-    this.where.set(callId, conferenceId)
-    live.onEnd(() => this.leave(callId, 'hangup'))
-    await this.o.store.calls.attach(callId, { conferenceId })
-    await this.o.store.conferences.setStatus(conferenceId, 'in-progress')
+    this.where.set(callId, room.id)
+    await this.o.store.calls.attach(callId, { conferenceId: room.id })
+    await this.o.store.conferences.setStatus(room.id, 'in-progress')
     return { participants: room.members.size }
   }
 
@@ -136,9 +172,9 @@ export class ConferenceRooms {
     const m = room?.members.get(callId)
     if (!room || !m) return
     room.members.delete(callId)
-    room.mixer.remove(m.view)
-    room.recorder?.detach(m.live.session)
-    if (m.mutedByUs && !m.live.session.isClosed) m.live.session.unmute('in')
+    room.mixer.remove(m.mixed)
+    room.recorder?.detach(m.heard)
+    m.release()
     if (why !== 'hangup') await this.o.store.calls.attach(callId, { conferenceId: null })
     if (room.members.size === 0) {
       this.rooms.delete(conferenceId)
@@ -162,7 +198,7 @@ export class ConferenceRooms {
     const path = join(this.o.recordingsDir, `${randomUUID()}.wav`)
     const row = await this.o.store.recordings.start({ accountId, conferenceId, format: 'wav', path })
     const rec = new RoomRecorder(row.id, path, this.o.scheduler)
-    for (const m of room.members.values()) rec.attach(m.live.session)
+    for (const m of room.members.values()) rec.attach(m.heard)
     room.recorder = rec
     return { recordingId: row.id }
   }

@@ -11,11 +11,14 @@
  * - from the main thread: the MediaBinder/MediaLeg calls sip/app makes
  *   (answer, offer, setRemote, attach, hold, close), the API's media actions,
  *   and stream sockets' messages;
+ * - between two workers, directly over a MessagePort the main thread hands
+ *   both: the decoded audio of a bridge or conference whose calls live on
+ *   different workers (media/frame-link.ts), one frame per tick each way;
  * - to the main thread: store reads and writes (media-store.ts), the agent's
  *   hangup and transfer, SIP INFO on a call's dialog, agent metrics, and what
  *   a media stream sends to its client.
  */
-import { parentPort, workerData } from 'node:worker_threads'
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads'
 import { randomUUID } from 'node:crypto'
 import type Srf from 'drachtio-srf'
 import { MediaEngine } from '../../media/engine.ts'
@@ -106,6 +109,8 @@ channel
     if (!(PLANE_ACTIONS as readonly string[]).includes(name)) throw new Error(`unknown media action ${name}`)
     return (api[name] as (...a: unknown[]) => Promise<unknown>)(...args)
   })
+  .handle('link.call', (call: Call, partner: Parameters<MediaCallControl['linkCall']>[1], port: MessagePort) => actions.linkCall(call, partner, port))
+  .handle('link.member', (call: Call, conferenceId: string, muted: boolean, port: MessagePort) => actions.conferenceJoinLinked(call, conferenceId, muted, port))
   .handle('conference.active', (conferenceId: string) => actions.conferenceActive(conferenceId))
   .handle('stream.open', async (streamId: string, call: Call, encapsulation: string) => {
     const handle = await api.openStream(call, {

@@ -2,15 +2,16 @@
  * Request/response and one-way notifications over a worker MessagePort, in
  * both directions: what the main thread and a media-plane worker
  * (media-plane-worker.ts) say to each other. Everything must be
- * structured-cloneable; errors cross as { name, message, code, details } and
+ * structured-cloneable (MessagePorts go in the transfer list); errors cross as { name, message, code, details } and
  * a CallControlError comes out the other side as a CallControlError, so the
  * API answers the same status whichever thread the call lives on.
  */
+import type { Transferable } from 'node:worker_threads'
 import { CallControlError, type CallControlErrorCode } from '../../control-api/call-control.ts'
 
 /** A Worker, or a worker's parentPort: both post and receive. */
 export interface MessageEndpoint {
-  postMessage(value: unknown, transfer?: readonly ArrayBuffer[]): void
+  postMessage(value: unknown, transfer?: readonly Transferable[]): void
   on(event: 'message', listener: (value: unknown) => void): unknown
 }
 
@@ -51,7 +52,7 @@ export class RpcChannel {
     return this
   }
 
-  request<T>(method: string, args: unknown[] = [], transfer: ArrayBuffer[] = []): Promise<T> {
+  request<T>(method: string, args: unknown[] = [], transfer: Transferable[] = []): Promise<T> {
     if (this.closedWith) return Promise.reject(this.closedWith)
     const id = this.nextId++
     return new Promise<T>((resolve, reject) => {
@@ -61,7 +62,7 @@ export class RpcChannel {
   }
 
   /** Fire and forget: no answer, errors on the other side are its own to log. */
-  notify(method: string, args: unknown[] = [], transfer: ArrayBuffer[] = []): void {
+  notify(method: string, args: unknown[] = [], transfer: Transferable[] = []): void {
     if (this.closedWith) return
     this.port.postMessage({ t: 'note', method, args } satisfies Frame, transfer)
   }

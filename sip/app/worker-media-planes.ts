@@ -9,14 +9,19 @@
  * to the same worker, and every media action on the call is routed there.
  * The RTP port range is split evenly, so each worker owns its sockets.
  *
- * Calls on different workers cannot share media: bridging them, or joining
- * them to one conference, answers 409 saying so (a cross-thread frame relay
- * would add a tick of delay each way; not built).
+ * Calls on different workers still bridge and share conferences: the main
+ * thread hands the two workers the ends of a MessageChannel, and decoded
+ * audio flows between them one 20 ms frame per tick each way
+ * (media/frame-link.ts). A conference is mixed on the worker of its first
+ * participant; members on other workers are linked to it. That path always
+ * decodes (a same-worker bridge of equal codecs relays RTP untouched) and
+ * adds up to a tick or two of delay, since the two workers' clocks are not
+ * in phase.
  *
  * A worker that dies takes its calls' media with it: those calls are hung up
  * (endedReason `error-media-worker`), so no call record stays live forever.
  */
-import { Worker } from 'node:worker_threads'
+import { MessageChannel, Worker } from 'node:worker_threads'
 import { randomUUID } from 'node:crypto'
 import type Srf from 'drachtio-srf'
 import type { Logger } from 'pino'
@@ -24,7 +29,7 @@ import type { MediaEngineOptions, MediaEngineStats } from '../../media/engine.ts
 import type { LogLevel } from '../../config/config.ts'
 import type { AgentMetrics } from '../../agent/index.ts'
 import type { Call } from '../../store/calls.ts'
-import { CallControlError, type CallControl, type MediaStreamHandle } from '../../control-api/call-control.ts'
+import { CallControlError, type ActionResult, type CallControl, type MediaStreamHandle } from '../../control-api/call-control.ts'
 import type { CallContext, MediaBinder, MediaLeg } from './media-binding.ts'
 import type { AgentControl } from './agent-media-binder.ts'
 import { noMediaError } from './media-call-control.ts'
@@ -243,23 +248,36 @@ export class WorkerMediaPlanes implements MediaBinder {
   api(): CallControl {
     const byCall = (name: PlaneAction) => (call: Call, opts: unknown) => this.act<never>(this.planeOf(call), name, [call, opts])
     const methods = Object.fromEntries(
-      (['say', 'play', 'sendDtmf', 'startRecording', 'stopRecording', 'mute', 'unmute', 'conferenceKick'] as const satisfies readonly PlaneAction[]).map((n) => [n, byCall(n)]),
-    ) as Pick<CallControl, 'say' | 'play' | 'sendDtmf' | 'startRecording' | 'stopRecording' | 'mute' | 'unmute' | 'conferenceKick'>
+      (['say', 'play', 'sendDtmf', 'startRecording', 'stopRecording', 'mute', 'unmute'] as const satisfies readonly PlaneAction[]).map((n) => [n, byCall(n)]),
+    ) as Pick<CallControl, 'say' | 'play' | 'sendDtmf' | 'startRecording' | 'stopRecording' | 'mute' | 'unmute'>
     return {
       ...methods,
       bridge: async (call, other) => {
         const a = this.planeOf(call)
         const b = this.planeOf(other)
-        if (a !== b) throw new CallControlError('invalid_state', `calls ${call.id} and ${other.id} run on different media workers (${a.index} and ${b.index}, MEDIA_WORKERS=${this.size}); bridging needs both on one`)
-        return this.act(a, 'bridge', [call, other])
+        if (a === b) return this.act(a, 'bridge', [call, other])
+        // Each worker links its own call; the first failure closes its port, which ends the other half.
+        const { port1, port2 } = new MessageChannel()
+        const r = await a.channel.request<ActionResult>('link.call', [call, { callId: other.id }, port1], [port1])
+        await b.channel.request('link.call', [other, { callId: call.id }, port2], [port2])
+        return r
       },
       conferenceJoin: async (call, conferenceId, opts) => {
         const p = this.planeOf(call)
         const home = await this.conferenceHome(conferenceId)
-        if (home && home !== p) throw new CallControlError('invalid_state', `conference ${conferenceId} is mixed on media worker ${home.index} and call ${call.id} runs on worker ${p.index} (MEDIA_WORKERS=${this.size}); a conference's calls must share a worker`)
-        const r = await this.act<Awaited<ReturnType<NonNullable<CallControl['conferenceJoin']>>>>(p, 'conferenceJoin', [call, conferenceId, opts])
+        if (home && home !== p) {
+          const { port1, port2 } = new MessageChannel()
+          await p.channel.request('link.call', [call, { conferenceId, muted: opts.muted ?? false }, port1], [port1])
+          return home.channel.request<ActionResult>('link.member', [call, conferenceId, opts.muted ?? false, port2], [port2])
+        }
+        const r = await this.act<ActionResult>(p, 'conferenceJoin', [call, conferenceId, opts])
         this.conferenceWorker.set(conferenceId, p)
         return r
+      },
+      conferenceKick: async (call, conferenceId) => {
+        const p = this.planeOf(call)
+        // A member linked from another worker is kicked where the room is mixed.
+        return this.act((await this.conferenceHome(conferenceId)) ?? p, 'conferenceKick', [call, conferenceId])
       },
       conferenceRecord: async (conferenceId, accountId, on) => {
         // No home: any worker gives the same "no such conference" answer.

@@ -7,14 +7,14 @@ import { fileURLToPath } from 'node:url'
 import { threadId } from 'node:worker_threads'
 import { startStack } from '../../harness/stack.ts'
 import { WorkerMediaPlanes } from '../../../sip/app/worker-media-planes.ts'
-import { RtpCaller, placeCall, rms } from './rtp-caller.ts'
+import { RtpCaller, heard, placeCall, rms, tone } from './rtp-caller.ts'
 
 /**
  * MEDIA_WORKERS=2: call media, agents and media actions run in two worker
  * threads (sip/app/worker-media-planes.ts). First the engine-level checks
  * (calls spread over both workers, each worker's agent talks and hears,
- * cross-worker bridge/conference refused with a reason, a dead worker's
- * calls are hung up), then whole suites rerun with MEDIA_WORKERS=2.
+ * bridge and conference across the two workers, a dead worker's calls are
+ * hung up and its bridge partner freed), then whole suites rerun with MEDIA_WORKERS=2.
  */
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const here = dirname(fileURLToPath(import.meta.url))
@@ -100,16 +100,40 @@ t.test('calls run in two media workers', async (t) => {
   const beep = loudFrames(a.c, ta)
   t.ok(beep.length >= 5, `the beep reached caller A (${beep.length} frames)`)
 
-  // Cross-worker media is refused with a reason, not half-done.
-  const br = await post(`/v1/calls/${a.id}/bridge`, { callId: b.id })
-  t.equal(br.status, 409, 'bridge across workers: 409')
-  t.match(await br.json(), { error: { message: /different media workers/ } })
+  // A conference across workers: mixed on A's worker (its first participant), B linked to it.
+  a.c.signal = tone(500)
+  b.c.signal = tone(1300)
   const conf = await (await post('/v1/conferences', { name: 'split' })).json() as { id: string }
   t.equal((await post(`/v1/conferences/${conf.id}/participants`, { callId: a.id })).status, 202, 'first participant joins')
   const cj = await post(`/v1/conferences/${conf.id}/participants`, { callId: b.id })
-  t.equal(cj.status, 409, 'a participant on the other worker: 409')
-  t.match(await cj.json(), { error: { message: /must share a worker/ } })
-  t.equal((await api(`/v1/conferences/${conf.id}/participants/${a.id}`, { method: 'DELETE' })).status, 202, 'the participant leaves (kick routed to its worker)')
+  t.equal(cj.status, 202, 'a participant on the other worker joins')
+  t.match(await cj.json(), { participants: 2 })
+  const tc = Date.now() + 300
+  await sleep(1800)
+  const confB = heard(b.c, tc, 500)
+  const confA = heard(a.c, tc, 1300)
+  t.ok(confB.frames >= 50 && confB.ratio > 0.8, `B (linked) hears A through the mix (${confB.frames} frames, ratio ${confB.ratio.toFixed(2)})`)
+  t.ok(confA.frames >= 50 && confA.ratio > 0.8, `A hears B (linked) through the mix (${confA.frames} frames, ratio ${confA.ratio.toFixed(2)})`)
+  t.match(await (await api(`/v1/conferences/${conf.id}`)).json(), { status: 'in-progress', participantCount: 2 })
+  const again = await post(`/v1/calls/${a.id}/bridge`, { callId: b.id })
+  t.equal(again.status, 409, 'calls in a conference cannot also be bridged')
+  for (const x of [b, a]) t.equal((await api(`/v1/conferences/${conf.id}/participants/${x.id}`, { method: 'DELETE' })).status, 202, 'kick (routed to the mixing worker)')
+  await sleep(200)
+  t.match(await (await api(`/v1/conferences/${conf.id}`)).json(), { status: 'completed' }, 'the last one out completes the conference')
+
+  // A bridge across workers: decoded audio each way over the link.
+  const br = await post(`/v1/calls/${a.id}/bridge`, { callId: b.id })
+  t.equal(br.status, 202, 'bridge across workers')
+  t.match(await br.json(), { bridgedWith: b.id, mode: 'transcode' })
+  const tb = Date.now() + 300
+  await sleep(1800)
+  const brB = heard(b.c, tb, 500)
+  const brA = heard(a.c, tb, 1300)
+  t.ok(brB.frames >= 50 && brB.ratio > 0.8, `B hears A across workers (${brB.frames} frames, ratio ${brB.ratio.toFixed(2)})`)
+  t.ok(brA.frames >= 50 && brA.ratio > 0.8, `A hears B across workers (${brA.frames} frames, ratio ${brA.ratio.toFixed(2)})`)
+  t.equal((await post(`/v1/calls/${b.id}/bridge`, { callId: a.id })).status, 409, 'already bridged')
+  a.c.signal = () => 0
+  b.c.signal = () => 0
 
   // A worker that dies takes its calls down cleanly; the other worker's call goes on.
   const victim = planes.workerOf(b.id)!
@@ -122,12 +146,17 @@ t.test('calls run in two media workers', async (t) => {
   }
   t.match(ended, { status: 'completed', endedReason: 'error-media-worker' }, 'the dead worker\'s call was hung up with a reason')
   t.equal((await b.sipp.done).code, 0, 'its caller got a BYE')
+  // A's half of the bridge ended with B's worker: A is free again.
+  await sleep(200)
   const tk = Date.now()
   t.equal((await post(`/v1/calls/${a.id}/play`, { tone: 'beep' })).status, 202, 'the surviving worker still takes actions')
   await sleep(700)
   t.ok(loudFrames(a.c, tk).length >= 5, `and its caller still hears them (${loudFrames(a.c, tk).length} frames)`)
   const c = await call()
   t.equal(planes.workerOf(c.id), planes.workerOf(a.id), 'new calls go to the surviving worker')
+  const br2 = await post(`/v1/calls/${a.id}/bridge`, { callId: c.id })
+  t.equal(br2.status, 202, 'A (freed when its linked partner died) bridges again')
+  t.match(await br2.json(), { mode: 'relay' }, 'same worker, same codec: RTP relayed untouched')
   for (const x of [a, c]) {
     t.equal((await api(`/v1/calls/${x.id}`, { method: 'DELETE' })).status, 204)
     t.equal((await x.sipp.done).code, 0)
@@ -137,6 +166,8 @@ t.test('calls run in two media workers', async (t) => {
 /** Suites that drive whole calls through startStack, rerun with MEDIA_WORKERS=2. */
 const SUITES = [
   'test/sip/app/media-actions.test.ts',
+  'test/sip/app/media-conference.test.ts',
+  'test/sip/app/media-actions-extra.test.ts',
   'test/sip/app/media-rtpengine.test.ts',
   'test/engine/drain.test.ts',
   'test/control-api/e2e-events.test.ts',

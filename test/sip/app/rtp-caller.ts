@@ -379,3 +379,12 @@ export function bestCorrelation(window: Int16Array, reference: Int16Array, from:
   }
   return best
 }
+
+/** Mean tone ratio over the loud 20 ms frames (8 kHz) heard since `since`, and how many there were. */
+export function heard(c: RtpCaller, since: number, f: number): { frames: number; ratio: number } {
+  const pcm = c.audioSince(since)
+  const frames: Int16Array[] = []
+  for (let i = 0; i + 160 <= pcm.length; i += 160) { const fr = pcm.subarray(i, i + 160); if (rms(fr) > 500) frames.push(fr) }
+  const ratio = frames.length ? frames.reduce((a, fr) => a + toneRatio(fr, f), 0) / frames.length : 0
+  return { frames: frames.length, ratio }
+}
