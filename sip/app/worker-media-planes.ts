@@ -77,6 +77,8 @@ export class WorkerMediaPlanes implements MediaBinder {
   private readonly planes: PlaneWorker[] = []
   private readonly callWorker = new Map<string, PlaneWorker>()
   private readonly conferenceWorker = new Map<string, PlaneWorker>()
+  /** Calls joined to each conference through this router, so a dead mixing worker's rooms can be closed in the store. */
+  private readonly conferenceMembers = new Map<string, Set<string>>()
   private readonly dialogs = new Map<string, Srf.Dialog>()
   private readonly streams = new Map<string, { send: (msg: string | Buffer) => void; close: () => void }>()
   private rr = 0
@@ -156,10 +158,13 @@ export class WorkerMediaPlanes implements MediaBinder {
       p.channel.fail(new Error(`media worker ${p.index} ${why}`))
       if (this.stopping) return
       this.o.logger.error({ mediaWorker: p.index, calls: p.calls.size }, `media worker ${why}: ending its calls`)
+      // Rooms it mixed, taken before its calls are forgotten (which may empty them here).
+      const rooms = [...this.conferenceWorker].filter(([, home]) => home === p).map(([id]) => id)
       for (const callId of p.calls.keys()) {
         this.forget(p, callId, true)
         void this.o.control()?.lost(callId, 'error-media-worker').catch(() => {})
       }
+      for (const conferenceId of rooms) void this.closeLostConference(conferenceId)
     }
     p.worker.on('error', (err: Error) => lost(`failed: ${err.message}`))
     p.worker.on('exit', (code) => lost(`exited (${code})`))
@@ -191,6 +196,16 @@ export class WorkerMediaPlanes implements MediaBinder {
     if (n > 0 && !all) { p.calls.set(callId, n); return }
     p.calls.delete(callId)
     if (this.callWorker.get(callId) === p) { this.callWorker.delete(callId); this.dialogs.delete(callId) }
+    this.dropMember(callId)
+  }
+
+  /** The call's media is gone: it left its room, and a room with no one left is forgotten here too. */
+  private dropMember(callId: string): void {
+    for (const [conferenceId, members] of this.conferenceMembers) {
+      if (!members.delete(callId) || members.size > 0) continue
+      this.conferenceMembers.delete(conferenceId)
+      this.conferenceWorker.delete(conferenceId)
+    }
   }
 
   // ------------------------------------------------------------------ MediaBinder
@@ -244,6 +259,33 @@ export class WorkerMediaPlanes implements MediaBinder {
     return undefined
   }
 
+  private joined(conferenceId: string, callId: string): void {
+    // A join moves the call out of any other room (ConferenceRooms does the same in-process).
+    for (const members of this.conferenceMembers.values()) members.delete(callId)
+    let members = this.conferenceMembers.get(conferenceId)
+    if (!members) this.conferenceMembers.set(conferenceId, (members = new Set()))
+    members.add(callId)
+  }
+
+  /**
+   * The worker mixing a conference died: its members on other workers were
+   * unlinked with it (their links closed) and hear their agents again; the
+   * store is told the room is gone, as the last member leaving would have.
+   */
+  private async closeLostConference(conferenceId: string): Promise<void> {
+    this.conferenceWorker.delete(conferenceId)
+    const members = this.conferenceMembers.get(conferenceId) ?? new Set<string>()
+    this.conferenceMembers.delete(conferenceId)
+    try {
+      for (const callId of members) {
+        if (this.callWorker.get(callId)?.alive) await this.o.store.calls.attach(callId, { conferenceId: null })
+      }
+      await this.o.store.conferences.setStatus(conferenceId, 'completed')
+    } catch (err) {
+      this.o.logger.error({ err, conferenceId }, 'conference of a dead media worker could not be closed in the store')
+    }
+  }
+
   /** The CallControl methods this provides, to pass as `media` to createApiCallControl. */
   api(): CallControl {
     const byCall = (name: PlaneAction) => (call: Call, opts: unknown) => this.act<never>(this.planeOf(call), name, [call, opts])
@@ -268,16 +310,21 @@ export class WorkerMediaPlanes implements MediaBinder {
         if (home && home !== p) {
           const { port1, port2 } = new MessageChannel()
           await p.channel.request('link.call', [call, { conferenceId, muted: opts.muted ?? false }, port1], [port1])
-          return home.channel.request<ActionResult>('link.member', [call, conferenceId, opts.muted ?? false, port2], [port2])
+          const r = await home.channel.request<ActionResult>('link.member', [call, conferenceId, opts.muted ?? false, port2], [port2])
+          this.joined(conferenceId, call.id)
+          return r
         }
         const r = await this.act<ActionResult>(p, 'conferenceJoin', [call, conferenceId, opts])
         this.conferenceWorker.set(conferenceId, p)
+        this.joined(conferenceId, call.id)
         return r
       },
       conferenceKick: async (call, conferenceId) => {
         const p = this.planeOf(call)
         // A member linked from another worker is kicked where the room is mixed.
-        return this.act((await this.conferenceHome(conferenceId)) ?? p, 'conferenceKick', [call, conferenceId])
+        const r = await this.act<ActionResult>((await this.conferenceHome(conferenceId)) ?? p, 'conferenceKick', [call, conferenceId])
+        this.dropMember(call.id)
+        return r
       },
       conferenceRecord: async (conferenceId, accountId, on) => {
         // No home: any worker gives the same "no such conference" answer.

@@ -134,28 +134,44 @@ t.test('calls run in two media workers', async (t) => {
   t.equal((await post(`/v1/calls/${b.id}/bridge`, { callId: a.id })).status, 409, 'already bridged')
   a.c.signal = () => 0
   b.c.signal = () => 0
-
-  // A worker that dies takes its calls down cleanly; the other worker's call goes on.
   const victim = planes.workerOf(b.id)!
+
+  // B hangs up: A's half of the link closes with it and A is free again.
+  t.equal((await api(`/v1/calls/${b.id}`, { method: 'DELETE' })).status, 204)
+  t.equal((await b.sipp.done).code, 0)
+  await sleep(200)
+  const tf = Date.now()
+  t.equal((await post(`/v1/calls/${a.id}/play`, { tone: 'beep' })).status, 202)
+  await sleep(700)
+  t.ok(loudFrames(a.c, tf).length >= 5, `A hears its own prompts again once its linked partner hung up (${loudFrames(a.c, tf).length} frames)`)
+
+  // A conference mixed on the other worker, A linked to it; then that worker dies.
+  const b2 = await call()
+  t.equal(planes.workerOf(b2.id), victim, 'the next call goes to the emptier worker')
+  const conf2 = await (await post('/v1/conferences', { name: 'doomed' })).json() as { id: string }
+  t.equal((await post(`/v1/conferences/${conf2.id}/participants`, { callId: b2.id })).status, 202)
+  t.equal((await post(`/v1/conferences/${conf2.id}/participants`, { callId: a.id })).status, 202, 'A joins, linked to the room on the other worker')
   await planes.threads[victim]!.terminate()
   let ended: { status?: string; endedReason?: string } = {}
   for (let i = 0; i < 100; i++) {
-    ended = await (await api(`/v1/calls/${b.id}`)).json() as typeof ended
+    ended = await (await api(`/v1/calls/${b2.id}`)).json() as typeof ended
     if (ended.status === 'completed') break
     await sleep(100)
   }
   t.match(ended, { status: 'completed', endedReason: 'error-media-worker' }, 'the dead worker\'s call was hung up with a reason')
-  t.equal((await b.sipp.done).code, 0, 'its caller got a BYE')
-  // A's half of the bridge ended with B's worker: A is free again.
-  await sleep(200)
+  t.equal((await b2.sipp.done).code, 0, 'its caller got a BYE')
+  let room: { status?: string } = {}
+  for (let i = 0; i < 50 && room.status !== 'completed'; i++) { await sleep(100); room = await (await api(`/v1/conferences/${conf2.id}`)).json() as typeof room }
+  t.match(room, { status: 'completed' }, 'the room it mixed is completed')
+  t.match(await (await api(`/v1/calls/${a.id}`)).json(), { status: 'in-progress', conferenceId: null }, 'A is live and out of the dead room')
   const tk = Date.now()
   t.equal((await post(`/v1/calls/${a.id}/play`, { tone: 'beep' })).status, 202, 'the surviving worker still takes actions')
   await sleep(700)
-  t.ok(loudFrames(a.c, tk).length >= 5, `and its caller still hears them (${loudFrames(a.c, tk).length} frames)`)
+  t.ok(loudFrames(a.c, tk).length >= 5, `and A hears them: its link closed with the dead worker (${loudFrames(a.c, tk).length} frames)`)
   const c = await call()
   t.equal(planes.workerOf(c.id), planes.workerOf(a.id), 'new calls go to the surviving worker')
   const br2 = await post(`/v1/calls/${a.id}/bridge`, { callId: c.id })
-  t.equal(br2.status, 202, 'A (freed when its linked partner died) bridges again')
+  t.equal(br2.status, 202, 'A bridges again')
   t.match(await br2.json(), { mode: 'relay' }, 'same worker, same codec: RTP relayed untouched')
   for (const x of [a, c]) {
     t.equal((await api(`/v1/calls/${x.id}`, { method: 'DELETE' })).status, 204)
