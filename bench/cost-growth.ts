@@ -16,8 +16,8 @@
  *   BENCH_MEDIA_WORKERS=N   same as --media-workers N
  *
  * --media-workers N (N > 0) starts an engine of its own with MEDIA_WORKERS=N
- * (call media, agent runtimes and media actions in N worker threads; SIP, the
- * store and the API stay on the main thread), never the orchestrator's shared
+ * (call media, agent runtimes and media actions in N worker threads; SIP and
+ * the API stay on the main thread, the store on its PGlite thread), never the orchestrator's shared
  * one, and suffixes every figure id with `.media_workers_N` so the curve lands
  * next to the in-process one. Saturation is then any engine thread (main or a
  * worker) at 0.9 of a core, or the whole process at 0.9 of all cores.
@@ -82,9 +82,9 @@ const cores = cpus().length
 const SCENARIO = fileURLToPath(new URL('./scenarios/uac-plain.xml', import.meta.url))
 /**
  * Any engine thread at this share of a core = saturated: the main event loop
- * (SIP, store, API, and media too when MEDIA_WORKERS=0) or a media worker's
- * event loop; each is one thread, so it saturates long before the process
- * uses all cores.
+ * (SIP, API, store client, and media too when MEDIA_WORKERS=0), a media worker's
+ * event loop or the PGlite store thread; each is one thread, so it saturates
+ * long before the process uses all cores.
  */
 const SATURATED_THREAD = 0.9
 
@@ -207,7 +207,7 @@ interface Step {
   engineCoreShare: number
   /** Busiest engine thread, whichever it is. */
   busiestThreadShare: number
-  /** The engine's main thread (pid = tid): SIP, store, API (and media when in-process). */
+  /** The engine's main thread (pid = tid): SIP, API, the store's client (and media when in-process); PGlite runs in a thread of its own. */
   mainThreadShare: number
   /** The embedded store's thread (PGlite), when it was told apart (storeTid). */
   storeThreadShare: number
@@ -302,7 +302,7 @@ try {
       let reason: string | undefined
       if (res.failed > 0 || res.successful < n) reason = `${n - res.successful} of ${n} calls failed${res.firstError ? `: ${res.firstError}` : ''}`
       else if (held < 0.5 * n) reason = `the engine had only ${held} of ${n} calls answered ${setupSec.toFixed(1)} s after the ramp (set-up saturated)`
-      else if (mainThreadShare >= SATURATED_THREAD) reason = `engine main thread (event loop${mediaWorkers > 0 ? ': SIP, store, API' : ''}) at ${(mainThreadShare * 100).toFixed(0)}% of a core (saturated)`
+      else if (mainThreadShare >= SATURATED_THREAD) reason = `engine main thread (event loop${mediaWorkers > 0 ? ': SIP, API' : ''}) at ${(mainThreadShare * 100).toFixed(0)}% of a core (saturated)`
       else if (storeThreadShare >= SATURATED_THREAD) reason = `engine store thread (PGlite) at ${(storeThreadShare * 100).toFixed(0)}% of a core (saturated)`
       else if (otherThreadShare >= SATURATED_THREAD) reason = `engine thread ${others[0]!.tid} (${mediaWorkers > 0 ? 'a media worker' : 'not the event loop'}${storeTid === undefined ? ' or the store' : ''}) at ${(otherThreadShare * 100).toFixed(0)}% of a core (saturated)`
       else if (cpu.coreShare > 0.9 * cores) reason = `engine CPU at ${(cpu.coreShare * 100).toFixed(0)}% (all cores)`
@@ -344,7 +344,7 @@ try {
       id: fid('cost.cpu'), compareKey: 'cost.cpu', title: `Engine CPU as concurrent calls grow (capacity curve, ${modeTag})`, kind: 'line', xLabel: 'live calls (engine gauge)', yLabel: '% of one core',
       series: [
         { label: `${modeTag}: engine, all threads`, x: [0, ...xs], y: [idleCpu.coreShare * 100, ...steps.map((s) => s.engineCoreShare * 100)] },
-        { label: `${modeTag}: main thread${mediaWorkers > 0 ? ' (SIP, store, API)' : ' (event loop)'}`, x: xs, y: steps.map((s) => s.mainThreadShare * 100) },
+        { label: `${modeTag}: main thread${mediaWorkers > 0 ? ' (SIP, API)' : ' (event loop)'}`, x: xs, y: steps.map((s) => s.mainThreadShare * 100) },
         ...(storeTid !== undefined ? [{ label: `${modeTag}: store thread (PGlite)`, x: xs, y: steps.map((s) => s.storeThreadShare * 100) }] : []),
         ...(mediaWorkers > 0 ? [{ label: `${modeTag}: busiest media worker thread`, x: xs, y: steps.map((s) => s.otherThreadShare * 100) }] : []),
         { label: `${modeTag}: sipp (load generator)`, x: xs, y: steps.map((s) => s.sippCoreShare * 100) },
