@@ -9,7 +9,11 @@
  * queue is full the oldest frame goes (counted), so the added delay stays
  * bounded (at most QUEUE_FRAMES × 20 ms) when the two clocks drift apart.
  *
- * Two ways to use an end:
+ * Calls bridged across workers with the same codec relay instead: each
+ * inbound RTP packet crosses undecoded and the far call re-stamps it
+ * (sendRtp / onRtp), as a local same-codec bridge does.
+ *
+ * Two ways to use an end for frames:
  * - on the call's own worker, LinkSink and LinkSource: the call's inbound
  *   audio into the link, the link's audio as a live source for its output;
  * - on the worker that mixes a conference, LinkedEndpoint: the far call as a
@@ -18,13 +22,17 @@
 import type { MessagePort } from 'node:worker_threads'
 import type { AudioFrame, FrameEndpoint, FrameSink, FrameSource, SampleRate } from './frame.ts'
 import type { MediaScheduler, TickTask } from './scheduler.ts'
+import { RtpPacketView } from './rtp/packet.ts'
 
 /** Wideband: the conference mix rate, and enough for any codec we negotiate short of Opus fullband. */
 export const LINK_RATE: SampleRate = 16000
 const FRAME_SAMPLES = LINK_RATE / 50
 const QUEUE_FRAMES = 4
 
-type LinkMessage = { t: 'frame'; samples: Int16Array } | { t: 'dtmf'; digit: string; durationMs: number }
+type LinkMessage =
+  | { t: 'frame'; samples: Int16Array }
+  | { t: 'dtmf'; digit: string; durationMs: number }
+  | { t: 'rtp'; bytes: Uint8Array; dtmf: boolean }
 
 export class FrameLink {
   private readonly queue: Int16Array[] = []
@@ -32,6 +40,12 @@ export class FrameLink {
   private readonly closeHandlers: Array<() => void> = []
   /** Digits the far side received (the call's worker regenerates them). */
   onDtmf: ((digit: string, durationMs: number) => void) | null = null
+  /**
+   * Relay mode (both calls negotiated the same codec): the far call's RTP
+   * packets, undecoded, for this call to re-stamp and send (MediaSession.relayRtp).
+   */
+  onRtp: ((pkt: RtpPacketView, isDtmf: boolean) => void) | null = null
+  private readonly rtpView = new RtpPacketView()
   sent = 0
   received = 0
   /** Frames dropped because the queue was full (the far clock ran ahead) or malformed. */
@@ -52,7 +66,19 @@ export class FrameLink {
       this.received++
     } else if (m?.t === 'dtmf' && typeof m.digit === 'string') {
       this.onDtmf?.(m.digit, m.durationMs)
+    } else if (m?.t === 'rtp') {
+      if (!(m.bytes instanceof Uint8Array) || this.rtpView.parse(m.bytes) !== null) { this.dropped++; return }
+      this.received++
+      this.onRtp?.(this.rtpView, m.dtmf === true)
     }
+  }
+
+  /** Forwards one inbound RTP packet as it is (relay mode); the far call re-stamps it into its own stream. */
+  sendRtp(pkt: RtpPacketView, isDtmf: boolean): void {
+    if (this.closed) return
+    const bytes = pkt.buf.slice(0, pkt.payloadOffset + pkt.payloadLength)
+    this.port.postMessage({ t: 'rtp', bytes, dtmf: isDtmf } satisfies LinkMessage, [bytes.buffer as ArrayBuffer])
+    this.sent++
   }
 
   /** Sends one LINK_RATE frame (copied: the caller's buffer is usually reused). */

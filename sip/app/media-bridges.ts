@@ -49,41 +49,56 @@ export class CallBridges {
   }
 
   /**
-   * The call's half of a link to media on another worker: its voice goes into
-   * the link and the link's audio plays in its foreground (over its agent,
-   * as in a local bridge). `partner` names the far side in 409s. `muteIn`:
-   * a listen-only conference member, its voice zeroed before the link.
-   * Either end closing the link (the far call hung up, a kick) separates it.
+   * The call's half of a link to media on another worker. `relay` (a bridge
+   * of two calls with the same codec): RTP crosses undecoded, as in a local
+   * relay bridge. Otherwise its voice goes into the link decoded and the
+   * link's audio plays in its foreground (over its agent, as in a local
+   * bridge). `partner` names the far side in 409s. `muteIn`: a listen-only
+   * conference member, its voice zeroed before the link. Either end closing
+   * the link (the far call hung up, a kick) separates it.
    */
-  connectLinked(a: LiveMedia, partner: string, link: FrameLink, opts: { muteIn?: boolean } = {}): void {
+  connectLinked(a: LiveMedia, partner: string, link: FrameLink, opts: { muteIn?: boolean; relay?: boolean } = {}): void {
     const id = a.ctx.callId
     this.free([id])
     const session = a.session
     if (!session.codec) throw new CallControlError('invalid_state', `call ${id} has no negotiated media yet`)
+    const stop = opts.relay ? this.relayHalf(a, link) : this.frameHalf(a, link, opts.muteIn === true)
+    const entry: Entry = { a: id, b: partner, keys: [id], stop: () => { if (!session.isClosed) stop(); link.close() } }
+    this.bridges.set(id, entry)
+    link.onClose(() => this.disconnect(id))
+    a.onEnd(() => this.disconnect(id))
+  }
+
+  /** Same codec on both calls: RTP crosses undecoded and is re-stamped (RFC 3550 §7.1), DTMF events included. */
+  private relayHalf(a: LiveMedia, link: FrameLink): () => void {
+    const session = a.session
+    session.setRelayTarget({ relayRtp: (pkt, isDtmf) => link.sendRtp(pkt, isDtmf) })
+    session.setRelaying(true)
+    link.onRtp = (pkt, isDtmf) => { if (!session.isClosed) session.relayRtp(pkt, isDtmf) }
+    return () => {
+      session.setRelayTarget(null)
+      session.setRelaying(false)
+    }
+  }
+
+  /** Decoded audio both ways; the link's audio plays in the call's foreground. */
+  private frameHalf(a: LiveMedia, link: FrameLink, muteIn: boolean): () => void {
+    const session = a.session
     const sink = new LinkSink(link)
     session.addSink(sink, { sampleRate: LINK_RATE })
+    // The LinkSource ends with the link, so the call's output drops it then.
     void sessionThroughOutput(session, a.output).play(new LinkSource(link))
     // DTMF crosses as digits and is regenerated on the far call (RFC 4733), as the local transcoding bridge does.
     const dtmf = (e: SessionDtmfEvent) => link.sendDtmf(e.digit, e.durationMs)
     session.on('dtmf', dtmf)
     link.onDtmf = (digit, ms) => { if (!session.isClosed) session.sendDtmf(digit, ms) }
-    const mutedByUs = opts.muteIn === true && !session.muted.in
+    const mutedByUs = muteIn && !session.muted.in
     if (mutedByUs) session.mute('in')
-    const entry: Entry = {
-      a: id, b: partner, keys: [id],
-      stop: () => {
-        if (!session.isClosed) {
-          session.removeSink(sink)
-          session.off('dtmf', dtmf)
-          if (mutedByUs) session.unmute('in')
-        }
-        // The LinkSource ends with the link, so the call's output drops it.
-        link.close()
-      },
+    return () => {
+      session.removeSink(sink)
+      session.off('dtmf', dtmf)
+      if (mutedByUs) session.unmute('in')
     }
-    this.bridges.set(id, entry)
-    link.onClose(() => this.disconnect(id))
-    a.onEnd(() => this.disconnect(id))
   }
 
   disconnect(callId: string): void {

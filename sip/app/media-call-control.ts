@@ -21,6 +21,7 @@ import type { MediaScheduler } from '../../media/scheduler.ts'
 import { ConferenceRooms } from './media-conferences.ts'
 import { CallBridges } from './media-bridges.ts'
 import { FrameLink } from '../../media/frame-link.ts'
+import type { BridgeMode } from '../../media/bridge.ts'
 import type { MessagePort } from 'node:worker_threads'
 
 /**
@@ -302,15 +303,15 @@ export class MediaCallControl {
    * half is at the far end of `port` (worker-media-planes.ts pairs them).
    * The port is closed if the call cannot be linked, so the far half ends too.
    */
-  linkCall(call: Call, partner: { callId: string } | { conferenceId: string; muted: boolean }, port: MessagePort): ActionResult {
+  linkCall(call: Call, partner: { callId: string; mode: BridgeMode } | { conferenceId: string; muted: boolean }, port: MessagePort): ActionResult {
     const link = new FrameLink(port)
     try {
       const live = this.media(call)
       const room = this.rooms.roomOf(call.id)
       if ('callId' in partner) {
         if (room) throw new CallControlError('invalid_state', `call ${call.id} is in conference ${room}`)
-        this.bridges.connectLinked(live, partner.callId, link)
-        return { bridgedWith: partner.callId, mode: 'transcode' }
+        this.bridges.connectLinked(live, partner.callId, link, { relay: partner.mode === 'relay' })
+        return { bridgedWith: partner.callId, mode: partner.mode }
       }
       if (room) throw new CallControlError('invalid_state', `call ${call.id} is in conference ${room}; remove it first`)
       this.bridges.connectLinked(live, `conference ${partner.conferenceId} (mixed on another media worker)`, link, { muteIn: partner.muted })
@@ -319,6 +320,12 @@ export class MediaCallControl {
       link.close()
       throw err
     }
+  }
+
+  /** The call's negotiated codec, so a bridge across workers can choose relay or transcode as Bridge does. */
+  codecOf(call: Call): { name: string; clockRate: number; sampleRate: number } | null {
+    const c = this.media(call).session.codec
+    return c ? { name: c.name, clockRate: c.clockRate, sampleRate: c.sampleRate } : null
   }
 
   /** The conference's side of linkCall: the call joins a room here as a linked member. */

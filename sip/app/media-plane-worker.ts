@@ -110,6 +110,7 @@ channel
     return (api[name] as (...a: unknown[]) => Promise<unknown>)(...args)
   })
   .handle('link.call', (call: Call, partner: Parameters<MediaCallControl['linkCall']>[1], port: MessagePort) => actions.linkCall(call, partner, port))
+  .handle('link.codec', (call: Call) => actions.codecOf(call))
   .handle('link.member', (call: Call, conferenceId: string, muted: boolean, port: MessagePort) => actions.conferenceJoinLinked(call, conferenceId, muted, port))
   .handle('conference.active', (conferenceId: string) => actions.conferenceActive(conferenceId))
   .handle('stream.open', async (streamId: string, call: Call, encapsulation: string) => {

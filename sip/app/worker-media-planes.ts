@@ -12,11 +12,11 @@
  * Calls on different workers still bridge and share conferences: the main
  * thread hands the two workers the ends of a MessageChannel, and decoded
  * audio flows between them one 20 ms frame per tick each way
- * (media/frame-link.ts). A conference is mixed on the worker of its first
- * participant; members on other workers are linked to it. That path always
- * decodes (a same-worker bridge of equal codecs relays RTP untouched) and
- * adds up to a tick or two of delay, since the two workers' clocks are not
- * in phase.
+ * (media/frame-link.ts), or, for a bridge of two calls with the same codec,
+ * RTP packets undecoded (relay, as on one worker). A conference is mixed on
+ * the worker of its first participant; members on other workers are linked
+ * to it. Decoded links add up to a tick or two of delay, since the two
+ * workers' clocks are not in phase.
  *
  * A worker that dies takes its calls' media with it: those calls are hung up
  * (endedReason `error-media-worker`), so no call record stays live forever.
@@ -298,10 +298,15 @@ export class WorkerMediaPlanes implements MediaBinder {
         const a = this.planeOf(call)
         const b = this.planeOf(other)
         if (a === b) return this.act(a, 'bridge', [call, other])
+        // Relay when the codecs match, as a local Bridge would; else decoded frames.
+        type Codec = { name: string; clockRate: number; sampleRate: number } | null
+        const [ca, cb] = await Promise.all([a.channel.request<Codec>('link.codec', [call]), b.channel.request<Codec>('link.codec', [other])])
+        if (!ca || !cb) throw new CallControlError('invalid_state', 'both calls must have negotiated media before bridging')
+        const mode = ca.name === cb.name && ca.clockRate === cb.clockRate && ca.sampleRate === cb.sampleRate ? 'relay' : 'transcode'
         // Each worker links its own call; the first failure closes its port, which ends the other half.
         const { port1, port2 } = new MessageChannel()
-        const r = await a.channel.request<ActionResult>('link.call', [call, { callId: other.id }, port1], [port1])
-        await b.channel.request('link.call', [other, { callId: call.id }, port2], [port2])
+        const r = await a.channel.request<ActionResult>('link.call', [call, { callId: other.id, mode }, port1], [port1])
+        await b.channel.request('link.call', [other, { callId: call.id, mode }, port2], [port2])
         return r
       },
       conferenceJoin: async (call, conferenceId, opts) => {
