@@ -9,7 +9,6 @@ import { LINK_RATE, LinkedEndpoint, type FrameLink } from '../../media/frame-lin
 import { Mixer } from '../../media/mixer.ts'
 import { WavRecorder } from '../../media/recorder.ts'
 import type { MediaScheduler, TickTask } from '../../media/scheduler.ts'
-import type { MediaSession } from '../../media/session.ts'
 import { sessionThroughOutput } from './media-output.ts'
 import type { LiveMedia } from './media-sessions.ts'
 

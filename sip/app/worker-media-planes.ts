@@ -25,8 +25,7 @@ import { MessageChannel, Worker } from 'node:worker_threads'
 import { randomUUID } from 'node:crypto'
 import type Srf from 'drachtio-srf'
 import type { Logger } from 'pino'
-import type { MediaEngineOptions, MediaEngineStats } from '../../media/engine.ts'
-import type { LogLevel } from '../../config/config.ts'
+import type { MediaEngineStats } from '../../media/engine.ts'
 import type { AgentMetrics } from '../../agent/index.ts'
 import type { Call } from '../../store/calls.ts'
 import { CallControlError, type ActionResult, type CallControl, type MediaStreamHandle } from '../../control-api/call-control.ts'
@@ -37,14 +36,9 @@ import { serveMediaStore, type MediaStore } from './media-store.ts'
 import { RpcChannel, type MessageEndpoint } from './rpc-channel.ts'
 import { asBuffer, type MediaPlaneInit, type PlaneAction } from './media-plane-protocol.ts'
 
-export interface WorkerMediaPlanesOptions {
+/** What every worker starts with (its index, port share and entry are filled in per worker), plus the main thread's side. */
+export interface WorkerMediaPlanesOptions extends Omit<MediaPlaneInit, 'index' | 'entry'> {
   workers: number
-  engine: Omit<MediaEngineOptions, 'logger' | 'registry'>
-  rtpengineNg?: string
-  allowPrivateUrls: boolean
-  recordingsDir: string
-  mediaRoots: string[]
-  logLevel: LogLevel
   store: MediaStore
   logger: Logger
   control: () => (AgentControl & { lost(callId: string, endedReason: string): Promise<void> }) | null

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startStack } from '../../harness/stack.ts'
-import { RtpCaller, heard, placeCall, toneRatio } from './rtp-caller.ts'
+import { heard, placeTrackedCall, toneRatio } from './rtp-caller.ts'
 
 /**
  * Bridge and conference actions on real calls: each caller is sipp + a test
@@ -27,21 +27,9 @@ t.test('bridge and conference on live agent calls', async (t) => {
   const post = (path: string, body?: unknown) => api(path, { method: 'POST', ...(body !== undefined ? { body: JSON.stringify(body) } : {}) })
   const known = new Set<string>()
   const call = async (freq: number) => {
-    const c = new RtpCaller()
-    await c.start()
-    t.teardown(() => c.close())
-    const sipp = await placeCall({ dir, sipPort: stack.sipPort, service: '+14155550179', caller: c })
-    t.teardown(() => sipp.kill())
-    let id = ''
-    for (let i = 0; i < 200 && !id; i++) {
-      const page = await (await api('/v1/calls?status=in-progress')).json() as { data: Array<{ id: string }> }
-      id = page.data.find((x) => !known.has(x.id))?.id ?? ''
-      if (!id) await sleep(100)
-    }
-    known.add(id)
-    for (let i = 0; i < 100 && !c.remote; i++) await sleep(50)
-    c.signal = tone(freq)
-    return { c, id, sipp }
+    const x = await placeTrackedCall({ dir, sipPort: stack.sipPort, service: '+14155550179', known, api, teardown: (fn) => t.teardown(fn) })
+    x.c.signal = tone(freq)
+    return x
   }
 
   t.test('bridge: two calls hear each other', async (t) => {

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url'
 import { threadId } from 'node:worker_threads'
 import { startStack } from '../../harness/stack.ts'
 import { WorkerMediaPlanes } from '../../../sip/app/worker-media-planes.ts'
-import { RtpCaller, heard, placeCall, rms, tone } from './rtp-caller.ts'
+import { type RtpCaller, heard, placeTrackedCall, rms, tone } from './rtp-caller.ts'
 
 /**
  * MEDIA_WORKERS=2: call media, agents and media actions run in two worker
@@ -49,22 +49,7 @@ t.test('calls run in two media workers', async (t) => {
   const post = (path: string, body?: unknown) => api(path, { method: 'POST', ...(body !== undefined ? { body: JSON.stringify(body) } : {}) })
 
   const known = new Set<string>()
-  const call = async () => {
-    const c = new RtpCaller()
-    await c.start()
-    t.teardown(() => c.close())
-    const sipp = await placeCall({ dir, sipPort: stack.sipPort, service: '+14155550190', caller: c })
-    t.teardown(() => sipp.kill())
-    let id = ''
-    for (let i = 0; i < 200 && !id; i++) {
-      const page = await (await api('/v1/calls?status=in-progress')).json() as { data: Array<{ id: string }> }
-      id = page.data.find((x) => !known.has(x.id))?.id ?? ''
-      if (!id) await sleep(100)
-    }
-    known.add(id)
-    for (let i = 0; i < 100 && !c.remote; i++) await sleep(50)
-    return { c, id, sipp }
-  }
+  const call = () => placeTrackedCall({ dir, sipPort: stack.sipPort, service: '+14155550190', known, api, teardown: (fn) => t.teardown(fn) })
 
   const t0 = Date.now()
   const a = await call()

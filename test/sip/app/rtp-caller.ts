@@ -388,3 +388,30 @@ export function heard(c: RtpCaller, since: number, f: number): { frames: number;
   const ratio = frames.length ? frames.reduce((a, fr) => a + toneRatio(fr, f), 0) / frames.length : 0
   return { frames: frames.length, ratio }
 }
+
+/**
+ * Places a sipp call with its own RtpCaller to `service` and waits for the
+ * new in-progress call record (one not in `known`, which it joins) and for
+ * the engine's first RTP. Teardown closes both.
+ */
+export async function placeTrackedCall(o: {
+  dir: string; sipPort: number; service: string; known: Set<string>
+  api: (path: string) => Promise<Response>
+  teardown: (fn: () => unknown) => void
+}): Promise<{ c: RtpCaller; id: string; sipp: Awaited<ReturnType<typeof placeCall>> }> {
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+  const c = new RtpCaller()
+  await c.start()
+  o.teardown(() => c.close())
+  const sipp = await placeCall({ dir: o.dir, sipPort: o.sipPort, service: o.service, caller: c })
+  o.teardown(() => sipp.kill())
+  let id = ''
+  for (let i = 0; i < 200 && !id; i++) {
+    const page = await (await o.api('/v1/calls?status=in-progress')).json() as { data: Array<{ id: string }> }
+    id = page.data.find((x) => !o.known.has(x.id))?.id ?? ''
+    if (!id) await sleep(100)
+  }
+  o.known.add(id)
+  for (let i = 0; i < 100 && !c.remote; i++) await sleep(50)
+  return { c, id, sipp }
+}
