@@ -26,6 +26,8 @@ import type { CallContext, MediaBinder, MediaLeg } from '../../../sip/app/media-
 import { freePort, freeUdpRange } from '../../harness/ports.ts'
 import { MediaEngine } from '../../../media/engine.ts'
 import { AgentMediaBinder } from '../../../sip/app/agent-media-binder.ts'
+import { WorkerMediaPlanes } from '../../../sip/app/worker-media-planes.ts'
+import type { LogLevel } from '../../../config/config.ts'
 
 export const SECRET = 'sip-app-test'
 export const DOMAIN = 'acme.test'
@@ -86,14 +88,24 @@ export async function startSipStack(opts: Partial<SipApplicationOptions> & { dat
   await sipApp.start()
   const app = await SipApplication.install(sipApp, { store, logger, nodeId: 'test-node', attemptTimeoutMs: 3_000, ...opts })
   const media = new TestMediaBinder()
-  let engine: MediaEngine | null = null
+  let engine: MediaEngine | WorkerMediaPlanes | null = null
   if (opts.realMedia) {
     const rtp = await freeUdpRange(40)
-    engine = new MediaEngine({ rtpPortMin: rtp.min, rtpPortMax: rtp.max, bindHost: '127.0.0.1' })
-    app.setMediaBinder(new AgentMediaBinder({
-      media: engine, store, logger,
-      control: () => ({ hangup: (id) => app.calls.hangup(id, 'agent'), transfer: async (id, to) => { await app.calls.transfer(id, { mode: 'blind', to }) } }),
-    }))
+    const control = { hangup: (id: string) => app.calls.hangup(id, 'agent'), transfer: async (id: string, to: string) => { await app.calls.transfer(id, { mode: 'blind', to }) } }
+    if (process.env.MEDIA_WORKERS) {
+      // test/sip/app/media-workers.test.ts reruns the real-media suites with media in worker threads.
+      const planes = await WorkerMediaPlanes.start({
+        workers: Number(process.env.MEDIA_WORKERS), engine: { rtpPortMin: rtp.min, rtpPortMax: rtp.max, bindHost: '127.0.0.1' },
+        allowPrivateUrls: true, recordingsDir: join(dataDir, 'recordings'), mediaRoots: [join(dataDir, 'media')],
+        logLevel: (process.env.TEST_LOG_LEVEL ?? 'silent') as LogLevel, store, logger,
+        isLocal: () => true, control: () => ({ ...control, lost: (id, reason) => app.calls.hangup(id, 'system', reason) }),
+      })
+      engine = planes
+      app.setMediaBinder(planes)
+    } else {
+      engine = new MediaEngine({ rtpPortMin: rtp.min, rtpPortMax: rtp.max, bindHost: '127.0.0.1' })
+      app.setMediaBinder(new AgentMediaBinder({ media: engine, store, logger, control: () => control }))
+    }
   } else {
     app.setMediaBinder(media)
   }

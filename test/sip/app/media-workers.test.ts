@@ -164,13 +164,15 @@ t.test('calls run in two media workers', async (t) => {
   }
 })
 
-/** Suites that drive whole calls through startStack, rerun with MEDIA_WORKERS=2. */
+/** Suites that drive whole calls with real media (startStack, or startSipStack's realMedia), rerun with MEDIA_WORKERS=2. */
 const SUITES = [
   'test/sip/app/media-actions.test.ts',
   'test/sip/app/media-conference.test.ts',
   'test/sip/app/media-actions-extra.test.ts',
   'test/sip/app/media-rtpengine.test.ts',
   'test/engine/drain.test.ts',
+  'test/sip/app/agent-call.test.ts',
+  'test/agent/sip-conversation.test.ts',
   'test/control-api/e2e-events.test.ts',
 ]
 
