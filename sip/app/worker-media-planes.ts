@@ -74,7 +74,7 @@ export class WorkerMediaPlanes implements MediaBinder {
   /** Calls joined to each conference through this router, so a dead mixing worker's rooms can be closed in the store. */
   private readonly conferenceMembers = new Map<string, Set<string>>()
   private readonly dialogs = new Map<string, Srf.Dialog>()
-  private readonly streams = new Map<string, { send: (msg: string | Buffer) => void; close: () => void }>()
+  private readonly streams = new Map<string, { plane: PlaneWorker; send: (msg: string | Buffer) => void; close: () => void }>()
   private rr = 0
   private stopping = false
 
@@ -149,8 +149,15 @@ export class WorkerMediaPlanes implements MediaBinder {
     const lost = (why: string) => {
       if (!p.alive) return
       p.alive = false
-      p.channel.fail(new Error(`media worker ${p.index} ${why}`))
+      // What was waiting on it (an API action, a leg's SDP) answers 503, not 500.
+      p.channel.fail(new CallControlError('unavailable', `media worker ${p.index} ${why}`))
       if (this.stopping) return
+      // Its media stream sockets will hear nothing more: close them now.
+      for (const [id, st] of this.streams) {
+        if (st.plane !== p) continue
+        this.streams.delete(id)
+        st.close()
+      }
       this.o.logger.error({ mediaWorker: p.index, calls: p.calls.size }, `media worker ${why}: ending its calls`)
       // Rooms it mixed, taken before its calls are forgotten (which may empty them here).
       const rooms = [...this.conferenceWorker].filter(([, home]) => home === p).map(([id]) => id)
@@ -338,7 +345,7 @@ export class WorkerMediaPlanes implements MediaBinder {
   private async openStream(call: Call, opts: { encapsulation: string; send: (msg: string | Buffer) => void; close: () => void }): Promise<MediaStreamHandle> {
     const p = this.planeOf(call)
     const id = randomUUID()
-    this.streams.set(id, { send: opts.send, close: opts.close })
+    this.streams.set(id, { plane: p, send: opts.send, close: opts.close })
     try {
       await p.channel.request('stream.open', [id, call, opts.encapsulation])
     } catch (err) {

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { threadId } from 'node:worker_threads'
+import WebSocket from 'ws'
 import { startStack } from '../../harness/stack.ts'
 import { WorkerMediaPlanes } from '../../../sip/app/worker-media-planes.ts'
 import { type RtpCaller, heard, placeTrackedCall, rms, tone } from './rtp-caller.ts'
@@ -136,7 +137,17 @@ t.test('calls run in two media workers', async (t) => {
   const conf2 = await (await post('/v1/conferences', { name: 'doomed' })).json() as { id: string }
   t.equal((await post(`/v1/conferences/${conf2.id}/participants`, { callId: b2.id })).status, 202)
   t.equal((await post(`/v1/conferences/${conf2.id}/participants`, { callId: a.id })).status, 202, 'A joins, linked to the room on the other worker')
+  // A media stream socket on the doomed worker's call: it must be closed, not left hanging.
+  const ws = new WebSocket(`${stack.baseUrl.replace('http', 'ws')}/v1/calls/${b2.id}/stream?encapsulation=twilio&token=${stack.apiKey}`)
+  const wsEvents: string[] = []
+  ws.on('message', (m) => wsEvents.push((JSON.parse(m.toString()) as { event: string }).event))
+  const wsClosed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)))
+  await new Promise<void>((res, rej) => { ws.once('open', () => res()); ws.once('error', rej) })
+  await sleep(500)
+  t.ok(wsEvents.includes('media'), 'the stream carries media from the worker')
   await planes.threads[victim]!.terminate()
+  const code = await Promise.race([wsClosed, sleep(5000).then(() => -1)])
+  t.not(code, -1, `the stream socket closed with its worker (code ${code})`)
   let ended: { status?: string; endedReason?: string } = {}
   for (let i = 0; i < 100; i++) {
     ended = await (await api(`/v1/calls/${b2.id}`)).json() as typeof ended
