@@ -14,15 +14,14 @@
  *   new Bridge(legA, legB); new Mixer(engine.scheduler).add(s)
  *   await s.close(); await engine.stop()
  *
- * In worker threads (MEDIA_WORKERS): `new MediaWorkerPool({ workers, …engine options })`
- * gives RemoteMediaSession objects with the same methods, all returning
- * promises; playback takes a serializable PlaySpec and frames arrive only
- * after subscribeFrames().
+ * In worker threads (MEDIA_WORKERS): one MediaEngine per worker, inside a
+ * whole media plane with the calls' agents (sip/app/worker-media-planes.ts);
+ * calls on different workers meet over a FrameLink (frame-link.ts).
  *
  * With RTPENGINE_NG: `RtpengineAnchor` rewrites offers/answers through the
  * rtpengine daemon so media flows peer ↔ rtpengine ↔ our session.
  */
-export type { AudioFrame, FrameSink, FrameSource, DuplexFrameSink, SampleRate } from './frame.ts'
+export type { AudioFrame, FrameSink, FrameSource, FrameEndpoint, DuplexFrameSink, SampleRate } from './frame.ts'
 export { FRAME_MS, samplesPerFrame } from './frame.ts'
 export { MediaEngine, type MediaEngineOptions, type MediaEngineStats, type MediaLogger } from './engine.ts'
 export {
@@ -44,6 +43,6 @@ export { WebSocketFork, type ForkOptions, type ForkFormat } from './fork.ts'
 export { Bridge, type BridgeMode } from './bridge.ts'
 export { Mixer } from './mixer.ts'
 export { MediaScheduler, type SchedulerStats, type TickTask } from './scheduler.ts'
-export { MediaWorkerPool, RemoteMediaSession, type MediaWorkerPoolOptions } from './worker-pool.ts'
+export { FrameLink, LinkedEndpoint, LinkSink, LinkSource, LINK_RATE } from './frame-link.ts'
 export { EnergyVad, type VadOptions, type SpeechStartEvent, type SpeechEndEvent } from './vad.ts'
 export { RtpengineAnchor, RtpengineError, type AnchorOptions, type AnchorableSession, type CallIds } from './rtpengine/anchor.ts'

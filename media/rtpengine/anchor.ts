@@ -26,7 +26,7 @@ interface NgClient {
 }
 const { Client } = createRequire(import.meta.url)('rtpengine-client') as { Client: new (opts: { timeout?: number; localAddress?: string }) => NgClient }
 
-/** What the anchor needs from a session (MediaSession and RemoteMediaSession both fit). */
+/** What the anchor needs from a session (a MediaSession, or a hold offer built on one). */
 export interface AnchorableSession {
   createOffer(): Promise<string>
   createAnswer(offer: string): Promise<string>

@@ -16,8 +16,6 @@ export interface MediaPlaneInit {
   recordingsDir: string
   mediaRoots: string[]
   logLevel: LogLevel
-  /** Set by the pool when the plane runs from TypeScript sources (worker-entry.mjs loads it). */
-  entry?: string
 }
 
 /** The API media actions a worker serves (CallControl methods; openStream has its own messages). */

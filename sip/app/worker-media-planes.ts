@@ -36,8 +36,8 @@ import { serveMediaStore, type MediaStore } from './media-store.ts'
 import { RpcChannel, type MessageEndpoint } from './rpc-channel.ts'
 import { asBuffer, type MediaPlaneInit, type PlaneAction } from './media-plane-protocol.ts'
 
-/** What every worker starts with (its index, port share and entry are filled in per worker), plus the main thread's side. */
-export interface WorkerMediaPlanesOptions extends Omit<MediaPlaneInit, 'index' | 'entry'> {
+/** What every worker starts with (its index and port share are filled in per worker), plus the main thread's side. */
+export interface WorkerMediaPlanesOptions extends Omit<MediaPlaneInit, 'index'> {
   workers: number
   store: MediaStore
   logger: Logger
@@ -92,10 +92,9 @@ export class WorkerMediaPlanes implements MediaBinder {
         index: i, engine: { ...o.engine, rtpPortMin: lo, rtpPortMax: hi }, allowPrivateUrls: o.allowPrivateUrls,
         recordingsDir: o.recordingsDir, mediaRoots: o.mediaRoots, logLevel: o.logLevel,
         ...(o.rtpengineNg ? { rtpengineNg: o.rtpengineNg } : {}),
-        // From TypeScript sources the worker needs tsx registered inside it (module hooks are per thread).
-        ...(fromSource ? { entry: new URL('./media-plane-worker.ts', import.meta.url).href } : {}),
       }
-      const url = fromSource ? new URL('../../media/worker-entry.mjs', import.meta.url) : new URL('./media-plane-worker.js', import.meta.url)
+      // From TypeScript sources the worker needs tsx registered inside it (module hooks are per thread).
+      const url = new URL(fromSource ? './media-plane-entry.mjs' : './media-plane-worker.js', import.meta.url)
       const plane = new PlaneWorker(i, new Worker(url, { workerData: init }))
       this.serve(plane)
       this.planes.push(plane)
