@@ -17,7 +17,7 @@ import type { LiveMedia } from './media-sessions.ts'
  * decoded audio to the other worker, where the partner call (a bridge) or
  * the conference mixer holds the other half.
  */
-interface Entry { a: string; b: string; keys: string[]; stop(): void }
+interface Entry { a: string; b: string; keys: string[]; stop(): void; conferenceId?: string }
 
 export class CallBridges {
   private readonly bridges = new Map<string, Entry>()
@@ -26,6 +26,11 @@ export class CallBridges {
   partnerOf(callId: string): string | undefined {
     const e = this.bridges.get(callId)
     return e ? (e.a === callId ? e.b : e.a) : undefined
+  }
+
+  /** The conference mixed on another worker that the call is linked to, if any. */
+  linkedConferenceOf(callId: string): string | undefined {
+    return this.bridges.get(callId)?.conferenceId
   }
 
   private free(ids: string[]): void {
@@ -57,13 +62,13 @@ export class CallBridges {
    * conference member, its voice zeroed before the link. Either end closing
    * the link (the far call hung up, a kick) separates it.
    */
-  connectLinked(a: LiveMedia, partner: string, link: FrameLink, opts: { muteIn?: boolean; relay?: boolean } = {}): void {
+  connectLinked(a: LiveMedia, partner: string, link: FrameLink, opts: { muteIn?: boolean; relay?: boolean; conferenceId?: string } = {}): void {
     const id = a.ctx.callId
     this.free([id])
     const session = a.session
     if (!session.codec) throw new CallControlError('invalid_state', `call ${id} has no negotiated media yet`)
     const stop = opts.relay ? this.relayHalf(a, link) : this.frameHalf(a, link, opts.muteIn === true)
-    const entry: Entry = { a: id, b: partner, keys: [id], stop: () => { if (!session.isClosed) stop(); link.close() } }
+    const entry: Entry = { a: id, b: partner, keys: [id], stop: () => { if (!session.isClosed) stop(); link.close() }, ...(opts.conferenceId ? { conferenceId: opts.conferenceId } : {}) }
     this.bridges.set(id, entry)
     link.onClose(() => this.disconnect(id))
     a.onEnd(() => this.disconnect(id))

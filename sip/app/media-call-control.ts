@@ -279,6 +279,7 @@ export class MediaCallControl {
 
   async conferenceJoin(call: Call, conferenceId: string, muted: boolean): Promise<ActionResult> {
     const live = this.media(call)
+    this.leaveLinkedConference(call.id, conferenceId)
     const partner = this.bridges.partnerOf(call.id)
     if (partner) throw new CallControlError('invalid_state', `call ${call.id} is bridged with ${partner}`)
     const r = await this.rooms.join(live, conferenceId, call.accountId, muted)
@@ -303,7 +304,7 @@ export class MediaCallControl {
    * half is at the far end of `port` (worker-media-planes.ts pairs them).
    * The port is closed if the call cannot be linked, so the far half ends too.
    */
-  linkCall(call: Call, partner: { callId: string; mode: BridgeMode } | { conferenceId: string; muted: boolean }, port: MessagePort): ActionResult {
+  async linkCall(call: Call, partner: { callId: string; mode: BridgeMode } | { conferenceId: string; muted: boolean }, port: MessagePort): Promise<ActionResult> {
     const link = new FrameLink(port)
     try {
       const live = this.media(call)
@@ -313,13 +314,28 @@ export class MediaCallControl {
         this.bridges.connectLinked(live, partner.callId, link, { relay: partner.mode === 'relay' })
         return { bridgedWith: partner.callId, mode: partner.mode }
       }
-      if (room) throw new CallControlError('invalid_state', `call ${call.id} is in conference ${room}; remove it first`)
-      this.bridges.connectLinked(live, `conference ${partner.conferenceId} (mixed on another media worker)`, link, { muteIn: partner.muted })
+      // Joining a conference moves the call out of the one it is in, wherever that one is mixed.
+      if (room === partner.conferenceId) throw new CallControlError('invalid_state', `call ${call.id} is already in conference ${room}`)
+      this.leaveLinkedConference(call.id, partner.conferenceId)
+      if (room) await this.rooms.leave(call.id, 'moved')
+      this.bridges.connectLinked(live, `conference ${partner.conferenceId} (mixed on another media worker)`, link, { muteIn: partner.muted, conferenceId: partner.conferenceId })
       return { conferenceId: partner.conferenceId }
     } catch (err) {
       link.close()
       throw err
     }
+  }
+
+  /**
+   * A call joining a conference leaves the one mixed on another worker it is
+   * linked to (closing the link makes that worker drop it), as a local join
+   * moves a call between rooms. Joining the same one again is a 409.
+   */
+  private leaveLinkedConference(callId: string, joining: string): void {
+    const linked = this.bridges.linkedConferenceOf(callId)
+    if (!linked) return
+    if (linked === joining) throw new CallControlError('invalid_state', `call ${callId} is already in conference ${joining}`)
+    this.bridges.disconnect(callId)
   }
 
   /** The call's negotiated codec, so a bridge across workers can choose relay or transcode as Bridge does. */

@@ -27,10 +27,10 @@ const MIX_RATE: SampleRate = 16000
 /**
  * A room member: `mixed` is what the mixer adds (a local call's session
  * through its CallOutput, or a call on another media worker through a
- * LinkedEndpoint), `heard` what the room recorder listens to, `release`
- * undoes what joining did to the call.
+ * LinkedEndpoint, whose `link` it keeps), `heard` what the room recorder
+ * listens to, `release` undoes what joining did to the call.
  */
-interface Member { mixed: FrameEndpoint; heard: FrameEndpoint; release(): void }
+interface Member { mixed: FrameEndpoint; heard: FrameEndpoint; release(): void; link?: FrameLink }
 
 /** The room's full mix (everyone), summed per scheduler tick into a WAV. */
 class RoomRecorder implements TickTask {
@@ -134,12 +134,16 @@ export class ConferenceRooms {
    * ended) is its hangup.
    */
   async joinLinked(callId: string, conferenceId: string, accountId: string, link: FrameLink): Promise<{ participants: number }> {
-    if (this.where.has(callId)) throw new CallControlError('invalid_state', `call ${callId} is already in conference ${this.where.get(callId)}`)
+    const current = this.where.get(callId)
+    if (current === conferenceId) throw new CallControlError('invalid_state', `call ${callId} is already in conference ${conferenceId}`)
+    // A move between two rooms mixed here: the old link's close may not have arrived yet.
+    if (current) await this.leave(callId, 'moved')
     if (MIX_RATE !== LINK_RATE) throw new Error('the conference mix rate and the frame link rate must match')
     const room = this.room(conferenceId, accountId)
     const endpoint = new LinkedEndpoint(link, this.o.scheduler)
-    const member: Member = { mixed: endpoint, heard: endpoint, release: () => link.close() }
-    link.onClose(() => { void this.leave(callId, 'hangup') })
+    const member: Member = { mixed: endpoint, heard: endpoint, release: () => link.close(), link }
+    // Only this membership ends with this link (the call may have moved on over a new one).
+    link.onClose(() => { if (this.rooms.get(conferenceId)?.members.get(callId)?.link === link) void this.leave(callId, 'hangup') })
     return this.admit(room, callId, member)
   }
 

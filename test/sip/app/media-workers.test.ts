@@ -103,9 +103,18 @@ t.test('calls run in two media workers', async (t) => {
   t.match(await (await api(`/v1/conferences/${conf.id}`)).json(), { status: 'in-progress', participantCount: 2 })
   const again = await post(`/v1/calls/${a.id}/bridge`, { callId: b.id })
   t.equal(again.status, 409, 'calls in a conference cannot also be bridged')
-  for (const x of [b, a]) t.equal((await api(`/v1/conferences/${conf.id}/participants/${x.id}`, { method: 'DELETE' })).status, 202, 'kick (routed to the mixing worker)')
+  t.equal((await post(`/v1/conferences/${conf.id}/participants`, { callId: b.id })).status, 409, 'joining the same conference again: 409')
+  // B (linked to A's room) joins a room on its own worker: it moves, as a local join would.
+  const other = await (await post('/v1/conferences', { name: 'elsewhere' })).json() as { id: string }
+  t.equal((await post(`/v1/conferences/${other.id}/participants`, { callId: b.id })).status, 202, 'a linked member moves to a room on its own worker')
+  await sleep(300)
+  t.match(await (await api(`/v1/conferences/${conf.id}`)).json(), { status: 'in-progress', participantCount: 1 }, 'the first room lost it')
+  t.match(await (await api(`/v1/calls/${b.id}`)).json(), { conferenceId: other.id })
+  t.equal((await api(`/v1/conferences/${other.id}/participants/${b.id}`, { method: 'DELETE' })).status, 202, 'kick on its own worker')
+  t.equal((await api(`/v1/conferences/${conf.id}/participants/${a.id}`, { method: 'DELETE' })).status, 202, 'kick (routed to the mixing worker)')
   await sleep(200)
   t.match(await (await api(`/v1/conferences/${conf.id}`)).json(), { status: 'completed' }, 'the last one out completes the conference')
+  t.match(await (await api(`/v1/conferences/${other.id}`)).json(), { status: 'completed' })
 
   // A bridge across workers: both PCMU, so RTP crosses undecoded (relay) as on one worker.
   const br = await post(`/v1/calls/${a.id}/bridge`, { callId: b.id })
