@@ -1,7 +1,7 @@
 import { lookup } from 'node:dns/promises'
 import type { LookupAddress } from 'node:dns'
 import { BlockList, isIP, type LookupFunction } from 'node:net'
-import { Agent, buildConnector, fetch as undiciFetch, type RequestInit as UndiciRequestInit, type Response as UndiciResponse } from 'undici'
+import { Agent, EnvHttpProxyAgent, buildConnector, fetch as undiciFetch, type Dispatcher, type RequestInit as UndiciRequestInit, type Response as UndiciResponse } from 'undici'
 
 /**
  * Which URLs the engine may fetch on a tenant's behalf (API `play` URLs,
@@ -21,6 +21,13 @@ import { Agent, buildConnector, fetch as undiciFetch, type RequestInit as Undici
  * the address it approved. Redirects are followed by the same dispatcher, so
  * every hop is checked the same way (literal-IP hops included, which never
  * reach a resolver).
+ *
+ * Behind an operator's HTTP(S)_PROXY the proxy resolves and connects, so
+ * connect-time pinning cannot apply to proxied requests: there every hop
+ * (redirects are followed here, not by undici) gets check() before it is
+ * sent, and a name that rebinds between our lookup and the proxy's is the
+ * proxy's to refuse (deny private ranges there). NO_PROXY hosts still go
+ * direct through the pinned connector.
  */
 export class OutboundUrlRefused extends Error {
   constructor(readonly url: string, reason: string) {
@@ -40,6 +47,24 @@ export interface OutboundUrlPolicyOptions {
    * one of them to any other private origin is still refused.
    */
   allowOrigins?: string[]
+  /**
+   * Forward proxy for outbound fetches. Default: the conventional
+   * HTTP_PROXY / HTTPS_PROXY / NO_PROXY variables (either case); `false`
+   * ignores them.
+   */
+  proxy?: { http?: string; https?: string; noProxy?: string } | false
+}
+
+/** Redirect hops followed when fetching through a proxy (undici's own limit is 20; tenants' media needs few). */
+const MAX_PROXIED_REDIRECTS = 5
+
+function proxyFromEnv(): { http?: string; https?: string; noProxy?: string } | null {
+  const env = process.env
+  const http = env.http_proxy ?? env.HTTP_PROXY
+  const https = env.https_proxy ?? env.HTTPS_PROXY
+  if (!http && !https) return null
+  const noProxy = env.no_proxy ?? env.NO_PROXY
+  return { ...(http ? { http } : {}), ...(https ? { https } : {}), ...(noProxy ? { noProxy } : {}) }
 }
 
 const NON_PUBLIC = new BlockList()
@@ -85,9 +110,11 @@ export type PolicyFetchInit = Omit<UndiciRequestInit, 'dispatcher'>
 
 export class OutboundUrlPolicy {
   private readonly resolve: (host: string) => Promise<string[]>
-  private agent: Agent | undefined
+  private agent: Dispatcher | undefined
   private readonly allowOrigins: Set<string>
+  private readonly proxy: { http?: string; https?: string; noProxy?: string } | null
   constructor(private readonly opts: OutboundUrlPolicyOptions) {
+    this.proxy = opts.proxy === false ? null : opts.proxy ?? proxyFromEnv()
     this.resolve = opts.resolve ?? (async (host) => (await lookup(host, { all: true, verbatim: true })).map((a) => a.address))
     // Normalised through URL so 'HTTP://Host:80' and 'http://host' compare equal.
     this.allowOrigins = new Set((opts.allowOrigins ?? []).map((o) => new URL(o).origin))
@@ -130,6 +157,7 @@ export class OutboundUrlPolicy {
    */
   async fetch(url: string, init: PolicyFetchInit = {}): Promise<UndiciResponse> {
     const u = httpUrl(url)
+    if (this.proxy) return this.fetchThroughProxy(u, init)
     try {
       return await undiciFetch(u, { ...init, dispatcher: this.dispatcher() })
     } catch (err) {
@@ -140,9 +168,37 @@ export class OutboundUrlPolicy {
   }
 
   /** The undici dispatcher `fetch()` uses; one per policy so connections are pooled. */
-  dispatcher(): Agent {
-    this.agent ??= this.opts.allowPrivate ? new Agent() : new Agent({ connect: this.connector() })
+  dispatcher(): Dispatcher {
+    if (!this.agent) {
+      const connect = this.opts.allowPrivate ? {} : { connect: this.connector() }
+      // The proxied agents make their own connections to the proxy; `connect` pins only the direct (NO_PROXY) ones.
+      this.agent = this.proxy
+        ? new EnvHttpProxyAgent({ ...connect, ...(this.proxy.http ? { httpProxy: this.proxy.http } : {}), ...(this.proxy.https ? { httpsProxy: this.proxy.https } : {}), ...(this.proxy.noProxy ? { noProxy: this.proxy.noProxy } : {}) })
+        : new Agent(connect)
+    }
     return this.agent
+  }
+
+  /** fetch() behind a proxy: check() on every hop, redirects followed here (see the class comment). */
+  private async fetchThroughProxy(first: URL, init: PolicyFetchInit): Promise<UndiciResponse> {
+    let url = first
+    let hopInit: PolicyFetchInit = init
+    for (let hop = 0; hop <= MAX_PROXIED_REDIRECTS; hop++) {
+      await this.check(url.href)
+      const res = await undiciFetch(url, { ...hopInit, redirect: 'manual', dispatcher: this.dispatcher() })
+      const location = res.status >= 300 && res.status < 400 ? res.headers.get('location') : null
+      if (!location || init.redirect === 'manual') return res
+      await res.body?.cancel()
+      if (init.redirect === 'error') throw new OutboundUrlRefused(url.href, `redirected to ${location} (redirect: 'error')`)
+      url = httpUrl(new URL(location, url).href)
+      // Fetch's rule (WHATWG Fetch §4.4): 303, and 301/302 after a POST, continue as a GET without a body.
+      const method = (hopInit.method ?? 'GET').toUpperCase()
+      if (res.status === 303 || ((res.status === 301 || res.status === 302) && method === 'POST')) {
+        const { body: _body, ...rest } = hopInit
+        hopInit = { ...rest, method: method === 'HEAD' ? 'HEAD' : 'GET' }
+      }
+    }
+    throw new OutboundUrlRefused(first.href, `more than ${MAX_PROXIED_REDIRECTS} redirects`)
   }
 
   /** Releases pooled connections (tests, shutdown). */

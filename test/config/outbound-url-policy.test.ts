@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap'
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { createServer, request as httpRequest } from 'node:http'
+import { connect as netConnect, type AddressInfo, type Socket } from 'node:net'
 import { OutboundUrlPolicy, OutboundUrlRefused, isNonPublicAddress } from '../../config/outbound-url-policy.ts'
 import { invokeHttpTool } from '../../agent/tools.ts'
 import { sourceFromSpec } from '../../media/playback.ts'
@@ -127,4 +127,61 @@ t.test('the embedded policy fetches from a local server, redirects included', as
   t.same(await redirected.json(), { result: 'local' })
   t.equal(inner.hits(), 2)
   t.match(await invokeHttpTool({ name: 'lookup', description: 'd', url: `http://127.0.0.1:${inner.port}/x` }, {}, { callId: 'c1', urlPolicy: policy }), { ok: true, content: 'local' })
+})
+
+/**
+ * A forward proxy like an operator's HTTP_PROXY: CONNECT tunnels (what undici
+ * uses for http and https targets) and absolute-form requests, every host
+ * name resolved to 127.0.0.1 here, so "public" names reach local servers.
+ */
+async function localProxy(t: Test, ports: Record<string, number>) {
+  const seen: string[] = []
+  const target = (host: string) => ports[host.split(':')[0]!]
+  const proxy = createServer((req, res) => {
+    const u = new URL(req.url ?? '/')
+    seen.push(`GET ${u.host}`)
+    const port = target(u.host)
+    if (!port) { res.statusCode = 502; res.end(); return }
+    const up = httpRequest({ host: '127.0.0.1', port, path: u.pathname, method: req.method }, (r) => { res.writeHead(r.statusCode ?? 502, r.headers); r.pipe(res) })
+    req.pipe(up)
+  })
+  proxy.on('connect', (req, client: Socket, head) => {
+    seen.push(`CONNECT ${req.url}`)
+    const port = target(req.url ?? '')
+    if (!port) { client.end('HTTP/1.1 502 Bad Gateway\r\n\r\n'); return }
+    const up = netConnect(port, '127.0.0.1', () => {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
+      up.write(head)
+      up.pipe(client)
+      client.pipe(up)
+    })
+    up.on('error', () => client.destroy())
+    client.on('error', () => up.destroy())
+  })
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r))
+  t.teardown(() => { proxy.closeAllConnections(); proxy.close() })
+  return { url: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, seen }
+}
+
+t.test('behind HTTP_PROXY: requests go through the proxy and every hop is still checked', async (t) => {
+  const media = await localServer(t, (path) => path === '/go-private'
+    ? { status: 302, location: 'http://intranet.example/secret' }
+    : path === '/go-public' ? { status: 302, location: 'http://media.example/final' } : { status: 200, body: JSON.stringify({ result: path }) })
+  const intranet = await localServer(t, () => ({ status: 200 }))
+  const proxy = await localProxy(t, { 'media.example': media.port, 'intranet.example': intranet.port })
+  // What our resolver says (the proxy resolves on its own): one public name, one private.
+  const names: Record<string, string[]> = { 'media.example': ['93.184.216.34'], 'intranet.example': ['10.0.0.7'] }
+  const policy = new OutboundUrlPolicy({ allowPrivate: false, proxy: { http: proxy.url, https: proxy.url }, resolve: async (h) => names[h] ?? [] })
+  t.teardown(() => policy.close())
+  const ok = await policy.fetch(`http://media.example:${media.port}/a.wav`)
+  t.equal(ok.status, 200)
+  t.same(await ok.json(), { result: '/a.wav' })
+  t.ok(proxy.seen.some((s) => s.includes('media.example')), `the request went through the proxy (${proxy.seen.join(', ')})`)
+  const followed = await policy.fetch(`http://media.example:${media.port}/go-public`)
+  t.same(await followed.json(), { result: '/final' }, 'a redirect to an allowed name is followed')
+  await t.rejects(policy.fetch(`http://intranet.example:${intranet.port}/x`), { name: 'OutboundUrlRefused', message: /intranet\.example resolves to the non-public address 10\.0\.0\.7/ })
+  await t.rejects(policy.fetch(`http://media.example:${media.port}/go-private`), { name: 'OutboundUrlRefused', message: /non-public address 10\.0\.0\.7/ }, 'a redirect into the private network is refused before the proxy is asked')
+  t.equal(intranet.hits(), 0, 'the private server was never reached')
+  t.notOk(proxy.seen.some((s) => s.includes('intranet.example')), 'the proxy was never asked for it')
+  await t.rejects(new OutboundUrlPolicy({ allowPrivate: false, proxy: false }).fetch(`http://media.example:${media.port}/a.wav`), /cannot resolve media\.example|ENOTFOUND|fetch failed/, 'proxy: false ignores the proxy')
 })
