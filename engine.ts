@@ -17,15 +17,12 @@ import { CallControlSlot } from './control-api/call-control.ts'
 import { WebhookWorker } from './control-api/webhook-worker.ts'
 import { SipApplication } from './sip/app/index.ts'
 import { createApiCallControl } from './sip/app/api-adapter.ts'
-import { AgentMediaBinder } from './sip/app/agent-media-binder.ts'
 import { MediaEngine } from './media/engine.ts'
 import { RtpengineAnchor } from './media/rtpengine/anchor.ts'
 import { registerMediaMetrics } from './media/media-metrics.ts'
-import { MediaSessionRegistry } from './sip/app/media-sessions.ts'
-import { MediaCallControl } from './sip/app/media-call-control.ts'
+import { createMediaPlane } from './sip/app/media-plane.ts'
 import { WorkerMediaPlanes } from './sip/app/worker-media-planes.ts'
 import { registerAgentMetrics } from './agent/metrics.ts'
-import { OutboundUrlPolicy } from './config/outbound-url-policy.ts'
 
 /** What a started engine tells its operator: one line per listener. */
 export interface EngineListeners {
@@ -199,23 +196,14 @@ export class Engine {
         // Media for calls the engine terminates (agents): one MediaSession per call.
         const engine = new MediaEngine({ ...engineOptions, registry })
         media = engine
-        const mediaSessions = new MediaSessionRegistry()
-        const urlPolicy = new OutboundUrlPolicy({ allowPrivate: allowPrivateUrls })
-        // Its connection pool (the fetches pinned to approved addresses) closes with the calls.
-        sipApplication.onDrained(() => urlPolicy.close())
-        started.push(() => urlPolicy.close())
-        sipApplication.setMediaBinder(new AgentMediaBinder({
-          media: engine, store, logger: logger.child({ component: 'media' }), sessions: mediaSessions, ...(anchor ? { anchor } : {}), urlPolicy,
-          control: () => agentControl,
-        }))
-        // The API's call actions: signalling from sip/app, media actions on the sessions above.
-        const mediaActions = new MediaCallControl({
-          sessions: mediaSessions, store, logger: logger.child({ component: 'media' }),
-          isLocal: (id) => sipApplication.calls.isLocal(id),
-          recordingsDir, mediaRoots, urlPolicy,
-          scheduler: engine.scheduler,
+        const plane = createMediaPlane({
+          media: engine, store, logger: logger.child({ component: 'media' }), ...(anchor ? { anchor } : {}), allowPrivateUrls,
+          control: () => agentControl, isLocal: (id) => sipApplication.calls.isLocal(id), recordingsDir, mediaRoots,
         })
-        callControl.install(createApiCallControl(sipApplication, mediaActions.api()))
+        sipApplication.onDrained(() => plane.urlPolicy.close())
+        started.push(() => plane.urlPolicy.close())
+        sipApplication.setMediaBinder(plane.binder)
+        callControl.install(createApiCallControl(sipApplication, plane.actions.api()))
         health.register('media', () => {
           const st = engine.stats()
           return { status: 'up', detail: { activeSessions: st.activeSessions, ports: st.ports, lateTicks: st.scheduler.lateTicks } }

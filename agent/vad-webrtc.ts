@@ -15,7 +15,7 @@
 import createFvad, { type FvadModule } from '@echogarden/fvad-wasm'
 import type { AudioFrame } from '../media/frame.ts'
 import { StreamResampler } from './resample.ts'
-import { EnergyVad, frameLevelDb, type Vad, type VadDecision } from './vad.ts'
+import { frameLevelDb, type Vad, type VadDecision } from './vad.ts'
 
 const fvad: FvadModule = await createFvad()
 

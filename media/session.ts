@@ -12,7 +12,7 @@
  */
 import { EventEmitter } from 'node:events'
 import { randomBytes, randomUUID } from 'node:crypto'
-import type { Socket, RemoteInfo } from 'node:dgram'
+import type { RemoteInfo } from 'node:dgram'
 import { createCodec, type AudioCodec, type CodecName } from '../codecs/index.ts'
 import { DtmfReceiver, DtmfSender, type DtmfEvent, type DtmfPacket } from '../codecs/dtmf.ts'
 import { ULAW_SILENCE, ALAW_SILENCE } from '../codecs/g711.ts'

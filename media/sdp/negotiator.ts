@@ -123,7 +123,6 @@ export class SdpNegotiator {
   private readonly opts: Required<Omit<NegotiatorOptions, 'opusFmtp' | 'codecs'>> & { opusFmtp: string }
   /** Our most recent offer's payload map, to read the answer against. */
   private lastOffer: { pt: number; info: CodecInfo }[] = []
-  private lastOfferDtmf: { pt: number; rate: number }[] = []
 
   constructor(opts: NegotiatorOptions) {
     this.prefs = (opts.codecs ?? ['PCMU', 'PCMA', 'G722', 'opus']).map(parsePreference)
@@ -184,7 +183,6 @@ export class SdpNegotiator {
       if (this.prefs.some((p) => p.clockRate === 48000)) dtmf.push({ pt: 110, rate: 48000 })
     }
     this.lastOffer = media
-    this.lastOfferDtmf = dtmf
     return this.write(media, dtmf, direction, this.opts.rtcpMux)
   }
 

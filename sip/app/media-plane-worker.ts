@@ -23,14 +23,12 @@ import { randomUUID } from 'node:crypto'
 import type Srf from 'drachtio-srf'
 import { MediaEngine } from '../../media/engine.ts'
 import { RtpengineAnchor } from '../../media/rtpengine/anchor.ts'
-import { OutboundUrlPolicy } from '../../config/outbound-url-policy.ts'
 import { createRootLogger } from '../../config/logger.ts'
 import { addAgentMetricSink } from '../../agent/index.ts'
 import type { Call } from '../../store/calls.ts'
 import type { CallControl, MediaStreamHandle } from '../../control-api/call-control.ts'
-import { AgentMediaBinder } from './agent-media-binder.ts'
-import { MediaCallControl } from './media-call-control.ts'
-import { MediaSessionRegistry } from './media-sessions.ts'
+import type { MediaCallControl } from './media-call-control.ts'
+import { createMediaPlane } from './media-plane.ts'
 import { mediaStoreOverChannel } from './media-store.ts'
 import { RpcChannel, type MessageEndpoint } from './rpc-channel.ts'
 import type { CallContext, MediaLeg } from './media-binding.ts'
@@ -43,19 +41,15 @@ const logger = createRootLogger(init.logLevel, false).child({ component: 'media'
 
 const media = new MediaEngine(init.engine)
 const anchor = init.rtpengineNg ? new RtpengineAnchor({ ng: init.rtpengineNg }) : undefined
-const urlPolicy = new OutboundUrlPolicy({ allowPrivate: init.allowPrivateUrls })
-const sessions = new MediaSessionRegistry()
 const store = mediaStoreOverChannel(channel)
-const binder = new AgentMediaBinder({
-  media, store, logger, sessions, urlPolicy, ...(anchor ? { anchor } : {}),
+// The main thread routes an action here only for a call whose leg lives here, hence isLocal.
+const { binder, actions, urlPolicy } = createMediaPlane({
+  media, store, logger, ...(anchor ? { anchor } : {}), allowPrivateUrls: init.allowPrivateUrls, isLocal: () => true,
+  recordingsDir: init.recordingsDir, mediaRoots: init.mediaRoots,
   control: () => ({
     hangup: (callId, endedReason) => channel.request('control.hangup', [callId, endedReason]),
     transfer: (callId, to) => channel.request('control.transfer', [callId, to]),
   }),
-})
-// The main thread routes an action here only for a call whose leg lives here.
-const actions = new MediaCallControl({
-  sessions, store, logger, isLocal: () => true, recordingsDir: init.recordingsDir, mediaRoots: init.mediaRoots, urlPolicy, scheduler: media.scheduler,
 })
 const api = actions.api() as Required<Pick<CallControl, PlaneAction | 'openStream'>>
 addAgentMetricSink({
@@ -123,7 +117,7 @@ channel
   })
   .handle('stream.message', (streamId: string, msg: string | Uint8Array) => { streams.get(streamId)?.onMessage(asBuffer(msg)) })
   .handle('stream.close', (streamId: string) => { streams.get(streamId)?.close(); streams.delete(streamId) })
-  .handle('stats', () => ({ index: init.index, engine: media.stats(), liveCalls: sessions.size, legs: legs.size }))
+  .handle('stats', () => ({ index: init.index, engine: media.stats(), legs: legs.size }))
   .handle('stop', async () => {
     for (const [id, l] of legs) { legs.delete(id); await l.close('shutdown').catch(() => {}) }
     await media.stop()

@@ -48,7 +48,7 @@ export interface WorkerMediaPlanesOptions extends Omit<MediaPlaneInit, 'index'> 
   agentMetrics?: Pick<AgentMetrics, 'observeTurn' | 'observeBargeIn'>
 }
 
-export interface MediaPlaneStats { index: number; engine: MediaEngineStats; liveCalls: number; legs: number }
+export interface MediaPlaneStats { index: number; engine: MediaEngineStats; legs: number }
 
 class PlaneWorker {
   readonly channel: RpcChannel
