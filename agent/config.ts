@@ -87,8 +87,11 @@ export interface AgentConfig {
   summaryPrompt?: string
   /** Outbound calls only: detect answering machines first and apply this policy. */
   amd?: AmdPolicy
-  /** websocket agent type. */
-  websocket?: { url: string; headers?: Record<string, string>; customParameters?: Record<string, string> }
+  /**
+   * websocket agent type: `twilio` (default) speaks Twilio Media Streams JSON,
+   * `raw` sends and takes binary 16-bit little-endian PCM at 8 kHz, 20 ms per message.
+   */
+  websocket?: { url: string; encapsulation?: 'twilio' | 'raw'; headers?: Record<string, string>; customParameters?: Record<string, string> }
 }
 
 /** A transfer target as the API stores it (`destination`), accepted beside the runtime's own shape (`number`). */

@@ -62,7 +62,7 @@ export function createAgentTts(input: AgentConfig | AgentConfigInput): TtsAdapte
 /** Any agent type: `pipeline` → AgentRuntime, `websocket` → WebsocketAgent (Twilio Media Streams). */
 export function createCallAgent(opts: CreateAgentOptions): CallAgent {
   const config = resolveAgentConfig(opts.config)
-  if (config.type === 'websocket') return new WebsocketAgent(config, opts.port, opts.call, opts.log)
+  if (config.type === 'websocket') return new WebsocketAgent(config, opts.port, opts.call, opts.log, opts.urlPolicy)
   return createAgent({ ...opts, config })
 }
 
@@ -75,4 +75,5 @@ export type { AgentMediaPort } from './media-port.ts'
 export { registerLlm, registerStt, registerTts, providers } from './adapters/registry.ts'
 export type * from './adapters/types.ts'
 export type { HttpToolConfig, TransferTarget, BuiltinToolName } from './tools.ts'
+export { patternPhrases } from './adapters/llm/scripted.ts'
 export { registerAgentMetrics, addAgentMetricSink, type AgentMetrics, type TurnStage } from './metrics.ts'

@@ -26,6 +26,9 @@ import { agentMetricSinks } from './metrics.ts'
 import { AnsweringMachineDetector, MessageCue, type AmdResult } from './amd.ts'
 import { isAbortError, type ChatMessage, type LlmAdapter, type SttAdapter, type SttStream, type ToolCall, type TtsAdapter } from './adapters/types.ts'
 
+/** Said when a tool failed (error, timeout, refused URL) and the model had nothing to say about it. */
+export const TOOL_APOLOGY = "Sorry, I couldn't get that information right now."
+
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 
 export interface AgentLogger {
@@ -495,6 +498,9 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
         this.messages.push({ role: 'assistant', content: input.text })
       } else {
         const tools = this.tools.definitions()
+        let fillerSaid = false
+        let toolFailed = false
+        let spokenAfterTools = ''
         for (let round = 0; round < (this.opts.maxToolRounds ?? 4); round++) {
           const splitter = new SentenceSplitter()
           let text = ''
@@ -515,13 +521,19 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
           const rest = splitter.flush()
           if (rest) sentences.push(rest)
           spokenByLlm += text
+          if (round > 0) spokenAfterTools += text
           this.messages.push({ role: 'assistant', content: text, ...(calls.length ? { toolCalls: calls } : {}) })
           if (calls.length === 0) break
           pendingCalls.push(...calls)
           let needsModel = false
           for (const call of calls) {
             const http = this.tools.get(call.name)
-            if (http && http.speakDuringExecution !== false && !text.trim()) sentences.push(this.config.toolFillerPhrase)
+            // Leadlock speak_during_execution: the caller hears this while the request runs, not dead air.
+            const filler = typeof http?.speakDuringExecution === 'string' ? http.speakDuringExecution : http && http.speakDuringExecution !== false ? this.config.toolFillerPhrase : ''
+            if (filler && !text.trim() && !fillerSaid) {
+              sentences.push(filler)
+              fillerSaid = true
+            }
             const outcome = await this.tools.execute(call, { callId: this.call.id, ...(this.call.from ? { from: this.call.from } : {}), ...(this.call.to ? { to: this.call.to } : {}), ...(this.config.id ? { agentId: this.config.id } : {}), ...(this.opts.urlPolicy ? { urlPolicy: this.opts.urlPolicy } : {}), signal })
             pendingCalls.splice(pendingCalls.indexOf(call), 1)
             const now = performance.now()
@@ -531,10 +543,13 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
             this.messages.push({ role: 'tool', toolCallId: call.id, name: call.name, content: outcome.content })
             if (outcome.action) actions.push(outcome.action)
             else needsModel = true
+            if (!outcome.ok && !outcome.action) toolFailed = true
             signal.throwIfAborted()
           }
           if (!needsModel) break
         }
+        // A failed tool whose model then says nothing would leave the caller in dead air.
+        if (toolFailed && !spokenAfterTools.trim()) sentences.push(TOOL_APOLOGY)
       }
       sentences.close()
       await speaker

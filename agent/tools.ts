@@ -26,8 +26,11 @@ export interface HttpToolConfig {
   inputSchema?: JsonSchema
   /** Fonella/Leadlock `webhook_timeout_ms`: default 5000, clamped to 1000–30000. */
   timeoutMs?: number
-  /** Leadlock `speak_during_execution` (default true): say a filler line while waiting. */
-  speakDuringExecution?: boolean
+  /**
+   * Leadlock `speak_during_execution` (default true): while the request runs,
+   * true says the agent's `toolFillerPhrase`, a string says that line, false stays quiet.
+   */
+  speakDuringExecution?: boolean | string
   /** Standard Webhooks secret (`whsec_...` or raw base64) used to sign requests. */
   signingSecret?: string
 }

@@ -11,11 +11,16 @@
  *
  * Barge-in is the bot's decision here (it sends `clear`); we only make `clear`
  * take effect on the next media tick.
+ *
+ * With `encapsulation: 'raw'` there is no JSON at all: each binary message is
+ * 20 ms of 16-bit little-endian PCM at 8 kHz, both ways (as the API's
+ * `/v1/calls/:id/stream?encapsulation=raw`).
  */
 import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { performance } from 'node:perf_hooks'
 import WebSocket from 'ws'
+import type { OutboundUrlPolicy } from '../config/outbound-url-policy.ts'
 import type { AudioFrame } from '../media/frame.ts'
 import type { AgentConfig } from './config.ts'
 import type { AgentMediaPort, Unsubscribe } from './media-port.ts'
@@ -30,6 +35,8 @@ interface WsAgentEvents {
   error: [Error]
   mark: [string]
 }
+
+const toBuffer = (d: WebSocket.RawData): Buffer => (Buffer.isBuffer(d) ? d : Array.isArray(d) ? Buffer.concat(d) : Buffer.from(d))
 
 const sid = (prefix: string): string => prefix + randomBytes(16).toString('hex')
 
@@ -46,6 +53,7 @@ export class WebsocketAgent extends EventEmitter<WsAgentEvents> {
   private fromBot: StreamResampler | undefined
   private current: Segment | undefined
   private ended = false
+  private readonly raw: boolean
   private resolveDone!: (r: AgentCallResult) => void
   readonly done: Promise<AgentCallResult>
 
@@ -54,12 +62,15 @@ export class WebsocketAgent extends EventEmitter<WsAgentEvents> {
     private readonly port: AgentMediaPort,
     private readonly call: CallInfo = { id: 'call' },
     private readonly log?: AgentLogger,
+    /** The bot's URL is a tenant's: checked like any outbound URL (ws→http, wss→https). */
+    private readonly urlPolicy?: OutboundUrlPolicy,
   ) {
     super()
     this.on('error', () => {})
     this.transcript = new Transcript(this.t0)
     this.playout = new Playout(port.sampleRate)
     this.done = new Promise((r) => (this.resolveDone = r))
+    this.raw = config.websocket?.encapsulation === 'raw'
     if (port.sampleRate !== 8000) {
       this.toBot = new StreamResampler(port.sampleRate, 8000)
       this.fromBot = new StreamResampler(8000, port.sampleRate)
@@ -69,6 +80,7 @@ export class WebsocketAgent extends EventEmitter<WsAgentEvents> {
   async start(): Promise<void> {
     const target = this.config.websocket
     if (!target) throw new Error('websocket agent needs config.websocket.url')
+    await this.urlPolicy?.check(target.url.replace(/^ws/i, 'http'))
     const ws = new WebSocket(target.url, { headers: target.headers ?? {} })
     this.ws = ws
     await new Promise<void>((resolve, reject) => {
@@ -76,7 +88,9 @@ export class WebsocketAgent extends EventEmitter<WsAgentEvents> {
       ws.once('error', reject)
     })
     ws.on('message', (data, isBinary) => {
-      if (!isBinary) this.onBotMessage(data.toString())
+      if (this.raw) {
+        if (isBinary) this.onBotPcm(toBuffer(data))
+      } else if (!isBinary) this.onBotMessage(data.toString())
     })
     ws.on('close', () => void this.end('end_call', true))
     ws.on('error', (err) => this.emit('error', err))
@@ -110,18 +124,37 @@ export class WebsocketAgent extends EventEmitter<WsAgentEvents> {
   }
 
   private send(msg: object): void {
+    if (this.raw) return
     if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg))
   }
 
   private onFrame(frame: AudioFrame): void {
     if (this.ended) return
     const pcm = this.toBot ? this.toBot.process(frame.samples) : frame.samples
+    if (this.raw) {
+      if (this.ws?.readyState !== WebSocket.OPEN) return
+      const b = Buffer.allocUnsafe(pcm.length * 2)
+      for (let i = 0; i < pcm.length; i++) b.writeInt16LE(pcm[i]!, i * 2)
+      this.ws.send(b)
+      return
+    }
     this.send({
       event: 'media',
       sequenceNumber: String(++this.seq),
       media: { track: 'inbound', chunk: String(++this.chunk), timestamp: String(Math.round(performance.now() - this.t0)), payload: Buffer.from(ulawEncode(pcm)).toString('base64') },
       streamSid: this.streamSid,
     })
+  }
+
+  /** raw: one message of 8 kHz PCM16LE; an odd length is malformed and dropped. */
+  private onBotPcm(b: Buffer): void {
+    if (b.length % 2 !== 0) return
+    const pcm8 = new Int16Array(b.length >> 1)
+    for (let i = 0; i < pcm8.length; i++) pcm8[i] = b.readInt16LE(i * 2)
+    // Each message is its own segment: there are no marks to close one.
+    const seg = this.playout.createSegment('')
+    this.playout.enqueue(seg, this.fromBot ? this.fromBot.process(pcm8) : pcm8)
+    this.playout.complete(seg)
   }
 
   private onBotMessage(text: string): void {

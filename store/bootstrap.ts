@@ -53,7 +53,7 @@ export async function bootstrap(db: Database, bootstrapApiKey: string | undefine
           const agent = await new AgentRepository(c).create(account.id, {
             name: 'Demo agent',
             type: 'pipeline',
-            greeting: 'Hello, this is the Callplane demo agent. Say something and I will answer.',
+            greeting: 'Hello, this is the Callplane demo agent. Ask me what I can do, or say goodbye to hang up.',
             prompt: 'You are the Callplane demo agent. Be brief and friendly.',
             language: 'en-US',
             stt: { provider: 'pocketsphinx' },
@@ -62,10 +62,16 @@ export async function bootstrap(db: Database, bootstrapApiKey: string | undefine
             bargeIn: { enabled: true, minSpeechMs: 300, minWords: 0 },
             silenceTimeoutSec: 30,
             maxDurationSec: 600,
+            // Plain-word patterns: they also become the offline STT's grammar (agentConfigFrom),
+            // which is what lets pocketsphinx hear them reliably on a phone line.
             rules: [
-              { match: '\\b(bye|goodbye)\\b', reply: 'Goodbye!', hangup: true },
-              { match: '\\b(hello|hi)\\b', reply: 'Hello! How can I help you today?' },
-              { match: '.*', reply: 'I heard you. This is a demo, so I can only repeat that I am listening.' },
+              { match: 'goodbye', reply: 'Goodbye, and thanks for calling.', hangup: true },
+              { match: 'what can you do', reply: 'I can say hello, tell you a joke, or tell you who I am. When you are done, say goodbye.' },
+              { match: 'tell me a joke', reply: 'Why did the phone wear glasses? It lost all its contacts.' },
+              { match: 'who are you', reply: 'I am the Callplane demo agent. I run on offline speech recognition, a scripted model and espeak.' },
+              { match: 'what time is it', reply: 'I have no clock, but the phone in your hand does.' },
+              { match: 'hello', reply: 'Hello! Ask me what I can do.' },
+              { match: '.*', reply: 'Sorry, I only know a few phrases. Say what can you do, tell me a joke, or goodbye.' },
             ],
           })
           const number = await new NumberRepository(c).create(account.id, { number: DEMO_NUMBER, name: 'Demo', target: { type: 'agent', id: agent.id } })

@@ -48,7 +48,7 @@ export function createStore(db: Database, secrets: SecretBox, logger: Logger): S
     trunks: new TrunkRepository(pool, secrets, realm),
     routes: new RouteRepository(pool),
     extensions: new ExtensionRepository(pool, realm),
-    tools: new ToolRepository(pool),
+    tools: new ToolRepository(pool, secrets),
     webhooks: new WebhookRepository(pool, secrets),
     calls: new CallRepository(pool, outbox),
     recordings: new RecordingRepository(pool, outbox),

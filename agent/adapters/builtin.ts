@@ -38,14 +38,18 @@ type JsonObject = { [key: string]: JsonValue }
 /**
  * The stored agent's rule shape (control-api / store `ScriptRule`):
  * `{ match: regex, reply?, tool?: name, args?, transferTo?, hangup? }`, as the
- * scripted model's rule. Recognised by its `match` key.
+ * scripted model's rule. Recognised by its `match` key. With a `tool`, the
+ * reply is said once the tool has answered, `{result}` / `{result.field}`
+ * standing for its result (the tool's `speakDuringExecution` line covers the wait);
+ * without a reply the result itself is said.
  */
 function fromStoredRule(r: JsonObject): ScriptedRule {
   const args = r.args
+  const reply = typeof r.reply === 'string' ? r.reply : undefined
   return {
     id: String(r.match),
     pattern: String(r.match),
-    ...(typeof r.reply === 'string' ? { reply: r.reply } : {}),
+    ...(reply !== undefined ? (typeof r.tool === 'string' ? { afterTool: reply } : { reply }) : {}),
     ...(typeof r.tool === 'string' ? { tool: { name: r.tool, ...(args && typeof args === 'object' && !Array.isArray(args) ? { arguments: args } : {}) } } : {}),
     ...(typeof r.transferTo === 'string' ? { transferTo: r.transferTo } : {}),
     ...(r.hangup === true ? { endCall: true } : {}),

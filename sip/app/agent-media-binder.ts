@@ -7,9 +7,10 @@ import type { MediaEngine } from '../../media/engine.ts'
 import type { MediaSession } from '../../media/session.ts'
 import { sourceFromSpec } from '../../media/playback.ts'
 import type { FrameSource } from '../../media/frame.ts'
-import { createAgent, type AgentConfigInput, type AgentMediaPort, type AgentRuntime } from '../../agent/index.ts'
+import { AgentRuntime, createCallAgent, patternPhrases, type AgentConfigInput, type AgentMediaPort, type CallAgent, type HttpToolConfig } from '../../agent/index.ts'
 import type { MediaStore } from './media-store.ts'
 import type { Agent } from '../../store/agents.ts'
+import type { CallTool } from '../../store/tools.ts'
 import type { CallContext, MediaBinder, MediaLeg } from './media-binding.ts'
 import type { RtpengineAnchor, AnchorableSession, CallIds } from '../../media/rtpengine/anchor.ts'
 import { MediaSessionRegistry, type LiveMedia } from './media-sessions.ts'
@@ -73,10 +74,22 @@ export function anchorIds(callId: string, sip?: SipDialogIds | null): CallIds & 
   return { callId: sip.callId, fromTag: sip.fromTag || 'peer', toTag: sip.toTag || 'engine' }
 }
 
-/** The stored agent (API shape) as the runtime's configuration. */
-export function agentConfigFrom(a: Agent): AgentConfigInput {
-  const adapter = (r: { provider: string; model?: string; voice?: string; options?: Record<string, unknown> } | undefined) =>
+/**
+ * The stored agent (API shape) as the runtime's configuration, with the
+ * agent's tools as the call loads them (store ToolRepository.forCall: enabled,
+ * in the agent's account, with their signing secrets).
+ *
+ * `rules` drive the scripted model whether `llm` names it or is unset (the
+ * demo sets both), and their plain-word patterns join `expectedPhrases`, so
+ * the offline STT grammar hears what the rules listen for whatever the LLM.
+ */
+export function agentConfigFrom(a: Agent, tools: CallTool[] = []): AgentConfigInput {
+  const adapter = (r: { provider: string; model?: string; voice?: string; options?: Record<string, unknown> } | undefined): { provider: string; options: Record<string, unknown> } | undefined =>
     r ? { provider: r.provider, options: { ...(r.options ?? {}), ...(r.model ? { model: r.model } : {}), ...(r.voice ? { voice: r.voice } : {}) } } : undefined
+  const llm = a.llm ? adapter(a.llm)! : a.rules ? { provider: 'scripted', options: {} } : undefined
+  if (llm?.provider === 'scripted' && a.rules) llm.options = { ...llm.options, rules: a.rules }
+  const rulePhrases = (a.rules ?? []).flatMap((r) => patternPhrases(r.match))
+  const expectedPhrases = [...(a.expectedPhrases ?? []), ...rulePhrases]
   const cfg: Record<string, unknown> = {
     id: a.id, name: a.name, type: a.type,
     ...(a.prompt ? { systemPrompt: a.prompt } : {}),
@@ -85,14 +98,16 @@ export function agentConfigFrom(a: Agent): AgentConfigInput {
     ...(a.voice ? { voice: a.voice } : {}),
     ...(a.stt ? { stt: adapter(a.stt) } : {}),
     ...(a.tts ? { tts: adapter(a.tts) } : {}),
-    ...(a.llm ? { llm: adapter(a.llm) } : a.rules ? { llm: { provider: 'scripted', options: { rules: a.rules } } } : {}),
+    ...(llm ? { llm } : {}),
+    ...(tools.length ? { tools: tools.map(httpToolFrom) } : {}),
+    ...(a.websocket ? { websocket: { url: a.websocket.url, ...(a.websocket.encapsulation ? { encapsulation: a.websocket.encapsulation } : {}) } } : {}),
     ...(a.transferTargets ? { transferTargets: a.transferTargets } : {}),
     ...(a.maxDurationSec ? { maxCallDurationMinutes: a.maxDurationSec / 60 } : {}),
     ...(a.silenceTimeoutSec ? { maxSilenceSeconds: a.silenceTimeoutSec } : {}),
     ...(a.summary ? { summary: a.summary.enabled, ...(a.summary.prompt ? { summaryPrompt: a.summary.prompt } : {}) } : {}),
     ...(a.aiSpeaksFirst !== undefined ? { aiSpeaksFirst: a.aiSpeaksFirst } : {}),
     ...(a.greetingInterruptible !== undefined ? { greetingInterruptible: a.greetingInterruptible } : {}),
-    ...(a.expectedPhrases ? { expectedPhrases: a.expectedPhrases } : {}),
+    ...(expectedPhrases.length ? { expectedPhrases } : {}),
     ...(a.vad ? { vad: a.vad } : {}),
     ...(a.amd ? { amd: a.amd } : {}),
     ...(a.bargeIn ? { bargeIn: a.bargeIn } : {}),
@@ -100,10 +115,20 @@ export function agentConfigFrom(a: Agent): AgentConfigInput {
   return cfg as AgentConfigInput
 }
 
+/** A stored tool (API shape) as the runtime's HTTP tool. */
+function httpToolFrom(t: CallTool): HttpToolConfig {
+  return {
+    name: t.name, description: t.description, url: t.url, method: t.method, timeoutMs: t.timeoutMs, speakDuringExecution: t.speakDuringExecution,
+    ...(t.headers ? { headers: t.headers } : {}),
+    ...(t.inputSchema ? { inputSchema: t.inputSchema as HttpToolConfig['inputSchema'] } : {}),
+    ...(t.secret ? { signingSecret: t.secret } : {}),
+  }
+}
+
 class SessionLeg implements MediaLeg {
   localSdp = ''
   private awaitingAnswer = false
-  private agent: AgentRuntime | null = null
+  private agent: CallAgent | null = null
   private readonly ended = new EventEmitter()
   private moh: FrameSource | null = null
   private closed = false
@@ -214,14 +239,25 @@ class SessionLeg implements MediaLeg {
       hangup: async (reason) => { await this.o.control()?.hangup(this.ctx.callId, AGENT_ENDED_REASONS[reason]) },
       transfer: async (target) => { await this.o.control()?.transfer(this.ctx.callId, target) },
     }
-    const agent = createAgent({ config: agentConfigFrom(rec), port, call: { id: this.ctx.callId, from: this.ctx.from, to: this.ctx.to, direction: this.ctx.direction }, log: this.log, ...(this.o.urlPolicy ? { urlPolicy: this.o.urlPolicy } : {}) })
+    // The agent's HTTP tools are loaded per call, so an edited or disabled tool applies to the next call.
+    const tools = rec.tools?.length ? await this.o.store.tools.forCall(this.ctx.accountId, rec.tools) : []
+    if (this.closed) return
+    const agent = createCallAgent({ config: agentConfigFrom(rec, tools), port, call: { id: this.ctx.callId, from: this.ctx.from, to: this.ctx.to, direction: this.ctx.direction }, log: this.log, ...(this.o.urlPolicy ? { urlPolicy: this.o.urlPolicy } : {}) })
     this.agent = agent
     this.live.agent = agent
     const calls = this.o.store.calls
-    agent.on('transcript', (e) => { void calls.appendTranscript(this.ctx.callId, e as never).catch(() => {}) })
-    agent.on('turn', (tm) => { void calls.addTiming(this.ctx.callId, tm as never).catch(() => {}) })
-    agent.on('ended', (r) => { if (r.summary) void calls.setSummary(this.ctx.callId, r.summary).catch(() => {}) })
-    await agent.start()
+    if (agent instanceof AgentRuntime) {
+      agent.on('transcript', (e) => { void calls.appendTranscript(this.ctx.callId, e as never).catch(() => {}) })
+      agent.on('turn', (tm) => { void calls.addTiming(this.ctx.callId, tm as never).catch(() => {}) })
+      agent.on('ended', (r) => { if (r.summary) void calls.setSummary(this.ctx.callId, r.summary).catch(() => {}) })
+    }
+    try {
+      await agent.start()
+    } catch (err) {
+      // An agent that cannot start (a websocket bot that does not answer) must not leave the caller in silence.
+      this.log.warn({ err: (err as Error).message, type: rec.type }, 'agent could not start; hanging up')
+      await this.o.control()?.hangup(this.ctx.callId, 'agent-error').catch(() => {})
+    }
   }
 
   async setHold(held: boolean): Promise<void> {

@@ -1,6 +1,6 @@
 import type Srf from 'drachtio-srf'
 import type { MediaSession } from '../../media/session.ts'
-import type { AgentRuntime } from '../../agent/index.ts'
+import type { CallAgent } from '../../agent/index.ts'
 import type { CallContext } from './media-binding.ts'
 import { CallOutput } from './media-output.ts'
 
@@ -17,7 +17,7 @@ export interface LiveMedia {
   readonly session: MediaSession
   /** Everything the call sends goes through here (see media-output.ts). */
   readonly output: CallOutput
-  agent: AgentRuntime | null
+  agent: CallAgent | null
   dialog: Srf.Dialog | null
   /** Runs once when the call's media ends (hangup, RTP timeout, SDP failure). */
   onEnd(fn: (reason: string) => void | Promise<void>): void

@@ -12,6 +12,7 @@ import type { RpcChannel } from './rpc-channel.ts'
 export interface MediaStore {
   calls: Pick<Store['calls'], 'getById' | 'appendTranscript' | 'addTiming' | 'setSummary' | 'attach'>
   agents: Pick<Store['agents'], 'get'>
+  tools: Pick<Store['tools'], 'forCall'>
   recordings: Pick<Store['recordings'], 'start' | 'markReady' | 'markFailed'>
   conferences: Pick<Store['conferences'], 'setStatus'>
 }
@@ -20,6 +21,7 @@ export interface MediaStore {
 const METHODS = {
   calls: ['getById', 'appendTranscript', 'addTiming', 'setSummary', 'attach'],
   agents: ['get'],
+  tools: ['forCall'],
   recordings: ['start', 'markReady', 'markFailed'],
   conferences: ['setStatus'],
 } as const satisfies { [R in keyof MediaStore]: ReadonlyArray<keyof MediaStore[R]> }

@@ -6,7 +6,8 @@
  * phrase match (all words of the phrase present, in order) or keyword/intent
  * match, then the rule replies, calls a tool, transfers or ends the call.
  * After a tool result comes back, the rule's `afterTool` template is spoken
- * with `{result}` substituted, or a failure line when the tool failed.
+ * with `{result}` (or `{result.field}`) substituted, or a failure line when
+ * the tool failed or the call does not have it.
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import { normalizePhrase } from '../stt/jsgf.ts'
@@ -91,6 +92,28 @@ function matches(rule: ScriptedRule, text: string): boolean {
 
 let callSeq = 0
 
+const TOOL_FAILED = "Sorry, I couldn't get that information right now."
+
+/**
+ * A reply template with the tool's result: `{result}` is the whole result
+ * string; when the result is a JSON object, `{result.key}` is one of its
+ * fields (a missing field says nothing rather than "undefined").
+ */
+export function fillResult(template: string, result: string): string {
+  let obj: { [key: string]: JsonValue } | undefined
+  try {
+    const v: unknown = JSON.parse(result)
+    if (v && typeof v === 'object' && !Array.isArray(v)) obj = v as { [key: string]: JsonValue }
+  } catch {
+    /* a plain string result */
+  }
+  return template.replace(/\{result(?:\.([A-Za-z0-9_]+))?\}/g, (_m, key: string | undefined) => {
+    if (key === undefined) return result
+    const v = obj?.[key]
+    return v === undefined || v === null ? '' : typeof v === 'string' ? v : JSON.stringify(v)
+  })
+}
+
 /**
  * The scripted model's summary: what the caller said and how the agent's last
  * line went, taken from the transcript text the runtime sends
@@ -127,9 +150,9 @@ export class ScriptedLlm implements LlmAdapter {
       const rule = this.ruleForToolResult(request.messages)
       const failed = last.content.startsWith('ERROR')
       const template = failed
-        ? (rule?.onToolError ?? 'Sorry, I could not do that right now.')
+        ? (rule?.onToolError ?? TOOL_FAILED)
         : (rule?.afterTool ?? '{result}')
-      yield* this.speak(template.replace('{result}', last.content), signal)
+      yield* this.speak(fillResult(template, last.content), signal)
       yield* this.actions(rule, signal, false)
       yield { type: 'done', finishReason: 'stop' }
       return
@@ -142,7 +165,13 @@ export class ScriptedLlm implements LlmAdapter {
       return
     }
     if (rule.reply) yield* this.speak(rule.reply, signal)
-    if (rule.tool && request.tools.some((t) => t.name === rule.tool!.name)) {
+    if (rule.tool) {
+      if (!request.tools.some((t) => t.name === rule.tool!.name)) {
+        // The rule names a tool this call does not have (not attached, disabled): say so rather than nothing.
+        yield* this.speak(rule.onToolError ?? TOOL_FAILED, signal)
+        yield { type: 'done', finishReason: 'stop' }
+        return
+      }
       yield {
         type: 'tool_call',
         call: { id: `call_${++callSeq}`, name: rule.tool.name, arguments: JSON.stringify(rule.tool.arguments ?? {}) },

@@ -41,3 +41,28 @@ t.test('unset API fields keep the runtime defaults', async (t) => {
   t.equal(cfg.amd, undefined)
   t.equal(cfg.summary, false)
 })
+
+t.test('rules drive the scripted model even when llm names it, and feed the STT grammar', async (t) => {
+  const rules = [{ match: 'what can you do', reply: 'Lots.' }, { match: 'goodbye', reply: 'Bye.', hangup: true }, { match: '.*', reply: 'Fallback.' }]
+  for (const llm of [undefined, { provider: 'scripted' }]) {
+    const cfg = resolveAgentConfig(agentConfigFrom({ ...base, ...(llm ? { llm } : {}), rules, expectedPhrases: ['billing'] }))
+    t.match(cfg.llm, { provider: 'scripted', options: { rules } }, `rules reach the scripted model (llm ${llm ? 'set' : 'unset'})`)
+    t.same(cfg.expectedPhrases, ['billing', 'what can you do', 'goodbye'], 'plain-word patterns join the grammar; ".*" does not')
+  }
+  const cloud = resolveAgentConfig(agentConfigFrom({ ...base, llm: { provider: 'openai', model: 'gpt-4o-mini' }, rules }))
+  t.same(cloud.llm, { provider: 'openai', options: { model: 'gpt-4o-mini' } }, 'another model keeps its own options')
+  t.same(cloud.expectedPhrases, ['what can you do', 'goodbye'], 'its STT still hears the rule phrases')
+})
+
+t.test('the agent\'s tools and websocket target reach the runtime', async (t) => {
+  const tool = {
+    id: '00000000-0000-4000-8000-000000000003', accountId: base.accountId, name: 'lookupOrder', description: 'Order status', url: 'https://example.com/t',
+    method: 'POST' as const, timeoutMs: 7000, speakDuringExecution: 'Let me check.', enabled: true, inputSchema: { type: 'object' },
+    secret: 'whsec_c2VjcmV0', createdAt: base.createdAt, updatedAt: base.updatedAt,
+  }
+  const cfg = resolveAgentConfig(agentConfigFrom({ ...base, tools: [tool.id] }, [tool]))
+  t.same(cfg.tools, [{ name: 'lookupOrder', description: 'Order status', url: 'https://example.com/t', method: 'POST', timeoutMs: 7000, speakDuringExecution: 'Let me check.', inputSchema: { type: 'object' }, signingSecret: 'whsec_c2VjcmV0' }])
+  const ws = resolveAgentConfig(agentConfigFrom({ ...base, type: 'websocket', websocket: { url: 'wss://bot.example.com/s', encapsulation: 'raw' } }))
+  t.equal(ws.type, 'websocket')
+  t.same(ws.websocket, { url: 'wss://bot.example.com/s', encapsulation: 'raw' })
+})
