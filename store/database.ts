@@ -37,7 +37,7 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   const dir = resolve(opts.dataDir, 'pgdata')
   const seeded = seedFromPgliteTemplate(dir)
   mkdirSync(dir, { recursive: true })
-  const backend = await startPgliteThread(dir)
+  const backend = await startPgliteThread(dir, opts.logger)
   const [host, port] = backend.conn.split(':')
   // PGlite is one backend: a single pooled connection keeps transactions whole.
   const pool = new pg.Pool({ host, port: Number(port), user: 'postgres', database: 'postgres', max: 1, idleTimeoutMillis: 0 })
@@ -45,15 +45,20 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   return wrap('embedded', pool, opts.logger, backend.close)
 }
 
-type PgliteWorkerMessage = { kind: 'ready'; conn: string } | { kind: 'error'; message: string } | { kind: 'closed' }
+type PgliteWorkerMessage =
+  | { kind: 'ready'; conn: string }
+  | { kind: 'error'; message: string }
+  | { kind: 'closed' }
+  | { kind: 'log'; level: 'error' | 'warn'; message: string }
 
 /**
  * PGlite runs its queries synchronously on the thread that owns it, so it gets
  * a worker thread of its own (pglite-worker.mjs): SQL never stalls the main
  * thread's SIP, RTP and HTTP work.
  */
-async function startPgliteThread(dir: string): Promise<{ conn: string; close: () => Promise<void> }> {
+async function startPgliteThread(dir: string, logger: Logger): Promise<{ conn: string; close: () => Promise<void> }> {
   const worker = new Worker(new URL('./pglite-worker.mjs', import.meta.url), { workerData: { dir } })
+  worker.on('message', (m: PgliteWorkerMessage) => { if (m.kind === 'log') logger[m.level]({ thread: 'pglite' }, m.message) })
   const first = await new Promise<PgliteWorkerMessage>((resolve, reject) => {
     worker.once('message', resolve)
     worker.once('error', reject)

@@ -19,6 +19,7 @@ const SUITES = [
   'test/control-api/webhooks-delivery.test.ts',
   'test/store/repositories.test.ts',
   'test/control-api/e2e-events.test.ts',
+  'test/control-api/request-isolation.test.ts',
 ]
 
 function runSuite(file: string, env: NodeJS.ProcessEnv): Promise<{ code: number | null; out: string }> {
