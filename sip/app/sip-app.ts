@@ -8,6 +8,14 @@ interface WireProtocolRetry {
   reconnectVars?: { retryTimer: NodeJS.Timeout | null }
 }
 
+/**
+ * Whether a dialog is still up. `connected` is drachtio-srf's own flag (set
+ * false by destroy() and by a BYE from the far end) but is missing from its typings.
+ */
+function isConnected(dialog: Srf.Dialog): boolean {
+  return (dialog as Srf.Dialog & { connected?: boolean }).connected !== false
+}
+
 /** Where the drachtio-srf app connects: the embedded server or a real drachtio-server. */
 export interface DrachtioTarget {
   host: string
@@ -60,13 +68,13 @@ export class SipApp {
     this.liveCalls = {
       add: (callId, dialog) => {
         self.dialogs.set(callId, dialog)
-        dialog.on('destroy', () => self.dialogs.delete(callId))
+        dialog.on('destroy', () => { if (self.dialogs.get(callId) === dialog) self.dialogs.delete(callId) })
       },
-      get size() { return self.dialogs.size },
+      get size() { return self.liveDialogs() },
     }
     new Gauge({
       name: 'callplane_active_calls', help: 'Calls with a confirmed or early dialog on this node', registers: [opts.registry],
-      collect() { this.set(self.dialogs.size) },
+      collect() { this.set(self.liveDialogs()) },
     })
     this.invites = new Counter({ name: 'callplane_sip_app_invites_total', help: 'New INVITEs seen by the app, by outcome', labelNames: ['outcome'], registers: [opts.registry] })
 
@@ -118,6 +126,19 @@ export class SipApp {
   }
 
   get activeCalls(): number {
+    return this.liveDialogs()
+  }
+
+  /**
+   * Drops the dialogs that have ended and counts the rest. drachtio-srf emits
+   * 'destroy' only when the far end sends BYE; a dialog we end ourselves
+   * (API or agent hangup, transfer, a failed leg) just turns `connected`
+   * false once its BYE completes, so that is what decides.
+   */
+  private liveDialogs(): number {
+    for (const [callId, dialog] of this.dialogs) {
+      if (!isConnected(dialog)) this.dialogs.delete(callId)
+    }
     return this.dialogs.size
   }
 
@@ -158,6 +179,8 @@ export class SipApp {
   async drain(): Promise<void> {
     this.draining = true
     for (const hook of this.drainHooks) await hook().catch((err: unknown) => this.log.warn({ err }, 'drain hook failed'))
+    // Only dialogs still up: BYE to one already ended would wait for an answer that never comes.
+    this.liveDialogs()
     const live = [...this.dialogs.entries()]
     await Promise.allSettled(live.map(async ([callId, dialog]) => {
       this.log.info({ callId }, 'ending call for shutdown')
