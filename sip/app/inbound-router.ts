@@ -85,6 +85,17 @@ export class InboundRouter {
         await this.toNumber(req, res, live, number, { accountId: number.accountId, from: normalizeDialled(userPart(req.get('From'))), trunkId: null, extensionId: null }, lease)
         return
       }
+      if (!number && idn.kind === 'reject' && idn.reason === 'Unknown source') {
+        // No number anywhere, and nothing this source could authenticate as
+        // (no credential trunk, no extension domain): no identity would make
+        // the call routable, so the answer is the number's absence (RFC 3261
+        // §21.4.5), not 403. A number that exists behind a trunk's IP
+        // allow-list still gets 403 below, and a source that may authenticate
+        // (extensions dial out by routes) is still challenged.
+        this.log.info({ source: req.source_address, called: raw }, 'no such number')
+        res.send(404, 'Not Found', {})
+        return
+      }
     }
     if (idn.kind === 'challenge') {
       // RFC 3261 §22.3: a proxy-like UAS challenges with 407.

@@ -65,6 +65,14 @@ t.test('inbound calls from carriers (sipp) to numbers', async (t) => {
     t.match(res.log, /FINAL 404/)
   })
 
+  await t.test('unknown number from a source no trunk or extension knows → 404, not 403 (the embedded demo dialling the wrong number)', async (t) => {
+    const res = await sipp('invite-rejected.xml', { remote: stack.target, service: '1001', localIp: '127.0.0.4', timeoutMs: 10_000 })
+    t.match(res.log, /FINAL 404/)
+    // The trunk's number from the same source is still refused for the source (the "unknown source → 403" case above).
+    const trunkNumber = await sipp('invite-rejected.xml', { remote: stack.target, service: '+14155550123', localIp: '127.0.0.4', timeoutMs: 10_000 })
+    t.match(trunkNumber.log, /FINAL 403/)
+  })
+
   await t.test('trunk at its concurrency limit → 503', async (t) => {
     const limited = await store.trunks.create(accountId, { name: 'carrier-limited', inbound: { allowedIps: ['127.0.0.5'] }, concurrencyLimit: 0 })
     stack.app.directory.invalidate()
