@@ -163,7 +163,8 @@ export class Engine {
       sipApplication.onDrained(async () => agentMetrics.unregister())
       const agentControl = {
         hangup: (id: string, reason?: string) => sipApplication.calls.hangup(id, 'agent', reason),
-        transfer: async (id: string, to: string) => { await sipApplication.calls.transfer(id, { mode: 'blind', to }) },
+        // A whisper needs our media on the target first: bridge; else the caller's side is REFERred.
+        transfer: async (id: string, to: string, opts?: { whisper?: string }) => { await sipApplication.calls.transfer(id, opts?.whisper ? { mode: 'bridge', to, whisper: opts.whisper } : { mode: 'blind', to }) },
       }
       const anchor = config.rtpengineNg ? new RtpengineAnchor({ ng: config.rtpengineNg }) : undefined
       if (anchor) {

@@ -25,6 +25,8 @@ export interface BargeInPolicy {
   minWords: number
   /** Resume the paused agent speech when the burst turns out to be a false alarm. */
   resumeAfterFalseAlarm: boolean
+  /** After a false alarm, the caller's silence before the paused speech resumes (0 = at once). */
+  resumeAfterMs: number
   /** Voiced time before output pauses (the packet-level reaction). */
   onsetMs: number
 }
@@ -55,6 +57,17 @@ export interface AgentConfig {
   systemPrompt: string
   greeting?: string
   aiSpeaksFirst: boolean
+  /** Outbound calls: said instead of `greeting` (Leadlock `greeting_outbound`). */
+  greetingOutbound?: string
+  /** Outbound calls: whether the agent speaks first (Leadlock `ai_speaks_first_outbound`); default `aiSpeaksFirst`. */
+  aiSpeaksFirstOutbound?: boolean
+  /** Said before anything else, not interruptible (e.g. "this call is recorded"). */
+  disclosure?: string
+  /**
+   * `{{name}}` values substituted into the prompt, greetings, disclosure and
+   * voicemail message when the call starts (agent/template-variables.ts).
+   */
+  variables?: Record<string, string>
   greetingInterruptible: boolean
   voice?: string
   language?: string
@@ -73,6 +86,8 @@ export interface AgentConfig {
   /** Inbound VAD engine (agent/vad-choice.ts); default `webrtc`. */
   vad?: 'webrtc' | 'energy' | 'silero'
   vadSilenceDurationMs: number
+  /** Audio before the detected onset that still belongs to the caller's turn (Leadlock `vad_prefix_padding_ms`). */
+  vadPrefixPaddingMs: number
   bargeIn: BargeInPolicy
   /** 0 = unlimited. */
   maxCallDurationMinutes: number
@@ -99,6 +114,7 @@ export interface StoredTransferTarget {
   name: string
   destination: string
   description?: string
+  whisper?: string
 }
 
 export type AgentConfigInput = Partial<Omit<AgentConfig, 'bargeIn' | 'transferTargets'>> & {
@@ -108,7 +124,7 @@ export type AgentConfigInput = Partial<Omit<AgentConfig, 'bargeIn' | 'transferTa
 
 function transferTarget(t: TransferTarget | StoredTransferTarget): TransferTarget {
   if ('number' in t) return t
-  return { name: t.name, number: t.destination, ...(t.description !== undefined ? { reason: t.description } : {}) }
+  return { name: t.name, number: t.destination, ...(t.description !== undefined ? { reason: t.description } : {}), ...(t.whisper !== undefined ? { whisper: t.whisper } : {}) }
 }
 
 export function resolveAgentConfig(input: AgentConfigInput): AgentConfig {
@@ -126,6 +142,7 @@ export function resolveAgentConfig(input: AgentConfigInput): AgentConfig {
     transferTargets: (input.transferTargets ?? []).map(transferTarget),
     toolFillerPhrase: input.toolFillerPhrase ?? 'One moment please.',
     vadSilenceDurationMs: input.vadSilenceDurationMs ?? 500,
+    vadPrefixPaddingMs: input.vadPrefixPaddingMs ?? 0,
     maxCallDurationMinutes: input.maxCallDurationMinutes ?? 30,
     maxSilenceSeconds: input.maxSilenceSeconds ?? 120,
     silencePrompt: input.silencePrompt ?? 'Are you still there?',
@@ -133,6 +150,10 @@ export function resolveAgentConfig(input: AgentConfigInput): AgentConfig {
     ...(input.id !== undefined ? { id: input.id } : {}),
     ...(input.name !== undefined ? { name: input.name } : {}),
     ...(input.greeting !== undefined ? { greeting: input.greeting } : {}),
+    ...(input.greetingOutbound !== undefined ? { greetingOutbound: input.greetingOutbound } : {}),
+    ...(input.aiSpeaksFirstOutbound !== undefined ? { aiSpeaksFirstOutbound: input.aiSpeaksFirstOutbound } : {}),
+    ...(input.disclosure !== undefined ? { disclosure: input.disclosure } : {}),
+    ...(input.variables !== undefined ? { variables: input.variables } : {}),
     ...(input.voice !== undefined ? { voice: input.voice } : {}),
     ...(input.language !== undefined ? { language: input.language } : {}),
     ...(input.temperature !== undefined ? { temperature: input.temperature } : {}),
@@ -147,6 +168,7 @@ export function resolveAgentConfig(input: AgentConfigInput): AgentConfig {
       minSpeechMs: input.bargeIn?.minSpeechMs ?? 300,
       minWords: input.bargeIn?.minWords ?? 0,
       resumeAfterFalseAlarm: input.bargeIn?.resumeAfterFalseAlarm ?? true,
+      resumeAfterMs: input.bargeIn?.resumeAfterMs ?? 0,
       onsetMs: input.bargeIn?.onsetMs ?? 40,
     },
   }

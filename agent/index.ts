@@ -7,7 +7,7 @@
  */
 import type { OutboundUrlPolicy } from '../config/outbound-url-policy.ts'
 import { registerBuiltinAdapters } from './adapters/builtin.ts'
-import { createLlm, createStt, createTts } from './adapters/registry.ts'
+import { createLlm, createStt, createTts, providerFields, providers } from './adapters/registry.ts'
 import type { FallbackOptions } from './adapters/fallback.ts'
 import type { TtsAdapter } from './adapters/types.ts'
 import { resolveAgentConfig, type AgentConfig, type AgentConfigInput } from './config.ts'
@@ -72,7 +72,14 @@ export type { AgentCallResult, AgentEndReason, CallInfo, AgentLogger, ToolCallEv
 export { resolveAgentConfig } from './config.ts'
 export type { AgentConfig, AgentConfigInput, AdapterSpec, BargeInPolicy } from './config.ts'
 export type { AgentMediaPort } from './media-port.ts'
-export { registerLlm, registerStt, registerTts, providers } from './adapters/registry.ts'
+export { registerLlm, registerStt, registerTts, providers, providerFields, type ProviderFields, type AdapterKind } from './adapters/registry.ts'
+export { substituteVariables, stringValues } from './template-variables.ts'
+
+/** The providers there are (built-ins registered first), for validating agents before any call. */
+export function adapterCatalog(): { providers: ReturnType<typeof providers>; fields: typeof providerFields } {
+  registerBuiltinAdapters()
+  return { providers: providers(), fields: providerFields }
+}
 export type * from './adapters/types.ts'
 export type { HttpToolConfig, TransferTarget, BuiltinToolName } from './tools.ts'
 export { patternPhrases } from './adapters/llm/scripted.ts'

@@ -22,6 +22,10 @@ export interface AgentMediaPort {
   flush(): void
   sendDtmf(digits: string): Promise<void>
   hangup(reason: string): Promise<void>
-  /** Blind transfer (SIP REFER or a new bridged leg: the app decides). */
-  transfer(target: string): Promise<void>
+  /**
+   * Transfer the caller (SIP REFER or a new bridged leg: the app decides).
+   * With a whisper the target hears it before the caller is connected, so
+   * the app bridges rather than REFERs.
+   */
+  transfer(target: string, opts?: { whisper?: string }): Promise<void>
 }

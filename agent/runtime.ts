@@ -24,6 +24,7 @@ import { createVad } from './vad-choice.ts'
 import { Channel } from './channel.ts'
 import { agentMetricSinks } from './metrics.ts'
 import { AnsweringMachineDetector, MessageCue, type AmdResult } from './amd.ts'
+import { substituteVariables } from './template-variables.ts'
 import { isAbortError, type ChatMessage, type LlmAdapter, type SttAdapter, type SttStream, type ToolCall, type TtsAdapter } from './adapters/types.ts'
 
 /** Said when a tool failed (error, timeout, refused URL) and the model had nothing to say about it. */
@@ -147,6 +148,8 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
   /** Outbound AMD in progress: frames go to the detector (then the message cue), not to the conversation. */
   private amd: { phase: 'detect'; detector: AnsweringMachineDetector } | { phase: 'wait'; cue: MessageCue } | { phase: 'message' } | undefined
   private amdResult: AmdResult | undefined
+  /** A false alarm's paused speech waiting for `bargeIn.resumeAfterMs` of caller silence. */
+  private resumeTimer: NodeJS.Timeout | undefined
   private ended = false
   private result: AgentCallResult | undefined
   private resolveDone!: (r: AgentCallResult) => void
@@ -195,7 +198,7 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
       this.port.onDtmf((d) => this.onDtmf(d)),
       this.port.onEnded((reason) => void this.end('remote-hangup', false, reason)),
     )
-    this.messages.push({ role: 'system', content: this.config.systemPrompt })
+    this.messages.push({ role: 'system', content: this.fill(this.config.systemPrompt) })
     if (this.config.maxCallDurationMinutes > 0) {
       this.timer(this.config.maxCallDurationMinutes * 60000, () => void this.onMaxDuration())
     }
@@ -206,10 +209,32 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
     this.beginConversation()
   }
 
+  /** `{{name}}` variables of this call (agent/template-variables.ts). */
+  private fill(text: string): string {
+    return this.config.variables ? substituteVariables(text, this.config.variables) : text
+  }
+
+  /**
+   * The disclosure (if any) first and in full, then the greeting: on an
+   * outbound call `greetingOutbound` and `aiSpeaksFirstOutbound` when set.
+   */
   private beginConversation(): void {
-    if (this.config.aiSpeaksFirst && this.config.greeting) {
-      this.startReply({ kind: 'say', text: this.config.greeting, trigger: 'greeting', interruptible: this.config.greetingInterruptible })
-    } else this.armSilenceTimer()
+    const outbound = this.call.direction === 'outbound'
+    const speaksFirst = outbound ? (this.config.aiSpeaksFirstOutbound ?? this.config.aiSpeaksFirst) : this.config.aiSpeaksFirst
+    const greeting = outbound ? (this.config.greetingOutbound ?? this.config.greeting) : this.config.greeting
+    const greet = (): void => {
+      if (this.ended) return
+      if (speaksFirst && greeting) {
+        this.startReply({ kind: 'say', text: this.fill(greeting), trigger: 'greeting', interruptible: this.config.greetingInterruptible })
+      } else this.armSilenceTimer()
+    }
+    if (!this.config.disclosure) return greet()
+    this.startReply({ kind: 'say', text: this.fill(this.config.disclosure), trigger: 'greeting', interruptible: false })
+    const disclosure = this.current
+    void disclosure?.done?.then(() => {
+      // Something else (a DTMF reply, the caller's turn) took over: no greeting on top of it.
+      if (this.current === undefined || this.current === disclosure) greet()
+    })
   }
 
   // ------------------------------------------------------------------ answering machine (outbound)
@@ -244,7 +269,7 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
       const now = performance.now()
       this.transcript.add({ role: 'system', text: `AMD: message cue ${cue}`, start: now, end: now, interrupted: false, source: 'amd' })
       this.log.info({ callId: this.call.id, cue }, 'leaving voicemail message')
-      void this.leaveMessage(policy.message ?? this.config.greeting ?? '')
+      void this.leaveMessage(this.fill(policy.message ?? this.config.greetingOutbound ?? this.config.greeting ?? ''))
     }
     // phase 'message': the machine is recording; nothing it plays is a turn.
   }
@@ -289,6 +314,8 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
     if (ev?.type === 'speech_start') {
       this.silencePrompted = false
       this.clearSilenceTimer()
+      // The caller spoke again before a false alarm's speech resumed: it stays paused.
+      this.clearResumeTimer()
       if (this.agentBusy() && this.canInterrupt()) {
         // Packet-level reaction: nothing more goes out from the next tick on.
         this.playout.pause()
@@ -299,7 +326,9 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
       if (!this.userTurn) {
         // Talking over a non-interruptible prompt (e.g. a mandatory disclosure) is not a turn.
         const discard = this.agentBusy() && !this.canInterrupt() && this.config.bargeIn.enabled
-        this.userTurn = { startedAt: this.frameTime(ev.firstVoicedAt), texts: [], awaitingFinal: false, discard }
+        // Prefix padding (Leadlock vad_prefix_padding_ms): audio just before the onset belongs to the turn,
+        // so an STT final for a soft first syllable the VAD missed is not dropped as "before this turn".
+        this.userTurn = { startedAt: this.frameTime(ev.firstVoicedAt) - this.config.vadPrefixPaddingMs, texts: [], awaitingFinal: false, discard }
       } else {
         // Caller resumed before STT delivered: same turn continues.
         if (this.userTurn.timer) clearTimeout(this.userTurn.timer)
@@ -339,10 +368,23 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
       this.cancelCurrent()
       return
     }
-    // False alarm: resume the paused speech and forget the burst.
+    // False alarm: resume the paused speech (after resumeAfterMs of silence) and forget the burst.
     if (this.userTurn) this.userTurn.discard = true
-    if (this.config.bargeIn.resumeAfterFalseAlarm) this.playout.resume()
-    else this.cancelCurrent()
+    if (!this.config.bargeIn.resumeAfterFalseAlarm) return this.cancelCurrent()
+    const wait = this.config.bargeIn.resumeAfterMs
+    if (wait <= 0) return this.playout.resume()
+    this.clearResumeTimer()
+    this.resumeTimer = this.timer(wait, () => {
+      this.resumeTimer = undefined
+      if (!this.turnTaker.inSpeech) this.playout.resume()
+    })
+  }
+
+  private clearResumeTimer(): void {
+    if (!this.resumeTimer) return
+    clearTimeout(this.resumeTimer)
+    this.timers.delete(this.resumeTimer)
+    this.resumeTimer = undefined
   }
 
   private async sttLoop(stream: SttStream): Promise<void> {
@@ -562,7 +604,7 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
       }
       const transfer = actions.find((a) => a.kind === 'transfer')
       if (transfer && transfer.kind === 'transfer') {
-        await this.port.transfer(transfer.target)
+        await this.port.transfer(transfer.target, transfer.whisper ? { whisper: this.fill(transfer.whisper) } : {})
         void this.end('transfer', false, undefined, transfer.target)
       } else if (actions.some((a) => a.kind === 'end_call')) {
         void this.end('end_call', true)

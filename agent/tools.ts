@@ -41,6 +41,8 @@ export interface TransferTarget {
   name: string
   number: string
   reason?: string
+  /** Said to the target when it answers, before the caller is connected. */
+  whisper?: string
 }
 
 export interface ToolContext {
@@ -59,7 +61,7 @@ export interface ToolOutcome {
   content: string
   durationMs: number
   /** Set for the built-ins so the runtime can act on them. */
-  action?: { kind: 'end_call' } | { kind: 'transfer'; target: string } | { kind: 'send_dtmf'; digits: string }
+  action?: { kind: 'end_call' } | { kind: 'transfer'; target: string; whisper?: string } | { kind: 'send_dtmf'; digits: string }
   status?: number
 }
 
@@ -145,7 +147,7 @@ export class ToolBox {
           const named = this.transferTargets.find((t) => t.name.toLowerCase() === raw.toLowerCase())
           const target = named?.number ?? raw
           if (!target) return done({ ok: false, content: 'ERROR: transfer_call needs a target' })
-          return done({ ok: true, content: `Transferring to ${named?.name ?? target}.`, action: { kind: 'transfer', target } })
+          return done({ ok: true, content: `Transferring to ${named?.name ?? target}.`, action: { kind: 'transfer', target, ...(named?.whisper ? { whisper: named.whisper } : {}) } })
         }
         case 'send_dtmf': {
           const digits = typeof args.digits === 'string' ? args.digits : ''

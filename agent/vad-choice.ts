@@ -20,8 +20,8 @@ export const DEFAULT_VAD: VadEngine = 'webrtc'
 
 /**
  * `vadThreshold` (0..1, higher = less sensitive, Leadlock's knob) maps onto
- * each engine's own: the energy VAD's dB limits, WebRTC's aggressiveness mode,
- * Silero's probability threshold.
+ * each engine's own: the energy VAD's dB limits, WebRTC's aggressiveness mode
+ * and energy gate, Silero's probability threshold.
  */
 export function createVad(config: Pick<AgentConfig, 'vad' | 'vadThreshold'>): Vad {
   const engine = config.vad ?? DEFAULT_VAD
@@ -31,7 +31,9 @@ export function createVad(config: Pick<AgentConfig, 'vad' | 'vadThreshold'>): Va
     case 'energy':
       return new EnergyVad(t !== undefined ? { threshold: t } : {})
     case 'webrtc':
-      return new WebRtcVad(t !== undefined ? { mode: Math.min(3, Math.floor(t * 4)) as WebRtcVadMode } : {})
+      // The classifier's aggressiveness and the energy gate in front of it both follow the knob
+      // (0.5 = the defaults, mode 2 and -50 dBFS; 1 = mode 3 and -40 dBFS: quiet speech is not a turn).
+      return new WebRtcVad(t !== undefined ? { mode: Math.min(3, Math.floor(t * 4)) as WebRtcVadMode, gateDb: -50 + (t - 0.5) * 20 } : {})
     case 'silero':
       return new SileroVad({ threshold: t ?? 0.5 })
     default:

@@ -15,7 +15,7 @@ export interface BargeInPolicy {
   minSpeechMs?: number
   /** Words STT must confirm before the interruption stands (0: VAD alone decides). */
   minWords?: number
-  /** Resume the agent's speech after a false alarm shorter than this. */
+  /** After a false alarm, this much caller silence before the paused speech resumes. */
   resumeAfterMs?: number
 }
 
@@ -23,6 +23,15 @@ export interface TransferTarget {
   name: string
   destination: string
   description?: string
+  /** Said to the target when it answers, before the caller is connected. */
+  whisper?: string
+}
+
+/** Leadlock's vad_threshold / vad_silence_duration_ms / vad_prefix_padding_ms. */
+export interface VadSettings {
+  threshold?: number
+  silenceMs?: number
+  prefixPaddingMs?: number
 }
 
 export interface ScriptRule {
@@ -48,16 +57,19 @@ export interface AgentSpec {
   tools?: string[]
   bargeIn?: BargeInPolicy
   aiSpeaksFirst?: boolean
+  greetingOutbound?: string
+  aiSpeaksFirstOutbound?: boolean
   greetingInterruptible?: boolean
   /** Phrases callers are expected to say (offline STT grammar, cloud STT hints). */
   expectedPhrases?: string[]
   vad?: 'webrtc' | 'energy' | 'silero'
+  vadSettings?: VadSettings
   /** Answering-machine detection on outbound calls. */
   amd?: { onMachine: 'hangup' | 'leave_message' | 'continue'; message?: string; endOfGreetingSilenceMs?: number; maxWaitMs?: number }
   silenceTimeoutSec?: number
   maxDurationSec?: number
   transferTargets?: TransferTarget[]
-  recording?: { enabled: boolean; format?: string }
+  recording?: { enabled: boolean; format?: string; disclosure?: string }
   summary?: { enabled: boolean; prompt?: string }
   /** type `websocket`: stream the call to this URL (Twilio Media Streams format). */
   websocket?: { url: string; encapsulation?: string }

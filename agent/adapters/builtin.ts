@@ -73,12 +73,12 @@ export function registerBuiltinAdapters(): void {
     const fb = bool(o, 'lmFallback')
     const lvl = num(o, 'bandFillLevel')
     return new PocketsphinxStt({ ...(phrases ? { phrases } : {}), ...(fb !== undefined ? { lmFallback: fb } : {}), ...(lvl !== undefined ? { bandFillLevel: lvl } : {}) })
-  })
+  }, { model: false, voice: false, options: ['phrases', 'lmFallback', 'bandFillLevel'] })
   registerTts('espeak', (o, agent) => {
     const voice = str(o, 'voice') ?? agent.voice ?? agent.language
     const speed = num(o, 'speed')
     return new EspeakTts({ ...(voice ? { voice } : {}), ...(speed !== undefined ? { speed } : {}) })
-  })
+  }, { model: false, voice: true, options: ['voice', 'speed'] })
   registerStt('deepgram', (o, agent) => {
     const lang = str(o, 'language') ?? agent.language
     const apiKey = str(o, 'apiKey')
@@ -86,7 +86,7 @@ export function registerBuiltinAdapters(): void {
     const model = str(o, 'model')
     const endpointingMs = num(o, 'endpointingMs')
     return new LazyStt('deepgram', async () => new (await loadDeepgramStt()).DeepgramStt({ ...(lang ? { language: lang } : {}), ...(apiKey ? { apiKey } : {}), ...(baseUrl ? { baseUrl } : {}), ...(model ? { model } : {}), ...(endpointingMs !== undefined ? { endpointingMs } : {}) }))
-  })
+  }, { model: true, voice: false, options: ['language', 'apiKey', 'baseUrl', 'model', 'endpointingMs'] })
   registerLlm('openai', (o, agent) => {
     const apiKey = str(o, 'apiKey')
     const baseURL = str(o, 'baseURL') ?? str(o, 'baseUrl')
@@ -94,29 +94,30 @@ export function registerBuiltinAdapters(): void {
     const maxTokens = num(o, 'maxTokens')
     const timeoutMs = num(o, 'timeoutMs')
     return new LazyLlm('openai', async () => new (await loadOpenAiLlm()).OpenAiLlm({ model: str(o, 'model') ?? 'gpt-4o-mini', ...(apiKey ? { apiKey } : {}), ...(baseURL ? { baseURL } : {}), ...(temperature !== undefined ? { temperature } : {}), ...(maxTokens !== undefined ? { maxTokens } : {}), ...(timeoutMs !== undefined ? { timeoutMs } : {}) }))
-  })
+  }, { model: true, voice: false, options: ['apiKey', 'baseURL', 'baseUrl', 'model', 'temperature', 'maxTokens', 'timeoutMs'] })
   registerTts('openai', (o, agent) => {
     const apiKey = str(o, 'apiKey')
     const baseURL = str(o, 'baseURL') ?? str(o, 'baseUrl')
     const model = str(o, 'model')
     const voice = str(o, 'voice') ?? agent.voice
     return new LazyTts('openai-tts', async () => new (await loadOpenAiTts()).OpenAiTts({ ...(apiKey ? { apiKey } : {}), ...(baseURL ? { baseURL } : {}), ...(model ? { model } : {}), ...(voice ? { voice } : {}) }))
-  })
+  }, { model: true, voice: true, options: ['apiKey', 'baseURL', 'baseUrl', 'model', 'voice'] })
   registerTts('elevenlabs', (o, agent) => {
     const apiKey = str(o, 'apiKey')
     const baseUrl = str(o, 'baseUrl')
-    const voiceId = str(o, 'voiceId') ?? agent.voice
-    const modelId = str(o, 'modelId')
+    // The API's `voice` / `model` arrive as options `voice` / `model` (agentConfigFrom).
+    const voiceId = str(o, 'voiceId') ?? str(o, 'voice') ?? agent.voice
+    const modelId = str(o, 'modelId') ?? str(o, 'model')
     const rate = num(o, 'sampleRate')
     const sampleRate = rate === 8000 || rate === 16000 || rate === 22050 || rate === 24000 || rate === 44100 ? rate : undefined
     return new LazyTts('elevenlabs', async () => new (await loadElevenLabsTts()).ElevenLabsTts({ ...(apiKey ? { apiKey } : {}), ...(baseUrl ? { baseUrl } : {}), ...(voiceId ? { voiceId } : {}), ...(modelId ? { modelId } : {}), ...(sampleRate ? { sampleRate } : {}) }))
-  })
-  registerStt('stub', (o) => new StubStt(str(o, 'text')))
-  registerLlm('stub', (o) => new StubLlm(str(o, 'reply')))
-  registerTts('stub', (o) => new StubTts(num(o, 'msPerChar')))
+  }, { model: true, voice: true, options: ['apiKey', 'baseUrl', 'voiceId', 'voice', 'modelId', 'model', 'sampleRate'] })
+  registerStt('stub', (o) => new StubStt(str(o, 'text')), { model: false, voice: false, options: ['text'] })
+  registerLlm('stub', (o) => new StubLlm(str(o, 'reply')), { model: false, voice: false, options: ['reply'] })
+  registerTts('stub', (o) => new StubTts(num(o, 'msPerChar')), { model: false, voice: false, options: ['msPerChar'] })
   registerLlm('scripted', (o) => {
     const fallback = str(o, 'fallback')
     const d = num(o, 'firstTokenDelayMs')
     return new ScriptedLlm({ rules: asRules(o.rules), ...(fallback ? { fallback } : {}), ...(d !== undefined ? { firstTokenDelayMs: d } : {}) })
-  })
+  }, { model: false, voice: false, options: ['rules', 'fallback', 'firstTokenDelayMs'] })
 }

@@ -9,22 +9,47 @@ import type { JsonValue, LlmAdapter, SttAdapter, TtsAdapter } from './types.ts'
 export type AdapterOptions = { [key: string]: JsonValue }
 export type Factory<T> = (options: AdapterOptions, agent: AgentConfig) => T
 
+/**
+ * What a provider reads from an agent's adapter settings, so the API can
+ * refuse a setting that would do nothing (`model` on espeak-ng, a misspelt
+ * option). Absent: the provider takes anything (a deployment's own adapter).
+ */
+export interface ProviderFields {
+  /** Whether the provider has a model choice (the API's `model`). */
+  model: boolean
+  /** Whether the provider has voices (the API's `voice`). */
+  voice: boolean
+  /** The option keys it reads. */
+  options: readonly string[]
+}
+
+export type AdapterKind = 'stt' | 'llm' | 'tts'
+
 const stt = new Map<string, Factory<SttAdapter>>()
 const llm = new Map<string, Factory<LlmAdapter>>()
 const tts = new Map<string, Factory<TtsAdapter>>()
+const fields = new Map<string, ProviderFields>()
 
-export function registerStt(name: string, f: Factory<SttAdapter>): void {
+export function registerStt(name: string, f: Factory<SttAdapter>, reads?: ProviderFields): void {
   stt.set(name, f)
+  if (reads) fields.set(`stt:${name}`, reads)
 }
-export function registerLlm(name: string, f: Factory<LlmAdapter>): void {
+export function registerLlm(name: string, f: Factory<LlmAdapter>, reads?: ProviderFields): void {
   llm.set(name, f)
+  if (reads) fields.set(`llm:${name}`, reads)
 }
-export function registerTts(name: string, f: Factory<TtsAdapter>): void {
+export function registerTts(name: string, f: Factory<TtsAdapter>, reads?: ProviderFields): void {
   tts.set(name, f)
+  if (reads) fields.set(`tts:${name}`, reads)
 }
 
 export function providers(): { stt: string[]; llm: string[]; tts: string[] } {
   return { stt: [...stt.keys()], llm: [...llm.keys()], tts: [...tts.keys()] }
+}
+
+/** What a registered provider reads (undefined: unknown provider, or one that declared nothing). */
+export function providerFields(kind: AdapterKind, name: string): ProviderFields | undefined {
+  return fields.get(`${kind}:${name}`)
 }
 
 function build<T>(kind: string, table: Map<string, Factory<T>>, spec: AdapterSpec, agent: AgentConfig): T {

@@ -8,6 +8,9 @@ import type { MediaSession } from '../../media/session.ts'
 import { sourceFromSpec } from '../../media/playback.ts'
 import type { FrameSource } from '../../media/frame.ts'
 import { AgentRuntime, createCallAgent, patternPhrases, type AgentConfigInput, type AgentMediaPort, type CallAgent, type HttpToolConfig } from '../../agent/index.ts'
+import { createAgentTts, stringValues } from '../../agent/index.ts'
+import { PcmQueueSource } from '../../media/playback.ts'
+import { StreamResampler } from '../../agent/resample.ts'
 import type { MediaStore } from './media-store.ts'
 import type { Agent } from '../../store/agents.ts'
 import type { CallTool } from '../../store/tools.ts'
@@ -41,7 +44,8 @@ const AGENT_ENDED_REASONS: Record<string, string> = {
 
 export interface AgentControl {
   hangup(callId: string, endedReason?: string): Promise<void>
-  transfer(callId: string, to: string): Promise<void>
+  /** With a whisper the target hears it before the caller is connected (a bridged transfer). */
+  transfer(callId: string, to: string, opts?: { whisper?: string }): Promise<void>
 }
 
 export interface AgentMediaBinderOptions {
@@ -54,6 +58,8 @@ export interface AgentMediaBinderOptions {
   anchor?: RtpengineAnchor
   /** Which URLs agents' HTTP tools may call (config/outbound-url-policy.ts). */
   urlPolicy?: OutboundUrlPolicy
+  /** Starts recording a call (the API's record/start); agents with `recording.enabled` use it when answered. */
+  record?: (callId: string) => Promise<void>
 }
 
 /** The SIP dialog identifiers of a call (CallContext.sip). */
@@ -74,6 +80,28 @@ export function anchorIds(callId: string, sip?: SipDialogIds | null): CallIds & 
   return { callId: sip.callId, fromTag: sip.fromTag || 'peer', toTag: sip.toTag || 'engine' }
 }
 
+/** What a call contributes to an agent's `{{name}}` variables. */
+export interface CallVariablesSource {
+  callId: string
+  from: string
+  to: string
+  direction: 'inbound' | 'outbound'
+  metadata?: Record<string, unknown>
+}
+
+/**
+ * The `{{name}}` values of one call: the call's metadata (POST /v1/calls)
+ * wins over the agent's, and the built-ins (from, to, callId, direction,
+ * agentName) win over both, so they always mean what the docs say.
+ */
+export function callVariables(a: Agent, call: CallVariablesSource): Record<string, string> {
+  return {
+    ...stringValues(a.metadata),
+    ...stringValues(call.metadata),
+    from: call.from, to: call.to, callId: call.callId, direction: call.direction, agentName: a.name,
+  }
+}
+
 /**
  * The stored agent (API shape) as the runtime's configuration, with the
  * agent's tools as the call loads them (store ToolRepository.forCall: enabled,
@@ -82,8 +110,9 @@ export function anchorIds(callId: string, sip?: SipDialogIds | null): CallIds & 
  * `rules` drive the scripted model whether `llm` names it or is unset (the
  * demo sets both), and their plain-word patterns join `expectedPhrases`, so
  * the offline STT grammar hears what the rules listen for whatever the LLM.
+ * With `call`, the call's `{{name}}` variables too.
  */
-export function agentConfigFrom(a: Agent, tools: CallTool[] = []): AgentConfigInput {
+export function agentConfigFrom(a: Agent, tools: CallTool[] = [], call?: CallVariablesSource): AgentConfigInput {
   const adapter = (r: { provider: string; model?: string; voice?: string; options?: Record<string, unknown> } | undefined): { provider: string; options: Record<string, unknown> } | undefined =>
     r ? { provider: r.provider, options: { ...(r.options ?? {}), ...(r.model ? { model: r.model } : {}), ...(r.voice ? { voice: r.voice } : {}) } } : undefined
   const llm = a.llm ? adapter(a.llm)! : a.rules ? { provider: 'scripted', options: {} } : undefined
@@ -111,6 +140,13 @@ export function agentConfigFrom(a: Agent, tools: CallTool[] = []): AgentConfigIn
     ...(a.vad ? { vad: a.vad } : {}),
     ...(a.amd ? { amd: a.amd } : {}),
     ...(a.bargeIn ? { bargeIn: a.bargeIn } : {}),
+    ...(a.greetingOutbound ? { greetingOutbound: a.greetingOutbound } : {}),
+    ...(a.aiSpeaksFirstOutbound !== undefined ? { aiSpeaksFirstOutbound: a.aiSpeaksFirstOutbound } : {}),
+    ...(a.recording?.enabled && a.recording.disclosure ? { disclosure: a.recording.disclosure } : {}),
+    ...(a.vadSettings?.threshold !== undefined ? { vadThreshold: a.vadSettings.threshold } : {}),
+    ...(a.vadSettings?.silenceMs !== undefined ? { vadSilenceDurationMs: a.vadSettings.silenceMs } : {}),
+    ...(a.vadSettings?.prefixPaddingMs !== undefined ? { vadPrefixPaddingMs: a.vadSettings.prefixPaddingMs } : {}),
+    ...(call ? { variables: callVariables(a, call) } : {}),
   }
   return cfg as AgentConfigInput
 }
@@ -237,12 +273,16 @@ class SessionLeg implements MediaLeg {
       flush: () => session.flush(),
       sendDtmf: async (digits) => { session.sendDtmf(digits) },
       hangup: async (reason) => { await this.o.control()?.hangup(this.ctx.callId, AGENT_ENDED_REASONS[reason]) },
-      transfer: async (target) => { await this.o.control()?.transfer(this.ctx.callId, target) },
+      transfer: async (target, opts) => { await this.o.control()?.transfer(this.ctx.callId, target, opts) },
+    }
+    if (rec.recording?.enabled && this.o.record) {
+      // Before the agent speaks, so the disclosure is on the recording too.
+      await this.o.record(this.ctx.callId).catch((err: unknown) => this.log.warn({ err }, 'agent recording could not start'))
     }
     // The agent's HTTP tools are loaded per call, so an edited or disabled tool applies to the next call.
     const tools = rec.tools?.length ? await this.o.store.tools.forCall(this.ctx.accountId, rec.tools) : []
     if (this.closed) return
-    const agent = createCallAgent({ config: agentConfigFrom(rec, tools), port, call: { id: this.ctx.callId, from: this.ctx.from, to: this.ctx.to, direction: this.ctx.direction }, log: this.log, ...(this.o.urlPolicy ? { urlPolicy: this.o.urlPolicy } : {}) })
+    const agent = createCallAgent({ config: agentConfigFrom(rec, tools, this.ctx), port, call: { id: this.ctx.callId, from: this.ctx.from, to: this.ctx.to, direction: this.ctx.direction }, log: this.log, ...(this.o.urlPolicy ? { urlPolicy: this.o.urlPolicy } : {}) })
     this.agent = agent
     this.live.agent = agent
     const calls = this.o.store.calls
@@ -258,6 +298,27 @@ class SessionLeg implements MediaLeg {
       this.log.warn({ err: (err as Error).message, type: rec.type }, 'agent could not start; hanging up')
       await this.o.control()?.hangup(this.ctx.callId, 'agent-error').catch(() => {})
     }
+  }
+
+  /**
+   * A line said on this leg (a transfer's whisper to its target): espeak-ng,
+   * resampled to the leg's codec rate; resolves when it has been sent.
+   */
+  async say(text: string): Promise<void> {
+    const rate = this.session.codecSampleRate()
+    const src = new PcmQueueSource(rate)
+    const played = this.live.output.play(src)
+    try {
+      let rs: StreamResampler | undefined
+      for await (const chunk of createAgentTts({ name: 'whisper' }).synthesize({ text, signal: AbortSignal.timeout(30_000) })) {
+        rs ??= new StreamResampler(chunk.sampleRate, rate)
+        src.push(rs.process(chunk.samples))
+      }
+      if (rs) src.push(rs.flush())
+    } finally {
+      src.end()
+    }
+    await played
   }
 
   async setHold(held: boolean): Promise<void> {

@@ -48,7 +48,7 @@ const { binder, actions, urlPolicy } = createMediaPlane({
   recordingsDir: init.recordingsDir, mediaRoots: init.mediaRoots,
   control: () => ({
     hangup: (callId, endedReason) => channel.request('control.hangup', [callId, endedReason]),
-    transfer: (callId, to) => channel.request('control.transfer', [callId, to]),
+    transfer: (callId, to, opts) => channel.request('control.transfer', [callId, to, opts]),
   }),
 })
 const api = actions.api() as Required<Pick<CallControl, PlaneAction | 'openStream'>>
@@ -94,6 +94,7 @@ channel
     return { offer, localSdp: l.localSdp }
   })
   .handle('leg.setHold', (id: string, held: boolean) => leg(id).setHold!(held))
+  .handle('leg.say', (id: string, text: string) => leg(id).say!(text))
   .handle('leg.close', async (id: string, reason: string) => {
     const l = legs.get(id)
     legs.delete(id)

@@ -131,7 +131,7 @@ export class WorkerMediaPlanes implements MediaBinder {
     const ch = p.channel
     serveMediaStore(ch, this.o.store)
     ch.handle('control.hangup', async (callId: string, endedReason?: string) => { await this.o.control()?.hangup(callId, endedReason) })
-    ch.handle('control.transfer', async (callId: string, to: string) => { await this.o.control()?.transfer(callId, to) })
+    ch.handle('control.transfer', async (callId: string, to: string, opts?: { whisper?: string }) => { await this.o.control()?.transfer(callId, to, opts) })
     ch.handle('dialog.request', async (callId: string, opts: Record<string, unknown>) => {
       const d = this.dialogs.get(callId)
       if (!d) throw new CallControlError('invalid_state', `call ${callId} has no dialog to send SIP INFO on`)
@@ -398,6 +398,10 @@ class RemoteLeg implements MediaLeg {
 
   setHold(held: boolean): Promise<void> {
     return this.p.channel.request('leg.setHold', [this.legId, held])
+  }
+
+  say(text: string): Promise<void> {
+    return this.p.channel.request('leg.say', [this.legId, text])
   }
 
   async close(reason: string): Promise<void> {
