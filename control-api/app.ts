@@ -1,10 +1,13 @@
 import Fastify, { LogController, type FastifyInstance, type FastifyError, type FastifyBaseLogger } from 'fastify'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
+import AjvCompiler from '@fastify/ajv-compiler'
+import type { Options } from 'ajv'
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import { ApiError, type ErrorBody } from './errors.ts'
 import { StoreError } from '../store/errors.ts'
+import { MAX_JSON_DEPTH, badTextError, findBadText, jsonDepthExceeds, tooDeepError } from './request-text.ts'
 import type { HealthRegistry } from './health.ts'
 import { healthRoutes } from './routes/health.ts'
 import { metricsRoutes } from './routes/metrics.ts'
@@ -19,6 +22,20 @@ export interface ApiServerOptions {
 }
 
 /**
+ * Validators by HTTP part: query strings and path parameters arrive as text,
+ * so their values are coerced to the schema's types (`?limit=5`); bodies are
+ * JSON and keep their types, so `"name": 123` is a 400, never stored as "123".
+ */
+function validatorPerPart(): AjvCompiler.BuildCompilerFromPool {
+  const pool = AjvCompiler()
+  return (externalSchemas, options) => {
+    const coercing = pool(externalSchemas, options)
+    const exact = pool(externalSchemas, { ...options, mode: undefined, customOptions: { ...options?.customOptions as Options, coerceTypes: false } })
+    return (route) => (route.httpPart === 'body' ? exact : coercing)(route)
+  }
+}
+
+/**
  * The Fastify app: error shape, OpenAPI, health and metrics. Resource routes
  * are plugins (one per route group, schemas beside handlers) registered under /v1.
  */
@@ -29,6 +46,28 @@ export async function buildApiServer(opts: ApiServerOptions): Promise<FastifyIns
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: true } },
+    schemaController: { compilersFactory: { buildValidator: validatorPerPart() } },
+  })
+
+  // JSON bodies: nesting is bounded before parsing (a linear scan, no
+  // recursion), then Fastify's own parser (prototype-poisoning checks), then
+  // every string and key is checked for NUL and lone surrogates.
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = body as string
+    if (jsonDepthExceeds(text, MAX_JSON_DEPTH)) return done(tooDeepError(), undefined)
+    parseJson(req, text, (err: Error | null, value?: unknown) => {
+      if (err) return done(err, undefined)
+      const bad = findBadText(value)
+      return bad ? done(badTextError('body', bad), undefined) : done(null, value)
+    })
+  })
+  // Query strings and path parameters are decoded by Fastify (%00 becomes NUL).
+  app.addHook('preValidation', async (req) => {
+    for (const [where, value] of [['path', req.params], ['querystring', req.query]] as const) {
+      const bad = findBadText(value)
+      if (bad) throw badTextError(where, bad)
+    }
   })
 
   app.setErrorHandler((err: FastifyError | ApiError | StoreError, req, reply) => {
