@@ -1,5 +1,5 @@
 import type { FastifyTypeProvider } from 'fastify'
-import { Type, type TSchema, type Static } from '@sinclair/typebox'
+import { Type, type TSchema, type Static, type TObject, type TProperties, type TUnsafe } from '@sinclair/typebox'
 
 /** Shared TypeBox pieces: the error body, pagination, ids. */
 export const ErrorSchema = Type.Object({
@@ -58,3 +58,54 @@ export interface TypeBoxRequestProvider extends FastifyTypeProvider {
 /** A string enum schema that keeps its literal union type. */
 export const StringEnum = <T extends string>(values: readonly T[], opts: Record<string, unknown> = {}) =>
   Type.Unsafe<T>({ type: 'string', enum: [...values], ...opts })
+
+/**
+ * The PATCH body of a resource, derived from its one TypeBox definition (the
+ * POST body): every field optional, at least one present, nothing unknown,
+ * each field validated exactly as on POST. With `nullClears`, `null` on a field
+ * POST lets you leave out removes it (the resource's store must treat null so);
+ * fields POST requires are never nullable. Fields added to the definition later
+ * get their PATCH form here without anyone writing it.
+ *
+ * `overrides` replaces a field's PATCH form where PATCH means something else
+ * than "replace" (e.g. a trunk's `outbound` is merged into the stored one).
+ */
+export function patchOf<T extends TObject, C extends boolean = false, O extends TProperties = {}>(
+  create: T,
+  opts: { nullClears?: C; overrides?: O; description?: string } = {},
+): TUnsafe<PatchBody<Static<T>, C, O>> {
+  const required = new Set(create.required ?? [])
+  const props: TProperties = {}
+  for (const [key, schema] of Object.entries(create.properties)) {
+    const override = opts.overrides?.[key]
+    const exact = override ?? Type.Optional(schema, false)
+    const clearable = opts.nullClears === true && !required.has(key) && !acceptsNull(exact)
+    props[key] = Type.Optional(clearable ? Nullable(exact) : exact)
+  }
+  return Type.Unsafe<PatchBody<Static<T>, C, O>>(Type.Object(props, {
+    additionalProperties: false, minProperties: 1, ...(opts.description ? { description: opts.description } : {}),
+  }))
+}
+
+type PatchBody<T, C extends boolean, O extends TProperties> = {
+  [K in keyof T]?: K extends keyof O ? Static<O[K]> : C extends true ? (undefined extends T[K] ? Exclude<T[K], undefined> | null : T[K]) : T[K]
+}
+
+function acceptsNull(schema: TSchema): boolean {
+  if (schema.type === 'null') return true
+  const members = (schema.anyOf ?? schema.oneOf) as TSchema[] | undefined
+  return Array.isArray(members) && members.some(acceptsNull)
+}
+
+/**
+ * The response form of a resource: the read-only fields the store adds (id,
+ * accountId, timestamps…) and every field of its definition except the
+ * write-only ones (passwords), optional where POST lets them be absent.
+ */
+export function responseOf<T extends TObject, R extends TProperties, W extends keyof T['properties'] & string = never>(
+  create: T, readOnly: R, opts: { $id: string; writeOnly?: readonly W[] },
+) {
+  const hidden = new Set<string>(opts.writeOnly ?? [])
+  const shown = Object.fromEntries(Object.entries(create.properties).filter(([k]) => !hidden.has(k))) as Omit<T['properties'], W>
+  return Type.Object({ ...readOnly, ...shown }, { $id: opts.$id })
+}
