@@ -1,0 +1,134 @@
+/**
+ * The first-call journey of the README, as a user makes it: the engine starts
+ * (the real Engine, demo seeded on first start), a softphone (baresip) calls
+ * `sip:1000`, hears the greeting, asks "what can you do" and hears the demo's
+ * answer, says "goodbye", hears the goodbye line and gets the engine's BYE.
+ * The caller's words are espeak-ng speech generated here; what the caller
+ * heard is baresip's own decode of the RTP it received, recognised with
+ * pocketsphinx. Afterwards `GET /v1/calls/:id` has both sides of the
+ * transcript and the per-turn timings.
+ */
+import t from 'tap'
+import { readFileSync, rmSync, mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseWav } from '../../media/playback.ts'
+import { encodeWav } from '../../agent/wav.ts'
+import { runBaresip } from '../harness/baresip.ts'
+import { freePort } from '../harness/ports.ts'
+import { startStack } from '../harness/stack.ts'
+import { waitFor } from '../sip/app/helpers.ts'
+import { recognize } from '../agent/helpers/recognize.ts'
+import { concatPcm, silencePcm, speechPcm } from '../agent/helpers/audio.ts'
+import { dictionary } from '../../agent/adapters/stt/jsgf.ts'
+
+const GREETING = 'Hello, this is the Callplane demo agent. Ask me what I can do, or say goodbye to hang up.'
+const CAPABILITIES = 'I can say hello, tell you a joke, or tell you who I am. When you are done, say goodbye.'
+const FAREWELL = 'Goodbye, and thanks for calling.'
+const NEVER_SAID = 'Why did the phone wear glasses? It lost all its contacts.'
+
+const words = (s: string): string => s.toLowerCase().replace(/[^a-z ]/g, ' ').replace(/\s+/g, ' ').trim()
+
+/** Cuts audio at pauses of at least `gapMs` (20 ms frames below a fixed level: the line is digitally silent between sentences). */
+function talkSpurts(pcm: Int16Array, rate: number, gapMs: number): Int16Array[] {
+  const frame = rate / 50
+  const out: Int16Array[] = []
+  let start = -1
+  let quiet = 0
+  for (let i = 0; i + frame <= pcm.length; i += frame) {
+    let e = 0
+    for (let j = i; j < i + frame; j++) e += pcm[j]! * pcm[j]!
+    const voiced = Math.sqrt(e / frame) > 300
+    if (voiced) {
+      if (start < 0) start = i
+      quiet = 0
+    } else if (start >= 0 && (quiet += 20) >= gapMs) {
+      out.push(pcm.subarray(start, i))
+      start = -1
+    }
+  }
+  if (start >= 0) out.push(pcm.subarray(start))
+  return out.filter((s) => s.length >= rate / 4)
+}
+
+interface CallRecord {
+  id: string
+  status: string
+  to: string
+  endedReason: string | null
+  hangupBy: string | null
+  transcript: Array<{ role: string; text: string }>
+  timings: Array<Record<string, unknown>>
+}
+
+t.test('call 1000: greeting, a known phrase and its reply, goodbye and the engine hangs up; the call record tells it', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'journey-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const stack = await startStack()
+  t.teardown(() => stack.stop())
+  const api = async <T>(path: string): Promise<T> => {
+    const res = await fetch(`${stack.baseUrl}${path}`, { headers: { authorization: `Bearer ${stack.apiKey}` } })
+    if (res.status !== 200) throw new Error(`GET ${path}: ${res.status} ${await res.text()}`)
+    return (await res.json()) as T
+  }
+
+  // The caller's side of the conversation: silence through the greeting (the
+  // agent's start and synthesis take seconds on a loaded box), the question,
+  // silence through the answer, "goodbye", then silence that outlasts the call
+  // (at the end of its file aufile stops, which the far end hears as noise).
+  const caller = concatPcm(
+    silencePcm(16_000), speechPcm('what can you do'),
+    silencePcm(15_000), speechPcm('goodbye'),
+    silencePcm(30_000),
+  )
+  const source = join(dir, 'caller.wav')
+  writeFileSync(source, encodeWav(caller, 8000))
+  const seconds = Math.ceil(caller.length / 8000) + 5
+  const run = runBaresip({ source, dial: `sip:1000@127.0.0.1:${stack.sipPort}`, seconds, sipPort: await freePort() })
+  t.teardown(() => run.kill())
+
+  // The engine ends the call (BYE) long before baresip's own timer would.
+  const call = await waitFor(async () => {
+    const page = await api<{ data: CallRecord[] }>('/v1/calls?number=1000')
+    const c = page.data[0]
+    return c && c.status === 'completed' ? c : null
+  }, (seconds - 5) * 1000, 'the call to 1000 completed')
+  t.equal(call.hangupBy, 'agent', 'the engine hung up (BYE from our side), after the goodbye')
+  run.kill()
+  const res = await run.done
+  t.match(res.log, /terminated|closed|BYE/i, 'baresip saw the call end')
+
+  // The stored record, as the API shows it.
+  const rec = await waitFor(async () => {
+    const c = await api<CallRecord>(`/v1/calls/${call.id}`)
+    return c.transcript.some((e) => e.role === 'assistant' && e.text === FAREWELL) ? c : null
+  }, 15_000, 'the farewell in the stored transcript')
+  t.comment(`transcript: ${JSON.stringify(rec.transcript)}`)
+  const said = rec.transcript.filter((e) => e.role === 'user').map((e) => words(e.text))
+  t.same(said, ['what can you do', 'goodbye'], 'the caller\'s two phrases, recognised word for word')
+  const agent = rec.transcript.filter((e) => e.role === 'assistant').map((e) => e.text)
+  t.same(agent, [GREETING, CAPABILITIES, FAREWELL], 'greeting, the rule\'s reply (not the fallback), the farewell')
+  t.equal(rec.timings.length, 3, 'one timing per agent turn')
+  t.match(rec.timings[0], { trigger: 'greeting' })
+  for (const tm of rec.timings.slice(1)) {
+    t.match(tm, { trigger: 'speech', totalMs: Number, sttMs: Number, llmMs: Number, ttsMs: Number }, 'a spoken turn has its waterfall')
+  }
+
+  // What the caller actually heard over RTP. The agent speaks a sentence at a
+  // time (espeak-ng leaves ~300 ms after each; commas pause < 200 ms), so the
+  // dump is cut into sentences at the pauses and each is recognised against
+  // every sentence of the demo's lines. A sentence with a word the recogniser's
+  // dictionary lacks ("Callplane") cannot be checked this way and is skipped.
+  t.ok(res.heardWav, 'baresip dumped what it heard')
+  const heard = parseWav(readFileSync(res.heardWav!))
+  if (process.env.JOURNEY_KEEP) writeFileSync(process.env.JOURNEY_KEEP, readFileSync(res.heardWav!))
+  const dict = dictionary()
+  const sentences = (line: string) => line.split(/(?<=[.?!])\s+/).filter((s) => words(s).split(' ').every((w) => dict.has(w)))
+  const expected = [GREETING, CAPABILITIES, FAREWELL].flatMap(sentences)
+  const grammar = [...expected, ...sentences(NEVER_SAID)]
+  const recognised: string[] = []
+  for (const spurt of talkSpurts(heard.pcm, 8000, 240)) recognised.push(...(await recognize(spurt, grammar)).map(words))
+  t.comment(`heard: ${JSON.stringify(recognised)}`)
+  for (const s of expected) t.ok(recognised.includes(words(s)), `the caller heard: "${s}"`)
+  for (const s of sentences(NEVER_SAID)) t.notOk(recognised.includes(words(s)), `and not "${s}", which the agent never said`)
+})
