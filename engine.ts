@@ -230,6 +230,7 @@ export class Engine {
       started.push(() => api.close())
       const webhookWorker = new WebhookWorker({
         store, logger: logger.child({ component: 'webhooks' }),
+        retryScheduleMs: config.webhookRetrySchedule, disableAfterMs: config.webhookDisableAfterMs,
         deliveries: new Counter({ name: 'callplane_webhook_deliveries_total', help: 'Webhook delivery attempts by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
       })
       webhookWorker.start()

@@ -27,6 +27,10 @@ export interface Config {
   logLevel: LogLevel
   /** Seconds the drain on SIGTERM waits for BYEs and the store before exiting. */
   shutdownTimeoutSec: number
+  /** Delays (ms) before each retry of a failed webhook delivery; the first attempt is immediate. */
+  webhookRetrySchedule: number[]
+  /** A webhook failing continuously for this long (ms) is disabled. */
+  webhookDisableAfterMs: number
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
@@ -89,6 +93,25 @@ const hostPort = (raw: string, name: string): string => {
   port(m[2]!, name)
   return raw
 }
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+/** `250ms`, `5s`, `30m`, `2h`, `5d` (or `0`) → milliseconds. */
+const duration = (raw: string, name: string): number => {
+  const m = /^(\d+)(ms|s|m|h|d)$/.exec(raw)
+  if (raw === '0') return 0
+  if (!m) throw new ConfigError(name, `must be a duration like 500ms, 5s, 30m, 2h or 5d, got '${raw}'`)
+  return Number(m[1]) * DURATION_UNITS[m[2]!]!
+}
+const positiveDuration = (raw: string, name: string): number => {
+  const ms = duration(raw, name)
+  if (ms <= 0) throw new ConfigError(name, `must be a positive duration, got '${raw}'`)
+  return ms
+}
+/** Comma-separated durations, at least one, at most 50. */
+const durationList = (raw: string, name: string): number[] => {
+  const parts = raw.split(',').map((p) => p.trim())
+  if (parts.length > 50) throw new ConfigError(name, `must list at most 50 durations, got ${parts.length}`)
+  return parts.map((p) => duration(p, name))
+}
 const level = (raw: string, name: string): LogLevel => {
   if ((LOG_LEVELS as readonly string[]).includes(raw)) return raw as LogLevel
   throw new ConfigError(name, `must be one of ${LOG_LEVELS.join(', ')}, got '${raw}'`)
@@ -114,6 +137,9 @@ export const CONFIG_VARS = {
   secretsKey: { env: 'SECRETS_KEY', default: undefined, parse: optional(text), doc: 'Key that encrypts stored secrets (outbound SIP passwords, webhook secrets); unset → generated once into DATA_DIR/secrets.key.' },
   logLevel: { env: 'LOG_LEVEL', default: 'info', parse: level, doc: `Log level: ${LOG_LEVELS.join(', ')}.` },
   shutdownTimeoutSec: { env: 'SHUTDOWN_TIMEOUT', default: 10, parse: positiveInt(600), doc: 'Seconds a SIGTERM drain may take before exiting anyway.' },
+  // Svix's schedule (https://docs.svix.com/retries): immediately, then these delays.
+  webhookRetrySchedule: { env: 'WEBHOOK_RETRY_SCHEDULE', default: [5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000], parse: durationList, doc: 'Delays before each retry of a failed webhook delivery (the first attempt is immediate), comma-separated. While the endpoint keeps failing, the last delay repeats.' },
+  webhookDisableAfterMs: { env: 'WEBHOOK_DISABLE_AFTER', default: 432_000_000, parse: positiveDuration, doc: 'A webhook whose every attempt has failed for this long is disabled; its events keep being queued and are delivered when it is re-enabled.' },
 } satisfies { [K in keyof Config]: VarSpec<Config[K]> }
 
 /** Reads CONFIG_FILE (YAML). Keys may be the env names (SIP_PORT) or the camelCase names (sipPort). */

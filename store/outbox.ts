@@ -46,8 +46,8 @@ export const toEvent = (r: EventRow): CallplaneEvent => ({
 
 /**
  * The transactional outbox. `transaction(fn)` gives `fn` a client and an `emit`
- * that writes the event row and one pending delivery per subscribed, enabled
- * webhook, all in the caller's transaction. After COMMIT the events reach the
+ * that writes the event row and one pending delivery per subscribed webhook
+ * (enabled, or disabled by the engine), all in the caller's transaction. After COMMIT the events reach the
  * in-process bus; on a real PostgreSQL they go through NOTIFY instead, so every
  * node's bus (and its WebSocket clients) sees every node's events.
  */
@@ -136,10 +136,12 @@ export async function writeEvent(
     'INSERT INTO events (id, account_id, type, call_id, data) VALUES ($1, $2, $3, $4, $5) RETURNING *',
     [id, accountId, type, callId, JSON.stringify(data)],
   )
+  // A webhook the engine disabled (disabledReason set) keeps queuing, so that
+  // enabling it again delivers everything it missed; one the user disabled does not.
   await c.query(
     `INSERT INTO webhook_deliveries (id, account_id, webhook_id, event_id)
      SELECT gen_random_uuid(), account_id, id, $2 FROM webhooks
-      WHERE account_id = $1 AND enabled AND $3 = ANY(events)`,
+      WHERE account_id = $1 AND (enabled OR disabled_reason IS NOT NULL) AND $3 = ANY(events)`,
     [accountId, id, type],
   )
   return toEvent(rows[0]!)

@@ -1,10 +1,18 @@
 import { randomBytes, randomUUID } from 'node:crypto'
-import { pageQuery, type Page, type PageRequest, type Queryable } from './common.ts'
+import { iso, pageQuery, type Page, type PageRequest, type Queryable } from './common.ts'
 import { limitExceeded } from './errors.ts'
 import type { SecretBox } from './secrets.ts'
 import { toEvent, type CallplaneEvent, type EventType } from './outbox.ts'
 
 export const MAX_WEBHOOKS_PER_ACCOUNT = 10
+
+/**
+ * `active`: delivering; `failing`: enabled, every attempt since `failingSince`
+ * failed (events keep being queued and retried); `disabled`: no attempts (by
+ * the user, or by the engine after failing continuously for WEBHOOK_DISABLE_AFTER).
+ */
+export const WEBHOOK_STATUSES = ['active', 'failing', 'disabled'] as const
+export type WebhookStatus = (typeof WEBHOOK_STATUSES)[number]
 
 /** Fonella shape: the secret is returned by create only. */
 export interface Webhook {
@@ -14,9 +22,13 @@ export interface Webhook {
   events: EventType[]
   description: string | null
   enabled: boolean
+  status: WebhookStatus
   failureCount: number
+  failingSince: string | null
   lastDeliveredAt: string | null
   lastFailedAt: string | null
+  lastError: string | null
+  disabledAt: string | null
   disabledReason: string | null
   createdAt: string
   updatedAt: string
@@ -31,13 +43,14 @@ export interface WebhookInput {
 
 interface Row {
   id: string; seq: string; account_id: string; url: string; events: string[]; description: string | null; secret_sealed: string
-  enabled: boolean; failure_count: number; last_delivered_at: Date | null; last_failed_at: Date | null; disabled_reason: string | null
-  created_at: Date; updated_at: Date
+  enabled: boolean; failure_count: number; failing_since: Date | null; last_delivered_at: Date | null; last_failed_at: Date | null
+  last_error: string | null; disabled_at: Date | null; disabled_reason: string | null; created_at: Date; updated_at: Date
 }
 const toWebhook = (r: Row): Webhook => ({
   id: r.id, accountId: r.account_id, url: r.url, events: r.events as EventType[], description: r.description, enabled: r.enabled,
-  failureCount: r.failure_count, lastDeliveredAt: r.last_delivered_at?.toISOString() ?? null, lastFailedAt: r.last_failed_at?.toISOString() ?? null,
-  disabledReason: r.disabled_reason, createdAt: r.created_at.toISOString(), updatedAt: r.updated_at.toISOString(),
+  status: !r.enabled ? 'disabled' : r.failing_since ? 'failing' : 'active',
+  failureCount: r.failure_count, failingSince: iso(r.failing_since), lastDeliveredAt: iso(r.last_delivered_at), lastFailedAt: iso(r.last_failed_at),
+  lastError: r.last_error, disabledAt: iso(r.disabled_at), disabledReason: r.disabled_reason, createdAt: r.created_at.toISOString(), updatedAt: r.updated_at.toISOString(),
 })
 
 /** Standard Webhooks secrets: `whsec_` + base64 of 24 random bytes. */
@@ -46,7 +59,10 @@ export const generateWebhookSecret = () => `whsec_${randomBytes(24).toString('ba
 /** A delivery the worker claimed: the event, where it goes and the secret to sign with. */
 export interface ClaimedDelivery {
   id: string
+  /** This attempt's number (1 = first); also the claim's fencing token. */
   attempts: number
+  /** The previous attempt, or when the delivery was queued. */
+  previousAttemptAt: Date
   webhookId: string
   url: string
   secret: string
@@ -61,8 +77,8 @@ export class WebhookRepository {
     if (Number(n!.n) >= MAX_WEBHOOKS_PER_ACCOUNT) throw limitExceeded('webhooks', MAX_WEBHOOKS_PER_ACCOUNT)
     const secret = generateWebhookSecret()
     const { rows } = await this.db.query<Row>(
-      `INSERT INTO webhooks (id, account_id, url, events, description, secret_sealed, enabled)
-       VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *`,
+      `INSERT INTO webhooks (id, account_id, url, events, description, secret_sealed, enabled, disabled_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $7 THEN NULL ELSE now() END) RETURNING *`,
       [randomUUID(), accountId, input.url, [...new Set(input.events)], input.description ?? null, this.secrets.seal(secret), input.enabled ?? true],
     )
     return { webhook: toWebhook(rows[0]!), secret }
@@ -77,18 +93,32 @@ export class WebhookRepository {
     return pageQuery<Row, Webhook>(this.db, { table: 'webhooks', accountId, order: 'asc', page }, toWebhook)
   }
 
-  /** Re-enabling (enabled: false → true) resets failureCount, as in Fonella. */
+  /**
+   * `enabled: true` on a disabled webhook starts it afresh (failureCount 0, no
+   * failingSince/disabledAt/disabledReason, as in Fonella); on any webhook it makes
+   * its pending deliveries due now, so a backlog goes out at once instead of at
+   * each delivery's next retry. `enabled: false` stops attempts; the webhook then
+   * queues nothing until it is enabled again (the user's choice, unlike an
+   * automatic disable, which keeps queuing).
+   */
   async update(accountId: string, id: string, patch: Partial<WebhookInput>): Promise<Webhook | null> {
     const { rows } = await this.db.query<Row>(
-      `UPDATE webhooks SET
-         url = COALESCE($3, url),
-         events = COALESCE($4, events),
-         description = CASE WHEN $5::boolean THEN $6 ELSE description END,
-         failure_count = CASE WHEN $7::boolean IS TRUE AND NOT enabled THEN 0 ELSE failure_count END,
-         disabled_reason = CASE WHEN $7::boolean IS NOT NULL THEN NULL ELSE disabled_reason END,
-         enabled = COALESCE($7, enabled),
-         updated_at = now()
-       WHERE account_id = $1 AND id = $2 RETURNING *`,
+      `WITH upd AS (
+         UPDATE webhooks SET
+           url = COALESCE($3, url),
+           events = COALESCE($4, events),
+           description = CASE WHEN $5::boolean THEN $6 ELSE description END,
+           failure_count = CASE WHEN $7::boolean IS TRUE AND NOT enabled THEN 0 ELSE failure_count END,
+           failing_since = CASE WHEN $7::boolean IS TRUE AND NOT enabled THEN NULL ELSE failing_since END,
+           disabled_at = CASE WHEN $7::boolean IS TRUE THEN NULL WHEN $7::boolean IS FALSE THEN COALESCE(disabled_at, now()) ELSE disabled_at END,
+           disabled_reason = CASE WHEN $7::boolean IS NOT NULL THEN NULL ELSE disabled_reason END,
+           enabled = COALESCE($7, enabled),
+           updated_at = now()
+         WHERE account_id = $1 AND id = $2 RETURNING *),
+       flush AS (
+         UPDATE webhook_deliveries SET next_attempt_at = now()
+          WHERE webhook_id = $2 AND status = 'pending' AND next_attempt_at > now() AND $7::boolean IS TRUE AND EXISTS (SELECT 1 FROM upd))
+       SELECT * FROM upd`,
       [accountId, id, patch.url ?? null, patch.events ? [...new Set(patch.events)] : null, patch.description !== undefined, patch.description ?? null, patch.enabled ?? null],
     )
     return rows[0] ? toWebhook(rows[0]) : null
@@ -109,56 +139,117 @@ export class WebhookRepository {
   // ---- worker side ----
 
   /**
-   * Claims up to `limit` due deliveries of enabled webhooks by leasing them
-   * for `leaseMs`; a claim that is never settled (crash, restart) is due again
-   * when the lease runs out.
+   * Claims up to `limit` due deliveries of enabled webhooks by leasing them for
+   * `leaseMs`; a claim that is never settled (crash, restart) is due again when
+   * the lease runs out. Each webhook is a lane: at most `perEndpoint` of its
+   * deliveries are leased at once, counted across every node, so a slow or
+   * hanging endpoint holds at most that many slots and the others' deliveries
+   * are claimed past it. Within a lane, oldest due first.
    */
-  async claimDue(limit: number, leaseMs: number): Promise<ClaimedDelivery[]> {
+  async claimDue(opts: { limit: number; leaseMs: number; perEndpoint: number }): Promise<ClaimedDelivery[]> {
     const { rows } = await this.db.query<{
-      id: string; attempts: number; webhook_id: string; url: string; secret_sealed: string
+      id: string; attempts: number; previous_attempt_at: Date; webhook_id: string; url: string; secret_sealed: string
       ev_id: string; type: string; account_id: string; call_id: string | null; created_at: Date; data: Record<string, unknown>
     }>(
-      `WITH due AS (
-         SELECT d.id FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id
-          WHERE d.status = 'pending' AND d.next_attempt_at <= now() AND w.enabled
-            AND (d.locked_until IS NULL OR d.locked_until < now())
-          ORDER BY d.next_attempt_at, d.seq LIMIT $1 FOR UPDATE OF d SKIP LOCKED)
-       UPDATE webhook_deliveries d SET locked_until = now() + ($2 || ' milliseconds')::interval, attempts = d.attempts + 1
+      `WITH lanes AS (
+         SELECT w.id, $3::int - (SELECT count(*) FROM webhook_deliveries x
+                                  WHERE x.webhook_id = w.id AND x.status = 'pending' AND x.locked_until > now())::int AS free
+           FROM webhooks w WHERE w.enabled),
+       due AS (
+         SELECT d.id, d.previous_attempt_at FROM lanes l CROSS JOIN LATERAL (
+           SELECT d.id, d.next_attempt_at, d.seq, COALESCE(d.last_attempt_at, d.created_at) AS previous_attempt_at FROM webhook_deliveries d
+            WHERE d.webhook_id = l.id AND d.status = 'pending' AND d.next_attempt_at <= now()
+              AND (d.locked_until IS NULL OR d.locked_until <= now())
+            ORDER BY d.next_attempt_at, d.seq LIMIT GREATEST(l.free, 0)
+            FOR UPDATE OF d SKIP LOCKED) d
+         ORDER BY d.next_attempt_at, d.seq LIMIT $1)
+       UPDATE webhook_deliveries d SET locked_until = now() + ($2 || ' milliseconds')::interval, attempts = d.attempts + 1, last_attempt_at = now()
          FROM due, webhooks w, events e
         WHERE d.id = due.id AND w.id = d.webhook_id AND e.id = d.event_id
-       RETURNING d.id, d.attempts, d.webhook_id, w.url, w.secret_sealed, e.id AS ev_id, e.type, e.account_id, e.call_id, e.created_at, e.data`,
-      [limit, String(leaseMs)],
+       RETURNING d.id, d.attempts, due.previous_attempt_at, d.webhook_id, w.url, w.secret_sealed,
+                 e.id AS ev_id, e.type, e.account_id, e.call_id, e.created_at, e.data`,
+      [opts.limit, String(opts.leaseMs), opts.perEndpoint],
     )
     return rows.map((r) => ({
-      id: r.id, attempts: r.attempts, webhookId: r.webhook_id, url: r.url, secret: this.secrets.open(r.secret_sealed),
+      id: r.id, attempts: r.attempts, previousAttemptAt: r.previous_attempt_at, webhookId: r.webhook_id, url: r.url, secret: this.secrets.open(r.secret_sealed),
       event: toEvent({ id: r.ev_id, type: r.type, account_id: r.account_id, call_id: r.call_id, created_at: r.created_at, data: r.data }),
     }))
   }
 
-  async markDelivered(deliveryId: string, webhookId: string, status: number): Promise<void> {
-    await this.db.query(
-      `WITH d AS (UPDATE webhook_deliveries SET status = 'delivered', delivered_at = now(), locked_until = NULL, last_status = $3, last_error = NULL WHERE id = $1)
-       UPDATE webhooks SET last_delivered_at = now(), failure_count = 0 WHERE id = $2`,
-      [deliveryId, webhookId, status],
+  /**
+   * Records a 2xx: the delivery is done and the webhook healthy. When the webhook
+   * was failing it has recovered: its other pending deliveries (waiting for their
+   * next retry, possibly hours away) become due now. Returns how many did.
+   */
+  async markDelivered(d: Pick<ClaimedDelivery, 'id' | 'webhookId'>, status: number): Promise<{ flushed: number }> {
+    // A success stands even if the lease ran out meanwhile (the other claim's
+    // settle then finds the row delivered and changes nothing).
+    const { rows } = await this.db.query<{ flushed: string }>(
+      `WITH done AS (
+         UPDATE webhook_deliveries SET status = 'delivered', delivered_at = now(), locked_until = NULL, last_status = $3, last_error = NULL
+          WHERE id = $1 AND status = 'pending' RETURNING id),
+       was AS (SELECT failing_since FROM webhooks WHERE id = $2),
+       healthy AS (
+         -- A success on a webhook the engine disabled meanwhile (another attempt's
+         -- failure crossed the window while this one was in flight) enables it again.
+         UPDATE webhooks SET last_delivered_at = now(), failure_count = 0, failing_since = NULL,
+                enabled = enabled OR disabled_reason IS NOT NULL,
+                disabled_at = CASE WHEN disabled_reason IS NOT NULL THEN NULL ELSE disabled_at END, disabled_reason = NULL
+          WHERE id = $2 RETURNING id),
+       flush AS (
+         UPDATE webhook_deliveries SET next_attempt_at = now()
+          WHERE webhook_id = $2 AND status = 'pending' AND id <> $1 AND next_attempt_at > now()
+            AND (SELECT failing_since FROM was) IS NOT NULL RETURNING id)
+       SELECT (SELECT count(*) FROM flush) AS flushed`,
+      [d.id, d.webhookId, status],
     )
+    return { flushed: Number(rows[0]?.flushed ?? 0) }
   }
 
   /**
-   * Records a failed attempt: the delivery is retried at `retryAt` (or given up
-   * when null), and the webhook's failureCount grows; at `disableAfter`
-   * consecutive failures the webhook is disabled. Returns whether it was.
+   * Records a failed attempt of a claim (fenced by its attempt number: a stale
+   * claim whose lease another node took over changes nothing).
+   *  - `retryAt`: when to try again. When the schedule is used up (`exhausted`)
+   *    the delivery is given up (`failed`) only if the endpoint accepted another
+   *    delivery since this one's previous attempt: the receiver works and refuses
+   *    this event. Otherwise the endpoint is down and the delivery keeps waiting
+   *    for it (at `retryAt`, the schedule's last delay).
+   *  - The webhook's failureCount grows and `failingSince` starts; a webhook
+   *    failing for `disableAfterMs` is disabled, its deliveries (and new events)
+   *    wait for it to be enabled again.
    */
-  async markFailed(deliveryId: string, webhookId: string, error: string, status: number | null, retryAt: Date | null, disableAfter: number): Promise<boolean> {
-    const { rows } = await this.db.query<{ enabled: boolean }>(
-      `WITH d AS (UPDATE webhook_deliveries SET status = CASE WHEN $4::timestamptz IS NULL THEN 'failed' ELSE 'pending' END,
-                    next_attempt_at = COALESCE($4::timestamptz, next_attempt_at), locked_until = NULL, last_error = $3, last_status = $5
-                  WHERE id = $1)
-       UPDATE webhooks SET failure_count = failure_count + 1, last_failed_at = now(),
-              enabled = CASE WHEN failure_count + 1 >= $6 THEN false ELSE enabled END,
-              disabled_reason = CASE WHEN failure_count + 1 >= $6 AND enabled THEN 'too many consecutive failures' ELSE disabled_reason END
-        WHERE id = $2 RETURNING enabled`,
-      [deliveryId, webhookId, error.slice(0, 500), retryAt, status, disableAfter],
+  async markFailed(
+    d: Pick<ClaimedDelivery, 'id' | 'webhookId' | 'attempts' | 'previousAttemptAt'>,
+    outcome: { error: string; status: number | null; retryAt: Date; exhausted: boolean; disableAfterMs: number; disabledReason: string },
+  ): Promise<{ settled: boolean; gaveUp: boolean; disabled: boolean }> {
+    const { rows } = await this.db.query<{ gave_up: boolean; enabled: boolean; was_enabled: boolean }>(
+      `WITH was AS (SELECT enabled, last_delivered_at FROM webhooks WHERE id = $2),
+       settled AS (
+         UPDATE webhook_deliveries SET
+           status = CASE WHEN $6::boolean AND (SELECT last_delivered_at FROM was) > $7::timestamptz THEN 'failed' ELSE 'pending' END,
+           next_attempt_at = $4::timestamptz, locked_until = NULL, last_error = $3, last_status = $5
+          WHERE id = $1 AND status = 'pending' AND attempts = $8 RETURNING status),
+       hook AS (
+         UPDATE webhooks SET failure_count = failure_count + 1, last_failed_at = now(), last_error = $3,
+                failing_since = COALESCE(failing_since, now()),
+                enabled = CASE WHEN failing_since <= now() - ($9 || ' milliseconds')::interval THEN false ELSE enabled END,
+                disabled_at = CASE WHEN enabled AND failing_since <= now() - ($9 || ' milliseconds')::interval THEN now() ELSE disabled_at END,
+                disabled_reason = CASE WHEN enabled AND failing_since <= now() - ($9 || ' milliseconds')::interval THEN $10 ELSE disabled_reason END
+          WHERE id = $2 AND EXISTS (SELECT 1 FROM settled) RETURNING enabled)
+       SELECT (SELECT status = 'failed' FROM settled) AS gave_up, (SELECT enabled FROM hook) AS enabled, (SELECT enabled FROM was) AS was_enabled`,
+      [d.id, d.webhookId, outcome.error.slice(0, 500), outcome.retryAt, outcome.status, outcome.exhausted, d.previousAttemptAt, d.attempts,
+        String(outcome.disableAfterMs), outcome.disabledReason],
     )
-    return rows[0] ? !rows[0].enabled : false
+    const r = rows[0]
+    const settled = r?.enabled != null
+    return { settled, gaveUp: r?.gave_up === true, disabled: settled && r!.was_enabled && !r!.enabled }
+  }
+
+  /** Gives a claim back unattempted (the worker is stopping): due again at once, on any node. */
+  async releaseClaim(d: Pick<ClaimedDelivery, 'id' | 'attempts'>): Promise<void> {
+    await this.db.query(
+      `UPDATE webhook_deliveries SET locked_until = NULL, attempts = attempts - 1 WHERE id = $1 AND status = 'pending' AND attempts = $2`,
+      [d.id, d.attempts],
+    )
   }
 }

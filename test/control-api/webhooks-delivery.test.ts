@@ -14,7 +14,7 @@ import { v1Routes } from '../../control-api/routes/v1.ts'
 import { WebhookWorker, type WebhookWorkerOptions } from '../../control-api/webhook-worker.ts'
 import { openTestDatabase, silent, call } from './helpers.ts'
 
-type Mode = 'up' | 'down' | 'hang'
+type Mode = 'up' | 'down' | 'hang' | 'slow'
 
 /** A local webhook receiver that verifies Standard Webhooks signatures. */
 function receiver() {
@@ -23,6 +23,10 @@ function receiver() {
   const accepted: Array<{ path: string; id: string; type: string; body: any }> = []
   const rejectedSignatures: string[] = []
   const hung: ServerResponse[] = []
+  /** 'slow' requests, answered when the test says so. */
+  const held: Array<() => void> = []
+  /** Call ids whose events a path refuses with 400 (a receiver that rejects one event). */
+  const refuse = new Set<string>()
   let attempts = 0
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = []
@@ -40,22 +44,33 @@ function receiver() {
         return
       }
       const body = Buffer.concat(chunks).toString('utf8')
-      try {
-        const payload = new Webhook(secrets.get(path)!).verify(body, req.headers as Record<string, string>) as any
-        accepted.push({ path, id: req.headers['webhook-id'] as string, type: payload.type, body: payload })
-        res.writeHead(204).end()
-      } catch {
-        rejectedSignatures.push(req.headers['webhook-id'] as string)
-        res.writeHead(400).end('bad signature')
+      const answer = () => {
+        try {
+          const payload = new Webhook(secrets.get(path)!).verify(body, req.headers as Record<string, string>) as any
+          if (refuse.has(payload.data?.call?.id)) {
+            res.writeHead(400).end('refused')
+            return
+          }
+          accepted.push({ path, id: req.headers['webhook-id'] as string, type: payload.type, body: payload })
+          res.writeHead(204).end()
+        } catch {
+          rejectedSignatures.push(req.headers['webhook-id'] as string)
+          res.writeHead(400).end('bad signature')
+        }
       }
+      if (mode === 'slow') held.push(answer)
+      else answer()
     })
   })
   return {
-    server, secrets, modes, accepted, rejectedSignatures, hung,
+    server, secrets, modes, accepted, rejectedSignatures, hung, held, refuse,
     get attempts() { return attempts },
     url: (path: string) => `http://127.0.0.1:${(server.address() as { port: number }).port}${path}`,
     releaseHung() {
       for (const r of hung.splice(0)) r.destroy()
+    },
+    answerHeld() {
+      for (const a of held.splice(0)) a()
     },
   }
 }
@@ -69,13 +84,14 @@ async function until(what: string, fn: () => boolean | Promise<boolean>, ms = 20
   throw new Error(`timed out waiting for: ${what}`)
 }
 
-const WORKER: Omit<WebhookWorkerOptions, 'store' | 'logger'> = { pollIntervalMs: 100, backoffMs: [200, 400], leaseMs: 3000, timeoutMs: 1500, maxAttempts: 50, disableAfter: 1000 }
+const WORKER: Omit<WebhookWorkerOptions, 'store' | 'logger'> = { pollIntervalMs: 100, retryScheduleMs: [200, 400], leaseMs: 3000, timeoutMs: 1500 }
 
 t.test('webhook delivery', async (t) => {
   const rx = receiver()
   await new Promise<void>((r) => rx.server.listen(0, '127.0.0.1', r))
   t.teardown(() => {
     rx.releaseHung()
+    rx.answerHeld()
     rx.server.close()
   })
 
@@ -145,7 +161,7 @@ t.test('webhook delivery', async (t) => {
     await until('failures counted', async () => (await call(app, adminKey, 'GET', `/v1/webhooks/${wh.id}`)).json().failureCount >= 3)
     const down = (await call(app, adminKey, 'GET', `/v1/webhooks/${wh.id}`)).json()
     t.ok(down.lastFailedAt, 'lastFailedAt set')
-    t.equal(down.enabled, true)
+    t.match(down, { enabled: true, status: 'failing', failingSince: String, lastError: 'HTTP 503' })
     t.equal(rx.accepted.filter((a) => a.path === '/b').length, 0)
     rx.modes.set('/b', 'up')
     await until('3 deliveries on /b', () => rx.accepted.filter((a) => a.path === '/b').length >= 3)
@@ -159,29 +175,143 @@ t.test('webhook delivery', async (t) => {
     await call(app, adminKey, 'DELETE', `/v1/webhooks/${wh.id}`)
   })
 
-  t.test('repeated failures disable the webhook; re-enabling resets failureCount and resumes delivery', async (t) => {
+  t.test('receiver down far past the old 20-failure limit while events keep coming: stays enabled, all delivered once when it is back', async (t) => {
     await worker.stop()
-    worker = new WebhookWorker({ store, logger: silent, ...WORKER, disableAfter: 3 })
+    // Retries used up quickly, then a long wait: only the recovery (not the schedule) can bring the backlog in time.
+    worker = new WebhookWorker({ store, logger: silent, ...WORKER, retryScheduleMs: [50, 100, 120_000] })
     worker.start()
-    const wh = await subscribe('/c', ['call.started'])
-    rx.modes.set('/c', 'down')
-    const c = await newCall()
-    await until('disabled', async () => (await call(app, adminKey, 'GET', `/v1/webhooks/${wh.id}`)).json().enabled === false)
-    const disabled = (await call(app, adminKey, 'GET', `/v1/webhooks/${wh.id}`)).json()
-    t.match(disabled, { enabled: false, failureCount: 3, disabledReason: /failures/ })
-    const attempts = rx.attempts
-    await new Promise((r) => setTimeout(r, 700))
-    t.equal(rx.attempts, attempts, 'no attempts while disabled')
-    t.same((await call(app, adminKey, 'GET', `/v1/webhooks/${wh.id}/deliveries`)).json(), { pending: 1 }, 'the delivery waits')
-    rx.modes.set('/c', 'up')
-    const re = await call(app, adminKey, 'PATCH', `/v1/webhooks/${wh.id}`, { enabled: true })
-    t.match(re.json(), { enabled: true, failureCount: 0, disabledReason: null })
-    await until('delivered after re-enable', () => rx.accepted.some((a) => a.path === '/c'))
-    t.equal(rx.accepted.find((a) => a.path === '/c')!.body.data.call.id, c.id)
+    const wh = await subscribe('/f', ['call.started', 'call.ended'])
+    rx.modes.set('/f', 'down')
+    const calls = []
+    for (let i = 0; i < 15; i++) {
+      const c = await newCall()
+      await store.calls.end(c.id, { status: 'completed', endedReason: 'customer-ended', hangupBy: 'caller' })
+      calls.push(c)
+      await new Promise((r) => setTimeout(r, 60))
+    }
+    await until('more than 20 consecutive failures and every delivery past its schedule', async () => {
+      const { rows: [r] } = await db.pool.query<{ n: string }>(`SELECT count(*) AS n FROM webhook_deliveries WHERE webhook_id = $1 AND (attempts < 3 OR locked_until IS NOT NULL)`, [wh.id])
+      return (await call(app, adminKey, 'GET', `/v1/webhooks/${wh.id}`)).json().failureCount > 20 && r!.n === '0'
+    })
+    const down = (await call(app, adminKey, 'GET', `/v1/webhooks/${wh.id}`)).json()
+    t.match(down, { enabled: true, status: 'failing', lastError: 'HTTP 503', disabledAt: null })
+    t.ok(down.failureCount >= 90, `every attempt counted (${down.failureCount})`)
+    t.same((await call(app, adminKey, 'GET', `/v1/webhooks/${wh.id}/deliveries`)).json(), { pending: 30 }, 'nothing given up, nothing lost')
+    rx.modes.set('/f', 'up')
+    const last = await newCall() // its first attempt succeeds: the endpoint has recovered
+    await until('31 deliveries on /f', () => rx.accepted.filter((a) => a.path === '/f').length >= 31)
+    await new Promise((r) => setTimeout(r, 800)) // room for any duplicate to show up
+    const got = rx.accepted.filter((a) => a.path === '/f')
+    const { rows } = await db.pool.query<{ id: string }>(`SELECT id FROM events WHERE call_id = ANY($1) AND type IN ('call.started', 'call.ended')`, [[...calls, last].map((c) => c.id)])
+    t.equal(got.length, 31, 'no duplicates')
+    t.same(got.map((a) => a.id).sort(), rows.map((r) => r.id).sort(), 'every event once, by webhook-id')
+    t.same(rx.rejectedSignatures, [], 'all signatures valid')
+    t.match((await call(app, adminKey, 'GET', `/v1/webhooks/${wh.id}`)).json(), { status: 'active', failureCount: 0, failingSince: null })
     await call(app, adminKey, 'DELETE', `/v1/webhooks/${wh.id}`)
     await worker.stop()
     worker = new WebhookWorker({ store, logger: silent, ...WORKER })
     worker.start()
+  })
+
+  t.test('an event the receiver keeps refusing while it accepts others is given up after the schedule', async (t) => {
+    const wh = await subscribe('/g', ['call.started'])
+    const bad = await newCall()
+    rx.refuse.add(bad.id)
+    // Others keep being accepted between the refused event's attempts.
+    for (let i = 0; i < 4; i++) {
+      await newCall()
+      await new Promise((r) => setTimeout(r, 250))
+    }
+    await until('refused delivery given up', async () => (await call(app, adminKey, 'GET', `/v1/webhooks/${wh.id}/deliveries`)).json().failed === 1)
+    t.same((await call(app, adminKey, 'GET', `/v1/webhooks/${wh.id}/deliveries`)).json(), { delivered: 4, failed: 1 })
+    t.match((await call(app, adminKey, 'GET', `/v1/webhooks/${wh.id}`)).json(), { enabled: true, lastError: 'HTTP 400' })
+    rx.refuse.delete(bad.id)
+    await call(app, adminKey, 'DELETE', `/v1/webhooks/${wh.id}`)
+  })
+
+  t.test('two slow endpoints do not hold up a fast one', async (t) => {
+    await worker.stop()
+    worker = new WebhookWorker({ store, logger: silent, ...WORKER, timeoutMs: 30_000 })
+    worker.start()
+    const slow1 = await subscribe('/slow1', ['call.started', 'call.ended'])
+    const slow2 = await subscribe('/slow2', ['call.started', 'call.ended'])
+    const fast = await subscribe('/fast', ['call.started', 'call.ended'])
+    rx.modes.set('/slow1', 'slow')
+    rx.modes.set('/slow2', 'slow')
+    for (let i = 0; i < 10; i++) {
+      const c = await newCall()
+      await store.calls.end(c.id, { status: 'completed', endedReason: 'customer-ended', hangupBy: 'caller' })
+    }
+    // The slow receivers answer nothing until the fast one has all 20 (or 10 s have passed).
+    const fastCount = () => rx.accepted.filter((a) => a.path === '/fast').length
+    await until('fast endpoint has its 20 deliveries', () => fastCount() >= 20, 10_000).catch(() => {})
+    const fastBeforeSlow = fastCount()
+    const slowHeld = rx.held.length
+    t.equal(fastBeforeSlow, 20, 'all 20 fast deliveries arrived while both slow endpoints had answered nothing')
+    t.ok(slowHeld > 0 && slowHeld <= 8, `the slow endpoints hold only their own lanes' slots (${slowHeld} requests waiting)`)
+    // Let the slow ones answer, one round at a time, until all 20 each are in.
+    await until('slow endpoints served', () => {
+      rx.answerHeld()
+      return rx.accepted.filter((a) => a.path === '/slow1').length >= 20 && rx.accepted.filter((a) => a.path === '/slow2').length >= 20
+    }, 30_000)
+    await new Promise((r) => setTimeout(r, 500))
+    for (const p of ['/slow1', '/slow2', '/fast']) {
+      const ids = rx.accepted.filter((a) => a.path === p).map((a) => a.id)
+      t.equal(ids.length, 20, `${p}: 20 deliveries`)
+      t.equal(new Set(ids).size, 20, `${p}: each event once`)
+    }
+    for (const w of [slow1, slow2, fast]) await call(app, adminKey, 'DELETE', `/v1/webhooks/${w.id}`)
+    rx.modes.delete('/slow1')
+    rx.modes.delete('/slow2')
+    await worker.stop()
+    worker = new WebhookWorker({ store, logger: silent, ...WORKER })
+    worker.start()
+  })
+
+  t.test('failing continuously for the disable window disables the webhook; its events keep queuing; re-enabling delivers the backlog once', async (t) => {
+    await worker.stop()
+    worker = new WebhookWorker({ store, logger: silent, ...WORKER, disableAfterMs: 1500 })
+    worker.start()
+    const wh = await subscribe('/c', ['call.started'])
+    rx.modes.set('/c', 'down')
+    const before = [await newCall(), await newCall()]
+    await until('disabled', async () => (await call(app, adminKey, 'GET', `/v1/webhooks/${wh.id}`)).json().enabled === false)
+    const disabled = (await call(app, adminKey, 'GET', `/v1/webhooks/${wh.id}`)).json()
+    t.match(disabled, { enabled: false, status: 'disabled', failureCount: Number, disabledReason: /failed for 1500 ms/, lastError: 'HTTP 503', failingSince: String, disabledAt: String })
+    t.ok(Date.parse(disabled.disabledAt) - Date.parse(disabled.failingSince) >= 1500, 'disabled only after failing for the whole window')
+    // Events after the disable are still queued, not lost.
+    const after = [await newCall(), await newCall(), await newCall()]
+    const attempts = rx.attempts
+    await new Promise((r) => setTimeout(r, 700))
+    t.equal(rx.attempts, attempts, 'no attempts while disabled')
+    t.same((await call(app, adminKey, 'GET', `/v1/webhooks/${wh.id}/deliveries`)).json(), { pending: 5 }, 'every event waits, including those after the disable')
+    rx.modes.set('/c', 'up')
+    const re = await call(app, adminKey, 'PATCH', `/v1/webhooks/${wh.id}`, { enabled: true })
+    t.match(re.json(), { enabled: true, status: 'active', failureCount: 0, disabledReason: null, disabledAt: null, failingSince: null })
+    await until('backlog delivered after re-enable', () => rx.accepted.filter((a) => a.path === '/c').length >= 5)
+    await new Promise((r) => setTimeout(r, 800)) // room for any duplicate to show up
+    const got = rx.accepted.filter((a) => a.path === '/c')
+    t.same(got.map((a) => a.body.data.call.id).sort(), [...before, ...after].map((c) => c.id).sort(), 'each event once')
+    t.equal(new Set(got.map((a) => a.id)).size, 5, 'distinct webhook-ids')
+    t.same(rx.rejectedSignatures, [])
+    t.same((await call(app, adminKey, 'GET', `/v1/webhooks/${wh.id}/deliveries`)).json(), { delivered: 5 })
+    await call(app, adminKey, 'DELETE', `/v1/webhooks/${wh.id}`)
+    await worker.stop()
+    worker = new WebhookWorker({ store, logger: silent, ...WORKER })
+    worker.start()
+  })
+
+  t.test('a webhook the user disables queues nothing until enabled again', async (t) => {
+    const wh = await subscribe('/e', ['call.started'])
+    const off = await call(app, adminKey, 'PATCH', `/v1/webhooks/${wh.id}`, { enabled: false })
+    t.match(off.json(), { enabled: false, status: 'disabled', disabledReason: null, disabledAt: String })
+    await newCall()
+    t.same((await call(app, adminKey, 'GET', `/v1/webhooks/${wh.id}/deliveries`)).json(), {}, 'nothing queued')
+    await call(app, adminKey, 'PATCH', `/v1/webhooks/${wh.id}`, { enabled: true })
+    const c = await newCall()
+    await until('delivered once enabled', () => rx.accepted.some((a) => a.path === '/e'))
+    t.same(rx.accepted.filter((a) => a.path === '/e').map((a) => a.body.data.call.id), [c.id])
+    await call(app, adminKey, 'DELETE', `/v1/webhooks/${wh.id}`)
   })
 
   t.test('a restart mid-delivery still delivers', async (t) => {
