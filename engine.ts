@@ -128,6 +128,7 @@ export class Engine {
           controlHost: '127.0.0.1',
           controlPort: config.drachtioPort,
           secret: config.drachtioSecret,
+          sourceLimits: { invitesPerSecond: config.sipInviteRatePerSource, requestsPerSecond: config.sipRequestRatePerSource, burstSeconds: config.sipRateBurstSec },
           logger: logger.child({ component: 'sip-server' }),
           registry,
         })

@@ -46,6 +46,9 @@ export async function startEngineProcess(opts: { env?: Record<string, string>; r
       DRACHTIO_PORT: String(drachtioPort),
       RTP_PORT_MIN: String(rtp.min), RTP_PORT_MAX: String(rtp.max),
       DATA_DIR: dataDir, BOOTSTRAP_API_KEY: apiKey, LOG_LEVEL: 'warn',
+      // Capacity benches load the engine from one loopback source, which the per-source
+      // limits exist to stop; bench/sip-flood.ts starts its own engine with them on.
+      SIP_INVITE_RATE_PER_SOURCE: '0', SIP_REQUEST_RATE_PER_SOURCE: '0',
       ...opts.env,
     },
   })

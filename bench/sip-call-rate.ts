@@ -92,6 +92,8 @@ const sipPort = await freePort()
 const controlPort = await freePort()
 const server = await start('sip-server', 'sip/server/main.ts', {
   SIP_HOST: '127.0.0.1', SIP_PORT: String(sipPort), DRACHTIO_PORT: String(controlPort), LOG_LEVEL: 'warn',
+  // the ladder loads from one source: per-source limits off (bench/sip-flood.ts measures them)
+  SIP_INVITE_RATE_PER_SOURCE: '0', SIP_REQUEST_RATE_PER_SOURCE: '0',
 })
 const app = await start('srf-uas', 'bench/apps/srf-uas.ts', { DRACHTIO_HOST: '127.0.0.1', DRACHTIO_PORT: String(controlPort) })
 const target = `127.0.0.1:${sipPort}`

@@ -11,6 +11,10 @@ export interface Config {
   sipHost: string
   sipPort: number
   sipExternalAddress: string | undefined
+  /** Per-source limits of the embedded SIP server (new out-of-dialog requests per second; 0 = off). */
+  sipInviteRatePerSource: number
+  sipRequestRatePerSource: number
+  sipRateBurstSec: number
   httpHost: string
   httpPort: number
   rtpPortMin: number
@@ -64,6 +68,10 @@ const positiveInt = (max: number) => (raw: string, name: string): number => {
   if (!/^\d+$/.test(raw) || Number(raw) < 1 || Number(raw) > max) {
     throw new ConfigError(name, `must be an integer 1-${max}, got '${raw}'`)
   }
+  return Number(raw)
+}
+const nonNegativeInt = (max: number) => (raw: string, name: string): number => {
+  if (!/^\d+$/.test(raw) || Number(raw) > max) throw new ConfigError(name, `must be an integer 0-${max}, got '${raw}'`)
   return Number(raw)
 }
 const host = (raw: string, name: string): string => {
@@ -122,6 +130,9 @@ export const CONFIG_VARS = {
   sipHost: { env: 'SIP_HOST', default: '0.0.0.0', parse: host, doc: 'Address the SIP server binds (UDP and TCP).' },
   sipPort: { env: 'SIP_PORT', default: 5060, parse: port, doc: 'SIP port, UDP and TCP.' },
   sipExternalAddress: { env: 'SIP_EXTERNAL_ADDRESS', default: undefined, parse: optional(host), doc: 'Public address advertised in Via/Contact/SDP when behind NAT.' },
+  sipInviteRatePerSource: { env: 'SIP_INVITE_RATE_PER_SOURCE', default: 50, parse: nonNegativeInt(100_000), doc: 'New INVITEs per second accepted from one source IP by the embedded SIP server (a call answering a digest challenge sends two); the excess is dropped before any transaction exists and counted in sip_server_rate_limited_total. 0 turns the limit off. Loopback is not exempt.' },
+  sipRequestRatePerSource: { env: 'SIP_REQUEST_RATE_PER_SOURCE', default: 200, parse: nonNegativeInt(100_000), doc: 'Other new out-of-dialog requests per second (REGISTER, OPTIONS, MESSAGE, SUBSCRIBE, stray in-dialog requests answered 481) accepted from one source IP; same handling. 0 turns it off.' },
+  sipRateBurstSec: { env: 'SIP_RATE_BURST', default: 2, parse: positiveInt(60), doc: 'Burst allowance of both per-source limits, in seconds of the sustained rate (a PBX that restarts may send that much at once).' },
   httpHost: { env: 'HTTP_HOST', default: '0.0.0.0', parse: host, doc: 'Address the control API binds.' },
   httpPort: { env: 'HTTP_PORT', default: 8080, parse: portOrZero, doc: 'Control API port (REST, WebSocket, /health, /metrics).' },
   rtpPortMin: { env: 'RTP_PORT_MIN', default: 40000, parse: port, doc: 'Lowest RTP port (RTCP uses the next odd port).' },

@@ -87,16 +87,24 @@ export function computeDigestResponse(ha1: string, method: string, c: Pick<Diges
   return digestHash(c.algorithm, `${ha1}:${c.nonce}:${ha2}`)
 }
 
+/**
+ * Brute-force lockout. Only the attacking source is locked out, never a user
+ * everywhere: counting failures per username alone would let anyone lock a
+ * real phone out by guessing from another address (a denial of service), so
+ * the per-user count is kept per user *and* source.
+ */
 export interface LockoutPolicy {
-  /** Failures from one source address within `windowMs` before it is locked out. */
+  /** Failures from one source address (any username) within `windowMs` before that source is locked out. */
   maxFailuresPerSource: number
-  /** Failures for one username (any source) within `windowMs` before it is locked out. */
+  /** Failures for one username from one source within `windowMs` before that user is locked out from that source. */
   maxFailuresPerUser: number
   windowMs: number
   lockMs: number
+  /** Counters kept per map at most (sources, user+source pairs, nonces): memory stays bounded under a spoofed-source spray. */
+  maxEntries: number
 }
 
-export const DEFAULT_LOCKOUT: LockoutPolicy = { maxFailuresPerSource: 20, maxFailuresPerUser: 5, windowMs: 60_000, lockMs: 300_000 }
+export const DEFAULT_LOCKOUT: LockoutPolicy = { maxFailuresPerSource: 20, maxFailuresPerUser: 5, windowMs: 60_000, lockMs: 300_000, maxEntries: 50_000 }
 
 export interface DigestAuthOptions {
   /** HMAC key for nonces; nodes sharing a database should share it. */
@@ -194,11 +202,11 @@ export class DigestAuthenticator {
       `Digest realm="${realm}", nonce="${nonce}", algorithm=${alg}, qop="auth"${stale ? ', stale=true' : ''}`)
   }
 
-  /** Seconds left on a lockout for this source or user, 0 when not locked. */
-  lockedFor(source: string, username?: string): number {
+  /** Seconds left on a lockout for this source, or for this user from this source; 0 when not locked. */
+  lockedFor(source: string, userKey?: string): number {
     const now = this.now()
     const s = this.sourceFailures.get(source)
-    const u = username !== undefined ? this.userFailures.get(username) : undefined
+    const u = userKey !== undefined ? this.userFailures.get(pairKey(userKey, source)) : undefined
     const until = Math.max(s?.lockedUntil ?? 0, u?.lockedUntil ?? 0)
     return until > now ? Math.ceil((until - now) / 1000) : 0
   }
@@ -233,9 +241,9 @@ export class DigestAuthenticator {
       const nc = parseInt(c.nc!, 16)
       const seen = this.nonceCounts.get(c.nonce)
       if (seen && nc <= seen.nc) return { ok: false, reason: 'replay', username: c.username }
-      this.nonceCounts.set(c.nonce, { nc, expires: this.now() + this.nonceTtlMs + 5_000 })
+      this.setBounded(this.nonceCounts, c.nonce, { nc, expires: this.now() + this.nonceTtlMs + 5_000 })
     }
-    this.userFailures.delete(userKey)
+    this.userFailures.delete(pairKey(userKey, input.source))
     return { ok: true, username: c.username, realm: input.realm, algorithm: c.algorithm }
   }
 
@@ -246,11 +254,31 @@ export class DigestAuthenticator {
       if (!f || now - f.windowStart > this.lockout.windowMs) f = { count: 0, windowStart: now, lockedUntil: 0 }
       f.count++
       if (f.count >= max) f.lockedUntil = now + this.lockout.lockMs
-      map.set(key, f)
+      this.setBounded(map, key, f)
     }
     bump(this.sourceFailures, source, this.lockout.maxFailuresPerSource)
-    if (userKey !== undefined) bump(this.userFailures, userKey, this.lockout.maxFailuresPerUser)
+    if (userKey !== undefined) bump(this.userFailures, pairKey(userKey, source), this.lockout.maxFailuresPerUser)
     return username !== undefined ? { ok: false, reason, username } : { ok: false, reason }
+  }
+
+  /**
+   * Map insert with a size cap: when full, the oldest entry goes (Map keeps
+   * insertion order; a re-set key moves to the end). A spray from many
+   * addresses thus costs bounded memory and can only evict other attackers'
+   * oldest counters.
+   */
+  private setBounded<V>(map: Map<string, V>, key: string, value: V): void {
+    map.delete(key)
+    if (map.size >= this.lockout.maxEntries) {
+      const oldest = map.keys().next()
+      if (!oldest.done) map.delete(oldest.value)
+    }
+    map.set(key, value)
+  }
+
+  /** Entries held, for tests and metrics. */
+  get trackedEntries(): { sources: number; userSources: number; nonces: number } {
+    return { sources: this.sourceFailures.size, userSources: this.userFailures.size, nonces: this.nonceCounts.size }
   }
 
   /** Forgets expired nonce counts and stale failure windows, at most once a second. */
@@ -264,3 +292,5 @@ export class DigestAuthenticator {
     }
   }
 }
+
+function pairKey(userKey: string, source: string): string { return `${userKey}|${source}` }

@@ -7,6 +7,9 @@ import type { Registry } from 'prom-client'
 import { SipCore } from './server.ts'
 import type { Timers } from './transaction-layer.ts'
 import { DEFAULT_OVERLOAD, type OverloadOptions } from './overload.ts'
+import type { SourceLimits } from './rate-limit.ts'
+
+export { NO_SOURCE_LIMITS, type SourceLimits } from './rate-limit.ts'
 
 export interface SipServerOptions {
   sipHost: string
@@ -17,7 +20,10 @@ export interface SipServerOptions {
   secret: string
   logger?: Logger
   registry?: Registry
+  /** One limit for all new transactions per source; prefer `sourceLimits`. */
   maxTransactionsPerSourcePerSecond?: number
+  /** Per-source limits on new out-of-dialog requests (default: none; the engine sets them from config). */
+  sourceLimits?: SourceLimits
   /** RFC 3261 timer base values (ms); tests may shorten them. */
   timers?: Timers
   /** Overload thresholds (see overload.ts). */
@@ -42,6 +48,7 @@ export function createSipServer(opts: SipServerOptions): SipServer {
     logger: opts.logger,
     registry: opts.registry,
     maxTransactionsPerSourcePerSecond: opts.maxTransactionsPerSourcePerSecond,
+    sourceLimits: opts.sourceLimits,
     timers: opts.timers,
     overload: { ...DEFAULT_OVERLOAD, ...opts.overload },
   })

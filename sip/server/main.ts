@@ -15,6 +15,12 @@ const server = createSipServer({
   secret: process.env.DRACHTIO_SECRET ?? 'cymru',
   logger,
   maxTransactionsPerSourcePerSecond: process.env.SIP_MAX_TPS_PER_SOURCE ? Number(process.env.SIP_MAX_TPS_PER_SOURCE) : undefined,
+  // Same variables and defaults as the engine (config/config.ts).
+  sourceLimits: {
+    invitesPerSecond: Number(process.env.SIP_INVITE_RATE_PER_SOURCE ?? 50),
+    requestsPerSecond: Number(process.env.SIP_REQUEST_RATE_PER_SOURCE ?? 200),
+    burstSeconds: Number(process.env.SIP_RATE_BURST ?? 2),
+  },
 })
 
 await server.start()

@@ -11,6 +11,7 @@ export interface SipMetrics {
   retransmissions: Counter<'kind' | 'method'>
   parseErrors: Counter<string>
   dropped: Counter<'reason'>
+  rateLimited: Counter<'method'>
   dialogs: Gauge<string>
   apps: Gauge<string>
 }
@@ -33,6 +34,10 @@ export function createMetrics(registry: Registry | undefined, collect: { dialogs
     })),
     dropped: get('sip_server_dropped_total', () => new Counter({
       name: 'sip_server_dropped_total', help: 'SIP messages dropped, by reason', labelNames: ['reason'] as const, registers: [reg],
+    })),
+    rateLimited: get('sip_server_rate_limited_total', () => new Counter({
+      name: 'sip_server_rate_limited_total', help: 'New out-of-dialog requests dropped by the per-source rate limit, by method (INVITE, REGISTER, OPTIONS, other)',
+      labelNames: ['method'] as const, registers: [reg],
     })),
     dialogs: get('sip_server_dialogs', () => new Gauge({
       name: 'sip_server_dialogs', help: 'Dialogs held by the SIP server', registers: [reg],

@@ -2,22 +2,35 @@
  * Per-source limit on new transactions (token bucket per source IP). Only
  * requests that would create a server transaction are counted; retransmissions
  * and in-transaction messages are not, so a legitimate call is never cut in
- * the middle by its own retransmissions.
+ * the middle by its own retransmissions. The check runs before any transaction
+ * state exists, so a dropped request costs a parse and a map lookup.
  */
 export class SourceRateLimiter {
   private buckets = new Map<string, { tokens: number; last: number }>()
   private sweep: NodeJS.Timeout
 
-  constructor(private readonly perSecond: number, private readonly burst = perSecond) {
+  /**
+   * @param perSecond sustained new requests per second per source; 0 disables the limit
+   * @param burst     requests a source may send at once (bucket size)
+   * @param maxSources buckets kept at most: a spray of spoofed sources cannot grow memory
+   *                  without bound (the oldest bucket goes, which at worst forgives a flooder)
+   */
+  constructor(private readonly perSecond: number, private readonly burst = perSecond, private readonly maxSources = 100_000) {
     this.sweep = setInterval(() => this.gc(), 10_000)
     this.sweep.unref()
   }
+
+  get enabled(): boolean { return this.perSecond > 0 }
 
   /** True when a new transaction from `source` is allowed. */
   allow(source: string, now = Date.now()): boolean {
     if (!(this.perSecond > 0)) return true
     let b = this.buckets.get(source)
     if (!b) {
+      if (this.buckets.size >= this.maxSources) {
+        const oldest = this.buckets.keys().next()
+        if (!oldest.done) this.buckets.delete(oldest.value)
+      }
       b = { tokens: this.burst, last: now }
       this.buckets.set(source, b)
     }
@@ -28,10 +41,27 @@ export class SourceRateLimiter {
     return true
   }
 
+  get size(): number { return this.buckets.size }
+
   private gc(): void {
     const now = Date.now()
-    for (const [k, b] of this.buckets) if (now - b.last > 10_000) this.buckets.delete(k)
+    // A bucket idle long enough to have refilled carries no state worth keeping.
+    const idle = Math.max(10_000, (this.burst / Math.max(this.perSecond, 1e-9)) * 1000)
+    for (const [k, b] of this.buckets) if (now - b.last > idle) this.buckets.delete(k)
   }
 
   close(): void { clearInterval(this.sweep) }
 }
+
+/** Per-source limits the server applies to new out-of-dialog requests; 0 turns one off. */
+export interface SourceLimits {
+  /** New INVITEs per second per source IP (challenge retries count: a call that authenticates costs two). */
+  invitesPerSecond: number
+  /** Other new out-of-dialog requests (REGISTER, OPTIONS, MESSAGE, SUBSCRIBE, ...) per second per source IP. */
+  requestsPerSecond: number
+  /** Bucket size, in seconds of the sustained rate: how much a source may send at once. */
+  burstSeconds: number
+}
+
+/** Off: a library embedder chooses its limits (the engine turns them on through config). */
+export const NO_SOURCE_LIMITS: SourceLimits = { invitesPerSecond: 0, requestsPerSecond: 0, burstSeconds: 2 }

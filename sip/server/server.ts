@@ -21,7 +21,7 @@ import { TransactionLayer, type ServerTransaction, type ClientTransaction, type 
 import { DialogStore, dialogId, type Dialog } from './dialogs.ts'
 import { ControlServer, AppConnection, formatMeta, stackTime, type ClientMessage } from './drachtio-protocol.ts'
 import { createMetrics, type SipMetrics } from './metrics.ts'
-import { SourceRateLimiter } from './rate-limit.ts'
+import { SourceRateLimiter, NO_SOURCE_LIMITS, type SourceLimits } from './rate-limit.ts'
 import { ProxyCore } from './proxy.ts'
 import { OverloadGuard, type OverloadOptions } from './overload.ts'
 
@@ -36,7 +36,9 @@ export interface CoreOptions {
   secret: string
   logger?: Logger
   registry?: Registry
+  /** One limit for every new transaction per source (older option; `sourceLimits` splits INVITE from the rest). */
   maxTransactionsPerSourcePerSecond?: number
+  sourceLimits?: SourceLimits
   timers?: Timers
   limits?: ParseLimits
   overload?: OverloadOptions
@@ -55,7 +57,9 @@ export class SipCore {
   readonly control = new ControlServer()
   readonly metrics: SipMetrics
   readonly proxy: ProxyCore
-  private limiter?: SourceRateLimiter
+  /** Per-source token buckets for new INVITEs and for other new requests (may be the same object). */
+  private inviteLimiter: SourceRateLimiter
+  private requestLimiter: SourceRateLimiter
   readonly overload: OverloadGuard
   private rr = 0
   /** Merged-request detection (§8.2.2.2): Call-ID|From tag|CSeq → server transaction key. */
@@ -79,7 +83,13 @@ export class SipCore {
     }, this.timers)
     this.proxy = new ProxyCore(this)
     this.overload = new OverloadGuard(opts.overload)
-    if (opts.maxTransactionsPerSourcePerSecond) this.limiter = new SourceRateLimiter(opts.maxTransactionsPerSourcePerSecond)
+    if (opts.maxTransactionsPerSourcePerSecond) {
+      this.inviteLimiter = this.requestLimiter = new SourceRateLimiter(opts.maxTransactionsPerSourcePerSecond)
+    } else {
+      const l = opts.sourceLimits ?? NO_SOURCE_LIMITS
+      this.inviteLimiter = new SourceRateLimiter(l.invitesPerSecond, Math.max(1, l.invitesPerSecond * l.burstSeconds))
+      this.requestLimiter = new SourceRateLimiter(l.requestsPerSecond, Math.max(1, l.requestsPerSecond * l.burstSeconds))
+    }
     this.transport.on('message', (data, from, stream) => {
       try {
         this.onNetwork(data, from, stream)
@@ -97,7 +107,8 @@ export class SipCore {
   }
 
   async stop(): Promise<void> {
-    this.limiter?.close()
+    this.inviteLimiter.close()
+    this.requestLimiter.close()
     this.overload.close()
     for (const d of [...this.dialogs.all()]) this.dialogs.remove(d)
     this.tl.shutdown()
@@ -273,6 +284,9 @@ export class SipCore {
       if (d) return this.onInDialogRequest(req, from, d)
       if (firstRoute && this.isLocalUri(firstRoute)) { this.proxy.forwardInDialog(req, from); return }
       if (this.proxy.matchesProxiedDialog(req)) { this.proxy.forwardInDialog(req, from); return }
+      // A stateless 481 costs as much to send as the request did: limited like new requests, so
+      // a flood of made-up dialogs is not reflected at line rate.
+      if (!this.requestLimiter.allow(from.address)) { this.metrics.dropped.inc({ reason: 'rate-limit' }); return }
       this.respondStateless(req, from, 481)
       return
     }
@@ -282,10 +296,13 @@ export class SipCore {
       return
     }
 
-    // Per-source limit on new out-of-dialog transactions; in-dialog requests (BYE) still pass so
-    // admitted calls can end.
-    if (this.limiter && !this.limiter.allow(from.address)) {
+    // Per-source limit on new out-of-dialog transactions, checked before any transaction state
+    // exists; in-dialog requests (BYE) and retransmissions (matched above) still pass so admitted
+    // calls can end. The excess is dropped, not answered: a 503 would cost a datagram per
+    // datagram, and the flooder retransmits into the same empty bucket.
+    if (!(method === 'INVITE' ? this.inviteLimiter : this.requestLimiter).allow(from.address)) {
       this.metrics.dropped.inc({ reason: 'rate-limit' })
+      this.metrics.rateLimited.inc({ method: method === 'INVITE' || method === 'REGISTER' || method === 'OPTIONS' ? method : 'other' })
       return
     }
     if (method !== 'OPTIONS' && this.overload.shouldShed()) {

@@ -96,18 +96,40 @@ t.test('two nodes sharing the secret verify each other\'s nonces', async (t) => 
   t.match(await b.verify({ method: 'REGISTER', header: answer(a.challenge(realm)[0]!), realm, source: 's', lookup }), { ok: true })
 })
 
-t.test('per-user lockout after repeated failures, even with the right password; expires', async (t) => {
+t.test('per-user lockout is per source: the attacking address is locked out, the real user elsewhere is not; expires', async (t) => {
   let now = 5_000_000
   const a = new DigestAuthenticator({ now: () => now, lockout: { maxFailuresPerUser: 3, maxFailuresPerSource: 100, windowMs: 60_000, lockMs: 30_000 } })
   for (let i = 0; i < 3; i++) {
-    const r = await a.verify({ method: 'REGISTER', header: answer(a.challenge(realm)[0]!, { password: 'guess' + i }), realm, source: `10.0.0.${i}`, lookup })
+    const r = await a.verify({ method: 'REGISTER', header: answer(a.challenge(realm)[0]!, { password: 'guess' + i }), realm, source: '10.0.0.1', lookup })
     t.match(r, { ok: false, reason: 'bad-response' })
   }
-  const locked = await a.verify({ method: 'REGISTER', header: answer(a.challenge(realm)[0]!), realm, source: '10.9.9.9', lookup })
-  t.match(locked, { ok: false, reason: 'locked' })
+  const locked = await a.verify({ method: 'REGISTER', header: answer(a.challenge(realm)[0]!), realm, source: '10.0.0.1', lookup })
+  t.match(locked, { ok: false, reason: 'locked' }, 'the right password from the attacking source is refused')
   t.ok((locked as { retryAfterSec?: number }).retryAfterSec! > 0)
+  t.match(await a.verify({ method: 'REGISTER', header: answer(a.challenge(realm)[0]!), realm, source: '10.9.9.9', lookup }), { ok: true }, 'the real user from another address is not locked out')
   now += 31_000
-  t.match(await a.verify({ method: 'REGISTER', header: answer(a.challenge(realm)[0]!), realm, source: '10.9.9.9', lookup }), { ok: true })
+  t.match(await a.verify({ method: 'REGISTER', header: answer(a.challenge(realm)[0]!), realm, source: '10.0.0.1', lookup }), { ok: true }, 'the lockout expires')
+})
+
+t.test('failures spread over many sources lock no one out (no user-wide lockout)', async (t) => {
+  const a = new DigestAuthenticator({ lockout: { maxFailuresPerUser: 3, maxFailuresPerSource: 100 } })
+  for (let i = 0; i < 20; i++) {
+    await a.verify({ method: 'REGISTER', header: answer(a.challenge(realm)[0]!, { password: 'guess' }), realm, source: `10.1.0.${i}`, lookup })
+  }
+  t.match(await a.verify({ method: 'REGISTER', header: answer(a.challenge(realm)[0]!), realm, source: '10.2.0.1', lookup }), { ok: true })
+})
+
+t.test('lockout state is bounded in memory under a spray from many addresses', async (t) => {
+  const a = new DigestAuthenticator({ lockout: { maxFailuresPerUser: 2, maxFailuresPerSource: 2, maxEntries: 100 } })
+  for (let i = 0; i < 1000; i++) {
+    await a.verify({ method: 'REGISTER', header: answer(a.challenge(realm)[0]!, { password: 'guess' }), realm, source: `10.${i >> 8}.${i & 255}.1`, lookup })
+  }
+  const n = a.trackedEntries
+  t.ok(n.sources <= 100 && n.userSources <= 100, `bounded (${JSON.stringify(n)})`)
+  // the most recent attacker is still locked out after its second failure
+  const last = '10.3.231.1'
+  await a.verify({ method: 'REGISTER', header: answer(a.challenge(realm)[0]!, { password: 'guess' }), realm, source: last, lookup })
+  t.match(await a.verify({ method: 'REGISTER', header: answer(a.challenge(realm)[0]!), realm, source: last, lookup }), { ok: false, reason: 'locked' })
 })
 
 t.test('per-source lockout covers unknown usernames (enumeration)', async (t) => {
