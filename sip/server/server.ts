@@ -407,7 +407,7 @@ export class SipCore {
 
   private onAck(ack: SipMessage, from: Inbound): void {
     // ACK for a non-2xx final is part of the INVITE transaction (§17.2.1).
-    const txn = this.tl.matchServer(ack)
+    const txn = this.tl.matchAck(ack)
     if (txn && txn.state !== 'accepted') { txn.onAck(); return }
     const toTag = ack.toTag
     const d = toTag ? this.dialogs.match(ack.callId, toTag, ack.fromTag ?? '') : undefined
@@ -749,6 +749,9 @@ export class SipCore {
     d.pending2xx = undefined
     this.log.info({ dialog: d.id }, 'no ACK for 2xx, tearing down dialog')
     const bye = this.buildInDialog(d, SipMessage.request('BYE', d.remoteTarget))
+    // drachtio-server (SipDialogController::endRetransmitFinalResponse) sends this Reason
+    // (RFC 3326); drachtio-srf's Dialog reads its text for the 'destroy' event's reason.
+    bye.msg.add('Reason', 'SIP ;cause=200 ;text="ACK timeout"')
     this.resolveDialogDest(d).then((dest) => {
       if (!dest) return
       bye.msg.prepend('Via', this.viaValue(dest.protocol, newBranch()))

@@ -89,6 +89,7 @@ export class ServerTransaction {
         this.after(64 * T.T1, () => this.terminate())
       } else {
         this.state = 'completed'
+        this.layer.indexNon2xx(this, res)
         if (!this.reliable) this.retransmitG(T.T1)
         // Timer H: give up waiting for the ACK.
         this.after(64 * T.T1, () => { this.onAckTimeout?.(); this.terminate() })
@@ -301,6 +302,35 @@ export class TransactionLayer {
     return key ? this.server.get(key) : undefined
   }
 
+  /**
+   * INVITE server transactions that sent a non-2xx final, by Call-ID, From tag, the To tag
+   * of that response and CSeq number: the fields an ACK for it must repeat (§17.1.1.3).
+   */
+  private non2xx = new Map<string, ServerTransaction>()
+
+  indexNon2xx(t: ServerTransaction, res: SipMessage): void {
+    const k = `${t.request.callId}|${t.request.fromTag ?? ''}|${res.toTag ?? ''}|${t.request.cseq.seq}`
+    this.non2xx.set(k, t)
+    t.context['non2xxKey'] = k
+  }
+
+  /**
+   * The INVITE server transaction an ACK for a non-2xx final belongs to (§17.2.1). Per
+   * §17.1.1.3 that ACK carries the INVITE's branch and is matched by serverKey; some UAs
+   * (sipp scenarios written with a fresh [branch], older stacks) send a new branch, and an
+   * unmatched ACK leaves Timer G retransmitting the 4xx for 32 s: with a flood of challenged
+   * INVITEs that is a retransmission storm. So when the branch does not match, the ACK is
+   * matched by the dialog fields it repeats, including our To tag, which only the response
+   * carried.
+   */
+  matchAck(ack: SipMessage): ServerTransaction | undefined {
+    const byBranch = this.matchServer(ack)
+    if (byBranch) return byBranch
+    const toTag = ack.toTag
+    if (!toTag) return undefined
+    return this.non2xx.get(`${ack.callId}|${ack.fromTag ?? ''}|${toTag}|${ack.cseq.seq}`)
+  }
+
   /** §9.2: the INVITE server transaction a CANCEL refers to. */
   matchCancelTarget(cancel: SipMessage): ServerTransaction | undefined {
     const key = serverKey(cancel, 'INVITE')
@@ -340,6 +370,8 @@ export class TransactionLayer {
 
   removeServer(t: ServerTransaction): void {
     if (this.server.get(t.key) === t) this.server.delete(t.key)
+    const nk = t.context['non2xxKey'] as string | undefined
+    if (nk !== undefined && this.non2xx.get(nk) === t) this.non2xx.delete(nk)
     this.serversById.delete(t.id)
   }
 
