@@ -69,6 +69,11 @@ export class Registrar {
   }
 
   async handle(req: Srf.SrfRequest, res: Srf.SrfResponse): Promise<void> {
+    // §10.2: a REGISTER's Request-URI names a SIP domain; §8.2.2.1: other schemes get 416.
+    if (!isSipUri(req.uri)) {
+      res.send(416, 'Unsupported URI Scheme', {})
+      return
+    }
     const to = req.getParsedHeader('To')
     const toUri = Srf.parseUri(to.uri)
     const username = toUri?.user
@@ -122,6 +127,12 @@ export class Registrar {
     } else if (rawContact) {
       const contacts = req.getParsedHeader('Contact')
       const plan: Array<{ uri: string; expires: number; q: number | null; instance: string | null }> = []
+      // Calls reach a binding over SIP only: a tel:/http: contact could be stored but never
+      // called, so it is refused with 416 (§8.2.2.1) rather than accepted silently.
+      if (contacts.some((c) => !isSipUri(c.uri))) {
+        res.send(416, 'Unsupported URI Scheme', {})
+        return
+      }
       for (const c of contacts) {
         const p = c.params ?? {}
         const e = p.expires !== undefined ? parseInt(String(p.expires), 10) : headerExpires ?? this.defaultExpires
@@ -176,6 +187,10 @@ export class Registrar {
     }
     return gone.length
   }
+}
+
+function isSipUri(uri: string | undefined): boolean {
+  return /^sips?:/i.test((uri ?? '').trim())
 }
 
 function publicBinding(b: Binding): Record<string, unknown> {

@@ -305,6 +305,13 @@ export class SipCore {
       this.metrics.rateLimited.inc({ method: method === 'INVITE' || method === 'REGISTER' || method === 'OPTIONS' ? method : 'other' })
       return
     }
+    // §8.2.2.1: a Request-URI scheme the server cannot handle gets 416. tel: (RFC 3966) is
+    // passed on: applications may route telephone numbers (drachtio-server does the same).
+    const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(req.uri)?.[1]?.toLowerCase()
+    if (scheme !== 'sip' && scheme !== 'sips' && scheme !== 'tel') {
+      this.respondStateless(req, from, 416, 'Unsupported URI Scheme')
+      return
+    }
     if (method !== 'OPTIONS' && this.overload.shouldShed()) {
       // §21.5.4: refuse new work cheaply while saturated; in-dialog requests above still flow.
       const res = makeResponse(req, 503, 'Service Unavailable', randomToken())
