@@ -144,6 +144,8 @@ export class Engine {
       started.push(() => sipApp.stop())
       // Registrar, routing, outbound calls, call control; finishes records a previous run left live.
       const sipApplication = await SipApplication.install(sipApp, { store, logger: logger.child({ component: 'sip-app' }) })
+      // The "SIP bridge" (Fonella's SIP bridge health): down while a trunk that should be registered to its carrier is not.
+      health.register('sip-bridge', () => sipApplication.outboundRegistrations.health())
       // Opus legs decode and encode at 16 kHz: wideband is what the STT and
       // TTS adapters use, and it skips 48 kHz resampling plus libopus's
       // costlier fullband path (bench/media-hotpath.ts). RFC 7587 §4.1 keeps

@@ -7,6 +7,7 @@ import { CallRepository } from './calls.ts'
 import { ConferenceRepository } from './conferences.ts'
 import { ExtensionRepository } from './extensions.ts'
 import { NumberRepository } from './numbers.ts'
+import { OutboundRegistrationRepository } from './outbound-registrations.ts'
 import { EventBus, Outbox } from './outbox.ts'
 import { RecordingRepository } from './recordings.ts'
 import { RouteRepository } from './routes.ts'
@@ -32,6 +33,8 @@ export interface Store {
   calls: CallRepository
   recordings: RecordingRepository
   conferences: ConferenceRepository
+  /** Trunks registering to their carriers: status written by the owning node, read by the API and /health. */
+  outboundRegistrations: OutboundRegistrationRepository
 }
 
 export function createStore(db: Database, secrets: SecretBox, logger: Logger): Store {
@@ -53,6 +56,7 @@ export function createStore(db: Database, secrets: SecretBox, logger: Logger): S
     calls: new CallRepository(pool, outbox),
     recordings: new RecordingRepository(pool, outbox),
     conferences: new ConferenceRepository(pool),
+    outboundRegistrations: new OutboundRegistrationRepository(pool),
   }
 }
 

@@ -2,10 +2,11 @@ import type { FastifyPluginAsync } from 'fastify'
 import type { TypeBoxRequestProvider } from '../schemas.ts'
 import { StringEnum } from '../schemas.ts'
 import { Type } from '@sinclair/typebox'
-import { IdParams, Nullable, PageQuery, Timestamp, crudResponses } from '../schemas.ts'
+import { IdParams, Nullable, PageQuery, Timestamp, crudResponses, errors } from '../schemas.ts'
 import { found, type RouteOptions } from '../deps.ts'
 import { ApiError } from '../errors.ts'
 import { isIP } from 'node:net'
+import type { RegistrationView } from '../../store/outbound-registrations.ts'
 
 const Transport = Type.Union([Type.Literal('udp'), Type.Literal('tcp'), Type.Literal('tls')])
 const Host = Type.String({ pattern: '^[A-Za-z0-9.:\\[\\]-]{1,253}$', description: 'Carrier host name or IP' })
@@ -55,6 +56,40 @@ export const TrunkSchema = Type.Object({
 }, { $id: 'Trunk' })
 const R = crudResponses(TrunkSchema)
 
+export const TrunkRegistrationSchema = Type.Object({
+  trunkId: Type.String({ format: 'uuid' }),
+  enabled: Type.Boolean({ description: 'outbound.register: whether the trunk should be registered' }),
+  state: StringEnum(['registering', 'registered', 'failed', 'unregistered', 'disabled'] as const, {
+    description: 'registering: REGISTER sent or waiting for a node; registered: the carrier accepted it (until expiresAt); failed: the last attempt was refused or unanswered (see lastError, retried at nextAttemptAt with back-off); unregistered: not registered (lapsed without refresh, or released by a stopping node, until a node takes it over); disabled: the trunk does not register',
+  }),
+  healthy: Type.Boolean({ description: 'false when a registration that should be up is down: what turns the sip-bridge component of /health down' }),
+  message: Type.String({ description: 'One line for a person: what is happening and what comes next' }),
+  registrar: Nullable(Type.String({ description: 'Request-URI of the REGISTER (the carrier registrar)' })),
+  aor: Nullable(Type.String({ description: 'Address-of-record registered (To/From)' })),
+  expiresAt: Nullable(Timestamp),
+  lastSuccessAt: Nullable(Timestamp),
+  lastError: Nullable(Type.Object({
+    status: Nullable(Type.Integer({ description: 'SIP status of the failure (403, 408, ...); null for a transport error' })),
+    reason: Type.String({ description: 'Reason phrase or transport error' }),
+    at: Nullable(Timestamp),
+  }, { description: 'The most recent failure, kept after recovery (compare at with lastSuccessAt)' })),
+  failures: Type.Integer({ description: 'Consecutive failures' }),
+  nextAttemptAt: Nullable(Timestamp),
+  node: Nullable(Type.String({ description: 'Engine node that owns the registration' })),
+  since: Timestamp,
+  updatedAt: Nullable(Timestamp),
+}, { $id: 'TrunkRegistration' })
+
+const iso = (d: Date | null): string | null => d?.toISOString() ?? null
+function registrationBody(v: RegistrationView) {
+  return {
+    trunkId: v.trunkId, enabled: v.enabled, state: v.state, healthy: !v.down, message: v.message, registrar: v.registrar, aor: v.aor,
+    expiresAt: iso(v.expiresAt), lastSuccessAt: iso(v.lastSuccessAt),
+    lastError: v.lastError ? { status: v.lastError.status, reason: v.lastError.reason, at: iso(v.lastError.at) } : null,
+    failures: v.failures, nextAttemptAt: iso(v.nextAttemptAt), node: v.node, since: v.since.toISOString(), updatedAt: iso(v.updatedAt),
+  }
+}
+
 function validIpOrCidr(s: string): boolean {
   const [ip, bits, extra] = s.split('/')
   if (extra !== undefined || !ip) return false
@@ -98,6 +133,10 @@ export const trunkRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps
       }
       return found(await repo.update(req.auth.accountId, req.params.id, req.body as never), 'trunk', req.params.id)
     })
+  app.get('/trunks/:id/registration', {
+    config,
+    schema: { tags, summary: 'Registration status of a trunk that registers to its carrier (state, last error, expiry, next attempt)', params: IdParams, response: { 200: TrunkRegistrationSchema, ...errors(404) } },
+  }, async (req) => registrationBody(found(await deps.store.outboundRegistrations.view(req.auth.accountId, req.params.id), 'trunk', req.params.id)))
   app.delete('/trunks/:id', { config, schema: { tags, summary: 'Delete a trunk', params: IdParams, response: R.deleted } }, async (req, reply) => {
     found((await repo.delete(req.auth.accountId, req.params.id)) || null, 'trunk', req.params.id)
     return reply.code(204).send(null)

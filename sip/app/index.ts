@@ -3,7 +3,7 @@ import type { Logger } from 'pino'
 import type { Store } from '../../store/index.ts'
 import type { SipApp } from './sip-app.ts'
 import { DigestAuthenticator, type DigestAlgorithm, type LockoutPolicy } from './digest-auth.ts'
-import { RegistrarStore, OutboundRegistrationStore } from './registrar-store.ts'
+import { RegistrarStore } from './registrar-store.ts'
 import { Registrar } from './registrar.ts'
 import { SipDirectory } from './sip-directory.ts'
 import { TrunkIdentifier } from './trunk-identifier.ts'
@@ -13,7 +13,7 @@ import { InboundRouter } from './inbound-router.ts'
 import { ActiveCalls } from './call-session.ts'
 import { SipCallControl, type CallControl } from './call-control.ts'
 import { finishStaleCalls } from './call-records.ts'
-import { OutboundRegistrations } from './outbound-registration.ts'
+import { OutboundRegistrations, type OutboundRegistrationsOptions } from './outbound-registration.ts'
 import { RegistrarKeepalive } from './registrar-keepalive.ts'
 import type { MediaBinder } from './media-binding.ts'
 
@@ -43,6 +43,8 @@ export interface SipApplicationOptions {
   registrar?: { minExpiresSec?: number; maxExpiresSec?: number; defaultExpiresSec?: number }
   /** Outbound registrations (trunks registering to carriers). Default true. */
   outboundRegistrations?: boolean
+  /** Retry, scan, lease and response timing of outbound registrations (defaults in outbound-registration.ts). */
+  outboundRegistrationTiming?: Pick<OutboundRegistrationsOptions, 'backoffMs' | 'maxBackoffMs' | 'rescanMs' | 'leaseMs' | 'responseTimeoutMs'>
   /** Expired bindings are swept at this interval. */
   sweepIntervalMs?: number
   /** OPTIONS keep-alive to registered contacts (NAT pinholes, liveness); null disables. */
@@ -64,7 +66,6 @@ export class SipApplication {
   readonly router: InboundRouter
   readonly calls: CallControl
   readonly outboundRegistrations: OutboundRegistrations
-  readonly outboundRegistrationStatus: OutboundRegistrationStore
   readonly nodeId: string
   readonly keepalive: RegistrarKeepalive
   private binder: MediaBinder | null = null
@@ -98,9 +99,9 @@ export class SipApplication {
     this.keepalive = new RegistrarKeepalive({
       srf: sipApp.srf, store, logger: this.log.child({ part: 'keepalive' }), nodeId: this.nodeId, localHost, ...(opts.keepalive ?? {}),
     })
-    this.outboundRegistrationStatus = new OutboundRegistrationStore(store.db.pool)
     this.outboundRegistrations = new OutboundRegistrations({
-      srf: sipApp.srf, store, status: this.outboundRegistrationStatus, logger: this.log.child({ part: 'outbound-registration' }), nodeId: this.nodeId, localHost,
+      srf: sipApp.srf, store, logger: this.log.child({ part: 'outbound-registration' }), nodeId: this.nodeId, localHost,
+      ...opts.outboundRegistrationTiming,
     })
   }
 

@@ -2,7 +2,8 @@ import t from 'tap'
 import { sipp, sippUas } from './sipp-util.ts'
 import { startSipStack, waitFor, sleep } from './helpers.ts'
 import { freePort } from '../../harness/ports.ts'
-import { refreshDelaySec, backoffDelayMs } from '../../../sip/app/outbound-registration.ts'
+import pino from 'pino'
+import { refreshDelaySec, backoffDelayMs, OutboundRegistrations } from '../../../sip/app/outbound-registration.ts'
 
 t.test('refresh and back-off arithmetic', async (t) => {
   t.equal(refreshDelaySec(3600), 3540)
@@ -68,4 +69,48 @@ t.test('a trunk registers to a sipp registrar as a device', async (t) => {
     t.equal(st.failures, 1)
     t.ok(st.nextAttemptAt && st.nextAttemptAt.getTime() - Date.now() > 2_000, 'next attempt backed off')
   })
+})
+
+t.test('across nodes: one node owns a registration; another takes it over when the owner stops or its lease lapses', async (t) => {
+  const stack = await startSipStack({ outboundRegistrations: false })
+  t.teardown(() => stack.stop())
+  const { store, accountId } = stack
+  const port = await freePort('127.0.0.8')
+  const reg = sippUas('registrar-ok.xml', port, { localIp: '127.0.0.8', calls: 20, timeoutMs: 60_000 })
+  t.teardown(() => reg.kill())
+  await sleep(300)
+  const logger = pino({ level: 'silent' })
+  const node = (nodeId: string, leaseMs = 30_000) => new OutboundRegistrations({
+    srf: stack.sipApp.srf, store, logger, nodeId, localHost: () => stack.target, rescanMs: 600_000, leaseMs,
+  })
+  const trunk = await store.trunks.create(accountId, { name: 'shared-device', outbound: { host: '127.0.0.8', port, register: true } })
+  const registeredBy = (nodeId: string) => waitFor(async () => {
+    const v = await store.outboundRegistrations.view(accountId, trunk.id)
+    return v?.state === 'registered' && v.node === nodeId ? v : null
+  }, 10_000, `registered by ${nodeId}`)
+
+  const a = node('node-a')
+  const b = node('node-b', 1_000)
+  t.teardown(async () => { await a.stop(); await b.stop() })
+  await a.start()
+  await registeredBy('node-a')
+  await b.start()
+  await sleep(500)
+  t.equal((await store.outboundRegistrations.get(trunk.id))?.nodeId, 'node-a', 'a second node does not take a held trunk')
+
+  await a.stop()
+  const released = await store.outboundRegistrations.view(accountId, trunk.id)
+  t.match(released, { state: 'unregistered', node: null, down: true }, 'the stopping owner unregisters and lets go')
+  await b.scan()
+  const taken = await registeredBy('node-b')
+  t.equal(taken.down, false, 'registered again, by the other node')
+
+  // node-b stops renewing (it "died"): its 1 s lease lapses and a new node takes over.
+  await sleep(1_500)
+  const c = node('node-c')
+  t.teardown(() => c.stop())
+  await c.start()
+  await registeredBy('node-c')
+  await b.scan()
+  t.equal((await store.outboundRegistrations.get(trunk.id))?.nodeId, 'node-c', 'the node that lost its lease gives the trunk up')
 })
