@@ -4,7 +4,8 @@ import type { Config } from './config/config.ts'
 import type { Logger } from './config/logger.ts'
 import { openDatabase, type Database } from './store/database.ts'
 import { migrate } from './store/migrator.ts'
-import { bootstrap } from './store/bootstrap.ts'
+import { bootstrap, DEMO_NUMBER } from './store/bootstrap.ts'
+import { reachableSipHost, sipUri } from './config/reachable-address.ts'
 import { createSipServer, type SipServer } from './sip/server/index.ts'
 import { SipApp, type DrachtioTarget } from './sip/app/sip-app.ts'
 import { buildApiServer } from './control-api/app.ts'
@@ -31,6 +32,8 @@ export interface EngineListeners {
   http: string
   database: string
   rtp: string
+  /** `sip:1000@<reachable address>:<port>` while the demo number answers with an agent; null otherwise. */
+  demo: string | null
 }
 
 /**
@@ -221,8 +224,19 @@ export class Engine {
         detail: { drachtio: sipApp.connectedHostport ?? `${target.host}:${target.port} (not connected)`, activeCalls: sipApp.activeCalls },
       }))
 
+      // Where a person dials the demo: the address other machines can reach (not 0.0.0.0), the port SIP really listens on.
+      const sipHostPort = sipServer ? sipServer.addresses.udp[0]?.replace(/^udp:/, '') : sipApp.sipAddress
+      const sipListenPort = Number(sipHostPort?.slice(sipHostPort.lastIndexOf(':') + 1)) || config.sipPort
+      const sipListenHost = sipHostPort ? sipHostPort.slice(0, sipHostPort.lastIndexOf(':')).replace(/^\[|\]$/g, '') : config.sipHost
+      const demoHost = reachableSipHost({ externalAddress: config.sipExternalAddress, bindHost: sipServer ? config.sipHost : sipListenHost })
+      const demoSipUri = async (): Promise<string | null> => {
+        const n = await store.numbers.findByNumber(DEMO_NUMBER)
+        return n?.target.type === 'agent' ? sipUri(DEMO_NUMBER, demoHost, sipListenPort) : null
+      }
+
       let engine: Engine | undefined
       const api = await buildApiServer({
+        demoSipUri,
         logger: logger.child({ component: 'control-api' }),
         registry,
         health,
@@ -247,6 +261,7 @@ export class Engine {
         http: `http://${config.httpHost === '0.0.0.0' ? '127.0.0.1' : config.httpHost}:${httpPort}`,
         database: db.mode === 'embedded' ? `embedded PGlite in ${config.dataDir}/pgdata` : 'PostgreSQL (DATABASE_URL)',
         rtp: `${config.rtpPortMin}-${config.rtpPortMax}${config.rtpengineNg ? ` via rtpengine ${config.rtpengineNg}` : ''}`,
+        demo: await demoSipUri().catch(() => null),
       }
       engine = new Engine({
         config, logger, registry, db, store, sipServer, sipApp, sipApplication, media, rtpengine: anchor ?? null, callControl, api, webhookWorker, listeners,

@@ -27,9 +27,10 @@ async function main(): Promise<void> {
   const l = engine.listeners
   const out = process.stdout
   out.write('\nCallplane is up\n')
+  if (l.demo) out.write(`\n  Try it: call ${l.demo} from any softphone (the demo agent answers)\n\n`)
   out.write(`  SIP         ${l.sip.join('  ')}\n`)
   out.write(`  drachtio    ${l.drachtio} (control socket)\n`)
-  out.write(`  HTTP API    ${l.http}   (health ${l.http}/health, metrics /metrics, docs /docs)\n`)
+  out.write(`  HTTP API    ${l.http}   (open it in a browser; docs ${l.http}/docs, health /health, metrics /metrics)\n`)
   out.write(`  RTP ports   ${l.rtp}\n`)
   out.write(`  database    ${l.database}\n`)
   if (engine.generatedApiKey) {

@@ -11,12 +11,15 @@ import { MAX_JSON_DEPTH, badTextError, findBadText, jsonDepthExceeds, tooDeepErr
 import type { HealthRegistry } from './health.ts'
 import { healthRoutes } from './routes/health.ts'
 import { metricsRoutes } from './routes/metrics.ts'
+import { homeRoutes } from './routes/home.ts'
 
 export interface ApiServerOptions {
   logger: Logger
   registry: Registry
   health: HealthRegistry
   isDraining: () => boolean
+  /** The demo agent's SIP URI for the `/` page (null when there is no demo number). */
+  demoSipUri?: () => Promise<string | null>
   /** Registers the /v1 resource plugins; kept outside so the app stays a thin shell. */
   registerRoutes?: (app: FastifyInstance) => Promise<void>
 }
@@ -121,6 +124,7 @@ export async function buildApiServer(opts: ApiServerOptions): Promise<FastifyIns
 
   await app.register(healthRoutes, { health: opts.health, isDraining: opts.isDraining })
   await app.register(metricsRoutes, { registry: opts.registry })
+  await app.register(homeRoutes, { demoSipUri: opts.demoSipUri ?? (async () => null) })
   if (opts.registerRoutes) await opts.registerRoutes(app)
   return app
 }

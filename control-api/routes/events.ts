@@ -1,4 +1,5 @@
-import type { FastifyPluginAsync } from 'fastify'
+import type { FastifyPluginAsync, FastifySchema } from 'fastify'
+import type { SwaggerTransform } from '@fastify/swagger'
 import type { TypeBoxRequestProvider } from '../schemas.ts'
 import { Type } from '@sinclair/typebox'
 import { EVENT_TYPES, type CallplaneEvent, type EventType } from '../../store/outbox.ts'
@@ -16,8 +17,48 @@ const EventsQuery = Type.Object({
 
 const StreamQuery = Type.Object({
   encapsulation: Type.Optional(Type.Union([Type.Literal('twilio'), Type.Literal('raw'), Type.Literal('l16'), Type.Literal('pcmu')], { default: 'twilio', description: 'twilio: Twilio Media Streams JSON; raw or l16: binary 8 kHz L16 frames (20 ms); pcmu: binary µ-law frames (160 bytes)' })),
-  token: Type.Optional(Type.String()),
+  token: Type.Optional(Type.String({ description: 'API key, for clients that cannot send headers' })),
 }, { additionalProperties: false })
+
+/**
+ * @fastify/websocket hides its routes from the OpenAPI document; this puts
+ * them back (document only: nothing changes at run time), with the upgrade
+ * and the close codes as responses, since OpenAPI has no WebSocket operation.
+ */
+function websocketDoc(statuses: Record<number, string>): { swaggerTransform: SwaggerTransform } {
+  return {
+    swaggerTransform: ({ schema, url }) => {
+      const { hide: _hide, ...rest } = schema as FastifySchema & { hide?: boolean }
+      const response = Object.fromEntries(Object.entries({
+        101: 'Switching Protocols: the WebSocket is open (send `Connection: Upgrade`, `Upgrade: websocket`, RFC 6455 §4)',
+        401: 'No or unknown API key (header or `token`)',
+        403: 'The key lacks the scope',
+        ...statuses,
+      }).map(([code, description]) => [code, { description, type: 'null' }]))
+      return { schema: { ...rest, 'x-websocket': true, response }, url }
+    },
+  }
+}
+
+const EVENTS_DESCRIPTION = [
+  'WebSocket (GET with `Upgrade: websocket`). Authenticate with `Authorization: Bearer <key>`, `X-API-Key`, or `?token=<key>` for clients that cannot send headers; scope `calls:read`.',
+  '',
+  'Server → client, one JSON text message each:',
+  '- first `{"type":"subscribed","filter":{"types":"*"|"<types>","callId":null|"<id>"}}`;',
+  '- then every event of the account as it commits: `{"id","type","accountId","callId","createdAt","data"}`, the same payload webhooks get (`type` is one of the event types listed for `types`).',
+  '',
+  'Client → server: nothing is expected. A bad `types` value is refused with 400 before the upgrade.',
+].join('\n')
+
+const STREAM_DESCRIPTION = [
+  'WebSocket (GET with `Upgrade: websocket`) carrying a live call\'s audio both ways: what the caller says comes to the client, what the client sends is played to the caller. Authenticate as for `/v1/events` (`?token=` works); scope `calls:write`. 409 if the call has ended.',
+  '',
+  '`encapsulation=twilio` (default): the Twilio Media Streams JSON format, so existing bot frameworks connect unchanged. Server → client: `connected`, `start` (`streamSid`, `callSid` = the call id, `mediaFormat` audio/x-mulaw 8000 Hz mono), `media` (`media.payload`: base64 µ-law, 20 ms per message), `dtmf` (`dtmf.digit`), `mark` (echo of a client mark once the audio before it has played), `stop`. Every message has a `sequenceNumber`. Client → server: `media` (`media.payload`: base64 µ-law 8 kHz, played in order), `mark` (`mark.name`: echoed when playback reaches it), `clear` (drop the audio not yet played: barge-in).',
+  '',
+  '`encapsulation=raw` or `l16`: binary messages of little-endian 16-bit PCM, 8 kHz mono, 20 ms (320 bytes) each, both ways. `pcmu`: binary µ-law, 160 bytes per 20 ms, both ways. Malformed messages are counted and dropped.',
+  '',
+  'The socket closes with 1000 when the call ends, 1011 when the call\'s media cannot be streamed.',
+].join('\n')
 
 /** Parses `types`; throws 400 naming any unknown type. */
 export function parseTypeFilter(types: string | undefined): ((t: EventType) => boolean) | null {
@@ -44,8 +85,8 @@ export const eventRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps
 
   app.get('/events', {
     websocket: true,
-    config: { scope: 'calls:read', queryToken: true },
-    schema: { tags, summary: 'Event stream (WebSocket): {id,type,accountId,callId,createdAt,data} per message', querystring: EventsQuery },
+    config: { scope: 'calls:read', queryToken: true, ...websocketDoc({ 400: 'Unknown event type in `types`' }) },
+    schema: { tags, summary: 'Event stream (WebSocket): {id,type,accountId,callId,createdAt,data} per message', description: EVENTS_DESCRIPTION, querystring: EventsQuery },
     preValidation: async (req) => {
       parseTypeFilter((req.query as { types?: string }).types)
     },
@@ -66,8 +107,8 @@ export const eventRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps
 
   app.get('/calls/:id/stream', {
     websocket: true,
-    config: { scope: 'calls:write', queryToken: true },
-    schema: { tags: ['calls'], summary: 'Media stream of a live call (WebSocket, Twilio Media Streams format)', params: Type.Object({ id: Type.String({ format: 'uuid' }) }), querystring: StreamQuery },
+    config: { scope: 'calls:write', queryToken: true, ...websocketDoc({ 404: 'No such call in the account', 409: 'The call has ended', 503: 'Call control is not available on this engine' }) },
+    schema: { tags: ['calls'], summary: 'Media stream of a live call (WebSocket, Twilio Media Streams format)', description: STREAM_DESCRIPTION, params: Type.Object({ id: Type.String({ format: 'uuid' }) }), querystring: StreamQuery },
     preHandler: async (req) => {
       const id = (req.params as { id: string }).id
       const call = found(await deps.store.calls.get(req.auth.accountId, id), 'call', id)
