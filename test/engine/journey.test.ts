@@ -18,7 +18,7 @@ import { runBaresip } from '../harness/baresip.ts'
 import { freePort } from '../harness/ports.ts'
 import { startStack } from '../harness/stack.ts'
 import { waitFor } from '../sip/app/helpers.ts'
-import { recognize } from '../agent/helpers/recognize.ts'
+import { recognize, talkSpurts } from '../agent/helpers/recognize.ts'
 import { concatPcm, silencePcm, speechPcm } from '../agent/helpers/audio.ts'
 import { dictionary } from '../../agent/adapters/stt/jsgf.ts'
 
@@ -28,28 +28,6 @@ const FAREWELL = 'Goodbye, and thanks for calling.'
 const NEVER_SAID = 'Why did the phone wear glasses? It lost all its contacts.'
 
 const words = (s: string): string => s.toLowerCase().replace(/[^a-z ]/g, ' ').replace(/\s+/g, ' ').trim()
-
-/** Cuts audio at pauses of at least `gapMs` (20 ms frames below a fixed level: the line is digitally silent between sentences). */
-function talkSpurts(pcm: Int16Array, rate: number, gapMs: number): Int16Array[] {
-  const frame = rate / 50
-  const out: Int16Array[] = []
-  let start = -1
-  let quiet = 0
-  for (let i = 0; i + frame <= pcm.length; i += frame) {
-    let e = 0
-    for (let j = i; j < i + frame; j++) e += pcm[j]! * pcm[j]!
-    const voiced = Math.sqrt(e / frame) > 300
-    if (voiced) {
-      if (start < 0) start = i
-      quiet = 0
-    } else if (start >= 0 && (quiet += 20) >= gapMs) {
-      out.push(pcm.subarray(start, i))
-      start = -1
-    }
-  }
-  if (start >= 0) out.push(pcm.subarray(start))
-  return out.filter((s) => s.length >= rate / 4)
-}
 
 interface CallRecord {
   id: string

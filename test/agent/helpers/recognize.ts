@@ -33,3 +33,25 @@ export async function recognize(pcm: Int16Array, phrases: string[], rate: Sample
   await reader
   return got
 }
+
+/** Cuts audio at pauses of at least `gapMs` (20 ms frames below a fixed level: the line is digitally silent between sentences). */
+export function talkSpurts(pcm: Int16Array, rate: number, gapMs: number): Int16Array[] {
+  const frame = rate / 50
+  const out: Int16Array[] = []
+  let start = -1
+  let quiet = 0
+  for (let i = 0; i + frame <= pcm.length; i += frame) {
+    let e = 0
+    for (let j = i; j < i + frame; j++) e += pcm[j]! * pcm[j]!
+    const voiced = Math.sqrt(e / frame) > 300
+    if (voiced) {
+      if (start < 0) start = i
+      quiet = 0
+    } else if (start >= 0 && (quiet += 20) >= gapMs) {
+      out.push(pcm.subarray(start, i))
+      start = -1
+    }
+  }
+  if (start >= 0) out.push(pcm.subarray(start))
+  return out.filter((s) => s.length >= rate / 4)
+}
