@@ -67,6 +67,8 @@ export class SipApp {
     const self = this
     this.liveCalls = {
       add: (callId, dialog) => {
+        // Prune here too, so ended dialogs do not pile up on a node nobody polls for /health or /metrics.
+        self.liveDialogs()
         self.dialogs.set(callId, dialog)
         dialog.on('destroy', () => { if (self.dialogs.get(callId) === dialog) self.dialogs.delete(callId) })
       },
