@@ -14,7 +14,7 @@ import { v1Routes } from '../../control-api/routes/v1.ts'
 import { WebhookWorker, type WebhookWorkerOptions } from '../../control-api/webhook-worker.ts'
 import { openTestDatabase, silent, call } from './helpers.ts'
 
-type Mode = 'up' | 'down' | 'hang' | 'slow'
+type Mode = 'up' | 'down' | 'hang' | 'slow' | 'delay'
 
 /** A local webhook receiver that verifies Standard Webhooks signatures. */
 function receiver() {
@@ -28,6 +28,9 @@ function receiver() {
   /** Call ids whose events a path refuses with 400 (a receiver that rejects one event). */
   const refuse = new Set<string>()
   let attempts = 0
+  /** Requests being answered right now per path, and the most seen at once. */
+  const inFlight = new Map<string, number>()
+  const maxInFlight = new Map<string, number>()
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = []
     req.on('data', (c) => chunks.push(c))
@@ -59,11 +62,20 @@ function receiver() {
         }
       }
       if (mode === 'slow') held.push(answer)
-      else answer()
+      else if (mode === 'delay') {
+        // Answer after 150 ms, counting how many requests to this path overlap.
+        const n = (inFlight.get(path) ?? 0) + 1
+        inFlight.set(path, n)
+        maxInFlight.set(path, Math.max(maxInFlight.get(path) ?? 0, n))
+        setTimeout(() => {
+          inFlight.set(path, inFlight.get(path)! - 1)
+          answer()
+        }, 150)
+      } else answer()
     })
   })
   return {
-    server, secrets, modes, accepted, rejectedSignatures, hung, held, refuse,
+    server, secrets, modes, accepted, rejectedSignatures, hung, held, refuse, maxInFlight,
     get attempts() { return attempts },
     url: (path: string) => `http://127.0.0.1:${(server.address() as { port: number }).port}${path}`,
     releaseHung() {
@@ -266,6 +278,32 @@ t.test('webhook delivery', async (t) => {
     await worker.stop()
     worker = new WebhookWorker({ store, logger: silent, ...WORKER })
     worker.start()
+  })
+
+  t.test('two workers (two nodes) on one outbox share the work: each event delivered once, lanes bounded', async (t) => {
+    const second = new WebhookWorker({ store, logger: silent, ...WORKER })
+    second.start()
+    t.teardown(() => second.stop())
+    const wh = await subscribe('/h', ['call.started', 'call.ended'])
+    rx.modes.set('/h', 'delay')
+    const calls = []
+    for (let i = 0; i < 15; i++) {
+      const c = await newCall()
+      await store.calls.end(c.id, { status: 'completed', endedReason: 'customer-ended', hangupBy: 'caller' })
+      calls.push(c.id)
+    }
+    await until('30 deliveries on /h', () => rx.accepted.filter((a) => a.path === '/h').length >= 30, 30_000)
+    await new Promise((r) => setTimeout(r, 800))
+    const got = rx.accepted.filter((a) => a.path === '/h')
+    t.equal(got.length, 30, 'no duplicates')
+    t.equal(new Set(got.map((a) => a.id)).size, 30, 'each event once')
+    // perEndpoint (4) leases per lane, counted across both workers; two claims racing
+    // on a real PostgreSQL may each see the other's leases uncommitted: at most 2 × 4.
+    const max = rx.maxInFlight.get('/h')!
+    t.ok(max >= 1 && max <= 8, `at most 8 requests to one endpoint at once (saw ${max})`)
+    t.same((await call(app, adminKey, 'GET', `/v1/webhooks/${wh.id}/deliveries`)).json(), { delivered: 30 })
+    rx.modes.delete('/h')
+    await call(app, adminKey, 'DELETE', `/v1/webhooks/${wh.id}`)
   })
 
   t.test('failing continuously for the disable window disables the webhook; its events keep queuing; re-enabling delivers the backlog once', async (t) => {

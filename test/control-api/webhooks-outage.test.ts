@@ -64,10 +64,9 @@ const pause = (ms: number) => new Promise((r) => setTimeout(r, ms))
 t.test('webhook outages through the engine', async (t) => {
   // Retries used up in a fraction of a second, then a 2-minute wait: within the
   // test only a recovery (or re-enabling) brings the backlog in. Disabled after 15 s.
-  const stack = await startStack({
-    WEBHOOK_RETRY_SCHEDULE: '100ms,200ms,2m', WEBHOOK_DISABLE_AFTER: '15s',
-    ...(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {}),
-  })
+  // Embedded mode (plain-http receivers are allowed there only); the same store code
+  // runs against real PostgreSQL in webhooks-delivery.test.ts (postgres.test.ts).
+  const stack = await startStack({ WEBHOOK_RETRY_SCHEDULE: '100ms,200ms,2m', WEBHOOK_DISABLE_AFTER: '15s' })
   t.teardown(() => stack.stop())
   const api = async (method: string, path: string, body?: unknown) => {
     const res = await fetch(`${stack.baseUrl}${path}`, {
