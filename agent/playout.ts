@@ -24,6 +24,8 @@ export interface Segment {
   lastFrameAt?: number
   /** Segment audio sent so far, in ms (the resampler's lead-in excluded). */
   playedMs: number
+  /** Segment audio handed to the playout so far, in ms (all of it once `complete`). */
+  queuedMs: number
   /** Set when dropped by clear() before it finished playing. */
   interrupted: boolean
   /** All audio enqueued (TTS finished). */
@@ -40,6 +42,21 @@ interface Queued {
   rs: StreamResampler | undefined
   /** End-of-segment marker: flush the resampler's tail here. */
   tail: boolean
+}
+
+/**
+ * What the caller heard of a segment: all of its text when it played out,
+ * else the words in proportion to the audio that went out before it was cut
+ * (speech runs at a roughly even word rate, so the share of the audio played
+ * is the share of the words heard). A segment whose synthesis was still
+ * running counts against the audio queued so far.
+ */
+export function heardText(seg: Segment): string {
+  if (!seg.interrupted || seg.queuedMs <= 0) return seg.text
+  const share = Math.min(1, seg.playedMs / seg.queuedMs)
+  if (share >= 0.999) return seg.text
+  const words = seg.text.split(/\s+/).filter((w) => w.length > 0)
+  return words.slice(0, Math.round(words.length * share)).join(' ')
 }
 
 export interface PlayoutHooks {
@@ -89,7 +106,7 @@ export class Playout implements FrameSource {
   }
 
   createSegment(text: string): Segment {
-    return { id: ++segmentSeq, text, interrupted: false, complete: false, done: false, playedMs: 0 }
+    return { id: ++segmentSeq, text, interrupted: false, complete: false, done: false, playedMs: 0, queuedMs: 0 }
   }
 
   /**
@@ -98,6 +115,7 @@ export class Playout implements FrameSource {
    */
   enqueue(seg: Segment, pcm: Int16Array, rate: number = this.sampleRate): void {
     if (seg.done || seg.complete || pcm.length === 0) return
+    seg.queuedMs += (pcm.length * 1000) / rate
     let rs: StreamResampler | undefined
     if (rate !== this.sampleRate) {
       rs = this.resamplers.get(seg)

@@ -14,7 +14,7 @@ import type { AudioFrame } from '../media/frame.ts'
 import { BargeIn } from './barge-in.ts'
 import type { AgentConfig } from './config.ts'
 import type { AgentMediaPort, Unsubscribe } from './media-port.ts'
-import { Playout, type Segment } from './playout.ts'
+import { Playout, heardText, type Segment } from './playout.ts'
 import { SentenceSplitter } from './sentences.ts'
 import { ToolBox, type ToolOutcome } from './tools.ts'
 import { Transcript, type BargeInRecord, type TranscriptEntry, type TurnMarks, type TurnTiming } from './transcript.ts'
@@ -81,6 +81,8 @@ export interface AgentCallResult {
   amd?: AmdResult
 }
 
+export interface SpeechUpdate { role: 'user' | 'assistant'; status: 'started' | 'stopped' }
+
 export interface ToolCallEvent {
   call: ToolCall
   outcome: ToolOutcome
@@ -91,6 +93,8 @@ interface AgentEvents {
   turn: [TurnTiming]
   barge_in: [BargeInRecord]
   tool_call: [ToolCallEvent]
+  /** Caller (VAD) or agent (first / last reply frame) started or stopped speaking: `call.speech_update`. */
+  speech: [SpeechUpdate]
   stt_final: [{ text: string; source?: string }]
   amd: [AmdResult]
   ended: [AgentCallResult]
@@ -311,6 +315,7 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
     if (this.amd) return this.onAmdFrame(frame)
     this.stt?.push(frame)
     const ev = this.turnTaker.process(frame)
+    if (ev) this.emit('speech', { role: 'user', status: ev.type === 'speech_start' ? 'started' : 'stopped' })
     if (ev?.type === 'speech_start') {
       this.silencePrompted = false
       this.clearSilenceTimer()
@@ -614,12 +619,14 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
       await speaker.catch(() => {})
       // Keep the chat history valid for the next turn: every tool call needs a result.
       for (const c of pendingCalls) this.messages.push({ role: 'tool', toolCallId: c.id, name: c.name, content: 'ERROR: cancelled by caller interruption' })
+      this.agentStoppedSpeaking()
       const played = reply.segments.filter((s) => s.firstFrameAt !== undefined)
       if (played.length > 0) {
         const interrupted = reply.segments.some((s) => s.interrupted) || signal.aborted
         const entry = this.transcript.add({
           role: 'assistant',
-          text: played.map((s) => s.text).join(' '),
+          // An interrupted line is stored as far as the caller heard it.
+          text: played.map((s) => heardText(s)).filter((t) => t.length > 0).join(' '),
           start: played[0]!.firstFrameAt!,
           end: Math.max(...played.map((s) => s.lastFrameAt ?? s.firstFrameAt!)),
           interrupted,
@@ -680,7 +687,19 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
     }
   }
 
+  private agentSpeaking = false
+
+  private agentStoppedSpeaking(): void {
+    if (!this.agentSpeaking) return
+    this.agentSpeaking = false
+    this.emit('speech', { role: 'assistant', status: 'stopped' })
+  }
+
   private onSegmentStart(seg: Segment): void {
+    if (!this.agentSpeaking) {
+      this.agentSpeaking = true
+      this.emit('speech', { role: 'assistant', status: 'started' })
+    }
     const r = this.current
     if (r && r.segments.includes(seg)) r.turn.marks.firstReplyFrame ??= seg.firstFrameAt
   }

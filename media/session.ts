@@ -411,8 +411,11 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
   }
 
   /**
-   * VoipBin semantics: 'in' silences what the caller says (consumers get
-   * silence), 'out' silences what we send (the caller hears silence), 'both'.
+   * Seen from the session (the RTP streams): 'in' silences what the peer
+   * sends us (consumers, bridges and relays get silence), 'out' silences what
+   * we send (the peer hears silence), 'both'. The API's mute directions are
+   * seen from the call (VoipBin) and map the other way round: see
+   * sip/app/media-call-control.ts.
    */
   mute(direction: MuteDirection = 'both'): void {
     if (direction !== 'out') this.muteIn = true
@@ -617,7 +620,8 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
     if (seqState === 'bad') { this.garbage.malformed++; return }
     if (seqState === 'restart') this.jitter.reset()
 
-    if (this.relayTarget) this.relayTarget.relayRtp(pkt, isDtmf)
+    // Muted inbound (the peer's audio is not passed on) holds for relayed packets too.
+    if (this.relayTarget && !this.muteIn) this.relayTarget.relayRtp(pkt, isDtmf)
 
     if (isDtmf) {
       const ev = this.dtmfRx.push(pkt.payload(), pkt.timestamp)

@@ -19,6 +19,15 @@ export interface TranscriptEntry {
   /** ms since the call was answered (or created). */
   offsetMs?: number
   final?: boolean
+  /** The agent runtime's entries: ms since the agent started. */
+  startMs?: number
+  endMs?: number
+  /** A line cut short by the caller (barge-in): `text` is what was heard. */
+  interrupted?: boolean
+  /** Where the line came from: an STT engine, "dtmf", "api-say" (POST /v1/calls/:id/say)... */
+  source?: string
+  /** Tool entries: which tool, whether it succeeded, how long it took. */
+  tool?: { name: string; ok: boolean; durationMs: number }
 }
 
 /** One agent turn: end of speech → final transcript → first LLM token → first TTS audio → first RTP out (ms). */
@@ -37,7 +46,7 @@ export interface TurnTiming {
 export interface CallQuality {
   jitterMs?: number
   lossPct?: number
-  rttMs?: number
+  rttMs?: number | null
   mos?: number
   packetsIn?: number
   packetsOut?: number
@@ -314,5 +323,60 @@ export class CallRepository {
    */
   emit(id: string, type: Extract<EventType, 'call.dtmf' | 'call.tool_call' | 'call.speech_update'>, data: Record<string, unknown>): Promise<CallplaneEvent> {
     return this.withCall(id, async (_c, emit, call) => emit(call.accountId, type, { callId: id, ...data }, id))
+  }
+
+  /**
+   * Emits `call.report`, the end-of-call report (Fonella's end-of-call report:
+   * transcript, summary, recording, endedReason, duration, timings, quality in
+   * one payload), once per call: only for a finished call, and only the first
+   * time (report_at). Returns null when there was nothing (more) to report.
+   */
+  emitReport(id: string): Promise<CallplaneEvent | null> {
+    return this.outbox.transaction(async (c, emit) => {
+      const { rows } = await c.query<Row>(
+        `UPDATE calls SET report_at = now() WHERE id = $1 AND report_at IS NULL AND status = ANY($2::text[]) RETURNING *`, [id, FINAL_STATUSES],
+      )
+      if (!rows[0]) return null
+      const call = toCall(rows[0])
+      const recs = await c.query<{ id: string; status: string; format: string; duration_ms: number | null; size_bytes: string | null; conference_id: string | null }>(
+        'SELECT id, status, format, duration_ms, size_bytes, conference_id FROM recordings WHERE account_id = $1 AND call_id = $2 ORDER BY seq', [call.accountId, id],
+      )
+      return emit(call.accountId, 'call.report', callReport(call, recs.rows), id)
+    })
+  }
+}
+
+/** Fonella's transcript string: one "Role: text" line per entry. */
+const REPORT_ROLES: Record<TranscriptEntry['role'], string> = { user: 'User', assistant: 'AI', system: 'System', tool: 'Tool' }
+
+/** The `call.report` payload (field names after Fonella's call object and end-of-call report). */
+export function callReport(
+  call: Call, recordings: Array<{ id: string; status: string; format: string; duration_ms: number | null; size_bytes: string | null }>,
+): Record<string, unknown> {
+  const recs = recordings.map((r) => ({
+    id: r.id, status: r.status, format: r.format, durationMs: r.duration_ms, sizeBytes: r.size_bytes === null ? null : Number(r.size_bytes),
+    ...(r.status === 'ready' ? { url: `/v1/recordings/${r.id}/download` } : {}),
+  }))
+  return {
+    callId: call.id,
+    type: call.direction === 'inbound' ? 'inboundPhoneCall' : 'outboundPhoneCall',
+    status: call.status,
+    from: call.from,
+    to: call.to,
+    agentId: call.agentId,
+    startedAt: call.answeredAt ?? call.createdAt,
+    endedAt: call.endedAt,
+    duration: call.duration,
+    endedReason: call.endedReason,
+    hangupBy: call.hangupBy,
+    summary: call.summary,
+    // A line cut before a word of it was heard has nothing to show here (transcriptMessages keeps it, interrupted).
+    transcript: call.transcript.filter((e) => e.text.length > 0).map((e) => `${REPORT_ROLES[e.role] ?? e.role}: ${e.text}`).join('\n'),
+    transcriptMessages: call.transcript,
+    timings: call.timings,
+    quality: call.quality,
+    recording: recs.find((r) => r.status === 'ready') ?? null,
+    recordings: recs,
+    metadata: call.metadata,
   }
 }

@@ -6,7 +6,7 @@ import type { Database } from './database.ts'
 
 export const EVENT_TYPES = [
   'call.started', 'call.ringing', 'call.answered', 'call.ended', 'call.failed', 'call.transcript',
-  'call.speech_update', 'call.tool_call', 'call.dtmf', 'call.summary', 'call.recording.ready', 'registration.changed',
+  'call.speech_update', 'call.tool_call', 'call.dtmf', 'call.summary', 'call.report', 'call.recording.ready', 'registration.changed',
 ] as const
 export type EventType = (typeof EVENT_TYPES)[number]
 

@@ -18,9 +18,17 @@ const CallFields = {
   from: Type.String(), to: Type.String(), agentId: Nullable(Type.String()), numberId: Nullable(Type.String()), trunkId: Nullable(Type.String()),
   extensionId: Nullable(Type.String()), conferenceId: Nullable(Type.String()), sipCallId: Nullable(Type.String()), nodeId: Nullable(Type.String()),
   endedReason: Nullable(Type.String()), hangupBy: Nullable(Type.String()), summary: Nullable(Type.String()),
-  transcript: Type.Array(Type.Object({ role: Type.String(), text: Type.String(), offsetMs: Type.Optional(Type.Number()), final: Type.Optional(Type.Boolean()) })),
+  transcript: Type.Array(Type.Object({
+    role: Type.String(), text: Type.String(), offsetMs: Type.Optional(Type.Number()), final: Type.Optional(Type.Boolean()),
+    startMs: Type.Optional(Type.Number()), endMs: Type.Optional(Type.Number()),
+    interrupted: Type.Optional(Type.Boolean({ description: 'Cut short by the caller (barge-in): text is what was played out before the interruption' })),
+    source: Type.Optional(Type.String({ description: 'Where the line came from: the STT engine, "dtmf", "api-say" (POST /v1/calls/{id}/say)' })),
+    tool: Type.Optional(Type.Object({ name: Type.String(), ok: Type.Boolean(), durationMs: Type.Number() })),
+  })),
   timings: Type.Array(Type.Record(Type.String(), Type.Unknown())),
-  quality: Nullable(Type.Record(Type.String(), Type.Unknown())),
+  quality: Nullable(Type.Record(Type.String(), Type.Unknown(), {
+    description: 'Media quality from RTP/RTCP (jitterMs, lossPct, rttMs, mos, packetsIn, packetsOut, ...): updated every few seconds while the call runs, final once it ended; null until media flows',
+  })),
   metadata: Type.Record(Type.String(), Type.Unknown()),
   createdAt: Timestamp, ringingAt: Nullable(Timestamp), answeredAt: Nullable(Timestamp), endedAt: Nullable(Timestamp),
   duration: Nullable(Type.Integer({ description: 'Seconds from answer to end' })), updatedAt: Timestamp,
@@ -49,12 +57,26 @@ export const OriginateBody = Type.Object({
 }, { additionalProperties: false })
 
 const ActionAccepted = Type.Object({ callId: Type.String(), action: Type.String(), status: Type.Literal('accepted') }, { additionalProperties: true })
-const MuteDirection = Type.Union([Type.Literal('in'), Type.Literal('out'), Type.Literal('both')])
+/**
+ * VoipBin's mute directions, seen from the call: `in` = the call cannot hear
+ * incoming audio (what the engine, its agent, a bridge or a conference sends
+ * it); `out` = the call's audio is not sent to others (the agent, a bridged
+ * call or conference hear silence from it, recordings too); `both` = both.
+ */
+const MuteDirection = Type.Union([Type.Literal('in'), Type.Literal('out'), Type.Literal('both')], {
+  default: 'both',
+  description: 'in: the call cannot hear incoming audio; out: the call\'s audio is not sent to others (agent, bridged call, conference); both: silence both ways',
+})
+
+const MUTE_DESCRIPTION = 'Directions as VoipBin documents them, seen from the call: `in` = the call cannot hear incoming audio (the agent, '
+  + 'prompts, a bridged call or conference go silent for it); `out` = the call\'s audio is not sent to others (the agent, a bridged call, '
+  + 'a conference and recordings get silence from it); `both` = silence both ways (the default). Unmute takes the same directions.'
 
 /** Each call action: its body schema and how it reaches CallControl. */
 interface ActionDef {
   path: string
   summary: string
+  description?: string
   body?: TSchema
   method: keyof CallControl
   invoke: (cc: CallControl, call: Call, body: any, deps: ApiDeps, req: FastifyRequest) => Promise<Record<string, unknown> | void>
@@ -85,10 +107,10 @@ const ACTIONS: ActionDef[] = [
   { path: 'record/stop', summary: 'Stop recording', method: 'stopRecording', invoke: (cc, call) => cc.stopRecording!(call) },
   { path: 'hold', summary: 'Put on hold (re-INVITE sendonly)', method: 'hold', invoke: (cc, call) => cc.hold!(call) },
   { path: 'unhold', summary: 'Take off hold', method: 'unhold', invoke: (cc, call) => cc.unhold!(call) },
-  { path: 'mute', summary: 'Mute audio in a direction', method: 'mute',
+  { path: 'mute', summary: 'Mute audio in a direction', method: 'mute', description: MUTE_DESCRIPTION,
     body: Type.Object({ direction: Type.Optional(MuteDirection) }, { additionalProperties: false }),
     invoke: (cc, call, b) => cc.mute!(call, { direction: b?.direction ?? 'both' }) },
-  { path: 'unmute', summary: 'Unmute audio in a direction', method: 'unmute',
+  { path: 'unmute', summary: 'Unmute audio in a direction', method: 'unmute', description: MUTE_DESCRIPTION,
     body: Type.Object({ direction: Type.Optional(MuteDirection) }, { additionalProperties: false }),
     invoke: (cc, call, b) => cc.unmute!(call, { direction: b?.direction ?? 'both' }) },
   { path: 'transfer', summary: 'Transfer (REFER or re-dial) to a number or SIP URI', method: 'transfer',
@@ -193,7 +215,7 @@ export const callRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps 
       preValidation: async (req) => {
         if (req.body === undefined || req.body === null) req.body = {}
       },
-      schema: { tags, summary: a.summary, params: IdParams, ...(a.body ? { body: a.body } : {}), response: { 202: ActionAccepted, ...errors(404, 409, 422, 501, 503) } },
+      schema: { tags, summary: a.summary, ...(a.description ? { description: a.description } : {}), params: IdParams, ...(a.body ? { body: a.body } : {}), response: { 202: ActionAccepted, ...errors(404, 409, 422, 501, 503) } },
     }, async (req, reply) => {
       const call = await liveCall(req.auth.accountId, req.params.id)
       const cc = controlOrUnavailable(deps, a.method)

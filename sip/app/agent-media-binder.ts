@@ -17,6 +17,12 @@ import type { CallTool } from '../../store/tools.ts'
 import type { CallContext, MediaBinder, MediaLeg } from './media-binding.ts'
 import type { RtpengineAnchor, AnchorableSession, CallIds } from '../../media/rtpengine/anchor.ts'
 import { MediaSessionRegistry, type LiveMedia } from './media-sessions.ts'
+import { callQualityOf } from './call-quality.ts'
+
+/** While a call runs, its `quality` is stored this often (GET /v1/calls/:id shows it live), and once more at the end. */
+const QUALITY_INTERVAL_MS = 5000
+/** The first live figures, as soon as some media has flowed. */
+const QUALITY_FIRST_MS = 1500
 
 /**
  * The production MediaBinder: one MediaSession per call from the MediaEngine
@@ -171,8 +177,55 @@ class SessionLeg implements MediaLeg {
   private anchored = false
   /** rtpengine keys, fixed at the first offer/answer and reused for re-INVITEs, hold and delete. */
   private ids: (CallIds & { toTag: string }) | null = null
+  private qualityTimer: NodeJS.Timeout | null = null
+  /** The agent's end: its summary stored (or known absent). */
+  private agentSettled: Promise<void> = Promise.resolve()
+  private closedDone: Promise<void> | null = null
+  private answered = false
 
-  constructor(readonly ctx: CallContext, readonly session: MediaSession, private readonly o: AgentMediaBinderOptions, private readonly log: Logger, private readonly live: LiveMedia) {}
+  constructor(readonly ctx: CallContext, readonly session: MediaSession, private readonly o: AgentMediaBinderOptions, private readonly log: Logger, private readonly live: LiveMedia) {
+    // Digits the caller sends, by RFC 4733 or SIP INFO (injectDtmf), are announced as they arrive.
+    session.on('dtmf', (e) => this.announce('call.dtmf', { digit: e.digit, source: e.source, durationMs: e.durationMs }))
+  }
+
+  /** A call event through the outbox (webhooks, /v1/events); a store hiccup never reaches the media path. */
+  private announce(type: 'call.dtmf' | 'call.tool_call' | 'call.speech_update', data: Record<string, unknown>): void {
+    void this.o.store.calls.emit(this.ctx.callId, type, data).catch((err: unknown) => this.log.warn({ err, type }, 'call event could not be stored'))
+  }
+
+  /** Stores the call's quality figures; `final` once the media has ended. */
+  private async storeQuality(final: boolean): Promise<void> {
+    const stats = this.session.stats()
+    if (!final && stats.packetsReceived === 0) return
+    await this.o.store.calls.setQuality(this.ctx.callId, { ...callQualityOf(stats), final })
+      .catch((err: unknown) => this.log.warn({ err }, 'call quality could not be stored'))
+  }
+
+  private startQualityUpdates(): void {
+    if (this.qualityTimer || this.closed) return
+    const tick = (ms: number) => {
+      this.qualityTimer = setTimeout(() => {
+        if (this.closed) return
+        void this.storeQuality(false).finally(() => { if (!this.closed) tick(QUALITY_INTERVAL_MS) })
+      }, ms)
+      this.qualityTimer.unref()
+    }
+    tick(QUALITY_FIRST_MS)
+  }
+
+  /** SIP INFO DTMF (RFC 2976, application/dtmf-relay) that reached the call's dialog: handled like RFC 4733 digits. */
+  injectDtmf(digit: string, durationMs?: number): void {
+    if (!this.closed) this.session.injectDtmf(digit, durationMs)
+  }
+
+  /**
+   * Resolves when everything the end-of-call report carries is stored: the
+   * media closed (final quality, recordings finalised) and the agent's summary.
+   */
+  async settled(): Promise<void> {
+    await this.closedDone
+    await this.agentSettled
+  }
 
   /**
    * The SIP ids from the context when it has them, else, when answering, the
@@ -255,6 +308,12 @@ class SessionLeg implements MediaLeg {
 
   attach(dialog: Srf.Dialog): void {
     this.live.dialog = dialog
+    if (!this.answered) {
+      this.answered = true
+      this.startQualityUpdates()
+      // `record` on POST /v1/calls: the whole call from answer.
+      if (this.ctx.record && this.o.record) void this.o.record(this.ctx.callId).catch((err: unknown) => this.log.error({ err }, 'recording from answer could not start'))
+    }
     if (!this.ctx.agentId || this.agent) return
     void this.startAgent().catch((err: unknown) => this.log.error({ err }, 'agent failed to start'))
   }
@@ -289,7 +348,20 @@ class SessionLeg implements MediaLeg {
     if (agent instanceof AgentRuntime) {
       agent.on('transcript', (e) => { void calls.appendTranscript(this.ctx.callId, e as never).catch(() => {}) })
       agent.on('turn', (tm) => { void calls.addTiming(this.ctx.callId, tm as never).catch(() => {}) })
-      agent.on('ended', (r) => { if (r.summary) void calls.setSummary(this.ctx.callId, r.summary).catch(() => {}) })
+      agent.on('tool_call', ({ call, outcome }) => {
+        let args: unknown = call.arguments
+        try { args = JSON.parse(call.arguments) } catch { /* the model's text as it was */ }
+        this.announce('call.tool_call', {
+          toolCallId: call.id, name: call.name, arguments: args, ok: outcome.ok,
+          ...(outcome.ok ? { result: outcome.content } : { error: outcome.content }),
+          ...(outcome.status !== undefined ? { status: outcome.status } : {}),
+          durationMs: Math.round(outcome.durationMs),
+        })
+      })
+      agent.on('speech', (e) => this.announce('call.speech_update', { role: e.role, status: e.status }))
+      this.agentSettled = agent.done.then(async (r) => {
+        if (r.summary) await calls.setSummary(this.ctx.callId, r.summary).catch((err: unknown) => this.log.warn({ err }, 'summary could not be stored'))
+      })
     }
     try {
       await agent.start()
@@ -331,11 +403,17 @@ class SessionLeg implements MediaLeg {
     }
   }
 
-  async close(reason: string): Promise<void> {
-    if (this.closed) return
+  close(reason: string): Promise<void> {
+    this.closedDone ??= this.closeOnce(reason)
+    return this.closedDone
+  }
+
+  private async closeOnce(reason: string): Promise<void> {
     this.closed = true
+    if (this.qualityTimer) clearTimeout(this.qualityTimer)
     this.ended.emit('ended', reason)
     await this.live.end(reason)
+    if (this.answered) await this.storeQuality(true)
     await this.session.close()
     if (this.anchored) await this.o.anchor?.delete(this.keys).catch((err: unknown) => this.log.warn({ err }, 'rtpengine delete failed'))
   }

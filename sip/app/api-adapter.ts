@@ -25,7 +25,7 @@ export function createApiCallControl(app: SipApplication, media: ApiCallControl 
     ...media,
     originate: (req) => wrap(() => app.calls.originate({
       accountId: req.accountId, from: req.from, to: req.to, agentId: req.agentId ?? null, trunkId: req.trunkId ?? null,
-      ringTimeoutSec: req.timeoutSec, ...(req.metadata ? { metadata: req.metadata } : {}),
+      ringTimeoutSec: req.timeoutSec, ...(req.metadata ? { metadata: req.metadata } : {}), ...(req.record ? { record: true } : {}),
     })),
     hangup: (call) => wrap(async () => { local(call); await app.calls.hangup(call.id, 'api') }),
     hold: (call) => wrap(async () => { local(call); await app.calls.hold(call.id); return {} }),

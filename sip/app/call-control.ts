@@ -36,6 +36,8 @@ export interface OriginateInput {
   trunkId?: string | null
   ringTimeoutSec?: number
   metadata?: Record<string, unknown>
+  /** Record the call from answer (a recording resource, `call.recording.ready` when the call ends). */
+  record?: boolean
 }
 
 export class CallControlError extends Error {
@@ -106,7 +108,7 @@ export class SipCallControl implements CallControl {
     const o = this.opts
     let leg: MediaLeg
     try {
-      leg = await binder.offer({ callId: call.id, accountId: input.accountId, direction: 'outbound', agentId: input.agentId ?? null, from: input.from, to: input.to, ...(input.metadata ? { metadata: input.metadata } : {}) })
+      leg = await binder.offer({ callId: call.id, accountId: input.accountId, direction: 'outbound', agentId: input.agentId ?? null, from: input.from, to: input.to, ...(input.metadata ? { metadata: input.metadata } : {}), ...(input.record ? { record: true } : {}) })
     } catch (err) {
       this.log.warn({ err, callId: call.id }, 'media offer failed')
       await call.finish('failed', 'media-unavailable', 'system', null)

@@ -53,6 +53,16 @@ export class CallRecord {
     return this.ending
   }
 
+  /** Emits `call.report` (once per call; the store guards it) after the end and what it carries are stored. */
+  async report(): Promise<void> {
+    await this.ending
+    try {
+      await this.repo.emitReport(this.call.id)
+    } catch (err) {
+      this.log.error({ err }, 'end-of-call report failed')
+    }
+  }
+
   private async step(fn: () => Promise<Call>): Promise<void> {
     try {
       this.call = await fn()

@@ -5,6 +5,7 @@ import type { CallRecord } from './call-records.ts'
 import type { Lease } from './concurrency-limiter.ts'
 import type { MediaLeg } from './media-binding.ts'
 import { withDirection } from './hold.ts'
+import { parseInfoDtmf } from './sip-info-dtmf.ts'
 
 /**
  * A live call on this node: its record, its SIP legs and, when the engine
@@ -86,6 +87,13 @@ export class ActiveCall {
         () => res.send(488),
       )
     })
+    // DTMF by SIP INFO (RFC 2976): to the media leg, as if it came by RFC 4733.
+    dialog.removeAllListeners('info')
+    dialog.on('info', (req: Srf.SrfRequest, res: Srf.SrfResponse) => {
+      const d = parseInfoDtmf(req.get('Content-Type'), req.body)
+      res.send(200)
+      if (d && this.media === media) media.injectDtmf?.(d.digit, d.durationMs)
+    })
     media.attach(dialog)
   }
 
@@ -123,6 +131,12 @@ export class ActiveCall {
     await this.record.end(status, reason, by)
     this.log.info({ status: this.record.currentStatus, reason, hangupBy: by }, 'call ended')
     this.onDone(this)
+    // The end-of-call report waits for the summary and the final figures, not the caller.
+    const media = this.media
+    void (async () => {
+      await media?.settled?.().catch((err: unknown) => this.log.warn({ err }, 'media did not settle'))
+      await this.record.report()
+    })()
   }
 }
 

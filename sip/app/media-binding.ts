@@ -22,6 +22,8 @@ export interface CallContext {
    * by the SIP server when it answers, after the binder, so it is absent.
    */
   sip?: { callId: string; fromTag?: string; toTag?: string }
+  /** Record the call from answer (`record` on POST /v1/calls). */
+  record?: boolean
 }
 
 export interface MediaLeg {
@@ -40,7 +42,11 @@ export interface MediaLeg {
   setHold?(held: boolean): Promise<void>
   /** Plays a short announcement (whisper) and resolves when done. */
   say?(text: string): Promise<void>
+  /** A DTMF digit that arrived by SIP INFO on the dialog (RFC 2976), handled as if it came by RFC 4733. */
+  injectDtmf?(digit: string, durationMs?: number): void
   close(reason: string): Promise<void>
+  /** After close(): resolves once what the end-of-call report carries (quality, recordings, summary) is stored. */
+  settled?(): Promise<void>
 }
 
 export interface MediaBinder {

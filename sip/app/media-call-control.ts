@@ -118,12 +118,18 @@ export class MediaCallControl {
     const src = new PcmQueueSource(rate)
     const played = live.output.play(src)
     const log = this.log.child({ callId: call.id, actionId })
+    // What the caller heard, for the transcript: samples queued vs still buffered when cut.
+    let queued = 0
+    let heardSamples: number | null = null
+    let synthesized = false
+    const startedAt = Date.now()
     let vad: EnergyVad | null = null
     if (opts.bargeIn) {
       // Barge-in drops only this prompt: the agent's own audio stays queued.
       vad = new EnergyVad()
       vad.once('speechStart', () => {
         log.info('say interrupted by caller speech')
+        heardSamples = queued - src.buffered
         ac.abort()
         src.clear()
         src.end()
@@ -134,6 +140,15 @@ export class MediaCallControl {
       ac.abort()
       if (vad && !session.isClosed) session.removeSink(vad)
       log.debug({ result: r }, 'say finished')
+      // The line goes into the call's transcript as far as it was heard (all of it unless cut by barge-in or the hangup).
+      const cut = heardSamples ?? (r === 'done' ? null : queued - src.buffered)
+      const interrupted = cut !== null && (!synthesized || cut < queued)
+      const text = interrupted ? heardWords(opts.text, queued > 0 ? cut / queued : 0) : opts.text
+      if (!text && !interrupted) return
+      void this.o.store.calls.appendTranscript(call.id, {
+        role: live.ctx.agentId ? 'assistant' : 'system', text, source: 'api-say', interrupted,
+        ...(call.answeredAt ? { offsetMs: startedAt - Date.parse(call.answeredAt) } : {}),
+      }).catch((err: unknown) => log.warn({ err }, 'say: transcript entry could not be stored'))
     })
     void (async () => {
       const stream = tts.synthesize({ text: opts.text, signal: ac.signal, ...(opts.voice ? { voice: opts.voice } : {}), ...(opts.language ? { language: opts.language } : {}) })
@@ -141,9 +156,16 @@ export class MediaCallControl {
       for await (const chunk of stream) {
         if (ac.signal.aborted) break
         rs ??= new StreamResampler(chunk.sampleRate, rate)
-        src.push(rs.process(chunk.samples))
+        const pcm = rs.process(chunk.samples)
+        queued += pcm.length
+        src.push(pcm)
       }
-      if (rs && !ac.signal.aborted) src.push(rs.flush())
+      if (rs && !ac.signal.aborted) {
+        const tail = rs.flush()
+        queued += tail.length
+        src.push(tail)
+      }
+      if (!ac.signal.aborted) synthesized = true
     })().catch((err: unknown) => {
       if (!ac.signal.aborted) log.warn({ err: (err as Error).message }, 'say: synthesis failed')
     }).finally(() => src.end())
@@ -217,7 +239,10 @@ export class MediaCallControl {
   // ------------------------------------------------------------------ recording
 
   async startRecording(call: Call, opts: { format?: 'wav' | undefined; channels?: 'mono' | 'dual' | undefined }): Promise<{ recordingId: string }> {
-    const live = this.media(call)
+    return this.record(call, this.media(call), opts)
+  }
+
+  private async record(call: Pick<Call, 'id' | 'accountId'>, live: LiveMedia, opts: { channels?: 'mono' | 'dual' | undefined }): Promise<{ recordingId: string }> {
     if (this.recordings.has(call.id)) throw new CallControlError('invalid_state', `call ${call.id} is already being recorded (recording ${this.recordings.get(call.id)!.id})`)
     mkdirSync(this.o.recordingsDir, { recursive: true })
     const path = join(this.o.recordingsDir, `${randomUUID()}.wav`)
@@ -257,11 +282,20 @@ export class MediaCallControl {
 
   // ------------------------------------------------------------------ mute
 
+  /**
+   * VoipBin's directions are seen from the call: `in` = the call cannot hear
+   * incoming audio, i.e. what we send it goes silent (the session's `out`);
+   * `out` = the call's audio is not sent to others, i.e. what it sends us is
+   * silenced before the agent, bridges, conferences and recorders (the
+   * session's `in`). `muted` is reported in the API's terms.
+   */
   async mute(call: Call, direction: MuteDirection, on: boolean): Promise<ActionResult> {
     const { session } = this.media(call)
-    if (on) session.mute(direction)
-    else session.unmute(direction)
-    return { direction, muted: session.muted }
+    const sessionDirection: MuteDirection = direction === 'in' ? 'out' : direction === 'out' ? 'in' : 'both'
+    if (on) session.mute(sessionDirection)
+    else session.unmute(sessionDirection)
+    const m = session.muted
+    return { direction, muted: { in: m.out, out: m.in } }
   }
 
   // ------------------------------------------------------------------ bridge, conference
@@ -392,6 +426,12 @@ export function noMediaError(call: Call, ending: boolean, local: boolean): CallC
     return new CallControlError('invalid_state', `call ${call.id} has no media on this node: it is a proxied leg (B2BUA to an extension, SIP URI or trunk) and its audio does not pass through the engine, so media actions are not available on it`)
   }
   return new CallControlError('invalid_state', `call ${call.id} has no media on this node yet (status ${call.status}): media actions need an answered call`)
+}
+
+/** The first `share` of a line's words: what was heard of a prompt cut after that share of its audio. */
+function heardWords(text: string, share: number): string {
+  const words = text.split(/\s+/).filter((w) => w.length > 0)
+  return words.slice(0, Math.floor(words.length * Math.max(0, Math.min(1, share)))).join(' ')
 }
 
 function sleep(ms: number): Promise<void> {

@@ -58,6 +58,8 @@ addAgentMetricSink({
 })
 
 const legs = new Map<string, MediaLeg>()
+/** Closed legs whose end-of-call data (summary, final quality) is still being stored. */
+const settling = new Map<string, Promise<void>>()
 const streams = new Map<string, MediaStreamHandle>()
 
 function leg(id: string): MediaLeg {
@@ -99,7 +101,14 @@ channel
     const l = legs.get(id)
     legs.delete(id)
     await l?.close(reason)
+    const done = l?.settled?.()
+    if (done) {
+      settling.set(id, done)
+      void done.catch(() => {}).finally(() => settling.delete(id))
+    }
   })
+  .handle('leg.settled', async (id: string) => { await settling.get(id) })
+  .handle('leg.injectDtmf', (id: string, digit: string, durationMs?: number) => { legs.get(id)?.injectDtmf?.(digit, durationMs) })
   .handle('action', (name: PlaneAction, args: unknown[]) => {
     if (!(PLANE_ACTIONS as readonly string[]).includes(name)) throw new Error(`unknown media action ${name}`)
     return (api[name] as (...a: unknown[]) => Promise<unknown>)(...args)

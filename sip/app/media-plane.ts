@@ -41,7 +41,7 @@ export function createMediaPlane(o: MediaPlaneOptions): MediaPlane {
   const sessions = new MediaSessionRegistry()
   const binder = new AgentMediaBinder({
     media: o.media, store: o.store, logger: o.logger, sessions, urlPolicy, control: o.control, ...(o.anchor ? { anchor: o.anchor } : {}),
-    // Agents with recording.enabled: the same recorder, row and call.recording.ready as the API's record/start.
+    // Agents with recording.enabled and `record` on POST /v1/calls: the same recorder, row and call.recording.ready as the API's record/start.
     record: async (callId) => {
       const call = await o.store.calls.getById(callId)
       if (call) await actions.startRecording(call, {})

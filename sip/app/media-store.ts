@@ -1,6 +1,7 @@
 /**
  * The slice of the Store that call media writes and reads: the agent's
- * transcript, turn timings and summary, recordings, conference membership,
+ * transcript, turn timings and summary, quality, call events (DTMF, tool
+ * calls, speech updates), recordings, conference membership,
  * and the agent and call rows it starts from. Narrow on purpose: a media
  * plane in a worker thread (MEDIA_WORKERS) reaches the store only through
  * these methods, forwarded to the main thread, which owns the database
@@ -10,7 +11,7 @@ import type { Store } from '../../store/index.ts'
 import type { RpcChannel } from './rpc-channel.ts'
 
 export interface MediaStore {
-  calls: Pick<Store['calls'], 'getById' | 'appendTranscript' | 'addTiming' | 'setSummary' | 'attach'>
+  calls: Pick<Store['calls'], 'getById' | 'appendTranscript' | 'addTiming' | 'setSummary' | 'attach' | 'setQuality' | 'emit'>
   agents: Pick<Store['agents'], 'get'>
   tools: Pick<Store['tools'], 'forCall'>
   recordings: Pick<Store['recordings'], 'start' | 'markReady' | 'markFailed'>
@@ -19,7 +20,7 @@ export interface MediaStore {
 
 /** Repository → the methods a worker may call on it; anything else is refused. */
 const METHODS = {
-  calls: ['getById', 'appendTranscript', 'addTiming', 'setSummary', 'attach'],
+  calls: ['getById', 'appendTranscript', 'addTiming', 'setSummary', 'attach', 'setQuality', 'emit'],
   agents: ['get'],
   tools: ['forCall'],
   recordings: ['start', 'markReady', 'markFailed'],

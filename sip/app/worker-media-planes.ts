@@ -404,6 +404,15 @@ class RemoteLeg implements MediaLeg {
     return this.p.channel.request('leg.say', [this.legId, text])
   }
 
+  injectDtmf(digit: string, durationMs?: number): void {
+    if (!this.closed && this.p.alive) this.p.channel.notify('leg.injectDtmf', [this.legId, digit, durationMs])
+  }
+
+  /** The worker's leg has stored what the end-of-call report needs (quality, recordings, summary). */
+  async settled(): Promise<void> {
+    if (this.p.alive) await this.p.channel.request('leg.settled', [this.legId])
+  }
+
   async close(reason: string): Promise<void> {
     if (this.closed) return
     this.closed = true

@@ -38,9 +38,10 @@ t.test('the events WebSocket sees a real call end to end', async (t) => {
     t.match(mine, ['call.started'], 'starts with call.started')
     t.ok(mine.indexOf('call.answered') > 0, 'then call.answered')
     // The agent's reply the hangup cut short is written when the agent stops,
-    // so its call.transcript (and a summary) may trail call.ended; nothing else may.
+    // so its call.transcript (and a summary) may trail call.ended, and the end-of-call
+    // report comes once they are stored; nothing else may.
     const trailing = mine.slice(mine.lastIndexOf('call.ended') + 1)
-    t.ok(mine.includes('call.ended') && trailing.every((e) => e === 'call.transcript' || e === 'call.summary'), `the lifecycle ends with call.ended (after it: ${trailing.join(', ') || 'nothing'})`)
+    t.ok(mine.includes('call.ended') && trailing.every((e) => ['call.transcript', 'call.summary', 'call.speech_update', 'call.report'].includes(e)), `the lifecycle ends with call.ended (after it: ${trailing.join(', ') || 'nothing'})`)
     const call = await (await api(`/v1/calls/${callId}`)).json() as any
     t.match(call, { id: callId, direction: 'inbound', to: '1000', status: 'completed', hangupBy: 'caller' })
     t.ok(call.answeredAt && call.endedAt)

@@ -74,7 +74,11 @@ export function patternPhrases(pattern: string): string[] {
 }
 
 function matches(rule: ScriptedRule, text: string): boolean {
-  if (text.startsWith(DTMF_PREFIX)) return rule.dtmf !== undefined && text.slice(DTMF_PREFIX.length).trim() === rule.dtmf
+  if (text.startsWith(DTMF_PREFIX)) {
+    if (rule.dtmf !== undefined) return text.slice(DTMF_PREFIX.length).trim() === rule.dtmf
+    // A stored agent's rules have only `match`: a pattern written for keypresses ("^DTMF: 1$") matches them.
+    return rule.pattern !== undefined && compiled(rule.pattern)?.test(text) === true
+  }
   const words = normalizePhrase(text)
   for (const p of rule.phrases ?? []) {
     const want = normalizePhrase(p)

@@ -184,10 +184,11 @@ t.test('media actions on a live agent call', async (t) => {
     t.match(recordingId, /^[0-9a-f-]{36}$/)
     t.equal((await post(`${calls}/record/start`, {})).status, 409, 'a second recording on the same call is refused')
     await sleep(1500)
-    t.equal((await post(`${calls}/mute`, { direction: 'in' })).status, 202)
+    // VoipBin's `out`: the call's audio is not passed on (the recording gets silence from it).
+    t.equal((await post(`${calls}/mute`, { direction: 'out' })).status, 202)
     await sleep(1500)
     t.equal((await post(`${calls}/record/stop`)).status, 202)
-    t.equal((await post(`${calls}/unmute`, { direction: 'in' })).status, 202)
+    t.equal((await post(`${calls}/unmute`, { direction: 'out' })).status, 202)
     caller.signal = () => 0
     type Rec = { status: string; durationMs: number; callId: string }
     let rec: Rec | null = null
@@ -213,7 +214,7 @@ t.test('media actions on a live agent call', async (t) => {
     const fits = [1600, 3200, 4800, 6400, 8000].map((at) => bestCorrelation(left.subarray(at, at + 800), ref, nStart - 8000, nStart + 16000))
     t.ok(fits.filter((c) => c.r > 0.8).length >= 3, `caller channel matches the noise the caller sent (r=${fits.map((c) => `${c.r.toFixed(2)}@${c.offset - nStart}`).join(' ')})`)
     const muted = left.subarray(frames - 6400, frames - 1600)
-    t.ok(rms(muted) < 50, `after mute in the caller channel is silent (rms ${rms(muted).toFixed(1)})`)
+    t.ok(rms(muted) < 50, `after mute out the caller channel is silent (rms ${rms(muted).toFixed(1)})`)
     const detail = await (await api(calls)).json() as { recordings: Array<{ id: string }> }
     t.ok(detail.recordings.some((x) => x.id === recordingId), 'the call lists the recording')
   })

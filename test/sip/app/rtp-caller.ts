@@ -214,8 +214,31 @@ function callerSdp(caller: RtpCaller, version: number, direction: string, dtmf: 
  * INFO application/dtmf-relay per digit, in order (the DTMF fallback).
  * `localIp` is the address sipp sends from (a trunk matched by source address).
  */
-export async function placeCall(o: { dir: string; sipPort: number; service: string; caller: RtpCaller; dtmf?: boolean; infoDigits?: string; reinvites?: number; timeoutMs?: number; localIp?: string }): Promise<{ done: Promise<SippResult>; kill: () => void }> {
+export async function placeCall(o: {
+  dir: string; sipPort: number; service: string; caller: RtpCaller; dtmf?: boolean; infoDigits?: string; reinvites?: number; timeoutMs?: number; localIp?: string
+  /** The caller sends these digits as SIP INFO (application/dtmf-relay), `afterMs` after its ACK, one per second. */
+  sendInfo?: { digits: string; afterMs: number }
+}): Promise<{ done: Promise<SippResult>; kill: () => void }> {
   const dtmf = o.dtmf !== false
+  const sendInfo = [...(o.sendInfo?.digits ?? '')].map((d, i) => `
+  <pause milliseconds="${i === 0 ? o.sendInfo!.afterMs : 1000}"/>
+  <send retrans="500"><![CDATA[
+      INFO [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: sipp <sip:+14155550100@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      [routes]
+      CSeq: ${2 + i} INFO
+      Contact: sip:sipp@[local_ip]:[local_port]
+      Max-Forwards: 70
+      Content-Type: application/dtmf-relay
+      Content-Length: [len]
+
+Signal=${d}
+Duration=160
+    ]]></send>
+  <recv response="200"/>`).join('')
   // Hold/unhold re-INVITEs from the engine (RFC 3264 §8.4): answered with the
   // mirror direction of the offer (sendonly → recvonly).
   const reinvites = Array.from({ length: o.reinvites ?? 0 }, (_, i) => `
@@ -284,7 +307,7 @@ ${callerSdp(o.caller, 1, 'sendrecv', dtmf)}
       Contact: sip:sipp@[local_ip]:[local_port]
       Max-Forwards: 70
       Content-Length: 0
-    ]]></send>${info}${reinvites}
+    ]]></send>${sendInfo}${info}${reinvites}
   <recv request="BYE" timeout="${o.timeoutMs ?? 120000}"/>
   <send><![CDATA[
       SIP/2.0 200 OK
