@@ -153,7 +153,7 @@ export class WebhookRepository {
     }>(
       `WITH lanes AS (
          SELECT w.id, $3::int - (SELECT count(*) FROM webhook_deliveries x
-                                  WHERE x.webhook_id = w.id AND x.status = 'pending' AND x.locked_until > now())::int AS free
+                                  WHERE x.webhook_id = w.id AND x.status = 'pending' AND x.locked_until IS NOT NULL AND x.locked_until > now())::int AS free
            FROM webhooks w WHERE w.enabled),
        due AS (
          SELECT d.id, d.previous_attempt_at FROM lanes l CROSS JOIN LATERAL (
