@@ -10,7 +10,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import WebSocket from 'ws'
 import { startStack, type Stack } from '../../harness/stack.ts'
-import { placeTrackedCall, rms, type RtpCaller } from '../../sip/app/rtp-caller.ts'
+import { writeFileSync } from 'node:fs'
+import { callerSdp, placeCall, placeTrackedCall, RtpCaller, rms } from '../../sip/app/rtp-caller.ts'
+import { runSipp } from '../../harness/sipp.ts'
+import { freePort } from '../../harness/ports.ts'
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
@@ -29,9 +32,13 @@ export interface FieldLab {
   events: ApiEvent[]
   api(path: string, init?: RequestInit): Promise<Response>
   json<T = Record<string, unknown>>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>
-  /** POST an agent with `base`, PATCH it with `patch` (every field goes through both paths), point the number at it. */
-  agent(base: Record<string, unknown>, patch?: Record<string, unknown>): Promise<string>
-  call(teardown: (fn: () => unknown) => void): Promise<LiveCall>
+  /** POST an agent with `base` and the row's `fields`, and point the number at it. */
+  agent(base: Record<string, unknown>, fields?: Record<string, unknown>): Promise<string>
+  /** A call from sipp to the number; `reinvites`: re-INVITEs the caller's side answers (a transfer moving its media). */
+  call(teardown: (fn: () => unknown) => void, reinvites?: number): Promise<LiveCall>
+  /** POST /v1/calls to a sipp callee whose RTP is the returned caller; `body` adds agentId, metadata... */
+  dial(teardown: (fn: () => unknown) => void, body: Record<string, unknown>, reinvites?: number): Promise<LiveCall>
+  dir: string
   close(): Promise<void>
 }
 
@@ -48,6 +55,45 @@ export interface LiveCall {
   /** Waits until the call record has ended. */
   ended(ms?: number): Promise<CallDetail>
   hangup(): Promise<CallDetail>
+}
+
+/**
+ * A callee for outbound calls: sipp answers the INVITE with SDP pointing at
+ * `caller`'s RTP socket, answers re-INVITEs (a transfer moving its media) and
+ * the BYE. Returns the SIP URI to call.
+ */
+export async function answeringParty(dir: string, caller: RtpCaller, teardown: (fn: () => unknown) => void, reinvites = 0): Promise<{ uri: string; done: Promise<unknown> }> {
+  const port = await freePort()
+  const ok = (n: number, body: boolean) => `
+  <send${n === 0 ? ' retrans="500"' : ''}><![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+${body ? `      Content-Type: application/sdp
+      Content-Length: [len]
+
+${callerSdp(caller, n + 1, 'sendrecv', true)}` : '      Content-Length: 0\n'}
+    ]]></send>`
+  const xml = `<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="answering party">
+  <recv request="INVITE" crlf="true"/>
+${ok(0, true)}
+  <recv request="ACK" crlf="true"/>
+${Array.from({ length: reinvites }, (_, i) => `  <recv request="INVITE" timeout="120000"/>\n${ok(i + 1, true)}\n  <recv request="ACK"/>`).join('\n')}
+  <recv request="BYE" timeout="120000"/>
+${ok(9, false)}
+</scenario>`
+  const file = join(dir, `callee-${port}.xml`)
+  writeFileSync(file, xml)
+  const run = runSipp({ scenario: file, localPort: port, timeoutMs: 150_000 })
+  teardown(() => run.kill())
+  await sleep(300)
+  return { uri: `sip:callee@127.0.0.1:${port}`, done: run.done }
 }
 
 export async function waitUntil<T>(fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, ms: number, what: string): Promise<T> {
@@ -84,22 +130,7 @@ export async function fieldLab(number: string): Promise<FieldLab> {
   if (num.status !== 201) throw new Error(`number: ${num.status} ${JSON.stringify(num.body)}`)
   const known = new Set<string>()
 
-  const lab: FieldLab = {
-    stack, number, events, api, json,
-    async agent(base, patch) {
-      const created = await json<{ id: string }>('POST', '/v1/agents', { name: 'fields', ...base })
-      if (created.status !== 201) throw new Error(`agent POST: ${created.status} ${JSON.stringify(created.body)}`)
-      if (patch) {
-        const p = await json('PATCH', `/v1/agents/${created.body.id}`, patch)
-        if (p.status !== 200) throw new Error(`agent PATCH: ${p.status} ${JSON.stringify(p.body)}`)
-      }
-      const n = await json('PATCH', `/v1/numbers/${num.body.id}`, { target: { type: 'agent', id: created.body.id } })
-      if (n.status !== 200) throw new Error(`number PATCH: ${n.status} ${JSON.stringify(n.body)}`)
-      return created.body.id
-    },
-    async call(teardown) {
-      const { c, id } = await placeTrackedCall({ dir, sipPort: stack.sipPort, service: number, known, api, teardown })
-      if (!id) throw new Error('the call was not answered')
+  const live = (id: string, c: RtpCaller): LiveCall => {
       const record = async () => (await json<CallDetail>('GET', `/v1/calls/${id}`)).body
       const ended = (ms = 30_000) => waitUntil(async () => { const r = await record(); return r.endedAt ? r : null }, ms, `call ${id} to end`)
       return {
@@ -128,6 +159,43 @@ export async function fieldLab(number: string): Promise<FieldLab> {
           return { ...done, ...(await record()) }
         },
       }
+    }
+
+  const lab: FieldLab = {
+    stack, number, events, api, json,
+    async agent(base, fields) {
+      // POST carries the row's fields (PATCH of each one is agent-fields-api.test.ts).
+      const created = await json<{ id: string }>('POST', '/v1/agents', { name: 'fields', ...base, ...(fields ?? {}) })
+      if (created.status !== 201) throw new Error(`agent POST: ${created.status} ${JSON.stringify(created.body)}`)
+      const n = await json('PATCH', `/v1/numbers/${num.body.id}`, { target: { type: 'agent', id: created.body.id } })
+      if (n.status !== 200) throw new Error(`number PATCH: ${n.status} ${JSON.stringify(n.body)}`)
+      return created.body.id
+    },
+    dir,
+    async dial(teardown, body, reinvites = 0) {
+      const c = new RtpCaller()
+      await c.start()
+      teardown(() => c.close())
+      const party = await answeringParty(dir, c, teardown, reinvites)
+      const r = await json<{ id: string }>('POST', '/v1/calls', { from: '+14155550100', to: party.uri, ...body })
+      if (r.status !== 201) throw new Error(`POST /v1/calls: ${r.status} ${JSON.stringify(r.body)}`)
+      await waitUntil(async () => (await json<{ status: string }>('GET', `/v1/calls/${r.body.id}`)).body.status === 'in-progress', 30_000, 'outbound call answered')
+      return live(r.body.id, c)
+    },
+    async call(teardown, reinvites = 0) {
+      if (!reinvites) {
+        const { c, id } = await placeTrackedCall({ dir, sipPort: stack.sipPort, service: number, known, api, teardown })
+        if (!id) throw new Error('the call was not answered')
+        return live(id, c)
+      }
+      const c = new RtpCaller()
+      await c.start()
+      teardown(() => c.close())
+      const run = await placeCall({ dir, sipPort: stack.sipPort, service: number, caller: c, reinvites })
+      teardown(() => run.kill())
+      const id = await waitUntil(async () => (await json<{ data: Array<{ id: string }> }>('GET', '/v1/calls?status=in-progress')).body.data.find((x) => !known.has(x.id))?.id, 20_000, 'answered call')
+      known.add(id)
+      return live(id, c)
     },
     async close() {
       ws.close()

@@ -192,7 +192,7 @@ export class RtpCaller {
  * line at its socket offering its codec alone, plus telephone-event
  * (RFC 4733 §7.1.1, events 0-16) when `dtmf`.
  */
-function callerSdp(caller: RtpCaller, version: number, direction: string, dtmf: boolean): string {
+export function callerSdp(caller: RtpCaller, version: number, direction: string, dtmf: boolean): string {
   const { pt, rtpmap } = CODECS[caller.codec]
   return [
     'v=0',

@@ -1,0 +1,80 @@
+/**
+ * Table-driven, part 4: the agent fields that act on outbound calls and on
+ * transfers, through the REST API on real SIP/RTP: POST /v1/calls with an
+ * agent to a sipp callee whose RTP the test owns (greetingOutbound,
+ * aiSpeaksFirstOutbound, the call's metadata as {{variables}}), and an
+ * inbound caller transferred by a rule to a target with a whisper.
+ */
+import t, { type Test } from 'tap'
+import { speechPcm } from './helpers/audio.ts'
+import { answeringParty, fieldLab, frames, sleep, voiced, waitUntil, type LiveCall } from './helpers/field-lab.ts'
+import { RtpCaller } from '../sip/app/rtp-caller.ts'
+
+const NUMBER = '+14155550187'
+const assistant = (call: LiveCall) => call.said().filter((e) => e.role === 'assistant')
+
+t.test('agent fields on outbound calls and transfers', async (t) => {
+  const lab = await fieldLab(NUMBER)
+  t.teardown(() => lab.close())
+  const base = { greeting: 'Hello, thanks for calling.' }
+
+  const rows: Array<{ field: string; run: (t: Test) => Promise<void> }> = [
+    {
+      field: 'greetingOutbound with the call\'s metadata as {{variables}}',
+      async run(t) {
+        const agentId = await lab.agent(base, { greetingOutbound: 'Hi {{name}}, this is {{agentName}} about order {{order}}.', metadata: { name: 'nobody', order: '0' } })
+        const call = await lab.dial((fn) => t.teardown(fn), { agentId, metadata: { name: 'Bob', order: '42' } })
+        const g = await waitUntil(() => assistant(call)[0], 30_000, 'greeting')
+        t.equal(g.text, 'Hi Bob, this is fields about order 42.', 'the outbound greeting, the call\'s metadata winning over the agent\'s')
+        t.ok(frames(call.caller.audioSince(0)).filter(voiced).length > 25, 'the callee heard it')
+        await call.hangup()
+      },
+    },
+    {
+      field: 'inbound calls keep greeting',
+      async run(t) {
+        await lab.agent(base, { greetingOutbound: 'Hi, this is an outbound call.' })
+        const call = await lab.call((fn) => t.teardown(fn))
+        t.equal((await waitUntil(() => assistant(call)[0], 30_000, 'greeting')).text, base.greeting)
+        await call.hangup()
+      },
+    },
+    {
+      field: 'aiSpeaksFirstOutbound: false',
+      async run(t) {
+        const agentId = await lab.agent(base, { aiSpeaksFirstOutbound: false, expectedPhrases: ['hello who is this'], rules: [{ match: 'who is this', reply: 'This is the test line calling.' }] })
+        const call = await lab.dial((fn) => t.teardown(fn), { agentId })
+        await sleep(4000)
+        t.equal(frames(call.caller.audioSince(0)).filter(voiced).length, 0, 'the agent waits for the callee')
+        await call.say(speechPcm('hello who is this'))
+        const reply = await waitUntil(() => assistant(call)[0], 20_000, 'reply')
+        t.equal(reply.text, 'This is the test line calling.', 'and answers the callee')
+        await call.hangup()
+      },
+    },
+    {
+      field: 'transferTargets[].whisper',
+      async run(t) {
+        const target = new RtpCaller()
+        await target.start()
+        t.teardown(() => target.close())
+        const party = await answeringParty(lab.dir, target, (fn) => t.teardown(fn), 1)
+        await lab.agent({ greeting: 'Hello.' }, {
+          expectedPhrases: ['talk to sales'],
+          rules: [{ match: 'sales', reply: 'Connecting you to sales.', transferTo: 'sales' }],
+          transferTargets: [{ name: 'sales', destination: party.uri, whisper: 'A caller from {{from}} for sales.' }],
+        })
+        const call = await lab.call((fn) => t.teardown(fn), 1)
+        await waitUntil(() => assistant(call)[0], 30_000, 'greeting')
+        await call.say(speechPcm('talk to sales'))
+        await waitUntil(() => assistant(call).some((e) => e.text === 'Connecting you to sales.') || null, 20_000, 'transfer line')
+        // The caller is silent from here on: anything the target hears before the bridge is the whisper.
+        const heard = await waitUntil(() => frames(target.audioSince(0)).filter(voiced).length > 40 || null, 30_000, 'whisper at the target').catch(() => null)
+        t.ok(heard, `the target heard the whisper (${frames(target.audioSince(0)).filter(voiced).length} speech frames)`)
+        const ended = await waitUntil(async () => { const r = await call.record(); return r.endedReason ? r : null }, 20_000, 'transfer done').catch(() => call.record())
+        t.comment(`call after transfer: ${ended.status} ${ended.endedReason}`)
+      },
+    },
+  ]
+  for (const row of rows) await t.test(row.field, (t) => row.run(t))
+})
