@@ -464,7 +464,15 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
     const entry = this.transcript.add({ role: 'user', text, start: ut.startedAt, end: ut.endOfSpeech ?? now, interrupted: false, ...(ut.source ? { source: ut.source } : {}) })
     this.emit('transcript', entry)
     this.messages.push({ role: 'user', content: text })
-    this.startReply({ kind: 'llm', trigger: 'speech', marks: { endOfSpeech: ut.endOfSpeech ?? now, finalTranscript: ut.finalAt ?? now } })
+    const reply: ReplyInput = { kind: 'llm', trigger: 'speech', marks: { endOfSpeech: ut.endOfSpeech ?? now, finalTranscript: ut.finalAt ?? now } }
+    const speaking = this.current
+    if (speaking && !this.canInterrupt()) {
+      // Barge-in is off (or the line may not be interrupted): the caller was heard, and is
+      // answered once the agent has finished its line, which a new reply would otherwise cut off.
+      void speaking.done?.then(() => { if (!this.ended && !this.current) this.startReply(reply) })
+      return
+    }
+    this.startReply(reply)
   }
 
   private onDtmf(digit: string): void {

@@ -9,6 +9,7 @@ import t, { type Test } from 'tap'
 import { speechPcm } from './helpers/audio.ts'
 import { answeringParty, fieldLab, frames, sleep, voiced, waitUntil, type LiveCall } from './helpers/field-lab.ts'
 import { RtpCaller } from '../sip/app/rtp-caller.ts'
+import { startOpenAiFake } from './fakes/openai-server.ts'
 
 const NUMBER = '+14155550187'
 const assistant = (call: LiveCall) => call.said().filter((e) => e.role === 'assistant')
@@ -73,6 +74,41 @@ t.test('agent fields on outbound calls and transfers', async (t) => {
         t.ok(heard, `the target heard the whisper (${frames(target.audioSince(0)).filter(voiced).length} speech frames)`)
         const ended = await waitUntil(async () => { const r = await call.record(); return r.endedReason ? r : null }, 20_000, 'transfer done').catch(() => call.record())
         t.comment(`call after transfer: ${ended.status} ${ended.endedReason}`)
+      },
+    },
+    {
+      field: 'amd.onMachine: hangup',
+      async run(t) {
+        const agentId = await lab.agent(base, { amd: { onMachine: 'hangup' } })
+        const call = await lab.dial((fn) => t.teardown(fn), { agentId })
+        // A voicemail greeting: one long monologue from the moment it answers.
+        await call.say(speechPcm('Hello, you have reached the voicemail of the test line. Nobody is available to take your call right now. Please leave a message after the tone and we will call you back as soon as we can.'))
+        const rec = await call.ended(30_000)
+        t.equal(rec.endedReason, 'machine-detected', 'an answering machine: the agent hung up')
+        t.equal(assistant(call).length, 0, 'without greeting it')
+      },
+    },
+    {
+      field: 'prompt, llm.model, summary.prompt (OpenAI-compatible server)',
+      async run(t) {
+        const fake = await startOpenAiFake()
+        t.teardown(() => fake.close())
+        await lab.agent(base, {
+          prompt: 'You are the assistant of {{shop}}. The caller is {{from}}.', metadata: { shop: 'Acme' }, expectedPhrases: ['what are your opening hours'],
+          llm: { provider: 'openai', model: 'gpt-test', options: { baseURL: `${fake.baseURL}`, apiKey: 'sk-test' } },
+          summary: { enabled: true, prompt: 'Summarise this call for the shop owner.' },
+        })
+        const call = await lab.call((fn) => t.teardown(fn))
+        await waitUntil(() => assistant(call)[0], 30_000, 'greeting')
+        await call.say(speechPcm('what are your opening hours'))
+        const chat = await waitUntil(() => fake.requests.find((r) => r.path.endsWith('/chat/completions')), 20_000, 'chat request')
+        t.equal(chat.body.model, 'gpt-test', 'llm.model reaches the vendor')
+        const msgs = chat.body.messages as Array<{ role: string; content: string }>
+        t.same(msgs[0], { role: 'system', content: 'You are the assistant of Acme. The caller is +14155550100.' }, 'the prompt, with its variables, is the system message')
+        await waitUntil(() => assistant(call)[1], 20_000, 'the model\'s reply spoken')
+        await call.hangup()
+        const summary = await waitUntil(() => fake.requests.find((r) => (r.body.messages as Array<{ content: string }>)[0]?.content === 'Summarise this call for the shop owner.'), 20_000, 'summary request').catch(() => null)
+        t.ok(summary, 'summary.prompt is the summary request\'s system message')
       },
     },
   ]
