@@ -177,7 +177,7 @@ export async function fieldLab(number: string): Promise<FieldLab> {
       await c.start()
       teardown(() => c.close())
       const party = await answeringParty(dir, c, teardown, reinvites)
-      const r = await json<{ id: string }>('POST', '/v1/calls', { from: '+14155550100', to: party.uri, ...body })
+      const r = await json<{ id: string }>('POST', '/v1/calls', { from: number, to: party.uri, ...body })
       if (r.status !== 201) throw new Error(`POST /v1/calls: ${r.status} ${JSON.stringify(r.body)}`)
       await waitUntil(async () => (await json<{ status: string }>('GET', `/v1/calls/${r.body.id}`)).body.status === 'in-progress', 30_000, 'outbound call answered')
       return live(r.body.id, c)
