@@ -85,3 +85,21 @@ function rejection(env: Record<string, string>): ConfigError | undefined {
     return err instanceof ConfigError ? err : undefined
   }
 }
+
+t.test('webhook retry schedule and disable window: Svix defaults, durations with units', async (t) => {
+  const d = loadConfig({})
+  t.same(d.webhookRetrySchedule, [5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000], '5s,5m,30m,2h,5h,10h,10h')
+  t.equal(d.webhookDisableAfterMs, 5 * 86_400_000, '5 days')
+  const c = loadConfig({ WEBHOOK_RETRY_SCHEDULE: '250ms, 2s,1m,1h', WEBHOOK_DISABLE_AFTER: '2d' })
+  t.same(c.webhookRetrySchedule, [250, 2000, 60_000, 3_600_000])
+  t.equal(c.webhookDisableAfterMs, 2 * 86_400_000)
+  for (const [env, re] of [
+    [{ WEBHOOK_RETRY_SCHEDULE: '5x' }, /WEBHOOK_RETRY_SCHEDULE: must be a duration like .*'5x'/],
+    [{ WEBHOOK_RETRY_SCHEDULE: '5s,,1m' }, /WEBHOOK_RETRY_SCHEDULE: must be a duration/],
+    [{ WEBHOOK_DISABLE_AFTER: '0' }, /WEBHOOK_DISABLE_AFTER: must be a positive duration/],
+    [{ WEBHOOK_DISABLE_AFTER: '5 days' }, /WEBHOOK_DISABLE_AFTER: must be a duration/],
+  ] as Array<[Record<string, string>, RegExp]>) {
+    t.throws(() => loadConfig(env), re)
+    t.throws(() => loadConfig(env), ConfigError)
+  }
+})
