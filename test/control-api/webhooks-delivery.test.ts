@@ -339,6 +339,27 @@ t.test('webhook delivery', async (t) => {
     worker.start()
   })
 
+  t.test('PATCH enabled:true on a failing webhook retries its pending deliveries now', async (t) => {
+    await worker.stop()
+    worker = new WebhookWorker({ store, logger: silent, ...WORKER, retryScheduleMs: [120_000] })
+    worker.start()
+    const wh = await subscribe('/i', ['call.started'])
+    rx.modes.set('/i', 'down')
+    const calls = [await newCall(), await newCall()]
+    await until('both failed once', async () => (await call(app, adminKey, 'GET', `/v1/webhooks/${wh.id}`)).json().failureCount >= 2)
+    rx.modes.set('/i', 'up')
+    // The next retry is 2 minutes away; the user says the receiver is fixed.
+    const r = await call(app, adminKey, 'PATCH', `/v1/webhooks/${wh.id}`, { enabled: true })
+    t.match(r.json(), { enabled: true, status: 'failing' }, 'still failing until an attempt succeeds')
+    await until('both delivered', () => rx.accepted.filter((a) => a.path === '/i').length >= 2)
+    t.same(rx.accepted.filter((a) => a.path === '/i').map((a) => a.body.data.call.id).sort(), calls.map((c) => c.id).sort())
+    t.match((await call(app, adminKey, 'GET', `/v1/webhooks/${wh.id}`)).json(), { status: 'active', failureCount: 0 })
+    await call(app, adminKey, 'DELETE', `/v1/webhooks/${wh.id}`)
+    await worker.stop()
+    worker = new WebhookWorker({ store, logger: silent, ...WORKER })
+    worker.start()
+  })
+
   t.test('a webhook the user disables queues nothing until enabled again', async (t) => {
     const wh = await subscribe('/e', ['call.started'])
     const off = await call(app, adminKey, 'PATCH', `/v1/webhooks/${wh.id}`, { enabled: false })
