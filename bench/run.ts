@@ -81,6 +81,8 @@ const TIMEOUTS: Record<string, { quick: number; full: number }> = {
   'sip-kamailio-reference': { quick: 25, full: 420 },
   'sip-call-rate': { quick: 45, full: 420 },
   'sip-register-rate': { quick: 30, full: 540 },
+  // its own engine (limits on) and Kamailio + pike, one flood each (8 s quick, 30 s full) plus the tails
+  'sip-flood': { quick: 90, full: 300 },
   'media-rtpengine-reference': { quick: 40, full: 360 },
   'media-sessions': { quick: 35, full: 330 },
   'api-read': { quick: 80, full: 420 },
