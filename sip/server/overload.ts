@@ -80,11 +80,19 @@ export class OverloadGuard {
     if (ageMs < t1 / 2) this.late++
   }
 
-  /** True when this new request should be refused. */
-  shouldShed(): boolean {
+  /**
+   * True when this new request should be refused. A `light` source (well under its per-source
+   * rate) is spared while the overload is moderate: when one source floods, the share-based
+   * shedding then falls on that source, not on everyone (issue 14: a flood from one source
+   * must not fail other sources' calls). Severe overload (admitted share under 30%) or too many
+   * INVITEs waiting for the application shed everyone.
+   */
+  shouldShed(light = false): boolean {
     this.fresh++
     if (this.pendingInvites >= this.opts.maxPendingInvites) return true
-    return this.admitShare < 1 && Math.random() >= this.admitShare
+    if (this.admitShare >= 1) return false
+    if (light && this.admitShare >= 0.3) return false
+    return Math.random() >= this.admitShare
   }
 
   close(): void {

@@ -49,6 +49,17 @@ export class SourceRateLimiter {
     return Math.min(this.burst, b.tokens + ((now - b.last) / 1000) * this.perSecond) >= 1
   }
 
+  /**
+   * True when `source` has used less than half its burst lately: a light sender, whom
+   * overload shedding spares while heavy senders are there to shed (see server.ts).
+   */
+  isLight(source: string, now = Date.now()): boolean {
+    if (!(this.perSecond > 0)) return false
+    const b = this.buckets.get(source)
+    if (!b) return true
+    return Math.min(this.burst, b.tokens + ((now - b.last) / 1000) * this.perSecond) >= this.burst / 2
+  }
+
   get size(): number { return this.buckets.size }
 
   private gc(): void {

@@ -23,6 +23,7 @@ import { ControlServer, AppConnection, formatMeta, stackTime, type ClientMessage
 import { createMetrics, type SipMetrics } from './metrics.ts'
 import { SourceRateLimiter, NO_SOURCE_LIMITS, isOutOfDialogInvite, type SourceLimits } from './rate-limit.ts'
 import { ProxyCore } from './proxy.ts'
+import { InviteGate } from './invite-gate.ts'
 import { OverloadGuard, type OverloadOptions } from './overload.ts'
 
 export const SERVER_VERSION = 'v0.9.3-callplane'
@@ -60,6 +61,8 @@ export class SipCore {
   /** Per-source token buckets for new INVITEs and for other new requests (may be the same object). */
   private inviteLimiter: SourceRateLimiter
   private requestLimiter: SourceRateLimiter
+  /** Per-source fairness of new INVITEs at the applications (on with the per-source limits). */
+  private inviteGate?: InviteGate
   readonly overload: OverloadGuard
   private rr = 0
   /** Merged-request detection (§8.2.2.2): Call-ID|From tag|CSeq → server transaction key. */
@@ -90,6 +93,7 @@ export class SipCore {
       this.inviteLimiter = new SourceRateLimiter(l.invitesPerSecond, Math.max(1, l.invitesPerSecond * l.burstSeconds))
       this.requestLimiter = new SourceRateLimiter(l.requestsPerSecond, Math.max(1, l.requestsPerSecond * l.burstSeconds))
     }
+    if (this.inviteLimiter.enabled) this.inviteGate = new InviteGate()
     this.transport.on('message', (data, from, stream) => {
       try {
         this.onNetwork(data, from, stream)
@@ -109,6 +113,7 @@ export class SipCore {
   async stop(): Promise<void> {
     this.inviteLimiter.close()
     this.requestLimiter.close()
+    this.inviteGate?.close()
     this.overload.close()
     for (const d of [...this.dialogs.all()]) this.dialogs.remove(d)
     this.tl.shutdown()
@@ -308,7 +313,8 @@ export class SipCore {
     // exists; in-dialog requests (BYE) and retransmissions (matched above) still pass so admitted
     // calls can end. The excess is dropped, not answered: a 503 would cost a datagram per
     // datagram, and the flooder retransmits into the same empty bucket.
-    if (!(method === 'INVITE' ? this.inviteLimiter : this.requestLimiter).allow(from.address)) {
+    const limiter = method === 'INVITE' ? this.inviteLimiter : this.requestLimiter
+    if (!limiter.allow(from.address)) {
       this.metrics.dropped.inc({ reason: 'rate-limit' })
       this.metrics.rateLimited.inc({ method: method === 'INVITE' || method === 'REGISTER' || method === 'OPTIONS' ? method : 'other' })
       return
@@ -320,7 +326,7 @@ export class SipCore {
       this.respondStateless(req, from, 416, 'Unsupported URI Scheme')
       return
     }
-    if (method !== 'OPTIONS' && this.overload.shouldShed()) {
+    if (method !== 'OPTIONS' && this.overload.shouldShed(limiter.isLight(from.address))) {
       // §21.5.4: refuse new work cheaply while saturated; in-dialog requests above still flow.
       const res = makeResponse(req, 503, 'Service Unavailable', randomToken())
       res.add('Retry-After', '1')
@@ -357,6 +363,20 @@ export class SipCore {
     }
     this.guardUnanswered(txn)
     this.log.debug({ callId: req.callId, method, app: app.id }, 'request delivered to application')
+    if (method === 'INVITE' && this.inviteGate) {
+      const gate = this.inviteGate
+      const admitted = gate.submit(txn.id, from.address, () => {
+        if (txn.state === 'proceeding') this.deliver(app, req, from, txn.id, '')
+        else gate.release(txn.id)
+      })
+      if (!admitted) {
+        // The source already has a full queue of INVITEs waiting on the application.
+        this.metrics.dropped.inc({ reason: 'rate-limit' })
+        this.metrics.rateLimited.inc({ method: 'INVITE' })
+        txn.terminate()
+      }
+      return
+    }
     this.deliver(app, req, from, txn.id, '')
   }
 
@@ -394,6 +414,7 @@ export class SipCore {
   /** The INVITE no longer waits for its application (final sent or transaction gone). */
   private clearPending(txn: ServerTransaction): void {
     if (txn.context['pending']) { txn.context['pending'] = false; this.overload.pendingInvites-- }
+    this.inviteGate?.release(txn.id)
   }
 
   /** Sends a response through a server transaction and counts finals. */
@@ -454,12 +475,14 @@ export class SipCore {
     if (ctxn) this.respondTxn(ctxn, makeResponse(cancel, 200, 'OK', inviteTxn.toTag))
     if (inviteTxn.context['proxy']) { this.proxy.onCancel(inviteTxn, cancel); return }
     if (inviteTxn.state !== 'proceeding') return
+    // An INVITE still queued behind its source's others (invite-gate.ts) was never delivered.
+    const unseen = this.inviteGate?.isQueued(inviteTxn.id) ?? false
     this.respondTxn(inviteTxn, makeResponse(inviteTxn.request, 487, 'Request Terminated', inviteTxn.toTag))
     const early = this.dialogs.get(dialogId(inviteTxn.request.callId, inviteTxn.request.fromTag ?? ''))
     if (early && early.state === 'early') this.dialogs.remove(early)
     this.cdr('stop', 'network', cancel, 'call-canceled')
     const app = inviteTxn.context['app'] as AppConnection | undefined
-    if (app) this.deliver(app, cancel, from, inviteTxn.id, '')
+    if (app && !unseen) this.deliver(app, cancel, from, inviteTxn.id, '')
   }
 
   private onInDialogRequest(req: SipMessage, from: Inbound, d: Dialog): void {
@@ -659,6 +682,7 @@ export class SipCore {
     }
     const req = txn.request
     const status = appRes.status
+    if (status > 100) this.inviteGate?.release(txn.id) // the application has looked at it
     // The app may pick the To tag itself (Response#send with a To header carrying a tag).
     const appTo = appRes.get('to')
     const appTag = paramOf(appTo, 'tag')
