@@ -2,11 +2,11 @@
  * SIP flood (issue 14): legitimate calls' failures and setup p99 from a second source while
  * one source floods INVITEs at the highest rate sipp reaches here, side by side:
  *  - Callplane: the whole engine (main.ts in its own process, per-source limits at their
- *    defaults: SIP_INVITE_RATE_PER_SOURCE=50, burst 2 s); the legitimate calls come from a
+ *    defaults: SIP_INVITE_RATE_PER_SOURCE=20, burst 2 s, 16 INVITEs per source at the application); the legitimate calls come from a
  *    PBX trunk (created over the API, inbound allowed from 127.0.0.2) to a number whose target
  *    is a SIP URI: the engine bridges each call to a sipp UAS (B2BUA: routing, call record,
  *    media anchoring); the flood goes to a number nobody has (99999);
- *  - Kamailio: the tm responder behind pike (50 requests/s per source, the same budget),
+ *  - Kamailio: the tm responder behind pike (20 requests/s per source, the same budget),
  *    flood INVITEs to 99999 answered 404, legitimate INVITEs answered 200.
  * Flood: sipp from 127.0.0.1, bench/scenarios/invite-flood.xml (INVITE, any final → ACK with
  * a new branch; a dropped INVITE is retransmitted until -recv_timeout 2 s). Legitimate:
@@ -123,7 +123,7 @@ const baselines: Trial[] = []
 
 console.log(`Callplane: starting the engine (main.ts) with the default per-source limits…`)
 // startEngineProcess turns the limits off for capacity benches; this bench measures them at their defaults.
-const cp = await startEngineProcess({ rtpPorts: 2000, timeoutMs: 90_000, env: { SIP_INVITE_RATE_PER_SOURCE: process.env.BENCH_FLOOD_INVITE_RATE ?? '50', SIP_REQUEST_RATE_PER_SOURCE: '200', SIP_RATE_BURST: '2' } })
+const cp = await startEngineProcess({ rtpPorts: 2000, timeoutMs: 90_000, env: { SIP_INVITE_RATE_PER_SOURCE: process.env.BENCH_FLOOD_INVITE_RATE ?? '20', SIP_REQUEST_RATE_PER_SOURCE: '200', SIP_RATE_BURST: '2' } })
 let limited = 0
 const uasPort = await freePort()
 const uas = sipp(['-sn', 'uas', '-i', '127.0.0.1', '-p', String(uasPort), '-m', '100000'])
@@ -151,8 +151,8 @@ try {
 const kport = await freePort()
 let kam: Awaited<ReturnType<typeof startKamailio>> | undefined
 try {
-  kam = await startKamailio({ port: kport, role: 'flood', pikePerSecond: 50 })
-  console.log(`Kamailio pid ${kam.pid} (pike, 50 requests/s per source)`)
+  kam = await startKamailio({ port: kport, role: 'flood', pikePerSecond: 20 })
+  console.log(`Kamailio pid ${kam.pid} (pike, 20 requests/s per source)`)
   trials.push(await trial('kamailio', `127.0.0.1:${kport}`, kam.pid, '1000'))
 } catch (err) {
   notes.push(`Kamailio reference not run: ${(err as Error).message.split('\n')[0]}`)

@@ -20,7 +20,7 @@ export interface KamailioOptions {
    * auth; 'flood': the responder behind pike (per-source request limit, excess dropped).
    */
   role?: 'responder' | 'registrar' | 'flood'
-  /** 'flood': requests per second per source pike lets through (default 50, as SIP_INVITE_RATE_PER_SOURCE). */
+  /** 'flood': requests per second per source pike lets through (default 20, as SIP_INVITE_RATE_PER_SOURCE). */
   pikePerSecond?: number
   /** UDP worker processes (default: number of cores, at least 2). */
   children?: number
@@ -171,7 +171,7 @@ export async function startKamailio(opts: KamailioOptions): Promise<RunningKamai
   const cfg = join(dir, 'kamailio.cfg')
   const children = opts.children ?? Math.max(2, cpus().length)
   writeFileSync(cfg, opts.role === 'registrar' ? kamailioRegistrarConfig(opts.port, children)
-    : opts.role === 'flood' ? kamailioFloodConfig(opts.port, children, opts.pikePerSecond ?? 50)
+    : opts.role === 'flood' ? kamailioFloodConfig(opts.port, children, opts.pikePerSecond ?? 20)
       : kamailioConfig(opts.port, children))
   const child = spawn(KAMAILIO_BIN, ['-DD', '-E', '-f', cfg, '-m', String(opts.shmMb ?? 256), '-M', '16', '-Y', dir, '-P', join(dir, 'kamailio.pid')], {
     cwd: dir,

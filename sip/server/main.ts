@@ -17,7 +17,7 @@ const server = createSipServer({
   maxTransactionsPerSourcePerSecond: process.env.SIP_MAX_TPS_PER_SOURCE ? Number(process.env.SIP_MAX_TPS_PER_SOURCE) : undefined,
   // Same variables and defaults as the engine (config/config.ts).
   sourceLimits: {
-    invitesPerSecond: Number(process.env.SIP_INVITE_RATE_PER_SOURCE ?? 50),
+    invitesPerSecond: Number(process.env.SIP_INVITE_RATE_PER_SOURCE ?? 20),
     requestsPerSecond: Number(process.env.SIP_REQUEST_RATE_PER_SOURCE ?? 200),
     burstSeconds: Number(process.env.SIP_RATE_BURST ?? 2),
   },
