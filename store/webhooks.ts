@@ -141,9 +141,10 @@ export class WebhookRepository {
   /**
    * Claims up to `limit` due deliveries of enabled webhooks by leasing them for
    * `leaseMs`; a claim that is never settled (crash, restart) is due again when
-   * the lease runs out. Each webhook is a lane: at most `perEndpoint` of its
-   * deliveries are leased at once, counted across every node, so a slow or
-   * hanging endpoint holds at most that many slots and the others' deliveries
+   * the lease runs out. Each webhook is a lane: a claim takes at most
+   * `perEndpoint` minus the leases it already has on any node (two nodes claiming
+   * at the same instant may each see it free: at most nodes × perEndpoint), so a
+   * slow or hanging endpoint holds only its own slots and the others' deliveries
    * are claimed past it. Within a lane, oldest due first.
    */
   async claimDue(opts: { limit: number; leaseMs: number; perEndpoint: number }): Promise<ClaimedDelivery[]> {
