@@ -21,6 +21,11 @@ import { waitFor } from '../sip/app/helpers.ts'
 import { recognize, talkSpurts } from '../agent/helpers/recognize.ts'
 import { concatPcm, silencePcm, speechPcm } from '../agent/helpers/audio.ts'
 import { dictionary } from '../../agent/adapters/stt/jsgf.ts'
+import { registerBuiltinAdapters } from '../../agent/adapters/builtin.ts'
+import { createLlm } from '../../agent/adapters/registry.ts'
+import { resolveAgentConfig } from '../../agent/config.ts'
+import { agentConfigFrom } from '../../sip/app/agent-media-binder.ts'
+import type { Agent } from '../../store/agents.ts'
 
 const GREETING = 'Hello, this is the Callplane demo agent. Ask me what I can do, or say goodbye to hang up.'
 const CAPABILITIES = 'I can say hello, tell you a joke, or tell you who I am. When you are done, say goodbye.'
@@ -91,6 +96,23 @@ t.test('call 1000: greeting, a known phrase and its reply, goodbye and the engin
   for (const tm of rec.timings.slice(1)) {
     t.match(tm, { trigger: 'speech', totalMs: Number, sttMs: Number, llmMs: Number, ttsMs: Number }, 'a spoken turn has its waterfall')
   }
+
+  // The rest of the demo's phrases, through the same mapping a call uses
+  // (the stored agent as the API returns it → agentConfigFrom → its model).
+  const demo = (await api<{ data: Agent[] }>('/v1/agents')).data.find((a) => a.name === 'Demo agent')!
+  const cfg = resolveAgentConfig(agentConfigFrom(demo))
+  registerBuiltinAdapters()
+  const model = createLlm(cfg.llm, cfg)
+  const reply = async (text: string): Promise<string> => {
+    let out = ''
+    for await (const c of model.chat({ messages: [{ role: 'user', content: text }], tools: [], signal: new AbortController().signal })) if (c.type === 'text') out += c.text
+    return out.trim()
+  }
+  t.match(await reply('tell me a joke'), /contacts/, 'a joke')
+  t.match(await reply('hello'), /^Hello!/, 'hello')
+  t.match(await reply('what time is it'), /clock/, 'the time')
+  t.match(await reply('the weather is nice today'), /what can you do, tell me a joke, or goodbye/, 'anything else: a fallback that says what it can do')
+  t.same(cfg.expectedPhrases, ['goodbye', 'what can you do', 'tell me a joke', 'who are you', 'what time is it', 'hello'], 'every phrase it knows is in the speech grammar')
 
   // What the caller actually heard over RTP. The agent speaks a sentence at a
   // time (espeak-ng leaves ~300 ms after each; commas pause < 200 ms), so the
