@@ -10,6 +10,7 @@ import { speechPcm } from './helpers/audio.ts'
 import { answeringParty, fieldLab, frames, sleep, voiced, waitUntil, type LiveCall } from './helpers/field-lab.ts'
 import { RtpCaller } from '../sip/app/rtp-caller.ts'
 import { startOpenAiFake } from './fakes/openai-server.ts'
+import { startDeepgramFake } from './fakes/deepgram-server.ts'
 
 const NUMBER = '+14155550187'
 const assistant = (call: LiveCall) => call.said().filter((e) => e.role === 'assistant')
@@ -110,6 +111,29 @@ t.test('agent fields on outbound calls and transfers', async (t) => {
         await call.hangup()
         const summary = await waitUntil(() => fake.requests.find((r) => (r.body.messages as Array<{ content: string }>)[0]?.content === 'Summarise this call for the shop owner.'), 20_000, 'summary request').catch(() => null)
         t.ok(summary, 'summary.prompt is the summary request\'s system message')
+      },
+    },
+    {
+      field: 'language, stt.model/options, tts.model/voice (cloud vendors as local servers)',
+      async run(t) {
+        const openai = await startOpenAiFake()
+        t.teardown(() => openai.close())
+        const deepgram = await startDeepgramFake(['bonjour'])
+        t.teardown(() => deepgram.close())
+        await lab.agent({ greeting: 'Bonjour.' }, {
+          language: 'fr-FR',
+          stt: { provider: 'deepgram', model: 'nova-2', options: { baseUrl: deepgram.url, apiKey: 'good-key', endpointingMs: 700 } },
+          tts: { provider: 'openai', model: 'tts-1', voice: 'alloy', options: { baseURL: openai.baseURL, apiKey: 'sk-test' } },
+        })
+        const call = await lab.call((fn) => t.teardown(fn))
+        const speech = await waitUntil(() => openai.requests.find((r) => r.path.endsWith('/audio/speech')), 30_000, 'TTS request')
+        t.match(speech.body, { model: 'tts-1', voice: 'alloy', input: 'Bonjour.' }, 'tts.model and tts.voice reach the TTS vendor')
+        const q = await waitUntil(() => deepgram.connections[0], 30_000, 'STT connection')
+        t.equal(q.get('language'), 'fr-FR', 'language reaches the STT vendor')
+        t.equal(q.get('model'), 'nova-2', 'stt.model too')
+        t.equal(q.get('endpointing'), '700', 'and the stt options')
+        t.ok(await call.heardAt(0, 20_000), 'the caller hears the vendor\'s audio')
+        await call.hangup()
       },
     },
   ]
