@@ -15,7 +15,7 @@ export const ConferenceSchema = Type.Object({
 const ConferenceCreate = Type.Object({
   name: Type.String({ minLength: 1, maxLength: 200, description: 'Friendly name' }),
   maxParticipants: Type.Optional(Type.Integer({ minimum: 2, maximum: 250 })),
-  record: Type.Optional(Type.Boolean()),
+  record: Type.Optional(Type.Boolean({ description: 'Record the mixed conference from its first participant on: a recording resource (conferenceId set), call.recording.ready when the room empties' })),
 }, { additionalProperties: false })
 const ParticipantParams = Type.Object({ id: Type.String({ format: 'uuid' }), callId: Type.String({ format: 'uuid' }) })
 const Accepted = Type.Object({ status: Type.Literal('accepted') }, { additionalProperties: true })

@@ -66,6 +66,8 @@ export interface AgentMediaBinderOptions {
   urlPolicy?: OutboundUrlPolicy
   /** Starts recording a call (the API's record/start); agents with `recording.enabled` use it when answered. */
   record?: (callId: string) => Promise<void>
+  /** Puts a call into a conference's mix (the API's conference join), for numbers whose target is a conference. */
+  joinConference?: (callId: string, conferenceId: string) => Promise<void>
 }
 
 /** The SIP dialog identifiers of a call (CallContext.sip). */
@@ -432,6 +434,11 @@ export class AgentMediaBinder implements MediaBinder {
     // RTP inactivity (RFC 3550 has no BYE guarantee): end the call rather than hold it forever.
     session.on('timeout', () => { void this.o.control()?.hangup(ctx.callId).catch(() => {}) })
     return leg
+  }
+
+  async joinConference(callId: string, conferenceId: string): Promise<void> {
+    if (!this.o.joinConference) throw new Error('conferences are not available on this media plane')
+    await this.o.joinConference(callId, conferenceId)
   }
 
   async answer(ctx: CallContext, remoteSdp: string): Promise<MediaLeg> {

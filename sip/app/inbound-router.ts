@@ -72,11 +72,12 @@ export class InboundRouter {
       requestHost: reqUri?.host ?? '',
     })
     if ((idn.kind === 'challenge' || idn.kind === 'reject') && !req.has('Proxy-Authorization')) {
-      // A number with no trunk that goes to an agent is public (the embedded
-      // demo "call sip:1000@host"): anyone may call it, it can only reach the agent.
+      // A number with no trunk that goes to an agent or a conference is public
+      // (the embedded demo "call sip:1000@host", a dial-in room): anyone may
+      // call it, it can only reach that agent or room.
       const raw = userPart(req.uri)
       const number = await this.findNumber(normalizeDialled(raw), raw)
-      if (number && !number.trunkId && number.target.type === 'agent') {
+      if (number && !number.trunkId && (number.target.type === 'agent' || number.target.type === 'conference')) {
         const lease = this.opts.limiter.tryAcquire([{ key: `account:${number.accountId}`, limit: this.opts.accountCallLimit }])
         if (!lease) {
           res.send(503, 'Too Many Calls', { headers: { 'Retry-After': '10' } })
@@ -188,11 +189,33 @@ export class InboundRouter {
       case 'sip':
         await this.bridgeTo(req, res, live, { ...base, agentId: null }, () => this.opts.dialer.plan(ctx.accountId, t.uri!, ctx.from), lease)
         return
+      case 'conference': {
+        // Dial-in conference: answered by the engine, then mixed into the room like an API join.
+        const conf = t.id ? await this.opts.store.conferences.get(ctx.accountId, t.id) : null
+        if (!conf) break
+        if (conf.participantCount >= conf.maxParticipants) {
+          lease.release()
+          res.send(486, 'Busy Here', {})
+          return
+        }
+        await this.answerWithAgent(req, res, live, { ...base, agentId: null }, lease, async (call) => {
+          const binder = this.opts.media()
+          try {
+            if (!binder?.joinConference) throw new Error('the media engine has no conferences')
+            await binder.joinConference(call.id, conf.id)
+          } catch (err) {
+            this.log.warn({ err, callId: call.id, conferenceId: conf.id }, 'caller could not join the conference')
+            await call.hangup('system', 'conference-join-failed')
+          }
+        })
+        return
+      }
       default:
-        lease.release()
-        // RFC 3261 §21.4.18: the number exists but nothing answers it now.
-        res.send(480, 'Temporarily Unavailable', {})
+        break
     }
+    lease.release()
+    // RFC 3261 §21.4.18: the number exists but nothing answers it now (no target, or its conference is gone).
+    res.send(480, 'Temporarily Unavailable', {})
   }
 
   private newCall(record: CallRecord): ActiveCall {
@@ -203,7 +226,8 @@ export class InboundRouter {
 
   /** Agent target: answer with a media session bound to the agent (RFC 3264 answer to the caller's offer). */
   private async answerWithAgent(req: Srf.SrfRequest, res: Srf.SrfResponse, live: LiveCalls,
-    c: { accountId: string; from: string; to: string; trunkId: string | null; extensionId: string | null; numberId: string; agentId: string | null }, lease: Lease): Promise<void> {
+    c: { accountId: string; from: string; to: string; trunkId: string | null; extensionId: string | null; numberId: string; agentId: string | null }, lease: Lease,
+    afterAnswer?: (call: ActiveCall) => Promise<void>): Promise<void> {
     const binder = this.opts.media()
     if (!binder) {
       lease.release()
@@ -244,6 +268,7 @@ export class InboundRouter {
     call.watch(dialog, 'caller')
     call.serveMedia(dialog, leg)
     await record.answered()
+    await afterAnswer?.(call)
   }
 
   /**

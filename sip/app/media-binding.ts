@@ -54,4 +54,6 @@ export interface MediaBinder {
   answer(ctx: CallContext, remoteSdp: string): Promise<MediaLeg>
   /** UAC: a fresh offer for an outbound call whose media we terminate. */
   offer(ctx: CallContext): Promise<MediaLeg>
+  /** Moves an answered call's media into a conference's mix (a number whose target is a conference). */
+  joinConference?(callId: string, conferenceId: string): Promise<void>
 }

@@ -85,7 +85,7 @@ class RoomRecorder implements TickTask {
   }
 }
 
-interface Room { id: string; accountId: string; mixer: Mixer; members: Map<string, Member>; recorder: RoomRecorder | null }
+interface Room { id: string; accountId: string; mixer: Mixer; members: Map<string, Member>; recorder: RoomRecorder | null; autoRecordChecked: boolean }
 
 export interface ConferenceRoomsOptions {
   store: MediaStore
@@ -150,7 +150,7 @@ export class ConferenceRooms {
   private room(conferenceId: string, accountId: string): Room {
     let room = this.rooms.get(conferenceId)
     if (!room) {
-      room = { id: conferenceId, accountId, mixer: new Mixer(this.o.scheduler, MIX_RATE), members: new Map(), recorder: null }
+      room = { id: conferenceId, accountId, mixer: new Mixer(this.o.scheduler, MIX_RATE), members: new Map(), recorder: null, autoRecordChecked: false }
       this.rooms.set(conferenceId, room)
     }
     return room
@@ -163,6 +163,14 @@ export class ConferenceRooms {
     this.where.set(callId, room.id)
     await this.o.store.calls.attach(callId, { conferenceId: room.id })
     await this.o.store.conferences.setStatus(room.id, 'in-progress')
+    if (!room.autoRecordChecked) {
+      room.autoRecordChecked = true
+      // `record: true` on the conference: the mix is recorded from its first participant on, as record/start would.
+      const conf = await this.o.store.conferences.get(room.accountId, room.id)
+      if (conf?.record && !room.recorder && this.rooms.get(room.id) === room) {
+        await this.record(room.id, room.accountId, true).catch((err: unknown) => this.o.logger.error({ err, conferenceId: room.id }, 'conference recording could not start'))
+      }
+    }
     return { participants: room.members.size }
   }
 

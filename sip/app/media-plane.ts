@@ -46,6 +46,11 @@ export function createMediaPlane(o: MediaPlaneOptions): MediaPlane {
       const call = await o.store.calls.getById(callId)
       if (call) await actions.startRecording(call, {})
     },
+    joinConference: async (callId, conferenceId) => {
+      const call = await o.store.calls.getById(callId)
+      if (!call) throw new Error(`call ${callId} has no record`)
+      await actions.conferenceJoin(call, conferenceId, false)
+    },
   })
   // The API's call actions: media actions on the sessions the binder lists.
   const actions = new MediaCallControl({

@@ -15,7 +15,7 @@ export interface MediaStore {
   agents: Pick<Store['agents'], 'get'>
   tools: Pick<Store['tools'], 'forCall'>
   recordings: Pick<Store['recordings'], 'start' | 'markReady' | 'markFailed'>
-  conferences: Pick<Store['conferences'], 'setStatus'>
+  conferences: Pick<Store['conferences'], 'setStatus' | 'get'>
 }
 
 /** Repository → the methods a worker may call on it; anything else is refused. */
@@ -24,7 +24,7 @@ const METHODS = {
   agents: ['get'],
   tools: ['forCall'],
   recordings: ['start', 'markReady', 'markFailed'],
-  conferences: ['setStatus'],
+  conferences: ['setStatus', 'get'],
 } as const satisfies { [R in keyof MediaStore]: ReadonlyArray<keyof MediaStore[R]> }
 
 type Repo = keyof MediaStore

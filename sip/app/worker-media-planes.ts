@@ -230,6 +230,13 @@ export class WorkerMediaPlanes implements MediaBinder {
     }
   }
 
+  /** A number whose target is a conference: the call joins it as through the API (mixed on the room's worker, linked if elsewhere). */
+  async joinConference(callId: string, conferenceId: string): Promise<void> {
+    const call = await this.o.store.calls.getById(callId)
+    if (!call) throw new Error(`call ${callId} has no record`)
+    await this.api().conferenceJoin!(call, conferenceId, {})
+  }
+
   /** @internal RemoteLeg */
   attachDialog(callId: string, dialog: Srf.Dialog): void {
     this.dialogs.set(callId, dialog)
