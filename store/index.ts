@@ -52,7 +52,7 @@ export function createStore(db: Database, secrets: SecretBox, logger: Logger): S
     routes: new RouteRepository(pool),
     extensions: new ExtensionRepository(pool, realm),
     tools: new ToolRepository(pool, secrets),
-    webhooks: new WebhookRepository(pool, secrets),
+    webhooks: new WebhookRepository(pool, secrets, (fn) => db.transaction(fn)),
     calls: new CallRepository(pool, outbox),
     recordings: new RecordingRepository(pool, outbox),
     conferences: new ConferenceRepository(pool),

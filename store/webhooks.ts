@@ -70,7 +70,12 @@ export interface ClaimedDelivery {
 }
 
 export class WebhookRepository {
-  constructor(private readonly db: Queryable, private readonly secrets: SecretBox) {}
+  constructor(
+    private readonly db: Queryable,
+    private readonly secrets: SecretBox,
+    /** Runs `fn` in one transaction (the claim's lane locks and its count are one unit). */
+    private readonly transaction: <T>(fn: (c: Queryable) => Promise<T>) => Promise<T>,
+  ) {}
 
   async create(accountId: string, input: WebhookInput): Promise<{ webhook: Webhook; secret: string }> {
     const { rows: [n] } = await this.db.query<{ n: string }>('SELECT count(*) AS n FROM webhooks WHERE account_id = $1', [accountId])
@@ -141,36 +146,50 @@ export class WebhookRepository {
   /**
    * Claims up to `limit` due deliveries of enabled webhooks by leasing them for
    * `leaseMs`; a claim that is never settled (crash, restart) is due again when
-   * the lease runs out. Each webhook is a lane: a claim takes at most
-   * `perEndpoint` minus the leases it already has on any node (two nodes claiming
-   * at the same instant may each see it free: at most nodes × perEndpoint), so a
-   * slow or hanging endpoint holds only its own slots and the others' deliveries
-   * are claimed past it. Within a lane, oldest due first.
+   * the lease runs out. Each webhook is a lane with at most `perEndpoint`
+   * deliveries leased at once, on all nodes together: a slow or hanging endpoint
+   * holds only its own slots and the others' deliveries are claimed past it.
+   * Within a lane, oldest due first.
+   *
+   * One transaction, two statements: first lock the lanes no other node is
+   * claiming from right now (SKIP LOCKED: that node serves them), then count
+   * their leases and claim. The second statement's snapshot is taken after the
+   * locks are held, so it sees every lease a previous claimer of the lane
+   * committed, and the bound holds across nodes (in one statement, two nodes
+   * could both count a lane's leases before either committed).
    */
   async claimDue(opts: { limit: number; leaseMs: number; perEndpoint: number }): Promise<ClaimedDelivery[]> {
-    const { rows } = await this.db.query<{
-      id: string; attempts: number; previous_attempt_at: Date; webhook_id: string; url: string; secret_sealed: string
-      ev_id: string; type: string; account_id: string; call_id: string | null; created_at: Date; data: Record<string, unknown>
-    }>(
-      `WITH lanes AS (
-         SELECT w.id, $3::int - (SELECT count(*) FROM webhook_deliveries x
-                                  WHERE x.webhook_id = w.id AND x.status = 'pending' AND x.locked_until IS NOT NULL AND x.locked_until > now())::int AS free
-           FROM webhooks w WHERE w.enabled),
-       due AS (
-         SELECT d.id, d.previous_attempt_at FROM lanes l CROSS JOIN LATERAL (
-           SELECT d.id, d.next_attempt_at, d.seq, COALESCE(d.last_attempt_at, d.created_at) AS previous_attempt_at FROM webhook_deliveries d
-            WHERE d.webhook_id = l.id AND d.status = 'pending' AND d.next_attempt_at <= now()
-              AND (d.locked_until IS NULL OR d.locked_until <= now())
-            ORDER BY d.next_attempt_at, d.seq LIMIT GREATEST(l.free, 0)
-            FOR UPDATE OF d SKIP LOCKED) d
-         ORDER BY d.next_attempt_at, d.seq LIMIT $1)
-       UPDATE webhook_deliveries d SET locked_until = now() + ($2 || ' milliseconds')::interval, attempts = d.attempts + 1, last_attempt_at = now()
-         FROM due, webhooks w, events e
-        WHERE d.id = due.id AND w.id = d.webhook_id AND e.id = d.event_id
-       RETURNING d.id, d.attempts, due.previous_attempt_at, d.webhook_id, w.url, w.secret_sealed,
-                 e.id AS ev_id, e.type, e.account_id, e.call_id, e.created_at, e.data`,
-      [opts.limit, String(opts.leaseMs), opts.perEndpoint],
-    )
+    const rows = await this.transaction(async (c) => {
+      const { rows: lanes } = await c.query<{ id: string }>(
+        `SELECT w.id FROM webhooks w
+          WHERE w.enabled AND EXISTS (SELECT 1 FROM webhook_deliveries d
+                                       WHERE d.webhook_id = w.id AND d.status = 'pending' AND d.next_attempt_at <= now())
+          FOR NO KEY UPDATE OF w SKIP LOCKED`)
+      if (lanes.length === 0) return []
+      return (await c.query<{
+        id: string; attempts: number; previous_attempt_at: Date; webhook_id: string; url: string; secret_sealed: string
+        ev_id: string; type: string; account_id: string; call_id: string | null; created_at: Date; data: Record<string, unknown>
+      }>(
+        `WITH lanes AS (
+           SELECT w.id, $3::int - (SELECT count(*) FROM webhook_deliveries x
+                                    WHERE x.webhook_id = w.id AND x.status = 'pending' AND x.locked_until IS NOT NULL AND x.locked_until > now())::int AS free
+             FROM webhooks w WHERE w.id = ANY($4::uuid[]) AND w.enabled),
+         due AS (
+           SELECT d.id, d.previous_attempt_at FROM lanes l CROSS JOIN LATERAL (
+             SELECT d.id, d.next_attempt_at, d.seq, COALESCE(d.last_attempt_at, d.created_at) AS previous_attempt_at FROM webhook_deliveries d
+              WHERE d.webhook_id = l.id AND d.status = 'pending' AND d.next_attempt_at <= now()
+                AND (d.locked_until IS NULL OR d.locked_until <= now())
+              ORDER BY d.next_attempt_at, d.seq LIMIT GREATEST(l.free, 0)
+              FOR UPDATE OF d SKIP LOCKED) d
+           ORDER BY d.next_attempt_at, d.seq LIMIT $1)
+         UPDATE webhook_deliveries d SET locked_until = now() + ($2 || ' milliseconds')::interval, attempts = d.attempts + 1, last_attempt_at = now()
+           FROM due, webhooks w, events e
+          WHERE d.id = due.id AND w.id = d.webhook_id AND e.id = d.event_id
+         RETURNING d.id, d.attempts, due.previous_attempt_at, d.webhook_id, w.url, w.secret_sealed,
+                   e.id AS ev_id, e.type, e.account_id, e.call_id, e.created_at, e.data`,
+        [opts.limit, String(opts.leaseMs), opts.perEndpoint, lanes.map((l) => l.id)],
+      )).rows
+    })
     return rows.map((r) => ({
       id: r.id, attempts: r.attempts, previousAttemptAt: r.previous_attempt_at, webhookId: r.webhook_id, url: r.url, secret: this.secrets.open(r.secret_sealed),
       event: toEvent({ id: r.ev_id, type: r.type, account_id: r.account_id, call_id: r.call_id, created_at: r.created_at, data: r.data }),
