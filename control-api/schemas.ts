@@ -64,7 +64,8 @@ export const StringEnum = <T extends string>(values: readonly T[], opts: Record<
  * POST body): every field optional, at least one present, nothing unknown,
  * each field validated exactly as on POST. With `nullClears`, `null` on a field
  * POST lets you leave out removes it (the resource's store must treat null so);
- * fields POST requires are never nullable. Fields added to the definition later
+ * fields POST requires or gives a default are never nullable, and defaults
+ * are dropped (PATCH changes only what it names). Fields added to the definition later
  * get their PATCH form here without anyone writing it.
  *
  * `overrides` replaces a field's PATCH form where PATCH means something else
@@ -78,9 +79,14 @@ export function patchOf<T extends TObject, C extends boolean = false, O extends 
   const props: TProperties = {}
   for (const [key, schema] of Object.entries(create.properties)) {
     const override = opts.overrides?.[key]
-    const exact = override ?? Type.Optional(schema, false)
-    const clearable = opts.nullClears === true && !required.has(key) && !acceptsNull(exact)
-    props[key] = Type.Optional(clearable ? Nullable(exact) : exact)
+    if (override) {
+      props[key] = Type.Optional(override)
+      continue
+    }
+    // A default belongs to POST: on PATCH the validator would write it over the stored value.
+    const { default: fallback, ...exact } = Type.Optional(schema, false) as TSchema
+    const clearable = opts.nullClears === true && !required.has(key) && fallback === undefined && !acceptsNull(exact as TSchema)
+    props[key] = Type.Optional(clearable ? Nullable(exact as TSchema) : exact as TSchema)
   }
   return Type.Unsafe<PatchBody<Static<T>, C, O>>(Type.Object(props, {
     additionalProperties: false, minProperties: 1, ...(opts.description ? { description: opts.description } : {}),
@@ -100,12 +106,15 @@ function acceptsNull(schema: TSchema): boolean {
 /**
  * The response form of a resource: the read-only fields the store adds (id,
  * accountId, timestamps…) and every field of its definition except the
- * write-only ones (passwords), optional where POST lets them be absent.
+ * write-only ones (passwords), optional where POST lets them be absent
+ * (and has no default).
  */
 export function responseOf<T extends TObject, R extends TProperties, W extends keyof T['properties'] & string = never>(
   create: T, readOnly: R, opts: { $id: string; writeOnly?: readonly W[] },
 ) {
   const hidden = new Set<string>(opts.writeOnly ?? [])
-  const shown = Object.fromEntries(Object.entries(create.properties).filter(([k]) => !hidden.has(k))) as Omit<T['properties'], W>
+  // A field with a default is always there once stored.
+  const shown = Object.fromEntries(Object.entries(create.properties).filter(([k]) => !hidden.has(k))
+    .map(([k, v]) => [k, (v as TSchema).default !== undefined ? Type.Optional(v, false) : v])) as Omit<T['properties'], W>
   return Type.Object({ ...readOnly, ...shown }, { $id: opts.$id })
 }

@@ -3,7 +3,7 @@ import type { TypeBoxRequestProvider } from '../schemas.ts'
 import { Type } from '@sinclair/typebox'
 import { AccountRepository, type Account } from '../../store/accounts.ts'
 import { ApiKeyRepository } from '../../store/api-keys.ts'
-import { IdParams, Nullable, PageQuery, Timestamp, errors, pageOf } from '../schemas.ts'
+import { IdParams, Nullable, PageQuery, Timestamp, errors, pageOf, patchOf } from '../schemas.ts'
 import { found, notFoundError, type RouteOptions } from '../deps.ts'
 import { ApiError } from '../errors.ts'
 import { ApiKeyCreated, publicKey } from './api-keys.ts'
@@ -13,10 +13,7 @@ export const AccountCreate = Type.Object({
   name: Type.String({ minLength: 1, maxLength: 200 }),
   sipDomain: Type.Optional(SipDomain),
 }, { additionalProperties: false })
-export const AccountUpdate = Type.Object({
-  name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
-  sipDomain: Type.Optional(Nullable(SipDomain)),
-}, { additionalProperties: false, minProperties: 1 })
+export const AccountUpdate = patchOf(AccountCreate, { nullClears: true })
 export const AccountSchema = Type.Object({
   id: Type.String({ format: 'uuid' }), name: Type.String(), sipDomain: Nullable(Type.String()), operator: Type.Boolean(),
   createdAt: Timestamp, updatedAt: Timestamp,

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { TypeBoxRequestProvider } from '../schemas.ts'
 import { Type, type Static } from '@sinclair/typebox'
-import { IdParams, Metadata, Nullable, PageQuery, StringEnum, Timestamp, crudResponses } from '../schemas.ts'
+import { IdParams, Metadata, PageQuery, StringEnum, Timestamp, crudResponses, patchOf, responseOf } from '../schemas.ts'
 import { found, type RouteOptions } from '../deps.ts'
 import { ApiError } from '../errors.ts'
 import { adapterCatalog, type AdapterKind } from '../../agent/index.ts'
@@ -77,14 +77,13 @@ const Spec = {
   }, { additionalProperties: false }), { maxItems: 200 })),
   metadata: Type.Optional(Metadata),
 }
-const AgentType = Type.Union([Type.Literal('pipeline'), Type.Literal('websocket')])
+const AgentType = Type.Union([Type.Literal('pipeline'), Type.Literal('websocket')], { default: 'pipeline' })
 
+/** The one definition of an agent: POST takes it as is; PATCH and the response derive from it. */
 export const AgentCreate = Type.Object({ name: Type.String({ minLength: 1, maxLength: 200 }), type: Type.Optional(AgentType), ...Spec }, { additionalProperties: false })
-const nullableSpec = Object.fromEntries(Object.entries(Spec).map(([k, v]) => [k, Type.Optional(Nullable(Type.Required(v as never)))]))
-export const AgentUpdate = Type.Object({ name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })), type: Type.Optional(AgentType), ...nullableSpec }, { additionalProperties: false, minProperties: 1 })
-export const AgentSchema = Type.Object({
-  id: Type.String({ format: 'uuid' }), accountId: Type.String({ format: 'uuid' }), name: Type.String(), type: AgentType, ...Spec,
-  createdAt: Timestamp, updatedAt: Timestamp,
+export const AgentUpdate = patchOf(AgentCreate, { nullClears: true, description: 'Fields to change; null removes an optional field (back to its default behaviour)' })
+export const AgentSchema = responseOf(AgentCreate, {
+  id: Type.String({ format: 'uuid' }), accountId: Type.String({ format: 'uuid' }), createdAt: Timestamp, updatedAt: Timestamp,
 }, { $id: 'Agent' })
 
 const R = crudResponses(AgentSchema)
@@ -148,7 +147,7 @@ export const agentRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps
   app.patch('/agents/:id', { config, schema: { tags, summary: 'Update an agent (null removes a field)', params: IdParams, body: AgentUpdate, response: R.updated } }, async (req) => {
     // The agent as it would be after the patch must make sense, not the patch alone (e.g. `language` against the stored `stt`).
     const cur = found(await repo.get(req.auth.accountId, req.params.id), 'agent', req.params.id)
-    const merged: Record<string, unknown> = { ...cur, ...(req.body as object) }
+    const merged: Record<string, unknown> = { ...cur, ...req.body }
     for (const [k, v] of Object.entries(merged)) if (v === null) delete merged[k]
     checkAgent(merged as Partial<Static<typeof AgentCreate>>)
     return found(await repo.update(req.auth.accountId, req.params.id, req.body as never), 'agent', req.params.id)

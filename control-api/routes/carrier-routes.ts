@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { TypeBoxRequestProvider } from '../schemas.ts'
 import { Type } from '@sinclair/typebox'
-import { IdParams, Nullable, PageQuery, Timestamp, crudResponses } from '../schemas.ts'
+import { IdParams, Nullable, PageQuery, Timestamp, crudResponses, patchOf } from '../schemas.ts'
 import { found, type RouteOptions } from '../deps.ts'
 
 export const RouteCreate = Type.Object({
@@ -12,7 +12,7 @@ export const RouteCreate = Type.Object({
   priority: Type.Optional(Type.Integer({ minimum: 0, maximum: 10_000, description: 'Lower is tried first' })),
   enabled: Type.Optional(Type.Boolean()),
 }, { additionalProperties: false })
-export const RouteUpdate = Type.Partial(RouteCreate, { additionalProperties: false, minProperties: 1 })
+export const RouteUpdate = patchOf(RouteCreate)
 export const RouteSchema = Type.Object({
   id: Type.String({ format: 'uuid' }), accountId: Type.String({ format: 'uuid' }), name: Type.String(), description: Nullable(Type.String()),
   prefix: Type.String(), trunkId: Type.String(), priority: Type.Integer(), enabled: Type.Boolean(), createdAt: Timestamp, updatedAt: Timestamp,

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { TypeBoxRequestProvider } from '../schemas.ts'
 import { Type } from '@sinclair/typebox'
-import { IdParams, Nullable, PageQuery, Timestamp, crudResponses } from '../schemas.ts'
+import { IdParams, Nullable, PageQuery, Timestamp, crudResponses, patchOf } from '../schemas.ts'
 import { found, type RouteOptions } from '../deps.ts'
 import { ApiError } from '../errors.ts'
 
@@ -13,7 +13,7 @@ export const ExtensionCreate = Type.Object({
   description: Type.Optional(Nullable(Type.String({ maxLength: 1000 }))),
   callerId: Type.Optional(Nullable(Type.String({ pattern: '^\\+?[0-9]{2,15}$' }))),
 }, { additionalProperties: false })
-export const ExtensionUpdate = Type.Partial(ExtensionCreate, { additionalProperties: false, minProperties: 1 })
+export const ExtensionUpdate = patchOf(ExtensionCreate)
 export const ExtensionSchema = Type.Object({
   id: Type.String({ format: 'uuid' }), accountId: Type.String({ format: 'uuid' }), extension: Type.String(), name: Nullable(Type.String()),
   description: Nullable(Type.String()), callerId: Nullable(Type.String()), realm: Type.String(), createdAt: Timestamp, updatedAt: Timestamp,

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { TypeBoxRequestProvider } from '../schemas.ts'
 import { Type } from '@sinclair/typebox'
-import { IdParams, Nullable, PageQuery, Timestamp, crudResponses } from '../schemas.ts'
+import { IdParams, Nullable, PageQuery, Timestamp, crudResponses, patchOf } from '../schemas.ts'
 import { found, type RouteOptions } from '../deps.ts'
 
 const NumberString = Type.String({ pattern: '^(\\+[1-9][0-9]{6,14}|[0-9]{2,15})$', description: 'E.164 (+4930123456) or a short internal number (1000)' })
@@ -15,7 +15,7 @@ export const NumberCreate = Type.Object({
   number: NumberString, name: Type.Optional(Nullable(Type.String({ maxLength: 200 }))),
   trunkId: Type.Optional(Nullable(Type.String({ format: 'uuid' }))), target: Type.Optional(Target),
 }, { additionalProperties: false })
-export const NumberUpdate = Type.Partial(NumberCreate, { additionalProperties: false, minProperties: 1 })
+export const NumberUpdate = patchOf(NumberCreate)
 export const NumberSchema = Type.Object({
   id: Type.String({ format: 'uuid' }), accountId: Type.String({ format: 'uuid' }), number: Type.String(), name: Nullable(Type.String()),
   trunkId: Nullable(Type.String()), target: Target, createdAt: Timestamp, updatedAt: Timestamp,

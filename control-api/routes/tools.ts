@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { TypeBoxRequestProvider } from '../schemas.ts'
 import { Type } from '@sinclair/typebox'
-import { IdParams, PageQuery, Timestamp, crudResponses, errors } from '../schemas.ts'
+import { IdParams, PageQuery, Timestamp, crudResponses, errors, patchOf } from '../schemas.ts'
 import { found, type RouteOptions } from '../deps.ts'
 
 const Method = Type.Union([Type.Literal('GET'), Type.Literal('POST')])
@@ -24,7 +24,7 @@ export const ToolCreate = Type.Object({
   inputSchema: Type.Optional(Fields.inputSchema), timeoutMs: Type.Optional(Fields.timeoutMs), speakDuringExecution: Type.Optional(Fields.speakDuringExecution),
   enabled: Type.Optional(Fields.enabled),
 }, { additionalProperties: false })
-export const ToolUpdate = Type.Partial(ToolCreate, { additionalProperties: false, minProperties: 1 })
+export const ToolUpdate = patchOf(ToolCreate)
 export const ToolSchema = Type.Object({
   id: Type.String({ format: 'uuid' }), accountId: Type.String({ format: 'uuid' }), name: Type.String(), description: Type.String(), url: Type.String(),
   method: Method, headers: Type.Optional(Fields.headers), inputSchema: Type.Optional(Fields.inputSchema), timeoutMs: Type.Integer(),

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { TypeBoxRequestProvider } from '../schemas.ts'
-import { StringEnum } from '../schemas.ts'
+import { StringEnum, patchOf } from '../schemas.ts'
 import { Type } from '@sinclair/typebox'
 import { IdParams, Nullable, PageQuery, Timestamp, crudResponses, errors } from '../schemas.ts'
 import { found, type RouteOptions } from '../deps.ts'
@@ -41,10 +41,9 @@ export const TrunkCreate = Type.Object({
   codecs: Type.Optional(Type.Array(Codec, { minItems: 1, maxItems: 6, uniqueItems: true })),
   concurrencyLimit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
 }, { additionalProperties: false })
-export const TrunkUpdate = Type.Partial(Type.Object({
-  ...TrunkCreate.properties,
-  outbound: Nullable(Type.Partial(Outbound, { additionalProperties: false, description: 'Merged into the current outbound settings' })),
-}), { additionalProperties: false, minProperties: 1 })
+export const TrunkUpdate = patchOf(TrunkCreate, {
+  overrides: { outbound: Nullable(Type.Partial(Outbound, { additionalProperties: false, description: 'Merged into the current outbound settings; null removes them' })) },
+})
 
 const { password: _p, ...OutboundPublicProps } = Outbound.properties
 export const TrunkSchema = Type.Object({

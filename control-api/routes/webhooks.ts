@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { TypeBoxRequestProvider } from '../schemas.ts'
-import { StringEnum } from '../schemas.ts'
+import { StringEnum, patchOf } from '../schemas.ts'
 import { Type } from '@sinclair/typebox'
 import { EVENT_TYPES } from '../../store/outbox.ts'
 import { WEBHOOK_STATUSES } from '../../store/webhooks.ts'
@@ -13,17 +13,15 @@ const Url = Type.String({ format: 'uri', pattern: '^https?://', maxLength: 2000,
 const Events = Type.Array(EventTypeSchema, { minItems: 1, maxItems: EVENT_TYPES.length, description: 'Event types to subscribe to' })
 
 export const WebhookCreate = Type.Object({
-  url: Url, events: Events, description: Type.Optional(Type.String({ maxLength: 500 })),
-  enabled: Type.Optional(Type.Boolean({ description: 'false: created disabled (no deliveries are queued until it is enabled). Default true.' })),
-}, { additionalProperties: false })
-export const WebhookUpdate = Type.Object({
-  url: Type.Optional(Url), events: Type.Optional(Events), description: Type.Optional(Nullable(Type.String({ maxLength: 500 }))),
+  url: Url, events: Events, description: Type.Optional(Nullable(Type.String({ maxLength: 500 }))),
   enabled: Type.Optional(Type.Boolean({
-    description: 'true: a disabled webhook starts afresh (failureCount 0, failingSince/disabledAt/disabledReason cleared) and every pending delivery, ' +
+    description: 'POST: false creates it disabled (no deliveries are queued until it is enabled). Default true. ' +
+      'PATCH: true makes a disabled webhook start afresh (failureCount 0, failingSince/disabledAt/disabledReason cleared) and every pending delivery, ' +
       'including the events queued while the engine had it disabled, is sent now, once each; on an enabled webhook it retries its pending deliveries now. ' +
       'false: no more attempts, and no events are queued for it until it is enabled again.',
   })),
-}, { additionalProperties: false, minProperties: 1 })
+}, { additionalProperties: false })
+export const WebhookUpdate = patchOf(WebhookCreate)
 const WebhookFields = {
   id: Type.String({ format: 'uuid' }), accountId: Type.String({ format: 'uuid' }), url: Type.String(), events: Type.Array(Type.String()),
   description: Nullable(Type.String()),
