@@ -7,6 +7,7 @@ import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import { ApiError, type ErrorBody } from './errors.ts'
 import { StoreError } from '../store/errors.ts'
+import { phoneFormatMessage, phoneNumberFormats } from './phone-number.ts'
 import { MAX_JSON_DEPTH, badTextError, findBadText, jsonDepthExceeds, tooDeepError } from './request-text.ts'
 import type { HealthRegistry } from './health.ts'
 import { healthRoutes } from './routes/health.ts'
@@ -48,7 +49,7 @@ export async function buildApiServer(opts: ApiServerOptions): Promise<FastifyIns
     // Per-request access logs would dominate the log at API load; errors still log.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 1024 * 1024,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: true } },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: true }, plugins: [phoneNumberFormats] },
     schemaController: { compilersFactory: { buildValidator: validatorPerPart() } },
   })
 
@@ -84,6 +85,10 @@ export async function buildApiServer(opts: ApiServerOptions): Promise<FastifyIns
     } else if (err.validation) {
       status = 400
       const where = err.validationContext ?? 'request'
+      for (const v of err.validation) {
+        const readable = v.keyword === 'format' ? phoneFormatMessage(v.params.format) : null
+        if (readable) v.message = readable
+      }
       body = {
         error: {
           code: 'validation_failed',

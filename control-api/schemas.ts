@@ -1,4 +1,5 @@
 import type { FastifyTypeProvider } from 'fastify'
+import { PHONE_NUMBER_RULE } from './phone-number.ts'
 import { Type, type TSchema, type Static, type TObject, type TProperties, type TUnsafe } from '@sinclair/typebox'
 
 /** Shared TypeBox pieces: the error body, pagination, ids. */
@@ -25,6 +26,10 @@ export const pageOf = <T extends TSchema>(item: T) => Type.Object({
   data: Type.Array(item),
   nextCursor: Nullable(Type.String()),
 })
+
+/** Every phone number the API takes (rule in phone-number.ts). */
+export const PhoneNumber = (description = 'Phone number') => Type.String({ format: 'phone-number', maxLength: 16, description: `${description}: ${PHONE_NUMBER_RULE}` })
+export const PhoneNumberOrSipUri = (description = 'Destination') => Type.String({ format: 'phone-number-or-sip-uri', maxLength: 300, description: `${description}: a SIP URI (sip:user@host), or ${PHONE_NUMBER_RULE}` })
 
 export const Timestamp = Type.String({ format: 'date-time' })
 export const Metadata = Type.Record(Type.String(), Type.String({ maxLength: 500 }), { maxProperties: 50 })

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { TypeBoxRequestProvider } from '../schemas.ts'
 import { Type, type Static } from '@sinclair/typebox'
-import { IdParams, Metadata, PageQuery, StringEnum, Timestamp, crudResponses, patchOf, responseOf } from '../schemas.ts'
+import { PhoneNumberOrSipUri, IdParams, Metadata, PageQuery, StringEnum, Timestamp, crudResponses, patchOf, responseOf } from '../schemas.ts'
 import { found, type RouteOptions } from '../deps.ts'
 import { ApiError } from '../errors.ts'
 import { adapterCatalog, type AdapterKind } from '../../agent/index.ts'
@@ -50,7 +50,7 @@ const Spec = {
   maxDurationSec: Type.Optional(Type.Integer({ minimum: 1, maximum: 86_400, description: 'The agent hangs up after this long (endedReason exceeded-max-duration). Default 1800' })),
   transferTargets: Type.Optional(Type.Array(Type.Object({
     name: Type.String({ minLength: 1, maxLength: 100, description: 'What rules (`transferTo`) and the LLM\'s transfer_call tool call the target' }),
-    destination: Type.String({ minLength: 1, maxLength: 300, description: 'E.164 number, extension or SIP URI' }),
+    destination: PhoneNumberOrSipUri('Where the call goes'),
     description: Type.Optional(Type.String({ maxLength: 500, description: 'When to transfer here: given to the LLM with the transfer_call tool' })),
     whisper: Type.Optional(Type.String({ minLength: 1, maxLength: 1000, description: `Said to the target when it answers, before the caller is connected (the call is then bridged through the engine rather than REFERred). ${VARIABLES}` })),
   }, { additionalProperties: false }), { maxItems: 20 })),

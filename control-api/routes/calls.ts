@@ -2,7 +2,7 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import type { TypeBoxRequestProvider } from '../schemas.ts'
 import { Type, type TSchema } from '@sinclair/typebox'
 import { CALL_STATUSES, isFinal, type Call } from '../../store/calls.ts'
-import { IdParams, Metadata, Nullable, PageQuery, StringEnum, Timestamp, errors, pageOf } from '../schemas.ts'
+import { PhoneNumberOrSipUri, IdParams, Metadata, Nullable, PageQuery, StringEnum, Timestamp, errors, pageOf } from '../schemas.ts'
 import { found, type ApiDeps, type RouteOptions } from '../deps.ts'
 import { ApiError } from '../errors.ts'
 import { EncodedBody, sendEncoded } from '../encoded-body.ts'
@@ -11,7 +11,7 @@ import { RecordingSchema } from './recordings.ts'
 
 const Status = StringEnum(CALL_STATUSES)
 const Direction = Type.Union([Type.Literal('inbound'), Type.Literal('outbound')])
-const Party = Type.String({ pattern: '^(\\+?[0-9*#]{2,20}|sips?:[^\\s]{3,300})$', description: 'E.164 number, short number or SIP URI' })
+const Party = PhoneNumberOrSipUri('Party')
 
 const CallFields = {
   id: Type.String({ format: 'uuid' }), accountId: Type.String({ format: 'uuid' }), direction: Direction, status: Status,

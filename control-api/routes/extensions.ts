@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { TypeBoxRequestProvider } from '../schemas.ts'
 import { Type } from '@sinclair/typebox'
-import { IdParams, Nullable, PageQuery, Timestamp, crudResponses, patchOf } from '../schemas.ts'
+import { PhoneNumber, IdParams, Nullable, PageQuery, Timestamp, crudResponses, patchOf } from '../schemas.ts'
 import { found, type RouteOptions } from '../deps.ts'
 import { ApiError } from '../errors.ts'
 
@@ -11,7 +11,7 @@ export const ExtensionCreate = Type.Object({
   password: Type.String({ minLength: 8, maxLength: 256, description: 'Write-only; stored as digest HA1' }),
   name: Type.Optional(Nullable(Type.String({ maxLength: 200 }))),
   description: Type.Optional(Nullable(Type.String({ maxLength: 1000 }))),
-  callerId: Type.Optional(Nullable(Type.String({ pattern: '^\\+?[0-9]{2,15}$' }))),
+  callerId: Type.Optional(Nullable(PhoneNumber('Caller id presented on calls from this extension'))),
 }, { additionalProperties: false })
 export const ExtensionUpdate = patchOf(ExtensionCreate)
 export const ExtensionSchema = Type.Object({

@@ -1,10 +1,10 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { TypeBoxRequestProvider } from '../schemas.ts'
 import { Type } from '@sinclair/typebox'
-import { IdParams, Nullable, PageQuery, Timestamp, crudResponses, patchOf } from '../schemas.ts'
+import { PhoneNumber, IdParams, Nullable, PageQuery, Timestamp, crudResponses, patchOf } from '../schemas.ts'
 import { found, type RouteOptions } from '../deps.ts'
 
-const NumberString = Type.String({ pattern: '^(\\+[1-9][0-9]{6,14}|[0-9]{2,15})$', description: 'E.164 (+4930123456) or a short internal number (1000)' })
+const NumberString = PhoneNumber('The number callers dial')
 const Target = Type.Object({
   type: Type.Union([Type.Literal('agent'), Type.Literal('extension'), Type.Literal('sip'), Type.Literal('conference'), Type.Literal('none')]),
   id: Type.Optional(Type.String({ format: 'uuid', description: 'agent, extension or conference id' })),

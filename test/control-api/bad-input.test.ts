@@ -92,6 +92,32 @@ t.test('bad text and deep JSON are 400 everywhere', async (t) => {
   t.equal((await raw('GET', '/health')).statusCode, 200, 'health still 200')
 })
 
+t.test('phone numbers: E.164 valid for its country, or a local number of 2-8 digits', async (t) => {
+  const h = await buildTestApp()
+  t.teardown(() => h.close())
+  for (const good of ['+4930123456', '+14155550100', '+442079460958', '2002', '77', '*97']) {
+    const r = await call(h.app, h.adminKey, 'POST', '/v1/numbers', { number: good })
+    t.equal(r.statusCode, 201, `number ${good} is accepted ${r.statusCode !== 201 ? r.body : ''}`)
+  }
+  for (const bad of ['+123', '+4930 123456', '+49301234567890123', '+15550100', '+0123456789', '123456789012', '1', 'abc', '+', '1000 ', 'tel:+4930123456']) {
+    const r = await call(h.app, h.adminKey, 'POST', '/v1/numbers', { number: bad })
+    t.equal(r.statusCode, 400, `number ${JSON.stringify(bad)} is refused`)
+    t.match((r.json() as { error: { message: string } }).error.message, /\/number must be an E\.164 number .* or a local number of 2-8 digits/, 'the message says the rule')
+  }
+  const agent = (await call(h.app, h.adminKey, 'POST', '/v1/agents', { name: 'a' })).json() as { id: string }
+  for (const [destination, status] of [['+4930123456', 200], ['sip:desk@example.com', 200], ['201', 200], ['+999', 400], ['desk', 400]] as const) {
+    const r = await call(h.app, h.adminKey, 'PATCH', `/v1/agents/${agent.id}`, { transferTargets: [{ name: 'x', destination }] })
+    t.equal(r.statusCode, status, `transfer destination ${destination}: ${status}`)
+  }
+  for (const [to, status] of [['+999', 400], ['my friend', 400], ['004930123456789', 400]] as const) {
+    const r = await call(h.app, h.adminKey, 'POST', '/v1/calls', { to, from: '+4930123456' })
+    t.equal(r.statusCode, status, `call to ${to}: ${status}`)
+  }
+  t.equal((await call(h.app, h.adminKey, 'POST', '/v1/extensions', { extension: '301', password: 'password123', callerId: '+1415' })).statusCode, 400, 'extension callerId is checked too')
+  const doc = (await h.app.inject({ method: 'GET', url: '/openapi.json' })).body
+  t.match(doc, /E\.164 number \(\+, country code and number/, 'the rule is in the OpenAPI description')
+})
+
 function setPath(obj: Record<string, unknown>, path: string, value: unknown): void {
   const parts = path.split('/')
   let cur: Record<string, unknown> = obj

@@ -14,7 +14,7 @@ function fakeControl(h: TestApp, log: Array<{ method: string; callId: string; ar
   return {
     originate: async (req) => {
       log.push({ method: 'originate', callId: '', args: req })
-      if (req.to === '+15550000000') throw new CallControlError('rejected', 'no route to +15550000000')
+      if (req.to === '+12025550000') throw new CallControlError('rejected', 'no route to +12025550000')
       return h.store.calls.create({ accountId: req.accountId, direction: 'outbound', from: req.from, to: req.to, agentId: req.agentId ?? null, metadata: req.metadata ?? {} })
     },
     hangup: async (c, args) => {
@@ -243,7 +243,7 @@ t.test('calls', async (t) => {
     const badTo = await call(h.app, h.adminKey, 'POST', '/v1/calls', { to: 'my friend', from: '+4930123456' })
     t.equal(badTo.statusCode, 400)
     t.match(badTo.json().error.message, '/to')
-    const rejected = await call(h.app, h.adminKey, 'POST', '/v1/calls', { to: '+15550000000', from: '+4930123456' })
+    const rejected = await call(h.app, h.adminKey, 'POST', '/v1/calls', { to: '+12025550000', from: '+4930123456' })
     t.equal(rejected.statusCode, 422)
     t.equal(rejected.json().error.code, 'rejected')
     t.equal((await call(h.app, await h.keyWith(['calls:read']), 'POST', '/v1/calls', { to: '+4915112345678', from: '+4930123456' })).statusCode, 403)
