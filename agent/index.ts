@@ -83,4 +83,5 @@ export function adapterCatalog(): { providers: ReturnType<typeof providers>; fie
 export type * from './adapters/types.ts'
 export type { HttpToolConfig, TransferTarget, BuiltinToolName } from './tools.ts'
 export { patternPhrases } from './adapters/llm/scripted.ts'
+export { rulePatternProblem } from './adapters/llm/rule-pattern.ts'
 export { registerAgentMetrics, addAgentMetricSink, type AgentMetrics, type TurnStage } from './metrics.ts'

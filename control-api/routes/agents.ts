@@ -4,7 +4,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import { PhoneNumberOrSipUri, IdParams, Metadata, PageQuery, StringEnum, Timestamp, crudResponses, patchOf, responseOf } from '../schemas.ts'
 import { found, type RouteOptions } from '../deps.ts'
 import { ApiError } from '../errors.ts'
-import { adapterCatalog, type AdapterKind } from '../../agent/index.ts'
+import { adapterCatalog, rulePatternProblem, type AdapterKind } from '../../agent/index.ts'
 
 const Adapter = (kind: string, providers: string) => Type.Object({
   provider: Type.String({ minLength: 1, maxLength: 64, description: `The ${kind} provider: ${providers}. Any other name is refused (400) with the list of providers there are.` }),
@@ -68,7 +68,7 @@ const Spec = {
     encapsulation: Type.Optional(Type.Union([Type.Literal('twilio'), Type.Literal('raw')])),
   }, { additionalProperties: false })),
   rules: Type.Optional(Type.Array(Type.Object({
-    match: Type.String({ minLength: 1, maxLength: 500, description: 'Case-insensitive regular expression on the caller\'s words' }),
+    match: Type.String({ minLength: 1, maxLength: 500, description: 'Case-insensitive regular expression on the caller\'s words, in RE2 syntax (matched in linear time: no backreferences or lookaround; such a pattern is refused with 400)' }),
     reply: Type.Optional(Type.String({ maxLength: 2000 })),
     tool: Type.Optional(Type.String({ maxLength: 64 })),
     args: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
@@ -121,11 +121,8 @@ function checkAgent(body: Partial<Static<typeof AgentCreate>>): void {
     throw refuse('/language', `"${body.language}" cannot be recognised by the offline STT (pocketsphinx has English only): set stt.provider to deepgram`)
   }
   for (const [i, rule] of (body.rules ?? []).entries()) {
-    try {
-      new RegExp(rule.match, 'i')
-    } catch (err) {
-      throw new ApiError(400, 'validation_failed', `invalid body: /rules/${i}/match is not a valid regular expression: ${(err as Error).message}`, [{ path: `/rules/${i}/match` }])
-    }
+    const problem = rulePatternProblem(rule.match)
+    if (problem) throw refuse(`/rules/${i}/match`, `(rule ${i + 1}, "${rule.match}") is not a usable pattern (RE2 syntax, matched in linear time): ${problem}`)
   }
 }
 

@@ -11,6 +11,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import { normalizePhrase } from '../stt/jsgf.ts'
+import { compileRulePattern, rulePatternMatches, type RulePattern } from './rule-pattern.ts'
 import type { ChatMessage, JsonValue, LlmAdapter, LlmChunk, LlmRequest } from '../types.ts'
 
 export interface ScriptedRule {
@@ -46,13 +47,17 @@ export interface ScriptedOptions {
 
 const DTMF_PREFIX = 'DTMF: '
 
-const patterns = new Map<string, RegExp | null>()
-/** Rules come from stored JSON: a pattern that does not compile never matches (the API validates them on write). */
-function compiled(pattern: string): RegExp | null {
+const patterns = new Map<string, RulePattern | null>()
+/**
+ * Rules come from stored JSON: a pattern that does not compile never matches
+ * (the API validates them on write). Compiled for RE2: linear-time matching,
+ * so no pattern can hang the call path.
+ */
+function compiled(pattern: string): RulePattern | null {
   let re = patterns.get(pattern)
   if (re === undefined) {
     try {
-      re = new RegExp(pattern, 'i')
+      re = compileRulePattern(pattern)
     } catch {
       re = null
     }
@@ -86,7 +91,10 @@ function matches(rule: ScriptedRule, text: string): boolean {
     for (const w of words) if (w === want[i]) i++
     if (want.length > 0 && i === want.length) return true
   }
-  if (rule.pattern !== undefined && compiled(rule.pattern)?.test(text)) return true
+  if (rule.pattern !== undefined) {
+    const re = compiled(rule.pattern)
+    if (re && rulePatternMatches(re, text)) return true
+  }
   for (const k of rule.keywords ?? []) {
     const kw = normalizePhrase(k)
     if (kw.length && kw.every((w) => words.includes(w))) return true
