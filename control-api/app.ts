@@ -51,6 +51,8 @@ export async function buildApiServer(opts: ApiServerOptions): Promise<FastifyIns
     bodyLimit: 1024 * 1024,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: true }, plugins: [phoneNumberFormats] },
     schemaController: { compilersFactory: { buildValidator: validatorPerPart() } },
+    // Responses are only serialized, never checked against formats; declaring ours keeps the serializer's ajv quiet about them.
+    serializerOpts: { ajv: { formats: { 'phone-number': true, 'phone-number-or-sip-uri': true } } },
   })
 
   // JSON bodies: nesting is bounded before parsing (a linear scan, no
