@@ -122,11 +122,19 @@ export class ToolBox {
   }
 
   definitions(): ToolDefinition[] {
-    const defs: ToolDefinition[] = [...this.builtins].map((b) => BUILTIN_DEFS[b])
+    const defs: ToolDefinition[] = [...this.builtins].map((b) => (b === 'transfer_call' ? this.transferDefinition() : BUILTIN_DEFS[b]))
     for (const t of this.http.values()) {
       defs.push({ name: t.name, description: t.description, parameters: t.inputSchema ?? { type: 'object', properties: {} } })
     }
     return defs
+  }
+
+  /** transfer_call naming the agent's targets and when to use each (their `reason`), so the model can choose. */
+  private transferDefinition(): ToolDefinition {
+    const base = BUILTIN_DEFS.transfer_call
+    if (this.transferTargets.length === 0) return base
+    const list = this.transferTargets.map((t) => `"${t.name}"${t.reason ? `: ${t.reason}` : ''}`).join('; ')
+    return { ...base, description: `${base.description} Named targets: ${list}.` }
   }
 
   get(name: string): HttpToolConfig | undefined {

@@ -91,6 +91,22 @@ t.test('agent fields on outbound calls and transfers', async (t) => {
       },
     },
     {
+      field: 'amd.onMachine: leave_message with amd.message and amd.endOfGreetingSilenceMs',
+      async run(t) {
+        const agentId = await lab.agent(base, { metadata: { shop: 'Acme' }, amd: { onMachine: 'leave_message', message: 'Please call {{shop}} back.', endOfGreetingSilenceMs: 1000, maxWaitMs: 20_000 } })
+        const call = await lab.dial((fn) => t.teardown(fn), { agentId })
+        const t0 = Date.now()
+        await call.say(speechPcm('Hello, you have reached the voicemail of the test line. Nobody is available to take your call right now. Please leave a message after the tone and we will call you back as soon as we can.'))
+        const spokeUntil = Date.now()
+        const rec = await call.ended(40_000)
+        t.equal(rec.endedReason, 'voicemail-left', 'the message was left, then the agent hung up')
+        const lines = assistant(call)
+        t.same(lines.map((e) => e.text), ['Please call Acme back.'], 'the amd.message (with its variables), not the greeting')
+        const heard = await call.heardAt(t0, 1)
+        t.ok(heard && heard >= spokeUntil + 900, `said after the machine's greeting and 1 s of silence (${heard ? heard - spokeUntil : 'never'} ms after it)`)
+      },
+    },
+    {
       field: 'prompt, llm.model, summary.prompt (OpenAI-compatible server)',
       async run(t) {
         const fake = await startOpenAiFake()
@@ -99,12 +115,15 @@ t.test('agent fields on outbound calls and transfers', async (t) => {
           prompt: 'You are the assistant of {{shop}}. The caller is {{from}}.', metadata: { shop: 'Acme' }, expectedPhrases: ['what are your opening hours'],
           llm: { provider: 'openai', model: 'gpt-test', options: { baseURL: `${fake.baseURL}`, apiKey: 'sk-test' } },
           summary: { enabled: true, prompt: 'Summarise this call for the shop owner.' },
+          transferTargets: [{ name: 'sales', destination: '+14155550100', description: 'when the caller wants to buy something' }],
         })
         const call = await lab.call((fn) => t.teardown(fn))
         await waitUntil(() => assistant(call)[0], 30_000, 'greeting')
         await call.say(speechPcm('what are your opening hours'))
         const chat = await waitUntil(() => fake.requests.find((r) => r.path.endsWith('/chat/completions')), 20_000, 'chat request')
         t.equal(chat.body.model, 'gpt-test', 'llm.model reaches the vendor')
+        const tools = chat.body.tools as Array<{ function: { name: string; description: string } }>
+        t.match(tools.find((x) => x.function.name === 'transfer_call')?.function.description, /"sales": when the caller wants to buy something/, 'transferTargets[].name and description are given to the model')
         const msgs = chat.body.messages as Array<{ role: string; content: string }>
         t.same(msgs[0], { role: 'system', content: 'You are the assistant of Acme. The caller is +14155550100.' }, 'the prompt, with its variables, is the system message')
         await waitUntil(() => assistant(call)[1], 20_000, 'the model\'s reply spoken')
