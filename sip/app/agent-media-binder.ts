@@ -18,6 +18,7 @@ import type { CallContext, MediaBinder, MediaLeg } from './media-binding.ts'
 import type { RtpengineAnchor, AnchorableSession, CallIds } from '../../media/rtpengine/anchor.ts'
 import { MediaSessionRegistry, type LiveMedia } from './media-sessions.ts'
 import { callQualityOf } from './call-quality.ts'
+import { EnergyVad } from '../../media/vad.ts'
 
 /** While a call runs, its `quality` is stored this often (GET /v1/calls/:id shows it live), and once more at the end. */
 const QUALITY_INTERVAL_MS = 5000
@@ -215,6 +216,14 @@ class SessionLeg implements MediaLeg {
     tick(QUALITY_FIRST_MS)
   }
 
+  private watchCallerSpeech(): void {
+    const vad = new EnergyVad()
+    vad.on('speechStart', () => this.announce('call.speech_update', { role: 'user', status: 'started' }))
+    vad.on('speechEnd', () => this.announce('call.speech_update', { role: 'user', status: 'stopped' }))
+    this.session.addSink(vad)
+    this.live.onEnd(() => { if (!this.session.isClosed) this.session.removeSink(vad) })
+  }
+
   /** SIP INFO DTMF (RFC 2976, application/dtmf-relay) that reached the call's dialog: handled like RFC 4733 digits. */
   injectDtmf(digit: string, durationMs?: number): void {
     if (!this.closed) this.session.injectDtmf(digit, durationMs)
@@ -313,6 +322,8 @@ class SessionLeg implements MediaLeg {
     if (!this.answered) {
       this.answered = true
       this.startQualityUpdates()
+      // Without an agent (its turn-taking reports them), the caller's speech is detected here for call.speech_update.
+      if (!this.ctx.agentId) this.watchCallerSpeech()
       // `record` on POST /v1/calls: the whole call from answer.
       if (this.ctx.record && this.o.record) void this.o.record(this.ctx.callId).catch((err: unknown) => this.log.error({ err }, 'recording from answer could not start'))
     }

@@ -82,6 +82,8 @@ export async function finishStaleCalls(repo: CallRepository, nodeId: string, log
     const step = recoveryStep({ status: c.status, createdAt: new Date(c.createdAt) })
     if (!step) continue
     await repo.end(c.id, { status: step.to as EndCallInput['status'], endedReason: step.endedReason!, hangupBy: 'system' })
+    // What the record holds is all there will be: the end-of-call report goes out now.
+    await repo.emitReport(c.id).catch((err: unknown) => log.error({ err, callId: c.id }, 'end-of-call report failed'))
   }
   if (stale.length) log.warn({ count: stale.length, nodeId }, 'finished call records left live by a previous run')
   return stale.length

@@ -94,6 +94,8 @@ t.test('record, dial-in conference and mute directions through the API', async (
       return c.participantCount === 2 ? c : null
     })
     t.match(joined, { status: 'in-progress', participantCount: 2 }, 'both are in the conference')
+    t.ok(await waitFor(() => events.find((e) => e.type === 'call.speech_update' && e.callId === a.id && e.data.role === 'user' && e.data.status === 'started')),
+      'call.speech_update: the caller (no agent on the call) started speaking')
     const t0 = Date.now() + 300
     await sleep(1800)
     const atA = heard(a.c, t0, 1500)
