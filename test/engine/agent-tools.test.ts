@@ -9,6 +9,7 @@
  * - scripted model: a rule calls the tool; the tool's `speakDuringExecution`
  *   line covers the wait; the rule's reply says the result. A second tool
  *   whose endpoint never answers within its `timeoutMs` gives an apology.
+ *   Each call of a tool is announced as `call.tool_call` on `GET /v1/events`.
  * - OpenAI-compatible model (a local server speaking its documented protocol):
  *   the request carries the tool's JSON schema, the model calls it, the
  *   result goes back to the model and its answer is spoken.
@@ -20,6 +21,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Webhook } from 'standardwebhooks'
+import WebSocket from 'ws'
 import { parseWav } from '../../media/playback.ts'
 import { encodeWav } from '../../agent/wav.ts'
 import { runBaresip } from '../harness/baresip.ts'
@@ -128,10 +130,17 @@ t.test('a scripted rule calls a tool created through the API: signed request dur
   const num = await api(stack, 'POST', '/v1/numbers', { number: '+14155550123', target: { type: 'agent', id: agent.body.id } })
   t.equal(num.status, 201)
 
+  const events: Array<{ type: string; callId?: string; data: Record<string, unknown> }> = []
+  const ws = new WebSocket(`${stack.baseUrl.replace('http', 'ws')}/v1/events?types=call.*&token=${stack.apiKey}`)
+  await new Promise<void>((resolve, reject) => { ws.once('message', () => resolve()); ws.once('error', reject) })
+  ws.on('message', (m) => events.push(JSON.parse(m.toString()) as (typeof events)[number]))
+  t.teardown(() => ws.close())
+
   const { rec, heard } = await callAndListen(t, stack, '+14155550123', concatPcm(
+    // Each phrase said twice: offline recognition over a phone line misses one now and then, and one hit is what matters here.
     silencePcm(8000), speechPcm('check my order status'),
-    // Said twice: offline recognition of a phrase over a phone line misses now and then, and one hit is what matters here.
-    silencePcm(14_000), speechPcm('what is the weather forecast'),
+    silencePcm(12_000), speechPcm('check my order status'),
+    silencePcm(12_000), speechPcm('what is the weather forecast'),
     silencePcm(10_000), speechPcm('what is the weather forecast'),
     silencePcm(10_000), speechPcm('goodbye'), silencePcm(8000),
   ))
@@ -143,6 +152,10 @@ t.test('a scripted rule calls a tool created through the API: signed request dur
   t.match(got?.verified, { tool: 'lookupOrder', arguments: { orderNumber: '42' }, call: { id: rec.id } }, 'the rule\'s arguments and the call')
   t.equal(got?.callStatus, 'in-progress', 'during the call')
   t.ok(srv.requests.some((r) => r.path === '/never' && !r.verifyError), 'the slow tool was called too')
+
+  const toolEvents = events.filter((e) => e.type === 'call.tool_call' && e.callId === rec.id).map((e) => e.data)
+  t.match(toolEvents.find((d) => d.name === 'lookupOrder'), { name: 'lookupOrder', arguments: { orderNumber: '42' }, ok: true, result: 'has shipped and arrives on Friday', status: 200, durationMs: Number }, 'call.tool_call for the tool that answered')
+  t.match(toolEvents.find((d) => d.name === 'weather'), { name: 'weather', ok: false, error: /timed out/ }, 'and for the one that timed out')
 
   const said = rec.transcript.filter((e) => e.role === 'assistant').map((e) => e.text)
   const ORDER_LINE = 'Let me check that for you. Your order has shipped and arrives on Friday.'
