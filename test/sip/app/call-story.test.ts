@@ -2,7 +2,10 @@ import t from 'tap'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import WebSocket from 'ws'
+import { Webhook } from 'standardwebhooks'
 import { startStack } from '../../harness/stack.ts'
 import { RtpCaller, awaitAnsweredCall, noise, placeCall, rms } from './rtp-caller.ts'
 
@@ -52,9 +55,26 @@ t.test('a live agent call: quality, transcript, events and the end-of-call repor
   t.equal(agentRes.status, 201, 'agent created')
   const agent = await agentRes.json() as { id: string }
   t.equal((await post('/v1/numbers', { number: '+14155550191', target: { type: 'agent', id: agent.id } })).status, 201, 'number created')
-  // The webhook subscription accepts the new event.
-  const hook = await post('/v1/webhooks', { url: 'http://127.0.0.1:9/hook', events: ['call.report', 'call.dtmf', 'call.tool_call', 'call.speech_update'] })
+  // A webhook receiver subscribed to the new events (signatures checked as a receiver would).
+  const hooked: Array<{ type: string; data: Record<string, any> }> = []
+  let secret = ''
+  const receiver = createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      try {
+        hooked.push(new Webhook(secret).verify(Buffer.concat(chunks).toString('utf8'), req.headers as Record<string, string>) as { type: string; data: Record<string, any> })
+        res.writeHead(204).end()
+      } catch {
+        res.writeHead(400).end()
+      }
+    })
+  })
+  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r))
+  t.teardown(() => receiver.close())
+  const hook = await post('/v1/webhooks', { url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`, events: ['call.report', 'call.dtmf', 'call.tool_call', 'call.speech_update'] })
   t.equal(hook.status, 201, 'a webhook can subscribe to call.report, call.dtmf, call.tool_call, call.speech_update')
+  secret = ((await hook.json()) as { secret: string }).secret
 
   const events: Evt[] = []
   const ws = new WebSocket(`${stack.baseUrl.replace('http', 'ws')}/v1/events?types=call.*&token=${stack.apiKey}`)
@@ -167,5 +187,10 @@ t.test('a live agent call: quality, transcript, events and the end-of-call repor
     t.ok(after && events.indexOf(after) < events.indexOf(report!), 'the report comes after call.ended')
     await sleep(1500)
     t.equal(mine('call.report').length, 1, 'emitted once')
+    const viaHook = await waitFor(() => hooked.find((e) => e.type === 'call.report' && e.data.callId === callId))
+    t.match(viaHook?.data, { callId, endedReason: d.endedReason, summary: d.summary }, 'the signed webhook delivery carries the same report')
+    for (const type of ['call.dtmf', 'call.tool_call', 'call.speech_update']) {
+      t.ok(hooked.some((e) => e.type === type && e.data.callId === callId), `${type} delivered to the webhook`)
+    }
   })
 })
