@@ -181,6 +181,7 @@ class SessionLeg implements MediaLeg {
   /** rtpengine keys, fixed at the first offer/answer and reused for re-INVITEs, hold and delete. */
   private ids: (CallIds & { toTag: string }) | null = null
   private qualityTimer: NodeJS.Timeout | null = null
+  private qualityWrites: Promise<void> = Promise.resolve()
   /** The agent's end: its summary stored (or known absent). */
   private agentSettled: Promise<void> = Promise.resolve()
   private closedDone: Promise<void> | null = null
@@ -196,12 +197,13 @@ class SessionLeg implements MediaLeg {
     void this.o.store.calls.emit(this.ctx.callId, type, data).catch((err: unknown) => this.log.warn({ err, type }, 'call event could not be stored'))
   }
 
-  /** Stores the call's quality figures; `final` once the media has ended. */
-  private async storeQuality(final: boolean): Promise<void> {
+  /** Stores the call's quality figures; `final` once the media has ended. Writes go one after another, so the final one is the last. */
+  private storeQuality(final: boolean): Promise<void> {
     const stats = this.session.stats()
-    if (!final && stats.packetsReceived === 0) return
-    await this.o.store.calls.setQuality(this.ctx.callId, { ...callQualityOf(stats), final })
+    if (!final && stats.packetsReceived === 0) return this.qualityWrites
+    this.qualityWrites = this.qualityWrites.then(() => this.o.store.calls.setQuality(this.ctx.callId, { ...callQualityOf(stats), final }))
       .catch((err: unknown) => this.log.warn({ err }, 'call quality could not be stored'))
+    return this.qualityWrites
   }
 
   private startQualityUpdates(): void {
