@@ -32,7 +32,7 @@ export interface FieldLab {
   events: ApiEvent[]
   api(path: string, init?: RequestInit): Promise<Response>
   json<T = Record<string, unknown>>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T }>
-  /** POST an agent with `base` and the row's `fields`, and point the number at it. */
+  /** POST an agent with `base`, PATCH it with the row's `fields`, and point the number at it. */
   agent(base: Record<string, unknown>, fields?: Record<string, unknown>): Promise<string>
   /** A call from sipp to the number; `reinvites`: re-INVITEs the caller's side answers (a transfer moving its media). */
   call(teardown: (fn: () => unknown) => void, reinvites?: number): Promise<LiveCall>
@@ -164,9 +164,13 @@ export async function fieldLab(number: string): Promise<FieldLab> {
   const lab: FieldLab = {
     stack, number, events, api, json,
     async agent(base, fields) {
-      // POST carries the row's fields (PATCH of each one is agent-fields-api.test.ts).
-      const created = await json<{ id: string }>('POST', '/v1/agents', { name: 'fields', ...base, ...(fields ?? {}) })
+      const created = await json<{ id: string }>('POST', '/v1/agents', { name: 'fields', ...base })
       if (created.status !== 201) throw new Error(`agent POST: ${created.status} ${JSON.stringify(created.body)}`)
+      if (fields && Object.keys(fields).length) {
+        // The row's fields go through PATCH, as a user tunes an existing agent.
+        const p = await json('PATCH', `/v1/agents/${created.body.id}`, fields)
+        if (p.status !== 200) throw new Error(`agent PATCH: ${p.status} ${JSON.stringify(p.body)}`)
+      }
       const n = await json('PATCH', `/v1/numbers/${num.body.id}`, { target: { type: 'agent', id: created.body.id } })
       if (n.status !== 200) throw new Error(`number PATCH: ${n.status} ${JSON.stringify(n.body)}`)
       return created.body.id
