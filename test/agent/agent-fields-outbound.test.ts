@@ -96,8 +96,12 @@ t.test('agent fields on outbound calls and transfers', async (t) => {
         const agentId = await lab.agent(base, { metadata: { shop: 'Acme' }, amd: { onMachine: 'leave_message', message: 'Please call {{shop}} back.', endOfGreetingSilenceMs: 1000, maxWaitMs: 20_000 } })
         const call = await lab.dial((fn) => t.teardown(fn), { agentId })
         const t0 = Date.now()
-        await call.say(speechPcm('Hello, you have reached the voicemail of the test line. Nobody is available to take your call right now. Please leave a message after the tone and we will call you back as soon as we can.'))
-        const spokeUntil = Date.now()
+        const greeting = speechPcm('Hello, you have reached the voicemail of the test line. Nobody is available to take your call right now. Please leave a message after the tone and we will call you back as soon as we can.')
+        await call.say(greeting)
+        // espeak-ng ends its audio with quiet samples: the machine's silence starts at its last voiced sample, not at the end of the send.
+        let lastVoiced = greeting.length - 1
+        while (lastVoiced > 0 && Math.abs(greeting[lastVoiced]!) < 300) lastVoiced--
+        const spokeUntil = Date.now() - Math.round((greeting.length - 1 - lastVoiced) / 8)
         const rec = await call.ended(40_000)
         t.equal(rec.endedReason, 'voicemail-left', 'the message was left, then the agent hung up')
         const lines = assistant(call)

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net'
 import WebSocket from 'ws'
 import { Webhook } from 'standardwebhooks'
 import { startStack } from '../../harness/stack.ts'
+import { apiClient, pollUntil } from '../../harness/api-client.ts'
 import { RtpCaller, awaitAnsweredCall, noise, placeCall, rms } from './rtp-caller.ts'
 
 /**
@@ -28,19 +29,8 @@ t.test('a live agent call: quality, transcript, events and the end-of-call repor
   t.teardown(() => stack.stop())
   const dir = mkdtempSync(join(tmpdir(), 'call-story-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const api = (path: string, init: RequestInit = {}) => fetch(`${stack.baseUrl}${path}`, {
-    ...init, headers: { authorization: `Bearer ${stack.apiKey}`, ...(init.body ? { 'content-type': 'application/json' } : {}) },
-  })
-  const post = (path: string, body?: unknown) => api(path, { method: 'POST', ...(body !== undefined ? { body: JSON.stringify(body) } : {}) })
-  const waitFor = async <T>(fn: () => Promise<T | null | undefined> | T | null | undefined, ms = 20_000): Promise<T | null> => {
-    const end = Date.now() + ms
-    for (;;) {
-      const v = await fn()
-      if (v) return v
-      if (Date.now() > end) return null
-      await sleep(100)
-    }
-  }
+  const { api, post } = apiClient(stack)
+  const waitFor = pollUntil
 
   // Resources as a user creates them.
   const agentRes = await post('/v1/agents', {

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import WebSocket from 'ws'
 import { startStack } from '../../harness/stack.ts'
+import { apiClient, pollUntil } from '../../harness/api-client.ts'
 import { freePort } from '../../harness/ports.ts'
 import { runSipp } from '../../harness/sipp.ts'
 import { heard, placeTrackedCall, rms } from './rtp-caller.ts'
@@ -30,19 +31,8 @@ t.test('record, dial-in conference and mute directions through the API', async (
   t.teardown(() => stack.stop())
   const dir = mkdtempSync(join(tmpdir(), 'record-conf-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const api = (path: string, init: RequestInit = {}) => fetch(`${stack.baseUrl}${path}`, {
-    ...init, headers: { authorization: `Bearer ${stack.apiKey}`, ...(init.body ? { 'content-type': 'application/json' } : {}) },
-  })
-  const post = (path: string, body?: unknown) => api(path, { method: 'POST', ...(body !== undefined ? { body: JSON.stringify(body) } : {}) })
-  const waitFor = async <T>(fn: () => Promise<T | null | undefined> | T | null | undefined, ms = 20_000): Promise<T | null> => {
-    const end = Date.now() + ms
-    for (;;) {
-      const v = await fn()
-      if (v) return v
-      if (Date.now() > end) return null
-      await sleep(100)
-    }
-  }
+  const { api, post } = apiClient(stack)
+  const waitFor = pollUntil
   const events: Array<{ type: string; callId: string | null; data: Record<string, any> }> = []
   const ws = new WebSocket(`${stack.baseUrl.replace('http', 'ws')}/v1/events?token=${stack.apiKey}`)
   await new Promise<void>((resolve, reject) => { ws.once('message', () => resolve()); ws.once('error', reject) })
