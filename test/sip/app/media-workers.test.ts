@@ -1,5 +1,4 @@
 import t from 'tap'
-import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -15,7 +14,8 @@ import { type RtpCaller, heard, placeTrackedCall, rms, tone } from './rtp-caller
  * threads (sip/app/worker-media-planes.ts). First the engine-level checks
  * (calls spread over both workers, each worker's agent talks and hears,
  * bridge and conference across the two workers, a dead worker's calls are
- * hung up and its bridge partner freed), then whole suites rerun with MEDIA_WORKERS=2.
+ * hung up and its bridge partner freed), then whole suites rerun with MEDIA_WORKERS=2
+ * (media-workers-media-suites.test.ts, media-workers-call-suites.test.ts).
  */
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const here = dirname(fileURLToPath(import.meta.url))
@@ -181,35 +181,5 @@ t.test('calls run in two media workers', async (t) => {
   for (const x of [a, c]) {
     t.equal((await api(`/v1/calls/${x.id}`, { method: 'DELETE' })).status, 204)
     t.equal((await x.sipp.done).code, 0)
-  }
-})
-
-/** Suites that drive whole calls with real media (startStack, or startSipStack's realMedia), rerun with MEDIA_WORKERS=2. */
-const SUITES = [
-  'test/sip/app/media-actions.test.ts',
-  'test/sip/app/media-conference.test.ts',
-  'test/sip/app/media-actions-extra.test.ts',
-  'test/sip/app/media-rtpengine.test.ts',
-  'test/engine/drain.test.ts',
-  'test/sip/app/agent-call.test.ts',
-  'test/agent/sip-conversation.test.ts',
-  'test/control-api/e2e-events.test.ts',
-]
-
-t.test('suites with MEDIA_WORKERS=2', async (t) => {
-  const env: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(TAP|_TAPJS|NODE_OPTIONS$)/.test(k)))
-  Object.assign(env, { MEDIA_WORKERS: '2', TAP_TIMEOUT: '240' })
-  for (const file of SUITES) {
-    const { code, out } = await new Promise<{ code: number | null; out: string }>((resolve) => {
-      const child = spawn(process.execPath, ['--import=tsx', file], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] })
-      let out = ''
-      child.stdout.on('data', (d) => (out += d))
-      child.stderr.on('data', (d) => (out += d))
-      child.on('close', (code) => resolve({ code, out }))
-    })
-    const summary = /# \{ total: (\d+), pass: (\d+)(?:, fail: (\d+))?/.exec(out)
-    t.equal(code, 0, `${file} with MEDIA_WORKERS=2 ${summary ? `(${summary[2]}/${summary[1]} pass)` : ''}`,
-      code === 0 ? {} : { diagnostic: true, output: out.split('\n').filter((l) => /not ok|Error|error/.test(l)).slice(0, 40).join('\n') })
-    t.ok(summary && Number(summary[1]) > 0, `${file} ran assertions`)
   }
 })

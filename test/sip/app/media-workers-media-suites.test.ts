@@ -1,0 +1,16 @@
+import t from 'tap'
+import { rerunSuites } from '../../harness/suite-rerun.ts'
+
+/**
+ * The media-action, conference and rtpengine suites again with MEDIA_WORKERS=2
+ * (their stacks run media in two worker threads). Split from
+ * media-workers-call-suites.test.ts so the two halves run in parallel.
+ */
+t.test('media suites with MEDIA_WORKERS=2', async (t) => {
+  await rerunSuites(t, [
+    'test/sip/app/media-actions.test.ts',
+    'test/sip/app/media-conference.test.ts',
+    'test/sip/app/media-actions-extra.test.ts',
+    'test/sip/app/media-rtpengine.test.ts',
+  ], { MEDIA_WORKERS: '2' }, 'with MEDIA_WORKERS=2')
+})
