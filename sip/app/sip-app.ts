@@ -54,6 +54,8 @@ export class SipApp {
   private connectedTo: string | null = null
   private draining = false
   private readonly dialogs = new Map<string, Srf.Dialog>()
+  /** Map size at which add() next prunes ended dialogs: doubling keeps the prune amortised O(1) per call, not a scan of every dialog per INVITE. */
+  private pruneAt = 1024
   private inviteHandler: InviteHandler
   private readonly log: Logger
   private readonly invites: Counter<'outcome'>
@@ -68,7 +70,7 @@ export class SipApp {
     this.liveCalls = {
       add: (callId, dialog) => {
         // Prune here too, so ended dialogs do not pile up on a node nobody polls for /health or /metrics.
-        self.liveDialogs()
+        if (self.dialogs.size >= self.pruneAt) self.pruneAt = Math.max(1024, 2 * self.liveDialogs())
         self.dialogs.set(callId, dialog)
         dialog.on('destroy', () => { if (self.dialogs.get(callId) === dialog) self.dialogs.delete(callId) })
       },

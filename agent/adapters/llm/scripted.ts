@@ -47,6 +47,7 @@ export interface ScriptedOptions {
 
 const DTMF_PREFIX = 'DTMF: '
 
+const MAX_CACHED_PATTERNS = 10_000
 const patterns = new Map<string, RulePattern | null>()
 /**
  * Rules come from stored JSON: a pattern that does not compile never matches
@@ -61,6 +62,8 @@ function compiled(pattern: string): RulePattern | null {
     } catch {
       re = null
     }
+    // Tenants write patterns: the cache is bounded so edits over a long uptime cannot grow it without end.
+    if (patterns.size >= MAX_CACHED_PATTERNS) patterns.clear()
     patterns.set(pattern, re)
   }
   return re
