@@ -6,6 +6,7 @@
  * Everything goes through the public surface: resources via REST, calls over
  * real SIP (sipp) and RTP.
  */
+import { waitFor } from '../harness/wait.ts'
 import t, { type Test } from 'tap'
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -20,15 +21,7 @@ import { SCN } from '../sip/app/sipp-util.ts'
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-async function waitUntil<T>(what: string, fn: () => Promise<T | null | undefined | false>, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const v = await fn()
-    if (v) return v
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await pause(100)
-  }
-}
+const waitUntil = <T>(what: string, fn: () => Promise<T | null | undefined | false>, ms = 20_000): Promise<T> => waitFor(fn, ms, what)
 
 /** What an operator sees: the count in /health and in /metrics. */
 async function activeCalls(stack: Stack): Promise<{ health: number; metric: number }> {

@@ -1,3 +1,4 @@
+import { waitFor } from './wait.ts'
 import type { Stack } from './stack.ts'
 
 /** The REST API of a test stack as its admin key sees it: what a user's curl does. */
@@ -9,13 +10,7 @@ export function apiClient(stack: Pick<Stack, 'baseUrl' | 'apiKey'>) {
   return { api, post }
 }
 
-/** Polls `fn` every 100 ms until it gives a truthy value; null once `ms` have passed (the caller asserts). */
-export async function pollUntil<T>(fn: () => Promise<T | null | undefined> | T | null | undefined, ms = 20_000): Promise<T | null> {
-  const end = Date.now() + ms
-  for (;;) {
-    const v = await fn()
-    if (v) return v
-    if (Date.now() > end) return null
-    await new Promise((r) => setTimeout(r, 100))
-  }
+/** Polls `fn` until it gives a truthy value; null once `ms` have passed (the caller asserts). */
+export function pollUntil<T>(fn: () => Promise<T | null | undefined> | T | null | undefined, ms = 20_000): Promise<T | null> {
+  return waitFor(fn, ms).catch(() => null)
 }

@@ -5,6 +5,7 @@
  * (RtpCaller), so a test says things to the agent and hears what it says back,
  * and reads the outcome through the API (call record, recordings, events).
  */
+import { waitFor } from '../../harness/wait.ts'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -96,15 +97,7 @@ ${ok(9, false)}
   return { uri: `sip:callee@127.0.0.1:${port}`, done: run.done }
 }
 
-export async function waitUntil<T>(fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, ms: number, what: string): Promise<T> {
-  const end = Date.now() + ms
-  for (;;) {
-    const v = await fn()
-    if (v) return v
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await sleep(100)
-  }
-}
+export const waitUntil = waitFor
 
 /** 20 ms frames of `pcm` at 8 kHz. */
 export const frames = (pcm: Int16Array): Int16Array[] => Array.from({ length: Math.floor(pcm.length / 160) }, (_, i) => pcm.subarray(i * 160, i * 160 + 160))

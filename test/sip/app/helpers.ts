@@ -205,17 +205,7 @@ export class TestLeg implements MediaLeg {
   }
 }
 
-export function sleep(ms: number): Promise<void> { return new Promise((r) => setTimeout(r, ms)) }
-
-export async function waitFor<T>(fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, ms = 10_000, what = 'condition'): Promise<T> {
-  const end = Date.now() + ms
-  for (;;) {
-    const v = await fn()
-    if (v) return v
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await sleep(50)
-  }
-}
+export { sleep, waitFor } from '../../harness/wait.ts'
 
 /** Writes a sipp scenario XML into a temp file and returns its path. */
 export function scenarioFile(name: string, xml: string): string {
