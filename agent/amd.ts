@@ -6,7 +6,7 @@
  *
  * Feed inbound frames from answer; the detector decides within `totalMs`.
  */
-import { FRAME_MS, type AudioFrame } from '../media/frame.ts'
+import { FRAME_MS, type AudioFrame } from '../audio/frame.ts'
 import { EnergyVad, type Vad } from './vad.ts'
 
 export type AmdVerdict = 'human' | 'machine' | 'unknown'

@@ -3,7 +3,7 @@
  * implements this over a MediaSession (or a worker-thread proxy of one); tests
  * implement it with a real-time loop. The agent never sees RTP, codecs or SIP.
  */
-import type { AudioFrame, FrameSource, SampleRate } from '../media/frame.ts'
+import type { AudioFrame, FrameSource, SampleRate } from '../audio/frame.ts'
 
 export type Unsubscribe = () => void
 

@@ -12,7 +12,7 @@
  * samples map exactly onto its source audio: `playedMs` is what was heard.
  */
 import { performance } from 'node:perf_hooks'
-import { samplesPerFrame, type FrameSource, type SampleRate } from '../media/frame.ts'
+import { samplesPerFrame, type FrameSource, type SampleRate } from '../audio/frame.ts'
 import { StreamResampler } from './resample.ts'
 
 /** One piece of agent speech (a greeting, a reply sentence, a filler). */

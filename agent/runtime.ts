@@ -10,7 +10,7 @@
 import type { OutboundUrlPolicy } from '../config/outbound-url-policy.ts'
 import { EventEmitter } from 'node:events'
 import { performance } from 'node:perf_hooks'
-import type { AudioFrame } from '../media/frame.ts'
+import type { AudioFrame } from '../audio/frame.ts'
 import { BargeIn } from './barge-in.ts'
 import type { AgentConfig } from './config.ts'
 import type { AgentMediaPort, Unsubscribe } from './media-port.ts'

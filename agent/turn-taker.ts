@@ -3,7 +3,7 @@
  * silence). Times are the inbound frames' `receivedAt`, so every latency the
  * runtime reports is anchored on packet arrival, not on when we got round to it.
  */
-import { FRAME_MS, type AudioFrame } from '../media/frame.ts'
+import { FRAME_MS, type AudioFrame } from '../audio/frame.ts'
 import type { Vad } from './vad.ts'
 
 export interface TurnTakerOptions {

@@ -12,7 +12,7 @@
  */
 import { createRequire } from 'node:module'
 import type * as Ort from 'onnxruntime-node'
-import type { AudioFrame } from '../media/frame.ts'
+import type { AudioFrame } from '../audio/frame.ts'
 import type { Vad, VadDecision } from './vad.ts'
 import { WebRtcVad } from './vad-webrtc.ts'
 

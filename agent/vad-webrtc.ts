@@ -13,7 +13,7 @@
  * dispose() or, failing that, when the VAD is garbage-collected.
  */
 import createFvad, { type FvadModule } from '@echogarden/fvad-wasm'
-import type { AudioFrame } from '../media/frame.ts'
+import type { AudioFrame } from '../audio/frame.ts'
 import { StreamResampler } from './resample.ts'
 import { frameLevelDb, type Vad, type VadDecision } from './vad.ts'
 

@@ -8,7 +8,7 @@
  * which is what rejects clicks and short bursts. A heavier classifier can be
  * plugged in through the `Vad` interface.
  */
-import type { AudioFrame } from '../media/frame.ts'
+import type { AudioFrame } from '../audio/frame.ts'
 
 /** RMS level of a frame in dBFS (-120 for digital silence): the energy gate of every VAD here. */
 export function frameLevelDb(s: Int16Array): number {

@@ -19,7 +19,7 @@
  * `--only` runs one part (for profiling: node --cpu-prof --import tsx …).
  */
 import { performance } from 'node:perf_hooks'
-import { FRAME_MS, samplesPerFrame, type AudioFrame, type FrameSource, type SampleRate } from '../media/frame.ts'
+import { FRAME_MS, samplesPerFrame, type AudioFrame, type FrameSource, type SampleRate } from '../audio/frame.ts'
 import { createAgent } from '../agent/index.ts'
 import type { AgentMediaPort, Unsubscribe } from '../agent/media-port.ts'
 import type { AgentRuntime } from '../agent/runtime.ts'

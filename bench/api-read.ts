@@ -53,7 +53,7 @@ async function serve(): Promise<void> {
   const { SecretBox } = await import('../store/secrets.ts')
   const { buildApiServer } = await import('../control-api/app.ts')
   const { HealthRegistry } = await import('../control-api/health.ts')
-  const { CallControlSlot } = await import('../control-api/call-control.ts')
+  const { CallControlSlot } = await import('../call/call-control.ts')
   const { v1Routes } = await import('../control-api/routes/v1.ts')
   const logger = pino({ level: 'silent' })
   const dir = process.env.BENCH_DATA_DIR!

@@ -37,7 +37,7 @@ import { MediaEngine } from '../media/engine.ts'
 import { PcmSource } from '../media/playback.ts'
 import { Bridge } from '../media/bridge.ts'
 import type { MediaSession } from '../media/session.ts'
-import type { SampleRate } from '../media/frame.ts'
+import type { SampleRate } from '../audio/frame.ts'
 
 const arg = (name: string, def: string): string => {
   const i = process.argv.indexOf(`--${name}`)

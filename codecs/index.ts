@@ -6,7 +6,7 @@
  * writes into caller-owned buffers, so the packet path allocates nothing (Opus
  * excepted: the native binding returns fresh Buffers).
  */
-import type { SampleRate } from '../media/frame.ts'
+import type { SampleRate } from '../audio/frame.ts'
 import { decodeAlaw, decodeUlaw, encodeAlaw, encodeUlaw } from './g711.ts'
 import { G722Decoder, G722Encoder } from './g722.ts'
 import { decodeL16, encodeL16 } from './l16.ts'

@@ -14,7 +14,7 @@ import type { OpusEncoder as OpusEncoderType } from '@discordjs/opus'
 // statically detectable, so load it through require.
 const { OpusEncoder } = createRequire(import.meta.url)('@discordjs/opus') as { OpusEncoder: typeof OpusEncoderType }
 type OpusEncoder = OpusEncoderType
-import type { SampleRate } from '../media/frame.ts'
+import type { SampleRate } from '../audio/frame.ts'
 
 // opus_defines.h CTL request numbers (stable ABI).
 const OPUS_SET_MAX_BANDWIDTH = 4004

@@ -1,5 +1,5 @@
 import type { Store } from '../store/index.ts'
-import type { CallControlSlot } from './call-control.ts'
+import type { CallControlSlot } from '../call/call-control.ts'
 import { ApiError } from './errors.ts'
 import type { ReadCache } from './read-cache.ts'
 

@@ -9,7 +9,7 @@
  * outbound queue through a short live source; rate conversion happens at the
  * other leg's egress, and DTMF is regenerated with sendDtmf.
  */
-import type { AudioFrame, FrameSink, FrameSource, SampleRate } from './frame.ts'
+import type { AudioFrame, FrameSink, FrameSource, SampleRate } from '../audio/frame.ts'
 import type { MediaSession, SessionDtmfEvent } from './session.ts'
 
 export type BridgeMode = 'relay' | 'transcode'

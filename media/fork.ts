@@ -20,7 +20,7 @@
 import WebSocket from 'ws'
 import { randomUUID } from 'node:crypto'
 import { ULAW_ENCODE, ULAW_DECODE } from '../codecs/g711.ts'
-import type { AudioFrame, DuplexFrameSink, FrameSource, SampleRate } from './frame.ts'
+import type { AudioFrame, DuplexFrameSink, FrameSource, SampleRate } from '../audio/frame.ts'
 import { RateAdapter } from './rate-adapter.ts'
 
 export type ForkFormat = 'l16' | 'pcmu' | 'twilio'

@@ -20,7 +20,7 @@
  *   FrameEndpoint the Mixer and the room recorder take like a session.
  */
 import type { MessagePort } from 'node:worker_threads'
-import type { AudioFrame, FrameEndpoint, FrameSink, FrameSource, SampleRate } from './frame.ts'
+import type { AudioFrame, FrameEndpoint, FrameSink, FrameSource, SampleRate } from '../audio/frame.ts'
 import type { MediaScheduler, TickTask } from './scheduler.ts'
 import { RtpPacketView } from './rtp/packet.ts'
 

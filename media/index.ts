@@ -21,8 +21,8 @@
  * With RTPENGINE_NG: `RtpengineAnchor` rewrites offers/answers through the
  * rtpengine daemon so media flows peer ↔ rtpengine ↔ our session.
  */
-export type { AudioFrame, FrameSink, FrameSource, FrameEndpoint, DuplexFrameSink, SampleRate } from './frame.ts'
-export { FRAME_MS, samplesPerFrame } from './frame.ts'
+export type { AudioFrame, FrameSink, FrameSource, FrameEndpoint, DuplexFrameSink, SampleRate } from '../audio/frame.ts'
+export { FRAME_MS, samplesPerFrame } from '../audio/frame.ts'
 export { MediaEngine, type MediaEngineOptions, type MediaEngineStats, type MediaLogger } from './engine.ts'
 export {
   MediaSession,

@@ -9,7 +9,7 @@
  * frame for tick n every participant's tick-n frame is in; the sum is computed once per tick and each source
  * subtracts its own contribution (N-1 mixes in O(N)).
  */
-import type { AudioFrame, FrameEndpoint, FrameSink, FrameSource, SampleRate } from './frame.ts'
+import type { AudioFrame, FrameEndpoint, FrameSink, FrameSource, SampleRate } from '../audio/frame.ts'
 import type { MediaScheduler } from './scheduler.ts'
 
 class Participant implements FrameSink, FrameSource {

@@ -6,7 +6,7 @@
 import { readFile, stat } from 'node:fs/promises'
 import { resample } from '../codecs/resampler.ts'
 import { decodeUlaw, decodeAlaw } from '../codecs/g711.ts'
-import type { FrameSource, SampleRate } from './frame.ts'
+import type { FrameSource, SampleRate } from '../audio/frame.ts'
 
 /** Plays a fixed PCM buffer once (or `loops` times), 20 ms per frame. */
 export class PcmSource implements FrameSource {

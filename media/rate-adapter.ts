@@ -5,7 +5,7 @@
  * with one frame of silence (20 ms of added latency, no underflow ever).
  */
 import { Resampler } from '../codecs/resampler.ts'
-import type { SampleRate } from './frame.ts'
+import type { SampleRate } from '../audio/frame.ts'
 
 export class RateAdapter {
   readonly inRate: SampleRate

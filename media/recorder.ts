@@ -13,7 +13,7 @@
  * keep the channels aligned in time.
  */
 import { closeSync, openSync, writeSync } from 'node:fs'
-import type { AudioFrame, DuplexFrameSink, SampleRate } from './frame.ts'
+import type { AudioFrame, DuplexFrameSink, SampleRate } from '../audio/frame.ts'
 
 export type RecordingMode = 'stereo' | 'mixed' | 'inbound' | 'outbound'
 

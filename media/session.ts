@@ -16,7 +16,7 @@ import type { RemoteInfo } from 'node:dgram'
 import { createCodec, type AudioCodec, type CodecName } from '../codecs/index.ts'
 import { DtmfReceiver, DtmfSender, type DtmfEvent, type DtmfPacket } from '../codecs/dtmf.ts'
 import { ULAW_SILENCE, ALAW_SILENCE } from '../codecs/g711.ts'
-import type { AudioFrame, DuplexFrameSink, FrameSink, FrameSource, SampleRate } from './frame.ts'
+import type { AudioFrame, DuplexFrameSink, FrameSink, FrameSource, SampleRate } from '../audio/frame.ts'
 import { JitterBuffer, slotSizingFor } from './jitter-buffer.ts'
 import { RtpPacketView, looksLikeRtcp, writeRtpHeader, RTP_HEADER_SIZE, type RtpParseError } from './rtp/packet.ts'
 import { RtpReceiveStats } from './rtp/receive-stats.ts'
@@ -415,7 +415,7 @@ export class MediaSession extends EventEmitter<MediaSessionEvents> implements Ti
    * sends us (consumers, bridges and relays get silence), 'out' silences what
    * we send (the peer hears silence), 'both'. The API's mute directions are
    * seen from the call (VoipBin) and map the other way round: see
-   * sip/app/media-call-control.ts.
+   * call/media-actions.ts.
    */
   mute(direction: MuteDirection = 'both'): void {
     if (direction !== 'out') this.muteIn = true

@@ -11,7 +11,7 @@
  * ends after `hangoverFrames` unvoiced frames.
  */
 import { EventEmitter } from 'node:events'
-import type { AudioFrame, FrameSink } from './frame.ts'
+import type { AudioFrame, FrameSink } from '../audio/frame.ts'
 
 export interface VadOptions {
   marginDb?: number

@@ -8,7 +8,7 @@
  * already-spoken text is not retracted (the caller may hear a repeat).
  */
 import { performance } from 'node:perf_hooks'
-import type { AudioFrame } from '../../media/frame.ts'
+import type { AudioFrame } from '../../audio/frame.ts'
 import { Channel } from '../channel.ts'
 import {
   AdapterError,

@@ -4,7 +4,7 @@
  * Registered as provider "stub" for every kind.
  */
 import { performance } from 'node:perf_hooks'
-import type { AudioFrame } from '../../media/frame.ts'
+import type { AudioFrame } from '../../audio/frame.ts'
 import { Channel } from '../channel.ts'
 import type { LlmAdapter, LlmChunk, LlmRequest, PcmChunk, SttAdapter, SttEvent, SttStream, SttStreamOptions, TtsAdapter, TtsRequest, TtsStream } from './types.ts'
 

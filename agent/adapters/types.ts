@@ -6,7 +6,7 @@
  * RTP or SIP. A new vendor is one file that implements one of these interfaces
  * and registers a factory in `registry.ts`.
  */
-import type { AudioFrame } from '../../media/frame.ts'
+import type { AudioFrame } from '../../audio/frame.ts'
 
 /** A chunk of mono 16-bit PCM at any rate (TTS engines have odd native rates, e.g. espeak-ng 22050 Hz). */
 export interface PcmChunk {

@@ -6,7 +6,7 @@ import { PhoneNumberOrSipUri, IdParams, Metadata, Nullable, PageQuery, StringEnu
 import { found, type ApiDeps, type RouteOptions } from '../deps.ts'
 import { ApiError } from '../errors.ts'
 import { EncodedBody, sendEncoded } from '../encoded-body.ts'
-import { CallControlError, PLAY_TONES, type CallControl, type PlayRequest, type PlayTone } from '../call-control.ts'
+import { CallControlError, PLAY_TONES, type CallControl, type PlayRequest, type PlayTone } from '../../call/call-control.ts'
 import { RecordingSchema } from './recordings.ts'
 
 const Status = StringEnum(CALL_STATUSES)

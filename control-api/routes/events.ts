@@ -7,7 +7,7 @@ import { isFinal } from '../../store/calls.ts'
 import { found, type RouteOptions } from '../deps.ts'
 import { ApiError } from '../errors.ts'
 import { controlOrUnavailable, mapControlError } from './calls.ts'
-import type { MediaStreamHandle } from '../call-control.ts'
+import type { MediaStreamHandle } from '../../call/call-control.ts'
 
 const EventsQuery = Type.Object({
   types: Type.Optional(Type.String({ maxLength: 1000, description: `Comma-separated event types (${EVENT_TYPES.join(', ')}); a trailing * matches a prefix, e.g. call.*` })),

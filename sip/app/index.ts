@@ -11,14 +11,14 @@ import { ConcurrencyLimiter } from './concurrency-limiter.ts'
 import { OutboundDialer } from './outbound-dialer.ts'
 import { InboundRouter } from './inbound-router.ts'
 import { ActiveCalls } from './call-session.ts'
-import { SipCallControl, type CallControl } from './call-control.ts'
+import { SipCallSignalling, type CallSignalling } from './call-signalling.ts'
 import { finishStaleCalls } from './call-records.ts'
 import { OutboundRegistrations, type OutboundRegistrationsOptions } from './outbound-registration.ts'
 import { RegistrarKeepalive } from './registrar-keepalive.ts'
 import type { MediaBinder } from './media-binding.ts'
 
-export type { CallControl, OriginateInput } from './call-control.ts'
-export { CallControlError } from './call-control.ts'
+export type { CallSignalling, OriginateInput } from './call-signalling.ts'
+export { CallControlError } from './call-control-error.ts'
 export type { MediaBinder, MediaLeg, CallContext } from './media-binding.ts'
 export type { TransferRequest, TransferResult } from './transfer.ts'
 
@@ -64,7 +64,7 @@ export class SipApplication {
   readonly registrar: Registrar
   readonly dialer: OutboundDialer
   readonly router: InboundRouter
-  readonly calls: CallControl
+  readonly calls: CallSignalling
   readonly outboundRegistrations: OutboundRegistrations
   readonly nodeId: string
   readonly keepalive: RegistrarKeepalive
@@ -92,7 +92,7 @@ export class SipApplication {
       logger: this.log.child({ part: 'inbound' }), nodeId: this.nodeId, accountCallLimit: opts.accountCallLimit ?? null,
       ...(opts.ringTimeoutMs ? { ringTimeoutMs: opts.ringTimeoutMs } : {}),
     })
-    this.calls = new SipCallControl({
+    this.calls = new SipCallSignalling({
       srf: sipApp.srf, store, dialer: this.dialer, active: this.active, media, logger: this.log.child({ part: 'calls' }), nodeId: this.nodeId,
       localHost, accountCallLimit: opts.accountCallLimit ?? null, track: (id, d) => sipApp.trackDialog(id, d),
     })

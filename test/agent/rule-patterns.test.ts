@@ -1,6 +1,6 @@
 import t from 'tap'
 import { buildTestApp, call } from '../control-api/helpers.ts'
-import { agentConfigFrom } from '../../sip/app/agent-media-binder.ts'
+import { agentConfigFrom } from '../../call/agent-binder.ts'
 import { resolveAgentConfig } from '../../agent/index.ts'
 import { registerBuiltinAdapters } from '../../agent/adapters/builtin.ts'
 import { createLlm } from '../../agent/adapters/registry.ts'

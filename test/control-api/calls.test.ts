@@ -1,8 +1,8 @@
 import t from 'tap'
 import WebSocket from 'ws'
 import type { Call } from '../../store/calls.ts'
-import type { CallControl } from '../../control-api/call-control.ts'
-import { CallControlError } from '../../control-api/call-control.ts'
+import type { CallControl } from '../../call/call-control.ts'
+import { CallControlError } from '../../call/call-control.ts'
 import { buildTestApp, call, type TestApp } from './helpers.ts'
 
 /** A CallControl that records what the API asked for and drives the call record like sip/app would. */

@@ -15,7 +15,7 @@ import { SecretBox } from '../../store/secrets.ts'
 import type { Scope } from '../../store/api-keys.ts'
 import { buildApiServer } from '../../control-api/app.ts'
 import { HealthRegistry } from '../../control-api/health.ts'
-import { CallControlSlot } from '../../control-api/call-control.ts'
+import { CallControlSlot } from '../../call/call-control.ts'
 import { v1Routes, type V1Options } from '../../control-api/routes/v1.ts'
 
 export const silent = pino({ level: 'silent' })

@@ -3,7 +3,7 @@ import type { Scope } from '../../store/api-keys.ts'
 import { Registry } from 'prom-client'
 import { buildApiServer } from '../../control-api/app.ts'
 import { HealthRegistry } from '../../control-api/health.ts'
-import { CallControlSlot } from '../../control-api/call-control.ts'
+import { CallControlSlot } from '../../call/call-control.ts'
 import { v1Routes } from '../../control-api/routes/v1.ts'
 import { buildTestApp, call, silent, type TestApp } from './helpers.ts'
 

@@ -26,7 +26,7 @@ import { dictionary } from '../../agent/adapters/stt/jsgf.ts'
 import { registerBuiltinAdapters } from '../../agent/adapters/builtin.ts'
 import { createLlm } from '../../agent/adapters/registry.ts'
 import { resolveAgentConfig } from '../../agent/config.ts'
-import { agentConfigFrom } from '../../sip/app/agent-media-binder.ts'
+import { agentConfigFrom } from '../../call/agent-binder.ts'
 import type { Agent } from '../../store/agents.ts'
 
 const GREETING = 'Hello, this is the Callplane demo agent. Ask me what I can do, or say goodbye to hang up.'

@@ -38,7 +38,7 @@ export async function startStack(env: Record<string, string> = {}): Promise<Stac
     DATA_DIR: dataDir,
     BOOTSTRAP_API_KEY: apiKey,
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
-    // test/sip/app/media-workers.test.ts reruns whole suites with media in worker threads.
+    // test/call/media-workers.test.ts reruns whole suites with media in worker threads.
     ...(process.env.MEDIA_WORKERS ? { MEDIA_WORKERS: process.env.MEDIA_WORKERS } : {}),
     ...env,
   })

@@ -4,7 +4,7 @@ import { FrameLink, LINK_RATE, LinkedEndpoint, LinkSink, LinkSource } from '../.
 import { Mixer } from '../../media/mixer.ts'
 import { MediaScheduler } from '../../media/scheduler.ts'
 import { RtpPacketView, writeRtpHeader } from '../../media/rtp/packet.ts'
-import type { AudioFrame, FrameSink } from '../../media/frame.ts'
+import type { AudioFrame, FrameSink } from '../../audio/frame.ts'
 
 /**
  * FrameLink over a real MessageChannel (both ends in this thread; across

@@ -12,7 +12,7 @@
  */
 import { performance } from 'node:perf_hooks'
 import WebSocket from 'ws'
-import type { AudioFrame } from '../../../media/frame.ts'
+import type { AudioFrame } from '../../../audio/frame.ts'
 import { Channel } from '../../channel.ts'
 import { AdapterError, type SttAdapter, type SttEvent, type SttStream, type SttStreamOptions } from '../types.ts'
 

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { samplesPerFrame, type AudioFrame, type SampleRate } from '../../../media/frame.ts'
+import { samplesPerFrame, type AudioFrame, type SampleRate } from '../../../audio/frame.ts'
 
 const cache = new Map<string, Int16Array>()
 

@@ -4,7 +4,7 @@
  * we expect to hear.
  */
 import { performance } from 'node:perf_hooks'
-import type { SampleRate } from '../../../media/frame.ts'
+import type { SampleRate } from '../../../audio/frame.ts'
 import { PocketsphinxStt } from '../../../agent/adapters/stt/pocketsphinx.ts'
 import { concatPcm, silencePcm, toFrames } from './audio.ts'
 

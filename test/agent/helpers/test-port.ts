@@ -5,7 +5,7 @@
  * port is the boundary the real MediaSession implements.
  */
 import { performance } from 'node:perf_hooks'
-import { FRAME_MS, samplesPerFrame, type AudioFrame, type FrameSource, type SampleRate } from '../../../media/frame.ts'
+import { FRAME_MS, samplesPerFrame, type AudioFrame, type FrameSource, type SampleRate } from '../../../audio/frame.ts'
 import type { AgentMediaPort, Unsubscribe } from '../../../agent/media-port.ts'
 
 export interface OutFrame {

@@ -25,8 +25,8 @@ import { SipApplication, type SipApplicationOptions } from '../../../sip/app/ind
 import type { CallContext, MediaBinder, MediaLeg } from '../../../sip/app/media-binding.ts'
 import { freePort, freeUdpRange } from '../../harness/ports.ts'
 import { MediaEngine } from '../../../media/engine.ts'
-import { AgentMediaBinder } from '../../../sip/app/agent-media-binder.ts'
-import { WorkerMediaPlanes } from '../../../sip/app/worker-media-planes.ts'
+import { AgentMediaBinder } from '../../../call/agent-binder.ts'
+import { WorkerMediaPlanes } from '../../../call/plane/worker-planes.ts'
 import type { LogLevel } from '../../../config/config.ts'
 
 export const SECRET = 'sip-app-test'
@@ -93,7 +93,7 @@ export async function startSipStack(opts: Partial<SipApplicationOptions> & { dat
     const rtp = await freeUdpRange(40)
     const control = { hangup: (id: string) => app.calls.hangup(id, 'agent'), transfer: async (id: string, to: string) => { await app.calls.transfer(id, { mode: 'blind', to }) } }
     if (process.env.MEDIA_WORKERS) {
-      // test/sip/app/media-workers.test.ts reruns the real-media suites with media in worker threads.
+      // test/call/media-workers.test.ts reruns the real-media suites with media in worker threads.
       const planes = await WorkerMediaPlanes.start({
         workers: Number(process.env.MEDIA_WORKERS), engine: { rtpPortMin: rtp.min, rtpPortMax: rtp.max, bindHost: '127.0.0.1' },
         allowPrivateUrls: true, recordingsDir: join(dataDir, 'recordings'), mediaRoots: [join(dataDir, 'media')],

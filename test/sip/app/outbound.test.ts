@@ -85,6 +85,6 @@ t.test('outbound calls over routes with failover', async (t) => {
   })
 
   await t.test('no route → refused before any record exists', async (t) => {
-    await t.rejects(app.calls.originate({ accountId, to: '+81312345678', from: '+14155550123' }), { code: 'no_route' })
+    await t.rejects(app.calls.originate({ accountId, to: '+81312345678', from: '+14155550123' }), { code: 'rejected', details: { code: 'no_route' } })
   })
 })

@@ -7,13 +7,16 @@ import { ActiveCall, type ActiveCalls } from './call-session.ts'
 import { DialError, type OutboundDialer } from './outbound-dialer.ts'
 import type { MediaBinder, MediaLeg } from './media-binding.ts'
 import { failureStatus } from './route-plan.ts'
+import { CallControlError, errorCodeForStatus } from './call-control-error.ts'
 import { transferCall, TransferError, type TransferRequest, type TransferResult } from './transfer.ts'
 
 /**
- * What the control API (and the agent runtime) use to act on calls. Errors
- * are CallControlError with an HTTP-ish status and a code the API can map.
+ * The signalling half of acting on a call (originate, hang up, hold,
+ * transfer): what call/ composes with its media actions into the one
+ * CallControl, and what the agent runtime uses to hang up or transfer.
+ * Errors are CallControlError (call-control-error.ts).
  */
-export interface CallControl {
+export interface CallSignalling {
   /** Places an outbound call; resolves once the record exists (status queued), dialing goes on. */
   originate(input: OriginateInput): Promise<Call>
   /** `endedReason` overrides the default `<by>-hangup` (e.g. the agent's `machine-detected`). */
@@ -40,14 +43,7 @@ export interface OriginateInput {
   record?: boolean
 }
 
-export class CallControlError extends Error {
-  constructor(readonly status: number, readonly code: string, message: string) {
-    super(message)
-    this.name = 'CallControlError'
-  }
-}
-
-export interface SipCallControlOptions {
+export interface SipCallSignallingOptions {
   srf: Srf
   store: Store
   dialer: OutboundDialer
@@ -61,9 +57,9 @@ export interface SipCallControlOptions {
   track?: (sipCallId: string, dialog: Srf.Dialog) => void
 }
 
-export class SipCallControl implements CallControl {
+export class SipCallSignalling implements CallSignalling {
   private readonly log: Logger
-  constructor(private readonly opts: SipCallControlOptions) {
+  constructor(private readonly opts: SipCallSignallingOptions) {
     this.log = opts.logger
   }
 
@@ -73,24 +69,24 @@ export class SipCallControl implements CallControl {
 
   private live(callId: string): ActiveCall {
     const c = this.opts.active.get(callId)
-    if (!c || c.isFinished) throw new CallControlError(404, 'call_not_active', `call ${callId} is not live on this node`)
+    if (!c || c.isFinished) throw new CallControlError('not_found', `call ${callId} is not live on this node`, { code: 'call_not_active' })
     return c
   }
 
   async originate(input: OriginateInput): Promise<Call> {
     const o = this.opts
     if (!(await o.dialer.ownsCallerId(input.accountId, input.from))) {
-      throw new CallControlError(422, 'caller_id_not_owned', `from ${input.from} is not a number of this account`)
+      throw new CallControlError('rejected', `from ${input.from} is not a number of this account`, { code: 'caller_id_not_owned' })
     }
     let attempts
     try {
       attempts = await o.dialer.plan(input.accountId, input.to, input.from, input.trunkId ?? undefined)
     } catch (err) {
-      if (err instanceof DialError) throw new CallControlError(err.code === 'no-route' ? 422 : err.code === 'not-registered' ? 409 : 400, err.code.replace(/-/g, '_'), err.message)
+      if (err instanceof DialError) throw new CallControlError(err.code === 'no-route' ? 'rejected' : err.code === 'not-registered' ? 'invalid_state' : 'rejected', err.message, { code: err.code.replace(/-/g, '_') })
       throw err
     }
     const binder = o.media()
-    if (!binder) throw new CallControlError(503, 'no_media', 'no media engine is installed')
+    if (!binder) throw new CallControlError('unavailable', 'no media engine is installed', { code: 'no_media' })
     const record = await CallRecord.create(o.store.calls, {
       accountId: input.accountId, direction: 'outbound', from: input.from, to: input.to, status: 'queued',
       agentId: input.agentId ?? null, nodeId: o.nodeId, ...(input.metadata ? { metadata: input.metadata } : {}),
@@ -165,11 +161,11 @@ export class SipCallControl implements CallControl {
 
   private async holdState(callId: string, held: boolean): Promise<void> {
     const call = this.live(callId)
-    if (call.record.currentStatus !== 'in-progress') throw new CallControlError(409, 'call_not_answered', 'only an answered call can be held')
+    if (call.record.currentStatus !== 'in-progress') throw new CallControlError('invalid_state', 'only an answered call can be held', { code: 'call_not_answered' })
     try {
       await call.setHold(held)
     } catch (err) {
-      throw new CallControlError(502, 'reinvite_failed', `re-INVITE failed: ${(err as { status?: number }).status ?? (err as Error).message}`)
+      throw new CallControlError('rejected', `re-INVITE failed: ${(err as { status?: number }).status ?? (err as Error).message}`, { code: 'reinvite_failed' })
     }
   }
 
@@ -178,7 +174,7 @@ export class SipCallControl implements CallControl {
     try {
       return await transferCall(call, t, { srf: this.opts.srf, dialer: this.opts.dialer, media: this.opts.media, localHost: this.opts.localHost })
     } catch (err) {
-      if (err instanceof TransferError) throw new CallControlError(err.status, 'transfer_failed', err.message)
+      if (err instanceof TransferError) throw new CallControlError(errorCodeForStatus(err.status), err.message, { code: 'transfer_failed' })
       throw err
     }
   }

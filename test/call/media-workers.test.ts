@@ -5,9 +5,9 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { threadId } from 'node:worker_threads'
 import WebSocket from 'ws'
-import { startStack } from '../../harness/stack.ts'
-import { WorkerMediaPlanes } from '../../../sip/app/worker-media-planes.ts'
-import { type RtpCaller, heard, placeTrackedCall, rms, tone } from './rtp-caller.ts'
+import { startStack } from '../harness/stack.ts'
+import { WorkerMediaPlanes } from '../../call/plane/worker-planes.ts'
+import { type RtpCaller, heard, placeTrackedCall, rms, tone } from '../sip/app/rtp-caller.ts'
 
 /**
  * MEDIA_WORKERS=2: call media, agents and media actions run in two worker
@@ -19,7 +19,7 @@ import { type RtpCaller, heard, placeTrackedCall, rms, tone } from './rtp-caller
  */
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const here = dirname(fileURLToPath(import.meta.url))
-const root = join(here, '..', '..', '..')
+const root = join(here, '..', '..')
 
 /** Loud 20 ms frames heard since `since`. */
 function loudFrames(c: RtpCaller, since: number): Int16Array[] {

@@ -4,9 +4,9 @@
  * setting it through the API would silently do nothing.
  */
 import t from 'tap'
-import { agentConfigFrom } from '../../../sip/app/agent-media-binder.ts'
-import { resolveAgentConfig } from '../../../agent/config.ts'
-import type { Agent } from '../../../store/agents.ts'
+import { agentConfigFrom } from '../../call/agent-binder.ts'
+import { resolveAgentConfig } from '../../agent/config.ts'
+import type { Agent } from '../../store/agents.ts'
 
 const base: Agent = {
   id: '00000000-0000-4000-8000-000000000001', accountId: '00000000-0000-4000-8000-000000000002', name: 'support', type: 'pipeline',

@@ -1,8 +1,9 @@
 import type { Call } from '../store/calls.ts'
 
 /**
- * The seam between the API and the live call machinery (sip/app, media,
- * agent), which are built separately. Routes validate input, check the call
+ * The one contract for acting on a live call, whoever asks (the API today,
+ * flows and webhook apps next). call/api-call-control.ts serves it from
+ * sip/app's signalling (CallSignalling) and the media plane's actions. Routes validate input, check the call
  * belongs to the caller's account and is live, then call these methods. Any
  * method may be absent: the route then answers 503 `unavailable`.
  * Implementations throw CallControlError for expected failures.
@@ -73,20 +74,7 @@ export interface OriginateRequest {
   metadata?: Record<string, string> | undefined
 }
 
-export type CallControlErrorCode = 'not_found' | 'invalid_state' | 'unsupported' | 'unavailable' | 'rejected' | 'busy'
-
-const STATUS: Record<CallControlErrorCode, number> = {
-  not_found: 404, invalid_state: 409, unsupported: 501, unavailable: 503, rejected: 422, busy: 429,
-}
-
-export class CallControlError extends Error {
-  readonly statusCode: number
-  constructor(readonly code: CallControlErrorCode, message: string, readonly details?: unknown) {
-    super(message)
-    this.name = 'CallControlError'
-    this.statusCode = STATUS[code]
-  }
-}
+export { CallControlError, type CallControlErrorCode } from '../sip/app/call-control-error.ts'
 
 /**
  * A late-bound holder: the engine builds the API before (or independently of)

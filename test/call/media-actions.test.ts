@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import WebSocket from 'ws'
-import { ULAW_DECODE, ULAW_ENCODE } from '../../../codecs/g711.ts'
-import { startStack } from '../../harness/stack.ts'
-import { RtpCaller, awaitAnsweredCall, bestCorrelation, noise, placeCall, rms, sine, toneRatio, wavFile } from './rtp-caller.ts'
+import { ULAW_DECODE, ULAW_ENCODE } from '../../codecs/g711.ts'
+import { startStack } from '../harness/stack.ts'
+import { RtpCaller, awaitAnsweredCall, bestCorrelation, noise, placeCall, rms, sine, toneRatio, wavFile } from '../sip/app/rtp-caller.ts'
 
 /**
  * The API's media actions on a real call: sipp places the call to an agent

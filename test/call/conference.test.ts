@@ -2,8 +2,8 @@ import t from 'tap'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { startStack } from '../../harness/stack.ts'
-import { heard, placeTrackedCall, toneRatio } from './rtp-caller.ts'
+import { startStack } from '../harness/stack.ts'
+import { heard, placeTrackedCall, toneRatio } from '../sip/app/rtp-caller.ts'
 
 /**
  * Bridge and conference actions on real calls: each caller is sipp + a test

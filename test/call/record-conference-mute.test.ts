@@ -3,11 +3,11 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import WebSocket from 'ws'
-import { startStack } from '../../harness/stack.ts'
-import { apiClient, pollUntil } from '../../harness/api-client.ts'
-import { freePort } from '../../harness/ports.ts'
-import { runSipp } from '../../harness/sipp.ts'
-import { heard, placeTrackedCall, rms } from './rtp-caller.ts'
+import { startStack } from '../harness/stack.ts'
+import { apiClient, pollUntil } from '../harness/api-client.ts'
+import { freePort } from '../harness/ports.ts'
+import { runSipp } from '../harness/sipp.ts'
+import { heard, placeTrackedCall, rms } from '../sip/app/rtp-caller.ts'
 
 /**
  * API fields that have to reach a real call, all set up through the REST API

@@ -9,9 +9,9 @@ import type { Logger } from 'pino'
 import { OutboundUrlPolicy } from '../../config/outbound-url-policy.ts'
 import type { MediaEngine } from '../../media/engine.ts'
 import type { RtpengineAnchor } from '../../media/rtpengine/anchor.ts'
-import { AgentMediaBinder, type AgentControl } from './agent-media-binder.ts'
-import { MediaCallControl } from './media-call-control.ts'
-import { MediaSessionRegistry } from './media-sessions.ts'
+import { AgentMediaBinder, type AgentControl } from '../agent-binder.ts'
+import { MediaCallControl } from '../media-actions.ts'
+import { MediaSessionRegistry } from '../live-media.ts'
 import type { MediaStore } from './media-store.ts'
 
 export interface MediaPlaneOptions {

@@ -1,9 +1,9 @@
 import t from 'tap'
-import { sipp } from './sipp-util.ts'
+import { sipp } from '../sip/app/sipp-util.ts'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { startSipStack, waitFor, scenarioFile } from './helpers.ts'
-import { SCN } from './sipp-util.ts'
+import { startSipStack, waitFor, scenarioFile } from '../sip/app/helpers.ts'
+import { SCN } from '../sip/app/sipp-util.ts'
 
 t.test('a carrier call answered by a real agent (MediaEngine + agent runtime, offline adapters)', async (t) => {
   const stack = await startSipStack({ realMedia: true })

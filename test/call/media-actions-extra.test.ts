@@ -2,10 +2,10 @@ import t from 'tap'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { startStack } from '../../harness/stack.ts'
-import { freePort } from '../../harness/ports.ts'
-import { RtpCaller, placeCall, rms, tone, toneRatio } from './rtp-caller.ts'
-import { sippUas } from './sipp-util.ts'
+import { startStack } from '../harness/stack.ts'
+import { freePort } from '../harness/ports.ts'
+import { RtpCaller, placeCall, rms, tone, toneRatio } from '../sip/app/rtp-caller.ts'
+import { sippUas } from '../sip/app/sipp-util.ts'
 
 /**
  * Two API paths media-actions.test.ts does not reach, on the whole engine

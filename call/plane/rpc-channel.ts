@@ -7,7 +7,7 @@
  * API answers the same status whichever thread the call lives on.
  */
 import type { Transferable } from 'node:worker_threads'
-import { CallControlError, type CallControlErrorCode } from '../../control-api/call-control.ts'
+import { CallControlError, type CallControlErrorCode } from '../call-control.ts'
 
 /** A Worker, or a worker's parentPort: both post and receive. */
 export interface MessageEndpoint {

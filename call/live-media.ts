@@ -1,8 +1,8 @@
 import type Srf from 'drachtio-srf'
-import type { MediaSession } from '../../media/session.ts'
-import type { CallAgent } from '../../agent/index.ts'
-import type { CallContext } from './media-binding.ts'
-import { CallOutput } from './media-output.ts'
+import type { MediaSession } from '../media/session.ts'
+import type { CallAgent } from '../agent/index.ts'
+import type { CallContext } from '../sip/app/media-binding.ts'
+import { CallOutput } from './call-output.ts'
 
 /**
  * The live calls whose media this node terminates: call id → its

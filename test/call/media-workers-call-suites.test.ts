@@ -1,5 +1,5 @@
 import t from 'tap'
-import { rerunSuites } from '../../harness/suite-rerun.ts'
+import { rerunSuites } from '../harness/suite-rerun.ts'
 
 /**
  * Drain, agent-call, SIP-conversation and event suites again with
@@ -9,7 +9,7 @@ import { rerunSuites } from '../../harness/suite-rerun.ts'
 t.test('call suites with MEDIA_WORKERS=2', async (t) => {
   await rerunSuites(t, [
     'test/engine/drain.test.ts',
-    'test/sip/app/agent-call.test.ts',
+    'test/call/agent-call.test.ts',
     'test/agent/sip-conversation.test.ts',
     'test/control-api/e2e-events.test.ts',
   ], { MEDIA_WORKERS: '2' }, 'with MEDIA_WORKERS=2')

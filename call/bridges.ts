@@ -1,9 +1,9 @@
-import { Bridge, type BridgeMode } from '../../media/bridge.ts'
-import { LINK_RATE, LinkSink, LinkSource, type FrameLink } from '../../media/frame-link.ts'
-import type { SessionDtmfEvent } from '../../media/session.ts'
-import { CallControlError } from '../../control-api/call-control.ts'
-import { sessionThroughOutput } from './media-output.ts'
-import type { LiveMedia } from './media-sessions.ts'
+import { Bridge, type BridgeMode } from '../media/bridge.ts'
+import { LINK_RATE, LinkSink, LinkSource, type FrameLink } from '../media/frame-link.ts'
+import type { SessionDtmfEvent } from '../media/session.ts'
+import { CallControlError } from './call-control.ts'
+import { sessionThroughOutput } from './call-output.ts'
+import type { LiveMedia } from './live-media.ts'
 
 /**
  * Two local calls talking to each other through media/Bridge: RTP relayed

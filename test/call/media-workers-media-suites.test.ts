@@ -1,5 +1,5 @@
 import t from 'tap'
-import { rerunSuites } from '../../harness/suite-rerun.ts'
+import { rerunSuites } from '../harness/suite-rerun.ts'
 
 /**
  * The media-action, conference and rtpengine suites again with MEDIA_WORKERS=2
@@ -8,9 +8,9 @@ import { rerunSuites } from '../../harness/suite-rerun.ts'
  */
 t.test('media suites with MEDIA_WORKERS=2', async (t) => {
   await rerunSuites(t, [
-    'test/sip/app/media-actions.test.ts',
-    'test/sip/app/media-conference.test.ts',
-    'test/sip/app/media-actions-extra.test.ts',
-    'test/sip/app/media-rtpengine.test.ts',
+    'test/call/media-actions.test.ts',
+    'test/call/conference.test.ts',
+    'test/call/media-actions-extra.test.ts',
+    'test/call/media-rtpengine.test.ts',
   ], { MEDIA_WORKERS: '2' }, 'with MEDIA_WORKERS=2')
 })

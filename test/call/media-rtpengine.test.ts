@@ -5,10 +5,10 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { RtpengineAnchor } from '../../../media/rtpengine/anchor.ts'
-import { startStack } from '../../harness/stack.ts'
-import { freePort, freeUdpRange } from '../../harness/ports.ts'
-import { RtpCaller, awaitAnsweredCall, bestCorrelation, noise, placeCall, rms, sine, toneRatio, wavFile } from './rtp-caller.ts'
+import { RtpengineAnchor } from '../../media/rtpengine/anchor.ts'
+import { startStack } from '../harness/stack.ts'
+import { freePort, freeUdpRange } from '../harness/ports.ts'
+import { RtpCaller, awaitAnsweredCall, bestCorrelation, noise, placeCall, rms, sine, toneRatio, wavFile } from '../sip/app/rtp-caller.ts'
 
 /**
  * RTPENGINE_NG set: the engine anchors its agent calls through the real

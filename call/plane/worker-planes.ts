@@ -28,13 +28,13 @@ import type { Logger } from 'pino'
 import type { MediaEngineStats } from '../../media/engine.ts'
 import type { AgentMetrics } from '../../agent/index.ts'
 import type { Call } from '../../store/calls.ts'
-import { CallControlError, type ActionResult, type CallControl, type MediaStreamHandle } from '../../control-api/call-control.ts'
-import type { CallContext, MediaBinder, MediaLeg } from './media-binding.ts'
-import type { AgentControl } from './agent-media-binder.ts'
-import { noMediaError } from './media-call-control.ts'
+import { CallControlError, type ActionResult, type CallControl, type MediaStreamHandle } from '../call-control.ts'
+import type { CallContext, MediaBinder, MediaLeg } from '../../sip/app/media-binding.ts'
+import type { AgentControl } from '../agent-binder.ts'
+import { noMediaError } from '../media-actions.ts'
 import { serveMediaStore, type MediaStore } from './media-store.ts'
 import { RpcChannel, type MessageEndpoint } from './rpc-channel.ts'
-import { asBuffer, type MediaPlaneInit, type PlaneAction } from './media-plane-protocol.ts'
+import { asBuffer, type MediaPlaneInit, type PlaneAction } from './protocol.ts'
 
 /** What every worker starts with (its index and port share are filled in per worker), plus the main thread's side. */
 export interface WorkerMediaPlanesOptions extends Omit<MediaPlaneInit, 'index'> {

@@ -26,13 +26,13 @@ import { RtpengineAnchor } from '../../media/rtpengine/anchor.ts'
 import { createRootLogger } from '../../config/logger.ts'
 import { addAgentMetricSink } from '../../agent/index.ts'
 import type { Call } from '../../store/calls.ts'
-import type { CallControl, MediaStreamHandle } from '../../control-api/call-control.ts'
-import type { MediaCallControl } from './media-call-control.ts'
+import type { CallControl, MediaStreamHandle } from '../call-control.ts'
+import type { MediaCallControl } from '../media-actions.ts'
 import { createMediaPlane } from './media-plane.ts'
 import { mediaStoreOverChannel } from './media-store.ts'
 import { RpcChannel, type MessageEndpoint } from './rpc-channel.ts'
-import type { CallContext, MediaLeg } from './media-binding.ts'
-import { PLANE_ACTIONS, asBuffer, type MediaPlaneInit, type PlaneAction } from './media-plane-protocol.ts'
+import type { CallContext, MediaLeg } from '../../sip/app/media-binding.ts'
+import { PLANE_ACTIONS, asBuffer, type MediaPlaneInit, type PlaneAction } from './protocol.ts'
 
 if (!parentPort) throw new Error('media-plane-worker.ts must run in a worker thread')
 const init = workerData as MediaPlaneInit

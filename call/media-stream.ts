@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto'
-import { ULAW_DECODE, ULAW_ENCODE } from '../../codecs/g711.ts'
-import type { AudioFrame, FrameSink, FrameSource, SampleRate } from '../../media/frame.ts'
-import { RateAdapter } from '../../media/rate-adapter.ts'
-import type { MediaSession, SessionDtmfEvent } from '../../media/session.ts'
-import { PcmQueueSource } from '../../media/playback.ts'
-import type { CallOutput } from './media-output.ts'
+import { ULAW_DECODE, ULAW_ENCODE } from '../codecs/g711.ts'
+import type { AudioFrame, FrameSink, FrameSource, SampleRate } from '../audio/frame.ts'
+import { RateAdapter } from '../media/rate-adapter.ts'
+import type { MediaSession, SessionDtmfEvent } from '../media/session.ts'
+import { PcmQueueSource } from '../media/playback.ts'
+import type { CallOutput } from './call-output.ts'
 
 /**
  * A live call's media on a WebSocket the API accepted

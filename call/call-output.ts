@@ -1,6 +1,6 @@
-import type { FrameSource, SampleRate } from '../../media/frame.ts'
-import { RateAdapter } from '../../media/rate-adapter.ts'
-import type { MediaSession, PlaybackResult } from '../../media/session.ts'
+import type { FrameSource, SampleRate } from '../audio/frame.ts'
+import { RateAdapter } from '../media/rate-adapter.ts'
+import type { MediaSession, PlaybackResult } from '../media/session.ts'
 
 /**
  * What a call sends, as the one source queued on its MediaSession.

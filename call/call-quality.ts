@@ -1,5 +1,5 @@
-import type { MediaSessionStats } from '../../media/session.ts'
-import type { CallQuality } from '../../store/calls.ts'
+import type { MediaSessionStats } from '../media/session.ts'
+import type { CallQuality } from '../store/calls.ts'
 
 /**
  * A call's `quality` (GET /v1/calls/:id, the end-of-call report) from its

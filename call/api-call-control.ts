@@ -1,0 +1,30 @@
+import type { Call } from '../store/calls.ts'
+import { CallControlError, type CallControl } from './call-control.ts'
+import type { SipApplication } from '../sip/app/index.ts'
+
+/**
+ * The engine's CallControl (call-control.ts): originate, hangup, hold/unhold
+ * and transfer come from sip/app's signalling (CallSignalling); the media
+ * actions (say, play, dtmf, record, mute, conferences, bridges, streams) come
+ * from the media plane, passed as `media`, in process or in workers.
+ */
+export function createApiCallControl(app: SipApplication, media: CallControl = {}): CallControl {
+  const local = (call: Call): void => {
+    if (!app.calls.isLocal(call.id)) throw new CallControlError('not_found', `call ${call.id} is not live on this node`)
+  }
+  return {
+    ...media,
+    originate: (req) => app.calls.originate({
+      accountId: req.accountId, from: req.from, to: req.to, agentId: req.agentId ?? null, trunkId: req.trunkId ?? null,
+      ringTimeoutSec: req.timeoutSec, ...(req.metadata ? { metadata: req.metadata } : {}), ...(req.record ? { record: true } : {}),
+    }),
+    hangup: async (call) => { local(call); await app.calls.hangup(call.id, 'api') },
+    hold: async (call) => { local(call); await app.calls.hold(call.id); return {} },
+    unhold: async (call) => { local(call); await app.calls.unhold(call.id); return {} },
+    transfer: async (call, opts) => {
+      local(call)
+      const r = await app.calls.transfer(call.id, { to: opts.to, mode: opts.mode ?? 'blind' })
+      return { mode: r.mode, target: r.target }
+    },
+  }
+}
