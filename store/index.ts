@@ -10,8 +10,10 @@ import { NumberRepository } from './numbers.ts'
 import { OutboundRegistrationRepository } from './outbound-registrations.ts'
 import { EventBus, Outbox } from './outbox.ts'
 import { RecordingRepository } from './recordings.ts'
+import { RegistrarBindingRepository } from './registrar-bindings.ts'
 import { RouteRepository } from './routes.ts'
 import type { SecretBox } from './secrets.ts'
+import { SipDirectoryRepository } from './sip-directory.ts'
 import { ToolRepository } from './tools.ts'
 import { TrunkRepository } from './trunks.ts'
 import { WebhookRepository } from './webhooks.ts'
@@ -35,6 +37,10 @@ export interface Store {
   conferences: ConferenceRepository
   /** Trunks registering to their carriers: status written by the owning node, read by the API and /health. */
   outboundRegistrations: OutboundRegistrationRepository
+  /** Extensions registered here (RFC 3261 §10.3 bindings) and the digest nonce key. */
+  registrarBindings: RegistrarBindingRepository
+  /** The cross-account trunk and extension lookups SIP signalling makes per request. */
+  sipDirectory: SipDirectoryRepository
 }
 
 export function createStore(db: Database, secrets: SecretBox, logger: Logger): Store {
@@ -57,6 +63,8 @@ export function createStore(db: Database, secrets: SecretBox, logger: Logger): S
     recordings: new RecordingRepository(pool, outbox),
     conferences: new ConferenceRepository(pool),
     outboundRegistrations: new OutboundRegistrationRepository(pool),
+    registrarBindings: new RegistrarBindingRepository(pool, outbox),
+    sipDirectory: new SipDirectoryRepository(pool),
   }
 }
 

@@ -165,8 +165,7 @@ export class InboundRouter {
   }
 
   private async callerIdOf(extensionId: string): Promise<string | null> {
-    const { rows } = await this.opts.store.db.pool.query<{ cid: string | null }>(`SELECT spec->>'callerId' AS cid FROM extensions WHERE id = $1`, [extensionId])
-    return rows[0]?.cid ?? null
+    return this.opts.store.sipDirectory.extensionCallerId(extensionId)
   }
 
   private async toNumber(req: Srf.SrfRequest, res: Srf.SrfResponse, live: LiveCalls, number: PhoneNumber,
@@ -180,9 +179,9 @@ export class InboundRouter {
       case 'extension': {
         const accountId = ctx.accountId
         await this.bridgeTo(req, res, live, { ...base, agentId: null }, async () => {
-          const { rows } = await this.opts.store.db.pool.query<{ extension: string }>('SELECT extension FROM extensions WHERE id = $1', [t.id])
-          if (!rows[0]) throw new DialError('invalid-destination', 'extension target is gone')
-          return this.opts.dialer.plan(accountId, rows[0].extension, ctx.from)
+          const extension = t.id ? await this.opts.store.sipDirectory.extensionUsername(t.id) : null
+          if (extension === null) throw new DialError('invalid-destination', 'extension target is gone')
+          return this.opts.dialer.plan(accountId, extension, ctx.from)
         }, lease)
         return
       }

@@ -3,7 +3,6 @@ import type { Logger } from 'pino'
 import type { Store } from '../../store/index.ts'
 import type { SipApp } from './sip-app.ts'
 import { DigestAuthenticator, type DigestAlgorithm, type LockoutPolicy } from './digest-auth.ts'
-import { RegistrarStore } from './registrar-store.ts'
 import { Registrar } from './registrar.ts'
 import { SipDirectory } from './sip-directory.ts'
 import { TrunkIdentifier } from './trunk-identifier.ts'
@@ -79,7 +78,7 @@ export class SipApplication {
     this.nodeId = opts.nodeId ?? process.env.NODE_ID ?? hostname()
     const localHost = () => sipApp.sipAddress ?? '127.0.0.1'
     this.digest = new DigestAuthenticator({ secret, algorithms: opts.digestAlgorithms ?? ['MD5'], ...(opts.lockout ? { lockout: opts.lockout } : {}), ...(opts.nonceTtlMs ? { nonceTtlMs: opts.nonceTtlMs } : {}) })
-    this.directory = new SipDirectory(store.db.pool)
+    this.directory = new SipDirectory(store.sipDirectory)
     this.registrar = new Registrar({ store, digest: this.digest, logger: this.log.child({ part: 'registrar' }), nodeId: this.nodeId, ...opts.registrar })
     const identifier = new TrunkIdentifier(this.digest, [], this.directory)
     this.dialer = new OutboundDialer({
@@ -107,7 +106,7 @@ export class SipApplication {
 
   /** Builds the application, finishes call records a previous run left live, and installs it into `sipApp`. */
   static async install(sipApp: SipApp, opts: SipApplicationOptions): Promise<SipApplication> {
-    const secret = await new RegistrarStore(opts.store.db.pool).nonceSecret()
+    const secret = await opts.store.registrarBindings.nonceSecret()
     const app = new SipApplication(sipApp, opts, secret)
     await finishStaleCalls(opts.store.calls, app.nodeId, app.log)
     app.registrar.install(sipApp.srf)

@@ -81,9 +81,7 @@ export class OutboundDialer {
     const e164 = toE164(from) ?? from
     const n = (await this.opts.store.numbers.findByNumber(e164)) ?? (await this.opts.store.numbers.findByNumber(from))
     if (n) return n.accountId === accountId
-    const { rowCount } = await this.opts.store.db.pool.query(
-      `SELECT 1 FROM extensions WHERE account_id = $1 AND (extension = $2 OR spec->>'callerId' = $2 OR spec->>'callerId' = $3)`, [accountId, from, e164])
-    return (rowCount ?? 0) > 0
+    return this.opts.store.sipDirectory.extensionOwnsCallerId(accountId, from, e164)
   }
 
   /**

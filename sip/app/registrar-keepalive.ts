@@ -1,7 +1,7 @@
 import type Srf from 'drachtio-srf'
 import type { Logger } from 'pino'
 import type { Store } from '../../store/index.ts'
-import { RegistrarStore, type Binding } from './registrar-store.ts'
+import type { Binding, RegistrarBindingRepository } from '../../store/registrar-bindings.ts'
 import { receivedToProxy } from './outbound-dialer.ts'
 
 /**
@@ -26,10 +26,10 @@ export class RegistrarKeepalive {
   private timer: NodeJS.Timeout | null = null
   private readonly misses = new Map<string, number>()
   private running = false
-  private readonly bindings: RegistrarStore
+  private readonly bindings: RegistrarBindingRepository
 
   constructor(private readonly o: KeepaliveOptions) {
-    this.bindings = new RegistrarStore(o.store.db.pool)
+    this.bindings = o.store.registrarBindings
   }
 
   start(): void {
@@ -66,8 +66,7 @@ export class RegistrarKeepalive {
     this.misses.set(key, n)
     if (n < (this.o.maxMisses ?? 2)) return
     this.misses.delete(key)
-    await this.o.store.outbox.transaction(async (c, emit) => {
-      const store = new RegistrarStore(c)
+    await this.bindings.transaction(async (store, emit) => {
       if (!(await store.remove(b.aor, b.contact))) return
       const left = await store.list(b.aor)
       await emit(b.accountId, 'registration.changed', {

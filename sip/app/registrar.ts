@@ -3,7 +3,7 @@ import type { Logger } from 'pino'
 import type { Store } from '../../store/index.ts'
 import type { ExtensionCredentials } from '../../store/extensions.ts'
 import type { DigestAuthenticator } from './digest-auth.ts'
-import { RegistrarStore, type Binding } from './registrar-store.ts'
+import type { Binding, RegistrarBindingRepository } from '../../store/registrar-bindings.ts'
 
 /**
  * The registrar, RFC 3261 §10.3: extensions REGISTER with digest (§22, RFC
@@ -33,14 +33,14 @@ export interface RegisteredContact {
 }
 
 export class Registrar {
-  readonly bindings: RegistrarStore
+  readonly bindings: RegistrarBindingRepository
   private readonly log: Logger
   private readonly minExpires: number
   private readonly maxExpires: number
   private readonly defaultExpires: number
 
   constructor(private readonly opts: RegistrarOptions) {
-    this.bindings = new RegistrarStore(opts.store.db.pool)
+    this.bindings = opts.store.registrarBindings
     this.log = opts.logger
     this.minExpires = opts.minExpiresSec ?? 60
     this.maxExpires = opts.maxExpiresSec ?? 3600
@@ -143,8 +143,7 @@ export class Registrar {
         }
         plan.push({ uri: c.uri, expires: Math.min(expires, this.maxExpires), q: p.q !== undefined ? Number(p.q) : null, instance: p['+sip.instance'] ? String(p['+sip.instance']) : null })
       }
-      await this.opts.store.outbox.transaction(async (c, emit) => {
-        const store = new RegistrarStore(c)
+      await this.bindings.transaction(async (store, emit) => {
         for (const p of plan) {
           const cur = await store.get(aor, p.uri)
           // §10.3 step 7: same Call-ID with a CSeq not higher is out of order: ignore it.
@@ -180,8 +179,8 @@ export class Registrar {
     for (const g of gone) {
       if (seen.has(g.aor)) continue
       seen.add(g.aor)
-      await this.opts.store.outbox.transaction(async (c, emit) => {
-        const left = await new RegistrarStore(c).list(g.aor)
+      await this.bindings.transaction(async (bindings, emit) => {
+        const left = await bindings.list(g.aor)
         await emit(g.accountId, 'registration.changed', { extensionId: g.extensionId, aor: g.aor, contacts: left.map(publicBinding), reason: 'expired' })
       })
     }

@@ -1,13 +1,12 @@
 import { randomBytes, randomUUID } from 'node:crypto'
-import type pg from 'pg'
+import type { Queryable } from './common.ts'
+import type { Emit, Outbox } from './outbox.ts'
 
 /**
- * Persistence of registrar bindings (store/migrations/100_sip_registrar.sql):
- * one row per (AOR, Contact), RFC 3261 §10.3. Expired rows are ignored by
- * every read and swept periodically.
+ * The registrar's tables (migrations/100_sip_registrar.sql): bindings, one
+ * row per (AOR, Contact), RFC 3261 §10.3, and the digest nonce key. Expired
+ * rows are ignored by every read and swept periodically.
  */
-
-type Queryable = Pick<pg.Pool, 'query'> | Pick<pg.PoolClient, 'query'>
 
 export interface Binding {
   id: string
@@ -57,8 +56,17 @@ export interface UpsertBinding {
   expiresSec: number
 }
 
-export class RegistrarStore {
-  constructor(private readonly db: Queryable) {}
+export class RegistrarBindingRepository {
+  constructor(private readonly db: Queryable, private readonly outbox: Outbox) {}
+
+  /**
+   * Runs `fn` in one transaction with the bindings as seen inside it and the
+   * outbox's `emit`, so a binding change and its registration.changed event
+   * commit together.
+   */
+  transaction<T>(fn: (bindings: RegistrarBindingRepository, emit: Emit) => Promise<T>): Promise<T> {
+    return this.outbox.transaction((c, emit) => fn(new RegistrarBindingRepository(c, this.outbox), emit))
+  }
 
   /** Live bindings of an AOR, highest q first (RFC 3261 §16.6 ordering). */
   async list(aor: string): Promise<Binding[]> {
@@ -116,7 +124,7 @@ export class RegistrarStore {
     return rows.map((r) => ({ aor: r.aor, accountId: r.account_id, extensionId: r.extension_id }))
   }
 
-  /** The shared nonce key: created by the first node, read by the others. */
+  /** The shared digest nonce key (sip_secrets): created by the first node, read by the others. */
   async nonceSecret(): Promise<Buffer> {
     await this.db.query(`INSERT INTO sip_secrets (name, value) VALUES ('digest-nonce', $1) ON CONFLICT (name) DO NOTHING`,
       [randomBytes(32).toString('base64')])
