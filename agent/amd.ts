@@ -7,7 +7,8 @@
  * Feed inbound frames from answer; the detector decides within `totalMs`.
  */
 import { FRAME_MS, type AudioFrame } from '../audio/frame.ts'
-import { EnergyVad, type Vad } from './vad.ts'
+import { EnergyVad } from './vad/energy.ts'
+import type { Vad } from './vad/vad.ts'
 
 export type AmdVerdict = 'human' | 'machine' | 'unknown'
 

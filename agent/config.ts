@@ -83,7 +83,7 @@ export interface AgentConfig {
   /** What the agent says while a `speakDuringExecution` tool runs. */
   toolFillerPhrase: string
   vadThreshold?: number
-  /** Inbound VAD engine (agent/vad-choice.ts); default `webrtc`. */
+  /** Inbound VAD engine (agent/vad/choice.ts); default `webrtc`. */
   vad?: 'webrtc' | 'energy' | 'silero'
   vadSilenceDurationMs: number
   /** Audio before the detected onset that still belongs to the caller's turn (Leadlock `vad_prefix_padding_ms`). */

@@ -26,7 +26,7 @@ import type { AgentRuntime } from '../agent/runtime.ts'
 import { finishBench, parseBenchArgs, percentile, type BenchResult } from './bench-result.ts'
 import { histogramFromSamples } from './svg-plot.ts'
 import { phoneBand, synth } from './vad-corpus.ts'
-import { DEFAULT_VAD, VAD_ENGINES, type VadEngine } from '../agent/vad-choice.ts'
+import { DEFAULT_VAD, VAD_ENGINES, type VadEngine } from '../agent/vad/choice.ts'
 
 const vadAt = process.argv.indexOf('--vad')
 /** VAD engine of every agent (`--vad energy|webrtc|silero`); default: the agents' default. */

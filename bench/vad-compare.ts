@@ -15,9 +15,10 @@
  */
 import { writeFileSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
-import { EnergyVad, type Vad } from '../agent/vad.ts'
-import { WebRtcVad, type WebRtcVadMode } from '../agent/vad-webrtc.ts'
-import { SileroModel } from '../agent/vad-silero.ts'
+import { EnergyVad } from '../agent/vad/energy.ts'
+import type { Vad } from '../agent/vad/vad.ts'
+import { WebRtcVad, type WebRtcVadMode } from '../agent/vad/webrtc.ts'
+import { SileroModel } from '../agent/vad/silero.ts'
 import { finishBench, parseBenchArgs, percentile, type BenchFigure, type BenchResult, type PlotSpec } from './bench-result.ts'
 import { renderPlot } from './svg-plot.ts'
 import { buildCorpus, CONDITIONS, FRAME, PHRASES, RATE, VOICES, type Clip } from './vad-corpus.ts'

@@ -18,7 +18,7 @@ import type { CallContext, MediaBinder, MediaLeg } from '../sip/app/media-bindin
 import type { RtpengineAnchor, AnchorableSession, CallIds } from '../media/rtpengine/anchor.ts'
 import { MediaSessionRegistry, type LiveMedia } from './live-media.ts'
 import { callQualityOf } from './call-quality.ts'
-import { EnergyVad } from '../media/vad.ts'
+import { SpeechDetector } from '../agent/vad/speech-detector.ts'
 
 /** While a call runs, its `quality` is stored this often (GET /v1/calls/:id shows it live), and once more at the end. */
 const QUALITY_INTERVAL_MS = 5000
@@ -219,7 +219,7 @@ class SessionLeg implements MediaLeg {
   }
 
   private watchCallerSpeech(): void {
-    const vad = new EnergyVad()
+    const vad = new SpeechDetector()
     vad.on('speechStart', () => this.announce('call.speech_update', { role: 'user', status: 'started' }))
     vad.on('speechEnd', () => this.announce('call.speech_update', { role: 'user', status: 'stopped' }))
     this.session.addSink(vad)

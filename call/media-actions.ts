@@ -9,7 +9,7 @@ import type { Call } from '../store/calls.ts'
 import type { MediaStore } from './plane/media-store.ts'
 import { CallControlError, type ActionResult, type CallControl, type MediaStreamHandle, type MuteDirection, type PlayRequest } from './call-control.ts'
 import { PcmQueueSource, sourceFromSpec, type PlaySpec } from '../media/playback.ts'
-import { EnergyVad } from '../media/vad.ts'
+import { SpeechDetector } from '../agent/vad/speech-detector.ts'
 import type { WavRecorder } from '../media/recorder.ts'
 import type { MediaSession } from '../media/session.ts'
 import { createAgentTts, type AgentConfigInput, type TtsAdapter } from '../agent/index.ts'
@@ -123,10 +123,10 @@ export class MediaCallControl {
     let heardSamples: number | null = null
     let synthesized = false
     const startedAt = Date.now()
-    let vad: EnergyVad | null = null
+    let vad: SpeechDetector | null = null
     if (opts.bargeIn) {
       // Barge-in drops only this prompt: the agent's own audio stays queued.
-      vad = new EnergyVad()
+      vad = new SpeechDetector()
       vad.once('speechStart', () => {
         log.info('say interrupted by caller speech')
         heardSamples = queued - src.buffered

@@ -40,7 +40,7 @@ import { int16ToBytes } from '../../wav.ts'
 import type { SttAdapter, SttEvent, SttStream, SttStreamOptions } from '../types.ts'
 import { BandFill } from './bandfill.ts'
 import { buildJsgf } from './jsgf.ts'
-import { EnergyVad } from '../../vad.ts'
+import { EnergyVad } from '../../vad/energy.ts'
 
 export interface PocketsphinxOptions {
   binary?: string

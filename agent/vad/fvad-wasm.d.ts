@@ -1,4 +1,4 @@
-/** The slice of @echogarden/fvad-wasm (libfvad, the WebRTC VAD, as Emscripten wasm) that agent/vad-webrtc.ts uses; the package ships no types. */
+/** The slice of @echogarden/fvad-wasm (libfvad, the WebRTC VAD, as Emscripten wasm) that agent/vad/webrtc.ts uses; the package ships no types. */
 declare module '@echogarden/fvad-wasm' {
   export interface FvadModule {
     readonly HEAP16: Int16Array

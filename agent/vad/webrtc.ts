@@ -13,8 +13,8 @@
  * dispose() or, failing that, when the VAD is garbage-collected.
  */
 import createFvad, { type FvadModule } from '@echogarden/fvad-wasm'
-import type { AudioFrame } from '../audio/frame.ts'
-import { StreamResampler } from './resample.ts'
+import type { AudioFrame } from '../../audio/frame.ts'
+import { StreamResampler } from '../resample.ts'
 import { frameLevelDb, type Vad, type VadDecision } from './vad.ts'
 
 const fvad: FvadModule = await createFvad()

@@ -4,15 +4,16 @@
  * a barge-in driven by each non-default engine through the real runtime.
  */
 import t from 'tap'
-import { createAgent } from '../../agent/index.ts'
-import { createVad, DEFAULT_VAD } from '../../agent/vad-choice.ts'
-import { SileroModel, SileroVad } from '../../agent/vad-silero.ts'
-import { WebRtcVad } from '../../agent/vad-webrtc.ts'
-import { EnergyVad, type Vad } from '../../agent/vad.ts'
-import { buildCorpus, FRAME, RATE, type Clip, type Condition } from '../../bench/vad-corpus.ts'
-import { acmeAgent } from './helpers/agents.ts'
-import { rms, speechPcm } from './helpers/audio.ts'
-import { TestMediaPort } from './helpers/test-port.ts'
+import { createAgent } from '../../../agent/index.ts'
+import { createVad, DEFAULT_VAD } from '../../../agent/vad/choice.ts'
+import { SileroModel, SileroVad } from '../../../agent/vad/silero.ts'
+import { WebRtcVad } from '../../../agent/vad/webrtc.ts'
+import { EnergyVad } from '../../../agent/vad/energy.ts'
+import type { Vad } from '../../../agent/vad/vad.ts'
+import { buildCorpus, FRAME, RATE, type Clip, type Condition } from '../../../bench/vad-corpus.ts'
+import { acmeAgent } from '../helpers/agents.ts'
+import { rms, speechPcm } from '../helpers/audio.ts'
+import { TestMediaPort } from '../helpers/test-port.ts'
 
 const VOICES: Array<[string, number]> = [['en-us', 160], ['en-gb', 150]]
 const PHRASES = ['what are your opening hours', 'I would like to talk to a human please']

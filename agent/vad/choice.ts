@@ -9,10 +9,11 @@
  * or noise) but costs ~45× the CPU and its onset lags (p50 80 ms, p90 180 ms),
  * which alone breaks the 60 ms barge-in target; it is an opt-in per agent.
  */
-import type { AgentConfig } from './config.ts'
-import { EnergyVad, type Vad } from './vad.ts'
-import { SileroVad } from './vad-silero.ts'
-import { WebRtcVad, type WebRtcVadMode } from './vad-webrtc.ts'
+import type { AgentConfig } from '../config.ts'
+import { EnergyVad } from './energy.ts'
+import type { Vad } from './vad.ts'
+import { SileroVad } from './silero.ts'
+import { WebRtcVad, type WebRtcVadMode } from './webrtc.ts'
 
 export type VadEngine = NonNullable<AgentConfig['vad']>
 export const VAD_ENGINES: readonly VadEngine[] = ['webrtc', 'energy', 'silero']

@@ -12,9 +12,9 @@
  */
 import { createRequire } from 'node:module'
 import type * as Ort from 'onnxruntime-node'
-import type { AudioFrame } from '../audio/frame.ts'
+import type { AudioFrame } from '../../audio/frame.ts'
 import type { Vad, VadDecision } from './vad.ts'
-import { WebRtcVad } from './vad-webrtc.ts'
+import { WebRtcVad } from './webrtc.ts'
 
 const WINDOW = { 8000: 256, 16000: 512 } as const
 /** Queue marker for a window that was all below the energy gate. */

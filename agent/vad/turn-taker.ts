@@ -3,7 +3,7 @@
  * silence). Times are the inbound frames' `receivedAt`, so every latency the
  * runtime reports is anchored on packet arrival, not on when we got round to it.
  */
-import { FRAME_MS, type AudioFrame } from '../audio/frame.ts'
+import { FRAME_MS, type AudioFrame } from '../../audio/frame.ts'
 import type { Vad } from './vad.ts'
 
 export interface TurnTakerOptions {
@@ -14,7 +14,15 @@ export interface TurnTakerOptions {
 }
 
 export type TurnEvent =
-  | { type: 'speech_start'; firstVoicedAt: number; at: number }
+  | {
+      type: 'speech_start'
+      firstVoicedAt: number
+      /** RTP timestamp of the first voiced frame. */
+      firstVoicedRtpTimestamp: number
+      /** Level of the frame that completed the onset, dBFS. */
+      levelDb: number
+      at: number
+    }
   | { type: 'speech_end'; startedAt: number; lastVoicedAt: number; voicedMs: number; at: number }
 
 export class TurnTaker {
@@ -22,6 +30,7 @@ export class TurnTaker {
   private readonly silenceFrames: number
   private run = 0
   private runStart = 0
+  private runStartRtp = 0
   private speaking = false
   private silentFrames = 0
   private startedAt = 0
@@ -43,10 +52,13 @@ export class TurnTaker {
 
   /** Feed one frame; returns an event when the state changes. */
   process(frame: AudioFrame, now = frame.receivedAt): TurnEvent | undefined {
-    const { speech } = this.vad.process(frame)
+    const { speech, levelDb } = this.vad.process(frame)
     if (!this.speaking) {
       if (speech) {
-        if (this.run === 0) this.runStart = frame.receivedAt
+        if (this.run === 0) {
+          this.runStart = frame.receivedAt
+          this.runStartRtp = frame.rtpTimestamp
+        }
         this.run++
         if (this.run >= this.onsetFrames) {
           this.speaking = true
@@ -55,7 +67,7 @@ export class TurnTaker {
           this.lastVoicedAt = frame.receivedAt
           this.voicedMs = this.run * FRAME_MS
           this.run = 0
-          return { type: 'speech_start', firstVoicedAt: this.runStart, at: now }
+          return { type: 'speech_start', firstVoicedAt: this.runStart, firstVoicedRtpTimestamp: this.runStartRtp, levelDb, at: now }
         }
       } else this.run = 0
       return undefined
