@@ -4,7 +4,7 @@
  * vadSilenceDurationMs, maxCallDurationMinutes, maxSilenceSeconds, toolsEnabled,
  * transferTargets; Fonella tools), so control-api can map stored agents 1:1.
  */
-import type { JsonValue } from './adapters/types.ts'
+import type { JsonValue } from './adapters/json.ts'
 import type { AmdOptions } from './amd.ts'
 import type { BuiltinToolName, HttpToolConfig, TransferTarget } from './tools.ts'
 

@@ -8,8 +8,8 @@
 import type { OutboundUrlPolicy } from '../config/outbound-url-policy.ts'
 import { registerBuiltinAdapters } from './adapters/builtin.ts'
 import { createLlm, createStt, createTts, providerFields, providers } from './adapters/registry.ts'
-import type { FallbackOptions } from './adapters/fallback.ts'
-import type { TtsAdapter } from './adapters/types.ts'
+import type { FallbackOptions } from './adapters/fallback-chain.ts'
+import type { TtsAdapter } from './adapters/tts/contract.ts'
 import { resolveAgentConfig, type AgentConfig, type AgentConfigInput } from './config.ts'
 import type { AgentMediaPort } from './media-port.ts'
 import { AgentRuntime, type AgentCallResult, type AgentLogger, type CallInfo } from './runtime.ts'
@@ -80,7 +80,11 @@ export function adapterCatalog(): { providers: ReturnType<typeof providers>; fie
   registerBuiltinAdapters()
   return { providers: providers(), fields: providerFields }
 }
-export type * from './adapters/types.ts'
+export type * from './adapters/adapter-error.ts'
+export type * from './adapters/json.ts'
+export type * from './adapters/stt/contract.ts'
+export type * from './adapters/llm/contract.ts'
+export type * from './adapters/tts/contract.ts'
 export type { HttpToolConfig, TransferTarget, BuiltinToolName } from './tools.ts'
 export { patternPhrases } from './adapters/llm/scripted.ts'
 export { rulePatternProblem } from './adapters/llm/rule-pattern.ts'

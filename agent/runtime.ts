@@ -25,7 +25,10 @@ import { Channel } from './channel.ts'
 import { agentMetricSinks } from './metrics.ts'
 import { AnsweringMachineDetector, MessageCue, type AmdResult } from './amd.ts'
 import { substituteVariables } from './template-variables.ts'
-import { isAbortError, type ChatMessage, type LlmAdapter, type SttAdapter, type SttStream, type ToolCall, type TtsAdapter } from './adapters/types.ts'
+import { isAbortError } from './adapters/adapter-error.ts'
+import type { SttAdapter, SttStream } from './adapters/stt/contract.ts'
+import type { ChatMessage, LlmAdapter, ToolCall } from './adapters/llm/contract.ts'
+import type { TtsAdapter } from './adapters/tts/contract.ts'
 
 /** Said when a tool failed (error, timeout, refused URL) and the model had nothing to say about it. */
 export const TOOL_APOLOGY = "Sorry, I couldn't get that information right now."

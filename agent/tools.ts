@@ -15,7 +15,8 @@ import { OutboundUrlRefused, type OutboundUrlPolicy } from '../config/outbound-u
 import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import { Webhook } from 'standardwebhooks'
-import type { JsonSchema, JsonValue, ToolCall, ToolDefinition } from './adapters/types.ts'
+import type { JsonSchema, JsonValue } from './adapters/json.ts'
+import type { ToolCall, ToolDefinition } from './adapters/llm/contract.ts'
 
 export interface HttpToolConfig {
   name: string

@@ -2,12 +2,14 @@
  * Registers the providers that ship with the engine. Imported once by
  * `agent/index.ts`; a deployment can register more before creating agents.
  */
-import type { JsonValue } from './types.ts'
+import type { JsonValue } from './json.ts'
 import { registerLlm, registerStt, registerTts, type AdapterOptions } from './registry.ts'
 import { ScriptedLlm, type ScriptedRule } from './llm/scripted.ts'
 import { PocketsphinxStt } from './stt/pocketsphinx.ts'
 import { EspeakTts } from './tts/espeak.ts'
-import { StubLlm, StubStt, StubTts } from './stub.ts'
+import { StubStt } from './stt/stub.ts'
+import { StubLlm } from './llm/stub.ts'
+import { StubTts } from './tts/stub.ts'
 import { LazyLlm, LazyStt, LazyTts } from './lazy.ts'
 // Cloud vendors are imported when an agent using them is created (see lazy.ts):
 // their SDKs cost seconds of module load that engines without them must not pay.

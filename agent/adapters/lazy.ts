@@ -7,7 +7,9 @@
  * starts the import right away, so by the time the first request comes (the
  * greeting, a turn) the module is usually loaded; the methods await it anyway.
  */
-import type { LlmAdapter, LlmChunk, LlmRequest, PcmChunk, SttAdapter, SttStream, SttStreamOptions, TtsAdapter, TtsRequest, TtsStream } from './types.ts'
+import type { SttAdapter, SttStream, SttStreamOptions } from './stt/contract.ts'
+import type { LlmAdapter, LlmChunk, LlmRequest } from './llm/contract.ts'
+import type { PcmChunk, TtsAdapter, TtsRequest, TtsStream } from './tts/contract.ts'
 
 class LazyValue<T> {
   private promise: Promise<T> | undefined

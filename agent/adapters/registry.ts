@@ -3,8 +3,14 @@
  * one file plus one `register*` call. A list of specs becomes a fallback chain.
  */
 import type { AdapterChoice, AdapterSpec, AgentConfig } from '../config.ts'
-import { FallbackLlm, FallbackStt, FallbackTts, type FallbackOptions } from './fallback.ts'
-import type { JsonValue, LlmAdapter, SttAdapter, TtsAdapter } from './types.ts'
+import type { FallbackOptions } from './fallback-chain.ts'
+import { FallbackStt } from './stt/fallback.ts'
+import { FallbackLlm } from './llm/fallback.ts'
+import { FallbackTts } from './tts/fallback.ts'
+import type { JsonValue } from './json.ts'
+import type { SttAdapter } from './stt/contract.ts'
+import type { LlmAdapter } from './llm/contract.ts'
+import type { TtsAdapter } from './tts/contract.ts'
 
 export type AdapterOptions = { [key: string]: JsonValue }
 export type Factory<T> = (options: AdapterOptions, agent: AgentConfig) => T

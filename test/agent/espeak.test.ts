@@ -1,6 +1,6 @@
 import t from 'tap'
 import { EspeakTts } from '../../agent/adapters/tts/espeak.ts'
-import type { PcmChunk } from '../../agent/adapters/types.ts'
+import type { PcmChunk } from '../../agent/adapters/tts/contract.ts'
 
 async function collect(s: AsyncIterable<PcmChunk>): Promise<{ samples: number; rate: number; chunks: number }> {
   let samples = 0

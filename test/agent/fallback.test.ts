@@ -3,13 +3,16 @@
  * takes over without dropping the turn.
  */
 import t from 'tap'
-import { FallbackLlm, FallbackStt, FallbackTts } from '../../agent/adapters/fallback.ts'
+import { FallbackStt } from '../../agent/adapters/stt/fallback.ts'
+import { FallbackLlm } from '../../agent/adapters/llm/fallback.ts'
+import { FallbackTts } from '../../agent/adapters/tts/fallback.ts'
 import { ScriptedLlm } from '../../agent/adapters/llm/scripted.ts'
 import { OpenAiLlm } from '../../agent/adapters/llm/openai.ts'
 import { DeepgramStt } from '../../agent/adapters/stt/deepgram.ts'
 import { ElevenLabsTts } from '../../agent/adapters/tts/elevenlabs.ts'
 import { EspeakTts } from '../../agent/adapters/tts/espeak.ts'
-import type { LlmChunk, SttEvent } from '../../agent/adapters/types.ts'
+import type { SttEvent } from '../../agent/adapters/stt/contract.ts'
+import type { LlmChunk } from '../../agent/adapters/llm/contract.ts'
 import { createAgent } from '../../agent/index.ts'
 import { concatPcm, silencePcm, speechPcm, toFrames } from './helpers/audio.ts'
 import { TestMediaPort } from './helpers/test-port.ts'

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { PocketsphinxStt } from '../../agent/adapters/stt/pocketsphinx.ts'
 import { buildJsgf } from '../../agent/adapters/stt/jsgf.ts'
-import type { SttEvent } from '../../agent/adapters/types.ts'
+import type { SttEvent } from '../../agent/adapters/stt/contract.ts'
 import { concatPcm, silencePcm, speechPcm, toFrames } from './helpers/audio.ts'
 
 const PHRASES = [

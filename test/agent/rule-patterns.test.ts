@@ -4,7 +4,7 @@ import { agentConfigFrom } from '../../call/agent-binder.ts'
 import { resolveAgentConfig } from '../../agent/index.ts'
 import { registerBuiltinAdapters } from '../../agent/adapters/builtin.ts'
 import { createLlm } from '../../agent/adapters/registry.ts'
-import type { LlmChunk } from '../../agent/adapters/types.ts'
+import type { LlmChunk } from '../../agent/adapters/llm/contract.ts'
 
 /**
  * Agent rule patterns cannot hang the call path: they are matched by RE2

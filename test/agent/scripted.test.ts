@@ -1,6 +1,7 @@
 import t from 'tap'
 import { ScriptedLlm } from '../../agent/adapters/llm/scripted.ts'
-import type { ChatMessage, JsonValue, LlmChunk, ToolDefinition } from '../../agent/adapters/types.ts'
+import type { JsonValue } from '../../agent/adapters/json.ts'
+import type { ChatMessage, LlmChunk, ToolDefinition } from '../../agent/adapters/llm/contract.ts'
 import { ToolBox } from '../../agent/tools.ts'
 
 const llm = new ScriptedLlm({

@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net'
 import t from 'tap'
 import { Webhook } from 'standardwebhooks'
 import { createAgent } from '../../agent/index.ts'
-import type { JsonValue } from '../../agent/adapters/types.ts'
+import type { JsonValue } from '../../agent/adapters/json.ts'
 import { clampTimeout, invokeHttpTool, ToolBox, type HttpToolConfig } from '../../agent/tools.ts'
 import { TestMediaPort } from './helpers/test-port.ts'
 

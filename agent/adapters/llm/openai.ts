@@ -7,7 +7,8 @@
  */
 import OpenAI from 'openai'
 import type { ChatCompletionMessageParam, ChatCompletionTool } from 'openai/resources/chat/completions'
-import { AdapterError, type ChatMessage, type LlmAdapter, type LlmChunk, type LlmRequest, type ToolDefinition } from '../types.ts'
+import { AdapterError } from '../adapter-error.ts'
+import type { ChatMessage, LlmAdapter, LlmChunk, LlmRequest, ToolDefinition } from './contract.ts'
 
 export interface OpenAiLlmOptions {
   apiKey?: string

@@ -12,7 +12,8 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { normalizePhrase } from '../stt/jsgf.ts'
 import { compileRulePattern, rulePatternMatches, type RulePattern } from './rule-pattern.ts'
-import type { ChatMessage, JsonValue, LlmAdapter, LlmChunk, LlmRequest } from '../types.ts'
+import type { JsonValue } from '../json.ts'
+import type { ChatMessage, LlmAdapter, LlmChunk, LlmRequest } from './contract.ts'
 
 export interface ScriptedRule {
   /** Rule id, shown in logs; defaults to the first phrase. */

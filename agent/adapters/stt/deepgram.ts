@@ -14,7 +14,8 @@ import { performance } from 'node:perf_hooks'
 import WebSocket from 'ws'
 import type { AudioFrame } from '../../../audio/frame.ts'
 import { Channel } from '../../channel.ts'
-import { AdapterError, type SttAdapter, type SttEvent, type SttStream, type SttStreamOptions } from '../types.ts'
+import { AdapterError } from '../adapter-error.ts'
+import type { SttAdapter, SttEvent, SttStream, SttStreamOptions } from './contract.ts'
 
 export interface DeepgramOptions {
   apiKey?: string

@@ -4,7 +4,8 @@
  * closest to the call (`pcm_16000` by default; `pcm_8000` … `pcm_44100`).
  */
 import { ElevenLabs, ElevenLabsClient, ElevenLabsError } from '@elevenlabs/elevenlabs-js'
-import { AdapterError, type TtsAdapter, type TtsRequest, type TtsStream } from '../types.ts'
+import { AdapterError } from '../adapter-error.ts'
+import type { TtsAdapter, TtsRequest, TtsStream } from './contract.ts'
 import { HttpPcmStream, iterateWebStream } from './pcm-stream.ts'
 
 export interface ElevenLabsTtsOptions {

@@ -10,7 +10,8 @@ import { spawn } from 'node:child_process'
 import { performance } from 'node:perf_hooks'
 import { Channel } from '../../channel.ts'
 import { bytesToInt16, parseWavHeader, type WavFormat } from '../../wav.ts'
-import { AdapterError, type PcmChunk, type TtsAdapter, type TtsRequest, type TtsStream } from '../types.ts'
+import { AdapterError } from '../adapter-error.ts'
+import type { PcmChunk, TtsAdapter, TtsRequest, TtsStream } from './contract.ts'
 
 export interface EspeakOptions {
   /** espeak-ng voice, e.g. "en-us", "de", "en-gb-x-rp". */

@@ -3,7 +3,8 @@
  * = raw 24 kHz 16-bit LE mono, streamed as it is generated.
  */
 import OpenAI from 'openai'
-import { AdapterError, type TtsAdapter, type TtsRequest, type TtsStream } from '../types.ts'
+import { AdapterError } from '../adapter-error.ts'
+import type { TtsAdapter, TtsRequest, TtsStream } from './contract.ts'
 import { HttpPcmStream, iterateWebStream } from './pcm-stream.ts'
 
 export interface OpenAiTtsOptions {

@@ -5,7 +5,8 @@
  */
 import { performance } from 'node:perf_hooks'
 import { Channel } from '../../channel.ts'
-import { AdapterError, type PcmChunk, type TtsStream } from '../types.ts'
+import { AdapterError } from '../adapter-error.ts'
+import type { PcmChunk, TtsStream } from './contract.ts'
 
 export class HttpPcmStream implements TtsStream {
   ttfbMs: number | undefined
