@@ -22,13 +22,14 @@ import { performance } from 'node:perf_hooks'
 import WebSocket from 'ws'
 import type { OutboundUrlPolicy } from '../config/outbound-url-policy.ts'
 import type { AudioFrame } from '../audio/frame.ts'
+import { decodeL16le, encodeL16le } from '../codecs/l16.ts'
+import { TWILIO_SAMPLE_RATE, TwilioStreamWriter, parseTwilioMessage } from '../media/twilio-media-streams.ts'
 import type { AgentConfig } from './config.ts'
 import type { AgentMediaPort, Unsubscribe } from './media-port.ts'
 import { Playout, type Segment } from './playout.ts'
 import { StreamResampler } from './resample.ts'
 import type { AgentCallResult, AgentEndReason, AgentLogger, CallInfo } from './runtime.ts'
 import { Transcript } from './transcript.ts'
-import { ulawDecode, ulawEncode } from './ulaw.ts'
 
 interface WsAgentEvents {
   ended: [AgentCallResult]
@@ -43,11 +44,10 @@ const sid = (prefix: string): string => prefix + randomBytes(16).toString('hex')
 export class WebsocketAgent extends EventEmitter<WsAgentEvents> {
   readonly transcript: Transcript
   readonly playout: Playout
-  readonly streamSid = sid('MZ')
-  private ws: WebSocket | undefined
-  private seq = 0
-  private chunk = 0
   private readonly t0 = performance.now()
+  private readonly twilio = new TwilioStreamWriter((json) => this.send(json), { epoch: this.t0 })
+  readonly streamSid = this.twilio.streamSid
+  private ws: WebSocket | undefined
   private unsubs: Unsubscribe[] = []
   private toBot: StreamResampler | undefined
   private fromBot: StreamResampler | undefined
@@ -71,9 +71,9 @@ export class WebsocketAgent extends EventEmitter<WsAgentEvents> {
     this.playout = new Playout(port.sampleRate)
     this.done = new Promise((r) => (this.resolveDone = r))
     this.raw = config.websocket?.encapsulation === 'raw'
-    if (port.sampleRate !== 8000) {
-      this.toBot = new StreamResampler(port.sampleRate, 8000)
-      this.fromBot = new StreamResampler(8000, port.sampleRate)
+    if (port.sampleRate !== TWILIO_SAMPLE_RATE) {
+      this.toBot = new StreamResampler(port.sampleRate, TWILIO_SAMPLE_RATE)
+      this.fromBot = new StreamResampler(TWILIO_SAMPLE_RATE, port.sampleRate)
     }
   }
 
@@ -94,26 +94,17 @@ export class WebsocketAgent extends EventEmitter<WsAgentEvents> {
     })
     ws.on('close', () => void this.end('end_call', true))
     ws.on('error', (err) => this.emit('error', err))
-    this.send({ event: 'connected', protocol: 'Call', version: '1.0.0' })
-    this.send({
-      event: 'start',
-      sequenceNumber: String(++this.seq),
-      start: {
-        accountSid: sid('AC'),
-        streamSid: this.streamSid,
-        callSid: this.call.id,
-        tracks: ['inbound'],
-        customParameters: { ...(target.customParameters ?? {}), ...(this.call.from ? { from: this.call.from } : {}), ...(this.call.to ? { to: this.call.to } : {}) },
-        mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
-      },
-      streamSid: this.streamSid,
+    this.twilio.connected()
+    this.twilio.start({
+      accountSid: sid('AC'),
+      callSid: this.call.id,
+      tracks: ['inbound'],
+      customParameters: { ...(target.customParameters ?? {}), ...(this.call.from ? { from: this.call.from } : {}), ...(this.call.to ? { to: this.call.to } : {}) },
     })
     this.port.play(this.playout)
     this.unsubs.push(
       this.port.onFrame((f) => this.onFrame(f)),
-      this.port.onDtmf((d) =>
-        this.send({ event: 'dtmf', streamSid: this.streamSid, sequenceNumber: String(++this.seq), dtmf: { track: 'inbound_track', digit: d } }),
-      ),
+      this.port.onDtmf((d) => this.twilio.dtmf(d)),
       this.port.onEnded(() => void this.end('remote-hangup', false)),
     )
   }
@@ -123,9 +114,9 @@ export class WebsocketAgent extends EventEmitter<WsAgentEvents> {
     return this.done
   }
 
-  private send(msg: object): void {
+  private send(json: string): void {
     if (this.raw) return
-    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg))
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(json)
   }
 
   private onFrame(frame: AudioFrame): void {
@@ -134,23 +125,18 @@ export class WebsocketAgent extends EventEmitter<WsAgentEvents> {
     if (this.raw) {
       if (this.ws?.readyState !== WebSocket.OPEN) return
       const b = Buffer.allocUnsafe(pcm.length * 2)
-      for (let i = 0; i < pcm.length; i++) b.writeInt16LE(pcm[i]!, i * 2)
+      encodeL16le(pcm, b)
       this.ws.send(b)
       return
     }
-    this.send({
-      event: 'media',
-      sequenceNumber: String(++this.seq),
-      media: { track: 'inbound', chunk: String(++this.chunk), timestamp: String(Math.round(performance.now() - this.t0)), payload: Buffer.from(ulawEncode(pcm)).toString('base64') },
-      streamSid: this.streamSid,
-    })
+    this.twilio.media('inbound', pcm)
   }
 
   /** raw: one message of 8 kHz PCM16LE; an odd length is malformed and dropped. */
   private onBotPcm(b: Buffer): void {
     if (b.length % 2 !== 0) return
     const pcm8 = new Int16Array(b.length >> 1)
-    for (let i = 0; i < pcm8.length; i++) pcm8[i] = b.readInt16LE(i * 2)
+    decodeL16le(b, pcm8)
     // Each message is its own segment: there are no marks to close one.
     const seg = this.playout.createSegment('')
     this.playout.enqueue(seg, this.fromBot ? this.fromBot.process(pcm8) : pcm8)
@@ -158,27 +144,21 @@ export class WebsocketAgent extends EventEmitter<WsAgentEvents> {
   }
 
   private onBotMessage(text: string): void {
-    let msg: { event?: string; media?: { payload?: string }; mark?: { name?: string } }
-    try {
-      msg = JSON.parse(text) as typeof msg
-    } catch {
-      return
-    }
-    switch (msg.event) {
+    const msg = parseTwilioMessage(text)
+    switch (msg?.event) {
       case 'media': {
-        const payload = msg.media?.payload
-        if (!payload) return
-        const pcm8 = ulawDecode(Buffer.from(payload, 'base64'))
+        const pcm8 = msg.pcm
+        if (pcm8.length === 0) return
         this.current ??= this.playout.createSegment('')
         this.playout.enqueue(this.current, this.fromBot ? this.fromBot.process(pcm8) : pcm8)
         return
       }
       case 'mark': {
-        const name = msg.mark?.name ?? ''
+        const name = msg.name ?? ''
         const seg = this.current
         this.current = undefined
         const echo = (): void => {
-          this.send({ event: 'mark', sequenceNumber: String(++this.seq), streamSid: this.streamSid, mark: { name } })
+          this.twilio.mark(name)
           this.emit('mark', name)
         }
         if (seg) {
@@ -202,7 +182,7 @@ export class WebsocketAgent extends EventEmitter<WsAgentEvents> {
     this.ended = true
     for (const u of this.unsubs.splice(0)) u()
     this.playout.clear()
-    this.send({ event: 'stop', sequenceNumber: String(++this.seq), streamSid: this.streamSid, stop: { accountSid: '', callSid: this.call.id } })
+    this.twilio.stop({ accountSid: '', callSid: this.call.id })
     this.ws?.close(1000)
     if (hangup) await this.port.hangup(reason).catch(() => {})
     this.log?.info({ callId: this.call.id, reason }, 'websocket agent ended')

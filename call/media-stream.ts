@@ -1,9 +1,10 @@
-import { randomUUID } from 'node:crypto'
-import { ULAW_DECODE, ULAW_ENCODE } from '../codecs/g711.ts'
+import { decodeUlaw, encodeUlaw } from '../codecs/g711.ts'
+import { decodeL16le, encodeL16le } from '../codecs/l16.ts'
 import type { AudioFrame, FrameSink, FrameSource, SampleRate } from '../audio/frame.ts'
 import { RateAdapter } from '../media/rate-adapter.ts'
 import type { MediaSession, SessionDtmfEvent } from '../media/session.ts'
 import { PcmQueueSource } from '../media/playback.ts'
+import { TWILIO_SAMPLE_RATE, TwilioStreamWriter, parseTwilioMessage } from '../media/twilio-media-streams.ts'
 import type { CallOutput } from './call-output.ts'
 
 /**
@@ -21,7 +22,7 @@ import type { CallOutput } from './call-output.ts'
 export type StreamEncapsulation = 'twilio' | 'raw' | 'l16' | 'pcmu'
 export const STREAM_ENCAPSULATIONS: readonly StreamEncapsulation[] = ['twilio', 'raw', 'l16', 'pcmu']
 
-const RATE: SampleRate = 8000
+const RATE: SampleRate = TWILIO_SAMPLE_RATE
 
 /**
  * The client's audio run: over as soon as it is drained, so a bot that went
@@ -41,17 +42,15 @@ class MarkerSource implements FrameSource {
 export interface CallStreamStats { framesSent: number; messagesReceived: number; badMessages: number; samplesQueued: number }
 
 export class CallMediaStream implements FrameSink {
-  readonly streamSid = `MZ${randomUUID().replace(/-/g, '')}`
+  private readonly twilio = new TwilioStreamWriter((json) => this.send(json), { numberConnected: true, epoch: performance.now() })
+  readonly streamSid = this.twilio.streamSid
   readonly stats: CallStreamStats = { framesSent: 0, messagesReceived: 0, badMessages: 0, samplesQueued: 0 }
   private adapter: RateAdapter | null = null
-  private seq = 1
-  private chunk = 1
-  private readonly startedAt = performance.now()
   private closed = false
   /** The client's current audio run; sealed by a mark, emptied by clear. */
   private incoming: ClientAudio | null = null
   private readonly onDtmf = (e: SessionDtmfEvent) => {
-    if (this.format === 'twilio') this.sendJson({ event: 'dtmf', streamSid: this.streamSid, dtmf: { track: 'inbound_track', digit: e.digit } })
+    if (this.format === 'twilio') this.twilio.dtmf(e.digit)
   }
 
   constructor(
@@ -64,18 +63,11 @@ export class CallMediaStream implements FrameSink {
 
   start(): void {
     if (this.format === 'twilio') {
-      this.sendJson({ event: 'connected', protocol: 'Call', version: '1.0.0' })
-      this.sendJson({
-        event: 'start', streamSid: this.streamSid,
-        start: { streamSid: this.streamSid, accountSid: 'ACcallplane', callSid: this.callSid, tracks: ['inbound'], customParameters: {}, mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: RATE, channels: 1 } },
-      })
+      this.twilio.connected()
+      this.twilio.start({ accountSid: 'ACcallplane', callSid: this.callSid, tracks: ['inbound'], customParameters: {} })
     }
     this.session.addSink(this)
     this.session.on('dtmf', this.onDtmf)
-  }
-
-  private sendJson(obj: Record<string, unknown>): void {
-    this.send(JSON.stringify({ ...obj, sequenceNumber: String(this.seq++) }))
   }
 
   onFrame(frame: AudioFrame): void {
@@ -85,21 +77,14 @@ export class CallMediaStream implements FrameSink {
       this.adapter ??= new RateAdapter(frame.sampleRate, RATE)
       pcm = this.adapter.process(pcm)
     }
-    const n = pcm.length
-    if (this.format === 'raw' || this.format === 'l16') {
-      const b = Buffer.allocUnsafe(n * 2)
-      for (let i = 0; i < n; i++) b.writeInt16LE(pcm[i]!, i * 2)
-      this.send(b)
+    if (this.format === 'twilio') {
+      this.twilio.media('inbound', pcm)
     } else {
-      const b = Buffer.allocUnsafe(n)
-      for (let i = 0; i < n; i++) b[i] = ULAW_ENCODE[pcm[i]! & 0xffff]!
-      if (this.format === 'pcmu') this.send(b)
-      else {
-        this.sendJson({
-          event: 'media', streamSid: this.streamSid,
-          media: { track: 'inbound', chunk: String(this.chunk++), timestamp: String(Math.round(performance.now() - this.startedAt)), payload: b.toString('base64') },
-        })
-      }
+      const raw = this.format === 'raw' || this.format === 'l16'
+      const b = Buffer.allocUnsafe(raw ? pcm.length * 2 : pcm.length)
+      if (raw) encodeL16le(pcm, b)
+      else encodeUlaw(pcm, b)
+      this.send(b)
     }
     this.stats.framesSent++
   }
@@ -112,33 +97,34 @@ export class CallMediaStream implements FrameSink {
       if (this.format === 'raw' || this.format === 'l16') {
         if (msg.length % 2 !== 0) { this.stats.badMessages++; return }
         const pcm = new Int16Array(msg.length >> 1)
-        for (let i = 0; i < pcm.length; i++) pcm[i] = msg.readInt16LE(i * 2)
+        decodeL16le(msg, pcm)
         this.queue(pcm)
       } else if (this.format === 'pcmu') {
-        this.queue(ulawToPcm(msg))
+        const pcm = new Int16Array(msg.length)
+        decodeUlaw(msg, pcm)
+        this.queue(pcm)
       } else {
         this.stats.badMessages++
       }
       return
     }
     if (this.format !== 'twilio') { this.stats.badMessages++; return }
-    let m: { event?: unknown; media?: { payload?: unknown }; mark?: { name?: unknown } }
-    try { m = JSON.parse(msg) as typeof m } catch { this.stats.badMessages++; return }
-    if (m.event === 'media' && typeof m.media?.payload === 'string') {
-      this.queue(ulawToPcm(Buffer.from(m.media.payload, 'base64')))
-    } else if (m.event === 'clear') {
+    const m = parseTwilioMessage(msg)
+    if (m?.event === 'media') {
+      this.queue(m.pcm)
+    } else if (m?.event === 'clear') {
       // Barge-in from the bot: drop what it sent, not the rest of the call's audio.
       this.incoming?.clear()
       this.incoming?.end()
       this.incoming = null
-    } else if (m.event === 'mark' && typeof m.mark?.name === 'string') {
-      const name = m.mark.name
+    } else if (m?.event === 'mark' && m.name !== undefined) {
+      const name = m.name
       // Seal the current audio run so the marker plays after it.
       this.incoming?.end()
       this.incoming = null
       void this.output.play(new MarkerSource()).then((r) => {
         if (r === 'closed' || this.closed) return
-        this.sendJson({ event: 'mark', streamSid: this.streamSid, mark: { name } })
+        this.twilio.mark(name)
       })
     } else {
       this.stats.badMessages++
@@ -158,7 +144,7 @@ export class CallMediaStream implements FrameSink {
   /** Detaches from the session; `stop` tells a Twilio client the stream ended. */
   close(): void {
     if (this.closed) return
-    if (this.format === 'twilio') this.sendJson({ event: 'stop', streamSid: this.streamSid, stop: { callSid: this.callSid } })
+    if (this.format === 'twilio') this.twilio.stop({ callSid: this.callSid })
     this.closed = true
     this.incoming?.end()
     this.session.removeSink(this)
@@ -166,8 +152,3 @@ export class CallMediaStream implements FrameSink {
   }
 }
 
-function ulawToPcm(b: Uint8Array): Int16Array {
-  const pcm = new Int16Array(b.length)
-  for (let i = 0; i < b.length; i++) pcm[i] = ULAW_DECODE[b[i]!]!
-  return pcm
-}

@@ -18,10 +18,11 @@
  * identity on µ-law codes, so the bytes on the socket equal the RTP payload.
  */
 import WebSocket from 'ws'
-import { randomUUID } from 'node:crypto'
-import { ULAW_ENCODE, ULAW_DECODE } from '../codecs/g711.ts'
+import { decodeUlaw, encodeUlaw } from '../codecs/g711.ts'
+import { decodeL16le, encodeL16le } from '../codecs/l16.ts'
 import type { AudioFrame, DuplexFrameSink, FrameSource, SampleRate } from '../audio/frame.ts'
 import { RateAdapter } from './rate-adapter.ts'
+import { TwilioStreamWriter, parseTwilioMessage } from './twilio-media-streams.ts'
 
 export type ForkFormat = 'l16' | 'pcmu' | 'twilio'
 
@@ -59,7 +60,8 @@ class MarkerSource implements FrameSource {
 export interface ForkStats { framesSent: number; framesDropped: number; bytesSent: number; messagesReceived: number; marksEchoed: number }
 
 export class WebSocketFork implements DuplexFrameSink {
-  readonly streamSid = `MZ${randomUUID().replace(/-/g, '')}`
+  private readonly twilio = new TwilioStreamWriter((json) => this.sendText(json), { numberConnected: true })
+  readonly streamSid = this.twilio.streamSid
   private readonly ws: WebSocket
   private readonly opts: Required<Pick<ForkOptions, 'format' | 'tracks' | 'bidirectional'>> & ForkOptions
   private readonly target: ForkTarget
@@ -68,9 +70,6 @@ export class WebSocketFork implements DuplexFrameSink {
   private outAdapter: RateAdapter | null = null
   private readonly mixBuf: Int16Array
   private pendingOut: Int16Array | null = null
-  private seq = 1
-  private chunk = { inbound: 1, outbound: 1 }
-  private startedAt = 0
   private closed = false
   readonly stats: ForkStats = { framesSent: 0, framesDropped: 0, bytesSent: 0, messagesReceived: 0, marksEchoed: 0 }
   readonly opened: Promise<void>
@@ -92,25 +91,17 @@ export class WebSocketFork implements DuplexFrameSink {
   }
 
   private onOpen(): void {
-    this.startedAt = performance.now()
     if (this.opts.format !== 'twilio') return
-    this.sendJson({ event: 'connected', protocol: 'Call', version: '1.0.0' })
-    this.sendJson({
-      event: 'start',
-      start: {
-        streamSid: this.streamSid,
-        accountSid: 'ACcallplane',
-        callSid: this.opts.callSid ?? this.target.id,
-        tracks: this.opts.tracks === 'both' ? ['inbound', 'outbound'] : [this.opts.tracks],
-        customParameters: this.opts.customParameters ?? {},
-        mediaFormat: { encoding: 'audio/x-mulaw', sampleRate: 8000, channels: 1 },
-      },
-      streamSid: this.streamSid,
+    this.twilio.connected()
+    this.twilio.start({
+      accountSid: 'ACcallplane',
+      callSid: this.opts.callSid ?? this.target.id,
+      tracks: this.opts.tracks === 'both' ? ['inbound', 'outbound'] : [this.opts.tracks],
+      customParameters: this.opts.customParameters ?? {},
     })
   }
 
-  private sendJson(obj: Record<string, unknown>): void {
-    const msg = JSON.stringify({ ...obj, sequenceNumber: String(this.seq++) })
+  private sendText(msg: string): void {
     this.ws.send(msg)
     this.stats.bytesSent += msg.length
   }
@@ -154,25 +145,14 @@ export class WebSocketFork implements DuplexFrameSink {
 
   private sendAudio(pcm: Int16Array, track: 'inbound' | 'outbound'): void {
     if (this.closed || this.ws.readyState !== WebSocket.OPEN) { this.stats.framesDropped++; return }
-    const n = pcm.length
-    if (this.opts.format === 'l16') {
-      const b = Buffer.allocUnsafe(n * 2)
-      for (let i = 0; i < n; i++) b.writeInt16LE(pcm[i]!, i * 2)
+    if (this.opts.format === 'twilio') {
+      this.twilio.media(track, pcm)
+    } else {
+      const b = Buffer.allocUnsafe(this.opts.format === 'l16' ? pcm.length * 2 : pcm.length)
+      if (this.opts.format === 'l16') encodeL16le(pcm, b)
+      else encodeUlaw(pcm, b)
       this.ws.send(b)
       this.stats.bytesSent += b.length
-    } else {
-      const b = Buffer.allocUnsafe(n)
-      for (let i = 0; i < n; i++) b[i] = ULAW_ENCODE[pcm[i]! & 0xffff]!
-      if (this.opts.format === 'pcmu') {
-        this.ws.send(b)
-        this.stats.bytesSent += n
-      } else {
-        this.sendJson({
-          event: 'media',
-          streamSid: this.streamSid,
-          media: { track, chunk: String(this.chunk[track]++), timestamp: String(Math.round(performance.now() - this.startedAt)), payload: b.toString('base64') },
-        })
-      }
     }
     this.stats.framesSent++
   }
@@ -183,27 +163,28 @@ export class WebSocketFork implements DuplexFrameSink {
     if (isBinary) {
       if (this.opts.format === 'l16') {
         const pcm = new Int16Array(data.length >> 1)
-        for (let i = 0; i < pcm.length; i++) pcm[i] = data.readInt16LE(i * 2)
+        decodeL16le(data, pcm)
         this.target.enqueue(pcm, this.rate)
       } else if (this.opts.format === 'pcmu') {
-        this.target.enqueue(ulawToPcm(data), 8000)
+        const pcm = new Int16Array(data.length)
+        decodeUlaw(data, pcm)
+        this.target.enqueue(pcm, 8000)
       }
       return
     }
-    let msg: { event?: string; media?: { payload?: string }; mark?: { name?: string } }
-    try { msg = JSON.parse(data.toString('utf8')) } catch { return }
-    if (msg.event === 'media' && msg.media?.payload) {
-      this.target.enqueue(ulawToPcm(Buffer.from(msg.media.payload, 'base64')), 8000)
-    } else if (msg.event === 'clear') {
+    const msg = parseTwilioMessage(data.toString('utf8'))
+    if (msg?.event === 'media' && msg.pcm.length > 0) {
+      this.target.enqueue(msg.pcm, 8000)
+    } else if (msg?.event === 'clear') {
       this.target.flush()
-    } else if (msg.event === 'mark' && msg.mark?.name) {
-      const name = msg.mark.name
+    } else if (msg?.event === 'mark' && msg.name) {
+      const name = msg.name
       // Close the current stream so the marker queues behind its audio.
       this.target.endEnqueue()
       void this.target.play(new MarkerSource()).then((r) => {
         if (r === 'closed' || this.closed) return
         this.stats.marksEchoed++
-        this.sendJson({ event: 'mark', streamSid: this.streamSid, mark: { name } })
+        this.twilio.mark(name)
       })
     }
   }
@@ -211,7 +192,7 @@ export class WebSocketFork implements DuplexFrameSink {
   /** Twilio 'dtmf' message for a digit the caller pressed (raw formats carry no events). */
   onDtmf(digit: string): void {
     if (this.opts.format !== 'twilio' || this.closed || this.ws.readyState !== WebSocket.OPEN) return
-    this.sendJson({ event: 'dtmf', streamSid: this.streamSid, dtmf: { track: 'inbound_track', digit } })
+    this.twilio.dtmf(digit)
   }
 
   private readonly closeHandlers: (() => void)[] = []
@@ -221,7 +202,7 @@ export class WebSocketFork implements DuplexFrameSink {
   /** Sends Twilio 'stop' and closes the socket. */
   async close(): Promise<void> {
     if (this.ws.readyState === WebSocket.OPEN) {
-      if (this.opts.format === 'twilio') this.sendJson({ event: 'stop', streamSid: this.streamSid, stop: { callSid: this.opts.callSid ?? this.target.id } })
+      if (this.opts.format === 'twilio') this.twilio.stop({ callSid: this.opts.callSid ?? this.target.id })
       await new Promise<void>((resolve) => { this.ws.once('close', () => resolve()); this.ws.close(1000) ; setTimeout(resolve, 1000).unref() })
     } else {
       this.ws.terminate()
@@ -231,8 +212,3 @@ export class WebSocketFork implements DuplexFrameSink {
   }
 }
 
-function ulawToPcm(b: Uint8Array): Int16Array {
-  const pcm = new Int16Array(b.length)
-  for (let i = 0; i < b.length; i++) pcm[i] = ULAW_DECODE[b[i]!]!
-  return pcm
-}

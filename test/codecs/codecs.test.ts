@@ -1,7 +1,7 @@
 import t from 'tap'
 import {
   ALAW_DECODE, ULAW_DECODE, ULAW_TO_ALAW, ALAW_TO_ULAW, ULAW_ENCODE, ALAW_ENCODE,
-  createCodec, encodeL16, decodeL16, resample, Resampler, G722Encoder, G722Decoder, defaultOpusComplexity,
+  encodeUlaw, decodeUlaw, createCodec, encodeL16, decodeL16, resample, Resampler, G722Encoder, G722Decoder, defaultOpusComplexity,
 } from '../../codecs/index.ts'
 import { chirpy, sine, snrDb, bestLag, toneAmplitude } from './signal.ts'
 
@@ -43,6 +43,19 @@ t.test('G.711 tables match the ITU reference points', async (t) => {
   t.equal(alawStable, 256, 'A-law codes are fixed points')
   t.equal(ALAW_DECODE[ULAW_TO_ALAW[0x80]!], 32256, 'µ→A keeps full scale')
   t.equal(ULAW_DECODE[ALAW_TO_ULAW[0xd5]!], 8, 'A→µ keeps small values')
+})
+
+t.test('μ-law round trip stays within G.711 quantisation error', async (t) => {
+  for (const v of [0, 1, -1, 100, -100, 1000, -1000, 12345, -12345, 32767, -32768]) {
+    const back = ULAW_DECODE[ULAW_ENCODE[v & 0xffff]!]!
+    t.ok(Math.abs(back - Math.max(-32635, Math.min(32635, v))) <= Math.max(8, Math.abs(v) / 16), `${v} → ${back}`)
+  }
+  t.equal(ULAW_ENCODE[0], 0xff, 'silence encodes to 0xFF')
+  const codes = new Uint8Array(2)
+  encodeUlaw(new Int16Array([0, 0]), codes)
+  const back = new Int16Array(2)
+  decodeUlaw(codes, back)
+  t.same(back, new Int16Array([0, 0]))
 })
 
 for (const [name, min] of [['PCMU', 35], ['PCMA', 35]] as const) {

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { WebSocketServer, type WebSocket } from 'ws'
 import { encodeWav } from '../../agent/wav.ts'
-import { ulawEncode } from '../../agent/ulaw.ts'
+import { encodeUlaw } from '../../codecs/g711.ts'
 import { parseWav } from '../../media/playback.ts'
 import { runBaresip } from '../harness/baresip.ts'
 import { freePort } from '../harness/ports.ts'
@@ -77,7 +77,9 @@ t.test('websocket agents from the API reach their bot: Twilio Media Streams and 
           got.start = m.start
           // After a second of the caller's audio, say the line (µ-law 8 kHz, 20 ms per message, as Twilio bots do), then a mark.
           setTimeout(() => {
-            const ulaw = ulawEncode(concatPcm(speechPcm(LINE), silencePcm(300)))
+            const line = concatPcm(speechPcm(LINE), silencePcm(300))
+            const ulaw = new Uint8Array(line.length)
+            encodeUlaw(line, ulaw)
             for (let i = 0; i < ulaw.length; i += 160) ws.send(JSON.stringify({ event: 'media', streamSid: m.streamSid, media: { payload: Buffer.from(ulaw.subarray(i, i + 160)).toString('base64') } }))
             ws.send(JSON.stringify({ event: 'mark', streamSid: m.streamSid, mark: { name: 'line-done' } }))
           }, 4000)
