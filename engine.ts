@@ -7,7 +7,7 @@ import { migrate } from './store/migrator.ts'
 import { bootstrap, DEMO_NUMBER } from './store/bootstrap.ts'
 import { reachableSipHost, sipUri } from './config/reachable-address.ts'
 import { createSipServer, type SipServer } from './sip/server/index.ts'
-import { SipApp, type DrachtioTarget } from './sip/app/sip-app.ts'
+import { SrfConnection, type DrachtioTarget } from './sip/app/srf-connection.ts'
 import { buildApiServer } from './control-api/app.ts'
 import { HealthRegistry } from './control-api/health.ts'
 import { join } from 'node:path'
@@ -50,7 +50,7 @@ export interface EngineParts {
   store: Store
   /** Null when the app drives an external drachtio-server (DRACHTIO_URL). */
   sipServer: SipServer | null
-  sipApp: SipApp
+  srfConnection: SrfConnection
   sipApplication: SipApplication
   /** In-process media, or MEDIA_WORKERS worker threads each running a media plane. */
   media: MediaEngine | WorkerMediaPlanes
@@ -74,7 +74,7 @@ export class Engine {
   readonly db: Database
   readonly store: Store
   readonly sipServer: SipServer | null
-  readonly sipApp: SipApp
+  readonly srfConnection: SrfConnection
   readonly sipApplication: SipApplication
   readonly media: MediaEngine | WorkerMediaPlanes
   readonly rtpengine: RtpengineAnchor | null
@@ -91,7 +91,7 @@ export class Engine {
     this.db = parts.db
     this.store = parts.store
     this.sipServer = parts.sipServer
-    this.sipApp = parts.sipApp
+    this.srfConnection = parts.srfConnection
     this.sipApplication = parts.sipApplication
     this.media = parts.media
     this.rtpengine = parts.rtpengine
@@ -142,11 +142,11 @@ export class Engine {
         health.register('sip-server', () => ({ status: 'up', detail: { ...server.addresses, connectedApps: server.connectedApps } }))
       }
 
-      const sipApp = new SipApp({ target, logger: logger.child({ component: 'sip-app' }), registry })
-      await sipApp.start()
-      started.push(() => sipApp.stop())
+      const srfConnection = new SrfConnection({ target, logger: logger.child({ component: 'sip-app' }), registry })
+      await srfConnection.start()
+      started.push(() => srfConnection.stop())
       // Registrar, routing, outbound calls, call control; finishes records a previous run left live.
-      const sipApplication = await SipApplication.install(sipApp, { store, logger: logger.child({ component: 'sip-app' }) })
+      const sipApplication = await SipApplication.install(srfConnection, { store, logger: logger.child({ component: 'sip-app' }) })
       // The "SIP bridge" (Fonella's SIP bridge health): down while a trunk that should be registered to its carrier is not.
       health.register('sip-bridge', () => sipApplication.outboundRegistrations.health())
       // Opus legs decode and encode at 16 kHz: wideband is what the STT and
@@ -220,12 +220,12 @@ export class Engine {
       sipApplication.onDrained(() => mediaPlane.stop())
       started.push(() => mediaPlane.stop())
       health.register('sip-app', () => ({
-        status: sipApp.connected ? 'up' : 'down',
-        detail: { drachtio: sipApp.connectedHostport ?? `${target.host}:${target.port} (not connected)`, activeCalls: sipApp.activeCalls },
+        status: srfConnection.connected ? 'up' : 'down',
+        detail: { drachtio: srfConnection.connectedHostport ?? `${target.host}:${target.port} (not connected)`, activeCalls: srfConnection.activeCalls },
       }))
 
       // Where a person dials the demo: the address other machines can reach (not 0.0.0.0), the port SIP really listens on.
-      const sipHostPort = sipServer ? sipServer.addresses.udp[0]?.replace(/^udp:/, '') : sipApp.sipAddress
+      const sipHostPort = sipServer ? sipServer.addresses.udp[0]?.replace(/^udp:/, '') : srfConnection.sipAddress
       const sipListenPort = Number(sipHostPort?.slice(sipHostPort.lastIndexOf(':') + 1)) || config.sipPort
       const sipListenHost = sipHostPort ? sipHostPort.slice(0, sipHostPort.lastIndexOf(':')).replace(/^\[|\]$/g, '') : config.sipHost
       const demoHost = reachableSipHost({ externalAddress: config.sipExternalAddress, bindHost: sipServer ? config.sipHost : sipListenHost })
@@ -264,7 +264,7 @@ export class Engine {
         demo: await demoSipUri().catch(() => null),
       }
       engine = new Engine({
-        config, logger, registry, db, store, sipServer, sipApp, sipApplication, media, rtpengine: anchor ?? null, callControl, api, webhookWorker, listeners,
+        config, logger, registry, db, store, sipServer, srfConnection, sipApplication, media, rtpengine: anchor ?? null, callControl, api, webhookWorker, listeners,
         generatedApiKey: boot.generatedApiKey,
       })
       return engine
@@ -287,11 +287,11 @@ export class Engine {
     this.stopped = true
     this.draining = true
     const log = this.logger.child({ component: 'engine' })
-    log.info({ activeCalls: this.sipApp.activeCalls }, 'draining')
-    await this.sipApp.drain()
+    log.info({ activeCalls: this.srfConnection.activeCalls }, 'draining')
+    await this.srfConnection.drain()
     await this.webhookWorker.stop()
     await this.api.close()
-    await this.sipApp.stop()
+    await this.srfConnection.stop()
     await this.media.stop()
     this.rtpengine?.close()
     if (this.sipServer) await this.sipServer.stop()

@@ -53,7 +53,7 @@ export interface SipCallSignallingOptions {
   nodeId: string
   localHost: () => string
   accountCallLimit?: number | null
-  /** Registers an answered outbound dialog with SipApp (active-calls gauge, drain). */
+  /** Registers an answered outbound dialog with SrfConnection (active-calls gauge, drain). */
   track?: (sipCallId: string, dialog: Srf.Dialog) => void
 }
 

@@ -2,7 +2,7 @@ import Srf from 'drachtio-srf'
 import type { Logger } from 'pino'
 import type { Store } from '../../store/index.ts'
 import type { PhoneNumber } from '../../store/numbers.ts'
-import type { LiveCalls } from './sip-app.ts'
+import type { LiveCalls } from './srf-connection.ts'
 import type { TrunkIdentifier, InboundTrunk, CalledNumberSource } from './trunk-identifier.ts'
 import type { SipDirectory } from './sip-directory.ts'
 import type { ConcurrencyLimiter, Lease } from './concurrency-limiter.ts'
@@ -60,7 +60,7 @@ export class InboundRouter {
     this.log = opts.logger
   }
 
-  /** The SipApp InviteHandler. */
+  /** The SrfConnection InviteHandler. */
   readonly handle = async (req: Srf.SrfRequest, res: Srf.SrfResponse, live: LiveCalls): Promise<void> => {
     const o = this.opts
     o.identifier.setTrunks(await o.directory.inboundTrunks())

@@ -1,7 +1,7 @@
 import { hostname } from 'node:os'
 import type { Logger } from 'pino'
 import type { Store } from '../../store/index.ts'
-import type { SipApp } from './sip-app.ts'
+import type { SrfConnection } from './srf-connection.ts'
 import { DigestAuthenticator, type DigestAlgorithm, type LockoutPolicy } from './digest-auth.ts'
 import { Registrar } from './registrar.ts'
 import { SipDirectory } from './sip-directory.ts'
@@ -51,7 +51,7 @@ export interface SipApplicationOptions {
 }
 
 /**
- * The telephony application on top of SipApp: registrar, inbound routing,
+ * The telephony application on top of SrfConnection: registrar, inbound routing,
  * outbound dialing, call control, outbound registrations and call-record
  * recovery, all over the shared PostgreSQL store.
  */
@@ -72,11 +72,11 @@ export class SipApplication {
   private sweepTimer: NodeJS.Timeout | null = null
   private readonly log: Logger
 
-  private constructor(readonly sipApp: SipApp, private readonly opts: SipApplicationOptions, secret: Buffer) {
+  private constructor(readonly srfConnection: SrfConnection, private readonly opts: SipApplicationOptions, secret: Buffer) {
     const store = opts.store
     this.log = opts.logger
     this.nodeId = opts.nodeId ?? process.env.NODE_ID ?? hostname()
-    const localHost = () => sipApp.sipAddress ?? '127.0.0.1'
+    const localHost = () => srfConnection.sipAddress ?? '127.0.0.1'
     this.digest = new DigestAuthenticator({ secret, algorithms: opts.digestAlgorithms ?? ['MD5'], ...(opts.lockout ? { lockout: opts.lockout } : {}), ...(opts.nonceTtlMs ? { nonceTtlMs: opts.nonceTtlMs } : {}) })
     this.directory = new SipDirectory(store.sipDirectory)
     this.registrar = new Registrar({ store, digest: this.digest, logger: this.log.child({ part: 'registrar' }), nodeId: this.nodeId, ...opts.registrar })
@@ -87,31 +87,31 @@ export class SipApplication {
     })
     const media = () => this.binder
     this.router = new InboundRouter({
-      srf: sipApp.srf, store, directory: this.directory, identifier, dialer: this.dialer, limiter: this.limiter, active: this.active, media,
+      srf: srfConnection.srf, store, directory: this.directory, identifier, dialer: this.dialer, limiter: this.limiter, active: this.active, media,
       logger: this.log.child({ part: 'inbound' }), nodeId: this.nodeId, accountCallLimit: opts.accountCallLimit ?? null,
       ...(opts.ringTimeoutMs ? { ringTimeoutMs: opts.ringTimeoutMs } : {}),
     })
     this.calls = new SipCallSignalling({
-      srf: sipApp.srf, store, dialer: this.dialer, active: this.active, media, logger: this.log.child({ part: 'calls' }), nodeId: this.nodeId,
-      localHost, accountCallLimit: opts.accountCallLimit ?? null, track: (id, d) => sipApp.trackDialog(id, d),
+      srf: srfConnection.srf, store, dialer: this.dialer, active: this.active, media, logger: this.log.child({ part: 'calls' }), nodeId: this.nodeId,
+      localHost, accountCallLimit: opts.accountCallLimit ?? null, track: (id, d) => srfConnection.trackDialog(id, d),
     })
     this.keepalive = new RegistrarKeepalive({
-      srf: sipApp.srf, store, logger: this.log.child({ part: 'keepalive' }), nodeId: this.nodeId, localHost, ...(opts.keepalive ?? {}),
+      srf: srfConnection.srf, store, logger: this.log.child({ part: 'keepalive' }), nodeId: this.nodeId, localHost, ...(opts.keepalive ?? {}),
     })
     this.outboundRegistrations = new OutboundRegistrations({
-      srf: sipApp.srf, store, logger: this.log.child({ part: 'outbound-registration' }), nodeId: this.nodeId, localHost,
+      srf: srfConnection.srf, store, logger: this.log.child({ part: 'outbound-registration' }), nodeId: this.nodeId, localHost,
       ...opts.outboundRegistrationTiming,
     })
   }
 
-  /** Builds the application, finishes call records a previous run left live, and installs it into `sipApp`. */
-  static async install(sipApp: SipApp, opts: SipApplicationOptions): Promise<SipApplication> {
+  /** Builds the application, finishes call records a previous run left live, and installs it into `srfConnection`. */
+  static async install(srfConnection: SrfConnection, opts: SipApplicationOptions): Promise<SipApplication> {
     const secret = await opts.store.registrarBindings.nonceSecret()
-    const app = new SipApplication(sipApp, opts, secret)
+    const app = new SipApplication(srfConnection, opts, secret)
     await finishStaleCalls(opts.store.calls, app.nodeId, app.log)
-    app.registrar.install(sipApp.srf)
-    sipApp.setInviteHandler(app.router.handle)
-    sipApp.onDrain(() => app.drain())
+    app.registrar.install(srfConnection.srf)
+    srfConnection.setInviteHandler(app.router.handle)
+    srfConnection.onDrain(() => app.drain())
     app.sweepTimer = setInterval(() => { app.registrar.sweep().catch((err: unknown) => app.log.warn({ err }, 'binding sweep failed')) }, opts.sweepIntervalMs ?? 30_000)
     app.sweepTimer.unref()
     if (opts.outboundRegistrations !== false) await app.outboundRegistrations.start()

@@ -144,10 +144,10 @@ t.test('the active-call count returns to 0 however a call ends; drain then has n
 
   await t.test('SIGTERM-style drain with no calls left: nothing to end, the engine stops', async (t) => {
     const ended: string[] = []
-    t.equal(stack.engine.sipApp.activeCalls, 0, 'no live dialogs are left over')
+    t.equal(stack.engine.srfConnection.activeCalls, 0, 'no live dialogs are left over')
     // Before the mend the drain sent BYE on every leftover dialog and waited for
     // answers that never came; now there is nothing to end.
-    const drained = stack.engine.sipApp.drain().then(() => ended.push('drained'))
+    const drained = stack.engine.srfConnection.drain().then(() => ended.push('drained'))
     const guard = pause(30_000).then(() => ended.push('guard'))
     await Promise.race([drained, guard])
     t.same(ended, ['drained'], 'the drain finished (with no leftover dialogs to BYE)')

@@ -11,23 +11,23 @@ t.test('drain: live calls end with BYE, new INVITEs get 503, health turns 503', 
   const stack = await startStack()
   t.teardown(() => stack.stop())
   // Answer every call directly, so this tests the drain itself whatever the routing does.
-  stack.engine.sipApp.setInviteHandler(async (req, res, calls) => {
-    const dialog = await stack.engine.sipApp.srf.createUAS(req, res, { localSdp: ANSWER_SDP })
+  stack.engine.srfConnection.setInviteHandler(async (req, res, calls) => {
+    const dialog = await stack.engine.srfConnection.srf.createUAS(req, res, { localSdp: ANSWER_SDP })
     calls.add(req.get('Call-ID'), dialog)
   })
 
   const live = runSipp({ scenario: join(SCENARIOS, 'uac-until-bye.xml'), remote: `127.0.0.1:${stack.sipPort}`, localPort: await freePort(), service: '2000', timeoutMs: 30_000 })
   const deadline = Date.now() + 15_000
-  while (stack.engine.sipApp.activeCalls < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
-  t.equal(stack.engine.sipApp.activeCalls, 1, 'the call is live')
+  while (stack.engine.srfConnection.activeCalls < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100))
+  t.equal(stack.engine.srfConnection.activeCalls, 1, 'the call is live')
 
   const healthBefore = await fetch(`${stack.baseUrl}/health`)
   t.equal(healthBefore.status, 200)
 
-  await stack.engine.sipApp.drain()
+  await stack.engine.srfConnection.drain()
   const liveResult = await live.done
   t.equal(liveResult.code, 0, `the live caller received BYE and completed (${liveResult.errors.slice(0, 300)})`)
-  t.equal(stack.engine.sipApp.activeCalls, 0)
+  t.equal(stack.engine.srfConnection.activeCalls, 0)
 
   // While draining, a new call is refused with 503 (sipp's uac fails on any non-2xx final).
   const refused = runSipp({ scenario: 'uac', remote: `127.0.0.1:${stack.sipPort}`, localPort: await freePort(), service: '2000', timeoutMs: 15_000, args: ['-recv_timeout', '5000'] })

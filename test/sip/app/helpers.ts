@@ -1,5 +1,5 @@
 /**
- * sip/app test harness: a fresh PGlite store, the embedded SIP server, SipApp
+ * sip/app test harness: a fresh PGlite store, the embedded SIP server, SrfConnection
  * and the SipApplication on free ports, plus a minimal real RTP endpoint as
  * the media binder (the media engine is another part; here a UDP socket that
  * answers SDP, counts RTP received and sends RTP when asked to "say").
@@ -20,7 +20,7 @@ import { SecretBox } from '../../../store/secrets.ts'
 import { AccountRepository } from '../../../store/accounts.ts'
 import { SipCore } from '../../../sip/server/server.ts'
 import { DEFAULT_OVERLOAD } from '../../../sip/server/overload.ts'
-import { SipApp } from '../../../sip/app/sip-app.ts'
+import { SrfConnection } from '../../../sip/app/srf-connection.ts'
 import { SipApplication, type SipApplicationOptions } from '../../../sip/app/index.ts'
 import type { CallContext, MediaBinder, MediaLeg } from '../../../sip/app/media-binding.ts'
 import { freePort, freeUdpRange } from '../../harness/ports.ts'
@@ -36,7 +36,7 @@ export interface SipStack {
   db: Database
   store: Store
   server: { stop(): Promise<void> }
-  sipApp: SipApp
+  srfConnection: SrfConnection
   app: SipApplication
   media: TestMediaBinder
   accountId: string
@@ -84,9 +84,9 @@ export async function startSipStack(opts: Partial<SipApplicationOptions> & { dat
     overload: { ...DEFAULT_OVERLOAD, maxUtilization: 2, maxLoopDelayMs: 60_000, windows: 1_000, maxPendingInvites: 100_000, ...('maxCpuShare' in DEFAULT_OVERLOAD ? { maxCpuShare: 1_000 } : {}) },
   })
   await server.start()
-  const sipApp = new SipApp({ target: { host: '127.0.0.1', port: controlPort, secret: SECRET }, logger, registry })
-  await sipApp.start()
-  const app = await SipApplication.install(sipApp, { store, logger, nodeId: 'test-node', attemptTimeoutMs: 3_000, ...opts })
+  const srfConnection = new SrfConnection({ target: { host: '127.0.0.1', port: controlPort, secret: SECRET }, logger, registry })
+  await srfConnection.start()
+  const app = await SipApplication.install(srfConnection, { store, logger, nodeId: 'test-node', attemptTimeoutMs: 3_000, ...opts })
   const media = new TestMediaBinder()
   let engine: MediaEngine | WorkerMediaPlanes | null = null
   if (opts.realMedia) {
@@ -110,10 +110,10 @@ export async function startSipStack(opts: Partial<SipApplicationOptions> & { dat
     app.setMediaBinder(media)
   }
   return {
-    db, store, server, sipApp, app, media, accountId, sipPort, dataDir, target: `127.0.0.1:${sipPort}`,
+    db, store, server, srfConnection, app, media, accountId, sipPort, dataDir, target: `127.0.0.1:${sipPort}`,
     async stop(o = {}) {
-      await sipApp.drain()
-      await sipApp.stop()
+      await srfConnection.drain()
+      await srfConnection.stop()
       await server.stop()
       await media.closeAll()
       await engine?.stop()

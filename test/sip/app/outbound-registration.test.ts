@@ -81,7 +81,7 @@ t.test('across nodes: one node owns a registration; another takes it over when t
   await sleep(300)
   const logger = pino({ level: 'silent' })
   const node = (nodeId: string, leaseMs = 30_000) => new OutboundRegistrations({
-    srf: stack.sipApp.srf, store, logger, nodeId, localHost: () => stack.target, rescanMs: 600_000, leaseMs,
+    srf: stack.srfConnection.srf, store, logger, nodeId, localHost: () => stack.target, rescanMs: 600_000, leaseMs,
   })
   const trunk = await store.trunks.create(accountId, { name: 'shared-device', outbound: { host: '127.0.0.8', port, register: true } })
   const registeredBy = (nodeId: string) => waitFor(async () => {

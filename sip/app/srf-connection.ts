@@ -36,7 +36,7 @@ export interface LiveCalls {
   readonly size: number
 }
 
-export interface SipAppOptions {
+export interface SrfConnectionOptions {
   target: DrachtioTarget
   logger: Logger
   registry: Registry
@@ -45,11 +45,13 @@ export interface SipAppOptions {
 }
 
 /**
- * The drachtio-srf application: connects, keeps track of its live calls,
- * refuses new calls with 503 while draining, and hands everything else to the
- * installed InviteHandler.
+ * This node's connection to drachtio (the embedded sip/server or a real
+ * drachtio-server) through drachtio-srf: connects and retries, keeps track of
+ * the live dialogs (active-calls gauge, drain), refuses new calls with 503
+ * while draining, and hands everything else to the installed InviteHandler
+ * (SipApplication's inbound router). No telephony logic lives here.
  */
-export class SipApp {
+export class SrfConnection {
   readonly srf = new Srf()
   private connectedTo: string | null = null
   private draining = false
@@ -62,7 +64,7 @@ export class SipApp {
   private readonly liveCalls: LiveCalls
   private readonly drainHooks: Array<() => Promise<void>> = []
 
-  constructor(private readonly opts: SipAppOptions) {
+  constructor(private readonly opts: SrfConnectionOptions) {
     this.log = opts.logger
     // Until routing is installed there is nothing to reach: RFC 3261 §21.4.5.
     this.inviteHandler = async (_req, res) => { res.send(404, 'No Route', {}) }
