@@ -5,7 +5,10 @@
  * that owns the dialog.
  */
 import type { Remote } from './transport.ts'
-import type { SipMessage } from './message.ts'
+import { SipMessage, parseNameAddr, formatParams } from './message.ts'
+
+/** Methods whose 2xx (or To-tagged provisional) creates a dialog (§12.1; RFC 6665 for SUBSCRIBE). */
+export const DIALOG_METHODS = new Set(['INVITE', 'SUBSCRIBE'])
 
 export type DialogRole = 'uas' | 'uac'
 
@@ -41,8 +44,36 @@ export interface Dialog {
   connectedAt?: number
 }
 
+/** A From/To value without its tag: a dialog's local/remote URI (§12.1.1, §12.1.2). */
+export function stripTag(value: string, na = parseNameAddr(value)): string {
+  if (!na) return value
+  const params = { ...na.params }
+  delete params['tag']
+  return `${na.display ? na.display + ' ' : ''}<${na.uri}>${formatParams(params)}`
+}
+
 export function dialogId(callId: string, fromTag: string): string {
   return `${callId};from-tag=${fromTag}`
+}
+
+/**
+ * The dialog-owned part of a request sent inside `d` (§12.2.1.1): Request-URI = remote target,
+ * Route = route set, From/To with the dialog's tags, Call-ID, and the next local CSeq (an ACK
+ * reuses its INVITE's, §13.2.2.4). The caller adds Via and the rest.
+ */
+export function inDialogRequest(d: Dialog, method: string): SipMessage {
+  const req = SipMessage.request(method, d.remoteTarget)
+  req.add('Max-Forwards', '70')
+  for (const r of d.routeSet) req.add('Route', r)
+  req.add('From', `${d.localUri};tag=${d.localTag}`)
+  req.add('To', d.remoteTag ? `${d.remoteUri};tag=${d.remoteTag}` : d.remoteUri)
+  req.add('Call-ID', d.callId)
+  let seq: number
+  if (method === 'ACK') seq = d.inviteSeq
+  else { d.localSeq += 1; seq = d.localSeq }
+  if (method === 'INVITE') d.inviteSeq = seq
+  req.add('CSeq', `${seq} ${method}`)
+  return req
 }
 
 export class DialogStore {

@@ -5,10 +5,26 @@
  * requests that carry our Record-Route.
  */
 import { SipMessage, makeResponse, newBranch, parseNameAddr, parseVia, splitList, bareHost } from './message.ts'
-import type { SipCore } from './server.ts'
-import type { ServerTransaction, ClientTransaction } from './transaction-layer.ts'
+import type { Logger } from 'pino'
+import type { ServerTransaction, ClientTransaction, TransactionLayer } from './transaction-layer.ts'
 import type { Inbound, Remote } from './transport.ts'
+import type { SipAddressing } from './addressing.ts'
+import type { SipMetrics } from './metrics.ts'
 import { formatMeta, stackTime, type AppConnection, type ClientMessage } from './drachtio-protocol.ts'
+
+/**
+ * What the proxy needs from the network side (sip-network.ts implements it): transactions,
+ * addressing and the three ways out. Declared here so the proxy does not import the server.
+ */
+export interface ProxyNetwork {
+  readonly log: Logger
+  readonly metrics: Pick<SipMetrics, 'dropped'>
+  readonly tl: TransactionLayer
+  readonly address: Pick<SipAddressing, 'resolve' | 'viaValue' | 'recordRouteValue' | 'isLocalUri' | 'responseDest'>
+  send(to: Remote, msg: SipMessage): void
+  respondStateless(req: SipMessage, from: Inbound | Remote, status: number, reason?: string): void
+  respondTxn(txn: ServerTransaction, res: SipMessage): void
+}
 
 interface Branch { target: string; txn?: ClientTransaction; final?: SipMessage; timers: NodeJS.Timeout[]; canceled: boolean }
 
@@ -59,13 +75,13 @@ function viaDest(via: string, protocol: Remote['protocol']): Remote | undefined 
 }
 
 export class ProxyCore {
-  constructor(private readonly core: SipCore) {}
+  constructor(private readonly net: ProxyNetwork) {}
 
   shutdown(): void { /* transactions are torn down by the transaction layer */ }
 
   onAppProxy(app: AppConnection, m: ClientMessage): void {
     const [txnId = '', remain = '', , follow = '', mode = '', prov = '', fin = '', ...dests] = m.args
-    const server = this.core.tl.serverById(txnId)
+    const server = this.net.tl.serverById(txnId)
     if (!server || (server.state !== 'proceeding' && server.state !== 'trying')) {
       app.respond(m.msgId, 'NO|transaction not found')
       return
@@ -75,7 +91,7 @@ export class ProxyCore {
     const mf = server.request.get('max-forwards')
     if (mf !== undefined && Number(mf) <= 0) {
       // §16.3 step 3: no hops left.
-      this.core.respondTxn(server, makeResponse(server.request, 483, 'Too Many Hops', server.toTag))
+      this.net.respondTxn(server, makeResponse(server.request, 483, 'Too Many Hops', server.toTag))
       app.respond(m.msgId, 'NO|too many hops')
       return
     }
@@ -106,25 +122,25 @@ export class ProxyCore {
     // §16.6 step 3: decrement Max-Forwards.
     req.set('Max-Forwards', String(Math.max(0, Number(orig.get('max-forwards') ?? '70') - 1)))
     for (const h of ctx.extraHeaders) req.set(h.name, h.value)
-    this.core.resolve(target).then((dest) => {
+    this.net.address.resolve(target).then((dest) => {
       if (ctx.done || branch.canceled) return
       if (!dest) {
         branch.final = makeResponse(orig, 502, 'Bad Gateway')
         this.onBranchDone(ctx)
         return
       }
-      if (ctx.recordRoute) req.prepend('Record-Route', this.core.recordRouteValue(dest.protocol))
-      req.prepend('Via', this.core.viaValue(dest.protocol, newBranch()))
-      const txn = this.core.tl.createClient(req, dest, { onResponse: (res) => this.onBranchResponse(ctx, branch, res) })
+      if (ctx.recordRoute) req.prepend('Record-Route', this.net.address.recordRouteValue(dest.protocol))
+      req.prepend('Via', this.net.address.viaValue(dest.protocol, newBranch()))
+      const txn = this.net.tl.createClient(req, dest, { onResponse: (res) => this.onBranchResponse(ctx, branch, res) })
       branch.txn = txn
       txn.start()
       if (ctx.provisionalTimeout) {
-        branch.timers.push(setTimeout(() => this.core.tl.guard(() => { if (!txn.gotProvisional) this.cancelBranch(branch, true, ctx) }), ctx.provisionalTimeout))
+        branch.timers.push(setTimeout(() => this.net.tl.guard(() => { if (!txn.gotProvisional) this.cancelBranch(branch, true, ctx) }), ctx.provisionalTimeout))
       }
       if (ctx.finalTimeout) {
-        branch.timers.push(setTimeout(() => this.core.tl.guard(() => { if (!branch.final) this.cancelBranch(branch, true, ctx) }), ctx.finalTimeout))
+        branch.timers.push(setTimeout(() => this.net.tl.guard(() => { if (!branch.final) this.cancelBranch(branch, true, ctx) }), ctx.finalTimeout))
       }
-    }).catch((err: unknown) => this.core.log.error({ err }, 'proxy branch failed'))
+    }).catch((err: unknown) => this.net.log.error({ err }, 'proxy branch failed'))
   }
 
   private report(ctx: ProxyContext, res: SipMessage, from: Remote, txnId: string): void {
@@ -153,7 +169,7 @@ export class ProxyCore {
       // §16.7 step 5: 2xx forwarded immediately; other branches canceled (§16.10).
       if (!ctx.answered || ctx.server.request.method === 'INVITE') {
         ctx.answered = true
-        this.core.respondTxn(ctx.server, this.upstream(res))
+        this.net.respondTxn(ctx.server, this.upstream(res))
       }
       for (const b of ctx.branches) if (b !== branch) this.cancelBranch(b, false, ctx)
       this.finish(ctx)
@@ -181,7 +197,7 @@ export class ProxyCore {
     if (chosen && !ctx.answered) {
       const up = this.upstream(chosen)
       if (!up.toTag && ctx.server.toTag) up.set('To', `${up.get('to')};tag=${ctx.server.toTag}`)
-      this.core.respondTxn(ctx.server, up)
+      this.net.respondTxn(ctx.server, up)
     }
     this.finish(ctx)
   }
@@ -207,7 +223,7 @@ export class ProxyCore {
       cancel.add('To', inv.get('to')!)
       cancel.add('Call-ID', inv.callId)
       cancel.add('CSeq', `${inv.cseq.seq} CANCEL`)
-      this.core.tl.createClient(cancel, b.txn.dest, { onResponse: () => {} }).start()
+      this.net.tl.createClient(cancel, b.txn.dest, { onResponse: () => {} }).start()
     }
     if (timeout) {
       for (const t of b.timers) clearTimeout(t)
@@ -227,7 +243,7 @@ export class ProxyCore {
     for (const b of ctx.branches) this.cancelBranch(b, false, ctx)
     if (ctx.branches.every((b) => b.final || !b.txn?.gotProvisional)) {
       if (!ctx.answered && server.state === 'proceeding') {
-        this.core.respondTxn(server, makeResponse(server.request, 487, 'Request Terminated', server.toTag))
+        this.net.respondTxn(server, makeResponse(server.request, 487, 'Request Terminated', server.toTag))
         ctx.answered = true
       }
     }
@@ -241,48 +257,48 @@ export class ProxyCore {
    */
   forwardInDialog(req: SipMessage, from: Inbound): void {
     const mf = Number(req.get('max-forwards') ?? '70')
-    if (mf <= 0) { this.core.respondStateless(req, from, 483); return }
-    const server = this.core.tl.createServer(req, this.core.responseDest(req, from))
+    if (mf <= 0) { this.net.respondStateless(req, from, 483); return }
+    const server = this.net.tl.createServer(req, this.net.address.responseDest(req, from))
     if (!server) return
     const out = req.clone()
     const routes = out.getAll('route')
     const first = routes[0] ? parseNameAddr(routes[0])?.uri : undefined
-    if (first && this.core.isLocalUri(first)) out.removeFirst('Route')
+    if (first && this.net.address.isLocalUri(first)) out.removeFirst('Route')
     const nextRoute = out.getAll('route')[0]
     const nextHop = nextRoute ? parseNameAddr(nextRoute)?.uri ?? out.uri : out.uri
     out.set('Max-Forwards', String(mf - 1))
-    this.core.resolve(nextHop).then((dest) => {
-      if (!dest) { this.core.respondTxn(server, makeResponse(req, 502, 'Bad Gateway')); return }
-      out.prepend('Via', this.core.viaValue(dest.protocol, newBranch()))
-      if (out.method === 'ACK') { this.core.send(dest, out); return }
-      const ct = this.core.tl.createClient(out, dest, {
+    this.net.address.resolve(nextHop).then((dest) => {
+      if (!dest) { this.net.respondTxn(server, makeResponse(req, 502, 'Bad Gateway')); return }
+      out.prepend('Via', this.net.address.viaValue(dest.protocol, newBranch()))
+      if (out.method === 'ACK') { this.net.send(dest, out); return }
+      const ct = this.net.tl.createClient(out, dest, {
         onResponse: (res) => {
           if (res.status === 100) return
-          this.core.respondTxn(server, this.upstream(res))
+          this.net.respondTxn(server, this.upstream(res))
         },
       })
       ct.start()
-    }).catch((err: unknown) => this.core.log.error({ err }, 'in-dialog forward failed'))
+    }).catch((err: unknown) => this.net.log.error({ err }, 'in-dialog forward failed'))
   }
 
   /** ACK for a proxied 2xx: forwarded statelessly along its Route (§16.11). */
   forwardAck(ack: SipMessage, _from: Inbound): void {
     const routes = ack.getAll('route')
     const first = routes[0] ? parseNameAddr(routes[0])?.uri : undefined
-    if (!first || !this.core.isLocalUri(first)) { this.core.metrics.dropped.inc({ reason: 'stray-ack' }); return }
+    if (!first || !this.net.address.isLocalUri(first)) { this.net.metrics.dropped.inc({ reason: 'stray-ack' }); return }
     const out = ack.clone()
     out.removeFirst('Route')
     const nextRoute = out.getAll('route')[0]
     const nextHop = nextRoute ? parseNameAddr(nextRoute)?.uri ?? out.uri : out.uri
     const mf = Number(out.get('max-forwards') ?? '70')
     out.set('Max-Forwards', String(Math.max(0, mf - 1)))
-    this.core.resolve(nextHop).then((dest) => {
+    this.net.address.resolve(nextHop).then((dest) => {
       if (!dest) return
       // Stateless: the branch is derived from the incoming one so retransmissions map alike (§16.11).
       const inBranch = ack.topVia?.params['branch'] ?? ''
-      out.prepend('Via', this.core.viaValue(dest.protocol, `z9hG4bKsl${Buffer.from(inBranch).toString('base64url').slice(0, 24)}`))
-      this.core.send(dest, out)
-    }).catch((err: unknown) => this.core.log.error({ err }, 'ACK forward failed'))
+      out.prepend('Via', this.net.address.viaValue(dest.protocol, `z9hG4bKsl${Buffer.from(inBranch).toString('base64url').slice(0, 24)}`))
+      this.net.send(dest, out)
+    }).catch((err: unknown) => this.net.log.error({ err }, 'ACK forward failed'))
   }
 
   /** A 2xx retransmission for a proxied INVITE after the branch ended: forward along the Via path. */
@@ -290,12 +306,12 @@ export class ProxyCore {
     const vias = res.getAll('via')
     if (vias.length < 2) return false
     const top = parseVia(vias[0]!)
-    if (!top || !this.core.isLocalUri(`sip:${top.host}:${top.port ?? 5060}`)) return false
+    if (!top || !this.net.address.isLocalUri(`sip:${top.host}:${top.port ?? 5060}`)) return false
     const out = res.clone()
     out.removeFirst('Via')
     const dest = viaDest(splitList(out.get('via') ?? '')[0] ?? '', 'udp')
     if (!dest) return false
-    this.core.send(dest, out)
+    this.net.send(dest, out)
     return true
   }
 }
