@@ -4,6 +4,7 @@ import { AccountRepository } from './accounts.ts'
 import { ApiKeyRepository } from './api-keys.ts'
 import { AgentRepository } from './agents.ts'
 import { CallRepository } from './calls.ts'
+import { CarrierRouteRepository } from './carrier-routes.ts'
 import { ConferenceRepository } from './conferences.ts'
 import { ExtensionRepository } from './extensions.ts'
 import { NumberRepository } from './numbers.ts'
@@ -11,7 +12,6 @@ import { OutboundRegistrationRepository } from './outbound-registrations.ts'
 import { EventBus, Outbox } from './outbox.ts'
 import { RecordingRepository } from './recordings.ts'
 import { RegistrarBindingRepository } from './registrar-bindings.ts'
-import { RouteRepository } from './routes.ts'
 import type { SecretBox } from './secrets.ts'
 import { SipDirectoryRepository } from './sip-directory.ts'
 import { ToolRepository } from './tools.ts'
@@ -28,7 +28,8 @@ export interface Store {
   agents: AgentRepository
   numbers: NumberRepository
   trunks: TrunkRepository
-  routes: RouteRepository
+  /** Outbound routing over trunks by destination prefix (the API's /v1/routes). */
+  carrierRoutes: CarrierRouteRepository
   extensions: ExtensionRepository
   tools: ToolRepository
   webhooks: WebhookRepository
@@ -55,7 +56,7 @@ export function createStore(db: Database, secrets: SecretBox, logger: Logger): S
     agents: new AgentRepository(pool),
     numbers: new NumberRepository(pool),
     trunks: new TrunkRepository(pool, secrets, realm),
-    routes: new RouteRepository(pool),
+    carrierRoutes: new CarrierRouteRepository(pool),
     extensions: new ExtensionRepository(pool, realm),
     tools: new ToolRepository(pool, secrets),
     webhooks: new WebhookRepository(pool, secrets, (fn) => db.transaction(fn)),

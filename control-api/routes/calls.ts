@@ -50,7 +50,7 @@ export const OriginateBody = Type.Object({
   to: Party,
   from: Party,
   agentId: Type.Optional(Type.String({ format: 'uuid', description: 'Agent that handles the call once answered' })),
-  trunkId: Type.Optional(Type.String({ format: 'uuid', description: 'Force a trunk (else the outbound routes decide)' })),
+  trunkId: Type.Optional(Type.String({ format: 'uuid', description: 'Force a trunk (else the carrier routes decide)' })),
   timeout: Type.Optional(Type.Integer({ minimum: 5, maximum: 600, default: 30, description: 'Seconds to wait for answer' })),
   record: Type.Optional(Type.Boolean({ default: false, description: 'Record the call from answer to hangup (both parties mixed): a recording on the call, call.recording.ready when it ends' })),
   metadata: Type.Optional(Metadata),

@@ -6,7 +6,7 @@ import { CallRecord } from './call-records.ts'
 import { ActiveCall, type ActiveCalls } from './call-session.ts'
 import { DialError, type OutboundDialer } from './outbound-dialer.ts'
 import type { MediaBinder, MediaLeg } from './media-binding.ts'
-import { failureStatus } from './route-plan.ts'
+import { failureStatus } from './carrier-route-plan.ts'
 import { CallControlError, errorCodeForStatus } from './call-control-error.ts'
 import { transferCall, TransferError, type TransferRequest, type TransferResult } from './transfer.ts'
 
@@ -35,7 +35,7 @@ export interface OriginateInput {
   /** Caller ID: a number (or extension caller ID) the account owns. */
   from: string
   agentId?: string | null
-  /** Place the call over this trunk only, instead of the account's routes. */
+  /** Place the call over this trunk only, instead of the account's carrier routes. */
   trunkId?: string | null
   ringTimeoutSec?: number
   metadata?: Record<string, unknown>

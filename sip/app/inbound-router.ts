@@ -8,7 +8,7 @@ import type { SipDirectory } from './sip-directory.ts'
 import type { ConcurrencyLimiter, Lease } from './concurrency-limiter.ts'
 import type { MediaBinder } from './media-binding.ts'
 import { DialError, type DialAttempt, type OutboundDialer } from './outbound-dialer.ts'
-import { failureStatus, shouldFailover, type AttemptOutcome } from './route-plan.ts'
+import { failureStatus, shouldFailover, type AttemptOutcome } from './carrier-route-plan.ts'
 import { normalizeDialled, userPart } from './number-normalizer.ts'
 import { CallRecord } from './call-records.ts'
 import { ActiveCall, type ActiveCalls } from './call-session.ts'
@@ -18,7 +18,7 @@ import { ActiveCall, type ActiveCalls } from './call-session.ts'
  * which number they called (Request-URI, To, Diversion or P-Called-Party-ID as
  * the trunk says), normalised to E.164, and where it goes: an agent (we answer
  * with a media session), an extension (its registered contacts), a SIP URI,
- * or out again over the account's routes (an extension calling the PSTN).
+ * or out again over the account's carrier routes (an extension calling the PSTN).
  */
 
 export interface InboundRouterOptions {
@@ -148,7 +148,7 @@ export class InboundRouter {
       return
     }
     const ctx = { accountId, from: username, trunkId: null, extensionId }
-    // Another extension by username, then one of the account's own numbers, then out over the routes.
+    // Another extension by username, then one of the account's own numbers, then out over the carrier routes.
     const ext = await this.opts.directory.extensionByUsername(accountId, raw)
     if (ext) {
       await this.bridgeTo(req, res, live, { ...ctx, to: raw, agentId: null, numberId: null }, () => this.opts.dialer.plan(accountId, raw, username), lease)

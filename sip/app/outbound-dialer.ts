@@ -2,16 +2,16 @@ import type Srf from 'drachtio-srf'
 import type { Logger } from 'pino'
 import type { Store } from '../../store/index.ts'
 import type { TrunkOutbound } from '../../store/trunks.ts'
-import { shouldFailover, failureStatus, type AttemptOutcome } from './route-plan.ts'
+import { shouldFailover, failureStatus, type AttemptOutcome } from './carrier-route-plan.ts'
 import { isE164, toE164 } from './number-normalizer.ts'
 import type { ConcurrencyLimiter, Lease } from './concurrency-limiter.ts'
 import type { Registrar } from './registrar.ts'
 import type { SipDirectory } from './sip-directory.ts'
 
 /**
- * Where an outbound leg goes, and placing it: per-account routes (prefix,
- * priority) over trunks, failing over on 408/5xx/6xx/timeout and never on
- * busy, no-answer or cancel (route-plan.ts); extensions through their
+ * Where an outbound leg goes, and placing it: per-account carrier routes
+ * (prefix, priority) over trunks, failing over on 408/5xx/6xx/timeout and never on
+ * busy, no-answer or cancel (carrier-route-plan.ts); extensions through their
  * registered contacts; SIP URIs directly.
  */
 
@@ -87,7 +87,7 @@ export class OutboundDialer {
   /**
    * The ordered attempts for a destination: a SIP URI as is, an extension of
    * the account (by username) through its contacts, else an E.164 number over
-   * the account's routes.
+   * the account's carrier routes.
    */
   async plan(accountId: string, to: string, fromNumber: string, onlyTrunkId?: string): Promise<DialAttempt[]> {
     const dest = to.trim()
@@ -103,10 +103,10 @@ export class OutboundDialer {
     }
     const number = isE164(dest) ? dest : toE164(dest)
     if (!number) throw new DialError('invalid-destination', `${to} is neither an E.164 number, a SIP URI nor an extension`)
-    const routes = await this.opts.store.routes.candidates(accountId, number)
+    const routes = await this.opts.store.carrierRoutes.candidates(accountId, number)
     const attempts: DialAttempt[] = []
     const seen = new Set<string>()
-    // An explicit trunk (API originate with trunkId) replaces the route list.
+    // An explicit trunk (API originate with trunkId) replaces the carrier routes.
     const trunkIds = onlyTrunkId ? [onlyTrunkId] : routes.map((r) => r.trunkId)
     for (const trunkId of trunkIds) {
       const r = { trunkId }

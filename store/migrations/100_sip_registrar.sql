@@ -1,4 +1,4 @@
--- sip/app tables (owned by the SIP app, see sip/app/registrar-store.ts).
+-- SIP signalling tables: registrar bindings and the digest nonce key (store/registrar-bindings.ts), outbound registrations (store/outbound-registrations.ts).
 --
 -- Registrar bindings, RFC 3261 §10.3: one row per (address-of-record, contact),
 -- with the Call-ID/CSeq of the REGISTER that last refreshed it and the source

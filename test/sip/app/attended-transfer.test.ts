@@ -17,7 +17,7 @@ t.test('attended transfer: caller held with music, target called and briefed, th
   await sleep(300)
   for (const [prefix, port] of [['+1301', pa], ['+1302', pb]] as const) {
     const trunk = await store.trunks.create(accountId, { name: `c${prefix}`, outbound: { host: '127.0.0.1', port } })
-    await store.routes.create(accountId, { name: `r${prefix}`, prefix, trunkId: trunk.id, priority: 1 })
+    await store.carrierRoutes.create(accountId, { name: `r${prefix}`, prefix, trunkId: trunk.id, priority: 1 })
   }
   const call = await app.calls.originate({ accountId, to: '+13015550100', from: '+14155550123', agentId: agent.id })
   await waitFor(async () => (await store.calls.getById(call.id))?.status === 'in-progress' || null, 10_000, 'answer')

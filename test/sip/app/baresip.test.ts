@@ -37,7 +37,7 @@ t.test('baresip as an extension', async (t) => {
     t.teardown(() => carrier.kill())
     await sleep(300)
     const trunk = await store.trunks.create(accountId, { name: 'pstn', outbound: { host: '127.0.0.1', port } })
-    await store.routes.create(accountId, { name: 'all', prefix: '*', trunkId: trunk.id, priority: 1 })
+    await store.carrierRoutes.create(accountId, { name: 'all', prefix: '*', trunkId: trunk.id, priority: 1 })
     const phone = runPhone({ user: '201', password: 'phone-secret', domain: DOMAIN, proxy: stack.target, localPort: await freePort(), seconds: 6, dial: '+12125550100' })
     const r = await phone.done
     const c = await carrier.done

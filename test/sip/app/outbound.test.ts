@@ -6,7 +6,7 @@ import { CallControlError } from '../../../sip/app/index.ts'
 
 async function carrier(stack: SipStack, name: string, port: number, priority: number, prefix = '+1') {
   const trunk = await stack.store.trunks.create(stack.accountId, { name, outbound: { host: '127.0.0.1', port } })
-  await stack.store.routes.create(stack.accountId, { name: `${name}-route`, prefix, trunkId: trunk.id, priority })
+  await stack.store.carrierRoutes.create(stack.accountId, { name: `${name}-route`, prefix, trunkId: trunk.id, priority })
   return trunk
 }
 
@@ -46,8 +46,8 @@ t.test('outbound calls over routes with failover', async (t) => {
     t.equal(r1.code, 0, 'carrier 1 saw the INVITE and got its ACK for 503')
     t.equal(r2.code, 0, 'carrier 2 answered and got our BYE')
     t.match(r2.log, /From: <sip:\+14155550123@/, 'caller ID presented')
-    await store.routes.delete(accountId, (await store.routes.list(accountId, {})).data.find((r) => r.trunkId === t1.id)!.id)
-    await store.routes.delete(accountId, (await store.routes.list(accountId, {})).data.find((r) => r.trunkId === t2.id)!.id)
+    await store.carrierRoutes.delete(accountId, (await store.carrierRoutes.list(accountId, {})).data.find((r) => r.trunkId === t1.id)!.id)
+    await store.carrierRoutes.delete(accountId, (await store.carrierRoutes.list(accountId, {})).data.find((r) => r.trunkId === t2.id)!.id)
   })
 
   await t.test('busy (486) does not fail over', async (t) => {

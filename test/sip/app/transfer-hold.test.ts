@@ -21,7 +21,7 @@ t.test('hold, blind transfer (REFER), bridge transfer with whisper', async (t) =
 
   async function carrierFor(prefix: string, port: number) {
     const trunk = await store.trunks.create(accountId, { name: `c${prefix}`, outbound: { host: '127.0.0.1', port } })
-    await store.routes.create(accountId, { name: `r${prefix}`, prefix, trunkId: trunk.id, priority: 1 })
+    await store.carrierRoutes.create(accountId, { name: `r${prefix}`, prefix, trunkId: trunk.id, priority: 1 })
     return trunk
   }
 

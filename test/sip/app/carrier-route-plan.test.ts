@@ -1,7 +1,7 @@
 import t from 'tap'
-import { selectRoutes, shouldFailover, failureStatus, type OutboundRoute } from '../../../sip/app/route-plan.ts'
+import { selectCarrierRoutes, shouldFailover, failureStatus, type CarrierRouteCandidate } from '../../../sip/app/carrier-route-plan.ts'
 
-const routes: OutboundRoute[] = [
+const routes: CarrierRouteCandidate[] = [
   { id: 'r1', prefix: '', priority: 10, trunkId: 'default-a' },
   { id: 'r2', prefix: '', priority: 5, trunkId: 'default-b' },
   { id: 'r3', prefix: '+44', priority: 1, trunkId: 'uk' },
@@ -12,10 +12,10 @@ const routes: OutboundRoute[] = [
 ]
 
 t.test('longest prefix first, then priority; each trunk once; disabled skipped', async (t) => {
-  t.same(selectRoutes(routes, '+442079460958').map((r) => r.trunkId), ['london', 'uk', 'default-b', 'default-a'])
-  t.same(selectRoutes(routes, '+14155550100').map((r) => r.trunkId), ['us', 'default-b', 'default-a'])
-  t.same(selectRoutes(routes, '+33123456789').map((r) => r.trunkId), ['default-b', 'default-a'])
-  t.same(selectRoutes([], '+33123456789'), [])
+  t.same(selectCarrierRoutes(routes, '+442079460958').map((r) => r.trunkId), ['london', 'uk', 'default-b', 'default-a'])
+  t.same(selectCarrierRoutes(routes, '+14155550100').map((r) => r.trunkId), ['us', 'default-b', 'default-a'])
+  t.same(selectCarrierRoutes(routes, '+33123456789').map((r) => r.trunkId), ['default-b', 'default-a'])
+  t.same(selectCarrierRoutes([], '+33123456789'), [])
 })
 
 t.test('failover on 408, 5xx, 6xx (not 600) and timeout', async (t) => {

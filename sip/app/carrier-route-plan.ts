@@ -1,13 +1,15 @@
 /**
- * Outbound route selection and the failover policy (pure: no SIP here).
+ * Carrier route selection and the failover policy between carrier routes
+ * (pure: no SIP here).
  *
- * Routes belong to an account: a destination prefix ("" matches everything),
- * a priority (lower first) and a trunk. Every matching route is a candidate;
- * the longest prefix goes first, then priority, then the route id so the order
- * is stable. A trunk appears once.
+ * Carrier routes belong to an account: a destination prefix ("" matches
+ * everything), a priority (lower first) and a trunk. Every matching carrier
+ * route is a candidate; the longest prefix goes first, then priority, then the
+ * id so the order is stable. A trunk appears once. The dialer gets the same
+ * order from the store (store/carrier-routes.ts `candidates`).
  */
 
-export interface OutboundRoute {
+export interface CarrierRouteCandidate {
   id: string
   accountId?: string
   /** E.164 digits prefix, with or without "+": "+44", "1", "" */
@@ -17,16 +19,16 @@ export interface OutboundRoute {
   enabled?: boolean
 }
 
-export function routeMatches(route: OutboundRoute, destination: string): boolean {
+export function carrierRouteMatches(route: CarrierRouteCandidate, destination: string): boolean {
   const p = route.prefix.replace(/^\+/, '')
   const d = destination.replace(/^\+/, '')
   return d.startsWith(p)
 }
 
-export function selectRoutes<R extends OutboundRoute>(routes: R[], destination: string): R[] {
+export function selectCarrierRoutes<R extends CarrierRouteCandidate>(routes: R[], destination: string): R[] {
   const seen = new Set<string>()
   return routes
-    .filter((r) => r.enabled !== false && routeMatches(r, destination))
+    .filter((r) => r.enabled !== false && carrierRouteMatches(r, destination))
     .sort((a, b) => {
       const pa = a.prefix.replace(/^\+/, '').length
       const pb = b.prefix.replace(/^\+/, '').length
@@ -46,7 +48,7 @@ export type AttemptOutcome =
   | { kind: 'canceled' }
 
 /**
- * Whether to try the next route. Yes on 408, 5xx, 6xx and transport timeout;
+ * Whether to try the next carrier route. Yes on 408, 5xx, 6xx and transport timeout;
  * never on busy (486, 600), no-answer (480, ring timeout) or cancel (487):
  * those are the callee's answer, not the carrier's failure. 4xx other than 408
  * is a problem with the request (404, 484...) that another carrier may route,
