@@ -37,3 +37,17 @@ export function decodeL16le(payload: Uint8Array, out: Int16Array, byteCount = pa
   }
   return n
 }
+
+/** Little-endian PCM16 bytes → a new Int16Array (an odd last byte is ignored); off the packet path. */
+export function pcmFromL16le(bytes: Uint8Array): Int16Array {
+  const pcm = new Int16Array(bytes.length >> 1)
+  decodeL16le(bytes, pcm)
+  return pcm
+}
+
+/** Int16 samples → new little-endian PCM16 bytes; off the packet path. */
+export function pcmToL16le(pcm: Int16Array): Uint8Array {
+  const bytes = new Uint8Array(pcm.length * 2)
+  encodeL16le(pcm, bytes)
+  return bytes
+}

@@ -37,7 +37,8 @@ export {
   type GarbageCounters,
 } from './session.ts'
 export { SdpNegotiator, SdpError, type Direction, type CodecPreference, type NegotiatedMedia, type NegotiatedCodec } from './sdp/negotiator.ts'
-export { PcmSource, PcmQueueSource, ToneSource, loadAudio, parseWav, sourceFromSpec, type PlaySpec, type ToneName } from './playback.ts'
+export { PcmSource, PcmQueueSource, ToneSource, loadAudio, sourceFromSpec, type PlaySpec, type ToneName } from './playback.ts'
+export { parseWav, parseWavHeader, encodeWav, type DecodedAudio, type WavFormat } from './wav.ts'
 export { WavRecorder, type RecordingMode, type RecordingResult } from './recorder.ts'
 export { WebSocketFork, type ForkOptions, type ForkFormat } from './fork.ts'
 export { Bridge, type BridgeMode } from './bridge.ts'

@@ -5,8 +5,8 @@
  */
 import { readFile, stat } from 'node:fs/promises'
 import { resample } from '../codecs/resampler.ts'
-import { decodeUlaw, decodeAlaw } from '../codecs/g711.ts'
 import type { FrameSource, SampleRate } from '../audio/frame.ts'
+import { parseWav, type DecodedAudio } from './wav.ts'
 
 /** Plays a fixed PCM buffer once (or `loops` times), 20 ms per frame. */
 export class PcmSource implements FrameSource {
@@ -157,53 +157,6 @@ export class ToneSource implements FrameSource {
     }
     return f
   }
-}
-
-export interface DecodedAudio { pcm: Int16Array; sampleRate: number }
-
-/** Parses a RIFF/WAVE file: PCM 16-bit, 8-bit, µ-law or A-law, any channel count (downmixed). */
-export function parseWav(buf: Uint8Array): DecodedAudio {
-  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
-  const tag = (o: number) => String.fromCharCode(buf[o]!, buf[o + 1]!, buf[o + 2]!, buf[o + 3]!)
-  if (buf.length < 12 || tag(0) !== 'RIFF' || tag(8) !== 'WAVE') throw new Error('not a WAV file')
-  let o = 12
-  let format = 0, channels = 1, rate = 8000, bits = 16
-  let data: Uint8Array | null = null
-  while (o + 8 <= buf.length) {
-    const id = tag(o)
-    let size = dv.getUint32(o + 4, true)
-    const body = o + 8
-    // A crashed writer leaves a zero or oversize data length: take what is there.
-    if (id === 'data' && (size === 0 || body + size > buf.length)) size = buf.length - body
-    if (id === 'fmt ') {
-      format = dv.getUint16(body, true)
-      channels = dv.getUint16(body + 2, true)
-      rate = dv.getUint32(body + 4, true)
-      bits = dv.getUint16(body + 14, true)
-      if (format === 0xfffe && size >= 26) format = dv.getUint16(body + 24, true) // WAVE_FORMAT_EXTENSIBLE subformat
-    } else if (id === 'data') {
-      data = buf.subarray(body, body + size)
-    }
-    o = body + size + (size & 1)
-  }
-  if (!data) throw new Error('WAV has no data chunk')
-  const frames = format === 1 ? Math.floor(data.length / (channels * bits / 8)) : Math.floor(data.length / channels)
-  const mono = new Int16Array(frames)
-  const ddv = new DataView(data.buffer, data.byteOffset, data.byteLength)
-  const tmp = new Int16Array(1)
-  for (let i = 0; i < frames; i++) {
-    let acc = 0
-    for (let c = 0; c < channels; c++) {
-      const idx = i * channels + c
-      if (format === 1 && bits === 16) acc += ddv.getInt16(idx * 2, true)
-      else if (format === 1 && bits === 8) acc += (data[idx]! - 128) << 8
-      else if (format === 7) { decodeUlaw(data.subarray(idx, idx + 1), tmp, 1); acc += tmp[0]! }
-      else if (format === 6) { decodeAlaw(data.subarray(idx, idx + 1), tmp, 1); acc += tmp[0]! }
-      else throw new Error(`unsupported WAV format ${format}/${bits}`)
-    }
-    mono[i] = Math.round(acc / channels)
-  }
-  return { pcm: mono, sampleRate: rate }
 }
 
 async function decodeMp3(buf: Uint8Array): Promise<DecodedAudio> {

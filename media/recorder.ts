@@ -14,6 +14,7 @@
  */
 import { closeSync, openSync, writeSync } from 'node:fs'
 import type { AudioFrame, DuplexFrameSink, SampleRate } from '../audio/frame.ts'
+import { WAV_HEADER_BYTES, writeWavHeader } from './wav.ts'
 
 export type RecordingMode = 'stereo' | 'mixed' | 'inbound' | 'outbound'
 
@@ -50,7 +51,7 @@ export class WavRecorder implements DuplexFrameSink {
   private dataBytes = 0
   private readonly flushBytes: number
   private closed = false
-  private readonly header = Buffer.alloc(44)
+  private readonly header = Buffer.alloc(WAV_HEADER_BYTES)
 
   constructor(opts: RecorderOptions) {
     this.path = opts.path
@@ -68,22 +69,8 @@ export class WavRecorder implements DuplexFrameSink {
   }
 
   private writeHeader(): void {
-    const h = this.header
-    const blockAlign = this.channels * 2
-    h.write('RIFF', 0, 'ascii')
-    h.writeUInt32LE(36 + this.dataBytes, 4)
-    h.write('WAVE', 8, 'ascii')
-    h.write('fmt ', 12, 'ascii')
-    h.writeUInt32LE(16, 16)
-    h.writeUInt16LE(1, 20) // PCM
-    h.writeUInt16LE(this.channels, 22)
-    h.writeUInt32LE(this.sampleRate, 24)
-    h.writeUInt32LE(this.sampleRate * blockAlign, 28)
-    h.writeUInt16LE(blockAlign, 32)
-    h.writeUInt16LE(16, 34)
-    h.write('data', 36, 'ascii')
-    h.writeUInt32LE(this.dataBytes, 40)
-    writeSync(this.fd, h, 0, 44, 0)
+    writeWavHeader(this.header, this.sampleRate, this.channels, this.dataBytes)
+    writeSync(this.fd, this.header, 0, WAV_HEADER_BYTES, 0)
   }
 
   onFrame(frame: AudioFrame): void {
@@ -147,7 +134,7 @@ export class WavRecorder implements DuplexFrameSink {
   /** Appends buffered audio and rewrites the header sizes (crash-safe point). */
   flush(): void {
     if (this.pendingBytes === 0) return
-    writeSync(this.fd, this.pending, 0, this.pendingBytes, 44 + this.dataBytes)
+    writeSync(this.fd, this.pending, 0, this.pendingBytes, WAV_HEADER_BYTES + this.dataBytes)
     this.dataBytes += this.pendingBytes
     this.pendingBytes = 0
     this.writeHeader()
@@ -172,6 +159,6 @@ export class WavRecorder implements DuplexFrameSink {
       this.closed = true
       closeSync(this.fd)
     }
-    return { path: this.path, durationMs: Math.round(this.durationMs), bytes: 44 + this.dataBytes, channels: this.channels, sampleRate: this.sampleRate }
+    return { path: this.path, durationMs: Math.round(this.durationMs), bytes: WAV_HEADER_BYTES + this.dataBytes, channels: this.channels, sampleRate: this.sampleRate }
   }
 }

@@ -8,7 +8,7 @@
  * the 400s are agent-fields-api.test.ts.
  */
 import t, { type Test } from 'tap'
-import { parseWav } from '../../media/playback.ts'
+import { parseWav } from '../../media/wav.ts'
 import { speechPcm } from './helpers/audio.ts'
 import { fieldLab, frames, sleep, voiced, waitUntil, type LiveCall } from './helpers/field-lab.ts'
 import { rms } from '../sip/app/rtp-caller.ts'

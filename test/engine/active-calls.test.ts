@@ -15,7 +15,7 @@ import { join } from 'node:path'
 import { startStack, type Stack } from '../harness/stack.ts'
 import { freePort } from '../harness/ports.ts'
 import { runSipp } from '../harness/sipp.ts'
-import { parseWav } from '../../media/playback.ts'
+import { parseWav } from '../../media/wav.ts'
 import { RtpCaller, placeCall, awaitAnsweredCall } from '../sip/app/rtp-caller.ts'
 import { SCN } from '../sip/app/sipp-util.ts'
 

@@ -4,16 +4,11 @@ import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { loadAudio } from '../../media/playback.ts'
+import { encodeWav } from '../../media/wav.ts'
 
 /** A short valid WAV: 8 kHz mono 16-bit, `samples` of a ramp. */
 function wav(samples: number): Buffer {
-  const b = Buffer.alloc(44 + samples * 2)
-  b.write('RIFF', 0); b.writeUInt32LE(36 + samples * 2, 4); b.write('WAVE', 8)
-  b.write('fmt ', 12); b.writeUInt32LE(16, 16); b.writeUInt16LE(1, 20); b.writeUInt16LE(1, 22)
-  b.writeUInt32LE(8000, 24); b.writeUInt32LE(16000, 28); b.writeUInt16LE(2, 32); b.writeUInt16LE(16, 34)
-  b.write('data', 36); b.writeUInt32LE(samples * 2, 40)
-  for (let i = 0; i < samples; i++) b.writeInt16LE((i % 200) * 100 - 10000, 44 + i * 2)
-  return b
+  return encodeWav(Int16Array.from({ length: samples }, (_, i) => (i % 200) * 100 - 10000), 8000)
 }
 
 let server: Server

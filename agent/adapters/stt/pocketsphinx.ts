@@ -36,7 +36,7 @@ import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import type { AudioFrame } from '../../../audio/frame.ts'
 import { Channel } from '../../channel.ts'
-import { int16ToBytes } from '../../wav.ts'
+import { pcmToL16le } from '../../../codecs/l16.ts'
 import type { SttAdapter, SttEvent, SttStream, SttStreamOptions } from './contract.ts'
 import { BandFill } from './bandfill.ts'
 import { buildJsgf } from './jsgf.ts'
@@ -157,7 +157,7 @@ class PocketsphinxStream implements SttStream {
   }
 
   private write(wide: Int16Array): void {
-    this.audio.write(int16ToBytes(wide))
+    this.audio.write(pcmToL16le(wide))
     if (this.cfg.lmFallback !== false) {
       this.pendingAudio.push(wide)
       this.pendingSamples += wide.length
@@ -187,7 +187,7 @@ class PocketsphinxStream implements SttStream {
       return
     }
     const file = join(this.dir, `utt-${Date.now()}.raw`)
-    writeFileSync(file, Buffer.concat(chunks.map((c) => Buffer.from(int16ToBytes(c)))))
+    writeFileSync(file, Buffer.concat(chunks.map(pcmToL16le)))
     const child = spawn(this.cfg.binary ?? 'pocketsphinx_continuous', ['-infile', file, '-logfn', '/dev/null'], {
       stdio: ['pipe', 'pipe', 'pipe'],
     })

@@ -9,7 +9,8 @@
 import { spawn } from 'node:child_process'
 import { performance } from 'node:perf_hooks'
 import { Channel } from '../../channel.ts'
-import { bytesToInt16, parseWavHeader, type WavFormat } from '../../wav.ts'
+import { pcmFromL16le } from '../../../codecs/l16.ts'
+import { parseWavHeader, type WavFormat } from '../../../media/wav.ts'
 import { AdapterError } from '../adapter-error.ts'
 import type { PcmChunk, TtsAdapter, TtsRequest, TtsStream } from './contract.ts'
 
@@ -53,7 +54,7 @@ class EspeakStream implements TtsStream {
       }
       const usable = pending.length & ~1
       if (usable === 0) return
-      const samples = bytesToInt16(pending.subarray(0, usable))
+      const samples = pcmFromL16le(pending.subarray(0, usable))
       pending = pending.subarray(usable)
       if (this.ttfbMs === undefined) this.ttfbMs = performance.now() - started
       this.out.push({ samples, sampleRate: header.sampleRate })

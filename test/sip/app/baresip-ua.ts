@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { encodeWav } from '../../../media/wav.ts'
 
 export interface PhoneOptions {
   user: string
@@ -58,11 +59,5 @@ export function runPhone(o: PhoneOptions): { done: Promise<{ code: number | null
 /** A mono 16-bit PCM WAV of a sine tone (aufile wants the codec's rate). */
 function sineWav(freq: number, rate: number, seconds: number): Buffer {
   const n = rate * seconds
-  const buf = Buffer.alloc(44 + n * 2)
-  buf.write('RIFF', 0); buf.writeUInt32LE(36 + n * 2, 4); buf.write('WAVE', 8)
-  buf.write('fmt ', 12); buf.writeUInt32LE(16, 16); buf.writeUInt16LE(1, 20); buf.writeUInt16LE(1, 22)
-  buf.writeUInt32LE(rate, 24); buf.writeUInt32LE(rate * 2, 28); buf.writeUInt16LE(2, 32); buf.writeUInt16LE(16, 34)
-  buf.write('data', 36); buf.writeUInt32LE(n * 2, 40)
-  for (let i = 0; i < n; i++) buf.writeInt16LE(Math.round(8000 * Math.sin((2 * Math.PI * freq * i) / rate)), 44 + i * 2)
-  return buf
+  return encodeWav(Int16Array.from({ length: n }, (_, i) => Math.round(8000 * Math.sin((2 * Math.PI * freq * i) / rate))), rate)
 }

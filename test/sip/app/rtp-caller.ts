@@ -2,6 +2,7 @@ import { createSocket, type Socket } from 'node:dgram'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { ALAW_DECODE, ALAW_ENCODE, ULAW_DECODE, ULAW_ENCODE } from '../../../codecs/g711.ts'
+import { encodeWav } from '../../../media/wav.ts'
 import { G722Decoder, G722Encoder } from '../../../codecs/g722.ts'
 import { runSipp, type SippResult } from '../../harness/sipp.ts'
 import { freePort } from '../../harness/ports.ts'
@@ -376,14 +377,9 @@ export function sine(freq: number, seconds: number, amplitude = 8000, rate = 800
   return out
 }
 
+/** A mono 16-bit PCM WAV file of `pcm`. */
 export function wavFile(pcm: Int16Array, rate = 8000): Buffer {
-  const b = Buffer.alloc(44 + pcm.length * 2)
-  b.write('RIFF', 0, 'ascii'); b.writeUInt32LE(36 + pcm.length * 2, 4); b.write('WAVE', 8, 'ascii')
-  b.write('fmt ', 12, 'ascii'); b.writeUInt32LE(16, 16); b.writeUInt16LE(1, 20); b.writeUInt16LE(1, 22)
-  b.writeUInt32LE(rate, 24); b.writeUInt32LE(rate * 2, 28); b.writeUInt16LE(2, 32); b.writeUInt16LE(16, 34)
-  b.write('data', 36, 'ascii'); b.writeUInt32LE(pcm.length * 2, 40)
-  for (let i = 0; i < pcm.length; i++) b.writeInt16LE(pcm[i]!, 44 + i * 2)
-  return b
+  return encodeWav(pcm, rate)
 }
 
 /**
