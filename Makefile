@@ -4,14 +4,18 @@
 APT_PACKAGES := sip-tester rtpengine-daemon baresip espeak-ng pocketsphinx pocketsphinx-en-us postgresql sox kamailio tcpdump
 NPM_STAMP := node_modules/.callplane-installed
 
-.PHONY: start test deps apt typecheck bench bench-quick sip-server
+.PHONY: start test deps apt typecheck layers bench bench-quick sip-server
 
 start: deps
 	npx tsx main.ts
 
 test: deps
 	npx tsc --noEmit
+	npm run --silent layers
 	npx tap
+
+layers: deps
+	npm run --silent layers
 
 sip-server: deps
 	npx tsx sip/server/main.ts

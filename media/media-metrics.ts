@@ -6,18 +6,25 @@
  * jitter takes the worst.
  */
 import { Gauge, type Registry } from 'prom-client'
-import type { MediaEngineStats } from './engine.ts'
 
-export type MediaStatsSource = () => MediaEngineStats[] | Promise<MediaEngineStats[]>
+/** What the gauges read of one engine's stats (MediaStatsSample has it), so this module needs no import of engine.ts, which registers it. */
+export interface MediaStatsSample {
+  activeSessions: number
+  totals: { packetsIn: number; packetsOut: number; lost: number; garbage: number }
+  maxJitterMs: number
+  scheduler: { lateTicks: number }
+}
+
+export type MediaStatsSource = () => MediaStatsSample[] | Promise<MediaStatsSample[]>
 
 export function registerMediaMetrics(registry: Registry, source: MediaStatsSource): void {
   // One read per scrape, shared by the gauges (each collect() runs in the same scrape).
-  let pending: Promise<MediaEngineStats[]> | null = null
-  const read = (): Promise<MediaEngineStats[]> => {
+  let pending: Promise<MediaStatsSample[]> | null = null
+  const read = (): Promise<MediaStatsSample[]> => {
     pending ??= Promise.resolve(source()).finally(() => { setImmediate(() => { pending = null }) })
     return pending
   }
-  const sum = (all: MediaEngineStats[], f: (s: MediaEngineStats) => number) => all.reduce((a, s) => a + f(s), 0)
+  const sum = (all: MediaStatsSample[], f: (s: MediaStatsSample) => number) => all.reduce((a, s) => a + f(s), 0)
   new Gauge({ name: 'callplane_media_sessions_active', help: 'Active media sessions', registers: [registry], async collect() { this.set(sum(await read(), (s) => s.activeSessions)) } })
   new Gauge({ name: 'callplane_rtp_packets', help: 'RTP packets since start', labelNames: ['direction'], registers: [registry], async collect() {
     const all = await read()
