@@ -5,7 +5,7 @@ import type { Logger } from './config/logger.ts'
 import { openDatabase, type Database } from './store/database.ts'
 import { migrate } from './store/migrator.ts'
 import { bootstrap, DEMO_NUMBER } from './store/bootstrap.ts'
-import { reachableSipHost, sipUri } from './config/reachable-address.ts'
+import { reachableSipHost, sipUri, splitHostPort } from './config/reachable-address.ts'
 import { createSipServer, type SipServer } from './sip/server/index.ts'
 import { SrfConnection, type DrachtioTarget } from './sip/app/srf-connection.ts'
 import { buildApiServer } from './control-api/app.ts'
@@ -18,11 +18,10 @@ import { CallControlSlot } from './call/call-control.ts'
 import { WebhookWorker } from './control-api/webhook-worker.ts'
 import { SipApplication } from './sip/app/index.ts'
 import { createApiCallControl } from './call/api-call-control.ts'
-import { MediaEngine } from './media/engine.ts'
+import type { MediaEngine } from './media/engine.ts'
 import { RtpengineAnchor } from './media/rtpengine/anchor.ts'
-import { registerMediaMetrics } from './media/media-metrics.ts'
-import { createMediaPlane } from './call/plane/media-plane.ts'
-import { WorkerMediaPlanes } from './call/plane/worker-planes.ts'
+import { startMediaPlane } from './call/plane/start-media-plane.ts'
+import type { WorkerMediaPlanes } from './call/plane/worker-planes.ts'
 import { registerAgentMetrics } from './agent/metrics.ts'
 
 /** What a started engine tells its operator: one line per listener. */
@@ -63,6 +62,8 @@ export interface EngineParts {
   listeners: EngineListeners
   /** Set only on the first start without BOOTSTRAP_API_KEY: printed once. */
   generatedApiKey: string | undefined
+  /** The parts' stops in start-up order (shutdown unwinds them). */
+  stops: StopOrder
 }
 
 export class Engine {
@@ -83,6 +84,7 @@ export class Engine {
   readonly webhookWorker: WebhookWorker
   readonly listeners: EngineListeners
   readonly generatedApiKey: string | undefined
+  private readonly stops: StopOrder
 
   private constructor(parts: EngineParts) {
     this.config = parts.config
@@ -100,29 +102,30 @@ export class Engine {
     this.webhookWorker = parts.webhookWorker
     this.listeners = parts.listeners
     this.generatedApiKey = parts.generatedApiKey
+    this.stops = parts.stops
   }
 
   static async start(config: Config, logger: Logger): Promise<Engine> {
     const registry = new Registry()
     collectDefaultMetrics({ register: registry })
     const health = new HealthRegistry()
-    const started: Array<() => Promise<void>> = []
+    // Start-up order, declared once: each part's stop is pushed as it starts; a failed start and shutdown() both unwind it in reverse.
+    const stops = new StopOrder()
     try {
       const db = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, logger: logger.child({ component: 'store' }) })
-      started.push(() => db.close())
+      stops.push('store', () => db.close())
       await migrate(db, logger.child({ component: 'store' }))
       const boot = await bootstrap(db, config.bootstrapApiKey, logger.child({ component: 'store' }))
       health.register('store', async () => ({ status: (await db.ping()) ? 'up' : 'down', detail: { mode: db.mode } }))
       const store = createStore(db, SecretBox.fromEnvOrFile(config.secretsKey, join(config.dataDir, 'secrets.key')), logger.child({ component: 'store' }))
       await store.outbox.start()
-      started.push(() => store.outbox.stop())
+      stops.push('outbox', () => store.outbox.stop())
       const callControl = new CallControlSlot()
 
       let sipServer: SipServer | null = null
       let target: DrachtioTarget
       if (config.drachtioUrl) {
-        const i = config.drachtioUrl.lastIndexOf(':')
-        target = { host: config.drachtioUrl.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(config.drachtioUrl.slice(i + 1)), secret: config.drachtioSecret }
+        target = { ...splitHostPort(config.drachtioUrl), secret: config.drachtioSecret }
       } else {
         sipServer = createSipServer({
           sipHost: config.sipHost,
@@ -137,14 +140,14 @@ export class Engine {
         })
         await sipServer.start()
         const server = sipServer
-        started.push(() => server.stop())
-        target = { host: '127.0.0.1', port: Number(sipServer.addresses.control.split(':').pop()), secret: config.drachtioSecret }
+        stops.push('sip-server', () => server.stop())
+        target = { host: '127.0.0.1', port: splitHostPort(sipServer.addresses.control).port, secret: config.drachtioSecret }
         health.register('sip-server', () => ({ status: 'up', detail: { ...server.addresses, connectedApps: server.connectedApps } }))
       }
 
       const srfConnection = new SrfConnection({ target, logger: logger.child({ component: 'sip-app' }), registry })
       await srfConnection.start()
-      started.push(() => srfConnection.stop())
+      stops.push('srf-connection', () => srfConnection.stop())
       // Registrar, routing, outbound calls, call control; finishes records a previous run left live.
       const sipApplication = await SipApplication.install(srfConnection, { store, logger: logger.child({ component: 'sip-app' }) })
       // The "SIP bridge" (Fonella's SIP bridge health): down while a trunk that should be registered to its carrier is not.
@@ -165,7 +168,7 @@ export class Engine {
       const mediaRoots = [join(config.dataDir, 'media')]
       // Every agent runtime reports its turn waterfall and barge-in latency to /metrics.
       const agentMetrics = registerAgentMetrics(registry)
-      started.push(async () => agentMetrics.unregister())
+      stops.push('agent-metrics', async () => agentMetrics.unregister())
       sipApplication.onDrained(async () => agentMetrics.unregister())
       const agentControl = {
         hangup: (id: string, reason?: string) => sipApplication.calls.hangup(id, 'agent', reason),
@@ -174,51 +177,21 @@ export class Engine {
       }
       const anchor = config.rtpengineNg ? new RtpengineAnchor({ ng: config.rtpengineNg }) : undefined
       if (anchor) {
-        started.push(async () => anchor.close())
+        stops.push('rtpengine', async () => anchor.close())
         health.register('rtpengine', async () => ({ status: (await anchor.ping().catch(() => false)) ? 'up' : 'down', detail: { ng: config.rtpengineNg } }))
       }
-      let media: MediaEngine | WorkerMediaPlanes
-      if (config.mediaWorkers > 0) {
-        // MEDIA_WORKERS: each worker thread runs a whole media plane (sessions,
-        // agents, media actions); this thread keeps SIP, the store and the API.
-        const planes = await WorkerMediaPlanes.start({
-          workers: config.mediaWorkers, engine: engineOptions, allowPrivateUrls, recordingsDir, mediaRoots, logLevel: config.logLevel,
-          ...(config.rtpengineNg ? { rtpengineNg: config.rtpengineNg } : {}),
-          store, logger: logger.child({ component: 'media' }), agentMetrics,
-          isLocal: (id) => sipApplication.calls.isLocal(id),
-          control: () => ({ ...agentControl, lost: (id, reason) => sipApplication.calls.hangup(id, 'system', reason) }),
-        })
-        media = planes
-        registerMediaMetrics(registry, async () => (await planes.stats()).map((w) => w.engine))
-        sipApplication.setMediaBinder(planes)
-        callControl.install(createApiCallControl(sipApplication, planes.api()))
-        health.register('media', async () => {
-          const st = await planes.stats()
-          return {
-            status: st.length === planes.size ? 'up' : 'down',
-            detail: { workers: st.map((w) => ({ index: w.index, activeSessions: w.engine.activeSessions, ports: w.engine.ports, lateTicks: w.engine.scheduler.lateTicks })) },
-          }
-        })
-      } else {
-        // Media for calls the engine terminates (agents): one MediaSession per call.
-        const engine = new MediaEngine({ ...engineOptions, registry })
-        media = engine
-        const plane = createMediaPlane({
-          media: engine, store, logger: logger.child({ component: 'media' }), ...(anchor ? { anchor } : {}), allowPrivateUrls,
-          control: () => agentControl, isLocal: (id) => sipApplication.calls.isLocal(id), recordingsDir, mediaRoots,
-        })
-        sipApplication.onDrained(() => plane.urlPolicy.close())
-        started.push(() => plane.urlPolicy.close())
-        sipApplication.setMediaBinder(plane.binder)
-        callControl.install(createApiCallControl(sipApplication, plane.actions.api()))
-        health.register('media', () => {
-          const st = engine.stats()
-          return { status: 'up', detail: { activeSessions: st.activeSessions, ports: st.ports, lateTicks: st.scheduler.lateTicks } }
-        })
-      }
-      const mediaPlane = media
+      const mediaPlane = await startMediaPlane({
+        workers: config.mediaWorkers, engine: engineOptions, registry, store, logger: logger.child({ component: 'media' }), logLevel: config.logLevel,
+        anchor, rtpengineNg: config.rtpengineNg, allowPrivateUrls, recordingsDir, mediaRoots, agentMetrics,
+        isLocal: (id) => sipApplication.calls.isLocal(id),
+        control: () => ({ ...agentControl, lost: (id, reason) => sipApplication.calls.hangup(id, 'system', reason) }),
+      })
+      stops.push('media', () => mediaPlane.stop())
       sipApplication.onDrained(() => mediaPlane.stop())
-      started.push(() => mediaPlane.stop())
+      sipApplication.setMediaBinder(mediaPlane.binder)
+      callControl.install(createApiCallControl(sipApplication, mediaPlane.actions))
+      health.register('media', () => mediaPlane.health())
+      const media = mediaPlane.media
       health.register('sip-app', () => ({
         status: srfConnection.connected ? 'up' : 'down',
         detail: { drachtio: srfConnection.connectedHostport ?? `${target.host}:${target.port} (not connected)`, activeCalls: srfConnection.activeCalls },
@@ -226,8 +199,9 @@ export class Engine {
 
       // Where a person dials the demo: the address other machines can reach (not 0.0.0.0), the port SIP really listens on.
       const sipHostPort = sipServer ? sipServer.addresses.udp[0]?.replace(/^udp:/, '') : srfConnection.sipAddress
-      const sipListenPort = Number(sipHostPort?.slice(sipHostPort.lastIndexOf(':') + 1)) || config.sipPort
-      const sipListenHost = sipHostPort ? sipHostPort.slice(0, sipHostPort.lastIndexOf(':')).replace(/^\[|\]$/g, '') : config.sipHost
+      const listening = sipHostPort ? splitHostPort(sipHostPort) : null
+      const sipListenPort = listening?.port || config.sipPort
+      const sipListenHost = listening?.host ?? config.sipHost
       const demoHost = reachableSipHost({ externalAddress: config.sipExternalAddress, bindHost: sipServer ? config.sipHost : sipListenHost })
       const demoSipUri = async (): Promise<string | null> => {
         const n = await store.numbers.findByNumber(DEMO_NUMBER)
@@ -244,14 +218,14 @@ export class Engine {
         registerRoutes: v1Routes({ store, callControl, allowInsecureWebhooks: db.mode === 'embedded' }),
       })
       await api.listen({ host: config.httpHost, port: config.httpPort })
-      started.push(() => api.close())
+      stops.push('control-api', () => api.close())
       const webhookWorker = new WebhookWorker({
         store, logger: logger.child({ component: 'webhooks' }),
         retryScheduleMs: config.webhookRetrySchedule, disableAfterMs: config.webhookDisableAfterMs,
         deliveries: new Counter({ name: 'callplane_webhook_deliveries_total', help: 'Webhook delivery attempts by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
       })
       webhookWorker.start()
-      started.push(() => webhookWorker.stop())
+      stops.push('webhooks', () => webhookWorker.stop())
       const httpAddr = api.server.address()
       const httpPort = typeof httpAddr === 'object' && httpAddr ? httpAddr.port : config.httpPort
 
@@ -265,11 +239,11 @@ export class Engine {
       }
       engine = new Engine({
         config, logger, registry, db, store, sipServer, srfConnection, sipApplication, media, rtpengine: anchor ?? null, callControl, api, webhookWorker, listeners,
-        generatedApiKey: boot.generatedApiKey,
+        generatedApiKey: boot.generatedApiKey, stops,
       })
       return engine
     } catch (err) {
-      for (const stop of started.reverse()) await stop().catch(() => {})
+      await stops.unwind(logger)
       throw err
     }
   }
@@ -289,14 +263,36 @@ export class Engine {
     const log = this.logger.child({ component: 'engine' })
     log.info({ activeCalls: this.srfConnection.activeCalls }, 'draining')
     await this.srfConnection.drain()
-    await this.webhookWorker.stop()
-    await this.api.close()
-    await this.srfConnection.stop()
-    await this.media.stop()
-    this.rtpengine?.close()
-    if (this.sipServer) await this.sipServer.stop()
-    await this.store.outbox.stop()
-    await this.db.close()
+    await this.stops.unwind(log)
     log.info('stopped')
+  }
+}
+
+/**
+ * The engine's parts in the order they started, each with its stop. Unwinding
+ * stops them newest first (webhooks, API, media, SIP app, SIP server, outbox,
+ * store last, so the last call records land); a part that fails to stop is
+ * logged and the rest still stop. Unwinding twice stops nothing twice.
+ */
+export class StopOrder {
+  private readonly parts: Array<{ name: string; stop: () => Promise<void> }> = []
+
+  push(name: string, stop: () => Promise<void>): void {
+    this.parts.push({ name, stop })
+  }
+
+  get names(): string[] {
+    return this.parts.map((p) => p.name)
+  }
+
+  async unwind(log: Pick<Logger, 'warn'>): Promise<void> {
+    while (this.parts.length) {
+      const part = this.parts.pop()!
+      try {
+        await part.stop()
+      } catch (err) {
+        log.warn({ err, part: part.name }, 'part failed to stop')
+      }
+    }
   }
 }

@@ -26,3 +26,10 @@ export function reachableSipHost(o: {
 export function sipUri(user: string, host: string, port: number): string {
   return `sip:${user}@${host.includes(':') ? `[${host}]` : host}:${port}`
 }
+
+/** `host:port`, `[v6]:port` or `v6:port` (the last colon splits) → host without brackets, and the port (NaN when absent). */
+export function splitHostPort(hostPort: string): { host: string; port: number } {
+  const i = hostPort.lastIndexOf(':')
+  if (i < 0) return { host: hostPort.replace(/^\[|\]$/g, ''), port: Number.NaN }
+  return { host: hostPort.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(hostPort.slice(i + 1)) }
+}

@@ -6,7 +6,7 @@
  */
 import t from 'tap'
 import { startStack } from '../harness/stack.ts'
-import { reachableSipHost, sipUri } from '../../config/reachable-address.ts'
+import { reachableSipHost, sipUri, splitHostPort } from '../../config/reachable-address.ts'
 import { prefersHtml } from '../../control-api/routes/home.ts'
 
 t.test('the address people are told to call', async (t) => {
@@ -23,6 +23,9 @@ t.test('the address people are told to call', async (t) => {
   t.equal(reachableSipHost({ bindHost: '0.0.0.0', interfaces: { lo: interfaces.lo } }), '127.0.0.1', 'only loopback: loopback')
   t.equal(sipUri('1000', '192.0.2.10', 5060), 'sip:1000@192.0.2.10:5060')
   t.equal(sipUri('1000', '2001:db8::5', 5060), 'sip:1000@[2001:db8::5]:5060', 'IPv6 bracketed')
+  t.same(splitHostPort('10.0.0.5:9022'), { host: '10.0.0.5', port: 9022 }, 'DRACHTIO_URL host:port')
+  t.same(splitHostPort('[2001:db8::5]:5060'), { host: '2001:db8::5', port: 5060 }, 'bracketed IPv6')
+  t.same(splitHostPort('drachtio'), { host: 'drachtio', port: Number.NaN }, 'no port')
 })
 
 t.test('content negotiation for /', async (t) => {
