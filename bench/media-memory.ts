@@ -36,7 +36,7 @@ import { createCodec } from '../codecs/index.ts'
 import { MediaEngine } from '../media/engine.ts'
 import { PcmSource } from '../media/playback.ts'
 import { Bridge } from '../media/bridge.ts'
-import type { MediaSession } from '../media/session.ts'
+import type { MediaSession } from '../media/session/media-session.ts'
 import type { SampleRate } from '../audio/frame.ts'
 
 const arg = (name: string, def: string): string => {

@@ -39,7 +39,7 @@ import { startWireCapture, tcpdumpAvailable, type WirePacingStats } from './wire
 const { MediaEngine } = await import('../media/engine.ts')
 const { PcmSource } = await import('../media/playback.ts')
 const { Bridge } = await import('../media/bridge.ts')
-type MediaSession = import('../media/session.ts').MediaSession
+type MediaSession = import('../media/session/media-session.ts').MediaSession
 
 const args = parseBenchArgs()
 const quick = args.mode === 'quick'

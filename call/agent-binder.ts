@@ -4,7 +4,7 @@ import { EventEmitter } from 'node:events'
 import type Srf from 'drachtio-srf'
 import type { Logger } from 'pino'
 import type { MediaEngine } from '../media/engine.ts'
-import type { MediaSession } from '../media/session.ts'
+import type { MediaSession } from '../media/session/media-session.ts'
 import { sourceFromSpec } from '../media/playback.ts'
 import type { FrameSource } from '../audio/frame.ts'
 import { AgentRuntime, createCallAgent, patternPhrases, type AgentConfigInput, type AgentMediaPort, type CallAgent, type HttpToolConfig } from '../agent/index.ts'
@@ -342,7 +342,7 @@ class SessionLeg implements MediaLeg {
       onFrame: (l) => { session.on('frame', l); return () => session.off('frame', l) },
       onDtmf: (l) => { const h = (e: { digit: string }) => l(e.digit); session.on('dtmf', h); return () => session.off('dtmf', h) },
       onEnded: (l) => { this.ended.on('ended', l); return () => this.ended.off('ended', l) },
-      // The agent's Playout never ends; behind CallOutput it yields to API prompts and MOH.
+      // The agent's Playout never ends; behind the OutputArbiter it yields to API prompts and MOH.
       play: (source) => { this.live.output.setAgent(source) },
       flush: () => session.flush(),
       sendDtmf: async (digits) => { session.sendDtmf(digits) },

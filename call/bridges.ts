@@ -1,15 +1,14 @@
 import { Bridge, type BridgeMode } from '../media/bridge.ts'
 import { LINK_RATE, LinkSink, LinkSource, type FrameLink } from '../media/frame-link.ts'
-import type { SessionDtmfEvent } from '../media/session.ts'
+import type { SessionDtmfEvent } from '../media/session/media-session.ts'
 import { CallControlError } from './call-control.ts'
-import { sessionThroughOutput } from './call-output.ts'
 import type { LiveMedia } from './live-media.ts'
 
 /**
  * Two local calls talking to each other through media/Bridge: RTP relayed
  * untouched when both legs negotiated the same codec (the agents' audio is
  * then bypassed), else decoded and re-encoded per leg through each call's
- * CallOutput. Either call ending separates them; the survivor goes back to
+ * OutputArbiter. Either call ending separates them; the survivor goes back to
  * its agent.
  *
  * With MEDIA_WORKERS a call's partner may live on another worker: then the
@@ -44,7 +43,7 @@ export class CallBridges {
     const idb = b.ctx.callId
     this.free([ida, idb])
     if (!a.session.codec || !b.session.codec) throw new CallControlError('invalid_state', 'both calls must have negotiated media before bridging')
-    const bridge = new Bridge(sessionThroughOutput(a.session, a.output), sessionThroughOutput(b.session, b.output))
+    const bridge = new Bridge({ session: a.session, output: a.output }, { session: b.session, output: b.output })
     const entry: Entry = { a: ida, b: idb, keys: [ida, idb], stop: () => bridge.unbridge() }
     this.bridges.set(ida, entry)
     this.bridges.set(idb, entry)
@@ -92,7 +91,7 @@ export class CallBridges {
     const sink = new LinkSink(link)
     session.addSink(sink, { sampleRate: LINK_RATE })
     // The LinkSource ends with the link, so the call's output drops it then.
-    void sessionThroughOutput(session, a.output).play(new LinkSource(link))
+    void a.output.play(new LinkSource(link))
     // DTMF crosses as digits and is regenerated on the far call (RFC 4733), as the local transcoding bridge does.
     const dtmf = (e: SessionDtmfEvent) => link.sendDtmf(e.digit, e.durationMs)
     session.on('dtmf', dtmf)

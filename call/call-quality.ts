@@ -1,4 +1,4 @@
-import type { MediaSessionStats } from '../media/session.ts'
+import type { MediaSessionStats } from '../media/session/media-session.ts'
 import type { CallQuality } from '../store/calls.ts'
 
 /**

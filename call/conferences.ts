@@ -9,7 +9,6 @@ import { LINK_RATE, LinkedEndpoint, type FrameLink } from '../media/frame-link.t
 import { Mixer } from '../media/mixer.ts'
 import { WavRecorder } from '../media/recorder.ts'
 import type { MediaScheduler, TickTask } from '../media/scheduler.ts'
-import { sessionThroughOutput } from './call-output.ts'
 import type { LiveMedia } from './live-media.ts'
 
 /**
@@ -20,13 +19,13 @@ import type { LiveMedia } from './live-media.ts'
  * members here; the last one leaving completes the conference.
  *
  * While in a room a call hears the mix instead of its agent (the mix is a
- * foreground source on the call's CallOutput); the agent keeps listening.
+ * foreground source on the call's OutputArbiter); the agent keeps listening.
  */
 const MIX_RATE: SampleRate = 16000
 
 /**
  * A room member: `mixed` is what the mixer adds (a local call's session
- * through its CallOutput, or a call on another media worker through a
+ * through its OutputArbiter (`output.endpoint`), or a call on another media worker through a
  * LinkedEndpoint, whose `link` it keeps), `heard` what the room recorder
  * listens to, `release` undoes what joining did to the call.
  */
@@ -120,7 +119,7 @@ export class ConferenceRooms {
     const mutedByUs = muted && !session.muted.in
     if (mutedByUs) session.mute('in')
     const member: Member = {
-      mixed: sessionThroughOutput(session, live.output), heard: session,
+      mixed: live.output.endpoint, heard: session,
       release: () => { if (mutedByUs && !session.isClosed) session.unmute('in') },
     }
     live.onEnd(() => this.leave(callId, 'hangup'))

@@ -1,22 +1,22 @@
 import type Srf from 'drachtio-srf'
-import type { MediaSession } from '../media/session.ts'
+import type { MediaSession } from '../media/session/media-session.ts'
 import type { CallAgent } from '../agent/index.ts'
 import type { CallContext } from '../sip/app/media-binding.ts'
-import { CallOutput } from './call-output.ts'
+import { OutputArbiter } from '../media/session/output-arbiter.ts'
 
 /**
  * The live calls whose media this node terminates: call id → its
  * MediaSession, the agent on it (if any) and the dialog (for SIP INFO).
  * The binder fills an entry when the session is created and clears it when
  * the leg closes; API media actions look calls up here. Each entry owns the
- * call's CallOutput, the single source queued on the session. A call that is live
+ * call's OutputArbiter, the single source queued on the session. A call that is live
  * but absent (a proxied B2BUA leg) has no media to act on.
  */
 export interface LiveMedia {
   readonly ctx: CallContext
   readonly session: MediaSession
-  /** Everything the call sends goes through here (see media-output.ts). */
-  readonly output: CallOutput
+  /** Everything the call sends goes through here (media/session/output-arbiter.ts). */
+  readonly output: OutputArbiter
   agent: CallAgent | null
   dialog: Srf.Dialog | null
   /** Runs once when the call's media ends (hangup, RTP timeout, SDP failure). */
@@ -31,7 +31,7 @@ export class MediaSessionRegistry {
   add(ctx: CallContext, session: MediaSession): LiveMedia {
     const endHandlers: Array<(reason: string) => void | Promise<void>> = []
     const entry = {
-      ctx, session, output: new CallOutput(session), agent: null, dialog: null, endHandlers,
+      ctx, session, output: new OutputArbiter(session), agent: null, dialog: null, endHandlers,
       onEnd: (fn: (reason: string) => void | Promise<void>) => { endHandlers.push(fn) },
       end: (reason: string) => this.end(ctx.callId, reason),
     }

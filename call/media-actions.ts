@@ -11,7 +11,8 @@ import { CallControlError, type ActionResult, type CallControl, type MediaStream
 import { PcmQueueSource, sourceFromSpec, type PlaySpec } from '../media/playback.ts'
 import { SpeechDetector } from '../agent/vad/speech-detector.ts'
 import type { WavRecorder } from '../media/recorder.ts'
-import type { MediaSession } from '../media/session.ts'
+import * as taps from '../media/taps.ts'
+import type { MediaSession } from '../media/session/media-session.ts'
 import { createAgentTts, type AgentConfigInput, type TtsAdapter } from '../agent/index.ts'
 import { StreamResampler } from '../agent/resample.ts'
 import { agentConfigFrom } from './agent-binder.ts'
@@ -252,7 +253,7 @@ export class MediaCallControl {
       throw new CallControlError('invalid_state', `call ${call.id} ended or started another recording meanwhile`)
     }
     // dual: caller on the left channel, what we send on the right; mono: both mixed.
-    const rec = live.session.startRecording(path, opts.channels === 'dual' ? 'stereo' : 'mixed')
+    const rec = taps.startRecording(live.session, path, opts.channels === 'dual' ? 'stereo' : 'mixed')
     this.recordings.set(call.id, { id: row.id, session: live.session, rec })
     live.onEnd(() => this.finish(call.id))
     return { recordingId: row.id }
@@ -272,7 +273,7 @@ export class MediaCallControl {
     if (!r) return
     this.recordings.delete(callId)
     try {
-      const res = r.session.stopRecording(r.rec)
+      const res = taps.stopRecording(r.session, r.rec)
       await this.o.store.recordings.markReady(r.id, { durationMs: res.durationMs, sizeBytes: res.bytes })
     } catch (err) {
       this.log.error({ err, callId, recordingId: r.id }, 'recording could not be finalised')

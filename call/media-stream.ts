@@ -2,10 +2,10 @@ import { decodeUlaw, encodeUlaw } from '../codecs/g711.ts'
 import { decodeL16le, encodeL16le } from '../codecs/l16.ts'
 import type { AudioFrame, FrameSink, FrameSource, SampleRate } from '../audio/frame.ts'
 import { RateAdapter } from '../media/rate-adapter.ts'
-import type { MediaSession, SessionDtmfEvent } from '../media/session.ts'
+import type { MediaSession, SessionDtmfEvent } from '../media/session/media-session.ts'
 import { PcmQueueSource } from '../media/playback.ts'
 import { TWILIO_SAMPLE_RATE, TwilioStreamWriter, parseTwilioMessage } from '../media/twilio-media-streams.ts'
-import type { CallOutput } from './call-output.ts'
+import type { OutputArbiter as CallOutput } from '../media/session/output-arbiter.ts'
 
 /**
  * A live call's media on a WebSocket the API accepted

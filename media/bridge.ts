@@ -8,11 +8,20 @@
  * 'transcode' (codecs differ): each leg's decoded frames feed the other leg's
  * outbound queue through a short live source; rate conversion happens at the
  * other leg's egress, and DTMF is regenerated with sendDtmf.
+ *
+ * A leg is a session, or a session with the output its audio is played
+ * through (a call's OutputArbiter, so the bridged audio wins over the agent).
  */
 import type { AudioFrame, FrameSink, FrameSource, SampleRate } from '../audio/frame.ts'
-import type { MediaSession, SessionDtmfEvent } from './session.ts'
+import type { MediaSession, SessionDtmfEvent } from './session/media-session.ts'
 
 export type BridgeMode = 'relay' | 'transcode'
+
+/** A call's session and where what it should hear is played (its OutputArbiter). */
+export interface BridgeLeg {
+  session: MediaSession
+  output: { play(source: FrameSource): Promise<unknown> }
+}
 
 /** Live frames from one leg to the other; keeps at most a few frames to bound latency. */
 class LegPipe implements FrameSink, FrameSource {
@@ -53,14 +62,20 @@ export class Bridge {
   readonly mode: BridgeMode
   private readonly a: MediaSession
   private readonly b: MediaSession
+  private readonly outA: BridgeLeg['output']
+  private readonly outB: BridgeLeg['output']
   private pipes: LegPipe[] = []
   private readonly dtmfAB = (e: SessionDtmfEvent) => { this.b.sendDtmf(e.digit, e.durationMs) }
   private readonly dtmfBA = (e: SessionDtmfEvent) => { this.a.sendDtmf(e.digit, e.durationMs) }
   private active = true
 
-  constructor(a: MediaSession, b: MediaSession, mode?: BridgeMode) {
+  constructor(legA: MediaSession | BridgeLeg, legB: MediaSession | BridgeLeg, mode?: BridgeMode) {
+    const a = 'session' in legA ? legA.session : legA
+    const b = 'session' in legB ? legB.session : legB
     this.a = a
     this.b = b
+    this.outA = 'session' in legA ? legA.output : legA
+    this.outB = 'session' in legB ? legB.output : legB
     const ca = a.codec
     const cb = b.codec
     if (!ca || !cb) throw new Error('both legs must be negotiated before bridging')
@@ -78,8 +93,8 @@ export class Bridge {
       this.pipes = [ab, ba]
       a.addSink(ab)
       b.addSink(ba)
-      void b.play(ab)
-      void a.play(ba)
+      void this.outB.play(ab)
+      void this.outA.play(ba)
       a.on('dtmf', this.dtmfAB)
       b.on('dtmf', this.dtmfBA)
     }

@@ -8,7 +8,7 @@ import type { Registry } from 'prom-client'
 import { registerMediaMetrics } from './media-metrics.ts'
 import { PortPool, type PortPair } from './port-pool.ts'
 import { MediaScheduler, type SchedulerStats } from './scheduler.ts'
-import { MediaSession, type MediaSessionOptions, type SessionHost } from './session.ts'
+import { MediaSession, type MediaSessionOptions, type SessionHost } from './session/media-session.ts'
 import { IdleGc, type IdleGcStats } from './idle-gc.ts'
 
 export interface MediaLogger {

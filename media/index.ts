@@ -10,7 +10,7 @@
  *   s.sendDtmf('123#'); s.on('dtmf', e => …); s.injectDtmf(d) (SIP INFO)
  *   s.on('timeout', e => hang up with endedReason 'rtp-timeout')
  *   s.mute('in' | 'out' | 'both'); await s.hold() → re-INVITE offer; s.stats()
- *   s.startRecording(path, 'stereo'); await s.startFork({ url, format: 'twilio', bidirectional: true })
+ *   startRecording(s, path, 'stereo'); await startFork(s, { url, format: 'twilio', bidirectional: true })   // taps.ts
  *   new Bridge(legA, legB); new Mixer(engine.scheduler).add(s)
  *   await s.close(); await engine.stop()
  *
@@ -35,12 +35,13 @@ export {
   type SessionTimeoutEvent,
   type FlushEvent,
   type GarbageCounters,
-} from './session.ts'
+} from './session/media-session.ts'
 export { SdpNegotiator, SdpError, type Direction, type CodecPreference, type NegotiatedMedia, type NegotiatedCodec } from './sdp/negotiator.ts'
 export { PcmSource, PcmQueueSource, ToneSource, loadAudio, sourceFromSpec, type PlaySpec, type ToneName } from './playback.ts'
 export { parseWav, parseWavHeader, encodeWav, type DecodedAudio, type WavFormat } from './wav.ts'
 export { WavRecorder, type RecordingMode, type RecordingResult } from './recorder.ts'
 export { WebSocketFork, type ForkOptions, type ForkFormat } from './fork.ts'
+export { startRecording, stopRecording, startFork, stopFork } from './taps.ts'
 export { Bridge, type BridgeMode } from './bridge.ts'
 export { Mixer } from './mixer.ts'
 export { MediaScheduler, type SchedulerStats, type TickTask } from './scheduler.ts'

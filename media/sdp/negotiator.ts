@@ -133,7 +133,7 @@ export class SdpNegotiator {
       rtcpMux: opts.rtcpMux ?? true,
       ptime: opts.ptime ?? 20,
       sessionName: opts.sessionName ?? 'callplane',
-      opusFmtp: opts.opusFmtp ?? 'minptime=10', // no useinbandfec: see opusFmtpFor in session.ts
+      opusFmtp: opts.opusFmtp ?? 'minptime=10', // no useinbandfec: see opusFmtpFor in session/media-session.ts
     }
   }
 

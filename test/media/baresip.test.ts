@@ -10,10 +10,11 @@ import { mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { MediaEngine } from '../../media/engine.ts'
-import type { MediaSession } from '../../media/session.ts'
+import type { MediaSession } from '../../media/session/media-session.ts'
 import { loadAudio } from '../../media/playback.ts'
 import { parseWav } from '../../media/wav.ts'
 import type { WavRecorder } from '../../media/recorder.ts'
+import { startRecording, stopRecording } from '../../media/taps.ts'
 import { freePort, freeUdpRange } from '../harness/ports.ts'
 import { runBaresip } from '../harness/baresip.ts'
 import { MiniUas } from './mini-uas.ts'
@@ -94,7 +95,7 @@ t.test('baresip ↔ session: recording matches what baresip sent, baresip hears 
   const uas = new MiniUas(async (offer) => {
     session = await engine.createSession({ codecs: ['PCMU'] })
     const answer = await session.createAnswer(offer)
-    rec = session.startRecording(recPath, 'inbound')
+    rec = startRecording(session, recPath, 'inbound')
     void session.play(agentSource)
     return answer
   })
@@ -112,7 +113,7 @@ t.test('baresip ↔ session: recording matches what baresip sent, baresip hears 
   const st = s.stats()
   t.equal(st.codec, 'PCMU')
   t.ok(st.packetsReceived > 200, `received ${st.packetsReceived} RTP packets from baresip`)
-  const result = s.stopRecording(rec as unknown as WavRecorder)
+  const result = stopRecording(s, rec as unknown as WavRecorder)
   t.ok(result.durationMs > 4000, `recorded ${result.durationMs} ms`)
 
   // Direction 1: baresip → us.

@@ -3,7 +3,8 @@ import { WebSocketServer, type WebSocket } from 'ws'
 import { PcmSource } from '../../media/playback.ts'
 import { Bridge } from '../../media/bridge.ts'
 import { Mixer } from '../../media/mixer.ts'
-import type { FlushEvent } from '../../media/session.ts'
+import { startFork, stopFork } from '../../media/taps.ts'
+import type { FlushEvent } from '../../media/session/media-session.ts'
 import { ULAW_DECODE, ULAW_ENCODE } from '../../codecs/g711.ts'
 import { engineFor, connectedPair, frameCollector, concatFrames, sleep } from './helpers.ts'
 import { sine, toneAmplitude, rms } from '../codecs/signal.ts'
@@ -24,7 +25,7 @@ t.test('Twilio Media Streams fork: start/media/mark/clear/stop, both directions'
   const heard = frameCollector(caller)
   const srv = await wsServer(t)
   const msgs: Record<string, any>[] = []
-  const fork = await us.startFork({ url: srv.url, format: 'twilio', tracks: 'both', bidirectional: true, callSid: 'CA123', customParameters: { agent: 'a1' } })
+  const fork = await startFork(us, { url: srv.url, format: 'twilio', tracks: 'both', bidirectional: true, callSid: 'CA123', customParameters: { agent: 'a1' } })
   const ws = await srv.conn
   ws.on('message', (d) => msgs.push(JSON.parse(d.toString())))
   await caller.play(new PcmSource(sine(500, 8000, 1), 8000))
@@ -75,7 +76,7 @@ t.test('Twilio Media Streams fork: start/media/mark/clear/stop, both directions'
   caller.sendDtmf('5', 60)
   await sleep(400)
   t.match(msgs.find((m) => m.event === 'dtmf'), { event: 'dtmf', dtmf: { track: 'inbound_track', digit: '5' } }, 'caller DTMF forwarded as a Twilio dtmf message')
-  await us.stopFork(fork)
+  await stopFork(us, fork)
   await sleep(100)
   t.equal(msgs[msgs.length - 1]?.event, 'stop', 'stop sent last')
 })
@@ -87,15 +88,15 @@ t.test('raw L16 16 kHz fork of a PCMU call and PCMU fork are byte streams of 20 
   const s2 = await wsServer(t)
   const l16: Buffer[] = []
   const pcmu: Buffer[] = []
-  const f1 = await us.startFork({ url: s1.url, format: 'l16', sampleRate: 16000 })
-  const f2 = await us.startFork({ url: s2.url, format: 'pcmu' })
+  const f1 = await startFork(us, { url: s1.url, format: 'l16', sampleRate: 16000 })
+  const f2 = await startFork(us, { url: s2.url, format: 'pcmu' })
   ;(await s1.conn).on('message', (d: Buffer) => l16.push(d))
   ;(await s2.conn).on('message', (d: Buffer) => pcmu.push(d))
   const usFrames = frameCollector(us)
   await caller.play(new PcmSource(sine(700, 8000, 1), 8000))
   await sleep(400) // jitter buffer drain and socket delivery
-  await us.stopFork(f1)
-  await us.stopFork(f2)
+  await stopFork(us, f1)
+  await stopFork(us, f2)
   t.ok(l16.length >= 50 && l16.every((b) => b.length === 640), `${l16.length} L16 frames of 640 bytes`)
   const wide = new Int16Array(Buffer.concat(l16).length / 2)
   Buffer.concat(l16).forEach((_, i, b) => { if (i % 2 === 0) wide[i / 2] = b.readInt16LE(i) })

@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { PcmSource, ToneSource, loadAudio } from '../../media/playback.ts'
 import { parseWav } from '../../media/wav.ts'
 import { WavRecorder } from '../../media/recorder.ts'
+import { startRecording, stopRecording } from '../../media/taps.ts'
 import { engineFor, connectedPair, frameCollector, concatFrames, sleep } from './helpers.ts'
 import { sine, toneAmplitude, rms } from '../codecs/signal.ts'
 
@@ -16,7 +17,7 @@ t.test('stereo recording: caller on the left, our audio on the right, readable m
   const engine = await engineFor(t)
   const [us, caller] = await connectedPair(engine, { codecs: ['PCMU'] }, { codecs: ['PCMU'] })
   const path = join(dir, 'call.wav')
-  const rec = us.startRecording(path, 'stereo')
+  const rec = startRecording(us, path, 'stereo')
   const plays = Promise.all([caller.play(new PcmSource(sine(500, 8000, 2), 8000)), us.play(new PcmSource(sine(1500, 8000, 2), 8000))])
   await sleep(1200)
   // Crash safety: the file on disk is already a valid WAV with most of the audio.
@@ -24,7 +25,7 @@ t.test('stereo recording: caller on the left, our audio on the right, readable m
   t.ok(partial.pcm.length >= 8000 * 0.5, `mid-call file holds ${(partial.pcm.length / 8000).toFixed(2)} s`)
   await plays
   await sleep(300)
-  const res = us.stopRecording(rec)
+  const res = stopRecording(us, rec)
   t.equal(res.channels, 2)
   t.ok(res.durationMs >= 2000 && res.durationMs < 2800, `duration ${res.durationMs} ms`)
   const buf = readFileSync(path)

@@ -1,11 +1,11 @@
 import t from 'tap'
 import { createSocket, type Socket } from 'node:dgram'
-import { MediaEngine } from '../../media/engine.ts'
-import { PcmSource } from '../../media/playback.ts'
-import type { AudioFrame } from '../../audio/frame.ts'
-import { writeRtpHeader } from '../../media/rtp/packet.ts'
-import { freeUdpRange } from '../harness/ports.ts'
-import { sine, toneAmplitude } from '../codecs/signal.ts'
+import { MediaEngine } from '../../../media/engine.ts'
+import { PcmSource } from '../../../media/playback.ts'
+import type { AudioFrame } from '../../../audio/frame.ts'
+import { writeRtpHeader } from '../../../media/rtp/packet.ts'
+import { freeUdpRange } from '../../harness/ports.ts'
+import { sine, toneAmplitude } from '../../codecs/signal.ts'
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
@@ -128,7 +128,7 @@ t.test('unknown SSRC from the latched source is dropped', async (t) => {
   s.on('frame', collect(frames))
   const pkt = new Uint8Array(172)
   const tone = sine(500, 8000, 1)
-  const { encodeUlaw } = await import('../../codecs/g711.ts')
+  const { encodeUlaw } = await import('../../../codecs/g711.ts')
   for (let i = 0; i < 40; i++) {
     writeRtpHeader(pkt, 0, i === 0, 100 + i, 1000 + i * 160, 0x1111)
     encodeUlaw(tone.subarray(i * 160, i * 160 + 160), pkt.subarray(12))

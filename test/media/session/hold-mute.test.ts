@@ -1,8 +1,8 @@
 import t from 'tap'
-import { PcmSource, ToneSource } from '../../media/playback.ts'
-import type { FlushEvent } from '../../media/session.ts'
-import { engineFor, connectedPair, frameCollector, concatFrames, sleep } from './helpers.ts'
-import { sine, toneAmplitude, rms } from '../codecs/signal.ts'
+import { PcmSource, ToneSource } from '../../../media/playback.ts'
+import type { FlushEvent } from '../../../media/session/media-session.ts'
+import { engineFor, connectedPair, frameCollector, concatFrames, sleep } from '../helpers.ts'
+import { sine, toneAmplitude, rms } from '../../codecs/signal.ts'
 
 /** Strongest level of `f` over 0.25 s windows (robust to start-up delay on a busy box). */
 function loudest(pcm: Int16Array, f: number, rate = 8000): number {

@@ -1,14 +1,17 @@
-import type { FrameSource, SampleRate } from '../audio/frame.ts'
-import { RateAdapter } from '../media/rate-adapter.ts'
-import type { MediaSession, PlaybackResult } from '../media/session.ts'
+import type { FrameEndpoint, FrameSink, FrameSource, SampleRate } from '../../audio/frame.ts'
+import { RateAdapter } from '../rate-adapter.ts'
+import type { MediaSession, PlaybackResult } from './media-session.ts'
 
 /**
- * What a call sends, as the one source queued on its MediaSession.
+ * What a call sends: the output arbiter, the one source queued on the call's
+ * MediaSession. Callers that want the call to play something (API say/play,
+ * MOH, a stream socket, a bridge leg, a conference mix) play it here, not on
+ * the session.
  *
  * The session plays its queue head until it ends, and the agent's Playout is
  * a live source that never ends: anything queued behind it (an API prompt,
  * music-on-hold, audio from a stream socket) would wait for the whole call.
- * CallOutput sits at the head instead and arbitrates per 20 ms frame: queued
+ * The arbiter sits at the head instead and arbitrates per 20 ms frame: queued
  * foreground sources (API say/play, MOH, stream audio) play in order and the
  * agent's audio waits meanwhile (paused, not dropped); with nothing in the
  * foreground the agent speaks.
@@ -20,16 +23,28 @@ import type { MediaSession, PlaybackResult } from '../media/session.ts'
  */
 interface Foreground { source: FrameSource; resolve: (r: PlaybackResult) => void }
 
-export class CallOutput implements FrameSource {
+export class OutputArbiter implements FrameSource {
   private agent: FrameSource | null = null
   private readonly fg: Foreground[] = []
   private readonly adapters = new Map<number, RateAdapter>()
   private closed = false
+  /**
+   * The call as a mixer or the conference recorder sees it: it hears the
+   * session's inbound frames and plays through this arbiter. One object per
+   * call, so add/remove compare it by identity.
+   */
+  readonly endpoint: FrameEndpoint
 
   constructor(private readonly session: MediaSession) {
     session.on('flushed', () => this.install())
     session.on('closed', () => this.end())
     this.install()
+    this.endpoint = {
+      addSink: (sink: FrameSink, opts?: { sampleRate?: SampleRate }) => session.addSink(sink, opts),
+      removeSink: (sink: FrameSink) => session.removeSink(sink),
+      play: (source: FrameSource) => this.play(source),
+      get isClosed() { return session.isClosed },
+    }
   }
 
   /** The negotiated codec's rate, so the session never resamples this source (it may be set up before the SDP is). */
@@ -110,21 +125,4 @@ export class CallOutput implements FrameSource {
     this.closed = true
     for (const f of this.fg.splice(0)) { f.source.close?.(); f.resolve('closed') }
   }
-}
-
-/**
- * The session as media/'s Mixer and Bridge see it, with play() going through
- * the call's CallOutput: they queue a live source per leg, which behind the
- * agent's Playout would never be heard. Use one view per call and pass the
- * same object to add/remove (they compare sessions by identity).
- */
-export function sessionThroughOutput(session: MediaSession, output: CallOutput): MediaSession {
-  const play = (source: FrameSource) => output.play(source)
-  return new Proxy(session, {
-    get(target, key) {
-      if (key === 'play') return play
-      const v: unknown = Reflect.get(target, key, target)
-      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v
-    },
-  })
 }
