@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type pg from 'pg'
 import { encodeCursor, decodeCursor, DEFAULT_LIMIT, MAX_LIMIT, type Page, type PageRequest } from './common.ts'
 import { conflict } from './errors.ts'
+import { ApiKeyRepository } from './api-keys.ts'
 
 export interface Account {
   id: string
@@ -19,7 +20,21 @@ const toAccount = (r: AccountRow): Account => ({ id: r.id, name: r.name, sipDoma
 type Queryable = Pick<pg.Pool, 'query'> | Pick<pg.PoolClient, 'query'>
 
 export class AccountRepository {
-  constructor(private readonly db: Queryable) {}
+  constructor(
+    private readonly db: Queryable,
+    /** Runs `fn` in one transaction; only createWithAdminKey needs it. */
+    private readonly transaction?: <T>(fn: (c: Queryable) => Promise<T>) => Promise<T>,
+  ) {}
+
+  /** A new account and its first admin key, both or neither (POST /v1/accounts). */
+  async createWithAdminKey(name: string, sipDomain: string | null = null): Promise<{ account: Account; key: Awaited<ReturnType<ApiKeyRepository['create']>> }> {
+    if (!this.transaction) throw new Error('AccountRepository was built without a transaction runner')
+    return this.transaction(async (c) => {
+      const account = await new AccountRepository(c).create(name, sipDomain)
+      const key = await new ApiKeyRepository(c).create(account.id, 'initial admin', ['admin'], null)
+      return { account, key }
+    })
+  }
 
   async create(name: string, sipDomain: string | null = null): Promise<Account> {
     try {

@@ -48,7 +48,7 @@ export function createStore(db: Database, secrets: SecretBox, logger: Logger): S
   const pool = db.pool
   const bus = new EventBus()
   const outbox = new Outbox(db, bus, logger)
-  const accounts = new AccountRepository(pool)
+  const accounts = new AccountRepository(pool, (fn) => db.transaction(fn))
   const realm = (id: string) => accounts.realm(id)
   return {
     db, bus, outbox, accounts,

@@ -1,8 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify'
 import type { TypeBoxRequestProvider } from '../schemas.ts'
 import { Type } from '@sinclair/typebox'
-import { AccountRepository, type Account } from '../../store/accounts.ts'
-import { ApiKeyRepository } from '../../store/api-keys.ts'
+import type { Account } from '../../store/accounts.ts'
 import { IdParams, Nullable, PageQuery, Timestamp, errors, pageOf, patchOf } from '../schemas.ts'
 import { found, notFoundError, type RouteOptions } from '../deps.ts'
 import { ApiError } from '../errors.ts'
@@ -48,11 +47,7 @@ export const accountRoutes: FastifyPluginAsync<RouteOptions> = async (base, { de
     schema: { tags, summary: 'Create an account with its first admin key (operator only)', body: AccountCreate, response: { 201: Type.Object({ account: AccountSchema, apiKey: ApiKeyCreated }), ...errors(409) } },
   }, async (req, reply) => {
     mustBeOperator(req.auth.operator)
-    const created = await deps.store.db.transaction(async (c) => {
-      const account = await new AccountRepository(c).create(req.body.name, req.body.sipDomain ?? null)
-      const key = await new ApiKeyRepository(c).create(account.id, 'initial admin', ['admin'], null)
-      return { account, key }
-    })
+    const created = await accounts.createWithAdminKey(req.body.name, req.body.sipDomain ?? null)
     return reply.code(201).send({ account: show(created.account), apiKey: { ...publicKey(created.key.key), token: created.key.token } })
   })
   app.get('/accounts/:id', { config, schema: { tags, summary: 'Get an account', params: IdParams, response: { 200: AccountSchema, ...errors(404) } } },

@@ -104,4 +104,44 @@ t.test('store repositories', async (t) => {
     const bad = await store.carrierRoutes.create(acct, { name: 'x', prefix: '+1', trunkId: '00000000-0000-4000-8000-000000000000' }).then(() => null, (e: { code?: string }) => e.code)
     t.equal(bad, 'invalid_reference')
   })
+
+  t.test('registrar bindings: one row per (AOR, contact), refreshed in place, best q first, expired ones ignored and swept', async (t) => {
+    const aor = 'sip:301@store-test.example'
+    const base = { accountId: acct, extensionId: null, aor, username: '301', received: 'udp:192.0.2.1:5060', transport: 'udp', callId: 'c1', nodeId: 'n1' }
+    const a = await store.registrarBindings.upsert({ ...base, contact: 'sip:301@192.0.2.1:5060', cseq: 1, q: 0.5, expiresSec: 600 })
+    const again = await store.registrarBindings.upsert({ ...base, contact: 'sip:301@192.0.2.1:5060', cseq: 2, q: 0.5, expiresSec: 600 })
+    t.equal(again.id, a.id, 'a refresh keeps the row')
+    t.equal(again.cseq, 2)
+    await store.registrarBindings.upsert({ ...base, contact: 'sip:301@192.0.2.2:5060', cseq: 1, q: 1, expiresSec: 600 })
+    await store.registrarBindings.upsert({ ...base, contact: 'sip:301@192.0.2.3:5060', cseq: 1, expiresSec: -5 })
+    t.same((await store.registrarBindings.list(aor)).map((b) => b.contact), ['sip:301@192.0.2.2:5060', 'sip:301@192.0.2.1:5060'], 'q descending, expired left out')
+    t.equal(await store.registrarBindings.get(aor, 'sip:301@192.0.2.3:5060'), null)
+    t.equal((await store.registrarBindings.listByNode('n1')).length, 2)
+    t.match(await store.registrarBindings.sweep(), [{ aor, accountId: acct, extensionId: null }], 'the expired binding is swept')
+    await store.registrarBindings.transaction(async (bindings, emit) => {
+      t.ok(await bindings.remove(aor, 'sip:301@192.0.2.1:5060'))
+      await emit(acct, 'registration.changed', { aor, contacts: (await bindings.list(aor)).map((b) => b.contact) })
+    })
+    t.equal((await store.registrarBindings.list(aor)).length, 1, 'the removal committed with its event')
+    t.equal(await store.registrarBindings.removeAll(aor), 1)
+    const key = await store.registrarBindings.nonceSecret()
+    t.equal(key.length, 32)
+    t.same(await store.registrarBindings.nonceSecret(), key, 'the nonce key is created once')
+  })
+
+  t.test('sip directory: extensions by digest realm and username, caller IDs, trunk allow-lists', async (t) => {
+    const ext = await store.extensions.create(acct, { extension: '401', password: 'pw-401', callerId: '+14155550401' })
+    const realm = ext.realm
+    t.ok((await store.sipDirectory.extensionRealms()).includes(realm))
+    t.match(await store.sipDirectory.extensionDigest('401', realm), { id: ext.id, accountId: acct, username: '401', realm, ha1Md5: String })
+    t.equal(await store.sipDirectory.extensionDigest('401', 'elsewhere.example'), null)
+    t.same(await store.sipDirectory.extensionByUsername(acct, '401'), { id: ext.id, username: '401' })
+    t.equal(await store.sipDirectory.extensionUsername(ext.id), '401')
+    t.equal(await store.sipDirectory.extensionCallerId(ext.id), '+14155550401')
+    t.ok(await store.sipDirectory.extensionOwnsCallerId(acct, '+14155550401', '+14155550401'))
+    t.ok(await store.sipDirectory.extensionOwnsCallerId(acct, '401', '401'))
+    t.notOk(await store.sipDirectory.extensionOwnsCallerId(acct, '+14155550999', '+14155550999'))
+    const tr = await store.trunks.create(acct, { name: 'dir', inbound: { allowedIps: ['198.51.100.7'] } })
+    t.match((await store.sipDirectory.inboundTrunks()).find((x) => x.id === tr.id), { accountId: acct, name: 'dir', inboundIps: ['198.51.100.7'] })
+  })
 })
