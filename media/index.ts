@@ -12,10 +12,11 @@
  *   s.mute('in' | 'out' | 'both'); await s.hold() → re-INVITE offer; s.stats()
  *   startRecording(s, path, 'stereo'); await startFork(s, { url, format: 'twilio', bidirectional: true })   // taps.ts
  *   new Bridge(legA, legB); new Mixer(engine.scheduler).add(s)
+ *   const out = new OutputArbiter(s); out.play(prompt); out.setAgent(playout)   // what the call hears
  *   await s.close(); await engine.stop()
  *
  * In worker threads (MEDIA_WORKERS): one MediaEngine per worker, inside a
- * whole media plane with the calls' agents (sip/app/worker-media-planes.ts);
+ * whole media plane with the calls' agents (call/plane/worker-planes.ts);
  * calls on different workers meet over a FrameLink (frame-link.ts).
  *
  * With RTPENGINE_NG: `RtpengineAnchor` rewrites offers/answers through the
@@ -36,13 +37,14 @@ export {
   type FlushEvent,
   type GarbageCounters,
 } from './session/media-session.ts'
+export { OutputArbiter } from './session/output-arbiter.ts'
 export { SdpNegotiator, SdpError, type Direction, type CodecPreference, type NegotiatedMedia, type NegotiatedCodec } from './sdp/negotiator.ts'
 export { PcmSource, PcmQueueSource, ToneSource, loadAudio, sourceFromSpec, type PlaySpec, type ToneName } from './playback.ts'
 export { parseWav, parseWavHeader, encodeWav, type DecodedAudio, type WavFormat } from './wav.ts'
 export { WavRecorder, type RecordingMode, type RecordingResult } from './recorder.ts'
 export { WebSocketFork, type ForkOptions, type ForkFormat } from './fork.ts'
 export { startRecording, stopRecording, startFork, stopFork } from './taps.ts'
-export { Bridge, type BridgeMode } from './bridge.ts'
+export { Bridge, type BridgeMode, type BridgeLeg } from './bridge.ts'
 export { Mixer } from './mixer.ts'
 export { MediaScheduler, type SchedulerStats, type TickTask } from './scheduler.ts'
 export { FrameLink, LinkedEndpoint, LinkSink, LinkSource, LINK_RATE } from './frame-link.ts'
