@@ -8,12 +8,12 @@
  * TTS audio is queued at its own rate and resampled when a tick pulls it, not
  * when it arrives: a fast TTS delivers a whole reply long before it plays, and
  * a barge-in drops the rest, so converting up front mostly converts audio no
- * one hears. The resampler is aligned (see resample.ts), so a segment's sent
+ * one hears. The resampler is aligned (see codecs/stream-resampler.ts), so a segment's sent
  * samples map exactly onto its source audio: `playedMs` is what was heard.
  */
 import { performance } from 'node:perf_hooks'
 import { samplesPerFrame, type FrameSource, type SampleRate } from '../audio/frame.ts'
-import { StreamResampler } from './resample.ts'
+import { StreamResampler } from '../codecs/stream-resampler.ts'
 
 /** One piece of agent speech (a greeting, a reply sentence, a filler). */
 export interface Segment {

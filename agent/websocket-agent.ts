@@ -27,7 +27,7 @@ import { TWILIO_SAMPLE_RATE, TwilioStreamWriter, parseTwilioMessage } from '../m
 import type { AgentConfig } from './config.ts'
 import type { AgentMediaPort, Unsubscribe } from './media-port.ts'
 import { Playout, type Segment } from './playout.ts'
-import { StreamResampler } from './resample.ts'
+import { StreamResampler } from '../codecs/stream-resampler.ts'
 import type { AgentCallResult, AgentEndReason, AgentLogger, CallInfo } from './runtime.ts'
 import { Transcript } from './transcript.ts'
 

@@ -10,7 +10,7 @@
  * scored against the same labels, which is what a comparison needs.
  */
 import { execFileSync } from 'node:child_process'
-import { resamplePcm } from '../agent/resample.ts'
+import { resample } from '../codecs/stream-resampler.ts'
 
 export const RATE = 8000
 export const FRAME = 160
@@ -96,7 +96,7 @@ export function synth(text: string, voice: string, wpm: number): Float64Array {
   const body = wav.subarray(44, 44 + ((wav.length - 44) & ~1))
   const pcm = new Int16Array(body.length / 2)
   for (let i = 0; i < pcm.length; i++) pcm[i] = body.readInt16LE(i * 2)
-  const at8k = resamplePcm(pcm, rate, RATE)
+  const at8k = resample(pcm, rate, RATE)
   const out = Float64Array.from(at8k, (v) => v / 32768)
   speechCache.set(key, out)
   return out

@@ -1,7 +1,7 @@
 import { decodeUlaw, encodeUlaw } from '../codecs/g711.ts'
 import { decodeL16le, encodeL16le } from '../codecs/l16.ts'
 import type { AudioFrame, FrameSink, FrameSource, SampleRate } from '../audio/frame.ts'
-import { RateAdapter } from '../media/rate-adapter.ts'
+import { StreamResampler } from '../codecs/stream-resampler.ts'
 import type { MediaSession, SessionDtmfEvent } from '../media/session/media-session.ts'
 import { PcmQueueSource } from '../media/playback.ts'
 import { TWILIO_SAMPLE_RATE, TwilioStreamWriter, parseTwilioMessage } from '../media/twilio-media-streams.ts'
@@ -45,7 +45,7 @@ export class CallMediaStream implements FrameSink {
   private readonly twilio = new TwilioStreamWriter((json) => this.send(json), { numberConnected: true, epoch: performance.now() })
   readonly streamSid = this.twilio.streamSid
   readonly stats: CallStreamStats = { framesSent: 0, messagesReceived: 0, badMessages: 0, samplesQueued: 0 }
-  private adapter: RateAdapter | null = null
+  private adapter: StreamResampler | null = null
   private closed = false
   /** The client's current audio run; sealed by a mark, emptied by clear. */
   private incoming: ClientAudio | null = null
@@ -74,8 +74,8 @@ export class CallMediaStream implements FrameSink {
     if (this.closed) return
     let pcm = frame.samples
     if (frame.sampleRate !== RATE) {
-      this.adapter ??= new RateAdapter(frame.sampleRate, RATE)
-      pcm = this.adapter.process(pcm)
+      this.adapter ??= new StreamResampler(frame.sampleRate, RATE)
+      pcm = this.adapter.processFrame(pcm)
     }
     if (this.format === 'twilio') {
       this.twilio.media('inbound', pcm)

@@ -8,6 +8,9 @@
  * the virtual rate L·fin, cutoff at 0.45·min(fin, fout) so the transition band
  * ends before the lower Nyquist frequency. Taps per phase = 2·ZEROS·max(1, M/L)
  * (rounded up), giving ≳70 dB stopband attenuation for every supported ratio.
+ *
+ * Callers use it through codecs/stream-resampler.ts (aligned streams, 20 ms
+ * frame pacing, one-shot conversion); benches and codec tests drive it bare.
  */
 
 const ZERO_CROSSINGS = 16
@@ -158,20 +161,4 @@ export class Resampler {
     this.histLen = this.bank.tapsPerPhase - 1
     this.phasePos = 0
   }
-}
-
-/**
- * One-shot helper for non-hot paths (file playback, tests): output is aligned
- * with the input (filter delay removed) and exactly len·out/in long.
- */
-export function resample(input: Int16Array, inRate: number, outRate: number): Int16Array {
-  if (inRate === outRate) return input.slice()
-  const r = new Resampler(inRate, outRate)
-  const want = Math.round((input.length * outRate) / inRate)
-  const skip = Math.round(r.delay)
-  const padIn = Math.ceil(((skip + 4) * inRate) / outRate) + 8
-  const out = new Int16Array(r.maxOutput(input.length + padIn) + 8)
-  let n = r.process(input, out)
-  n += r.process(new Int16Array(padIn), out.subarray(n))
-  return out.slice(skip, Math.min(n, skip + want))
 }

@@ -21,7 +21,7 @@ import WebSocket from 'ws'
 import { decodeUlaw, encodeUlaw } from '../codecs/g711.ts'
 import { decodeL16le, encodeL16le } from '../codecs/l16.ts'
 import type { AudioFrame, DuplexFrameSink, FrameSource, SampleRate } from '../audio/frame.ts'
-import { RateAdapter } from './rate-adapter.ts'
+import { StreamResampler } from '../codecs/stream-resampler.ts'
 import { TwilioStreamWriter, parseTwilioMessage } from './twilio-media-streams.ts'
 
 export type ForkFormat = 'l16' | 'pcmu' | 'twilio'
@@ -66,8 +66,8 @@ export class WebSocketFork implements DuplexFrameSink {
   private readonly opts: Required<Pick<ForkOptions, 'format' | 'tracks' | 'bidirectional'>> & ForkOptions
   private readonly target: ForkTarget
   private readonly rate: SampleRate
-  private inAdapter: RateAdapter | null = null
-  private outAdapter: RateAdapter | null = null
+  private inAdapter: StreamResampler | null = null
+  private outAdapter: StreamResampler | null = null
   private readonly mixBuf: Int16Array
   private pendingOut: Int16Array | null = null
   private closed = false
@@ -109,11 +109,11 @@ export class WebSocketFork implements DuplexFrameSink {
   private toForkRate(frame: AudioFrame, outbound: boolean): Int16Array {
     if (frame.sampleRate === this.rate) return frame.samples
     if (outbound) {
-      this.outAdapter ??= new RateAdapter(frame.sampleRate, this.rate)
-      return this.outAdapter.process(frame.samples)
+      this.outAdapter ??= new StreamResampler(frame.sampleRate, this.rate)
+      return this.outAdapter.processFrame(frame.samples)
     }
-    this.inAdapter ??= new RateAdapter(frame.sampleRate, this.rate)
-    return this.inAdapter.process(frame.samples)
+    this.inAdapter ??= new StreamResampler(frame.sampleRate, this.rate)
+    return this.inAdapter.processFrame(frame.samples)
   }
 
   onFrame(frame: AudioFrame): void {

@@ -4,7 +4,7 @@
  * decoded files or URLs (WAV, MP3).
  */
 import { readFile, stat } from 'node:fs/promises'
-import { resample } from '../codecs/resampler.ts'
+import { resample } from '../codecs/stream-resampler.ts'
 import type { FrameSource, SampleRate } from '../audio/frame.ts'
 import { parseWav, type DecodedAudio } from './wav.ts'
 
@@ -262,15 +262,8 @@ export async function loadAudio(location: string, targetRate?: SampleRate, fetch
   const isWav = bytes.length > 12 && String.fromCharCode(...bytes.subarray(0, 4)) === 'RIFF'
   const audio = isWav ? parseWav(bytes) : await decodeMp3(bytes)
   let rate: SampleRate = targetRate ?? nearestRate(audio.sampleRate)
-  const pcm = audio.sampleRate === rate ? audio.pcm : resampleAny(audio.pcm, audio.sampleRate, rate)
+  const pcm = audio.sampleRate === rate ? audio.pcm : resample(audio.pcm, audio.sampleRate, rate)
   return new PcmSource(pcm, rate)
-}
-
-/** Resamples from arbitrary rates (e.g. 44.1 kHz MP3) by way of the nearest supported path. */
-function resampleAny(pcm: Int16Array, from: number, to: SampleRate): Int16Array {
-  if ([8000, 16000, 24000, 48000].includes(from)) return resample(pcm, from, to)
-  // 44.1/22.05/11.025 kHz: rational ratio with the target (e.g. 160/441) is fine for one-shot use.
-  return resample(pcm, from, to)
 }
 
 /** Describes playback in a serializable way (crosses the worker boundary). */

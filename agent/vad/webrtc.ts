@@ -14,7 +14,7 @@
  */
 import createFvad, { type FvadModule } from '@echogarden/fvad-wasm'
 import type { AudioFrame } from '../../audio/frame.ts'
-import { StreamResampler } from '../resample.ts'
+import { StreamResampler } from '../../codecs/stream-resampler.ts'
 import { frameLevelDb, type Vad, type VadDecision } from './vad.ts'
 
 const fvad: FvadModule = await createFvad()

@@ -5,9 +5,9 @@
  * The session knows nothing about what a sink is: callers attach and detach.
  */
 import type { AudioFrame, DuplexFrameSink, FrameSink, SampleRate } from '../../audio/frame.ts'
-import { RateAdapter } from '../rate-adapter.ts'
+import { StreamResampler } from '../../codecs/stream-resampler.ts'
 
-interface Resampled { adapter: RateAdapter; frame: AudioFrame }
+interface Resampled { adapter: StreamResampler; frame: AudioFrame }
 
 export class FrameSinks {
   private readonly inbound: FrameSink[] = []
@@ -51,7 +51,7 @@ export class FrameSinks {
       const sink = sinks[i]!
       const conv = this.resampled.get(sink)
       if (conv) {
-        conv.frame.samples = conv.adapter.process(frame.samples)
+        conv.frame.samples = conv.adapter.processFrame(frame.samples)
         conv.frame.rtpTimestamp = frame.rtpTimestamp
         conv.frame.receivedAt = now
         sink.onFrame(conv.frame)
@@ -76,5 +76,5 @@ export class FrameSinks {
 }
 
 function resampledFor(from: SampleRate, to: SampleRate): Resampled {
-  return { adapter: new RateAdapter(from, to), frame: { samples: new Int16Array(to / 50), sampleRate: to, rtpTimestamp: 0, receivedAt: 0 } }
+  return { adapter: new StreamResampler(from, to), frame: { samples: new Int16Array(to / 50), sampleRate: to, rtpTimestamp: 0, receivedAt: 0 } }
 }

@@ -1,5 +1,5 @@
 import type { FrameEndpoint, FrameSink, FrameSource, SampleRate } from '../../audio/frame.ts'
-import { RateAdapter } from '../rate-adapter.ts'
+import { StreamResampler } from '../../codecs/stream-resampler.ts'
 import type { MediaSession, PlaybackResult } from './media-session.ts'
 
 /**
@@ -26,7 +26,7 @@ interface Foreground { source: FrameSource; resolve: (r: PlaybackResult) => void
 export class OutputArbiter implements FrameSource {
   private agent: FrameSource | null = null
   private readonly fg: Foreground[] = []
-  private readonly adapters = new Map<number, RateAdapter>()
+  private readonly adapters = new Map<number, StreamResampler>()
   private closed = false
   /**
    * The call as a mixer or the conference recorder sees it: it hears the
@@ -92,8 +92,8 @@ export class OutputArbiter implements FrameSource {
     if (rate === to) return f
     const key = rate * 100000 + to
     let a = this.adapters.get(key)
-    if (!a) { a = new RateAdapter(rate, to); this.adapters.set(key, a) }
-    return a.process(f)
+    if (!a) { a = new StreamResampler(rate, to); this.adapters.set(key, a) }
+    return a.processFrame(f)
   }
 
   nextFrame(): Int16Array | null {

@@ -15,7 +15,7 @@ import type { AudioFrame, FrameSource, SampleRate } from '../../audio/frame.ts'
 import { writeRtpHeader, RTP_HEADER_SIZE, type RtpPacketView } from '../rtp/packet.ts'
 import type { Direction } from '../sdp/negotiator.ts'
 import { PcmQueueSource } from '../playback.ts'
-import { RateAdapter } from '../rate-adapter.ts'
+import { StreamResampler } from '../../codecs/stream-resampler.ts'
 import type { FrameSinks } from './frame-sinks.ts'
 import type { RemotePeer } from './remote-peer.ts'
 import type { PlaybackResult, ResolvedSessionOptions, SessionEvents } from './types.ts'
@@ -41,7 +41,7 @@ export class RtpSender {
   private ringIdx = 0
   private readonly queue: QueuedSource[] = []
   private ttsQueue: PcmQueueSource | null = null
-  private readonly egressAdapters = new Map<number, RateAdapter>()
+  private readonly egressAdapters = new Map<number, StreamResampler>()
   private silence = new Int16Array(160)
   private outFrame: AudioFrame = { samples: new Int16Array(160), sampleRate: 8000, rtpTimestamp: 0, receivedAt: 0 }
   private readonly dtmfTx = new DtmfSender(8000)
@@ -244,8 +244,8 @@ export class RtpSender {
 
   private adapt(f: Int16Array, rate: SampleRate, codec: AudioCodec): Int16Array {
     let a = this.egressAdapters.get(rate)
-    if (!a) { a = new RateAdapter(rate, codec.sampleRate); this.egressAdapters.set(rate, a) }
-    return a.process(f)
+    if (!a) { a = new StreamResampler(rate, codec.sampleRate); this.egressAdapters.set(rate, a) }
+    return a.processFrame(f)
   }
 
   private ringNext(): Uint8Array {

@@ -7,8 +7,6 @@
 import t from 'tap'
 import { createAgent } from '../../agent/index.ts'
 import { Playout } from '../../agent/playout.ts'
-import { resamplePcm, StreamResampler } from '../../agent/resample.ts'
-import { resample as codecsResample } from '../../codecs/resampler.ts'
 import { concatPcm, rms, silencePcm, speechPcm } from './helpers/audio.ts'
 import { acmeAgent, HOURS_REPLY, LONG_REPLY } from './helpers/agents.ts'
 import { TestMediaPort } from './helpers/test-port.ts'
@@ -175,19 +173,4 @@ t.test('playout: a barge-in after 10 frames leaves playedMs at 200 and never con
   t.equal(frames.length, 5, '100 ms at 16 kHz → 5 frames at 8 kHz')
   t.ok(Math.abs(frames[0]![80]! + 2000) < 50, `no state leaked from the dropped segment (${frames[0]![80]})`)
   t.equal(Math.round(next.playedMs), 100)
-})
-
-t.test('agent resampler delegates to codecs/resampler: same samples as its one-shot resample()', async (t) => {
-  const src = speechPcm('tell me about the store', 16000)
-  const ref = codecsResample(src, 16000, 8000)
-  const r = new StreamResampler(16000, 8000)
-  const parts = [] as Int16Array[]
-  for (let o = 0; o < src.length; o += 1000) parts.push(r.process(src.subarray(o, o + 1000)))
-  parts.push(r.flush())
-  const got = concatPcm(...parts)
-  t.equal(got.length, ref.length, 'same length')
-  let maxDiff = 0
-  for (let i = 0; i < got.length; i++) maxDiff = Math.max(maxDiff, Math.abs(got[i]! - ref[i]!))
-  t.ok(maxDiff <= 1, `max difference ${maxDiff} LSB`)
-  t.same(resamplePcm(src, 16000, 8000).length, ref.length)
 })

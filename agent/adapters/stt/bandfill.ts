@@ -8,7 +8,7 @@
  * (a crude bandwidth "extension") restores word-for-word recognition; cepstral
  * mean normalisation then removes the constant offset it adds.
  */
-import { StreamResampler } from '../../resample.ts'
+import { StreamResampler } from '../../../codecs/stream-resampler.ts'
 
 export class BandFill {
   private readonly up: StreamResampler
