@@ -77,11 +77,6 @@ export class StreamResampler {
     return Math.max(1, Math.ceil((outSamples * this.inRate) / this.outRate))
   }
 
-  /** Samples fed so far. */
-  get consumed(): number {
-    return this.inCount
-  }
-
   /**
    * Resamples `input` into `out` (sized with maxOutput) without allocating;
    * returns the number of aligned samples written.

@@ -22,7 +22,7 @@ const MEDIA_FORMAT = { encoding: 'audio/x-mulaw', sampleRate: TWILIO_SAMPLE_RATE
 export type TwilioTrack = 'inbound' | 'outbound'
 
 /** A stream SID: `MZ` and 32 hex digits, as Twilio's. */
-export function newStreamSid(): string {
+function newStreamSid(): string {
   return `MZ${randomBytes(16).toString('hex')}`
 }
 
