@@ -68,7 +68,7 @@ export function createCallAgent(opts: CreateAgentOptions): CallAgent {
 
 export { AgentRuntime } from './runtime.ts'
 export { WebsocketAgent } from './websocket-agent.ts'
-export type { AgentCallResult, AgentEndReason, CallInfo, AgentLogger, ToolCallEvent } from './runtime.ts'
+export type { AgentCallResult, AgentEndReason, CallInfo, AgentLogger, ToolCallEvent } from './agent-events.ts'
 export { resolveAgentConfig } from './config.ts'
 export type { AgentConfig, AgentConfigInput, AdapterSpec, BargeInPolicy } from './config.ts'
 export type { AgentMediaPort } from './media-port.ts'

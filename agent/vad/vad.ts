@@ -3,7 +3,7 @@
  * (DESIGN.md "Barge-in at the packet level": VAD runs on inbound frames in the
  * media path). An engine classifies one frame at a time; the onset/hangover
  * timing that rejects clicks and short bursts is the turn-taker's
- * (`turn-taker.ts`), so engines stay stateless apart from their own model.
+ * (`turn-taker.ts`), so an engine only says whether one frame is speech.
  */
 import type { AudioFrame } from '../../audio/frame.ts'
 
