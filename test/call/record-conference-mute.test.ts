@@ -8,6 +8,7 @@ import { apiClient, pollUntil } from '../harness/api-client.ts'
 import { freePort } from '../harness/ports.ts'
 import { runSipp } from '../harness/sipp.ts'
 import { heard, placeTrackedCall, rms } from '../sip/app/rtp-caller.ts'
+import { SCN } from '../sip/app/sipp-util.ts'
 
 /**
  * API fields that have to reach a real call, all set up through the REST API
@@ -18,7 +19,6 @@ import { heard, placeTrackedCall, rms } from '../sip/app/rtp-caller.ts'
  */
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const tone = (f: number) => (n: number) => Math.round(5000 * Math.sin((2 * Math.PI * f * n) / 8000))
-const SCN = join(import.meta.dirname, 'scenarios')
 
 /** The audio samples of a WAV download (16-bit PCM, any channel count: all samples). */
 function wavSamples(buf: Buffer): Int16Array {
