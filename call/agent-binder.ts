@@ -60,7 +60,7 @@ export interface AgentMediaBinderOptions {
   store: MediaStore
   logger: Logger
   control: () => AgentControl | null
-  /** Live sessions by call id, for the API's media actions (media-call-control.ts); a private one when absent. */
+  /** Live sessions by call id, for the API's media actions (media-actions.ts); a private one when absent. */
   sessions?: MediaSessionRegistry
   anchor?: RtpengineAnchor
   /** Which URLs agents' HTTP tools may call (config/outbound-url-policy.ts). */

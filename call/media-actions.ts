@@ -27,8 +27,8 @@ import type { MessagePort } from 'node:worker_threads'
 
 /**
  * The media half of the control API's CallControl: say, play, DTMF,
- * recording, mute, the media stream WebSocket, conferences (media-conferences.ts)
- * and two-call bridges (media-bridges.ts), acting on the MediaSession of a
+ * recording, mute, the media stream WebSocket, conferences (conferences.ts)
+ * and two-call bridges (bridges.ts), acting on the MediaSession of a
  * call this node terminates media for (MediaSessionRegistry).
  *
  * A call the API sees as live but that has no session here answers 404 when
@@ -61,7 +61,7 @@ const DTMF_GAP_MS = 40
 
 interface ActiveRecording { id: string; session: MediaSession; rec: WavRecorder }
 
-export class MediaCallControl {
+export class MediaActions {
   private readonly recordings = new Map<string, ActiveRecording>()
   private readonly log: Logger
   private readonly rooms: ConferenceRooms
@@ -336,7 +336,7 @@ export class MediaCallControl {
   /**
    * The call's half of a bridge with a call on another media worker, or of
    * its membership in a conference mixed there (`conferenceId`): the other
-   * half is at the far end of `port` (worker-media-planes.ts pairs them).
+   * half is at the far end of `port` (worker-planes.ts pairs them).
    * The port is closed if the call cannot be linked, so the far half ends too.
    */
   async linkCall(call: Call, partner: { callId: string; mode: BridgeMode } | { conferenceId: string; muted: boolean }, port: MessagePort): Promise<ActionResult> {

@@ -5,7 +5,7 @@ import { StreamResampler } from '../codecs/stream-resampler.ts'
 import type { MediaSession, SessionDtmfEvent } from '../media/session/media-session.ts'
 import { PcmQueueSource } from '../media/playback.ts'
 import { TWILIO_SAMPLE_RATE, TwilioStreamWriter, parseTwilioMessage } from '../media/twilio-media-streams.ts'
-import type { OutputArbiter as CallOutput } from '../media/session/output-arbiter.ts'
+import type { OutputArbiter } from '../media/session/output-arbiter.ts'
 
 /**
  * A live call's media on a WebSocket the API accepted
@@ -55,7 +55,7 @@ export class CallMediaStream implements FrameSink {
 
   constructor(
     private readonly session: MediaSession,
-    private readonly output: CallOutput,
+    private readonly output: OutputArbiter,
     private readonly format: StreamEncapsulation,
     private readonly send: (msg: string | Buffer) => void,
     private readonly callSid: string,

@@ -2,7 +2,7 @@
  * MediaEngine: the per-thread owner of the RTP port pool, the shared
  * scheduler and all media sessions. Signalling asks it for sessions; with
  * MEDIA_WORKERS > 0 one engine runs in each worker thread, inside a whole media
- * plane (sip/app/worker-media-planes.ts).
+ * plane (call/plane/worker-planes.ts).
  */
 import type { Registry } from 'prom-client'
 import { registerMediaMetrics } from './media-metrics.ts'

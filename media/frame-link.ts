@@ -2,7 +2,7 @@
  * A call's audio across a thread boundary: one end of a MessageChannel
  * carrying 20 ms PCM frames (and DTMF digits) both ways between two media
  * workers, so calls on different workers can still be bridged or share a
- * conference (sip/app/worker-media-planes.ts pairs the ends).
+ * conference (call/plane/worker-planes.ts pairs the ends).
  *
  * Frames arrive between ticks, whenever the other thread's clock sent them.
  * Each end keeps a short queue and hands out one frame per tick; when the

@@ -1,12 +1,12 @@
 /**
  * One media plane in a worker thread (MEDIA_WORKERS): its own MediaEngine
  * (sockets, scheduler, sessions), the AgentMediaBinder with each call's agent
- * runtime, and the API's media actions (MediaCallControl), all exactly as the
+ * runtime, and the API's media actions (MediaActions), all exactly as the
  * main thread runs them when MEDIA_WORKERS=0. The agent's Playout stays a
  * pull source read on this thread's ticks, so barge-in is as tight here as
  * in-process: nothing per frame crosses the thread boundary.
  *
- * What does cross, as RpcChannel messages (worker-media-planes.ts is the
+ * What does cross, as RpcChannel messages (worker-planes.ts is the
  * other end):
  * - from the main thread: the MediaBinder/MediaLeg calls sip/app makes
  *   (answer, offer, setRemote, attach, hold, close), the API's media actions,
@@ -27,7 +27,7 @@ import { createRootLogger } from '../../config/logger.ts'
 import { addAgentMetricSink } from '../../agent/index.ts'
 import type { Call } from '../../store/calls.ts'
 import type { CallControl, MediaStreamHandle } from '../call-control.ts'
-import type { MediaCallControl } from '../media-actions.ts'
+import type { MediaActions } from '../media-actions.ts'
 import { createMediaPlane } from './media-plane.ts'
 import { mediaStoreOverChannel } from './media-store.ts'
 import { RpcChannel, type MessageEndpoint } from './rpc-channel.ts'
@@ -113,7 +113,7 @@ channel
     if (!(PLANE_ACTIONS as readonly string[]).includes(name)) throw new Error(`unknown media action ${name}`)
     return (api[name] as (...a: unknown[]) => Promise<unknown>)(...args)
   })
-  .handle('link.call', (call: Call, partner: Parameters<MediaCallControl['linkCall']>[1], port: MessagePort) => actions.linkCall(call, partner, port))
+  .handle('link.call', (call: Call, partner: Parameters<MediaActions['linkCall']>[1], port: MessagePort) => actions.linkCall(call, partner, port))
   .handle('link.codec', (call: Call) => actions.codecOf(call))
   .handle('link.member', (call: Call, conferenceId: string, muted: boolean, port: MessagePort) => actions.conferenceJoinLinked(call, conferenceId, muted, port))
   .handle('conference.active', (conferenceId: string) => actions.conferenceActive(conferenceId))

@@ -1,7 +1,7 @@
 /**
  * One media plane: the parts that terminate calls' media on one thread. The
  * MediaEngine's sessions, the AgentMediaBinder with each call's agent, the
- * API's media actions (MediaCallControl) and the URL policy their fetches go
+ * API's media actions (MediaActions) and the URL policy their fetches go
  * through. The engine builds one on its main thread when MEDIA_WORKERS=0;
  * each media worker builds its own (media-plane-worker.ts).
  */
@@ -10,7 +10,7 @@ import { OutboundUrlPolicy } from '../../config/outbound-url-policy.ts'
 import type { MediaEngine } from '../../media/engine.ts'
 import type { RtpengineAnchor } from '../../media/rtpengine/anchor.ts'
 import { AgentMediaBinder, type AgentControl } from '../agent-binder.ts'
-import { MediaCallControl } from '../media-actions.ts'
+import { MediaActions } from '../media-actions.ts'
 import { MediaSessionRegistry } from '../live-media.ts'
 import type { MediaStore } from './media-store.ts'
 
@@ -31,7 +31,7 @@ export interface MediaPlaneOptions {
 
 export interface MediaPlane {
   binder: AgentMediaBinder
-  actions: MediaCallControl
+  actions: MediaActions
   /** Close its connection pool (the fetches pinned to approved addresses) when the calls are gone. */
   urlPolicy: OutboundUrlPolicy
 }
@@ -53,7 +53,7 @@ export function createMediaPlane(o: MediaPlaneOptions): MediaPlane {
     },
   })
   // The API's call actions: media actions on the sessions the binder lists.
-  const actions = new MediaCallControl({
+  const actions = new MediaActions({
     sessions, store: o.store, logger: o.logger, isLocal: o.isLocal,
     recordingsDir: o.recordingsDir, mediaRoots: o.mediaRoots, urlPolicy, scheduler: o.media.scheduler,
   })

@@ -1,6 +1,6 @@
 /**
  * What the main thread and a media-plane worker (media-plane-worker.ts,
- * worker-media-planes.ts) agree on beyond RpcChannel itself: the worker's
+ * worker-planes.ts) agree on beyond RpcChannel itself: the worker's
  * start-up data, the API media actions it serves, and the clone fix-up for
  * stream messages.
  */

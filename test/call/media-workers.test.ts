@@ -11,7 +11,7 @@ import { type RtpCaller, heard, placeTrackedCall, rms, tone } from '../sip/app/r
 
 /**
  * MEDIA_WORKERS=2: call media, agents and media actions run in two worker
- * threads (sip/app/worker-media-planes.ts). First the engine-level checks
+ * threads (call/plane/worker-planes.ts). First the engine-level checks
  * (calls spread over both workers, each worker's agent talks and hears,
  * bridge and conference across the two workers, a dead worker's calls are
  * hung up and its bridge partner freed), then whole suites rerun with MEDIA_WORKERS=2
