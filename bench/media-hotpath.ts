@@ -31,7 +31,7 @@ if (process.argv[2] === '--memory-child') {
   const kind = process.argv[3] as 'PCMU' | 'opus'
   const n = Number(process.argv[4])
   const { v8Collector } = await import('../media/idle-gc.ts')
-  const { MediaEngine } = await import('../media/engine.ts')
+  const { MediaEngine } = await import('../media/media-engine.ts')
   const { memoryKiB } = await import('./proc-stats.ts')
   const gc = v8Collector()!
   const peer = createSocket('udp4')

@@ -36,7 +36,7 @@ import { startWireCapture, tcpdumpAvailable, type WirePacingStats } from './wire
 
 // ───────────────────────── bench (parent) ─────────────────────────
 
-const { MediaEngine } = await import('../media/engine.ts')
+const { MediaEngine } = await import('../media/media-engine.ts')
 const { PcmSource } = await import('../media/playback.ts')
 const { Bridge } = await import('../media/bridge.ts')
 type MediaSession = import('../media/session/media-session.ts').MediaSession

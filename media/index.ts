@@ -24,7 +24,7 @@
  */
 export type { AudioFrame, FrameSink, FrameSource, FrameEndpoint, DuplexFrameSink, SampleRate } from '../audio/frame.ts'
 export { FRAME_MS, samplesPerFrame } from '../audio/frame.ts'
-export { MediaEngine, type MediaEngineOptions, type MediaEngineStats, type MediaLogger } from './engine.ts'
+export { MediaEngine, type MediaEngineOptions, type MediaEngineStats, type MediaLogger } from './media-engine.ts'
 export {
   MediaSession,
   type MediaSessionOptions,

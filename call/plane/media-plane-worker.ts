@@ -21,7 +21,7 @@
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads'
 import { randomUUID } from 'node:crypto'
 import type Srf from 'drachtio-srf'
-import { MediaEngine } from '../../media/engine.ts'
+import { MediaEngine } from '../../media/media-engine.ts'
 import { RtpengineAnchor } from '../../media/rtpengine/anchor.ts'
 import { createRootLogger } from '../../config/logger.ts'
 import { addAgentMetricSink } from '../../agent/index.ts'

@@ -7,7 +7,7 @@
  */
 import type { Logger } from 'pino'
 import { OutboundUrlPolicy } from '../../config/outbound-url-policy.ts'
-import type { MediaEngine } from '../../media/engine.ts'
+import type { MediaEngine } from '../../media/media-engine.ts'
 import type { RtpengineAnchor } from '../../media/rtpengine/anchor.ts'
 import { AgentMediaBinder, type AgentControl } from '../agent-binder.ts'
 import { MediaActions } from '../media-actions.ts'

@@ -4,7 +4,7 @@
  * start-up data, the API media actions it serves, and the clone fix-up for
  * stream messages.
  */
-import type { MediaEngineOptions } from '../../media/engine.ts'
+import type { MediaEngineOptions } from '../../media/media-engine.ts'
 import type { LogLevel } from '../../config/config.ts'
 
 export interface MediaPlaneInit {

@@ -8,7 +8,7 @@
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
 import type { LogLevel } from '../../config/config.ts'
-import { MediaEngine, type MediaEngineOptions } from '../../media/engine.ts'
+import { MediaEngine, type MediaEngineOptions } from '../../media/media-engine.ts'
 import { registerMediaMetrics } from '../../media/media-metrics.ts'
 import type { RtpengineAnchor } from '../../media/rtpengine/anchor.ts'
 import type { AgentMetrics } from '../../agent/index.ts'

@@ -1,5 +1,5 @@
 /** Shared setup for media tests: engines on private port ranges, connected session pairs. */
-import { MediaEngine, type MediaEngineOptions } from '../../media/engine.ts'
+import { MediaEngine, type MediaEngineOptions } from '../../media/media-engine.ts'
 import type { MediaSession, MediaSessionOptions } from '../../media/session/media-session.ts'
 import type { AudioFrame } from '../../audio/frame.ts'
 import { freeUdpRange } from '../harness/ports.ts'

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { getHeapSpaceStatistics } from 'node:v8'
 import { IdleGc } from '../../media/idle-gc.ts'
-import { MediaEngine } from '../../media/engine.ts'
+import { MediaEngine } from '../../media/media-engine.ts'
 
 const youngUsed = () => getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')!.space_used_size
 

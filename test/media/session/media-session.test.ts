@@ -1,6 +1,6 @@
 import t from 'tap'
 import { createSocket, type Socket } from 'node:dgram'
-import { MediaEngine } from '../../../media/engine.ts'
+import { MediaEngine } from '../../../media/media-engine.ts'
 import { PcmSource } from '../../../media/playback.ts'
 import type { AudioFrame } from '../../../audio/frame.ts'
 import { writeRtpHeader } from '../../../media/rtp/packet.ts'
