@@ -13,11 +13,6 @@ export function substituteVariables(text: string, vars: Readonly<Record<string, 
   return text.replace(REFERENCE, (_m, name: string) => (Object.hasOwn(vars, name) ? vars[name]! : ''))
 }
 
-/** The variable names a text refers to, in order of first use. */
-export function variableNames(text: string): string[] {
-  return [...new Set([...text.matchAll(REFERENCE)].map((m) => m[1]!))]
-}
-
 /** String values of a metadata object: numbers and booleans as text, everything else left out. */
 export function stringValues(meta: Readonly<Record<string, unknown>> | null | undefined): Record<string, string> {
   const out: Record<string, string> = {}

@@ -17,5 +17,3 @@ export class ApiError extends Error {
 export interface ErrorBody {
   error: { code: string; message: string; details?: unknown }
 }
-
-export const notFound = (what: string) => new ApiError(404, 'not_found', `${what} not found`)

@@ -90,8 +90,3 @@ export function seqDiff(a: number, b: number): number {
   const d = (a - b) & 0xffff
   return d >= 0x8000 ? d - 0x10000 : d
 }
-
-/** Signed distance a−b between 32-bit timestamps. */
-export function tsDiff(a: number, b: number): number {
-  return ((a - b) | 0)
-}

@@ -1,41 +1,10 @@
 /**
- * Carrier route selection and the failover policy between carrier routes
- * (pure: no SIP here).
- *
- * Carrier routes belong to an account: a destination prefix ("" matches
- * everything), a priority (lower first) and a trunk. Every matching carrier
- * route is a candidate; the longest prefix goes first, then priority, then the
- * id so the order is stable. A trunk appears once. The dialer gets the same
- * order from the store (store/carrier-routes.ts `candidates`).
+ * The failover policy between carrier routes (pure: no SIP here): which
+ * outcomes of one attempt move on to the next carrier route, and the final
+ * status of a call no carrier answered. The candidates themselves, in
+ * failover order (longest prefix, then priority), come from the store
+ * (store/carrier-routes.ts `candidates`).
  */
-
-export interface CarrierRouteCandidate {
-  id: string
-  accountId?: string
-  /** E.164 digits prefix, with or without "+": "+44", "1", "" */
-  prefix: string
-  priority: number
-  trunkId: string
-  enabled?: boolean
-}
-
-export function carrierRouteMatches(route: CarrierRouteCandidate, destination: string): boolean {
-  const p = route.prefix.replace(/^\+/, '')
-  const d = destination.replace(/^\+/, '')
-  return d.startsWith(p)
-}
-
-export function selectCarrierRoutes<R extends CarrierRouteCandidate>(routes: R[], destination: string): R[] {
-  const seen = new Set<string>()
-  return routes
-    .filter((r) => r.enabled !== false && carrierRouteMatches(r, destination))
-    .sort((a, b) => {
-      const pa = a.prefix.replace(/^\+/, '').length
-      const pb = b.prefix.replace(/^\+/, '').length
-      return pb - pa || a.priority - b.priority || a.id.localeCompare(b.id)
-    })
-    .filter((r) => (seen.has(r.trunkId) ? false : (seen.add(r.trunkId), true)))
-}
 
 export type AttemptOutcome =
   | { kind: 'answered' }

@@ -361,11 +361,6 @@ export function parseNameAddr(value: string): NameAddr | undefined {
   return { display, uri, params: parseParams(rest), bracketed }
 }
 
-export function formatNameAddr(na: NameAddr): string {
-  const params = formatParams(na.params)
-  return `${na.display ? na.display + ' ' : ''}<${na.uri}>${params}`
-}
-
 export function parseParams(s: string): Record<string, string | null> {
   const out: Record<string, string | null> = {}
   for (const p of s.split(';')) {
@@ -426,11 +421,6 @@ export function parseUri(uri: string): SipUri | undefined {
     scheme: r[1]!.toLowerCase(), user, password, host: r[3]!, port,
     params: parseParams(r[5] ?? ''), headers: r[6] ?? '',
   }
-}
-
-export function formatUri(u: SipUri): string {
-  const userinfo = u.user !== undefined ? `${u.user}${u.password !== undefined ? ':' + u.password : ''}@` : ''
-  return `${u.scheme}:${userinfo}${u.host}${u.port ? ':' + u.port : ''}${formatParams(u.params)}${u.headers ? '?' + u.headers : ''}`
 }
 
 /** Strips IPv6 brackets. */

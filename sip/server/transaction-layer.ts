@@ -8,7 +8,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { SipMessage, makeResponse, MAGIC_COOKIE } from './message.ts'
-import type { Remote, Protocol } from './transport.ts'
+import type { Remote } from './transport.ts'
 
 export interface Timers { T1: number; T2: number; T4: number }
 export const DEFAULT_TIMERS: Timers = { T1: 500, T2: 4000, T4: 5000 }
@@ -384,8 +384,4 @@ export class TransactionLayer {
     for (const t of [...this.server.values()]) t.terminate()
     for (const t of [...this.client.values()]) t.terminate()
   }
-}
-
-export function protocolFromVia(transport: string): Protocol {
-  return transport.toUpperCase() === 'TCP' ? 'tcp' : 'udp'
 }

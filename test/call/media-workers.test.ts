@@ -1,8 +1,7 @@
 import t from 'tap'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import { threadId } from 'node:worker_threads'
 import WebSocket from 'ws'
 import { startStack } from '../harness/stack.ts'
@@ -18,8 +17,6 @@ import { type RtpCaller, heard, placeTrackedCall, rms, tone } from '../sip/app/r
  * (media-workers-media-suites.test.ts, media-workers-call-suites.test.ts).
  */
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-const here = dirname(fileURLToPath(import.meta.url))
-const root = join(here, '..', '..')
 
 /** Loud 20 ms frames heard since `since`. */
 function loudFrames(c: RtpCaller, since: number): Int16Array[] {
