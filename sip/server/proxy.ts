@@ -6,7 +6,7 @@
  */
 import { SipMessage, makeResponse, newBranch, parseNameAddr, parseVia, splitList, bareHost } from './message.ts'
 import type { Logger } from 'pino'
-import type { ServerTransaction, ClientTransaction, TransactionLayer } from './transaction-layer.ts'
+import { buildCancel, type ServerTransaction, type ClientTransaction, type TransactionLayer } from './transaction-layer.ts'
 import type { Inbound, Remote } from './transport.ts'
 import type { SipAddressing } from './addressing.ts'
 import type { SipMetrics } from './metrics.ts'
@@ -215,15 +215,7 @@ export class ProxyCore {
     b.canceled = true
     const inv = b.txn.request
     if (inv.method === 'INVITE' && b.txn.gotProvisional) {
-      const cancel = SipMessage.request('CANCEL', inv.uri)
-      cancel.add('Via', inv.getAll('via')[0]!)
-      cancel.add('Max-Forwards', '70')
-      for (const h of inv.headers) if (h.name === 'Route') cancel.add('Route', h.value)
-      cancel.add('From', inv.get('from')!)
-      cancel.add('To', inv.get('to')!)
-      cancel.add('Call-ID', inv.callId)
-      cancel.add('CSeq', `${inv.cseq.seq} CANCEL`)
-      this.net.tl.createClient(cancel, b.txn.dest, { onResponse: () => {} }).start()
+      this.net.tl.createClient(buildCancel(inv), b.txn.dest, { onResponse: () => {} }).start()
     }
     if (timeout) {
       for (const t of b.timers) clearTimeout(t)

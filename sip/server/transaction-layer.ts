@@ -282,6 +282,23 @@ export function buildNon2xxAck(invite: SipMessage, res: SipMessage): SipMessage 
   return ack
 }
 
+/**
+ * §9.1: a CANCEL for a pending INVITE client transaction: the INVITE's
+ * Request-URI, top Via (so its branch), Route set, From, To, Call-ID and
+ * CSeq number, with the method CANCEL.
+ */
+export function buildCancel(invite: SipMessage): SipMessage {
+  const cancel = SipMessage.request('CANCEL', invite.uri)
+  cancel.add('Via', invite.getAll('via')[0]!)
+  cancel.add('Max-Forwards', '70')
+  for (const h of invite.headers) if (h.name === 'Route') cancel.add('Route', h.value)
+  cancel.add('From', invite.get('from')!)
+  cancel.add('To', invite.get('to')!)
+  cancel.add('Call-ID', invite.callId)
+  cancel.add('CSeq', `${invite.cseq.seq} CANCEL`)
+  return cancel
+}
+
 export class TransactionLayer {
   private server = new Map<string, ServerTransaction>()
   private client = new Map<string, ClientTransaction>()

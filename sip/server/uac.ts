@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto'
 import { SipMessage, parseNameAddr, newBranch, randomToken, paramOf, uriHost } from './message.ts'
 import type { Inbound } from './transport.ts'
-import type { ClientTransaction } from './transaction-layer.ts'
+import { buildCancel, type ClientTransaction } from './transaction-layer.ts'
 import { type DialogStore, type Dialog, DIALOG_METHODS, dialogId, stripTag, inDialogRequest } from './dialogs.ts'
 import type { AppConnection } from './drachtio-protocol.ts'
 import type { SipNetwork } from './sip-network.ts'
@@ -112,15 +112,7 @@ export class UserAgentClient {
     if (!inv || inv.request.method !== 'INVITE') { app.respond(clientMsgId, 'NO|unknown transaction'); return }
     if (inv.state !== 'calling' && inv.state !== 'proceeding') { app.respond(clientMsgId, 'NO|transaction already completed'); return }
     const invite = inv.request
-    // §9.1: same Request-URI, Call-ID, To, From, Route, top Via (branch), CSeq number.
-    const cancel = SipMessage.request('CANCEL', invite.uri)
-    cancel.add('Via', invite.getAll('via')[0]!)
-    cancel.add('Max-Forwards', '70')
-    for (const h of invite.headers) if (h.name === 'Route') cancel.add('Route', h.value)
-    cancel.add('From', invite.get('from')!)
-    cancel.add('To', invite.get('to')!)
-    cancel.add('Call-ID', invite.callId)
-    cancel.add('CSeq', `${invite.cseq.seq} CANCEL`)
+    const cancel = buildCancel(invite)
     for (const h of appHeaders(appReq, inv.dest.protocol, this.net.address)) if (h.name !== 'Contact' && h.name !== 'Content-Type') cancel.headers.push({ ...h })
     const send = (): void => {
       const ct = this.net.tl.createClient(cancel, inv.dest, { onResponse: () => {} })
