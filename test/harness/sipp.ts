@@ -61,7 +61,10 @@ export function runSipp(opts: SippOptions): { done: Promise<SippResult>; kill: (
   child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
   const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 30_000)
   const done = new Promise<SippResult>((resolve) => {
-    child.on('close', (code) => {
+    let settled = false
+    const finish = (code: number | null) => {
+      if (settled) return
+      settled = true
       clearTimeout(timer)
       const stat = parseStat(join(dir, 'stat.csv'))
       const errFile = readdirSync(dir).find((f) => f.includes('errors'))
@@ -70,6 +73,20 @@ export function runSipp(opts: SippOptions): { done: Promise<SippResult>; kill: (
         successful: stat.successful, failed: stat.failed,
         errors: errFile ? readFileSync(join(dir, errFile), 'utf8') : '',
       })
+    }
+    child.on('close', (code) => finish(code))
+    // 'close' also waits for sipp's stdout/stderr to reach EOF. When a media
+    // worker thread is terminated (test/call/media-workers.test.ts) while
+    // sipp runs, one of those EOFs has been seen never to arrive on a loaded
+    // box although sipp exited; the exit code and the stat file are what
+    // count, so settle on 'exit' once the streams had a moment to drain.
+    child.on('exit', (code) => {
+      setTimeout(() => {
+        if (settled) return
+        child.stdout.destroy()
+        child.stderr.destroy()
+        finish(code)
+      }, 500)
     })
   })
   return { done, kill: () => child.kill('SIGTERM') }
