@@ -169,7 +169,6 @@ export class Engine {
       // Every agent runtime reports its turn waterfall and barge-in latency to /metrics.
       const agentMetrics = registerAgentMetrics(registry)
       stops.push('agent-metrics', async () => agentMetrics.unregister())
-      sipApplication.onDrained(async () => agentMetrics.unregister())
       const agentControl = {
         hangup: (id: string, reason?: string) => sipApplication.calls.hangup(id, 'agent', reason),
         // A whisper needs our media on the target first: bridge; else the caller's side is REFERred.
@@ -187,7 +186,6 @@ export class Engine {
         control: () => ({ ...agentControl, lost: (id, reason) => sipApplication.calls.hangup(id, 'system', reason) }),
       })
       stops.push('media', () => mediaPlane.stop())
-      sipApplication.onDrained(() => mediaPlane.stop())
       sipApplication.setMediaBinder(mediaPlane.binder)
       callControl.install(createApiCallControl(sipApplication, mediaPlane.actions))
       health.register('media', () => mediaPlane.health())
@@ -279,10 +277,6 @@ export class StopOrder {
 
   push(name: string, stop: () => Promise<void>): void {
     this.parts.push({ name, stop })
-  }
-
-  get names(): string[] {
-    return this.parts.map((p) => p.name)
   }
 
   async unwind(log: Pick<Logger, 'warn'>): Promise<void> {

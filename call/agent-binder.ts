@@ -72,7 +72,7 @@ export interface AgentMediaBinderOptions {
 }
 
 /** The SIP dialog identifiers of a call (CallContext.sip). */
-export type SipDialogIds = NonNullable<CallContext['sip']>
+type SipDialogIds = NonNullable<CallContext['sip']>
 
 /**
  * rtpengine keys a call by Call-ID and the two tags (ng `call-id`,
@@ -82,7 +82,7 @@ export type SipDialogIds = NonNullable<CallContext['sip']>
  * sent) any stable unique strings work. Missing tags get fixed stand-ins:
  * they only need to stay the same for the life of the call.
  */
-export function anchorIds(callId: string, sip?: SipDialogIds | null): CallIds & { toTag: string } {
+function anchorIds(callId: string, sip?: SipDialogIds | null): CallIds & { toTag: string } {
   // Per leg, not per call: a transfer's whisper leg offers media for the same
   // call id, and must not land on (and later delete) the call's own anchor.
   if (!sip?.callId) return { callId: `callplane-${callId}-${randomUUID().slice(0, 8)}`, fromTag: 'peer', toTag: 'engine' }
@@ -90,7 +90,7 @@ export function anchorIds(callId: string, sip?: SipDialogIds | null): CallIds & 
 }
 
 /** What a call contributes to an agent's `{{name}}` variables. */
-export interface CallVariablesSource {
+interface CallVariablesSource {
   callId: string
   from: string
   to: string
@@ -103,7 +103,7 @@ export interface CallVariablesSource {
  * wins over the agent's, and the built-ins (from, to, callId, direction,
  * agentName) win over both, so they always mean what the docs say.
  */
-export function callVariables(a: Agent, call: CallVariablesSource): Record<string, string> {
+function callVariables(a: Agent, call: CallVariablesSource): Record<string, string> {
   return {
     ...stringValues(a.metadata),
     ...stringValues(call.metadata),

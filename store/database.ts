@@ -1,3 +1,4 @@
+import { splitHostPort } from '../config/reachable-address.ts'
 import { mkdirSync } from 'node:fs'
 import { resolve } from 'node:path'
 import pg from 'pg'
@@ -38,9 +39,9 @@ export async function openDatabase(opts: DatabaseOptions): Promise<Database> {
   const seeded = seedFromPgliteTemplate(dir)
   mkdirSync(dir, { recursive: true })
   const backend = await startPgliteThread(dir, opts.logger)
-  const [host, port] = backend.conn.split(':')
+  const { host, port } = splitHostPort(backend.conn)
   // PGlite is one backend: a single pooled connection keeps transactions whole.
-  const pool = new pg.Pool({ host, port: Number(port), user: 'postgres', database: 'postgres', max: 1, idleTimeoutMillis: 0 })
+  const pool = new pg.Pool({ host, port, user: 'postgres', database: 'postgres', max: 1, idleTimeoutMillis: 0 })
   opts.logger.info({ dir, listen: backend.conn, seededFromTemplate: seeded, thread: 'worker' }, 'embedded PGlite started')
   return wrap('embedded', pool, opts.logger, backend.close)
 }

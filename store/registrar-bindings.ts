@@ -39,22 +39,10 @@ const toBinding = (r: Row): Binding => ({
   userAgent: r.user_agent, nodeId: r.node_id, expiresAt: r.expires_at,
 })
 
-export interface UpsertBinding {
-  accountId: string
-  extensionId: string | null
-  aor: string
-  username: string
-  contact: string
-  received: string | null
-  transport: string
-  callId: string
-  cseq: number
-  q?: number | null
-  instanceId?: string | null
-  userAgent?: string | null
-  nodeId?: string | null
-  expiresSec: number
-}
+/** What a REGISTER writes: a binding without its id, with optional extras and a lifetime instead of an expiry time. */
+export type UpsertBinding = Omit<Binding, 'id' | 'q' | 'instanceId' | 'userAgent' | 'nodeId' | 'expiresAt'>
+  & Partial<Pick<Binding, 'q' | 'instanceId' | 'userAgent' | 'nodeId'>>
+  & { expiresSec: number }
 
 export class RegistrarBindingRepository {
   constructor(private readonly db: Queryable, private readonly outbox: Outbox) {}

@@ -56,7 +56,7 @@ export interface RunningMediaPlane {
   /** The media half of CallControl (say, play, dtmf, record, mute, conferences, bridges, streams). */
   readonly actions: CallControl
   health(): MediaPlaneHealth | Promise<MediaPlaneHealth>
-  /** Ends every session and closes what the plane opened; safe to call twice (drain, then shutdown). */
+  /** Ends every session and closes what the plane opened (the engine's StopOrder calls it once). */
   stop(): Promise<void>
 }
 
@@ -79,7 +79,7 @@ export async function startMediaPlane(o: StartMediaPlaneOptions): Promise<Runnin
           detail: { workers: st.map((w) => ({ index: w.index, activeSessions: w.engine.activeSessions, ports: w.engine.ports, lateTicks: w.engine.scheduler.lateTicks })) },
         }
       },
-      stop: once(() => planes.stop()),
+      stop: () => planes.stop(),
     }
   }
   const engine = new MediaEngine({ ...o.engine, registry: o.registry })
@@ -96,11 +96,6 @@ export async function startMediaPlane(o: StartMediaPlaneOptions): Promise<Runnin
       return { status: 'up', detail: { activeSessions: st.activeSessions, ports: st.ports, lateTicks: st.scheduler.lateTicks } }
     },
     // The URL policy's connection pool (fetches pinned to approved addresses) closes once the calls are gone.
-    stop: once(async () => { await plane.urlPolicy.close(); await engine.stop() }),
+    stop: async () => { await plane.urlPolicy.close(); await engine.stop() },
   }
-}
-
-function once(fn: () => Promise<void>): () => Promise<void> {
-  let done: Promise<void> | null = null
-  return () => (done ??= fn())
 }

@@ -12,6 +12,7 @@
  * `transcode` asks rtpengine to add codecs towards the answerer (ng
  * `codec: { transcode: [...] }`), e.g. an Opus peer reaching a PCMU-only leg.
  */
+import { splitHostPort } from '../../config/reachable-address.ts'
 import { createRequire } from 'node:module'
 
 interface NgResponse { result: string; sdp?: string; 'error-reason'?: string; [k: string]: unknown }
@@ -49,9 +50,9 @@ export class RtpengineAnchor {
   private readonly port: number
 
   constructor(opts: AnchorOptions) {
-    const [host, port] = opts.ng.split(':')
+    const { host, port } = splitHostPort(opts.ng)
     this.host = host || '127.0.0.1'
-    this.port = Number(port)
+    this.port = port
     if (!this.port) throw new RangeError(`bad RTPENGINE_NG ${opts.ng}`)
     this.client = new Client({ timeout: opts.timeoutMs ?? 2000, localAddress: this.host === '127.0.0.1' ? '127.0.0.1' : undefined })
   }

@@ -82,7 +82,7 @@ export class SipCallSignalling implements CallSignalling {
     try {
       attempts = await o.dialer.plan(input.accountId, input.to, input.from, input.trunkId ?? undefined)
     } catch (err) {
-      if (err instanceof DialError) throw new CallControlError(err.code === 'no-route' ? 'rejected' : err.code === 'not-registered' ? 'invalid_state' : 'rejected', err.message, { code: err.code.replace(/-/g, '_') })
+      if (err instanceof DialError) throw new CallControlError(err.code === 'not-registered' ? 'invalid_state' : 'rejected', err.message, { code: err.code.replace(/-/g, '_') })
       throw err
     }
     const binder = o.media()

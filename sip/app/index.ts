@@ -68,7 +68,6 @@ export class SipApplication {
   readonly nodeId: string
   readonly keepalive: RegistrarKeepalive
   private binder: MediaBinder | null = null
-  private readonly drained: Array<() => Promise<void>> = []
   private sweepTimer: NodeJS.Timeout | null = null
   private readonly log: Logger
 
@@ -131,11 +130,5 @@ export class SipApplication {
     this.keepalive.stop()
     await this.outboundRegistrations.stop()
     await Promise.allSettled(this.active.all().map((c) => c.hangup('system', 'node-shutdown')))
-    for (const fn of this.drained) await fn().catch((err: unknown) => this.log.warn({ err }, 'post-drain hook failed'))
-  }
-
-  /** Runs after every call has ended on drain (e.g. stopping the media engine). */
-  onDrained(fn: () => Promise<void>): void {
-    this.drained.push(fn)
   }
 }
