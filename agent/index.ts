@@ -12,7 +12,8 @@ import type { FallbackOptions } from './adapters/fallback-chain.ts'
 import type { TtsAdapter } from './adapters/tts/contract.ts'
 import { resolveAgentConfig, type AgentConfig, type AgentConfigInput } from './config.ts'
 import type { AgentMediaPort } from './media-port.ts'
-import { AgentRuntime, type AgentCallResult, type AgentLogger, type CallInfo } from './runtime.ts'
+import { AgentRuntime } from './runtime.ts'
+import type { AgentCallResult, AgentLogger, CallInfo } from './agent-events.ts'
 import { WebsocketAgent } from './websocket-agent.ts'
 
 export interface CreateAgentOptions {

@@ -34,8 +34,6 @@ import type { LlmAdapter } from './adapters/llm/contract.ts'
 import type { SttAdapter } from './adapters/stt/contract.ts'
 import type { TtsAdapter } from './adapters/tts/contract.ts'
 
-export type { AgentCallResult, AgentEndReason, AgentLogger, CallInfo, SpeechUpdate, ToolCallEvent } from './agent-events.ts'
-export { TOOL_APOLOGY } from './reply-generator.ts'
 
 export interface AgentRuntimeOptions {
   config: AgentConfig

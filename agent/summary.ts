@@ -5,7 +5,7 @@
  */
 import type { LlmAdapter } from './adapters/llm/contract.ts'
 
-export const DEFAULT_SUMMARY_PROMPT = 'Summarize this phone call in two sentences.'
+const DEFAULT_SUMMARY_PROMPT = 'Summarize this phone call in two sentences.'
 
 export async function summarizeCall(llm: LlmAdapter, transcriptText: string, prompt: string | undefined, timeoutMs: number): Promise<string | undefined> {
   if (!transcriptText) return undefined

@@ -167,8 +167,8 @@ export class TurnInput {
         this.userTurn = { startedAt: this.frameTime(ev.firstVoicedAt) - this.config.vadPrefixPaddingMs, texts: [], awaitingFinal: false, discard }
       } else {
         // Caller resumed before STT delivered: same turn continues.
-        if (this.userTurn.timer) clearTimeout(this.userTurn.timer)
-        if (this.userTurn.abandonTimer) clearTimeout(this.userTurn.abandonTimer)
+        this.o.timers.clear(this.userTurn.timer)
+        this.o.timers.clear(this.userTurn.abandonTimer)
         this.userTurn.abandonTimer = undefined
         this.userTurn.awaitingFinal = false
       }
@@ -269,7 +269,7 @@ export class TurnInput {
   private commitUserTurn(): void {
     const ut = this.userTurn
     if (!ut || !ut.awaitingFinal) return
-    if (ut.timer) clearTimeout(ut.timer)
+    this.o.timers.clear(ut.timer)
     if (this.bargeIn.pending) {
       // STT never confirmed enough words: treat as a false alarm (marks ut.discard).
       this.decideBargeIn(this.bargeIn.finalWords(''))
@@ -290,7 +290,7 @@ export class TurnInput {
       }
       return
     }
-    if (ut.abandonTimer) clearTimeout(ut.abandonTimer)
+    this.o.timers.clear(ut.abandonTimer)
     const now = performance.now()
     const entry = this.o.transcript.add({ role: 'user', text, start: ut.startedAt, end: ut.endOfSpeech ?? now, interrupted: false, ...(ut.source ? { source: ut.source } : {}) })
     this.events.emit('transcript', entry)
@@ -303,7 +303,7 @@ export class TurnInput {
     this.hooks.callerActive(false)
     if (this.hooks.agentBusy() && this.hooks.canInterrupt()) this.hooks.cancelReply()
     this.dtmfBuffer += digit
-    if (this.dtmfTimer) clearTimeout(this.dtmfTimer)
+    this.o.timers.clear(this.dtmfTimer)
     this.dtmfTimer = this.o.timers.set(this.o.dtmfInterDigitMs ?? 400, () => {
       const digits = this.dtmfBuffer
       this.dtmfBuffer = ''

@@ -28,7 +28,7 @@ import type { AgentConfig } from './config.ts'
 import type { AgentMediaPort, Unsubscribe } from './media-port.ts'
 import { Playout, type Segment } from './playout.ts'
 import { StreamResampler } from '../codecs/stream-resampler.ts'
-import type { AgentCallResult, AgentEndReason, AgentLogger, CallInfo } from './runtime.ts'
+import type { AgentCallResult, AgentEndReason, AgentLogger, CallInfo } from './agent-events.ts'
 import { Transcript } from './transcript.ts'
 
 interface WsAgentEvents {

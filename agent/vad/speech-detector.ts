@@ -36,7 +36,7 @@ export class SpeechDetector extends EventEmitter<SpeechDetectorEvents> implement
 
   constructor(opts: SpeechDetectorOptions = {}) {
     super()
-    const vad = new EnergyVad({ minSpeechDb: opts.minLevelDb ?? -45, marginDb: opts.marginDb ?? 12, floorFall: 1, floorRiseDb: 0.1 })
+    const vad = new EnergyVad({ minSpeechDb: opts.minLevelDb ?? -45, marginDb: opts.marginDb ?? 12, floorFall: 1, floorRiseDb: 0.1, floorMinDb: -100 })
     this.turns = new TurnTaker(vad, { onsetMs: (opts.onsetFrames ?? 3) * FRAME_MS, silenceMs: (opts.hangoverFrames ?? 15) * FRAME_MS })
   }
 

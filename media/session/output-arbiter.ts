@@ -83,10 +83,6 @@ export class OutputArbiter implements FrameSource {
     f!.resolve('flushed')
   }
 
-  get foregroundCount(): number {
-    return this.fg.length
-  }
-
   private adapt(f: Int16Array, rate: SampleRate): Int16Array {
     const to = this.sampleRate
     if (rate === to) return f

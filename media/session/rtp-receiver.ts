@@ -37,9 +37,8 @@ interface PacketContext {
   len: number
   address: string
   port: number
-  /** address check: from the source we send to (latched), or from the SDP's address. */
+  /** address check: from the source we send to (latched). */
   fromLatched: boolean
-  fromSdp: boolean
   /** parse */
   payloadType: number
   isDtmf: boolean
@@ -82,7 +81,7 @@ export class RtpReceiver {
 
   // --- receive state
   private readonly view = new RtpPacketView()
-  private readonly packet: PacketContext = { msg: Buffer.alloc(0), len: 0, address: '', port: 0, fromLatched: false, fromSdp: false, payloadType: 0, isDtmf: false, now: 0 }
+  private readonly packet: PacketContext = { msg: Buffer.alloc(0), len: 0, address: '', port: 0, fromLatched: false, payloadType: 0, isDtmf: false, now: 0 }
   rxStats: RtpReceiveStats = new RtpReceiveStats(8000)
   jitter: JitterBuffer = new JitterBuffer({ slots: 8, slotBytes: 1 }) // placeholder until a codec is negotiated
   private readonly dtmfRx = new DtmfReceiver(8000)
@@ -141,7 +140,6 @@ export class RtpReceiver {
   private checkAddress(p: PacketContext): void {
     const peer = this.peer
     p.fromLatched = p.address === peer.addr && p.port === peer.port
-    p.fromSdp = p.address === peer.sdpAddr && p.port === peer.sdpPort
   }
 
   /** RFC 3550 §5.1 header validation, then a payload type we answered (audio, telephone-event, CN). */
@@ -171,7 +169,8 @@ export class RtpReceiver {
   private latch(p: PacketContext): boolean {
     const peer = this.peer
     if (!peer.latched || (!p.fromLatched && p.now - this.lastFromLatchedMs > RELATCH_AFTER_MS)) {
-      if (!p.fromSdp) {
+      // The SDP's address latches at once (compared only here, off the steady-state path).
+      if (p.address !== peer.sdpAddr || p.port !== peer.sdpPort) {
         if (p.address === this.latchCandidateAddr && p.port === this.latchCandidatePort) this.latchCandidateCount++
         else { this.latchCandidateAddr = p.address; this.latchCandidatePort = p.port; this.latchCandidateCount = 1 }
         if (this.latchCandidateCount < LATCH_PACKETS) { this.garbage.wrongSource++; return false }

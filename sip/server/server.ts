@@ -16,7 +16,6 @@ import type { OverloadOptions } from './overload.ts'
 import { SipNetwork } from './sip-network.ts'
 import { DrachtioApplications } from './drachtio-application.ts'
 
-export { SERVER_VERSION } from './drachtio-application.ts'
 
 export interface CoreOptions {
   sipHost: string
