@@ -40,6 +40,58 @@ export interface CallControl {
    * call ends first.
    */
   openStream?(call: Call, opts: { encapsulation: string; send: (msg: string | Buffer) => void; close: () => void }): Promise<MediaStreamHandle>
+
+  // The media primitives the flow verbs (call/flow/) are built from. Each
+  // resolves when its media work is over, so a verb can await it; a call that
+  // ends meanwhile resolves them with 'ended' (never rejects).
+
+  /** Plays one prompt and resolves when it finished, a digit stopped it, interrupt() stopped it, or the call ended. */
+  prompt?(call: Call, opts: PromptRequest): Promise<PromptResult>
+  /** gather / digits_receive / recording end conditions: optional prompt first, then waits for input per the rules. */
+  listen?(call: Call, opts: ListenRequest): Promise<ListenResult>
+  /** Sends the caller's own audio back to it for durationMs (the `echo` verb). */
+  echo?(call: Call, opts: { durationMs: number }): Promise<void>
+  /** Live transcription without an agent: `call.transcript` events + stored transcript lines while on. */
+  transcribe?(call: Call, opts: { on: boolean; language?: string | undefined; direction?: 'in' | 'out' | 'both' | undefined }): Promise<ActionResult>
+  /** Forks the call's audio to a WebSocket the engine connects OUT to (VoipBin external_media_start/stop). */
+  externalMedia?(call: Call, opts: { on: boolean; url?: string | undefined; encapsulation?: 'twilio' | 'raw' | 'pcmu' | undefined }): Promise<ActionResult>
+  /** Ends every prompt/listen/echo started through these methods on the call (they resolve with 'stopped'). */
+  interrupt?(call: Call): Promise<void>
+}
+
+/** One prompt: exactly one of `say`, `play`, `tone`. */
+export type PromptRequest = {
+  say?: { text: string; voice?: string | undefined; language?: string | undefined } | undefined
+  /** file:// (media roots) or http(s) WAV/MP3, played in order; `loop` = times through the list. */
+  play?: { urls: string[]; loop?: number | undefined } | undefined
+  tone?: { tone: PlayTone; durationMs?: number | undefined } | undefined
+  /** A DTMF digit from the caller stops the prompt at once (VoipBin talk digits_handle: next). */
+  stopOnDigit?: boolean | undefined
+}
+
+export interface PromptResult {
+  result: 'done' | 'digit' | 'stopped' | 'ended'
+  digit?: string | undefined
+}
+
+export interface ListenRequest {
+  /** Played first; digits typed during it count (type-ahead); caller speech barges it in when speech is on. */
+  prompt?: PromptRequest | undefined
+  digits?: { max: number; min?: number | undefined; finishKey?: string | undefined; interDigitTimeoutMs?: number | undefined } | undefined
+  speech?: { hints?: string[] | undefined; language?: string | undefined } | undefined
+  /** Wait for the first input after the prompt ends. */
+  timeoutMs: number
+  /** Ends when the caller has been silent this long after having spoken (recording end_of_silence). */
+  silenceMs?: number | undefined
+  /** Overall cap from the start of listening (recording duration). */
+  maxDurationMs?: number | undefined
+}
+
+export interface ListenResult {
+  reason: 'max-digits' | 'finish-key' | 'inter-digit-timeout' | 'speech' | 'timeout' | 'silence' | 'max-duration' | 'stopped' | 'ended'
+  /** The digits collected, without the finish key. */
+  digits: string
+  speech?: { text: string; confidence?: number | undefined } | undefined
 }
 
 export interface MediaStreamHandle {
