@@ -14,7 +14,7 @@
 import { OutboundUrlRefused, type OutboundUrlPolicy } from '../config/outbound-url-policy.ts'
 import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
-import { Webhook } from 'standardwebhooks'
+import { signatureHeaders } from '../store/webhook-signature.ts'
 import type { JsonSchema, JsonValue } from './adapters/json.ts'
 import type { ToolCall, ToolDefinition } from './adapters/llm/contract.ts'
 
@@ -180,7 +180,6 @@ export async function invokeHttpTool(
 ): Promise<Omit<ToolOutcome, 'durationMs'>> {
   const timeoutMs = clampTimeout(tool.timeoutMs)
   const method = tool.method ?? 'POST'
-  const msgId = `tool_${randomUUID()}`
   const payload = JSON.stringify({ tool: tool.name, arguments: args, call: { id: ctx.callId, from: ctx.from, to: ctx.to, agentId: ctx.agentId } })
   const headers: Record<string, string> = { ...(tool.headers ?? {}), 'user-agent': 'callplane-agent' }
   let url = tool.url
@@ -191,11 +190,7 @@ export async function invokeHttpTool(
   } else headers['content-type'] = 'application/json'
   if (tool.signingSecret) {
     // GET has no body; sign the URL so the receiver can still verify the request.
-    const signed = method === 'GET' ? url : payload
-    const now = new Date()
-    headers['webhook-id'] = msgId
-    headers['webhook-timestamp'] = String(Math.floor(now.getTime() / 1000))
-    headers['webhook-signature'] = new Webhook(tool.signingSecret).sign(msgId, now, signed)
+    Object.assign(headers, signatureHeaders(tool.signingSecret, method === 'GET' ? url : payload, { id: `tool_${randomUUID()}` }))
   }
   const signals = [AbortSignal.timeout(timeoutMs)]
   if (ctx.signal) signals.push(ctx.signal)

@@ -1,8 +1,8 @@
-import { Webhook as StandardWebhook } from 'standardwebhooks'
 import type { Logger } from 'pino'
 import type { Counter } from 'prom-client'
 import type { Store } from '../store/index.ts'
 import type { ClaimedDelivery } from '../store/webhooks.ts'
+import { signatureHeaders } from '../store/webhook-signature.ts'
 import { CONFIG_VARS } from '../config/config.ts'
 
 export interface WebhookWorkerOptions {
@@ -145,8 +145,6 @@ export class WebhookWorker {
 
   private async deliver(d: ClaimedDelivery, stopping: AbortSignal): Promise<void> {
     const payload = JSON.stringify({ type: d.event.type, timestamp: d.event.createdAt, data: { ...d.event.data, eventId: d.event.id, accountId: d.event.accountId, callId: d.event.callId } })
-    const now = new Date()
-    const signature = new StandardWebhook(d.secret).sign(d.event.id, now, payload)
     let status: number | null = null
     let error: string | null = null
     try {
@@ -155,9 +153,7 @@ export class WebhookWorker {
         headers: {
           'content-type': 'application/json',
           'user-agent': 'Callplane-Webhooks/1',
-          'webhook-id': d.event.id,
-          'webhook-timestamp': String(Math.floor(now.getTime() / 1000)),
-          'webhook-signature': signature,
+          ...signatureHeaders(d.secret, payload, { id: d.event.id }),
         },
         body: payload,
         redirect: 'manual',

@@ -14,6 +14,7 @@ import { RecordingRepository } from './recordings.ts'
 import { RegistrarBindingRepository } from './registrar-bindings.ts'
 import type { SecretBox } from './secrets.ts'
 import { SipDirectoryRepository } from './sip-directory.ts'
+import { SigningSecretRepository } from './signing-secrets.ts'
 import { ToolRepository } from './tools.ts'
 import { TrunkRepository } from './trunks.ts'
 import { WebhookRepository } from './webhooks.ts'
@@ -33,6 +34,8 @@ export interface Store {
   extensions: ExtensionRepository
   tools: ToolRepository
   webhooks: WebhookRepository
+  /** Each account's application signing secret: status callbacks and webhook apps are signed with it. */
+  signingSecrets: SigningSecretRepository
   calls: CallRepository
   recordings: RecordingRepository
   conferences: ConferenceRepository
@@ -60,6 +63,7 @@ export function createStore(db: Database, secrets: SecretBox, logger: Logger): S
     extensions: new ExtensionRepository(pool, realm),
     tools: new ToolRepository(pool, secrets),
     webhooks: new WebhookRepository(pool, secrets, (fn) => db.transaction(fn)),
+    signingSecrets: new SigningSecretRepository(pool, secrets),
     calls: new CallRepository(pool, outbox),
     recordings: new RecordingRepository(pool, outbox),
     conferences: new ConferenceRepository(pool),

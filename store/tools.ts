@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { pageQuery, type Page, type PageRequest, type Queryable } from './common.ts'
 import { conflict, limitExceeded } from './errors.ts'
 import type { SecretBox } from './secrets.ts'
-import { generateWebhookSecret } from './webhooks.ts'
+import { generateSigningSecret } from './webhook-signature.ts'
 
 export const MAX_TOOLS_PER_ACCOUNT = 20
 
@@ -58,7 +58,7 @@ export class ToolRepository {
     if (Number(n!.n) >= MAX_TOOLS_PER_ACCOUNT) throw limitExceeded('tools', MAX_TOOLS_PER_ACCOUNT)
     const { name, ...rest } = input
     const spec: ToolSpec = { ...TOOL_DEFAULTS, ...rest }
-    const secret = generateWebhookSecret()
+    const secret = generateSigningSecret()
     try {
       const { rows } = await this.db.query<Row>(
         'INSERT INTO tools (id, account_id, name, spec, secret_sealed) VALUES ($1, $2, $3, $4, $5) RETURNING *',

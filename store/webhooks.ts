@@ -1,7 +1,8 @@
-import { randomBytes, randomUUID } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import { iso, pageQuery, type Page, type PageRequest, type Queryable } from './common.ts'
 import { limitExceeded } from './errors.ts'
 import type { SecretBox } from './secrets.ts'
+import { generateSigningSecret } from './webhook-signature.ts'
 import { toEvent, type CallplaneEvent, type EventType } from './outbox.ts'
 
 export const MAX_WEBHOOKS_PER_ACCOUNT = 10
@@ -53,8 +54,6 @@ const toWebhook = (r: Row): Webhook => ({
   lastError: r.last_error, disabledAt: iso(r.disabled_at), disabledReason: r.disabled_reason, createdAt: r.created_at.toISOString(), updatedAt: r.updated_at.toISOString(),
 })
 
-/** Standard Webhooks secrets: `whsec_` + base64 of 24 random bytes. */
-export const generateWebhookSecret = () => `whsec_${randomBytes(24).toString('base64')}`
 
 /** A delivery the worker claimed: the event, where it goes and the secret to sign with. */
 export interface ClaimedDelivery {
@@ -80,7 +79,7 @@ export class WebhookRepository {
   async create(accountId: string, input: WebhookInput): Promise<{ webhook: Webhook; secret: string }> {
     const { rows: [n] } = await this.db.query<{ n: string }>('SELECT count(*) AS n FROM webhooks WHERE account_id = $1', [accountId])
     if (Number(n!.n) >= MAX_WEBHOOKS_PER_ACCOUNT) throw limitExceeded('webhooks', MAX_WEBHOOKS_PER_ACCOUNT)
-    const secret = generateWebhookSecret()
+    const secret = generateSigningSecret()
     const { rows } = await this.db.query<Row>(
       `INSERT INTO webhooks (id, account_id, url, events, description, secret_sealed, enabled, disabled_at)
        VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $7 THEN NULL ELSE now() END) RETURNING *`,

@@ -14,6 +14,7 @@ import { carrierRouteRoutes } from './carrier-routes.ts'
 import { extensionRoutes } from './extensions.ts'
 import { toolRoutes } from './tools.ts'
 import { webhookRoutes } from './webhooks.ts'
+import { signingSecretRoutes } from './signing-secret.ts'
 import { callRoutes } from './calls.ts'
 import { recordingRoutes } from './recordings.ts'
 import { conferenceRoutes } from './conferences.ts'
@@ -40,7 +41,7 @@ const v1: FastifyPluginAsync<V1Options> = async (app, opts) => {
   const readCache = new ReadCache(opts.store.bus, opts.readCacheTtlMs ?? 1000)
   app.addHook('onClose', async () => readCache.close())
   const deps: ApiDeps = { store: opts.store, callControl: opts.callControl, allowInsecureWebhooks: opts.allowInsecureWebhooks, invalidateKey: auth.invalidate, readCache }
-  for (const plugin of [accountRoutes, apiKeyRoutes, agentRoutes, numberRoutes, trunkRoutes, carrierRouteRoutes, extensionRoutes, toolRoutes, webhookRoutes, callRoutes, recordingRoutes, conferenceRoutes, eventRoutes]) {
+  for (const plugin of [accountRoutes, apiKeyRoutes, agentRoutes, numberRoutes, trunkRoutes, carrierRouteRoutes, extensionRoutes, toolRoutes, webhookRoutes, signingSecretRoutes, callRoutes, recordingRoutes, conferenceRoutes, eventRoutes]) {
     await app.register(plugin, { deps })
   }
 }
