@@ -18,6 +18,8 @@ import { CallControlSlot } from './call/call-control.ts'
 import { WebhookWorker } from './control-api/webhook-worker.ts'
 import { SipApplication } from './sip/app/index.ts'
 import { createApiCallControl } from './call/api-call-control.ts'
+import { callControlAcrossNodes, serveRelayedCalls } from './call/remote-call-control.ts'
+import { NodeRelay } from './store/node-relay.ts'
 import type { MediaEngine } from './media/media-engine.ts'
 import { RtpengineAnchor } from './media/rtpengine/anchor.ts'
 import { startMediaPlane } from './call/plane/start-media-plane.ts'
@@ -149,7 +151,7 @@ export class Engine {
       await srfConnection.start()
       stops.push('srf-connection', () => srfConnection.stop())
       // Registrar, routing, outbound calls, call control; finishes records a previous run left live.
-      const sipApplication = await SipApplication.install(srfConnection, { store, logger: logger.child({ component: 'sip-app' }) })
+      const sipApplication = await SipApplication.install(srfConnection, { store, nodeId: config.nodeId, logger: logger.child({ component: 'sip-app' }) })
       // The "SIP bridge" (Fonella's SIP bridge health): down while a trunk that should be registered to its carrier is not.
       health.register('sip-bridge', () => sipApplication.outboundRegistrations.health())
       // Opus legs decode and encode at 16 kHz: wideband is what the STT and
@@ -187,7 +189,17 @@ export class Engine {
       })
       stops.push('media', () => mediaPlane.stop())
       sipApplication.setMediaBinder(mediaPlane.binder)
-      callControl.install(createApiCallControl(sipApplication, mediaPlane.actions))
+      const localControl = createApiCallControl(sipApplication, mediaPlane.actions)
+      if (db.mode === 'postgres') {
+        // Several nodes may share this database: an action on a call another node holds is relayed there.
+        const relay = new NodeRelay(db, config.nodeId, logger.child({ component: 'node-relay' }), config.callRelayTimeoutMs)
+        await relay.start(serveRelayedCalls(localControl, store.calls))
+        stops.push('node-relay', () => relay.stop())
+        callControl.install(callControlAcrossNodes(localControl, { nodeId: config.nodeId, relay }))
+      } else {
+        // Embedded PGlite serves one node: every live call is here.
+        callControl.install(localControl)
+      }
       health.register('media', () => mediaPlane.health())
       const media = mediaPlane.media
       health.register('sip-app', () => ({

@@ -6,7 +6,11 @@ import type { Call } from '../store/calls.ts'
  * sip/app's signalling (CallSignalling) and the media plane's actions. Routes validate input, check the call
  * belongs to the caller's account and is live, then call these methods. Any
  * method may be absent: the route then answers 503 `unavailable`.
- * Implementations throw CallControlError for expected failures.
+ * Implementations throw CallControlError for expected failures. With a real
+ * PostgreSQL the engine wraps its implementation in remote-call-control.ts,
+ * which runs a method on the node that holds the call (`call.nodeId`): every
+ * method must be entered in its ROUTING table, and the arguments of the
+ * relayed ones must survive JSON.
  */
 export interface CallControl {
   /**

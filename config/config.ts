@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
+import { hostname } from 'node:os'
 import { parse as parseYaml } from 'yaml'
 
 /**
@@ -35,6 +36,10 @@ export interface Config {
   webhookRetrySchedule: number[]
   /** A webhook failing continuously for this long (ms) is disabled. */
   webhookDisableAfterMs: number
+  /** This node's name in call records (`nodeId`), registrations and trunk leases; stable across restarts. */
+  nodeId: string
+  /** How long a node waits for the node that holds a call to answer an action relayed to it. */
+  callRelayTimeoutMs: number
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
@@ -120,6 +125,11 @@ const durationList = (raw: string, name: string): number[] => {
   if (parts.length > 50) throw new ConfigError(name, `must list at most 50 durations, got ${parts.length}`)
   return parts.map((p) => duration(p, name))
 }
+/** A node's name: what call records and registrations carry (any printable text, no spaces). */
+const nodeName = (raw: string, name: string): string => {
+  if (/^[\x21-\x7e]{1,200}$/.test(raw)) return raw
+  throw new ConfigError(name, `must be 1-200 printable characters without spaces, got '${raw}'`)
+}
 const level = (raw: string, name: string): LogLevel => {
   if ((LOG_LEVELS as readonly string[]).includes(raw)) return raw as LogLevel
   throw new ConfigError(name, `must be one of ${LOG_LEVELS.join(', ')}, got '${raw}'`)
@@ -151,6 +161,8 @@ export const CONFIG_VARS = {
   // Svix's schedule (https://docs.svix.com/retries): immediately, then these delays.
   webhookRetrySchedule: { env: 'WEBHOOK_RETRY_SCHEDULE', default: [5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000], parse: durationList, doc: 'Delays before each retry of a failed webhook delivery (the first attempt is immediate), comma-separated. While the endpoint keeps failing, the last delay repeats.' },
   webhookDisableAfterMs: { env: 'WEBHOOK_DISABLE_AFTER', default: 432_000_000, parse: positiveDuration, doc: 'A webhook whose every attempt has failed for this long is disabled; its events keep being queued and are delivered when it is re-enabled.' },
+  nodeId: { env: 'NODE_ID', default: hostname(), parse: nodeName, doc: 'This node\'s name, stable across restarts: call records carry it (`nodeId`), so an action on a call reaching another node is relayed to this one, and a restart finishes the calls it left live. Every node of a cluster needs its own. Default: the hostname.' },
+  callRelayTimeoutMs: { env: 'CALL_RELAY_TIMEOUT', default: 5000, parse: positiveDuration, doc: 'With several nodes on one PostgreSQL: how long a node waits for word from the node that holds a call before answering an action relayed there with 503 (the node may be down). A long action keeps the wait alive while it runs.' },
 } satisfies { [K in keyof Config]: VarSpec<Config[K]> }
 
 /** Reads CONFIG_FILE (YAML). Keys may be the env names (SIP_PORT) or the camelCase names (sipPort). */
