@@ -10,6 +10,7 @@ import { registerBuiltinAdapters } from './adapters/builtin.ts'
 import { createLlm, createStt, createTts, providerFields, providers } from './adapters/registry.ts'
 import type { FallbackOptions } from './adapters/fallback-chain.ts'
 import type { TtsAdapter } from './adapters/tts/contract.ts'
+import type { SttAdapter } from './adapters/stt/contract.ts'
 import { resolveAgentConfig, type AgentConfig, type AgentConfigInput } from './config.ts'
 import type { AgentMediaPort } from './media-port.ts'
 import { AgentRuntime } from './runtime.ts'
@@ -58,6 +59,17 @@ export function createAgentTts(input: AgentConfig | AgentConfigInput): TtsAdapte
   registerBuiltinAdapters()
   const config = resolveAgentConfig(input)
   return createTts(config.tts, config)
+}
+
+/**
+ * The STT an agent with this config listens with (the offline default,
+ * pocketsphinx, when the config names none): for speech heard outside a
+ * conversation, e.g. a flow's gather or live transcription on a call.
+ */
+export function createAgentStt(input: AgentConfig | AgentConfigInput): SttAdapter {
+  registerBuiltinAdapters()
+  const config = resolveAgentConfig(input)
+  return createStt(config.stt, config)
 }
 
 /** Any agent type: `pipeline` → AgentRuntime, `websocket` → WebsocketAgent (Twilio Media Streams). */

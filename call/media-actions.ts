@@ -1,20 +1,21 @@
 import type { OutboundUrlPolicy } from '../config/outbound-url-policy.ts'
 import { randomUUID } from 'node:crypto'
 import { mkdirSync } from 'node:fs'
-import { join, resolve, sep } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import type Srf from 'drachtio-srf'
 import type { Logger } from 'pino'
 import type { Call } from '../store/calls.ts'
 import type { MediaStore } from './plane/media-store.ts'
-import { CallControlError, type ActionResult, type CallControl, type MediaStreamHandle, type MuteDirection, type PlayRequest } from './call-control.ts'
-import { PcmQueueSource, sourceFromSpec, type PlaySpec } from '../media/playback.ts'
+import {
+  CallControlError, type ActionResult, type CallControl, type ListenRequest, type ListenResult, type MediaStreamHandle, type MuteDirection, type PlayRequest,
+  type PromptRequest, type PromptResult,
+} from './call-control.ts'
+import { sourceFromSpec } from '../media/playback.ts'
 import { SpeechDetector } from '../agent/vad/speech-detector.ts'
 import type { WavRecorder } from '../media/recorder.ts'
 import * as taps from '../media/taps.ts'
 import type { MediaSession } from '../media/session/media-session.ts'
-import { createAgentTts, type AgentConfigInput, type TtsAdapter } from '../agent/index.ts'
-import { StreamResampler } from '../codecs/stream-resampler.ts'
+import { createAgentStt, createAgentTts, type AgentConfigInput, type SttStream, type TtsAdapter } from '../agent/index.ts'
 import { agentConfigFrom } from './agent-binder.ts'
 import { CallMediaStream, STREAM_ENCAPSULATIONS, type StreamEncapsulation } from './media-stream.ts'
 import type { LiveMedia, MediaSessionRegistry } from './live-media.ts'
@@ -24,6 +25,14 @@ import { CallBridges } from './bridges.ts'
 import { FrameLink } from '../media/frame-link.ts'
 import type { BridgeMode } from '../media/bridge.ts'
 import type { MessagePort } from 'node:worker_threads'
+import { SpokenLine } from './spoken-line.ts'
+import { loadPlaylist, toneSpec } from './prompt-audio.ts'
+import { CallActivities } from './call-activities.ts'
+import { checkPromptRequest, preparePrompt, type PromptDeps, type PromptRun } from './prompts.ts'
+import { Listening, checkListenRequest } from './listener.ts'
+import { EchoSource } from './echo.ts'
+import { CallTranscription, type TranscribeDirection } from './transcription.ts'
+import { EXTERNAL_MEDIA_ENCAPSULATIONS, ExternalMediaFork, type ExternalMediaEncapsulation } from './external-media.ts'
 
 /**
  * The media half of the control API's CallControl: say, play, DTMF,
@@ -66,10 +75,21 @@ export class MediaActions {
   private readonly log: Logger
   private readonly rooms: ConferenceRooms
   private readonly bridges = new CallBridges()
+  /** Prompts, listens and echoes running per call, for interrupt() and the call's end. */
+  private readonly activities = new CallActivities()
+  private readonly transcriptions = new Map<string, CallTranscription>()
+  private readonly forks = new Map<string, ExternalMediaFork>()
+  /** Transcriptions and forks being set up (`transcribe:<id>`, `fork:<id>`), so two requests cannot both start one. */
+  private readonly opening = new Set<string>()
+  private readonly promptDeps: PromptDeps
 
   constructor(private readonly o: MediaCallControlOptions) {
     this.log = o.logger.child({ component: 'media-actions' })
     this.rooms = new ConferenceRooms({ store: o.store, scheduler: o.scheduler, logger: this.log, recordingsDir: o.recordingsDir })
+    this.promptDeps = {
+      store: o.store, log: this.log, ttsFor: (live) => this.ttsFor(live),
+      audio: { mediaRoots: o.mediaRoots, ...(o.urlPolicy ? { urlPolicy: o.urlPolicy } : {}) },
+    }
   }
 
   /** The CallControl methods this provides, to pass as `media` to createApiCallControl. */
@@ -87,6 +107,12 @@ export class MediaActions {
       conferenceJoin: (call, conferenceId, opts) => this.conferenceJoin(call, conferenceId, opts.muted ?? false),
       conferenceKick: (call, conferenceId) => this.conferenceKick(call, conferenceId),
       conferenceRecord: (conferenceId, accountId, on) => this.rooms.record(conferenceId, accountId, on),
+      prompt: (call, opts) => this.prompt(call, opts),
+      listen: (call, opts) => this.listen(call, opts),
+      echo: (call, opts) => this.echo(call, opts),
+      transcribe: (call, opts) => this.transcribe(call, opts),
+      externalMedia: (call, opts) => this.externalMedia(call, opts),
+      interrupt: (call) => this.interrupt(call),
     }
   }
 
@@ -103,103 +129,60 @@ export class MediaActions {
 
   // ------------------------------------------------------------------ say
 
-  private async ttsFor(live: LiveMedia): Promise<TtsAdapter> {
+  /** The agent's configuration when the call has one (its TTS and STT speak and hear for the call), else the offline defaults. */
+  private async adapterConfig(live: LiveMedia, name: string): Promise<AgentConfigInput> {
     const rec = live.ctx.agentId ? await this.o.store.agents.get(live.ctx.accountId, live.ctx.agentId) : null
-    // No agent: the offline default (espeak-ng), which needs no key.
-    return createAgentTts(rec ? agentConfigFrom(rec) : ({ name: 'api-say' } satisfies AgentConfigInput))
+    // No agent: the offline defaults (espeak-ng, pocketsphinx), which need no key.
+    return rec ? agentConfigFrom(rec) : { name }
+  }
+
+  private async ttsFor(live: LiveMedia): Promise<TtsAdapter> {
+    return createAgentTts(await this.adapterConfig(live, 'api-say'))
+  }
+
+  /** A stream of the call's STT (its agent's adapter, else pocketsphinx) with `phrases` as hints (the offline grammar). */
+  private async openStt(live: LiveMedia, opts: { phrases: string[]; language?: string | undefined }): Promise<SttStream> {
+    const cfg = await this.adapterConfig(live, 'listen')
+    const language = opts.language ?? cfg.language
+    try {
+      return await createAgentStt(cfg).open({ sampleRate: live.session.codecSampleRate(), phrases: opts.phrases, ...(language ? { language } : {}) })
+    } catch (err) {
+      throw new CallControlError('unavailable', `speech recognition could not start: ${(err as Error).message}`)
+    }
   }
 
   async say(call: Call, opts: { text: string; voice?: string | undefined; language?: string | undefined; bargeIn?: boolean | undefined }): Promise<ActionResult> {
     const live = this.media(call)
     const { session } = live
     const tts = await this.ttsFor(live)
-    const rate = session.codecSampleRate()
     const actionId = randomUUID()
-    const ac = new AbortController()
-    const src = new PcmQueueSource(rate)
-    const played = live.output.play(src)
     const log = this.log.child({ callId: call.id, actionId })
-    // What the caller heard, for the transcript: samples queued vs still buffered when cut.
-    let queued = 0
-    let heardSamples: number | null = null
-    let synthesized = false
-    const startedAt = Date.now()
+    const line = new SpokenLine({ live, call, tts, text: opts.text, voice: opts.voice, language: opts.language, store: this.o.store, source: 'api-say', log })
     let vad: SpeechDetector | null = null
     if (opts.bargeIn) {
       // Barge-in drops only this prompt: the agent's own audio stays queued.
       vad = new SpeechDetector()
       vad.once('speechStart', () => {
         log.info('say interrupted by caller speech')
-        heardSamples = queued - src.buffered
-        ac.abort()
-        src.clear()
-        src.end()
+        line.cut()
       })
       session.addSink(vad)
     }
-    void played.then((r) => {
-      ac.abort()
+    void line.played.then((r) => {
       if (vad && !session.isClosed) session.removeSink(vad)
       log.debug({ result: r }, 'say finished')
-      // The line goes into the call's transcript as far as it was heard (all of it unless cut by barge-in or the hangup).
-      const cut = heardSamples ?? (r === 'done' ? null : queued - src.buffered)
-      const interrupted = cut !== null && (!synthesized || cut < queued)
-      const text = interrupted ? heardWords(opts.text, queued > 0 ? cut / queued : 0) : opts.text
-      if (!text && !interrupted) return
-      void this.o.store.calls.appendTranscript(call.id, {
-        role: live.ctx.agentId ? 'assistant' : 'system', text, source: 'api-say', interrupted,
-        ...(call.answeredAt ? { offsetMs: startedAt - Date.parse(call.answeredAt) } : {}),
-      }).catch((err: unknown) => log.warn({ err }, 'say: transcript entry could not be stored'))
     })
-    void (async () => {
-      const stream = tts.synthesize({ text: opts.text, signal: ac.signal, ...(opts.voice ? { voice: opts.voice } : {}), ...(opts.language ? { language: opts.language } : {}) })
-      let rs: StreamResampler | undefined
-      for await (const chunk of stream) {
-        if (ac.signal.aborted) break
-        rs ??= new StreamResampler(chunk.sampleRate, rate)
-        const pcm = rs.process(chunk.samples)
-        queued += pcm.length
-        src.push(pcm)
-      }
-      if (rs && !ac.signal.aborted) {
-        const tail = rs.flush()
-        queued += tail.length
-        src.push(tail)
-      }
-      if (!ac.signal.aborted) synthesized = true
-    })().catch((err: unknown) => {
-      if (!ac.signal.aborted) log.warn({ err: (err as Error).message }, 'say: synthesis failed')
-    }).finally(() => src.end())
     return { actionId }
   }
 
   // ------------------------------------------------------------------ play
 
-  private location(url: string): { type: 'file' | 'url'; location: string } {
-    if (/^https?:\/\//i.test(url)) return { type: 'url', location: url }
-    let path: string
-    try { path = resolve(fileURLToPath(url)) } catch { throw new CallControlError('rejected', `play: ${url} is not a usable file URL`) }
-    if (!this.o.mediaRoots.some((root) => path.startsWith(resolve(root) + sep))) {
-      throw new CallControlError('rejected', `play: file URLs must point under ${this.o.mediaRoots.join(', ')}`)
-    }
-    return { type: 'file', location: url }
-  }
-
   async play(call: Call, opts: PlayRequest): Promise<ActionResult> {
     const live = this.media(call)
-    const spec: PlaySpec = opts.tone !== undefined
-      // Cadenced tones never end by themselves and there is no stop action:
-      // bound them so the agent (queued behind API audio) is not silenced for good.
-      ? { type: 'tone', tone: opts.tone, durationMs: opts.durationMs ?? (opts.tone === 'beep' ? 250 : 30_000) }
-      : { ...this.location(opts.url), ...(opts.loop ? { loops: opts.loop } : {}) }
-    if (spec.type === 'url') {
-      await this.o.urlPolicy?.check(spec.location).catch((err: unknown) => { throw new CallControlError('rejected', `play: ${(err as Error).message}`) })
-    }
-    // The policy's fetch connects only to addresses it approves at connect
-    // time, so a name re-resolving to a private address after check() fails here.
-    const policy = this.o.urlPolicy
-    const src = await sourceFromSpec(spec, live.session.codecSampleRate(), policy ? { fetch: (u, init) => policy.fetch(u, init) } : {})
-      .catch((err: unknown) => { throw new CallControlError('rejected', `play: cannot load ${opts.url ?? opts.tone}: ${(err as Error).message}`) })
+    const rate = live.session.codecSampleRate()
+    const src = opts.tone !== undefined
+      ? await sourceFromSpec(toneSpec(opts.tone, opts.durationMs), rate)
+      : await loadPlaylist([opts.url], opts.loop || 1, rate, this.promptDeps.audio)
     if (live.session.isClosed) throw new CallControlError('invalid_state', `call ${call.id} has ended`)
     const actionId = randomUUID()
     void live.output.play(src).then((r) => this.log.debug({ callId: call.id, actionId, result: r }, 'play finished'))
@@ -391,6 +374,153 @@ export class MediaActions {
     }
   }
 
+  // ------------------------------------------------------------------ flow primitives
+
+  /** Whether the call is still the live one `live` was looked up as (it may have ended during an await). */
+  private stillLive(call: Call, live: LiveMedia): boolean {
+    return this.o.sessions.get(call.id) === live && !live.session.isClosed
+  }
+
+  async prompt(call: Call, req: PromptRequest): Promise<PromptResult> {
+    const live = this.media(call)
+    checkPromptRequest(req)
+    const state: { run: PromptRun | null; over: PromptResult | null } = { run: null, over: null }
+    // Registered before loading: an interrupt, the hangup or (stopOnDigit) a digit during the load means it never plays.
+    const end = (r: PromptResult) => {
+      state.over ??= r
+      state.run?.stop(r)
+    }
+    const unregister = this.activities.add(live, (why) => end({ result: why }))
+    const onDtmf = (e: { digit: string }) => end({ result: 'digit', digit: e.digit })
+    if (req.stopOnDigit) live.session.on('dtmf', onDtmf)
+    try {
+      const prepared = await preparePrompt(live, call, req, this.promptDeps)
+      if (state.over) return state.over
+      state.run = prepared.start()
+      return await state.run.done
+    } catch (err) {
+      if (state.over) return state.over
+      throw err
+    } finally {
+      unregister()
+      live.session.off('dtmf', onDtmf)
+    }
+  }
+
+  async listen(call: Call, req: ListenRequest): Promise<ListenResult> {
+    const live = this.media(call)
+    checkListenRequest(req)
+    const listening = new Listening(live, req, {
+      log: this.log.child({ callId: call.id }),
+      preparePrompt: () => preparePrompt(live, call, req.prompt!, this.promptDeps),
+      openStt: (o) => this.openStt(live, o),
+    })
+    const unregister = this.activities.add(live, (why) => listening.stop(why))
+    try {
+      await listening.start()
+      return await listening.result
+    } finally {
+      unregister()
+    }
+  }
+
+  async echo(call: Call, opts: { durationMs: number }): Promise<void> {
+    const live = this.media(call)
+    if (typeof opts.durationMs !== 'number' || !Number.isFinite(opts.durationMs) || opts.durationMs <= 0) {
+      throw new CallControlError('rejected', 'echo: durationMs must be a number of ms > 0')
+    }
+    const { session, output } = live
+    const src = new EchoSource(session.codecSampleRate())
+    session.addSink(src)
+    const played = output.play(src)
+    const stop = () => output.stop(src)
+    const unregister = this.activities.add(live, stop)
+    const timer = setTimeout(stop, opts.durationMs)
+    try {
+      await played
+    } finally {
+      clearTimeout(timer)
+      unregister()
+      if (!session.isClosed) session.removeSink(src)
+    }
+  }
+
+  /** Turns the call's live transcription on or off (transcription.ts). */
+  async transcribe(call: Call, opts: { on: boolean; language?: string | undefined; direction?: TranscribeDirection | undefined }): Promise<ActionResult> {
+    const live = this.media(call)
+    const key = `transcribe:${call.id}`
+    if (!opts.on) {
+      const t = this.transcriptions.get(call.id)
+      if (!t) throw new CallControlError('invalid_state', `call ${call.id} is not being transcribed`)
+      this.transcriptions.delete(call.id)
+      await t.stop()
+      return { transcribing: false }
+    }
+    const direction = opts.direction ?? 'in'
+    if (!['in', 'out', 'both'].includes(direction)) throw new CallControlError('rejected', 'transcribe: direction must be in, out or both')
+    if (this.transcriptions.has(call.id) || this.opening.has(key)) throw new CallControlError('invalid_state', `call ${call.id} is already being transcribed`)
+    this.opening.add(key)
+    let t: CallTranscription
+    try {
+      t = await CallTranscription.start({
+        live, call, direction, store: this.o.store, log: this.log.child({ callId: call.id }),
+        openStt: () => this.openStt(live, { phrases: [], language: opts.language }),
+      })
+    } finally {
+      this.opening.delete(key)
+    }
+    if (!this.stillLive(call, live)) {
+      await t.stop()
+      throw new CallControlError('invalid_state', `call ${call.id} has ended`)
+    }
+    this.transcriptions.set(call.id, t)
+    live.onEnd(async () => {
+      if (this.transcriptions.get(call.id) !== t) return
+      this.transcriptions.delete(call.id)
+      await t.stop()
+    })
+    return { transcribing: true, direction, ...(opts.language ? { language: opts.language } : {}) }
+  }
+
+  /** Starts or stops the call's fork to a WebSocket it dials (external-media.ts); one per call. */
+  async externalMedia(call: Call, opts: { on: boolean; url?: string | undefined; encapsulation?: ExternalMediaEncapsulation | undefined }): Promise<ActionResult> {
+    const live = this.media(call)
+    const key = `fork:${call.id}`
+    if (!opts.on) {
+      const f = this.forks.get(call.id)
+      if (!f) throw new CallControlError('invalid_state', `call ${call.id} has no external media`)
+      f.close()
+      return { forking: false }
+    }
+    if (!opts.url) throw new CallControlError('rejected', 'externalMedia: url is required to start')
+    const encapsulation = opts.encapsulation ?? 'twilio'
+    if (!(EXTERNAL_MEDIA_ENCAPSULATIONS as readonly string[]).includes(encapsulation)) {
+      throw new CallControlError('rejected', `externalMedia: encapsulation must be one of ${EXTERNAL_MEDIA_ENCAPSULATIONS.join(', ')}`)
+    }
+    if (this.forks.has(call.id) || this.opening.has(key)) throw new CallControlError('invalid_state', `call ${call.id} already has external media`)
+    this.opening.add(key)
+    let fork: ExternalMediaFork
+    try {
+      fork = await ExternalMediaFork.open({ live, url: opts.url, encapsulation, urlPolicy: this.o.urlPolicy, log: this.log.child({ callId: call.id }) })
+    } finally {
+      this.opening.delete(key)
+    }
+    if (!this.stillLive(call, live)) {
+      fork.close()
+      throw new CallControlError('invalid_state', `call ${call.id} has ended`)
+    }
+    this.forks.set(call.id, fork)
+    fork.onClose(() => { if (this.forks.get(call.id) === fork) this.forks.delete(call.id) })
+    live.onEnd(() => fork.close())
+    return { forking: true, url: opts.url, encapsulation }
+  }
+
+  /** Ends every prompt, listen and echo running on the call ('stopped'). */
+  async interrupt(call: Call): Promise<void> {
+    this.media(call)
+    this.activities.interrupt(call.id)
+  }
+
   // ------------------------------------------------------------------ stream
 
   async openStream(call: Call, opts: { encapsulation: string; send: (msg: string | Buffer) => void; close: () => void }): Promise<MediaStreamHandle> {
@@ -427,12 +557,6 @@ export function noMediaError(call: Call, ending: boolean, local: boolean): CallC
     return new CallControlError('invalid_state', `call ${call.id} has no media on this node: it is a proxied leg (B2BUA to an extension, SIP URI or trunk) and its audio does not pass through the engine, so media actions are not available on it`)
   }
   return new CallControlError('invalid_state', `call ${call.id} has no media on this node yet (status ${call.status}): media actions need an answered call`)
-}
-
-/** The first `share` of a line's words: what was heard of a prompt cut after that share of its audio. */
-function heardWords(text: string, share: number): string {
-  const words = text.split(/\s+/).filter((w) => w.length > 0)
-  return words.slice(0, Math.floor(words.length * Math.max(0, Math.min(1, share)))).join(' ')
 }
 
 function sleep(ms: number): Promise<void> {

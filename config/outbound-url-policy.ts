@@ -208,24 +208,38 @@ export class OutboundUrlPolicy {
     await a?.close()
   }
 
+  /**
+   * A `lookup` for a connection the engine opens itself to `url` (a WebSocket
+   * it dials): like fetch(), the connection only ever goes to addresses
+   * approved at connect time. Undefined when none is needed (private
+   * addresses allowed, an exempt origin). Call check() first: a literal IP
+   * never reaches a lookup.
+   */
+  lookupFor(url: string): LookupFunction | undefined {
+    if (this.opts.allowPrivate || this.allowOrigins.has(httpUrl(url).origin)) return undefined
+    return this.pinnedLookup
+  }
+
+  /** The connect-time resolution behind fetch() and lookupFor(): every address public, or the connection fails. */
+  private readonly pinnedLookup: LookupFunction = (hostname, options, callback) => {
+    const host = hostname.replace(/^\[|\]$/g, '')
+    this.publicAddresses(host, `host ${host}`).then((addresses) => {
+      const all: LookupAddress[] = addresses.map((address) => ({ address, family: isIP(address) }))
+      const wanted = options.family === 4 || options.family === 6 ? all.filter((a) => a.family === options.family) : all
+      if (wanted.length === 0) throw Object.assign(new Error(`${host} has no IPv${options.family} address`), { code: 'ENOTFOUND' })
+      // net.connect asks for every address when it races families
+      // (autoSelectFamily, RFC 8305), else for one; all were approved above.
+      if (options.all) callback(null, wanted)
+      else callback(null, wanted[0]!.address, wanted[0]!.family)
+    }).catch((err: unknown) => {
+      // Anything else (no address in the family asked for) reads as a resolution failure too.
+      const e = err as NodeJS.ErrnoException
+      callback(e instanceof OutboundUrlRefused ? e : Object.assign(new OutboundUrlRefused(`host ${host}`, `cannot resolve ${host} (${e.code ?? e.message})`), { code: 'ENOTFOUND' }), '', 0)
+    })
+  }
+
   private connector(): buildConnector.connector {
-    const lookupFn: LookupFunction = (hostname, options, callback) => {
-      const host = hostname.replace(/^\[|\]$/g, '')
-      this.publicAddresses(host, `host ${host}`).then((addresses) => {
-        const all: LookupAddress[] = addresses.map((address) => ({ address, family: isIP(address) }))
-        const wanted = options.family === 4 || options.family === 6 ? all.filter((a) => a.family === options.family) : all
-        if (wanted.length === 0) throw Object.assign(new Error(`${host} has no IPv${options.family} address`), { code: 'ENOTFOUND' })
-        // net.connect asks for every address when it races families
-        // (autoSelectFamily, RFC 8305), else for one; all were approved above.
-        if (options.all) callback(null, wanted)
-        else callback(null, wanted[0]!.address, wanted[0]!.family)
-      }).catch((err: unknown) => {
-        // Anything else (no address in the family asked for) reads as a resolution failure too.
-        const e = err as NodeJS.ErrnoException
-        callback(e instanceof OutboundUrlRefused ? e : Object.assign(new OutboundUrlRefused(`host ${host}`, `cannot resolve ${host} (${e.code ?? e.message})`), { code: 'ENOTFOUND' }), '', 0)
-      })
-    }
-    const base = buildConnector({ lookup: lookupFn })
+    const base = buildConnector({ lookup: this.pinnedLookup })
     const exempt = buildConnector({})
     return (options, callback) => {
       if (this.allowOrigins.size > 0 && this.allowOrigins.has(originOf(options))) { exempt(options, callback); return }

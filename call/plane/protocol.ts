@@ -19,7 +19,10 @@ export interface MediaPlaneInit {
 }
 
 /** The API media actions a worker serves (CallControl methods; openStream has its own messages). */
-export const PLANE_ACTIONS = ['say', 'play', 'sendDtmf', 'startRecording', 'stopRecording', 'mute', 'unmute', 'bridge', 'conferenceJoin', 'conferenceKick', 'conferenceRecord'] as const
+export const PLANE_ACTIONS = [
+  'say', 'play', 'sendDtmf', 'startRecording', 'stopRecording', 'mute', 'unmute', 'bridge', 'conferenceJoin', 'conferenceKick', 'conferenceRecord',
+  'prompt', 'listen', 'echo', 'transcribe', 'externalMedia', 'interrupt',
+] as const
 export type PlaneAction = (typeof PLANE_ACTIONS)[number]
 
 /** A structured clone turns a Buffer into a plain Uint8Array; the stream code wants Buffers back. */

@@ -28,7 +28,7 @@ import type { Logger } from 'pino'
 import type { MediaEngineStats } from '../../media/media-engine.ts'
 import type { AgentMetrics } from '../../agent/index.ts'
 import type { Call } from '../../store/calls.ts'
-import { CallControlError, type ActionResult, type CallControl, type MediaStreamHandle } from '../call-control.ts'
+import { CallControlError, type ActionResult, type CallControl, type ListenResult, type MediaStreamHandle, type PromptResult } from '../call-control.ts'
 import type { CallContext, MediaBinder, MediaLeg } from '../../sip/app/media-binding.ts'
 import type { AgentControl } from '../agent-binder.ts'
 import { noMediaError } from '../media-actions.ts'
@@ -297,10 +297,27 @@ export class WorkerMediaPlanes implements MediaBinder {
   api(): CallControl {
     const byCall = (name: PlaneAction) => (call: Call, opts: unknown) => this.act<never>(this.planeOf(call), name, [call, opts])
     const methods = Object.fromEntries(
-      (['say', 'play', 'sendDtmf', 'startRecording', 'stopRecording', 'mute', 'unmute'] as const satisfies readonly PlaneAction[]).map((n) => [n, byCall(n)]),
-    ) as Pick<CallControl, 'say' | 'play' | 'sendDtmf' | 'startRecording' | 'stopRecording' | 'mute' | 'unmute'>
+      (['say', 'play', 'sendDtmf', 'startRecording', 'stopRecording', 'mute', 'unmute', 'transcribe', 'externalMedia', 'interrupt'] as const satisfies readonly PlaneAction[]).map((n) => [n, byCall(n)]),
+    ) as Pick<CallControl, 'say' | 'play' | 'sendDtmf' | 'startRecording' | 'stopRecording' | 'mute' | 'unmute' | 'transcribe' | 'externalMedia' | 'interrupt'>
+    /**
+     * prompt, listen and echo wait for as long as their media runs (the RPC has
+     * no timeout). A worker that dies meanwhile takes the call with it (it is
+     * hung up): they end as the call's end ends them, 'ended', not with a 503.
+     */
+    const untilEnded = <T>(name: PlaneAction, ended: T) => async (call: Call, opts: unknown): Promise<T> => {
+      const p = this.planeOf(call)
+      try {
+        return await this.act<T>(p, name, [call, opts])
+      } catch (err) {
+        if (!p.alive) return ended
+        throw err
+      }
+    }
     return {
       ...methods,
+      prompt: untilEnded<PromptResult>('prompt', { result: 'ended' }),
+      listen: untilEnded<ListenResult>('listen', { reason: 'ended', digits: '' }),
+      echo: untilEnded<void>('echo', undefined),
       bridge: async (call, other) => {
         const a = this.planeOf(call)
         const b = this.planeOf(other)
