@@ -200,6 +200,13 @@ export class Engine {
         // Embedded PGlite serves one node: every live call is here.
         callControl.install(localControl)
       }
+      // Flows, inline verbs and webhook apps on answered calls (call/flow).
+      const callPrograms = createCallPrograms({
+        store, control: () => callControl.current, logger: logger.child({ component: 'flows' }), nodeId: sipApplication.nodeId,
+        appTimeoutMs: config.appTimeoutMs, allowPrivateUrls,
+      })
+      stops.push('call-programs', async () => callPrograms.close())
+      sipApplication.setCallPrograms(callPrograms)
       health.register('media', () => mediaPlane.health())
       const media = mediaPlane.media
       health.register('sip-app', () => ({
@@ -225,7 +232,7 @@ export class Engine {
         registry,
         health,
         isDraining: () => engine?.draining ?? false,
-        registerRoutes: v1Routes({ store, callControl, allowInsecureWebhooks: db.mode === 'embedded' }),
+        registerRoutes: v1Routes({ store, callControl, programs: callPrograms, allowInsecureWebhooks: db.mode === 'embedded' }),
       })
       await api.listen({ host: config.httpHost, port: config.httpPort })
       stops.push('control-api', () => api.close())

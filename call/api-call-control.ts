@@ -17,8 +17,9 @@ export function createApiCallControl(app: SipApplication, media: CallControl = {
     originate: (req) => app.calls.originate({
       accountId: req.accountId, from: req.from, to: req.to, agentId: req.agentId ?? null, trunkId: req.trunkId ?? null,
       ringTimeoutSec: req.timeoutSec, ...(req.metadata ? { metadata: req.metadata } : {}), ...(req.record ? { record: true } : {}),
+      ...(req.program ? { program: req.program } : {}), ...(req.parentCallId ? { parentCallId: req.parentCallId } : {}),
     }),
-    hangup: async (call) => { local(call); await app.calls.hangup(call.id, 'api') },
+    hangup: async (call, opts) => { local(call); await app.calls.hangup(call.id, opts.by ?? 'api', opts.endedReason) },
     hold: async (call) => { local(call); await app.calls.hold(call.id); return {} },
     unhold: async (call) => { local(call); await app.calls.unhold(call.id); return {} },
     transfer: async (call, opts) => {

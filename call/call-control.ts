@@ -1,4 +1,4 @@
-import type { Call } from '../store/calls.ts'
+import type { Call, CallProgram } from '../store/calls.ts'
 
 /**
  * The one contract for acting on a live call, whoever asks (the API today,
@@ -19,7 +19,8 @@ export interface CallControl {
    * lifecycle then proceeds asynchronously through the repository.
    */
   originate?(req: OriginateRequest): Promise<Call>
-  hangup?(call: Call, opts: { reason?: string | undefined }): Promise<void>
+  /** `endedReason` (default `api-hangup`) and `by` (default `api`) are what the call record says ended it. */
+  hangup?(call: Call, opts: { reason?: string | undefined; endedReason?: string | undefined; by?: 'api' | 'system' | undefined }): Promise<void>
   say?(call: Call, opts: { text: string; voice?: string | undefined; language?: string | undefined; bargeIn?: boolean | undefined }): Promise<ActionResult>
   /** Exactly one of `url` (file:// or http(s) WAV/MP3) and `tone` is set. */
   play?(call: Call, opts: PlayRequest): Promise<ActionResult>
@@ -128,6 +129,10 @@ export interface OriginateRequest {
   timeoutSec: number
   record: boolean
   metadata?: Record<string, string> | undefined
+  /** What the call runs once answered (a stored flow, inline verbs, a webhook app). */
+  program?: CallProgram | undefined
+  /** The live call this one is placed for (a flow's connect): its parties may be the caller ID. */
+  parentCallId?: string | undefined
 }
 
 export { CallControlError, type CallControlErrorCode } from '../sip/app/call-control-error.ts'

@@ -40,6 +40,8 @@ export interface Config {
   nodeId: string
   /** How long a node waits for the node that holds a call to answer an action relayed to it. */
   callRelayTimeoutMs: number
+  /** How long a webhook app (a number's or call's `url`, a flow's fetch) may take to answer. */
+  appTimeoutMs: number
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
@@ -160,6 +162,7 @@ export const CONFIG_VARS = {
   shutdownTimeoutSec: { env: 'SHUTDOWN_TIMEOUT', default: 10, parse: positiveInt(600), doc: 'Seconds a SIGTERM drain may take before exiting anyway.' },
   // Svix's schedule (https://docs.svix.com/retries): immediately, then these delays.
   webhookRetrySchedule: { env: 'WEBHOOK_RETRY_SCHEDULE', default: [5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000], parse: durationList, doc: 'Delays before each retry of a failed webhook delivery (the first attempt is immediate), comma-separated. While the endpoint keeps failing, the last delay repeats.' },
+  appTimeoutMs: { env: 'APP_TIMEOUT', default: 5000, parse: positiveDuration, doc: 'How long a webhook app (url on a number or call, a flow\'s fetch, a gather\'s action_url) may take to answer before the call ends with app-error.' },
   webhookDisableAfterMs: { env: 'WEBHOOK_DISABLE_AFTER', default: 432_000_000, parse: positiveDuration, doc: 'A webhook whose every attempt has failed for this long is disabled; its events keep being queued and are delivered when it is re-enabled.' },
   nodeId: { env: 'NODE_ID', default: hostname(), parse: nodeName, doc: 'This node\'s name, stable across restarts: call records carry it (`nodeId`), so an action on a call reaching another node is relayed to this one, and a restart finishes the calls it left live. Every node of a cluster needs its own. Default: the hostname.' },
   callRelayTimeoutMs: { env: 'CALL_RELAY_TIMEOUT', default: 5000, parse: positiveDuration, doc: 'With several nodes on one PostgreSQL: how long a node waits for word from the node that holds a call before answering an action relayed there with 503 (the node may be down). A long action keeps the wait alive while it runs.' },

@@ -97,7 +97,19 @@ export interface CreateCallInput {
   sipCallId?: string | null
   nodeId?: string | null
   metadata?: Record<string, unknown>
+  /** What the call runs once answered (call/flow): a flow, inline actions or a webhook app. */
+  program?: CallProgram | null
 }
+
+/**
+ * A call's program, kept on its record so whichever node answers it runs it:
+ * a stored flow, an inline action list (VoipBin FlowManagerAction[]), or a
+ * webhook app (Telefon `url`) asked for its verbs on answer.
+ */
+export type CallProgram =
+  | { flowId: string }
+  | { actions: Array<{ id?: string; next_id?: string; type: string; option?: Record<string, unknown> }> }
+  | { url: string; method: 'POST' | 'GET' }
 
 export interface EndCallInput {
   status: Exclude<CallStatus, 'queued' | 'ringing' | 'in-progress'>
@@ -153,16 +165,23 @@ export class CallRepository {
   constructor(private readonly db: Queryable, private readonly outbox: Outbox) {}
 
   /** Creates the call and emits `call.started` (plus `call.ringing` when created ringing). */
+  /** The program the call runs once answered (set when it was created), or null. */
+  async program(callId: string): Promise<CallProgram | null> {
+    const { rows } = await this.db.query<{ program: CallProgram | null }>('SELECT program FROM calls WHERE id = $1', [callId])
+    return rows[0]?.program ?? null
+  }
+
   async create(input: CreateCallInput): Promise<Call> {
     const status = input.status ?? 'queued'
     return this.outbox.transaction(async (c, emit) => {
       const { rows } = await c.query<Row>(
         `INSERT INTO calls (id, account_id, direction, status, from_number, to_number, agent_id, number_id, trunk_id, extension_id,
-            sip_call_id, node_id, metadata, ringing_at, answered_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+            sip_call_id, node_id, metadata, program, ringing_at, answered_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
             CASE WHEN $4 IN ('ringing', 'in-progress') THEN now() END, CASE WHEN $4 = 'in-progress' THEN now() END) RETURNING *`,
         [randomUUID(), input.accountId, input.direction, status, input.from, input.to, input.agentId ?? null, input.numberId ?? null,
-          input.trunkId ?? null, input.extensionId ?? null, input.sipCallId ?? null, input.nodeId ?? null, JSON.stringify(input.metadata ?? {})],
+          input.trunkId ?? null, input.extensionId ?? null, input.sipCallId ?? null, input.nodeId ?? null, JSON.stringify(input.metadata ?? {}),
+          input.program ? JSON.stringify(input.program) : null],
       )
       const call = toCall(rows[0]!)
       await emit(call.accountId, 'call.started', callEventData(call), call.id)

@@ -7,6 +7,7 @@ import { CallRepository } from './calls.ts'
 import { CarrierRouteRepository } from './carrier-routes.ts'
 import { ConferenceRepository } from './conferences.ts'
 import { ExtensionRepository } from './extensions.ts'
+import { ActiveflowRepository, FlowRepository } from './flows.ts'
 import { NumberRepository } from './numbers.ts'
 import { OutboundRegistrationRepository } from './outbound-registrations.ts'
 import { EventBus, Outbox } from './outbox.ts'
@@ -39,6 +40,9 @@ export interface Store {
   calls: CallRepository
   recordings: RecordingRepository
   conferences: ConferenceRepository
+  /** Stored flows (VoipBin action lists) and their runs on calls. */
+  flows: FlowRepository
+  activeflows: ActiveflowRepository
   /** Trunks registering to their carriers: status written by the owning node, read by the API and /health. */
   outboundRegistrations: OutboundRegistrationRepository
   /** Extensions registered here (RFC 3261 §10.3 bindings) and the digest nonce key. */
@@ -67,6 +71,8 @@ export function createStore(db: Database, secrets: SecretBox, logger: Logger): S
     calls: new CallRepository(pool, outbox),
     recordings: new RecordingRepository(pool, outbox),
     conferences: new ConferenceRepository(pool),
+    flows: new FlowRepository(pool),
+    activeflows: new ActiveflowRepository(pool),
     outboundRegistrations: new OutboundRegistrationRepository(pool),
     registrarBindings: new RegistrarBindingRepository(pool, outbox),
     sipDirectory: new SipDirectoryRepository(pool),

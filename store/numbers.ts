@@ -1,14 +1,17 @@
 import { randomUUID } from 'node:crypto'
 import { pageQuery, type Page, type PageRequest, type Queryable } from './common.ts'
-import { conflict, invalidReference } from './errors.ts'
+import { conflict, invalidField, invalidReference } from './errors.ts'
 
 /** Where a call to the number goes. */
 export interface NumberTarget {
-  type: 'agent' | 'extension' | 'sip' | 'conference' | 'none'
-  /** agent, extension or conference id. */
+  type: 'agent' | 'extension' | 'sip' | 'conference' | 'flow' | 'app' | 'none'
+  /** agent, extension, conference or flow id. */
   id?: string
   /** For `sip`: the URI to forward to. */
   uri?: string
+  /** For `app`: the webhook app asked for verbs on answer, and how. */
+  url?: string
+  method?: 'POST' | 'GET'
 }
 
 export interface PhoneNumber {
@@ -36,7 +39,7 @@ const toNumber = (r: Row): PhoneNumber => ({
   createdAt: r.created_at.toISOString(), updatedAt: r.updated_at.toISOString(),
 })
 
-const TARGET_TABLE: Record<string, string> = { agent: 'agents', extension: 'extensions', conference: 'conferences' }
+const TARGET_TABLE: Record<string, string> = { agent: 'agents', extension: 'extensions', conference: 'conferences', flow: 'flows' }
 
 export class NumberRepository {
   constructor(private readonly db: Queryable) {}
@@ -53,6 +56,10 @@ export class NumberRepository {
       if (!rowCount) throw invalidReference('target.id', t.type)
     }
     if (t?.type === 'sip' && !t.uri) throw invalidReference('target.uri', 'SIP URI')
+    if (t?.type === 'app' && !t.url) throw invalidReference('target.url', 'webhook app URL')
+    // Fields of another target type would be kept and ignored: refuse them instead.
+    if (t && t.type !== 'app' && (t.url !== undefined || t.method !== undefined)) throw invalidField('target.url', `only for app targets (this target is ${t.type})`)
+    if (t && t.type !== 'sip' && t.uri !== undefined) throw invalidField('target.uri', `only for sip targets (this target is ${t.type})`)
   }
 
   private unique<T>(p: Promise<T>, number: string | undefined): Promise<T> {

@@ -3,12 +3,17 @@ import type { TypeBoxRequestProvider } from '../schemas.ts'
 import { Type } from '@sinclair/typebox'
 import { PhoneNumber, IdParams, Nullable, PageQuery, Timestamp, crudResponses, patchOf } from '../schemas.ts'
 import { found, type RouteOptions } from '../deps.ts'
+import { ApiError } from '../errors.ts'
 
 const NumberString = PhoneNumber('The number callers dial')
 const Target = Type.Object({
-  type: Type.Union([Type.Literal('agent'), Type.Literal('extension'), Type.Literal('sip'), Type.Literal('conference'), Type.Literal('none')]),
-  id: Type.Optional(Type.String({ format: 'uuid', description: 'agent, extension or conference id' })),
+  type: Type.Union([Type.Literal('agent'), Type.Literal('extension'), Type.Literal('sip'), Type.Literal('conference'), Type.Literal('flow'), Type.Literal('app'), Type.Literal('none')], {
+    description: 'agent: an AI agent answers; extension / sip: forwarded; conference: the caller joins the room; flow: answered and the stored flow (/v1/flows) runs; app: answered and the webhook app at `url` is asked for verbs (POSTed the call, signed with the account signing secret)',
+  }),
+  id: Type.Optional(Type.String({ format: 'uuid', description: 'agent, extension, conference or flow id' })),
   uri: Type.Optional(Type.String({ pattern: '^sips?:', maxLength: 500, description: 'for type sip' })),
+  url: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2000, description: 'for type app: the webhook app\'s URL (https unless the engine allows insecure webhooks)' })),
+  method: Type.Optional(Type.Union([Type.Literal('POST'), Type.Literal('GET')], { description: 'for type app: how the app is asked (default POST)' })),
 }, { additionalProperties: false })
 
 export const NumberCreate = Type.Object({
@@ -30,12 +35,18 @@ export const numberRoutes: FastifyPluginAsync<RouteOptions> = async (base, { dep
   const tags = ['numbers']
   app.get('/numbers', { config, schema: { tags, summary: 'List numbers', querystring: PageQuery, response: R.list } },
     async (req) => repo.list(req.auth.accountId, req.query))
+  // An app target's URL follows the webhook rule (https unless insecure webhooks are allowed).
+  const checkAppUrl = (t: { type: string; url?: string | undefined } | undefined) => {
+    if (t?.url && !deps.allowInsecureWebhooks && !t.url.startsWith('https://')) {
+      throw new ApiError(400, 'validation_failed', 'invalid body: /target/url must use https', [{ path: '/target/url', message: 'must use https' }])
+    }
+  }
   app.post('/numbers', { config, schema: { tags, summary: 'Provision a number', body: NumberCreate, response: R.created } },
-    async (req, reply) => reply.code(201).send(await repo.create(req.auth.accountId, req.body)))
+    async (req, reply) => { checkAppUrl(req.body.target); return reply.code(201).send(await repo.create(req.auth.accountId, req.body)) })
   app.get('/numbers/:id', { config, schema: { tags, summary: 'Get a number', params: IdParams, response: R.one } },
     async (req) => found(await repo.get(req.auth.accountId, req.params.id), 'number', req.params.id))
   app.patch('/numbers/:id', { config, schema: { tags, summary: 'Update a number', params: IdParams, body: NumberUpdate, response: R.updated } },
-    async (req) => found(await repo.update(req.auth.accountId, req.params.id, req.body), 'number', req.params.id))
+    async (req) => { checkAppUrl(req.body.target ?? undefined); return found(await repo.update(req.auth.accountId, req.params.id, req.body), 'number', req.params.id) })
   app.delete('/numbers/:id', { config, schema: { tags, summary: 'Release a number', params: IdParams, response: R.deleted } }, async (req, reply) => {
     found((await repo.delete(req.auth.accountId, req.params.id)) || null, 'number', req.params.id)
     return reply.code(204).send(null)

@@ -5,7 +5,8 @@ import type { Call } from '../../store/calls.ts'
 import { CallRecord } from './call-records.ts'
 import { ActiveCall, type ActiveCalls } from './call-session.ts'
 import { DialError, type OutboundDialer } from './outbound-dialer.ts'
-import type { MediaBinder, MediaLeg } from './media-binding.ts'
+import type { CallProgramHost, MediaBinder, MediaLeg } from './media-binding.ts'
+import type { CallProgram } from '../../store/calls.ts'
 import { failureStatus } from './carrier-route-plan.ts'
 import { CallControlError, errorCodeForStatus } from './call-control-error.ts'
 import { transferCall, TransferError, type TransferRequest, type TransferResult } from './transfer.ts'
@@ -41,6 +42,14 @@ export interface OriginateInput {
   metadata?: Record<string, unknown>
   /** Record the call from answer (a recording resource, `call.recording.ready` when the call ends). */
   record?: boolean
+  /** What the call runs once answered (a flow, verbs, a webhook app), kept on its record. */
+  program?: CallProgram
+  /**
+   * The live call this one is placed for (a flow's `connect`): its caller ID
+   * may be that call's own `from` or `to`, not only a number of the account,
+   * as a B2BUA forwards the caller's number.
+   */
+  parentCallId?: string
 }
 
 export interface SipCallSignallingOptions {
@@ -49,6 +58,8 @@ export interface SipCallSignallingOptions {
   dialer: OutboundDialer
   active: ActiveCalls
   media: () => MediaBinder | null
+  /** Starts an answered call's program (call/flow). */
+  programs?: () => CallProgramHost | null
   logger: Logger
   nodeId: string
   localHost: () => string
@@ -75,7 +86,7 @@ export class SipCallSignalling implements CallSignalling {
 
   async originate(input: OriginateInput): Promise<Call> {
     const o = this.opts
-    if (!(await o.dialer.ownsCallerId(input.accountId, input.from))) {
+    if (!(await this.callerIdAllowed(input))) {
       throw new CallControlError('rejected', `from ${input.from} is not a number of this account`, { code: 'caller_id_not_owned' })
     }
     let attempts
@@ -90,6 +101,7 @@ export class SipCallSignalling implements CallSignalling {
     const record = await CallRecord.create(o.store.calls, {
       accountId: input.accountId, direction: 'outbound', from: input.from, to: input.to, status: 'queued',
       agentId: input.agentId ?? null, nodeId: o.nodeId, ...(input.metadata ? { metadata: input.metadata } : {}),
+      ...(input.program ? { program: input.program } : {}),
     }, this.log)
     const call = new ActiveCall(record, this.log, (c) => o.active.remove(c))
     o.active.add(call)
@@ -144,6 +156,19 @@ export class SipCallSignalling implements CallSignalling {
     call.watch(dialog, 'callee')
     call.serveMedia(dialog, leg)
     await call.record.answered()
+    if (input.program && !call.isFinished) {
+      const programs = o.programs?.()
+      if (programs) programs.start(call.id)
+      else await call.hangup('system', 'app-error')
+    }
+  }
+
+  /** A number the account owns, or (placing a call for a live one) that call's own parties. */
+  private async callerIdAllowed(input: OriginateInput): Promise<boolean> {
+    if (await this.opts.dialer.ownsCallerId(input.accountId, input.from)) return true
+    if (!input.parentCallId) return false
+    const parent = this.opts.active.get(input.parentCallId)?.record.call ?? await this.opts.store.calls.getById(input.parentCallId)
+    return !!parent && parent.accountId === input.accountId && (parent.from === input.from || parent.to === input.from)
   }
 
   async hangup(callId: string, by: 'api' | 'agent' | 'system' = 'api', endedReason?: string): Promise<void> {

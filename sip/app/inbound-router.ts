@@ -6,7 +6,7 @@ import type { LiveCalls } from './srf-connection.ts'
 import type { TrunkIdentifier, InboundTrunk, CalledNumberSource } from './trunk-identifier.ts'
 import type { SipDirectory } from './sip-directory.ts'
 import type { ConcurrencyLimiter, Lease } from './concurrency-limiter.ts'
-import type { MediaBinder } from './media-binding.ts'
+import type { CallProgramHost, MediaBinder } from './media-binding.ts'
 import { DialError, type DialAttempt, type OutboundDialer } from './outbound-dialer.ts'
 import { failureStatus, shouldFailover, type AttemptOutcome } from './carrier-route-plan.ts'
 import { normalizeDialled, userPart } from './number-normalizer.ts'
@@ -30,6 +30,8 @@ export interface InboundRouterOptions {
   limiter: ConcurrencyLimiter
   active: ActiveCalls
   media: () => MediaBinder | null
+  /** Runs flows and webhook apps on the calls to numbers that target them. */
+  programs?: () => CallProgramHost | null
   logger: Logger
   nodeId: string
   /** Concurrent calls per account on this node (null: unlimited). */
@@ -53,6 +55,9 @@ export function calledNumber(req: Srf.SrfRequest, source: CalledNumberSource = '
   }
 }
 
+/** Targets the engine answers itself: reachable without a trunk or an extension's credentials. */
+const PUBLIC_TARGETS = new Set(['agent', 'conference', 'flow', 'app'])
+
 export class InboundRouter {
   private readonly log: Logger
 
@@ -72,12 +77,13 @@ export class InboundRouter {
       requestHost: reqUri?.host ?? '',
     })
     if ((idn.kind === 'challenge' || idn.kind === 'reject') && !req.has('Proxy-Authorization')) {
-      // A number with no trunk that goes to an agent or a conference is public
-      // (the embedded demo "call sip:1000@host", a dial-in room): anyone may
-      // call it, it can only reach that agent or room.
+      // A number with no trunk that the engine answers itself (an agent, a
+      // room, a flow or webhook app: the embedded demo "call sip:1000@host",
+      // a dial-in room, an IVR) is public: anyone may call it, it can only
+      // reach what the number runs.
       const raw = userPart(req.uri)
       const number = await this.findNumber(normalizeDialled(raw), raw)
-      if (number && !number.trunkId && (number.target.type === 'agent' || number.target.type === 'conference')) {
+      if (number && !number.trunkId && PUBLIC_TARGETS.has(number.target.type)) {
         const lease = this.opts.limiter.tryAcquire([{ key: `account:${number.accountId}`, limit: this.opts.accountCallLimit }])
         if (!lease) {
           res.send(503, 'Too Many Calls', { headers: { 'Retry-After': '10' } })
@@ -209,6 +215,18 @@ export class InboundRouter {
         })
         return
       }
+      case 'flow':
+      case 'app':
+        // Answered by the engine, then the flow (or what the app answers) runs on the call.
+        await this.answerWithAgent(req, res, live, { ...base, agentId: null }, lease, async (call) => {
+          const programs = this.opts.programs?.()
+          if (programs) programs.start(call.id)
+          else {
+            this.log.warn({ callId: call.id }, 'no call program host on this node')
+            await call.hangup('system', 'app-error')
+          }
+        })
+        return
       default:
         break
     }

@@ -14,11 +14,11 @@ import { SipCallSignalling, type CallSignalling } from './call-signalling.ts'
 import { finishStaleCalls } from './call-records.ts'
 import { OutboundRegistrations, type OutboundRegistrationsOptions } from './outbound-registration.ts'
 import { RegistrarKeepalive } from './registrar-keepalive.ts'
-import type { MediaBinder } from './media-binding.ts'
+import type { CallProgramHost, MediaBinder } from './media-binding.ts'
 
 export type { CallSignalling, OriginateInput } from './call-signalling.ts'
 export { CallControlError } from './call-control-error.ts'
-export type { MediaBinder, MediaLeg, CallContext } from './media-binding.ts'
+export type { MediaBinder, MediaLeg, CallContext, CallProgramHost } from './media-binding.ts'
 export type { TransferRequest, TransferResult } from './transfer.ts'
 
 export interface SipApplicationOptions {
@@ -68,6 +68,7 @@ export class SipApplication {
   readonly nodeId: string
   readonly keepalive: RegistrarKeepalive
   private binder: MediaBinder | null = null
+  private programs: CallProgramHost | null = null
   private sweepTimer: NodeJS.Timeout | null = null
   private readonly log: Logger
 
@@ -85,13 +86,14 @@ export class SipApplication {
       ...(opts.attemptTimeoutMs ? { attemptTimeoutMs: opts.attemptTimeoutMs } : {}),
     })
     const media = () => this.binder
+    const programs = () => this.programs
     this.router = new InboundRouter({
-      srf: srfConnection.srf, store, directory: this.directory, identifier, dialer: this.dialer, limiter: this.limiter, active: this.active, media,
+      srf: srfConnection.srf, store, directory: this.directory, identifier, dialer: this.dialer, limiter: this.limiter, active: this.active, media, programs,
       logger: this.log.child({ part: 'inbound' }), nodeId: this.nodeId, accountCallLimit: opts.accountCallLimit ?? null,
       ...(opts.ringTimeoutMs ? { ringTimeoutMs: opts.ringTimeoutMs } : {}),
     })
     this.calls = new SipCallSignalling({
-      srf: srfConnection.srf, store, dialer: this.dialer, active: this.active, media, logger: this.log.child({ part: 'calls' }), nodeId: this.nodeId,
+      srf: srfConnection.srf, store, dialer: this.dialer, active: this.active, media, programs, logger: this.log.child({ part: 'calls' }), nodeId: this.nodeId,
       localHost, accountCallLimit: opts.accountCallLimit ?? null, track: (id, d) => srfConnection.trackDialog(id, d),
     })
     this.keepalive = new RegistrarKeepalive({
@@ -121,6 +123,11 @@ export class SipApplication {
   /** The media engine (or agent runtime) that answers and offers SDP for calls we terminate. */
   setMediaBinder(binder: MediaBinder | null): void {
     this.binder = binder
+  }
+
+  /** Runs flows and webhook apps on answered calls (call/flow's CallPrograms). */
+  setCallPrograms(host: CallProgramHost | null): void {
+    this.programs = host
   }
 
   /** Ends every live call with a complete record (SIGTERM drain). */

@@ -57,3 +57,12 @@ export interface MediaBinder {
   /** Moves an answered call's media into a conference's mix (a number whose target is a conference). */
   joinConference?(callId: string, conferenceId: string): Promise<void>
 }
+
+/**
+ * Runs a call's program (a flow, inline verbs or a webhook app: call/flow)
+ * once the call is answered. sip/app only says when; what runs is on the
+ * call's record or its number.
+ */
+export interface CallProgramHost {
+  start(callId: string): void
+}

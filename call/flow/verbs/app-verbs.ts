@@ -1,0 +1,83 @@
+import { Type } from '@sinclair/typebox'
+import { defineVerb } from '../verb.ts'
+import { withIds } from '../flow-action.ts'
+import { FlowAppError } from '../webhook-app.ts'
+
+/** The verbs that reach outside the call: fetch (webhook apps), fetch_flow, webhook_send, conference_join. */
+
+const HttpUrl = Type.String({ minLength: 1, maxLength: 2000, pattern: '^https?://' })
+
+export const fetchVerb = defineVerb({
+  type: 'fetch', summary: 'Ask a webhook app for the next verbs: POSTs the call and variables to event_url and runs the actions it returns instead of the rest',
+  option: Type.Object({
+    event_url: HttpUrl,
+    event_method: Type.Optional(Type.Union([Type.Literal('POST'), Type.Literal('GET')], { default: 'POST' })),
+  }, { additionalProperties: false }),
+  run: async (ctx, o, action) => {
+    const actions = await ctx.services.app.fetchActions(ctx, { url: o.event_url, method: o.event_method ?? 'POST', event: 'fetch', actionId: action.id })
+    return { replace: actions, outcome: `fetched:${actions.length}` }
+  },
+})
+
+export const fetchFlow = defineVerb({
+  type: 'fetch_flow', summary: 'Run a stored flow\'s actions instead of the rest',
+  option: Type.Object({ flow_id: Type.String({ format: 'uuid' }) }, { additionalProperties: false }),
+  run: async (ctx, o) => {
+    const flow = await ctx.services.store.flows.get(ctx.call.accountId, o.flow_id)
+    if (!flow) throw new FlowAppError(`fetch_flow: flow ${o.flow_id} does not exist in this account`)
+    return { replace: withIds(flow.actions), outcome: `flow:${flow.id}` }
+  },
+})
+
+export const webhookSend = defineVerb({
+  type: 'webhook_send', summary: 'Send an HTTP request (signed); with sync the flow waits and ${callplane.webhook.status_code} / ${callplane.webhook.body} are set',
+  option: Type.Object({
+    uri: HttpUrl,
+    method: Type.Optional(Type.Union(['POST', 'GET', 'PUT', 'DELETE'].map((m) => Type.Literal(m)), { default: 'POST' })),
+    data_type: Type.Optional(Type.String({ maxLength: 100, default: 'application/json', description: 'Content-Type of data' })),
+    data: Type.Optional(Type.String({ maxLength: 100_000, description: 'The body (${variables} substituted); default: the call and variables as JSON' })),
+    sync: Type.Optional(Type.Boolean({ default: false })),
+  }, { additionalProperties: false }),
+  run: async (ctx, o) => {
+    const send = ctx.services.app.send(ctx, { url: o.uri, method: (o.method ?? 'POST') as 'POST', contentType: o.data_type ?? 'application/json', ...(o.data !== undefined ? { body: o.data } : {}) })
+    if (!o.sync) {
+      void send.catch((err: unknown) => ctx.log.warn({ err: (err as Error).message, uri: o.uri }, 'webhook_send failed'))
+      return { outcome: 'sent' }
+    }
+    const r = await send.catch((err: unknown) => ({ status: 0, body: (err as Error).message }))
+    ctx.vars.set('callplane.webhook.status_code', r.status)
+    ctx.vars.set('callplane.webhook.body', r.body)
+    // A JSON object answer also sets its top-level fields as variables (VoipBin sets status_code and body).
+    try {
+      const parsed: unknown = JSON.parse(r.body)
+      if (parsed && typeof parsed === 'object' && !Array.isArray(parsed)) {
+        for (const [k, v] of Object.entries(parsed as Record<string, unknown>).slice(0, 100)) {
+          if (/^[A-Za-z0-9_.\-]{1,100}$/.test(k) && (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean')) ctx.vars.set(k, v)
+        }
+      }
+    } catch { /* not JSON: body alone */ }
+    return { outcome: `status:${r.status}` }
+  },
+})
+
+export const conferenceJoin = defineVerb({
+  type: 'conference_join', summary: 'Put the call into a conference; the flow waits there until the call ends',
+  option: Type.Object({
+    conference_id: Type.String({ format: 'uuid' }),
+    muted: Type.Optional(Type.Boolean({ default: false })),
+  }, { additionalProperties: false }),
+  run: async (ctx, o) => {
+    const conf = await ctx.services.store.conferences.get(ctx.call.accountId, o.conference_id)
+    if (!conf) throw new FlowAppError(`conference_join: conference ${o.conference_id} does not exist in this account`)
+    await ctx.need('conferenceJoin')(ctx.call, o.conference_id, { muted: o.muted ?? false })
+    ctx.vars.set('callplane.conference.id', o.conference_id)
+    // VoipBin forks the flow into the conference: the call's flow resumes only if it leaves, which here is its end.
+    await new Promise<void>((resolve) => {
+      if (ctx.signal.aborted) return resolve()
+      ctx.signal.addEventListener('abort', () => resolve(), { once: true })
+    })
+    return { outcome: 'left' }
+  },
+})
+
+export const APP_VERBS = [fetchVerb, fetchFlow, webhookSend, conferenceJoin]
