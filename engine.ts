@@ -23,6 +23,7 @@ import { NodeRelay } from './store/node-relay.ts'
 import type { MediaEngine } from './media/media-engine.ts'
 import { RtpengineAnchor } from './media/rtpengine/anchor.ts'
 import { startMediaPlane } from './call/plane/start-media-plane.ts'
+import { createCallPrograms } from './call/flow/index.ts'
 import type { WorkerMediaPlanes } from './call/plane/worker-planes.ts'
 import { registerAgentMetrics } from './agent/metrics.ts'
 
@@ -205,7 +206,7 @@ export class Engine {
         store, control: () => callControl.current, logger: logger.child({ component: 'flows' }), nodeId: sipApplication.nodeId,
         appTimeoutMs: config.appTimeoutMs, allowPrivateUrls,
       })
-      stops.push('call-programs', async () => callPrograms.close())
+      stops.push('call-programs', () => callPrograms.close())
       sipApplication.setCallPrograms(callPrograms)
       health.register('media', () => mediaPlane.health())
       const media = mediaPlane.media

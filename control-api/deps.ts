@@ -1,5 +1,6 @@
 import type { Store } from '../store/index.ts'
 import type { CallControlSlot } from '../call/call-control.ts'
+import type { CallPrograms } from '../call/flow/index.ts'
 import { ApiError } from './errors.ts'
 import type { ReadCache } from './read-cache.ts'
 
@@ -7,6 +8,8 @@ import type { ReadCache } from './read-cache.ts'
 export interface ApiDeps {
   store: Store
   callControl: CallControlSlot
+  /** Flows and webhook apps on this node's calls (absent where the API runs without a SIP side). */
+  programs?: CallPrograms | undefined
   /** Embedded/dev mode: webhook URLs may be plain http. */
   allowInsecureWebhooks: boolean
   /** Drops cached auth for a key (revocation takes effect at once on this node). */

@@ -5,7 +5,7 @@ import { limitExceeded } from './errors.ts'
 
 export const MAX_API_KEYS_PER_ACCOUNT = 10
 
-export const SCOPES = ['calls:read', 'calls:write', 'agents:manage', 'numbers:manage', 'webhooks:manage', 'tools:manage', 'admin'] as const
+export const SCOPES = ['calls:read', 'calls:write', 'agents:manage', 'numbers:manage', 'flows:manage', 'webhooks:manage', 'tools:manage', 'admin'] as const
 export type Scope = (typeof SCOPES)[number]
 
 export interface ApiKey {

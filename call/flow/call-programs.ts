@@ -30,6 +30,8 @@ export interface CallProgramsOptions {
   app: WebhookApp
   logger: Logger
   nodeId: string
+  /** Releases what the programs hold beyond their runs (the webhook apps' connection pool). */
+  onClose?: () => Promise<void>
 }
 
 interface LiveRun { run: FlowRun; callId: string; program: boolean; done: Promise<RunEnd> }
@@ -48,9 +50,10 @@ export class CallPrograms {
     })
   }
 
-  close(): void {
+  async close(): Promise<void> {
     this.unsubscribe()
     for (const r of this.byCall.values()) r.run.stop('call-ended')
+    await this.o.onClose?.()
   }
 
   /** Runs on this node. */
@@ -140,6 +143,11 @@ export class CallPrograms {
   private async finish(live: LiveRun, end: RunEnd): Promise<void> {
     const call = await this.o.store.calls.getById(live.callId)
     if (!call || call.status !== 'in-progress') return
+    if (end.reason === 'error' && !live.program) {
+      // Verbs the API ran on a call with its own life (an agent): the error is on the run, the call goes on.
+      this.log.info({ callId: call.id, error: end.error }, 'API verb list failed')
+      return
+    }
     if (end.reason === 'error') {
       this.log.warn({ callId: call.id, error: end.error }, 'call program failed: app-error')
       await this.appError(call, end.error ?? 'error')

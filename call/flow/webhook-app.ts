@@ -1,8 +1,8 @@
-import { randomUUID } from 'node:crypto'
-import { Webhook } from 'standardwebhooks'
+import { signatureHeaders } from '../../store/webhook-signature.ts'
 import type { OutboundUrlPolicy } from '../../config/outbound-url-policy.ts'
 import type { FlowAction } from './flow-action.ts'
-import type { VerbContext } from './verb.ts'
+import type { Call } from '../../store/calls.ts'
+import type { FlowVariables } from './variables.ts'
 
 /**
  * The client side of webhook apps (Telefon's `url`, jambonz's model): the
@@ -13,6 +13,13 @@ import type { VerbContext } from './verb.ts'
  */
 
 /** A webhook app that failed: unreachable, too slow, not 2xx, or verbs that do not check. The call ends with `app-error`. */
+/** What an app request tells the app: the call, the run and its variables (a verb's context has all three). */
+export interface AppRequestContext {
+  readonly call: Call
+  readonly runId: string
+  readonly vars: FlowVariables
+}
+
 export class FlowAppError extends Error {
   override readonly name = 'FlowAppError'
 }
@@ -20,8 +27,8 @@ export class FlowAppError extends Error {
 export interface WebhookAppOptions {
   /** Checks and connects tenants' URLs (config/outbound-url-policy.ts). */
   urlPolicy: OutboundUrlPolicy
-  /** The account's signing secret (whsec_…), or null to send unsigned. */
-  signingSecret: (accountId: string) => Promise<string | null>
+  /** The account's signing secret (whsec_…: store.signingSecrets.secret). */
+  signingSecret: (accountId: string) => Promise<string>
   /** How long an app may take to answer (APP_TIMEOUT_MS). */
   timeoutMs: number
   /** Checks an app's answer (call/flow/verb-catalog.ts checkActions), injected to keep this module free of the catalog. */
@@ -35,7 +42,7 @@ export class WebhookApp {
   constructor(private readonly o: WebhookAppOptions) {}
 
   /** The body every app request carries: who is calling whom, the run and its variables. */
-  payload(ctx: VerbContext, event: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  payload(ctx: AppRequestContext, event: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
     const c = ctx.call
     return {
       event,
@@ -52,16 +59,8 @@ export class WebhookApp {
     } catch (err) {
       throw new FlowAppError(`${url} is not allowed: ${(err as Error).message}`)
     }
-    const id = `msg_${randomUUID()}`
-    const now = new Date()
-    const headers: Record<string, string> = { 'user-agent': 'callplane-flow', accept: 'application/json' }
-    const signed = body ?? url
-    const secret = await this.o.signingSecret(accountId)
-    if (secret) {
-      headers['webhook-id'] = id
-      headers['webhook-timestamp'] = String(Math.floor(now.getTime() / 1000))
-      headers['webhook-signature'] = new Webhook(secret).sign(id, now, signed)
-    }
+    // A GET signs its full URL, as agent tools do (store/webhook-signature.ts).
+    const headers: Record<string, string> = { 'user-agent': 'callplane-flow', accept: 'application/json', ...signatureHeaders(await this.o.signingSecret(accountId), body ?? url) }
     if (body !== null) headers['content-type'] = contentType
     let res: Awaited<ReturnType<OutboundUrlPolicy['fetch']>>
     try {
@@ -79,7 +78,7 @@ export class WebhookApp {
    * GET puts `event`, the call id and the variables in the query string.
    * The answer is a JSON array of actions, or `{ "actions": [...] }`.
    */
-  async fetchActions(ctx: VerbContext, req: { url: string; method: 'POST' | 'GET'; event: string; actionId?: string; data?: Record<string, unknown> }): Promise<FlowAction[]> {
+  async fetchActions(ctx: AppRequestContext, req: { url: string; method: 'POST' | 'GET'; event: string; actionId?: string; data?: Record<string, unknown> }): Promise<FlowAction[]> {
     const payload = this.payload(ctx, req.event, { ...(req.actionId ? { actionId: req.actionId } : {}), ...(req.data ? { data: req.data } : {}) })
     let url = req.url
     let body: string | null = JSON.stringify(payload)
@@ -110,7 +109,7 @@ export class WebhookApp {
   }
 
   /** webhook_send: one request; the body defaults to the call and variables as JSON. */
-  async send(ctx: VerbContext, req: { url: string; method: 'POST' | 'GET' | 'PUT' | 'DELETE'; contentType: string; body?: string }): Promise<{ status: number; body: string }> {
+  async send(ctx: AppRequestContext, req: { url: string; method: 'POST' | 'GET' | 'PUT' | 'DELETE'; contentType: string; body?: string }): Promise<{ status: number; body: string }> {
     const body = req.method === 'GET' || req.method === 'DELETE' ? null : req.body ?? JSON.stringify(this.payload(ctx, 'webhook_send'))
     return this.request(ctx.call.accountId, req.url, req.method, body, req.contentType)
   }

@@ -8,6 +8,9 @@ import { ApiError } from '../errors.ts'
 import { EncodedBody, sendEncoded } from '../encoded-body.ts'
 import { CallControlError, PLAY_TONES, type CallControl, type PlayRequest, type PlayTone } from '../../call/call-control.ts'
 import { RecordingSchema } from './recordings.ts'
+import { ActiveflowSchema, FlowActionSchema, checkedActions } from './flows.ts'
+import { MAX_ACTIONS } from '../../call/flow/index.ts'
+import type { CallProgram } from '../../store/calls.ts'
 
 const Status = StringEnum(CALL_STATUSES)
 const Direction = Type.Union([Type.Literal('inbound'), Type.Literal('outbound')])
@@ -34,7 +37,10 @@ const CallFields = {
   duration: Nullable(Type.Integer({ description: 'Seconds from answer to end' })), updatedAt: Timestamp,
 }
 export const CallSchema = Type.Object(CallFields, { $id: 'Call' })
-const CallDetail = Type.Object({ ...CallFields, recordings: Type.Array(RecordingSchema) })
+const CallDetail = Type.Object({
+  ...CallFields, recordings: Type.Array(RecordingSchema),
+  activeflows: Type.Array(ActiveflowSchema, { description: 'The flows, webhook-app verbs and API verb lists that ran on the call: each executed action with start, end and outcome, the variables, and the error of a failed app' }),
+})
 
 const CallListQuery = Type.Object({
   ...PageQuery.properties,
@@ -54,6 +60,29 @@ export const OriginateBody = Type.Object({
   timeout: Type.Optional(Type.Integer({ minimum: 5, maximum: 600, default: 30, description: 'Seconds to wait for answer' })),
   record: Type.Optional(Type.Boolean({ default: false, description: 'Record the call from answer to hangup (both parties mixed): a recording on the call, call.recording.ready when it ends' })),
   metadata: Type.Optional(Metadata),
+  flowId: Type.Optional(Type.String({ format: 'uuid', description: 'A stored flow (/v1/flows) the call runs once answered' })),
+  actions: Type.Optional(Type.Array(FlowActionSchema, { maxItems: MAX_ACTIONS, description: 'Verbs the call runs once answered (VoipBin FlowManagerAction list), instead of a stored flow' })),
+  url: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2000, description: 'Telefon: a webhook app asked for the verbs on answer (POSTed the call, signed with the account signing secret; https unless insecure webhooks are allowed)' })),
+  method: Type.Optional(Type.Union([Type.Literal('POST'), Type.Literal('GET')], { description: 'How url is asked (default POST)' })),
+}, { additionalProperties: false })
+
+/** The one program a POST /v1/calls names (agentId, flowId, actions and url exclude each other). */
+function programOf(b: { agentId?: string | undefined; flowId?: string | undefined; actions?: unknown[] | undefined; url?: string | undefined; method?: 'POST' | 'GET' | undefined }, allowInsecure: boolean): CallProgram | undefined {
+  const given = (['agentId', 'flowId', 'actions', 'url'] as const).filter((k) => b[k] !== undefined)
+  if (given.length > 1) throw new ApiError(400, 'validation_failed', `invalid body: give one of agentId, flowId, actions and url, not ${given.join(' and ')}`)
+  if (b.method !== undefined && b.url === undefined) throw new ApiError(400, 'validation_failed', 'invalid body: method goes with url')
+  if (b.url !== undefined && !allowInsecure && !b.url.startsWith('https://')) throw new ApiError(400, 'validation_failed', 'invalid body: /url must use https')
+  if (b.flowId) return { flowId: b.flowId }
+  if (b.actions) return { actions: checkedActions(b.actions) }
+  if (b.url) return { url: b.url, method: b.method ?? 'POST' }
+  return undefined
+}
+
+const RunActionsBody = Type.Object({
+  actions: Type.Array(FlowActionSchema, { minItems: 1, maxItems: MAX_ACTIONS }),
+  mode: Type.Optional(Type.Union([Type.Literal('queue'), Type.Literal('interrupt')], {
+    default: 'queue', description: 'With a flow running on the call: queue runs them after its current verb, interrupt stops the current verb\'s audio and drops the rest of the flow. Without one they run at once either way.',
+  })),
 }, { additionalProperties: false })
 
 const ActionAccepted = Type.Object({ callId: Type.String(), action: Type.String(), status: Type.Literal('accepted') }, { additionalProperties: true })
@@ -181,7 +210,7 @@ export const callRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps 
       // Finished calls are cached briefly (see ReadCache); live ones are always read.
       const { body } = await deps.readCache.get<{ body: EncodedBody; final: boolean }>(`call/${req.params.id}`, req.auth.accountId, req.params.id,
         async (previous) => {
-          const detail = found(await calls.getDetail(req.auth.accountId, req.params.id), 'call', req.params.id)
+          const detail = { ...found(await calls.getDetail(req.auth.accountId, req.params.id), 'call', req.params.id), activeflows: await deps.store.activeflows.forCall(req.params.id) }
           const final = isFinal(detail.status)
           // Only a body that will be cached is compressed up front; a live call's is compressed if its one reader asks.
           return { body: await EncodedBody.of(Buffer.from(reply.serialize(detail) as string), { eager: cached && final, previous: previous?.body }), final }
@@ -193,10 +222,12 @@ export const callRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps 
       const b = req.body
       if (b.agentId && !(await deps.store.agents.get(req.auth.accountId, b.agentId))) throw new ApiError(400, 'invalid_reference', 'agentId: no such agent in this account', { field: 'agentId' })
       if (b.trunkId && !(await deps.store.trunks.get(req.auth.accountId, b.trunkId))) throw new ApiError(400, 'invalid_reference', 'trunkId: no such trunk in this account', { field: 'trunkId' })
+      const program = programOf(b, deps.allowInsecureWebhooks)
+      if (b.flowId && !(await deps.store.flows.get(req.auth.accountId, b.flowId))) throw new ApiError(400, 'invalid_reference', 'flowId: no such flow in this account', { field: 'flowId' })
       const cc = controlOrUnavailable(deps, 'originate')
       const call = await cc.originate!({
         accountId: req.auth.accountId, from: b.from, to: b.to, agentId: b.agentId, trunkId: b.trunkId,
-        timeoutSec: b.timeout ?? 30, record: b.record ?? false, metadata: b.metadata,
+        timeoutSec: b.timeout ?? 30, record: b.record ?? false, metadata: b.metadata, program,
       }).catch(mapControlError)
       return reply.code(201).send(call)
     })
@@ -207,6 +238,19 @@ export const callRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps 
       await cc.hangup!(call, { reason: 'api' }).catch(mapControlError)
       return reply.code(204).send(null)
     })
+
+  app.post('/calls/:id/actions', {
+    config: write,
+    schema: { tags, summary: 'Run verbs on a live call (the flow verbs of /v1/flows)', params: IdParams, body: RunActionsBody,
+      response: { 202: Type.Object({ callId: Type.String(), activeflowId: Type.String(), mode: Type.String() }), ...errors(404, 409, 503) } },
+  }, async (req, reply) => {
+    const call = await liveCall(req.auth.accountId, req.params.id)
+    if (call.status !== 'in-progress') throw new ApiError(409, 'call_not_answered', `call ${call.id} is ${call.status}: verbs run on answered calls`)
+    const actions = checkedActions(req.body.actions)
+    if (!deps.programs) throw new ApiError(503, 'unavailable', 'flows are not available on this node')
+    const r = await deps.programs.runOnCall(call, actions, req.body.mode ?? 'queue').catch(mapControlError)
+    return reply.code(202).send({ callId: call.id, ...r })
+  })
 
   for (const a of ACTIONS) {
     app.post(`/calls/:id/${a.path}`, {

@@ -4,6 +4,7 @@ import { installAuth, type AuthOptions } from '../auth.ts'
 import type { ApiDeps } from '../deps.ts'
 import type { Store } from '../../store/index.ts'
 import type { CallControlSlot } from '../../call/call-control.ts'
+import type { CallPrograms } from '../../call/flow/index.ts'
 import { ReadCache } from '../read-cache.ts'
 import { accountRoutes } from './accounts.ts'
 import { apiKeyRoutes } from './api-keys.ts'
@@ -19,10 +20,12 @@ import { callRoutes } from './calls.ts'
 import { recordingRoutes } from './recordings.ts'
 import { conferenceRoutes } from './conferences.ts'
 import { eventRoutes } from './events.ts'
+import { flowRoutes } from './flows.ts'
 
 export interface V1Options {
   store: Store
   callControl: CallControlSlot
+  programs?: CallPrograms
   allowInsecureWebhooks: boolean
   rateLimit?: AuthOptions['rateLimit']
   authCacheTtlMs?: number
@@ -40,8 +43,8 @@ const v1: FastifyPluginAsync<V1Options> = async (app, opts) => {
   })
   const readCache = new ReadCache(opts.store.bus, opts.readCacheTtlMs ?? 1000)
   app.addHook('onClose', async () => readCache.close())
-  const deps: ApiDeps = { store: opts.store, callControl: opts.callControl, allowInsecureWebhooks: opts.allowInsecureWebhooks, invalidateKey: auth.invalidate, readCache }
-  for (const plugin of [accountRoutes, apiKeyRoutes, agentRoutes, numberRoutes, trunkRoutes, carrierRouteRoutes, extensionRoutes, toolRoutes, webhookRoutes, signingSecretRoutes, callRoutes, recordingRoutes, conferenceRoutes, eventRoutes]) {
+  const deps: ApiDeps = { store: opts.store, callControl: opts.callControl, programs: opts.programs, allowInsecureWebhooks: opts.allowInsecureWebhooks, invalidateKey: auth.invalidate, readCache }
+  for (const plugin of [accountRoutes, apiKeyRoutes, agentRoutes, numberRoutes, trunkRoutes, carrierRouteRoutes, extensionRoutes, toolRoutes, webhookRoutes, signingSecretRoutes, callRoutes, flowRoutes, recordingRoutes, conferenceRoutes, eventRoutes]) {
     await app.register(plugin, { deps })
   }
 }
