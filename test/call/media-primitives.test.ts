@@ -106,10 +106,9 @@ t.test('media primitives on live calls', async (t) => {
     const took = Date.now() - t0
     t.same(r, { result: 'digit', digit: '5' })
     t.ok(took < 2000, `it stopped when the digit arrived (${took} ms)`)
-    await sleep(200)
-    const after = loud(caller.audioSince(Date.now() - 10)).length
-    await sleep(800)
-    t.equal(after + loud(caller.audioSince(Date.now() - 800)).length, 0, 'no more tone after the digit')
+    const stoppedAt = Date.now()
+    await sleep(1000)
+    t.equal(loud(caller.audioSince(stoppedAt + 200)).length, 0, 'no more tone after the digit')
   })
 
   t.test('interrupt: a running prompt ends stopped', async (t) => {
@@ -252,10 +251,17 @@ t.test('media primitives on live calls', async (t) => {
     await t.rejects(cc.prompt(other, { tone: { tone: 'beep' } }), { code: /not_found|invalid_state/ }, 'no prompt on a call that ended')
   })
 
-  t.test('hangup ends a pending listen and prompt with ended', async (t) => {
+  t.test('hangup ends a pending listen, prompt and echo with ended', async (t) => {
     const listening = cc.listen(call, { prompt: { tone: { tone: 'ringback', durationMs: 20_000 } }, digits: { max: 4 }, timeoutMs: 30_000 })
+    // Queued behind the listen's prompt.
+    const prompting = cc.prompt(call, { say: { text: 'You will never hear this.' } })
+    const echoing = cc.echo(call, { durationMs: 30_000 })
     await sleep(500)
+    const t0 = Date.now()
     await cc.hangup(call, {})
     t.same(await listening, { reason: 'ended', digits: '' })
+    t.same(await prompting, { result: 'ended' })
+    await echoing
+    t.ok(Date.now() - t0 < 3000, 'all three ended with the call')
   })
 })

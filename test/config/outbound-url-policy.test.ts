@@ -4,6 +4,7 @@ import { connect as netConnect, type AddressInfo, type Socket } from 'node:net'
 import { OutboundUrlPolicy, OutboundUrlRefused, isNonPublicAddress } from '../../config/outbound-url-policy.ts'
 import { invokeHttpTool } from '../../agent/tools.ts'
 import { sourceFromSpec } from '../../media/playback.ts'
+import WebSocket from 'ws'
 
 t.test('non-public addresses', async (t) => {
   for (const a of ['127.0.0.1', '10.1.2.3', '172.20.0.1', '192.168.1.1', '169.254.169.254', '100.64.0.1', '0.0.0.0', '::1', 'fd00::1', 'fe80::1', '::ffff:127.0.0.1', '::ffff:10.0.0.1', 'not-an-ip']) {
@@ -184,4 +185,18 @@ t.test('behind HTTP_PROXY: requests go through the proxy and every hop is still 
   t.equal(intranet.hits(), 0, 'the private server was never reached')
   t.notOk(proxy.seen.some((s) => s.includes('intranet.example')), 'the proxy was never asked for it')
   await t.rejects(new OutboundUrlPolicy({ allowPrivate: false, proxy: false }).fetch(`http://media.example:${media.port}/a.wav`), /cannot resolve media\.example|ENOTFOUND|fetch failed/, 'proxy: false ignores the proxy')
+})
+
+t.test('lookupFor: a WebSocket the engine dials connects only to addresses approved at connect time', async (t) => {
+  // A name that is public when check() asks and private when the socket connects (DNS rebinding).
+  let asked = 0
+  const policy = new OutboundUrlPolicy({ allowPrivate: false, resolve: async () => (asked++ === 0 ? ['93.184.216.34'] : ['127.0.0.1']) })
+  await policy.check('http://rebind.example:9/ws')
+  const lookup = policy.lookupFor('http://rebind.example:9/ws')
+  t.type(lookup, 'function', 'a pinned lookup for a tenant URL')
+  const ws = new WebSocket('ws://rebind.example:9/ws', { lookup: lookup! })
+  const err = await new Promise<Error>((r) => ws.once('error', r))
+  t.match(err, { name: 'OutboundUrlRefused', message: /rebind\.example resolves to the non-public address 127\.0\.0\.1/ }, 'the rebound address is refused when connecting')
+  t.equal(new OutboundUrlPolicy({ allowPrivate: true }).lookupFor('http://127.0.0.1/'), undefined, 'none needed when private addresses are allowed')
+  t.equal(new OutboundUrlPolicy({ allowPrivate: false, allowOrigins: ['http://media.internal:8080'] }).lookupFor('http://media.internal:8080/ws'), undefined, 'none for an exempt origin')
 })
