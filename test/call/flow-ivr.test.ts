@@ -2,6 +2,7 @@ import t from 'tap'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import WebSocket from 'ws'
 import { startStack } from '../harness/stack.ts'
 import { waitFor } from '../harness/wait.ts'
 import { RtpCaller, placeCall, rms } from '../sip/app/rtp-caller.ts'
@@ -138,6 +139,33 @@ t.test('IVR flows over SIP', async (t) => {
     t.equal(d.endedReason, 'flow-completed', 'the end of the flow hangs up')
     t.same(d.activeflows[0]!.executedActions.map((e) => e.type), ['variable_set', 'condition_variable', 'talk', 'stop'])
     t.equal(d.activeflows[0]!.variables.greeting, 'Hello caller')
+  })
+
+  t.test('transcribe_start on a call with no agent: the caller\'s words become transcript lines and call.transcript events', async (t) => {
+    const number = await flowNumber([
+      { type: 'transcribe_start', option: { direction: 'in' } },
+      { type: 'sleep', option: { duration: 7000 } },
+      { type: 'transcribe_stop' },
+      { type: 'hangup', option: { reason: 'transcribed' } },
+    ])
+    const seen: Array<{ type: string; callId: string; data: { role?: string; text?: string } }> = []
+    const ws = new WebSocket(`${stack.baseUrl.replace(/^http/, 'ws')}/v1/events?types=call.transcript&token=${stack.apiKey}`)
+    ws.on('message', (m) => seen.push(JSON.parse(m.toString()) as (typeof seen)[number]))
+    await new Promise((r) => ws.once('open', r))
+    t.teardown(() => ws.close())
+    const c = await call(number)
+    t.teardown(c.close)
+    await sleep(800)
+    const said = concatPcm(speechPcm('hello, I would like to book a table for two people tonight'), silencePcm(1500))
+    const from = c.caller.sent
+    c.caller.signal = (n) => (n - from < said.length && n >= from ? said[n - from]! : 0)
+    const d = await ended(c.callId)
+    t.equal(d.endedReason, 'transcribed')
+    const full = (await (await api(`/v1/calls/${c.callId}`)).json()) as { transcript: Array<{ role: string; text: string; source?: string }> }
+    const lines = full.transcript.filter((l) => l.source === 'transcribe')
+    t.ok(lines.length >= 1 && lines.every((l) => l.role === 'user' && l.text.length > 0), `the caller's speech was transcribed: ${JSON.stringify(lines.map((l) => l.text))}`)
+    const mine = seen.filter((e) => e.type === 'call.transcript' && e.callId === c.callId)
+    t.ok(mine.length >= lines.length && mine.every((e) => e.data.role === 'user'), `call.transcript events on /v1/events (${mine.length})`)
   })
 
   t.test('flow validation: each bad option is a 400 naming the action and field', async (t) => {
