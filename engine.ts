@@ -207,6 +207,8 @@ export class Engine {
         appTimeoutMs: config.appTimeoutMs, allowPrivateUrls,
       })
       stops.push('call-programs', () => callPrograms.close())
+      // Runs a previous life of this node left `running` (kill -9) end now, as its call records did.
+      await store.activeflows.endStale(sipApplication.nodeId).catch((err: unknown) => logger.warn({ err }, 'stale activeflows could not be ended'))
       sipApplication.setCallPrograms(callPrograms)
       health.register('media', () => mediaPlane.health())
       const media = mediaPlane.media

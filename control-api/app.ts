@@ -1,6 +1,7 @@
 import Fastify, { LogController, type FastifyInstance, type FastifyError, type FastifyBaseLogger } from 'fastify'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
+import { verbOptionSchemas } from '../call/flow/index.ts'
 import AjvCompiler from '@fastify/ajv-compiler'
 import type { Options } from 'ajv'
 import type { Logger } from 'pino'
@@ -118,6 +119,9 @@ export async function buildApiServer(opts: ApiServerOptions): Promise<FastifyIns
       openapi: '3.1.0',
       info: { title: 'Callplane API', version: '1', description: 'Calls, numbers, agents, trunks, extensions, webhooks and events.' },
       components: {
+        // Each flow verb's options (FlowVerbOption_<type>): flows accept actions loosely and check them
+        // verb by verb (call/flow checkActions), so the verb schemas are documented here rather than inlined.
+        schemas: Object.fromEntries(Object.entries(verbOptionSchemas()).map(([type, schema]) => [`FlowVerbOption_${type}`, schema])),
         securitySchemes: {
           bearer: { type: 'http', scheme: 'bearer' },
           apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },

@@ -4,7 +4,7 @@ import { Type } from '@sinclair/typebox'
 import { IdParams, Nullable, PageQuery, Timestamp, crudResponses, errors, pageOf, patchOf } from '../schemas.ts'
 import { found, type RouteOptions } from '../deps.ts'
 import { ApiError } from '../errors.ts'
-import { MAX_ACTIONS, checkActions, verbOptionSchemas, verbTypes, type FlowAction } from '../../call/flow/index.ts'
+import { MAX_ACTIONS, checkActions, verbTypes, type FlowAction } from '../../call/flow/index.ts'
 
 /**
  * One action as the API documents it (VoipBin FlowManagerAction). The body
@@ -78,7 +78,6 @@ export const flowRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps 
   const repo = deps.store.flows
   const config = { scope: 'flows:manage' as const }
   const tags = ['flows']
-  for (const [type, option] of Object.entries(verbOptionSchemas())) app.addSchema({ ...option, $id: `FlowVerbOption_${type}` })
 
   app.get('/flows', { config, schema: { tags, summary: 'List flows', querystring: PageQuery, response: R.list } },
     async (req) => {

@@ -186,6 +186,8 @@ t.test('IVR flows over SIP', async (t) => {
       t.equal(r.status, 400, JSON.stringify(c.actions))
       t.match((r.body.error as { message: string }).message, c.message)
     }
+    const doc = await (await fetch(`${stack.baseUrl}/openapi.json`)).json() as { components: { schemas: Record<string, { properties?: Record<string, unknown> }> } }
+    t.ok(doc.components.schemas.FlowVerbOption_gather?.properties?.finish_key, 'each verb\'s options are documented in the OpenAPI components')
     const inline = await post('/v1/calls', { from: '+14155550100', to: '+14155550101', actions: [{ type: 'hangup', option: { reason: 'a b' } }] })
     t.equal(inline.status, 400, 'inline actions on POST /v1/calls are checked the same way')
     t.match((inline.body.error as { message: string }).message, /actions\[0\] option\/reason/)
