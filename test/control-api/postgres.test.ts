@@ -16,6 +16,7 @@ const SUITES = [
   'test/store/repositories.test.ts',
   'test/control-api/e2e-events.test.ts',
   'test/control-api/request-isolation.test.ts',
+  'test/call/flow-ivr.test.ts',
 ]
 
 t.test('suites against real PostgreSQL', async (t) => {
