@@ -1,4 +1,4 @@
-import { Type, type TSchema } from '@sinclair/typebox'
+import { FormatRegistry, Type, type TSchema } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import type { Verb } from './verb.ts'
 import { isNoTarget, withIds, type FlowAction } from './flow-action.ts'
@@ -14,6 +14,11 @@ import { APP_VERBS } from './verbs/app-verbs.ts'
  * before it is stored or run: unknown verbs, bad options and jump targets
  * that point nowhere are reported naming the action and the field.
  */
+
+// TypeBox's compiler knows no string formats by itself; the API's (ajv's) are registered for the ones verbs use.
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
+if (!FormatRegistry.Has('uuid')) FormatRegistry.Set('uuid', (v) => UUID.test(v))
+if (!FormatRegistry.Has('uri')) FormatRegistry.Set('uri', (v) => { try { new URL(v); return true } catch { return false } })
 
 const ALL: Verb[] = [...CALL_VERBS, ...AUDIO_VERBS, ...RECORD_VERBS, ...LOGIC_VERBS, ...APP_VERBS] as Verb[]
 

@@ -11,5 +11,6 @@ t.test('flow suites with MEDIA_WORKERS=2', async (t) => {
   await rerunSuites(t, [
     'test/call/flow-ivr.test.ts',
     'test/call/flow-webhook-app.test.ts',
+    'test/call/flow-verbs.test.ts',
   ], { MEDIA_WORKERS: '2' }, 'with MEDIA_WORKERS=2')
 })
