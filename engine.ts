@@ -15,6 +15,7 @@ import { createStore, type Store } from './store/index.ts'
 import { SecretBox } from './store/secrets.ts'
 import { v1Routes } from './control-api/routes/v1.ts'
 import { CallControlSlot } from './call/call-control.ts'
+import { OutboundUrlPolicy } from './config/outbound-url-policy.ts'
 import { WebhookWorker } from './control-api/webhook-worker.ts'
 import { SipApplication } from './sip/app/index.ts'
 import { createApiCallControl } from './call/api-call-control.ts'
@@ -228,6 +229,9 @@ export class Engine {
         return n?.target.type === 'agent' ? sipUri(DEMO_NUMBER, demoHost, sipListenPort) : null
       }
 
+      // Status callbacks: checked when set (a refused address is a 400), fetched through the same policy.
+      const tenantUrls = new OutboundUrlPolicy({ allowPrivate: allowPrivateUrls })
+      stops.push('tenant-url-policy', () => tenantUrls.close())
       let engine: Engine | undefined
       const api = await buildApiServer({
         demoSipUri,
@@ -235,13 +239,13 @@ export class Engine {
         registry,
         health,
         isDraining: () => engine?.draining ?? false,
-        registerRoutes: v1Routes({ store, callControl, programs: callPrograms, allowInsecureWebhooks: db.mode === 'embedded' }),
+        registerRoutes: v1Routes({ store, callControl, programs: callPrograms, allowInsecureWebhooks: db.mode === 'embedded', urlPolicy: tenantUrls }),
       })
       await api.listen({ host: config.httpHost, port: config.httpPort })
       stops.push('control-api', () => api.close())
       const webhookWorker = new WebhookWorker({
         store, logger: logger.child({ component: 'webhooks' }),
-        retryScheduleMs: config.webhookRetrySchedule, disableAfterMs: config.webhookDisableAfterMs,
+        retryScheduleMs: config.webhookRetrySchedule, disableAfterMs: config.webhookDisableAfterMs, urlPolicy: tenantUrls,
         deliveries: new Counter({ name: 'callplane_webhook_deliveries_total', help: 'Webhook delivery attempts by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
       })
       webhookWorker.start()

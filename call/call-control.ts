@@ -1,4 +1,5 @@
 import type { Call, CallProgram } from '../store/calls.ts'
+import type { StatusCallback } from '../store/status-callbacks.ts'
 
 /**
  * The one contract for acting on a live call, whoever asks (the API today,
@@ -133,6 +134,8 @@ export interface OriginateRequest {
   program?: CallProgram | undefined
   /** The live call this one is placed for (a flow's connect): its parties may be the caller ID. */
   parentCallId?: string | undefined
+  /** Telefon `status_callback`: where the call's status changes are sent (the URL already checked). */
+  statusCallback?: StatusCallback | undefined
 }
 
 export { CallControlError, type CallControlErrorCode } from '../sip/app/call-control-error.ts'

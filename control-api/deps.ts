@@ -3,6 +3,7 @@ import type { CallControlSlot } from '../call/call-control.ts'
 import type { CallPrograms } from '../call/flow/index.ts'
 import { ApiError } from './errors.ts'
 import type { ReadCache } from './read-cache.ts'
+import type { OutboundUrlPolicy } from '../config/outbound-url-policy.ts'
 
 /** What every /v1 route plugin gets. */
 export interface ApiDeps {
@@ -16,6 +17,8 @@ export interface ApiDeps {
   invalidateKey: (keyId?: string) => void
   /** Short-lived cache for the hot call read routes. */
   readCache: ReadCache
+  /** Which tenant URLs the engine may reach (status callbacks, webhook apps): checked when they are set. */
+  urlPolicy: OutboundUrlPolicy
 }
 
 export interface RouteOptions {

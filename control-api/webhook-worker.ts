@@ -4,6 +4,8 @@ import type { Store } from '../store/index.ts'
 import type { ClaimedDelivery } from '../store/webhooks.ts'
 import { signatureHeaders } from '../store/webhook-signature.ts'
 import { CONFIG_VARS } from '../config/config.ts'
+import { OutboundUrlRefused, type OutboundUrlPolicy } from '../config/outbound-url-policy.ts'
+import { statusCallbackRequest } from './status-callback-request.ts'
 
 export interface WebhookWorkerOptions {
   store: Store
@@ -25,12 +27,18 @@ export interface WebhookWorkerOptions {
   /** On stop, how long in-flight requests may finish before they are cut off and given back (ms). */
   stopGraceMs?: number
   deliveries?: Counter<'outcome'>
+  /**
+   * The outbound URL policy tenants' URLs go through: status callbacks are
+   * fetched through it (every connection to an approved address). Without
+   * one they are fetched like webhooks.
+   */
+  urlPolicy?: OutboundUrlPolicy
 }
 
 export const DEFAULT_RETRY_SCHEDULE_MS: readonly number[] = CONFIG_VARS.webhookRetrySchedule.default
 export const DEFAULT_DISABLE_AFTER_MS: number = CONFIG_VARS.webhookDisableAfterMs.default
 
-type Options = Required<Omit<WebhookWorkerOptions, 'deliveries'>> & Pick<WebhookWorkerOptions, 'deliveries'>
+type Options = Required<Omit<WebhookWorkerOptions, 'deliveries' | 'urlPolicy'>> & Pick<WebhookWorkerOptions, 'deliveries' | 'urlPolicy'>
 
 /**
  * Delivers the outbox's webhook deliveries: a Standard Webhooks signed POST per
@@ -49,6 +57,11 @@ type Options = Required<Omit<WebhookWorkerOptions, 'deliveries'>> & Pick<Webhook
  * lane with at most `perEndpoint` deliveries in flight, and this node runs up
  * to `concurrency` at once, each settled on its own: a slow endpoint occupies
  * its own lane's slots, never the others'.
+ *
+ * A call's status callback (store/status-callbacks.ts) is a lane of its own
+ * that the store hands out one delivery at a time, oldest first: its request
+ * (status-callback-request.ts) is signed with the account signing secret,
+ * POST or GET, through the outbound URL policy.
  */
 export class WebhookWorker {
   private timer: NodeJS.Timeout | null = null
@@ -143,34 +156,47 @@ export class WebhookWorker {
     this.inflight.set(d.id, { done, abort })
   }
 
-  private async deliver(d: ClaimedDelivery, stopping: AbortSignal): Promise<void> {
+  /** The HTTP request of one delivery: a webhook's event POST, or a call's status callback. */
+  private request(d: ClaimedDelivery): { url: string; method: 'POST' | 'GET'; headers: Record<string, string>; body: string | null } {
+    if (d.kind === 'status_callback') {
+      const r = statusCallbackRequest(d)
+      return {
+        url: r.url, method: r.method, body: r.body,
+        headers: { ...(r.body !== null ? { 'content-type': 'application/json' } : {}), 'user-agent': 'Callplane-StatusCallbacks/1', ...signatureHeaders(d.secret, r.signed, { id: d.event.id }) },
+      }
+    }
     const payload = JSON.stringify({ type: d.event.type, timestamp: d.event.createdAt, data: { ...d.event.data, eventId: d.event.id, accountId: d.event.accountId, callId: d.event.callId } })
+    return {
+      url: d.url, method: 'POST', body: payload,
+      headers: { 'content-type': 'application/json', 'user-agent': 'Callplane-Webhooks/1', ...signatureHeaders(d.secret, payload, { id: d.event.id }) },
+    }
+  }
+
+  private async deliver(d: ClaimedDelivery, stopping: AbortSignal): Promise<void> {
+    const req = this.request(d)
     let status: number | null = null
     let error: string | null = null
     try {
-      const res = await fetch(d.url, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'user-agent': 'Callplane-Webhooks/1',
-          ...signatureHeaders(d.secret, payload, { id: d.event.id }),
-        },
-        body: payload,
-        redirect: 'manual',
-        signal: AbortSignal.any([stopping, AbortSignal.timeout(this.o.timeoutMs)]),
-      })
+      const init = {
+        method: req.method, headers: req.headers, ...(req.body !== null ? { body: req.body } : {}),
+        redirect: 'manual' as const, signal: AbortSignal.any([stopping, AbortSignal.timeout(this.o.timeoutMs)]),
+      }
+      const res = d.kind === 'status_callback' && this.o.urlPolicy ? await this.o.urlPolicy.fetch(req.url, init) : await fetch(req.url, init)
       status = res.status
       await res.body?.cancel().catch(() => {})
       if (res.status < 200 || res.status >= 300) error = `HTTP ${res.status}`
     } catch (err) {
-      error = (err as Error).name === 'TimeoutError' ? `timed out after ${this.o.timeoutMs} ms` : ((err as { cause?: Error }).cause?.message ?? (err as Error).message)
+      error = (err as Error).name === 'TimeoutError' ? `timed out after ${this.o.timeoutMs} ms`
+        : err instanceof OutboundUrlRefused ? `refused by the outbound URL policy: ${err.message}`
+        : ((err as { cause?: Error }).cause?.message ?? (err as Error).message)
     }
-    const log = this.o.logger.child({ webhookId: d.webhookId, eventId: d.event.id, callId: d.event.callId, attempt: d.attempts })
+    const log = this.o.logger.child({ webhookId: d.webhookId, eventId: d.event.id, callId: d.event.callId, attempt: d.attempts, kind: d.kind })
     try {
       if (!error) {
         const { flushed } = await this.o.store.webhooks.markDelivered(d, status!)
         this.o.deliveries?.inc({ outcome: 'delivered' })
         if (flushed > 0) log.info({ flushed }, 'webhook recovered: its pending deliveries are due now')
+        if (d.kind === 'status_callback') await this.o.store.webhooks.retireStatusCallback(d.webhookId)
         return
       }
       if (stopping.aborted) {
@@ -189,6 +215,7 @@ export class WebhookWorker {
       })
       if (!r.settled) return
       this.o.deliveries?.inc({ outcome: r.gaveUp ? 'failed' : 'retry' })
+      if (r.gaveUp && d.kind === 'status_callback') await this.o.store.webhooks.retireStatusCallback(d.webhookId)
       log.warn({ error, retryAt: r.gaveUp ? null : retryAt.toISOString(), gaveUp: r.gaveUp }, 'webhook delivery failed')
       if (r.disabled) log.warn({ error }, 'webhook disabled after failing continuously; its events keep being queued')
     } catch (err) {

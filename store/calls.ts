@@ -3,6 +3,7 @@ import type pg from 'pg'
 import { pageQuery, type Page, type PageRequest, type Queryable } from './common.ts'
 import { invalidState } from './errors.ts'
 import type { CallplaneEvent, Emit, EventType, Outbox } from './outbox.ts'
+import { attachStatusCallback, queueStatusCallback, toStatusCallback, type StatusCallback } from './status-callbacks.ts'
 
 export const CALL_STATUSES = ['queued', 'ringing', 'in-progress', 'completed', 'failed', 'busy', 'no-answer', 'canceled'] as const
 export type CallStatus = (typeof CALL_STATUSES)[number]
@@ -81,6 +82,8 @@ export interface Call {
   /** Seconds from answer to end (0 when never answered); null while live. */
   duration: number | null
   updatedAt: string
+  /** Where its status changes are sent (Telefon `status_callback`), or null. */
+  statusCallback: StatusCallback | null
 }
 
 export interface CreateCallInput {
@@ -99,6 +102,8 @@ export interface CreateCallInput {
   metadata?: Record<string, unknown>
   /** What the call runs once answered (call/flow): a flow, inline actions or a webhook app. */
   program?: CallProgram | null
+  /** Telefon `status_callback`; an inbound call to a number without one takes the number's. */
+  statusCallback?: StatusCallback | null
 }
 
 /**
@@ -134,6 +139,7 @@ interface Row {
   sip_call_id: string | null; node_id: string | null; ended_reason: string | null; hangup_by: string | null; summary: string | null
   transcript: TranscriptEntry[]; timings: TurnTiming[]; quality: CallQuality | null; metadata: Record<string, unknown>
   created_at: Date; ringing_at: Date | null; answered_at: Date | null; ended_at: Date | null; updated_at: Date
+  status_callback: string | null; status_callback_method: string | null
 }
 
 export const toCall = (r: Row): Call => ({
@@ -146,6 +152,7 @@ export const toCall = (r: Row): Call => ({
   endedAt: r.ended_at?.toISOString() ?? null,
   duration: r.ended_at ? (r.answered_at ? Math.round((r.ended_at.getTime() - r.answered_at.getTime()) / 1000) : 0) : null,
   updatedAt: r.updated_at.toISOString(),
+  statusCallback: toStatusCallback(r.status_callback, r.status_callback_method),
 })
 
 /** The event payload for call lifecycle events: the call without its bulky arrays. */
@@ -184,9 +191,12 @@ export class CallRepository {
           input.program ? JSON.stringify(input.program) : null],
       )
       const call = toCall(rows[0]!)
-      await emit(call.accountId, 'call.started', callEventData(call), call.id)
-      if (status === 'ringing') await emit(call.accountId, 'call.ringing', callEventData(call), call.id)
-      if (status === 'in-progress') await emit(call.accountId, 'call.answered', callEventData(call), call.id)
+      call.statusCallback = await attachStatusCallback(c, call, input.statusCallback)
+      let latest = await emit(call.accountId, 'call.started', callEventData(call), call.id)
+      if (status === 'ringing') latest = await emit(call.accountId, 'call.ringing', callEventData(call), call.id)
+      if (status === 'in-progress') latest = await emit(call.accountId, 'call.answered', callEventData(call), call.id)
+      // One status callback per status: the event that announces the status the call was created in.
+      if (call.statusCallback) await queueStatusCallback(c, call.id, latest.id)
       return call
     })
   }
@@ -267,7 +277,11 @@ export class CallRepository {
         return call
       }
       const call = toCall(rows[0])
-      for (const [type, data] of events(call)) await emit(call.accountId, type, data, call.id)
+      for (const [type, data] of events(call)) {
+        const event = await emit(call.accountId, type, data, call.id)
+        // Each transition announces one status: its event goes to the call's status callback too.
+        if (call.statusCallback) await queueStatusCallback(c, call.id, event.id)
+      }
       return call
     })
   }

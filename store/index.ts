@@ -57,6 +57,7 @@ export function createStore(db: Database, secrets: SecretBox, logger: Logger): S
   const outbox = new Outbox(db, bus, logger)
   const accounts = new AccountRepository(pool, (fn) => db.transaction(fn))
   const realm = (id: string) => accounts.realm(id)
+  const signingSecrets = new SigningSecretRepository(pool, secrets)
   return {
     db, bus, outbox, accounts,
     apiKeys: new ApiKeyRepository(pool),
@@ -66,8 +67,8 @@ export function createStore(db: Database, secrets: SecretBox, logger: Logger): S
     carrierRoutes: new CarrierRouteRepository(pool),
     extensions: new ExtensionRepository(pool, realm),
     tools: new ToolRepository(pool, secrets),
-    webhooks: new WebhookRepository(pool, secrets, (fn) => db.transaction(fn)),
-    signingSecrets: new SigningSecretRepository(pool, secrets),
+    webhooks: new WebhookRepository(pool, secrets, (fn) => db.transaction(fn), signingSecrets),
+    signingSecrets,
     calls: new CallRepository(pool, outbox),
     recordings: new RecordingRepository(pool, outbox),
     conferences: new ConferenceRepository(pool),

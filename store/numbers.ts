@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { pageQuery, type Page, type PageRequest, type Queryable } from './common.ts'
 import { conflict, invalidField, invalidReference } from './errors.ts'
+import { toStatusCallback, type StatusCallback } from './status-callbacks.ts'
 
 /** Where a call to the number goes. */
 export interface NumberTarget {
@@ -24,6 +25,8 @@ export interface PhoneNumber {
   target: NumberTarget
   createdAt: string
   updatedAt: string
+  /** Telefon `status_callback`: every inbound call to the number reports its statuses there. */
+  statusCallback: StatusCallback | null
 }
 
 export interface NumberInput {
@@ -31,12 +34,17 @@ export interface NumberInput {
   name?: string | null
   trunkId?: string | null
   target?: NumberTarget
+  statusCallback?: StatusCallback | null
 }
 
-interface Row { id: string; seq: string; account_id: string; number: string; name: string | null; trunk_id: string | null; target: NumberTarget; created_at: Date; updated_at: Date }
+interface Row {
+  id: string; seq: string; account_id: string; number: string; name: string | null; trunk_id: string | null; target: NumberTarget; created_at: Date; updated_at: Date
+  status_callback: string | null; status_callback_method: string | null
+}
 const toNumber = (r: Row): PhoneNumber => ({
   id: r.id, accountId: r.account_id, number: r.number, name: r.name, trunkId: r.trunk_id, target: r.target,
   createdAt: r.created_at.toISOString(), updatedAt: r.updated_at.toISOString(),
+  statusCallback: toStatusCallback(r.status_callback, r.status_callback_method),
 })
 
 const TARGET_TABLE: Record<string, string> = { agent: 'agents', extension: 'extensions', conference: 'conferences', flow: 'flows' }
@@ -72,8 +80,10 @@ export class NumberRepository {
   async create(accountId: string, input: NumberInput): Promise<PhoneNumber> {
     await this.checkRefs(accountId, input)
     const { rows } = await this.unique(this.db.query<Row>(
-      'INSERT INTO numbers (id, account_id, number, name, trunk_id, target) VALUES ($1, $2, $3, $4, $5, $6) RETURNING *',
-      [randomUUID(), accountId, input.number, input.name ?? null, input.trunkId ?? null, JSON.stringify(input.target ?? { type: 'none' })],
+      `INSERT INTO numbers (id, account_id, number, name, trunk_id, target, status_callback, status_callback_method)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING *`,
+      [randomUUID(), accountId, input.number, input.name ?? null, input.trunkId ?? null, JSON.stringify(input.target ?? { type: 'none' }),
+        input.statusCallback?.url ?? null, input.statusCallback?.method ?? null],
     ), input.number)
     return toNumber(rows[0]!)
   }
@@ -99,8 +109,9 @@ export class NumberRepository {
     await this.checkRefs(accountId, patch)
     const m = { ...cur, ...patch }
     const { rows } = await this.unique(this.db.query<Row>(
-      'UPDATE numbers SET number = $3, name = $4, trunk_id = $5, target = $6, updated_at = now() WHERE account_id = $1 AND id = $2 RETURNING *',
-      [accountId, id, m.number, m.name ?? null, m.trunkId ?? null, JSON.stringify(m.target)],
+      `UPDATE numbers SET number = $3, name = $4, trunk_id = $5, target = $6, status_callback = $7, status_callback_method = $8, updated_at = now()
+        WHERE account_id = $1 AND id = $2 RETURNING *`,
+      [accountId, id, m.number, m.name ?? null, m.trunkId ?? null, JSON.stringify(m.target), m.statusCallback?.url ?? null, m.statusCallback?.method ?? null],
     ), m.number)
     return rows[0] ? toNumber(rows[0]) : null
   }

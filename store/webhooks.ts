@@ -3,6 +3,7 @@ import { iso, pageQuery, type Page, type PageRequest, type Queryable } from './c
 import { limitExceeded } from './errors.ts'
 import type { SecretBox } from './secrets.ts'
 import { generateSigningSecret } from './webhook-signature.ts'
+import type { SigningSecretRepository } from './signing-secrets.ts'
 import { toEvent, type CallplaneEvent, type EventType } from './outbox.ts'
 
 export const MAX_WEBHOOKS_PER_ACCOUNT = 10
@@ -58,6 +59,15 @@ const toWebhook = (r: Row): Webhook => ({
 /** A delivery the worker claimed: the event, where it goes and the secret to sign with. */
 export interface ClaimedDelivery {
   id: string
+  /**
+   * `webhook`: a /v1/webhooks subscription (POST `{type, timestamp, data}`).
+   * `status_callback`: a call's status callback (status-callbacks.ts), sent
+   * with `method`, signed with the account signing secret; `sequence` is its
+   * place among the call's statuses (0, 1, ...).
+   */
+  kind: 'webhook' | 'status_callback'
+  method: 'POST' | 'GET'
+  sequence: number | null
   /** This attempt's number (1 = first); also the claim's fencing token. */
   attempts: number
   /** The previous attempt, or when the delivery was queued. */
@@ -74,10 +84,12 @@ export class WebhookRepository {
     private readonly secrets: SecretBox,
     /** Runs `fn` in one transaction (the claim's lane locks and its count are one unit). */
     private readonly transaction: <T>(fn: (c: Queryable) => Promise<T>) => Promise<T>,
+    /** The account signing secrets status callbacks are signed with. */
+    private readonly signingSecrets: Pick<SigningSecretRepository, 'secret'>,
   ) {}
 
   async create(accountId: string, input: WebhookInput): Promise<{ webhook: Webhook; secret: string }> {
-    const { rows: [n] } = await this.db.query<{ n: string }>('SELECT count(*) AS n FROM webhooks WHERE account_id = $1', [accountId])
+    const { rows: [n] } = await this.db.query<{ n: string }>(`SELECT count(*) AS n FROM webhooks WHERE account_id = $1 AND kind = 'webhook'`, [accountId])
     if (Number(n!.n) >= MAX_WEBHOOKS_PER_ACCOUNT) throw limitExceeded('webhooks', MAX_WEBHOOKS_PER_ACCOUNT)
     const secret = generateSigningSecret()
     const { rows } = await this.db.query<Row>(
@@ -89,12 +101,13 @@ export class WebhookRepository {
   }
 
   async get(accountId: string, id: string): Promise<Webhook | null> {
-    const { rows } = await this.db.query<Row>('SELECT * FROM webhooks WHERE account_id = $1 AND id = $2', [accountId, id])
+    const { rows } = await this.db.query<Row>(`SELECT * FROM webhooks WHERE account_id = $1 AND id = $2 AND kind = 'webhook'`, [accountId, id])
     return rows[0] ? toWebhook(rows[0]) : null
   }
 
   list(accountId: string, page: PageRequest): Promise<Page<Webhook>> {
-    return pageQuery<Row, Webhook>(this.db, { table: 'webhooks', accountId, order: 'asc', page }, toWebhook)
+    // A call's status callback target (status-callbacks.ts) is the engine's, not a subscription to list.
+    return pageQuery<Row, Webhook>(this.db, { table: 'webhooks', accountId, where: [`kind = 'webhook'`], order: 'asc', page }, toWebhook)
   }
 
   /**
@@ -118,7 +131,7 @@ export class WebhookRepository {
            disabled_reason = CASE WHEN $7::boolean IS NOT NULL THEN NULL ELSE disabled_reason END,
            enabled = COALESCE($7, enabled),
            updated_at = now()
-         WHERE account_id = $1 AND id = $2 RETURNING *),
+         WHERE account_id = $1 AND id = $2 AND kind = 'webhook' RETURNING *),
        flush AS (
          UPDATE webhook_deliveries SET next_attempt_at = now()
           WHERE webhook_id = $2 AND status = 'pending' AND next_attempt_at > now() AND $7::boolean IS TRUE AND EXISTS (SELECT 1 FROM upd))
@@ -129,7 +142,7 @@ export class WebhookRepository {
   }
 
   async delete(accountId: string, id: string): Promise<boolean> {
-    const { rowCount } = await this.db.query('DELETE FROM webhooks WHERE account_id = $1 AND id = $2', [accountId, id])
+    const { rowCount } = await this.db.query(`DELETE FROM webhooks WHERE account_id = $1 AND id = $2 AND kind = 'webhook'`, [accountId, id])
     return (rowCount ?? 0) > 0
   }
 
@@ -150,6 +163,12 @@ export class WebhookRepository {
    * holds only its own slots and the others' deliveries are claimed past it.
    * Within a lane, oldest due first.
    *
+   * A call's status callback lane is ordered: one delivery in flight at a
+   * time, and only its oldest pending one, so status N+1 never goes out before
+   * status N is settled (delivered, or given up), whatever retries N needs.
+   * Its secret is the account signing secret, read now (a rotation applies to
+   * retries); an account that has none yet gets it created here.
+   *
    * One transaction, two statements: first lock the lanes no other node is
    * claiming from right now (SKIP LOCKED: that node serves them), then count
    * their leases and claim. The second statement's snapshot is taken after the
@@ -166,33 +185,42 @@ export class WebhookRepository {
           FOR NO KEY UPDATE OF w SKIP LOCKED`)
       if (lanes.length === 0) return []
       return (await c.query<{
-        id: string; attempts: number; previous_attempt_at: Date; webhook_id: string; url: string; secret_sealed: string
+        id: string; attempts: number; previous_attempt_at: Date; webhook_id: string; url: string; secret_sealed: string | null
+        kind: 'webhook' | 'status_callback'; method: 'POST' | 'GET'; sequence: string | null
         ev_id: string; type: string; account_id: string; call_id: string | null; created_at: Date; data: Record<string, unknown>
       }>(
         `WITH lanes AS (
-           SELECT w.id, $3::int - (SELECT count(*) FROM webhook_deliveries x
-                                    WHERE x.webhook_id = w.id AND x.status = 'pending' AND x.locked_until IS NOT NULL AND x.locked_until > now())::int AS free
+           SELECT w.id, w.kind = 'status_callback' AS ordered,
+                  CASE WHEN w.kind = 'status_callback' THEN 1 ELSE $3::int END
+                  - (SELECT count(*) FROM webhook_deliveries x
+                      WHERE x.webhook_id = w.id AND x.status = 'pending' AND x.locked_until IS NOT NULL AND x.locked_until > now())::int AS free
              FROM webhooks w WHERE w.id = ANY($4::uuid[]) AND w.enabled),
          due AS (
            SELECT d.id, d.previous_attempt_at FROM lanes l CROSS JOIN LATERAL (
              SELECT d.id, d.next_attempt_at, d.seq, COALESCE(d.last_attempt_at, d.created_at) AS previous_attempt_at FROM webhook_deliveries d
               WHERE d.webhook_id = l.id AND d.status = 'pending' AND d.next_attempt_at <= now()
                 AND (d.locked_until IS NULL OR d.locked_until <= now())
+                -- an ordered lane sends its oldest pending delivery only
+                AND (NOT l.ordered OR NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.webhook_id = l.id AND p.status = 'pending' AND p.seq < d.seq))
               ORDER BY d.next_attempt_at, d.seq LIMIT GREATEST(l.free, 0)
               FOR UPDATE OF d SKIP LOCKED) d
            ORDER BY d.next_attempt_at, d.seq LIMIT $1)
          UPDATE webhook_deliveries d SET locked_until = now() + ($2 || ' milliseconds')::interval, attempts = d.attempts + 1, last_attempt_at = now()
-           FROM due, webhooks w, events e
+           FROM due, webhooks w LEFT JOIN account_signing_secrets s ON w.kind = 'status_callback' AND s.account_id = w.account_id, events e
           WHERE d.id = due.id AND w.id = d.webhook_id AND e.id = d.event_id
-         RETURNING d.id, d.attempts, due.previous_attempt_at, d.webhook_id, w.url, w.secret_sealed,
+         RETURNING d.id, d.attempts, due.previous_attempt_at, d.webhook_id, w.url, COALESCE(w.secret_sealed, s.secret_sealed) AS secret_sealed,
+                   w.kind, w.method,
+                   CASE WHEN w.kind = 'status_callback' THEN (SELECT count(*) FROM webhook_deliveries q WHERE q.webhook_id = d.webhook_id AND q.seq < d.seq) END AS sequence,
                    e.id AS ev_id, e.type, e.account_id, e.call_id, e.created_at, e.data`,
         [opts.limit, String(opts.leaseMs), opts.perEndpoint, lanes.map((l) => l.id)],
       )).rows
     })
-    return rows.map((r) => ({
-      id: r.id, attempts: r.attempts, previousAttemptAt: r.previous_attempt_at, webhookId: r.webhook_id, url: r.url, secret: this.secrets.open(r.secret_sealed),
+    return Promise.all(rows.map(async (r) => ({
+      id: r.id, attempts: r.attempts, previousAttemptAt: r.previous_attempt_at, webhookId: r.webhook_id, url: r.url,
+      kind: r.kind, method: r.method, sequence: r.sequence === null ? null : Number(r.sequence),
+      secret: r.secret_sealed ? this.secrets.open(r.secret_sealed) : await this.signingSecrets.secret(r.account_id),
       event: toEvent({ id: r.ev_id, type: r.type, account_id: r.account_id, call_id: r.call_id, created_at: r.created_at, data: r.data }),
-    }))
+    })))
   }
 
   /**
@@ -236,24 +264,29 @@ export class WebhookRepository {
    *  - The webhook's failureCount grows and `failingSince` starts; a webhook
    *    failing for `disableAfterMs` is disabled, its deliveries (and new events)
    *    wait for it to be enabled again.
+   *  - A call's status callback lane (ordered: nothing behind the failing
+   *    delivery can go first) gives a delivery up when its schedule is used up,
+   *    so the call's later statuses are still sent; it is never disabled (no
+   *    one could enable it again).
    */
   async markFailed(
     d: Pick<ClaimedDelivery, 'id' | 'webhookId' | 'attempts' | 'previousAttemptAt'>,
     outcome: { error: string; status: number | null; retryAt: Date; exhausted: boolean; disableAfterMs: number; disabledReason: string },
   ): Promise<{ settled: boolean; gaveUp: boolean; disabled: boolean }> {
     const { rows } = await this.db.query<{ gave_up: boolean; enabled: boolean; was_enabled: boolean }>(
-      `WITH was AS (SELECT enabled, last_delivered_at FROM webhooks WHERE id = $2),
+      `WITH was AS (SELECT enabled, last_delivered_at, kind FROM webhooks WHERE id = $2),
        settled AS (
          UPDATE webhook_deliveries SET
-           status = CASE WHEN $6::boolean AND (SELECT last_delivered_at FROM was) > $7::timestamptz THEN 'failed' ELSE 'pending' END,
+           status = CASE WHEN $6::boolean AND ((SELECT last_delivered_at FROM was) > $7::timestamptz OR (SELECT kind FROM was) = 'status_callback')
+                         THEN 'failed' ELSE 'pending' END,
            next_attempt_at = $4::timestamptz, locked_until = NULL, last_error = $3, last_status = $5
           WHERE id = $1 AND status = 'pending' AND attempts = $8 RETURNING status),
        hook AS (
          UPDATE webhooks SET failure_count = failure_count + 1, last_failed_at = now(), last_error = $3,
                 failing_since = COALESCE(failing_since, now()),
-                enabled = CASE WHEN failing_since <= now() - ($9 || ' milliseconds')::interval THEN false ELSE enabled END,
-                disabled_at = CASE WHEN enabled AND failing_since <= now() - ($9 || ' milliseconds')::interval THEN now() ELSE disabled_at END,
-                disabled_reason = CASE WHEN enabled AND failing_since <= now() - ($9 || ' milliseconds')::interval THEN $10 ELSE disabled_reason END
+                enabled = CASE WHEN kind = 'webhook' AND failing_since <= now() - ($9 || ' milliseconds')::interval THEN false ELSE enabled END,
+                disabled_at = CASE WHEN kind = 'webhook' AND enabled AND failing_since <= now() - ($9 || ' milliseconds')::interval THEN now() ELSE disabled_at END,
+                disabled_reason = CASE WHEN kind = 'webhook' AND enabled AND failing_since <= now() - ($9 || ' milliseconds')::interval THEN $10 ELSE disabled_reason END
           WHERE id = $2 AND EXISTS (SELECT 1 FROM settled) RETURNING enabled)
        SELECT (SELECT status = 'failed' FROM settled) AS gave_up, (SELECT enabled FROM hook) AS enabled, (SELECT enabled FROM was) AS was_enabled`,
       [d.id, d.webhookId, outcome.error.slice(0, 500), outcome.retryAt, outcome.status, outcome.exhausted, d.previousAttemptAt, d.attempts,
@@ -262,6 +295,21 @@ export class WebhookRepository {
     const r = rows[0]
     const settled = r?.enabled != null
     return { settled, gaveUp: r?.gave_up === true, disabled: settled && r!.was_enabled && !r!.enabled }
+  }
+
+  /**
+   * Removes a call's status callback target once the call has ended and every
+   * status it queued is settled: nothing more can be queued on it (the end was
+   * its last status, and it committed with its delivery), so the lanes the
+   * worker scans stay as few as the calls still being reported.
+   */
+  async retireStatusCallback(webhookId: string): Promise<void> {
+    await this.db.query(
+      `DELETE FROM webhooks w WHERE w.id = $1 AND w.kind = 'status_callback'
+          AND EXISTS (SELECT 1 FROM calls c WHERE c.id = w.call_id AND c.ended_at IS NOT NULL)
+          AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.webhook_id = w.id AND d.status = 'pending')`,
+      [webhookId],
+    )
   }
 
   /** Gives a claim back unattempted (the worker is stopping): due again at once, on any node. */

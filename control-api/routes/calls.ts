@@ -11,6 +11,7 @@ import { RecordingSchema } from './recordings.ts'
 import { ActiveflowSchema, FlowActionSchema, checkedActions } from './flows.ts'
 import { MAX_ACTIONS } from '../../call/flow/index.ts'
 import type { CallProgram } from '../../store/calls.ts'
+import { CallStatusCallbackFields, StatusCallbackSchema, statusCallbackOf } from '../status-callback-input.ts'
 
 const Status = StringEnum(CALL_STATUSES)
 const Direction = Type.Union([Type.Literal('inbound'), Type.Literal('outbound')])
@@ -35,6 +36,7 @@ const CallFields = {
   metadata: Type.Record(Type.String(), Type.Unknown()),
   createdAt: Timestamp, ringingAt: Nullable(Timestamp), answeredAt: Nullable(Timestamp), endedAt: Nullable(Timestamp),
   duration: Nullable(Type.Integer({ description: 'Seconds from answer to end' })), updatedAt: Timestamp,
+  statusCallback: StatusCallbackSchema,
 }
 export const CallSchema = Type.Object(CallFields, { $id: 'Call' })
 const CallDetail = Type.Object({
@@ -64,6 +66,7 @@ export const OriginateBody = Type.Object({
   actions: Type.Optional(Type.Array(FlowActionSchema, { maxItems: MAX_ACTIONS, description: 'Verbs the call runs once answered (VoipBin FlowManagerAction list), instead of a stored flow' })),
   url: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2000, description: 'Telefon: a webhook app asked for the verbs on answer (POSTed the call, signed with the account signing secret; https unless insecure webhooks are allowed)' })),
   method: Type.Optional(Type.Union([Type.Literal('POST'), Type.Literal('GET')], { description: 'How url is asked (default POST)' })),
+  ...CallStatusCallbackFields,
 }, { additionalProperties: false })
 
 /** The one program a POST /v1/calls names (agentId, flowId, actions and url exclude each other). */
@@ -224,10 +227,12 @@ export const callRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps 
       if (b.trunkId && !(await deps.store.trunks.get(req.auth.accountId, b.trunkId))) throw new ApiError(400, 'invalid_reference', 'trunkId: no such trunk in this account', { field: 'trunkId' })
       const program = programOf(b, deps.allowInsecureWebhooks)
       if (b.flowId && !(await deps.store.flows.get(req.auth.accountId, b.flowId))) throw new ApiError(400, 'invalid_reference', 'flowId: no such flow in this account', { field: 'flowId' })
+      const statusCallback = await statusCallbackOf(deps, b)
       const cc = controlOrUnavailable(deps, 'originate')
       const call = await cc.originate!({
         accountId: req.auth.accountId, from: b.from, to: b.to, agentId: b.agentId, trunkId: b.trunkId,
         timeoutSec: b.timeout ?? 30, record: b.record ?? false, metadata: b.metadata, program,
+        ...(statusCallback ? { statusCallback } : {}),
       }).catch(mapControlError)
       return reply.code(201).send(call)
     })

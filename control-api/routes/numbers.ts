@@ -4,6 +4,7 @@ import { Type } from '@sinclair/typebox'
 import { PhoneNumber, IdParams, Nullable, PageQuery, Timestamp, crudResponses, patchOf } from '../schemas.ts'
 import { found, type RouteOptions } from '../deps.ts'
 import { ApiError } from '../errors.ts'
+import { NumberStatusCallbackFields, StatusCallbackSchema, statusCallbackOf } from '../status-callback-input.ts'
 
 const NumberString = PhoneNumber('The number callers dial')
 const Target = Type.Object({
@@ -19,11 +20,13 @@ const Target = Type.Object({
 export const NumberCreate = Type.Object({
   number: NumberString, name: Type.Optional(Nullable(Type.String({ maxLength: 200 }))),
   trunkId: Type.Optional(Nullable(Type.String({ format: 'uuid' }))), target: Type.Optional(Target),
+  ...NumberStatusCallbackFields,
 }, { additionalProperties: false })
 export const NumberUpdate = patchOf(NumberCreate)
 export const NumberSchema = Type.Object({
   id: Type.String({ format: 'uuid' }), accountId: Type.String({ format: 'uuid' }), number: Type.String(), name: Nullable(Type.String()),
   trunkId: Nullable(Type.String()), target: Target, createdAt: Timestamp, updatedAt: Timestamp,
+  statusCallback: StatusCallbackSchema,
 }, { $id: 'PhoneNumber' })
 const R = crudResponses(NumberSchema)
 
@@ -42,11 +45,20 @@ export const numberRoutes: FastifyPluginAsync<RouteOptions> = async (base, { dep
     }
   }
   app.post('/numbers', { config, schema: { tags, summary: 'Provision a number', body: NumberCreate, response: R.created } },
-    async (req, reply) => { checkAppUrl(req.body.target); return reply.code(201).send(await repo.create(req.auth.accountId, req.body)) })
+    async (req, reply) => {
+      checkAppUrl(req.body.target)
+      const statusCallback = await statusCallbackOf(deps, req.body)
+      return reply.code(201).send(await repo.create(req.auth.accountId, { ...req.body, ...(statusCallback ? { statusCallback } : {}) }))
+    })
   app.get('/numbers/:id', { config, schema: { tags, summary: 'Get a number', params: IdParams, response: R.one } },
     async (req) => found(await repo.get(req.auth.accountId, req.params.id), 'number', req.params.id))
   app.patch('/numbers/:id', { config, schema: { tags, summary: 'Update a number', params: IdParams, body: NumberUpdate, response: R.updated } },
-    async (req) => { checkAppUrl(req.body.target ?? undefined); return found(await repo.update(req.auth.accountId, req.params.id, req.body), 'number', req.params.id) })
+    async (req) => {
+      checkAppUrl(req.body.target ?? undefined)
+      const current = found(await repo.get(req.auth.accountId, req.params.id), 'number', req.params.id)
+      const statusCallback = await statusCallbackOf(deps, req.body, current.statusCallback)
+      return found(await repo.update(req.auth.accountId, req.params.id, { ...req.body, ...(statusCallback !== undefined ? { statusCallback } : {}) }), 'number', req.params.id)
+    })
   app.delete('/numbers/:id', { config, schema: { tags, summary: 'Release a number', params: IdParams, response: R.deleted } }, async (req, reply) => {
     found((await repo.delete(req.auth.accountId, req.params.id)) || null, 'number', req.params.id)
     return reply.code(204).send(null)

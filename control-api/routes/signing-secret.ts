@@ -5,7 +5,7 @@ import { Nullable, Timestamp, errors } from '../schemas.ts'
 import type { RouteOptions } from '../deps.ts'
 
 const SIGNING = 'Standard Webhooks: `webhook-id`, `webhook-timestamp` (unix seconds) and `webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">`, ' +
-  'keyed with the base64 part of the secret after `whsec_` (any standardwebhooks library verifies it). A GET request has no body: the full URL it was sent to is signed instead.'
+  'keyed with the base64 part of the secret after `whsec_` (any standardwebhooks library verifies it). A GET request has no body: the full URL it was sent to is signed instead (compare with sign(id, timestamp, url), since the libraries\' verify() parses a JSON body).'
 
 export const SigningSecretSchema = Type.Object({
   secret: Type.String({ description: 'The account\'s application signing secret (whsec_…)' }),

@@ -6,6 +6,7 @@ import type { Store } from '../../store/index.ts'
 import type { CallControlSlot } from '../../call/call-control.ts'
 import type { CallPrograms } from '../../call/flow/index.ts'
 import { ReadCache } from '../read-cache.ts'
+import { OutboundUrlPolicy } from '../../config/outbound-url-policy.ts'
 import { accountRoutes } from './accounts.ts'
 import { apiKeyRoutes } from './api-keys.ts'
 import { agentRoutes } from './agents.ts'
@@ -31,6 +32,8 @@ export interface V1Options {
   authCacheTtlMs?: number
   /** TTL of the call read cache (default 1000 ms; 0 disables). */
   readCacheTtlMs?: number
+  /** The outbound URL policy tenant URLs are checked with when set; default: private addresses allowed exactly when insecure webhooks are (the embedded mode). */
+  urlPolicy?: OutboundUrlPolicy
 }
 
 /** Everything under /v1: auth + rate limit, then one plugin per route group. */
@@ -43,7 +46,8 @@ const v1: FastifyPluginAsync<V1Options> = async (app, opts) => {
   })
   const readCache = new ReadCache(opts.store.bus, opts.readCacheTtlMs ?? 1000)
   app.addHook('onClose', async () => readCache.close())
-  const deps: ApiDeps = { store: opts.store, callControl: opts.callControl, programs: opts.programs, allowInsecureWebhooks: opts.allowInsecureWebhooks, invalidateKey: auth.invalidate, readCache }
+  const urlPolicy = opts.urlPolicy ?? new OutboundUrlPolicy({ allowPrivate: opts.allowInsecureWebhooks })
+  const deps: ApiDeps = { store: opts.store, callControl: opts.callControl, programs: opts.programs, allowInsecureWebhooks: opts.allowInsecureWebhooks, invalidateKey: auth.invalidate, readCache, urlPolicy }
   for (const plugin of [accountRoutes, apiKeyRoutes, agentRoutes, numberRoutes, trunkRoutes, carrierRouteRoutes, extensionRoutes, toolRoutes, webhookRoutes, signingSecretRoutes, callRoutes, flowRoutes, recordingRoutes, conferenceRoutes, eventRoutes]) {
     await app.register(plugin, { deps })
   }

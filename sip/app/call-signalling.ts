@@ -7,6 +7,7 @@ import { ActiveCall, type ActiveCalls } from './call-session.ts'
 import { DialError, type OutboundDialer } from './outbound-dialer.ts'
 import type { CallProgramHost, MediaBinder, MediaLeg } from './media-binding.ts'
 import type { CallProgram } from '../../store/calls.ts'
+import type { StatusCallback } from '../../store/status-callbacks.ts'
 import { failureStatus } from './carrier-route-plan.ts'
 import { CallControlError, errorCodeForStatus } from './call-control-error.ts'
 import { transferCall, TransferError, type TransferRequest, type TransferResult } from './transfer.ts'
@@ -50,6 +51,8 @@ export interface OriginateInput {
    * as a B2BUA forwards the caller's number.
    */
   parentCallId?: string
+  /** Telefon `status_callback`: the call's status changes are sent there (store/status-callbacks.ts). */
+  statusCallback?: StatusCallback
 }
 
 export interface SipCallSignallingOptions {
@@ -102,6 +105,7 @@ export class SipCallSignalling implements CallSignalling {
       accountId: input.accountId, direction: 'outbound', from: input.from, to: input.to, status: 'queued',
       agentId: input.agentId ?? null, nodeId: o.nodeId, ...(input.metadata ? { metadata: input.metadata } : {}),
       ...(input.program ? { program: input.program } : {}),
+      ...(input.statusCallback ? { statusCallback: input.statusCallback } : {}),
     }, this.log)
     const call = new ActiveCall(record, this.log, (c) => o.active.remove(c))
     o.active.add(call)

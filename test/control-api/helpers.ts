@@ -73,7 +73,7 @@ export interface TestApp {
   close(): Promise<void>
 }
 
-export async function buildTestApp(opts: Partial<Pick<V1Options, 'rateLimit' | 'allowInsecureWebhooks'>> & { demo?: boolean } = {}): Promise<TestApp> {
+export async function buildTestApp(opts: Partial<Pick<V1Options, 'rateLimit' | 'allowInsecureWebhooks' | 'urlPolicy'>> & { demo?: boolean } = {}): Promise<TestApp> {
   const t = await openTestDatabase()
   const db = t.db
   await migrate(db, silent)
@@ -84,7 +84,7 @@ export async function buildTestApp(opts: Partial<Pick<V1Options, 'rateLimit' | '
   const callControl = new CallControlSlot()
   const app = await buildApiServer({
     logger: silent, registry: new Registry(), health: new HealthRegistry(), isDraining: () => false,
-    registerRoutes: v1Routes({ store, callControl, allowInsecureWebhooks: opts.allowInsecureWebhooks ?? true, rateLimit: opts.rateLimit ?? false }),
+    registerRoutes: v1Routes({ store, callControl, allowInsecureWebhooks: opts.allowInsecureWebhooks ?? true, rateLimit: opts.rateLimit ?? false, ...(opts.urlPolicy ? { urlPolicy: opts.urlPolicy } : {}) }),
   })
   await app.ready()
   const res = await app.inject({ method: 'POST', url: '/v1/accounts', headers: { authorization: `Bearer ${adminKey}` }, payload: { name: 'other' } })
