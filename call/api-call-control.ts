@@ -1,19 +1,31 @@
 import type { Call } from '../store/calls.ts'
 import { CallControlError, type CallControl } from './call-control.ts'
 import type { SipApplication } from '../sip/app/index.ts'
+import type { CallPrograms } from './flow/call-programs.ts'
 
 /**
  * The engine's CallControl (call-control.ts): originate, hangup, hold/unhold
  * and transfer come from sip/app's signalling (CallSignalling); the media
  * actions (say, play, dtmf, record, mute, conferences, bridges, streams) come
- * from the media plane, passed as `media`, in process or in workers.
+ * from the media plane, passed as `media`, in process or in workers; verbs
+ * on a live call from this node's flow runs (`programs`, bound late: they
+ * are built on this CallControl).
  */
-export function createApiCallControl(app: SipApplication, media: CallControl = {}): CallControl {
+export function createApiCallControl(app: SipApplication, media: CallControl = {}, programs?: () => CallPrograms | null): CallControl {
   const local = (call: Call): void => {
     if (!app.calls.isLocal(call.id)) throw new CallControlError('not_found', `call ${call.id} is not live on this node`)
   }
+  const flows = (): CallPrograms => {
+    const p = programs?.()
+    if (!p) throw new CallControlError('unavailable', 'flows are not available on this node')
+    return p
+  }
   return {
     ...media,
+    ...(programs ? {
+      runActions: async (call, opts) => { local(call); return flows().runOnCall(call, opts.actions, opts.mode) },
+      stopFlow: async (call, opts) => ({ stopped: await flows().stop(opts.activeflowId) }),
+    } satisfies CallControl : {}),
     originate: (req) => app.calls.originate({
       accountId: req.accountId, from: req.from, to: req.to, agentId: req.agentId ?? null, trunkId: req.trunkId ?? null,
       ringTimeoutSec: req.timeoutSec, ...(req.metadata ? { metadata: req.metadata } : {}), ...(req.record ? { record: true } : {}),

@@ -61,6 +61,14 @@ export interface CallControl {
   transcribe?(call: Call, opts: { on: boolean; language?: string | undefined; direction?: 'in' | 'out' | 'both' | undefined }): Promise<ActionResult>
   /** Forks the call's audio to a WebSocket the engine connects OUT to (VoipBin external_media_start/stop). */
   externalMedia?(call: Call, opts: { on: boolean; url?: string | undefined; encapsulation?: 'twilio' | 'raw' | 'pcmu' | undefined }): Promise<ActionResult>
+  /**
+   * Runs verbs (call/flow) on the call, on the node whose flows run it:
+   * queued after, or instead of, the rest of the flow running there, or as
+   * a new run (POST /v1/calls/:id/actions). `actions` are already checked.
+   */
+  runActions?(call: Call, opts: { actions: Array<{ id: string; next_id?: string; type: string; option?: Record<string, unknown> }>; mode: 'queue' | 'interrupt' }): Promise<{ activeflowId: string; mode: 'queue' | 'interrupt' | 'started' }>
+  /** Stops a flow run on the call (POST /v1/activeflows/:id/stop); false when it was not running. */
+  stopFlow?(call: Call, opts: { activeflowId: string }): Promise<{ stopped: boolean }>
   /** Ends every prompt/listen/echo started through these methods on the call (they resolve with 'stopped'). */
   interrupt?(call: Call): Promise<void>
 }

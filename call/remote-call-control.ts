@@ -27,6 +27,8 @@ const ROUTING: { readonly [K in keyof Required<CallControl>]: Routing } = {
   conferenceRecord: 'here',
   openStream: 'stream',
   prompt: 'owner', listen: 'owner', echo: 'owner', transcribe: 'owner', externalMedia: 'owner', interrupt: 'owner',
+  // A call's flows run where its signalling is (sip/app starts them there).
+  runActions: 'owner', stopFlow: 'owner',
 }
 
 type AnyMethod = (...args: unknown[]) => Promise<unknown>

@@ -6,7 +6,8 @@ import { PhoneNumberOrSipUri, IdParams, Metadata, Nullable, PageQuery, StringEnu
 import { found, type ApiDeps, type RouteOptions } from '../deps.ts'
 import { ApiError } from '../errors.ts'
 import { EncodedBody, sendEncoded } from '../encoded-body.ts'
-import { CallControlError, PLAY_TONES, type CallControl, type PlayRequest, type PlayTone } from '../../call/call-control.ts'
+import { controlOrUnavailable, mapControlError } from '../call-control-access.ts'
+import { PLAY_TONES, type CallControl, type PlayRequest, type PlayTone } from '../../call/call-control.ts'
 import { RecordingSchema } from './recordings.ts'
 import { ActiveflowSchema, FlowActionSchema, checkedActions } from './flows.ts'
 import { MAX_ACTIONS } from '../../call/flow/index.ts'
@@ -169,19 +170,6 @@ function playRequest(b: { url?: string; tone?: PlayTone; loop?: number; duration
   return { url: b.url!, loop: b.loop }
 }
 
-export function controlOrUnavailable<K extends keyof CallControl>(deps: ApiDeps, method: K): CallControl {
-  const cc = deps.callControl.current
-  if (!cc || typeof cc[method] !== 'function') {
-    throw new ApiError(503, 'unavailable', `call control (${String(method)}) is not available on this node yet`)
-  }
-  return cc
-}
-
-export function mapControlError(err: unknown): never {
-  if (err instanceof CallControlError) throw new ApiError(err.statusCode, err.code, err.message, err.details)
-  throw err
-}
-
 /** /v1/calls: call records (calls:read) and live call control (calls:write). */
 export const callRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps }) => {
   const app = base.withTypeProvider<TypeBoxRequestProvider>()
@@ -252,8 +240,8 @@ export const callRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps 
     const call = await liveCall(req.auth.accountId, req.params.id)
     if (call.status !== 'in-progress') throw new ApiError(409, 'call_not_answered', `call ${call.id} is ${call.status}: verbs run on answered calls`)
     const actions = checkedActions(req.body.actions)
-    if (!deps.programs) throw new ApiError(503, 'unavailable', 'flows are not available on this node')
-    const r = await deps.programs.runOnCall(call, actions, req.body.mode ?? 'queue').catch(mapControlError)
+    // Runs where the call's flows run (another node's through the relay).
+    const r = await controlOrUnavailable(deps, 'runActions').runActions!(call, { actions, mode: req.body.mode ?? 'queue' }).catch(mapControlError)
     return reply.code(202).send({ callId: call.id, ...r })
   })
 

@@ -5,7 +5,7 @@ import { isFinal } from '../../store/calls.ts'
 import { IdParams, PageQuery, Timestamp, errors, pageOf } from '../schemas.ts'
 import { found, type RouteOptions } from '../deps.ts'
 import { ApiError } from '../errors.ts'
-import { controlOrUnavailable, mapControlError } from './calls.ts'
+import { controlOrUnavailable, mapControlError } from '../call-control-access.ts'
 
 export const ConferenceSchema = Type.Object({
   id: Type.String({ format: 'uuid' }), accountId: Type.String({ format: 'uuid' }), name: Type.String(),

@@ -6,7 +6,7 @@ import { EVENT_TYPES, type CallplaneEvent, type EventType } from '../../store/ou
 import { isFinal } from '../../store/calls.ts'
 import { found, type RouteOptions } from '../deps.ts'
 import { ApiError } from '../errors.ts'
-import { controlOrUnavailable, mapControlError } from './calls.ts'
+import { controlOrUnavailable, mapControlError } from '../call-control-access.ts'
 import type { MediaStreamHandle } from '../../call/call-control.ts'
 
 const EventsQuery = Type.Object({

@@ -4,6 +4,8 @@ import { Type } from '@sinclair/typebox'
 import { IdParams, Nullable, PageQuery, Timestamp, crudResponses, errors, pageOf, patchOf } from '../schemas.ts'
 import { found, type RouteOptions } from '../deps.ts'
 import { ApiError } from '../errors.ts'
+import { controlOrUnavailable, mapControlError } from '../call-control-access.ts'
+import { isFinal } from '../../store/calls.ts'
 import { MAX_ACTIONS, checkActions, verbTypes, type FlowAction } from '../../call/flow/index.ts'
 
 /**
@@ -117,8 +119,10 @@ export const flowRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps 
   app.post('/activeflows/:id/stop', { config: { scope: 'calls:write' as const }, schema: { tags: atags, summary: 'Stop a flow run (the call stays up; hang it up with DELETE /v1/calls/{id})', params: IdParams, response: { 200: ActiveflowSchema, ...errors(404, 409) } } },
     async (req) => {
       const run = found(await runs.get(req.auth.accountId, req.params.id), 'activeflow', req.params.id)
-      if (run.status === 'running' && !(await deps.programs?.stop(run.id))) {
-        throw new ApiError(409, 'not_local', `activeflow ${run.id} runs on node ${run.nodeId ?? 'unknown'}, not this one`)
+      const call = run.callId ? await deps.store.calls.get(req.auth.accountId, run.callId) : null
+      if (run.status === 'running' && call && !isFinal(call.status)) {
+        // Stopped where it runs: this node, or the call's node through the relay.
+        await controlOrUnavailable(deps, 'stopFlow').stopFlow!(call, { activeflowId: run.id }).catch(mapControlError)
       }
       return found(await runs.get(req.auth.accountId, req.params.id), 'activeflow', req.params.id)
     })

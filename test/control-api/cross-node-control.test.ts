@@ -73,6 +73,25 @@ t.test('actions on a call held by another node', async (t) => {
     t.equal(line.text, 'This line was asked for on node B.', 'the transcript shows the say line')
   })
 
+  t.test('verbs sent to node B run on node A; their run is stopped through B', async (t) => {
+    const t0 = Date.now()
+    const r = await post(b, `${calls}/actions`, { actions: [{ type: 'talk', option: { text: 'Verbs asked for on node B.' } }, { type: 'sleep', option: { duration: 60000 } }] })
+    t.equal(r.status, 202)
+    const body = await r.json() as { activeflowId: string; mode: string }
+    t.equal(body.mode, 'started', 'a new run on the agent call')
+    const voiced = await waitFor(() => { const n = loudFrames(caller.audioSince(t0)); return n >= 20 ? n : 0 }, 8000, 'the talk verb at the caller')
+    t.ok(voiced >= 20, `the caller heard the talk verb (${voiced} voiced frames)`)
+    const run = await waitFor(async () => {
+      const a = await (await api(b, `/v1/activeflows/${body.activeflowId}`)).json() as { nodeId: string; currentAction: { type: string } | null }
+      return a.currentAction?.type === 'sleep' ? a : null
+    }, 10_000, 'the run reaches its sleep')
+    t.equal(run.nodeId, 'node-a', 'the run lives on the node that holds the call')
+    const stop = await post(b, `/v1/activeflows/${body.activeflowId}/stop`)
+    t.equal(stop.status, 200, 'stopped through node B')
+    t.match(await stop.json(), { status: 'ended' })
+    t.equal((await (await api(b, calls)).json() as { status: string }).status, 'in-progress', 'an API run stopped leaves the call up')
+  })
+
   t.test('mute and unmute sent to node B act on the call on node A', async (t) => {
     const m = await post(b, `${calls}/mute`, { direction: 'in' })
     t.equal(m.status, 202)
