@@ -5,6 +5,8 @@
  * (`${voipbin.call.digits}` is `${callplane.call.digits}`). An unknown name
  * becomes empty text, as in VoipBin.
  */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g
+
 export class FlowVariables {
   private readonly values = new Map<string, string>()
 
@@ -23,7 +25,9 @@ export class FlowVariables {
   set(name: string, value: string | number | boolean | null | undefined): void {
     const k = FlowVariables.key(name.trim())
     if (value === null || value === undefined) this.values.delete(k)
-    else this.values.set(k, String(value))
+    // Values come from callers (speech, digits) and from apps' answers: NUL and lone surrogates,
+    // which PostgreSQL's jsonb refuses, must not make the run's state unstorable.
+    else this.values.set(k, String(value).replace(/\u0000/g, '').replace(LONE_SURROGATE, '\ufffd'))
   }
 
   /** Every variable, under its `callplane.*` name (what a webhook app is sent, what GET shows). */

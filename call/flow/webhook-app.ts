@@ -101,6 +101,11 @@ export class WebhookApp {
     } catch {
       throw new FlowAppError(`${req.url} answered with something that is not JSON`)
     }
+    // NUL and lone surrogates could not be stored with the run (jsonb) nor spoken: refused like any invalid answer.
+    // JSON.stringify writes exactly those as \u escapes (well-formed pairs stay raw).
+    if (/\\u0000|\\ud[89a-f][0-9a-f]{2}/i.test(JSON.stringify(parsed))) {
+      throw new FlowAppError(`${req.url} answered text with a NUL character or a lone surrogate`)
+    }
     const list = Array.isArray(parsed) ? parsed : parsed && typeof parsed === 'object' && Array.isArray((parsed as { actions?: unknown }).actions) ? (parsed as { actions: unknown[] }).actions : null
     if (!list) throw new FlowAppError(`${req.url} answered JSON that is neither an action list nor { "actions": [...] }`)
     const checked = this.o.checkActions(list)

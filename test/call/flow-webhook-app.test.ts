@@ -69,6 +69,7 @@ t.test('webhook apps over SIP', async (t) => {
   }
   routes['/garbage'] = (_r, res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"verbs": "not a list"') }
   routes['/bad-verbs'] = (_r, res) => json(res, [{ type: 'teleport', option: {} }])
+  routes['/nul'] = (_r, res) => { res.writeHead(200, { 'content-type': 'application/json' }); res.end('[{"type":"talk","option":{"text":"a\\u0000b"}}]') }
   routes['/slow'] = (_r, res) => { setTimeout(() => json(res, [{ type: 'hangup' }]), 4000) }
 
   const secret = ((await (await api('/v1/signing-secret')).json()) as { secret: string }).secret
@@ -128,7 +129,7 @@ t.test('webhook apps over SIP', async (t) => {
   t.test('apps that fail end their calls with app-error; other calls go on', async (t) => {
     const good = await call(await appNumber('/answer'))
     t.teardown(good.close)
-    const failing = await Promise.all(['/garbage', '/bad-verbs', '/slow', '/missing'].map(async (p) => ({ path: p, c: await call(await appNumber(p)) })))
+    const failing = await Promise.all(['/garbage', '/bad-verbs', '/slow', '/missing', '/nul'].map(async (p) => ({ path: p, c: await call(await appNumber(p)) })))
     for (const f of failing) t.teardown(f.c.close)
     for (const { path, c } of failing) {
       const d = await ended(c.callId)
@@ -140,6 +141,7 @@ t.test('webhook apps over SIP', async (t) => {
     t.match(errors[1], /invalid verbs.*teleport/, 'bad verbs: named')
     t.match(errors[2], /did not answer within 1500 ms/, 'slow: the timeout')
     t.match(errors[3], /answered 404/, 'missing: the status')
+    t.match(errors[4], /NUL character/, 'a NUL in the answer: refused')
     // The good call was never disturbed: it still runs its gather.
     const live = (await (await api(`/v1/calls/${good.callId}`)).json()) as CallDetail
     t.equal(live.status, 'in-progress', 'the other call is still up')
