@@ -153,6 +153,7 @@ export class CallPrograms {
       await this.appError(call, end.error ?? 'error')
       return
     }
+    // A program that ran out or said `stop` ends its call; one the API stopped leaves it up (the app goes on with it).
     if (live.program && (end.reason === 'completed' || end.reason === 'stopped')) {
       await this.o.control()?.hangup?.(call, { endedReason: 'flow-completed', by: 'system' }).catch(() => { /* ended meanwhile */ })
     }
@@ -190,7 +191,7 @@ export class CallPrograms {
   async stop(activeflowId: string): Promise<boolean> {
     const live = this.byId.get(activeflowId)
     if (!live) return false
-    live.run.stop('stopped')
+    live.run.stop('cancelled')
     const call = live.run.call
     await this.o.control()?.interrupt?.(call).catch(() => { /* nothing was playing */ })
     await live.done

@@ -23,7 +23,11 @@ const MAX_STEPS = 10_000
 /** The executed list keeps the newest this many entries. */
 const MAX_EXECUTED = 500
 
-export type RunEnd = { reason: 'completed' | 'stopped' | 'hung-up' | 'call-ended' | 'error'; error?: string }
+/**
+ * Why a run ended: it ran out of actions, a `stop` verb, a `hangup` verb,
+ * the API stopped it (`cancelled`), its call ended, or a verb failed.
+ */
+export type RunEnd = { reason: 'completed' | 'stopped' | 'hung-up' | 'cancelled' | 'call-ended' | 'error'; error?: string }
 
 export interface FlowRunOptions {
   id: string
@@ -98,7 +102,7 @@ export class FlowRun implements VerbContext {
   }
 
   /** Stops the run: the current verb's wait ends (its media is interrupted by the caller of stop). */
-  stop(reason: 'stopped' | 'call-ended'): void {
+  stop(reason: 'cancelled' | 'call-ended'): void {
     this.endReason ??= reason
     this.abort.abort()
   }
@@ -131,7 +135,7 @@ export class FlowRun implements VerbContext {
     let end: RunEnd = { reason: 'completed' }
     try {
       for (;;) {
-        if (this.abort.signal.aborted && !this.replacement) { end = { reason: this.endReason ?? 'stopped' }; break }
+        if (this.abort.signal.aborted && !this.replacement) { end = { reason: this.endReason ?? 'cancelled' }; break }
         if (this.replacement) {
           if (this.abort.signal.aborted && this.endReason === null) this.abort = new AbortController()
           this.replaceWith(this.replacement)
@@ -171,7 +175,7 @@ export class FlowRun implements VerbContext {
         }
       }
     } catch (err) {
-      end = this.abort.signal.aborted ? { reason: this.endReason ?? 'stopped' } : { reason: 'error', error: errorText(err) }
+      end = this.abort.signal.aborted ? { reason: this.endReason ?? 'cancelled' } : { reason: 'error', error: errorText(err) }
     }
     this.current = null
     this.status = 'ended'

@@ -149,6 +149,23 @@ t.test('webhook apps over SIP', async (t) => {
     t.equal((await ended(good.callId)).endedReason, 'app-pressed-7', 'and finishes normally')
   })
 
+  t.test('an app\'s run stopped through the API leaves the call up', async (t) => {
+    routes['/wait'] = (_r, res) => json(res, [{ type: 'sleep', option: { duration: 60_000 } }, { type: 'hangup', option: { reason: 'not-reached' } }])
+    const c = await call(await appNumber('/wait'))
+    t.teardown(c.close)
+    const runId = await waitFor(async () => {
+      const d = (await (await api(`/v1/calls/${c.callId}`)).json()) as CallDetail & { activeflows: Array<{ id: string }> }
+      return d.activeflows[0]?.executedActions.some((e) => e.type === 'sleep') ? d.activeflows[0].id : null
+    }, 10_000, 'the app\'s sleep runs')
+    const stop = await post(`/v1/activeflows/${runId}/stop`, {})
+    t.equal(stop.status, 200)
+    t.match(stop.body, { status: 'ended', currentAction: null })
+    await sleep(500)
+    t.equal(((await (await api(`/v1/calls/${c.callId}`)).json()) as CallDetail).status, 'in-progress', 'the call is still up')
+    t.equal((await api(`/v1/calls/${c.callId}`, { method: 'DELETE' })).status, 204)
+    t.equal((await ended(c.callId)).endedReason, 'api-hangup')
+  })
+
   t.test('POST /v1/calls/:id/actions runs verbs on a live call; url on POST /v1/calls is checked', async (t) => {
     routes['/hold'] = (_r, res) => json(res, [{ type: 'sleep', option: { duration: 60_000 } }])
     const c = await call(await appNumber('/hold'))
