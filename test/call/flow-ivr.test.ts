@@ -44,11 +44,11 @@ t.test('IVR flows over SIP', async (t) => {
     return number
   }
   /** Calls a number; resolves once the engine answered, with the call's id. */
-  const call = async (number: string) => {
+  const call = async (number: string, opts: { sendInfo?: { digits: string; afterMs: number } } = {}) => {
     const caller = new RtpCaller()
     await caller.start()
     const before = new Set(((await (await api('/v1/calls?limit=100')).json()) as { data: Array<{ id: string }> }).data.map((c) => c.id))
-    const sipp = await placeCall({ dir, sipPort: stack.sipPort, service: number, caller })
+    const sipp = await placeCall({ dir, sipPort: stack.sipPort, service: number, caller, ...(opts.sendInfo ? { sendInfo: opts.sendInfo } : {}) })
     let callId = ''
     await waitFor(async () => {
       const page = await (await api(`/v1/calls?number=${encodeURIComponent(number)}&limit=10`)).json() as { data: Array<{ id: string; status: string }> }
@@ -103,6 +103,20 @@ t.test('IVR flows over SIP', async (t) => {
     const d = await ended(c.callId)
     t.equal(d.activeflows[0]!.executedActions[0]!.outcome, 'timeout', 'the gather timed out')
     t.equal(d.endedReason, 'no-input', 'the default target ran')
+  })
+
+  t.test('digits_receive hears SIP INFO digits (RFC 2976 application/dtmf-relay) too', async (t) => {
+    const number = await flowNumber([
+      { type: 'digits_receive', option: { duration: 8000, length: 3 } },
+      { type: 'branch', option: { target_ids: { 123: 'yes' }, default_target_id: 'no' } },
+      { id: 'yes', type: 'hangup', option: { reason: 'got-123' } },
+      { id: 'no', type: 'hangup', option: { reason: 'got-other' } },
+    ])
+    const c = await call(number, { sendInfo: { digits: '123', afterMs: 800 } })
+    t.teardown(c.close)
+    const d = await ended(c.callId)
+    t.equal(d.endedReason, 'got-123', `the three INFO digits were collected (${d.activeflows[0]?.variables['callplane.call.digits']})`)
+    t.equal(d.activeflows[0]!.executedActions[0]!.outcome, 'max-digits')
   })
 
   t.test('speech gather: the caller says "sales" and the flow branches on it', async (t) => {
