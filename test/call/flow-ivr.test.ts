@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import WebSocket from 'ws'
 import { startStack } from '../harness/stack.ts'
-import { waitFor } from '../harness/wait.ts'
-import { RtpCaller, placeCall, rms } from '../sip/app/rtp-caller.ts'
+import { rms } from '../sip/app/rtp-caller.ts'
+import { flowCalls } from './flow-calls.ts'
 import { speechPcm, silencePcm, concatPcm } from '../agent/helpers/audio.ts'
 
 /**
@@ -18,21 +18,13 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const framesOf = (pcm: Int16Array) => Array.from({ length: Math.floor(pcm.length / 160) }, (_, i) => pcm.subarray(i * 160, i * 160 + 160))
 const voicedFrames = (pcm: Int16Array) => framesOf(pcm).filter((f) => rms(f) > 300).length
 
-interface Executed { id: string; type: string; outcome?: string; startedAt: string; endedAt?: string }
-interface CallDetail { id: string; status: string; endedReason: string | null; activeflows: Array<{ status: string; executedActions: Executed[]; variables: Record<string, string>; error: string | null }> }
 
 t.test('IVR flows over SIP', async (t) => {
   const stack = await startStack(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {})
   t.teardown(() => stack.stop())
   const dir = mkdtempSync(join(tmpdir(), 'flow-ivr-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const api = (path: string, init: RequestInit = {}) => fetch(`${stack.baseUrl}${path}`, {
-    ...init, headers: { authorization: `Bearer ${stack.apiKey}`, ...(init.body ? { 'content-type': 'application/json' } : {}) },
-  })
-  const post = async (path: string, body: unknown) => {
-    const r = await api(path, { method: 'POST', body: JSON.stringify(body) })
-    return { status: r.status, body: await r.json() as Record<string, unknown> }
-  }
+  const { api, post, call, ended } = flowCalls(stack, dir)
   let numberSeq = 0
   /** A flow and a number that runs it; returns the number. */
   const flowNumber = async (actions: unknown[]): Promise<string> => {
@@ -43,27 +35,6 @@ t.test('IVR flows over SIP', async (t) => {
     t.equal(n.status, 201, 'the number points at the flow')
     return number
   }
-  /** Calls a number; resolves once the engine answered, with the call's id. */
-  const call = async (number: string, opts: { sendInfo?: { digits: string; afterMs: number } } = {}) => {
-    const caller = new RtpCaller()
-    await caller.start()
-    const before = new Set(((await (await api('/v1/calls?limit=100')).json()) as { data: Array<{ id: string }> }).data.map((c) => c.id))
-    const sipp = await placeCall({ dir, sipPort: stack.sipPort, service: number, caller, ...(opts.sendInfo ? { sendInfo: opts.sendInfo } : {}) })
-    let callId = ''
-    await waitFor(async () => {
-      const page = await (await api(`/v1/calls?number=${encodeURIComponent(number)}&limit=10`)).json() as { data: Array<{ id: string; status: string }> }
-      callId = page.data.find((c) => !before.has(c.id) && c.status === 'in-progress')?.id ?? ''
-      return callId !== ''
-    }, 20_000, `the call to ${number} is answered`)
-    return { caller, sipp, callId, close: () => { sipp.kill(); caller.close() } }
-  }
-  const detail = async (callId: string) => (await (await api(`/v1/calls/${callId}`)).json()) as CallDetail
-  const ended = async (callId: string) => {
-    let d: CallDetail | null = null
-    await waitFor(async () => { d = await detail(callId); return d.status !== 'in-progress' && d.activeflows.every((a) => a.status === 'ended') }, 30_000, 'the call ended')
-    return d!
-  }
-
   t.test('press 1 for sales: the menu is heard, the digit branches, the branch speaks, the flow hangs up', async (t) => {
     const number = await flowNumber([
       { id: 'menu', type: 'gather', option: { text: 'Welcome. For sales press one. For support press two.', max_digits: 1, timeout: 6000 } },

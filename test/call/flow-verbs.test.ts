@@ -7,7 +7,8 @@ import { pathToFileURL } from 'node:url'
 import type { AddressInfo } from 'node:net'
 import { startStack } from '../harness/stack.ts'
 import { waitFor } from '../harness/wait.ts'
-import { RtpCaller, placeCall, sine, tone, toneRatio, wavFile } from '../sip/app/rtp-caller.ts'
+import { sine, tone, toneRatio, wavFile } from '../sip/app/rtp-caller.ts'
+import { flowCalls, type FlowCallDetail } from './flow-calls.ts'
 
 /**
  * The verbs one by one as flows use them, over a real SIP call: what the
@@ -17,21 +18,13 @@ import { RtpCaller, placeCall, sine, tone, toneRatio, wavFile } from '../sip/app
  */
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
-interface Executed { id: string; type: string; outcome?: string; startedAt: string; endedAt?: string }
-interface CallDetail { id: string; status: string; endedReason: string | null; activeflows: Array<{ status: string; executedActions: Executed[]; variables: Record<string, string>; error: string | null }> }
 
 t.test('flow verbs', async (t) => {
   const stack = await startStack(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {})
   t.teardown(() => stack.stop())
   const dir = mkdtempSync(join(tmpdir(), 'flow-verbs-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const api = (path: string, init: RequestInit = {}) => fetch(`${stack.baseUrl}${path}`, {
-    ...init, headers: { authorization: `Bearer ${stack.apiKey}`, ...(init.body ? { 'content-type': 'application/json' } : {}) },
-  })
-  const post = async (path: string, body: unknown) => {
-    const r = await api(path, { method: 'POST', body: JSON.stringify(body) })
-    return { status: r.status, body: await r.json() as Record<string, unknown> }
-  }
+  const { api, post, call, detail } = flowCalls(stack, dir)
 
   t.test('every verb\'s options are checked on write: a 400 names the action and the field', async (t) => {
     const doc = await (await fetch(`${stack.baseUrl}/openapi.json`)).json() as { components: { schemas: Record<string, { required?: string[]; properties?: Record<string, unknown> }> } }
@@ -112,20 +105,12 @@ t.test('flow verbs', async (t) => {
     const number = '+14155550901'
     t.equal((await post('/v1/numbers', { number, target: { type: 'flow', id: flow.body.id } })).status, 201)
 
-    const caller = new RtpCaller()
-    await caller.start()
-    t.teardown(() => caller.close())
-    const sipp = await placeCall({ dir, sipPort: stack.sipPort, service: number, caller })
-    t.teardown(() => sipp.kill())
-    let callId = ''
-    await waitFor(async () => {
-      const page = await (await api(`/v1/calls?number=${encodeURIComponent(number)}`)).json() as { data: Array<{ id: string }> }
-      callId = page.data[0]?.id ?? ''
-      return callId !== ''
-    }, 20_000, 'the call is answered')
-    const detail = async () => (await (await api(`/v1/calls/${callId}`)).json()) as CallDetail
+    const c = await call(number)
+    t.teardown(c.close)
+    const { caller, callId } = c
+    const detailNow = () => detail(callId)
     const reached = async (id: string) => {
-      await waitFor(async () => (await detail()).activeflows[0]?.executedActions.some((e) => e.id === id), 20_000, `action ${id} runs`)
+      await waitFor(async () => (await detailNow()).activeflows[0]?.executedActions.some((e) => e.id === id), 20_000, `action ${id} runs`)
       return Date.now()
     }
 
@@ -140,8 +125,8 @@ t.test('flow verbs', async (t) => {
     await reached('rec')
     await sleep(1500)
     caller.sendDigits('#')
-    let d: CallDetail | null = null
-    await waitFor(async () => { d = await detail(); return d.status !== 'in-progress' }, 20_000, 'the call ends')
+    let d: FlowCallDetail | null = null
+    await waitFor(async () => { d = await detailNow(); return d.status !== 'in-progress' }, 20_000, 'the call ends')
     const run = d!.activeflows[0]!
     const byId = (id: string) => run.executedActions.filter((e) => e.id === id)
     t.equal(d!.endedReason, 'fetched-flow-ran', 'fetch_flow ran the other flow, which hung up')

@@ -7,7 +7,8 @@ import type { AddressInfo } from 'node:net'
 import { Webhook } from 'standardwebhooks'
 import { startStack } from '../harness/stack.ts'
 import { waitFor } from '../harness/wait.ts'
-import { RtpCaller, placeCall, rms } from '../sip/app/rtp-caller.ts'
+import { rms } from '../sip/app/rtp-caller.ts'
+import { flowCalls, type FlowCallDetail } from './flow-calls.ts'
 
 /**
  * Webhook apps (Telefon's `url`, jambonz's model) as an app developer sees
@@ -21,7 +22,6 @@ const framesOf = (pcm: Int16Array) => Array.from({ length: Math.floor(pcm.length
 const voicedFrames = (pcm: Int16Array) => framesOf(pcm).filter((f) => rms(f) > 300).length
 
 interface AppRequest { path: string; method: string; headers: IncomingMessage['headers']; body: string; at: number }
-interface CallDetail { id: string; status: string; endedReason: string | null; activeflows: Array<{ status: string; error: string | null; executedActions: Array<{ type: string; outcome?: string }> }> }
 
 t.test('webhook apps over SIP', async (t) => {
   // Short app timeout, so the slow app's call ends within the test's patience.
@@ -29,13 +29,7 @@ t.test('webhook apps over SIP', async (t) => {
   t.teardown(() => stack.stop())
   const dir = mkdtempSync(join(tmpdir(), 'flow-app-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const api = (path: string, init: RequestInit = {}) => fetch(`${stack.baseUrl}${path}`, {
-    ...init, headers: { authorization: `Bearer ${stack.apiKey}`, ...(init.body ? { 'content-type': 'application/json' } : {}) },
-  })
-  const post = async (path: string, body: unknown) => {
-    const r = await api(path, { method: 'POST', body: JSON.stringify(body) })
-    return { status: r.status, body: await r.json() as Record<string, unknown> }
-  }
+  const { api, post, call: callNumber, ended } = flowCalls(stack, dir)
 
   // The app: answers by path.
   const requests: AppRequest[] = []
@@ -82,26 +76,8 @@ t.test('webhook apps over SIP', async (t) => {
     t.equal(r.status, 201, `number → app ${path}`)
     return number
   }
-  const call = async (number: string) => {
-    const caller = new RtpCaller()
-    await caller.start()
-    const sipp = await placeCall({ dir, sipPort: stack.sipPort, service: number, caller })
-    let callId = ''
-    await waitFor(async () => {
-      const page = await (await api(`/v1/calls?number=${encodeURIComponent(number)}&limit=5`)).json() as { data: Array<{ id: string }> }
-      callId = page.data[0]?.id ?? ''
-      return callId !== ''
-    }, 20_000, `a call to ${number}`)
-    return { caller, callId, close: () => { sipp.kill(); caller.close() } }
-  }
-  const ended = async (callId: string) => {
-    let d: CallDetail | null = null
-    await waitFor(async () => {
-      d = (await (await api(`/v1/calls/${callId}`)).json()) as CallDetail
-      return d.status !== 'in-progress' && d.status !== 'ringing' && d.activeflows.every((a) => a.status === 'ended')
-    }, 30_000, 'the call ended')
-    return d!
-  }
+  /** A call to an app number: the app answers it, so the record may be short-lived; found as soon as it exists. */
+  const call = (number: string) => callNumber(number)
 
   t.test('the app answers with verbs, gets the gather result, answers again', async (t) => {
     const number = await appNumber('/answer')
@@ -143,7 +119,7 @@ t.test('webhook apps over SIP', async (t) => {
     t.match(errors[3], /answered 404/, 'missing: the status')
     t.match(errors[4], /NUL character/, 'a NUL in the answer: refused')
     // The good call was never disturbed: it still runs its gather.
-    const live = (await (await api(`/v1/calls/${good.callId}`)).json()) as CallDetail
+    const live = (await (await api(`/v1/calls/${good.callId}`)).json()) as FlowCallDetail
     t.equal(live.status, 'in-progress', 'the other call is still up')
     good.caller.sendDigits('7')
     t.equal((await ended(good.callId)).endedReason, 'app-pressed-7', 'and finishes normally')
@@ -154,14 +130,14 @@ t.test('webhook apps over SIP', async (t) => {
     const c = await call(await appNumber('/wait'))
     t.teardown(c.close)
     const runId = await waitFor(async () => {
-      const d = (await (await api(`/v1/calls/${c.callId}`)).json()) as CallDetail & { activeflows: Array<{ id: string }> }
+      const d = (await (await api(`/v1/calls/${c.callId}`)).json()) as FlowCallDetail
       return d.activeflows[0]?.executedActions.some((e) => e.type === 'sleep') ? d.activeflows[0].id : null
     }, 10_000, 'the app\'s sleep runs')
     const stop = await post(`/v1/activeflows/${runId}/stop`, {})
     t.equal(stop.status, 200)
     t.match(stop.body, { status: 'ended', currentAction: null })
     await sleep(500)
-    t.equal(((await (await api(`/v1/calls/${c.callId}`)).json()) as CallDetail).status, 'in-progress', 'the call is still up')
+    t.equal(((await (await api(`/v1/calls/${c.callId}`)).json()) as FlowCallDetail).status, 'in-progress', 'the call is still up')
     t.equal((await api(`/v1/calls/${c.callId}`, { method: 'DELETE' })).status, 204)
     t.equal((await ended(c.callId)).endedReason, 'api-hangup')
   })
@@ -170,7 +146,7 @@ t.test('webhook apps over SIP', async (t) => {
     routes['/hold'] = (_r, res) => json(res, [{ type: 'sleep', option: { duration: 60_000 } }])
     const c = await call(await appNumber('/hold'))
     t.teardown(c.close)
-    await waitFor(async () => ((await (await api(`/v1/calls/${c.callId}`)).json()) as CallDetail).activeflows[0]?.executedActions.some((e) => e.type === 'sleep'), 10_000, 'the app\'s sleep runs')
+    await waitFor(async () => ((await (await api(`/v1/calls/${c.callId}`)).json()) as FlowCallDetail).activeflows[0]?.executedActions.some((e) => e.type === 'sleep'), 10_000, 'the app\'s sleep runs')
     const r = await post(`/v1/calls/${c.callId}/actions`, { mode: 'interrupt', actions: [{ type: 'talk', option: { text: 'Interrupting.' } }, { type: 'hangup', option: { reason: 'api-verbs' } }] })
     t.equal(r.status, 202)
     t.equal(r.body.mode, 'interrupt')
