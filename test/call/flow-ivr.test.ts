@@ -7,6 +7,7 @@ import { startStack } from '../harness/stack.ts'
 import { rms } from '../sip/app/rtp-caller.ts'
 import { flowCalls } from './flow-calls.ts'
 import { speechPcm, silencePcm, concatPcm } from '../agent/helpers/audio.ts'
+import type { RtpCaller } from '../sip/app/rtp-caller.ts'
 
 /**
  * IVRs as a user builds them: a flow stored through POST /v1/flows, a number
@@ -17,6 +18,12 @@ import { speechPcm, silencePcm, concatPcm } from '../agent/helpers/audio.ts'
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const framesOf = (pcm: Int16Array) => Array.from({ length: Math.floor(pcm.length / 160) }, (_, i) => pcm.subarray(i * 160, i * 160 + 160))
 const voicedFrames = (pcm: Int16Array) => framesOf(pcm).filter((f) => rms(f) > 300).length
+/** The caller says `text` (espeak-ng) from now on, then 1.5 s of silence. */
+function speak(caller: RtpCaller, text: string): void {
+  const said = concatPcm(speechPcm(text), silencePcm(1500))
+  const from = caller.sent
+  caller.signal = (n) => (n >= from && n - from < said.length ? said[n - from]! : 0)
+}
 
 
 t.test('IVR flows over SIP', async (t) => {
@@ -102,9 +109,7 @@ t.test('IVR flows over SIP', async (t) => {
     t.teardown(c.close)
     // The prompt plays first; the caller answers after it, as a person would.
     await sleep(2500)
-    const said = concatPcm(speechPcm('sales'), silencePcm(1500))
-    const from = c.caller.sent
-    c.caller.signal = (n) => (n - from < said.length && n >= from ? said[n - from]! : 0)
+    speak(c.caller, 'sales')
     const d = await ended(c.callId)
     t.equal(d.endedReason, 'said-sales', `the branch followed the speech (heard: ${d.activeflows[0]?.variables['callplane.gather.speech']})`)
     t.equal(d.activeflows[0]!.executedActions[0]!.outcome, 'speech')
@@ -141,9 +146,7 @@ t.test('IVR flows over SIP', async (t) => {
     const c = await call(number)
     t.teardown(c.close)
     await sleep(800)
-    const said = concatPcm(speechPcm('hello, I would like to book a table for two people tonight'), silencePcm(1500))
-    const from = c.caller.sent
-    c.caller.signal = (n) => (n - from < said.length && n >= from ? said[n - from]! : 0)
+    speak(c.caller, 'hello, I would like to book a table for two people tonight')
     const d = await ended(c.callId)
     t.equal(d.endedReason, 'transcribed')
     const full = (await (await api(`/v1/calls/${c.callId}`)).json()) as { transcript: Array<{ role: string; text: string; source?: string }> }
