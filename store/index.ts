@@ -7,6 +7,7 @@ import { CallRepository } from './calls.ts'
 import { CarrierRouteRepository } from './carrier-routes.ts'
 import { ConferenceRepository } from './conferences.ts'
 import { ExtensionRepository } from './extensions.ts'
+import { GroupcallRepository } from './groupcalls.ts'
 import { ActiveflowRepository, FlowRepository } from './flows.ts'
 import { NumberRepository } from './numbers.ts'
 import { OutboundRegistrationRepository } from './outbound-registrations.ts'
@@ -43,6 +44,8 @@ export interface Store {
   /** Stored flows (VoipBin action lists) and their runs on calls. */
   flows: FlowRepository
   activeflows: ActiveflowRepository
+  /** Destinations dialled together or in turn (POST /v1/groupcalls, a flow's connect). */
+  groupcalls: GroupcallRepository
   /** Trunks registering to their carriers: status written by the owning node, read by the API and /health. */
   outboundRegistrations: OutboundRegistrationRepository
   /** Extensions registered here (RFC 3261 §10.3 bindings) and the digest nonce key. */
@@ -74,6 +77,7 @@ export function createStore(db: Database, secrets: SecretBox, logger: Logger): S
     conferences: new ConferenceRepository(pool),
     flows: new FlowRepository(pool),
     activeflows: new ActiveflowRepository(pool),
+    groupcalls: new GroupcallRepository(pool),
     outboundRegistrations: new OutboundRegistrationRepository(pool),
     registrarBindings: new RegistrarBindingRepository(pool, outbox),
     sipDirectory: new SipDirectoryRepository(pool),

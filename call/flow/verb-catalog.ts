@@ -1,12 +1,13 @@
 import { FormatRegistry, Type, type TSchema } from '@sinclair/typebox'
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
-import type { Verb } from './verb.ts'
+import type { Verb, VerbCatalog } from './verb.ts'
 import { isNoTarget, withIds, type FlowAction } from './flow-action.ts'
 import { LOGIC_VERBS } from './verbs/logic-verbs.ts'
 import { CALL_VERBS } from './verbs/call-verbs.ts'
 import { AUDIO_VERBS } from './verbs/audio-verbs.ts'
 import { RECORD_VERBS } from './verbs/record-verbs.ts'
 import { APP_VERBS } from './verbs/app-verbs.ts'
+import { DIAL_VERBS } from './verbs/dial-verbs.ts'
 
 /**
  * Every verb a flow, a webhook app or the REST API can run, by type, with
@@ -20,7 +21,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 if (!FormatRegistry.Has('uuid')) FormatRegistry.Set('uuid', (v) => UUID.test(v))
 if (!FormatRegistry.Has('uri')) FormatRegistry.Set('uri', (v) => { try { new URL(v); return true } catch { return false } })
 
-const ALL: Verb[] = [...CALL_VERBS, ...AUDIO_VERBS, ...RECORD_VERBS, ...LOGIC_VERBS, ...APP_VERBS] as Verb[]
+const ALL: Verb[] = [...CALL_VERBS, ...AUDIO_VERBS, ...RECORD_VERBS, ...LOGIC_VERBS, ...APP_VERBS, ...DIAL_VERBS] as Verb[]
 
 const VERBS = new Map<string, { verb: Verb; check: TypeCheck<TSchema> }>()
 
@@ -87,7 +88,7 @@ export function checkActions(input: unknown): ActionsCheck {
       for (const e of [...entry.check.Errors(option)].slice(0, 3)) problems.push(`${where} option${e.path || ''}: ${e.message}`)
       return
     }
-    for (const p of entry.verb.check?.(option as never) ?? []) problems.push(`${where} option/${p}`)
+    for (const p of entry.verb.check?.(option as never, CATALOG) ?? []) problems.push(`${where} option/${p}`)
   })
   if (problems.length) return { ok: false, problems }
   const actions = withIds(input as never)
@@ -101,6 +102,9 @@ export function checkActions(input: unknown): ActionsCheck {
   })
   return problems.length ? { ok: false, problems } : { ok: true, actions }
 }
+
+/** What verbs' checks get to check the action lists nested in their options. */
+const CATALOG: VerbCatalog = { checkActions }
 
 /** The OpenAPI form of one action: type plus the option of each verb, described. */
 export function actionSchema(): TSchema {

@@ -18,9 +18,18 @@ export interface Verb<S extends TSchema = TSchema> {
   option: S
   /** Action ids the option points at (goto, branch, conditions): they must exist in the same list. */
   targets?(option: Static<S>): string[]
-  /** Checks the schema cannot express (e.g. exactly one of two fields); returns `field: problem` strings. */
-  check?(option: Static<S>): string[]
+  /**
+   * Checks the schema cannot express (e.g. exactly one of two fields); returns
+   * `field: problem` strings. `catalog` checks an action list nested in the
+   * option (the `call` verb's actions) without the verb importing the catalog.
+   */
+  check?(option: Static<S>, catalog: VerbCatalog): string[]
   run(ctx: VerbContext, option: Static<S>, action: FlowAction): Promise<VerbOutcome | void>
+}
+
+/** The catalog as a verb's check sees it (verb-catalog.ts). */
+export interface VerbCatalog {
+  checkActions(input: unknown): { ok: true } | { ok: false; problems: string[] }
 }
 
 /** What a verb tells the interpreter to do next; nothing = the action's successor. */

@@ -22,6 +22,7 @@ import { recordingRoutes } from './recordings.ts'
 import { conferenceRoutes } from './conferences.ts'
 import { eventRoutes } from './events.ts'
 import { flowRoutes } from './flows.ts'
+import { groupcallRoutes } from './groupcalls.ts'
 
 export interface V1Options {
   store: Store
@@ -48,7 +49,7 @@ const v1: FastifyPluginAsync<V1Options> = async (app, opts) => {
   app.addHook('onClose', async () => readCache.close())
   const urlPolicy = opts.urlPolicy ?? new OutboundUrlPolicy({ allowPrivate: opts.allowInsecureWebhooks })
   const deps: ApiDeps = { store: opts.store, callControl: opts.callControl, programs: opts.programs, allowInsecureWebhooks: opts.allowInsecureWebhooks, invalidateKey: auth.invalidate, readCache, urlPolicy }
-  for (const plugin of [accountRoutes, apiKeyRoutes, agentRoutes, numberRoutes, trunkRoutes, carrierRouteRoutes, extensionRoutes, toolRoutes, webhookRoutes, signingSecretRoutes, callRoutes, flowRoutes, recordingRoutes, conferenceRoutes, eventRoutes]) {
+  for (const plugin of [accountRoutes, apiKeyRoutes, agentRoutes, numberRoutes, trunkRoutes, carrierRouteRoutes, extensionRoutes, toolRoutes, webhookRoutes, signingSecretRoutes, callRoutes, flowRoutes, groupcallRoutes, recordingRoutes, conferenceRoutes, eventRoutes]) {
     await app.register(plugin, { deps })
   }
 }

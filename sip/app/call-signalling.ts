@@ -127,6 +127,12 @@ export class SipCallSignalling implements CallSignalling {
       return
     }
     call.media = leg
+    if (call.isFinished) {
+      // Hung up while its media was set up (a group dial canceling its legs): nothing to dial, and
+      // finish() ran before there was a media leg to close.
+      await leg.close('canceled').catch((err: unknown) => this.log.warn({ err, callId: call.id }, 'media close failed'))
+      return
+    }
     const result = await o.dialer.dial(o.srf, attempts, leg.localSdp, {
       ringTimeoutMs: (input.ringTimeoutSec ?? 60) * 1000,
       onRinging: () => { void call.record.ringing() },

@@ -110,6 +110,8 @@ export class SipApplication {
     const secret = await opts.store.registrarBindings.nonceSecret()
     const app = new SipApplication(srfConnection, opts, secret)
     await finishStaleCalls(opts.store.calls, app.nodeId, app.log)
+    // Their groupcalls too: the dials died with the calls.
+    await opts.store.groupcalls.endStale(app.nodeId)
     app.registrar.install(srfConnection.srf)
     srfConnection.setInviteHandler(app.router.handle)
     srfConnection.onDrain(() => app.drain())
