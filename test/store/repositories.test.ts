@@ -144,4 +144,30 @@ t.test('store repositories', async (t) => {
     const tr = await store.trunks.create(acct, { name: 'dir', inbound: { allowedIps: ['198.51.100.7'] } })
     t.match((await store.sipDirectory.inboundTrunks()).find((x) => x.id === tr.id), { accountId: acct, name: 'dir', inboundIps: ['198.51.100.7'] })
   })
+
+  t.test('groupcalls: progress, outcome, hangingup → hangup once, stale ones ended', async (t) => {
+    const gc = await store.groupcalls.create({
+      accountId: acct, source: { type: 'tel', target: '+14155550100' }, destinations: [{ type: 'sip', target: 'sip:a@example.com' }, { type: 'tel', target: '+12125550100' }],
+      actions: [{ id: 'a', type: 'hangup' }], ringMethod: 'linear', answerMethod: 'hangup_others', timeoutMs: 5000, nodeId: null,
+    })
+    t.match(gc, { status: 'progressing', callIds: [], dialIndex: 0, callCount: 0, answerCallId: null, outcome: null, flowId: null, actions: [{ id: 'a', type: 'hangup' }] })
+    const c1 = '11111111-1111-4111-8111-111111111111'
+    await store.groupcalls.progress(gc.id, { callIds: [c1], dialIndex: 1, callCount: 1, answerCallId: null, nodeId: 'n1' })
+    await store.groupcalls.progress(gc.id, { callIds: [c1], dialIndex: 1, callCount: 0, answerCallId: c1, nodeId: 'n2' })
+    t.match(await store.groupcalls.get(acct, gc.id), { callIds: [c1], dialIndex: 1, callCount: 0, answerCallId: c1, nodeId: 'n1' }, 'the first node to place a leg stays')
+    t.notOk(await store.groupcalls.hangupRequested(gc.id))
+    await store.groupcalls.settle(gc.id, 'answered')
+    t.match(await store.groupcalls.setStatus(gc.id, 'hangingup'), { status: 'hangingup', endedAt: null, outcome: 'answered' })
+    t.ok(await store.groupcalls.hangupRequested(gc.id))
+    const done = await store.groupcalls.setStatus(gc.id, 'hangup')
+    t.match(done, { status: 'hangup', endedAt: String })
+    t.match(await store.groupcalls.setStatus(gc.id, 'hangingup'), { status: 'hangup' }, 'never back from hangup')
+    const master = '22222222-2222-4222-8222-222222222222'
+    const live = await store.groupcalls.create({ accountId: acct, source: { type: 'tel', target: '+14155550100' }, destinations: [], ringMethod: 'ring_all', answerMethod: 'hangup_others', timeoutMs: 5000, masterCallId: master, nodeId: 'dead-node' })
+    t.same((await store.groupcalls.list(acct, { masterCallId: master }, {})).data.map((g) => g.id), [live.id], 'a call\'s connects')
+    t.same((await store.groupcalls.list(acct, { status: 'hangup' }, {})).data.map((g) => g.id), [gc.id])
+    t.equal(await store.groupcalls.endStale('dead-node'), 1)
+    t.match(await store.groupcalls.get(acct, live.id), { status: 'hangup', outcome: 'failed' })
+    t.equal(await store.groupcalls.get('00000000-0000-4000-8000-000000000000', gc.id), null, 'scoped by account')
+  })
 })
