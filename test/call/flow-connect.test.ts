@@ -7,7 +7,8 @@ import { freePort } from '../harness/ports.ts'
 import { waitListening } from '../harness/sipp.ts'
 import { waitFor } from '../harness/wait.ts'
 import { sippUas } from '../sip/app/sipp-util.ts'
-import { RtpCaller, placeCall, rms, tone, toneRatio } from '../sip/app/rtp-caller.ts'
+import { RtpCaller, rms, tone, toneRatio } from '../sip/app/rtp-caller.ts'
+import { flowCalls } from './flow-calls.ts'
 
 /**
  * Dialling from a flow over real SIP: sipp calls a number whose flow
@@ -160,13 +161,8 @@ t.test('connect, call and groupcalls over SIP', async (t) => {
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const store = stack.engine.store
   const account = (await store.accounts.first())!
-  const api = (path: string, init: RequestInit = {}) => fetch(`${stack.baseUrl}${path}`, {
-    ...init, headers: { authorization: `Bearer ${stack.apiKey}`, ...(init.body ? { 'content-type': 'application/json' } : {}) },
-  })
-  const post = async (path: string, body?: unknown) => {
-    const r = await api(path, { method: 'POST', ...(body !== undefined ? { body: JSON.stringify(body) } : {}) })
-    return { status: r.status, body: await r.json() as Record<string, unknown> }
-  }
+  const kit = flowCalls(stack, dir)
+  const { api, post } = kit
   const get = async <T>(path: string) => (await (await api(path)).json()) as T
 
   let seq = 0
@@ -194,16 +190,9 @@ t.test('connect, call and groupcalls over SIP', async (t) => {
   }
   /** Calls a flow number from sipp with the test's RTP; resolves once answered. */
   const call = async (number: string) => {
-    const caller = await rtp()
-    const sipp = await placeCall({ dir, sipPort: stack.sipPort, service: number, caller })
-    t.teardown(() => sipp.kill())
-    let callId = ''
-    await waitFor(async () => {
-      const page = await get<{ data: Array<{ id: string; status: string; to: string }> }>(`/v1/calls?number=${encodeURIComponent(number)}&limit=10`)
-      callId = page.data.find((c) => c.to === number && c.status === 'in-progress')?.id ?? ''
-      return callId !== ''
-    }, 20_000, `the call to ${number} is answered`)
-    return { caller, sipp, callId }
+    const c = await kit.call(number)
+    t.teardown(c.close)
+    return c
   }
   /** The run's live state (variables set mid-verb are visible there). */
   const run = async (callId: string) => (await get<{ data: Activeflow[] }>(`/v1/activeflows?callId=${callId}`)).data[0]
@@ -211,11 +200,7 @@ t.test('connect, call and groupcalls over SIP', async (t) => {
     const r = await run(callId)
     return r?.variables['callplane.connect.status'] === status ? r : null
   }, 30_000, `connect ${status}`)
-  const ended = async (callId: string) => {
-    let d: CallDetail | null = null
-    await waitFor(async () => { d = await get<CallDetail>(`/v1/calls/${callId}`); return d.status !== 'in-progress' && d.activeflows.every((a) => a.status === 'ended') }, 45_000, 'the call ended')
-    return d!
-  }
+  const ended = async (callId: string) => (await kit.ended(callId)) as unknown as CallDetail
   const groupcallOf = async (masterCallId: string) => (await get<{ data: Groupcall[] }>(`/v1/groupcalls?master_call_id=${masterCallId}`)).data
 
   await t.test('ring_all to three: the second answers, the others get CANCEL, both sides hear each other, the flow goes on when the callee hangs up', async (t) => {
@@ -407,7 +392,7 @@ t.test('connect, call and groupcalls over SIP', async (t) => {
     const answered = await get<CallDetail>(`/v1/calls/${gc.answer_call_id}`)
     t.match(answered, { status: 'in-progress', from: '+14155550699' })
     t.ok((await get<{ data: Groupcall[] }>('/v1/groupcalls')).data.some((g) => g.id === id), 'listed')
-    const hung = await post(`/v1/groupcalls/${id}/hangup`)
+    const hung = await post(`/v1/groupcalls/${id}/hangup`, undefined)
     t.equal(hung.status, 200)
     t.match(hung.body, { id, status: /hangingup|hangup/ })
     t.equal((await a.done).code, 0, 'judy got our BYE')
