@@ -52,6 +52,8 @@ export interface GroupDialOptions {
   parentCallId?: string | undefined
   metadata?: Record<string, string> | undefined
   signal?: AbortSignal | undefined
+  /** endedReason of an answered leg the abort signal hangs up (ringing ones are `canceled`); default `canceled`. */
+  abortedAnswerReason?: string | undefined
   /** Each change worth keeping (a leg placed, ringing, answered, a linear step). */
   onProgress?: ((p: DialProgress) => void) | undefined
   /** Asked before a linear dial moves on: false ends it (a groupcall hung up between two legs). */
@@ -131,7 +133,7 @@ export class GroupDial {
   private firstError: Error | undefined
   private dialIndex = 0
   private readonly unsubscribe: () => void
-  private readonly onAbort = () => this.abort()
+  private readonly onAbort = () => this.abort('canceled', this.o.abortedAnswerReason)
   private readonly log: DialLog
 
   constructor(private readonly o: GroupDialOptions) {
@@ -160,11 +162,11 @@ export class GroupDial {
     return leg.ended.promise
   }
 
-  /** Hangs up every leg still up, with this endedReason (the abort signal does the same with `canceled`). */
-  abort(endedReason = 'canceled'): void {
+  /** Hangs up every leg still up, with this endedReason (an answered one with `answeredReason`). */
+  abort(endedReason = 'canceled', answeredReason = endedReason): void {
     if (this.aborted) return
     this.aborted = true
-    for (const leg of this.legs) this.hangup(leg, endedReason)
+    for (const leg of this.legs) this.hangup(leg, leg.status === 'in-progress' ? answeredReason : endedReason)
   }
 
   /** Stops following the legs (after the answered one ended, or when nobody needs its end). */

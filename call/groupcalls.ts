@@ -37,6 +37,8 @@ export interface StartGroupcall {
   /** A connect's flow call: the legs may present its parties as caller ID, and the record names it. */
   masterCallId?: string | undefined
   signal?: AbortSignal | undefined
+  /** endedReason of the answered call when `signal` hangs it up. */
+  abortedAnswerReason?: string | undefined
 }
 
 /** The dials this process runs, so a hangup that reaches this node ends its dial at once (no leg placed after it). */
@@ -71,7 +73,7 @@ export async function startGroupcall(deps: GroupcallDeps, input: StartGroupcall)
   const dial = new GroupDial({
     bus: store.bus, control: deps.control, log, accountId: input.accountId, from: input.source.target!, targets: input.targets,
     ringMethod: input.ringMethod, timeoutMs: input.timeoutMs, program, parentCallId: input.masterCallId,
-    metadata: { groupcallId: record.id }, signal: input.signal, onProgress: progress.write,
+    metadata: { groupcallId: record.id }, signal: input.signal, abortedAnswerReason: input.abortedAnswerReason, onProgress: progress.write,
     mayContinue: async () => !(await store.groupcalls.hangupRequested(record.id)),
   })
   running.set(record.id, dial)

@@ -21,7 +21,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const framesOf = (pcm: Int16Array) => Array.from({ length: Math.floor(pcm.length / 160) }, (_, i) => pcm.subarray(i * 160, i * 160 + 160))
 const voicedFrames = (pcm: Int16Array) => framesOf(pcm).filter((f) => rms(f) > 300).length
 
-interface Executed { id: string; type: string; outcome?: string }
+interface Executed { id: string; type: string; outcome?: string; startedAt: string }
 interface Activeflow { id: string; status: string; executedActions: Executed[]; variables: Record<string, string> }
 interface CallDetail { id: string; status: string; endedReason: string | null; from: string; to: string; activeflows: Activeflow[] }
 interface Groupcall { id: string; status: string; outcome: string | null; call_ids: string[]; answer_call_id: string | null; dial_index: number; master_call_id: string | null; ring_method: string }
@@ -238,8 +238,12 @@ t.test('connect, call and groupcalls over SIP', async (t) => {
     t.equal(d.endedReason, 'after-connect', 'the flow went on after the bridge')
     t.equal(flow.variables['callplane.connect.ended_reason'], 'callee-hangup')
     const legId = r.variables['callplane.connect.call_id']!
-    const leg = await get<CallDetail>(`/v1/calls/${legId}`)
+    const leg = await get<CallDetail & { answeredAt: string }>(`/v1/calls/${legId}`)
     t.match(leg, { status: 'completed', endedReason: 'callee-hangup', to: '+12125550142', from: '+14155550100' }, 'bob\'s leg: over the route, with the caller\'s number as caller ID')
+    // early_media: the engine's ringback (440 + 480 Hz) while they rang.
+    const ringing = caller.audioSince(Date.parse(flow.executedActions[1]!.startedAt) + 300, Date.parse(leg.answeredAt) - 100)
+    const ringback = toneRatio(ringing, 440) + toneRatio(ringing, 480)
+    t.ok(ringing.length >= 4000 && ringback > 0.7, `the caller heard ringback while they rang (ratio ${ringback.toFixed(2)}, ${ringing.length} samples)`)
     const [ra, rb, rc] = await Promise.all([a.done, b.done, c.done])
     t.equal(ra.code, 0, `alice was canceled (CANCEL, 487, ACK) ${ra.errors}`)
     t.equal(rc.code, 0, `carol was canceled ${rc.errors}`)
@@ -276,11 +280,28 @@ t.test('connect, call and groupcalls over SIP', async (t) => {
     t.equal(rb.code, 0, `erin got our BYE when the flow's call ended ${rb.errors}`)
     t.equal((await sipp.done).code, 0, 'the caller got its BYE')
     const legId = r.variables['callplane.connect.call_id']!
-    await waitFor(async () => (await get<CallDetail>(`/v1/calls/${legId}`)).status === 'completed', 10_000, 'the leg ended')
+    await waitFor(async () => { const l = await get<CallDetail>(`/v1/calls/${legId}`); return l.status === 'completed' && l.endedReason === 'connect-ended' }, 10_000, 'the leg ended: connect-ended')
     const [gc] = await groupcallOf(callId)
     t.match(gc, { outcome: 'answered', dial_index: 1, ring_method: 'linear' })
     const first = await get<CallDetail>(`/v1/calls/${gc!.call_ids[0]}`)
     t.match(first, { status: 'no-answer' }, 'dave\'s leg rang out')
+  })
+
+  await t.test('stopping the run while they talk hangs up the callee; the flow\'s call stays up', async (t) => {
+    const calleeRtp = await rtp()
+    const b = await callee('lena', { kind: 'answer', rtpPort: calleeRtp.port, answerAfterMs: 200 })
+    t.teardown(() => b.kill())
+    const number = await flowNumber([{ type: 'connect', option: { destinations: [{ type: 'sip', target: b.uri }] } }])
+    const { callId, sipp } = await call(number)
+    const r = await connected(callId)
+    const stopped = await post(`/v1/activeflows/${r.id}/stop`, undefined)
+    t.equal(stopped.status, 200)
+    t.equal((await b.done).code, 0, 'the callee got our BYE')
+    const legId = r.variables['callplane.connect.call_id']!
+    await waitFor(async () => (await get<CallDetail>(`/v1/calls/${legId}`)).endedReason === 'connect-ended', 10_000, 'the leg ended: connect-ended')
+    t.equal((await get<CallDetail>(`/v1/calls/${callId}`)).status, 'in-progress', 'the flow\'s call is still up')
+    t.equal((await api(`/v1/calls/${callId}`, { method: 'DELETE' })).status, 204)
+    t.equal((await sipp.done).code, 0)
   })
 
   await t.test('nobody answers: the flow goes on and branches on ${callplane.connect.status}', async (t) => {

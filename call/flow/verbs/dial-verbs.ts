@@ -63,7 +63,7 @@ export const connect = defineVerb({
     const targets = await resolveTargets(store, call.accountId, destinations)
     const { record, dial } = await startGroupcall({ store, control: ctx.control, log: ctx.log, nodeId: ctx.services.nodeId }, {
       accountId: call.accountId, source: sourceOf(ctx, o.source), destinations, targets, ringMethod: o.ring_method === 'linear' ? 'linear' : 'ring_all',
-      timeoutMs: o.timeout ?? 30_000, masterCallId: call.id, signal: ctx.signal,
+      timeoutMs: o.timeout ?? 30_000, masterCallId: call.id, signal: ctx.signal, abortedAnswerReason: 'connect-ended',
     })
     ctx.vars.set('callplane.connect.groupcall_id', record.id)
     // Ringback while they ring; interrupt() ends it (and nothing else runs on the call meanwhile).
