@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startStack } from '../harness/stack.ts'
 import { freePort } from '../harness/ports.ts'
-import { waitListening } from '../harness/sipp.ts'
+import { runSipp, waitListening } from '../harness/sipp.ts'
 import { waitFor } from '../harness/wait.ts'
-import { sippUas } from '../sip/app/sipp-util.ts'
+import { SCN, sippUas } from '../sip/app/sipp-util.ts'
 import { RtpCaller, rms, tone, toneRatio } from '../sip/app/rtp-caller.ts'
 import { flowCalls } from './flow-calls.ts'
 
@@ -285,6 +285,31 @@ t.test('connect, call and groupcalls over SIP', async (t) => {
     t.match(gc, { outcome: 'answered', dial_index: 1, ring_method: 'linear' })
     const first = await get<CallDetail>(`/v1/calls/${gc!.call_ids[0]}`)
     t.match(first, { status: 'no-answer' }, 'dave\'s leg rang out')
+  })
+
+  await t.test('an extension by its username (target_name): its registered contact is dialled', async (t) => {
+    await store.extensions.create(account.id, { extension: '7201', password: 'ext-pass-7201' })
+    // The extension registers from the port its phone (the sipp callee below) then listens on.
+    const port = await freePort()
+    const reg = await runSipp({ scenario: join(SCN, 'register-auth.xml'), remote: `127.0.0.1:${stack.sipPort}`, localPort: port, service: '7201', args: ['-au', '7201', '-ap', 'ext-pass-7201'], timeoutMs: 15_000 }).done
+    t.equal(reg.code, 0, `7201 registered ${reg.errors}`)
+    const calleeRtp = await rtp()
+    const file = join(dir, `ext-${port}.xml`)
+    writeFileSync(file, calleeScenario({ kind: 'answer', rtpPort: calleeRtp.port, answerAfterMs: 200, byeAfterMs: 1000 }))
+    const phone = sippUas(file, port, { timeoutMs: 30_000 })
+    t.teardown(() => phone.kill())
+    await waitListening(port)
+    const number = await flowNumber([
+      { type: 'connect', option: { destinations: [{ type: 'extension', target_name: '7201' }] } },
+      { type: 'hangup', option: { reason: 'extension-done' } },
+    ])
+    const { callId } = await call(number)
+    const d = await ended(callId)
+    t.equal(d.endedReason, 'extension-done')
+    t.equal(d.activeflows[0]!.executedActions[0]!.outcome, 'answered')
+    const leg = await get<CallDetail>(`/v1/calls/${d.activeflows[0]!.variables['callplane.connect.call_id']}`)
+    t.match(leg, { to: 'ext:7201', status: 'completed', endedReason: 'callee-hangup' })
+    t.equal((await phone.done).code, 0, 'the extension\'s phone answered and hung up')
   })
 
   await t.test('stopping the run while they talk hangs up the callee; the flow\'s call stays up', async (t) => {
