@@ -11,9 +11,11 @@ import { createLlm, createStt, createTts, providerFields, providers } from './ad
 import type { FallbackOptions } from './adapters/fallback-chain.ts'
 import type { TtsAdapter } from './adapters/tts/contract.ts'
 import type { SttAdapter } from './adapters/stt/contract.ts'
+import type { ChatMessage } from './adapters/llm/contract.ts'
 import { resolveAgentConfig, type AgentConfig, type AgentConfigInput } from './config.ts'
 import type { AgentMediaPort } from './media-port.ts'
 import { AgentRuntime } from './runtime.ts'
+import { summarizeCall } from './summary.ts'
 import type { AgentCallResult, AgentLogger, CallInfo } from './agent-events.ts'
 import { WebsocketAgent } from './websocket-agent.ts'
 
@@ -25,6 +27,8 @@ export interface CreateAgentOptions {
   fallback?: FallbackOptions
   /** Checked before each HTTP tool request; unset allows any URL. */
   urlPolicy?: OutboundUrlPolicy
+  /** A pipeline agent continues this chat history (AgentRuntime.history()) instead of starting over. */
+  history?: readonly ChatMessage[]
 }
 
 /** What the SIP app holds for a call, whichever agent type it is. */
@@ -47,6 +51,7 @@ export function createAgent(opts: CreateAgentOptions): AgentRuntime {
     ...(opts.call ? { call: opts.call } : {}),
     ...(opts.log ? { log: opts.log } : {}),
     ...(opts.urlPolicy ? { urlPolicy: opts.urlPolicy } : {}),
+    ...(opts.history ? { history: opts.history } : {}),
   })
 }
 
@@ -70,6 +75,17 @@ export function createAgentStt(input: AgentConfig | AgentConfigInput): SttAdapte
   registerBuiltinAdapters()
   const config = resolveAgentConfig(input)
   return createStt(config.stt, config)
+}
+
+/**
+ * The summary agents write at the end of a call (summary.ts), with this
+ * config's LLM and `summaryPrompt`, over a transcript as "Caller: …" /
+ * "Agent: …" lines: for a summary asked for mid-call (a flow's `ai_summary`).
+ */
+export function summarizeTranscript(input: AgentConfig | AgentConfigInput, transcriptText: string, timeoutMs = 10_000): Promise<string | undefined> {
+  registerBuiltinAdapters()
+  const config = resolveAgentConfig(input)
+  return summarizeCall(createLlm(config.llm, config), transcriptText, config.summaryPrompt, timeoutMs)
 }
 
 /** Any agent type: `pipeline` → AgentRuntime, `websocket` → WebsocketAgent (Twilio Media Streams). */

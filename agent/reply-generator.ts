@@ -98,9 +98,19 @@ export class ReplyGenerator {
     return this.reply
   }
 
-  /** The system prompt opens the chat history. */
-  begin(systemPrompt: string): void {
-    this.messages.push({ role: 'system', content: systemPrompt })
+  /**
+   * The system prompt opens the chat history; a conversation resumed on the
+   * same call (a flow's second `ai_talk` with `resume`) starts from the
+   * history it had instead, system prompt included.
+   */
+  begin(systemPrompt: string, history?: readonly ChatMessage[]): void {
+    if (history?.length) this.messages.push(...history.map((m) => ({ ...m })))
+    else this.messages.push({ role: 'system', content: systemPrompt })
+  }
+
+  /** A copy of the chat history so far (what a resumed conversation starts from). */
+  history(): ChatMessage[] {
+    return this.messages.map((m) => ({ ...m }))
   }
 
   /** A reply is being generated or its audio is still queued. */

@@ -30,7 +30,7 @@ import { Transcript } from './transcript.ts'
 import { TurnInput } from './turn-input.ts'
 import { createVad } from './vad/choice.ts'
 import type { Vad } from './vad/vad.ts'
-import type { LlmAdapter } from './adapters/llm/contract.ts'
+import type { ChatMessage, LlmAdapter } from './adapters/llm/contract.ts'
 import type { SttAdapter } from './adapters/stt/contract.ts'
 import type { TtsAdapter } from './adapters/tts/contract.ts'
 
@@ -56,6 +56,12 @@ export interface AgentRuntimeOptions {
   maxToolRounds?: number
   /** Bound on the end-of-call summary request (it runs after the hangup, so only the record waits). */
   summaryTimeoutMs?: number
+  /**
+   * Continue an earlier conversation on the same call (`history()` of the
+   * runtime that had it): the chat starts from it and nothing is said
+   * first (no disclosure, no greeting): the caller goes on where they left off.
+   */
+  history?: readonly ChatMessage[]
 }
 
 export class AgentRuntime extends EventEmitter<AgentEvents> {
@@ -159,7 +165,7 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
       }),
       this.port.onEnded((reason) => void this.end('remote-hangup', false, reason)),
     )
-    this.reply.begin(this.fill(this.config.systemPrompt))
+    this.reply.begin(this.fill(this.config.systemPrompt), this.opts.history)
     if (this.config.maxCallDurationMinutes > 0) {
       this.timers.set(this.config.maxCallDurationMinutes * 60000, () => void this.onMaxDuration())
     }
@@ -183,6 +189,11 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
     return this.done
   }
 
+  /** The chat history so far (system prompt first), to resume this conversation later on the same call. */
+  history(): ChatMessage[] {
+    return this.reply.history()
+  }
+
   /** `{{name}}` variables of this call (agent/template-variables.ts). */
   private fill(text: string): string {
     return this.config.variables ? substituteVariables(text, this.config.variables) : text
@@ -194,6 +205,8 @@ export class AgentRuntime extends EventEmitter<AgentEvents> {
    * `aiSpeaksFirstOutbound` when set.
    */
   private beginConversation(): void {
+    // A resumed conversation: the caller has heard the greeting already.
+    if (this.opts.history?.length) return this.armSilenceTimer()
     const outbound = this.call.direction === 'outbound'
     const speaksFirst = outbound ? (this.config.aiSpeaksFirstOutbound ?? this.config.aiSpeaksFirst) : this.config.aiSpeaksFirst
     const greeting = outbound ? (this.config.greetingOutbound ?? this.config.greeting) : this.config.greeting

@@ -7,18 +7,18 @@ import type { MediaEngine } from '../media/media-engine.ts'
 import type { MediaSession } from '../media/session/media-session.ts'
 import { sourceFromSpec } from '../media/playback.ts'
 import type { FrameSource } from '../audio/frame.ts'
-import { AgentRuntime, createCallAgent, patternPhrases, type AgentConfigInput, type AgentMediaPort, type CallAgent, type HttpToolConfig } from '../agent/index.ts'
-import { createAgentTts, stringValues } from '../agent/index.ts'
+import { createAgentTts, type CallAgent } from '../agent/index.ts'
 import { PcmQueueSource } from '../media/playback.ts'
 import { StreamResampler } from '../codecs/stream-resampler.ts'
 import type { MediaStore } from './plane/media-store.ts'
-import type { Agent } from '../store/agents.ts'
-import type { CallTool } from '../store/tools.ts'
 import type { CallContext, MediaBinder, MediaLeg } from '../sip/app/media-binding.ts'
 import type { RtpengineAnchor, AnchorableSession, CallIds } from '../media/rtpengine/anchor.ts'
 import { MediaSessionRegistry, type LiveMedia } from './live-media.ts'
 import { callQualityOf } from './call-quality.ts'
 import { SpeechDetector } from '../agent/vad/speech-detector.ts'
+import { createAgentOnCall } from './call-agent.ts'
+
+export { agentConfigFrom } from './agent-config.ts'
 
 /** While a call runs, its `quality` is stored this often (GET /v1/calls/:id shows it live), and once more at the end. */
 const QUALITY_INTERVAL_MS = 5000
@@ -87,87 +87,6 @@ function anchorIds(callId: string, sip?: SipDialogIds | null): CallIds & { toTag
   // call id, and must not land on (and later delete) the call's own anchor.
   if (!sip?.callId) return { callId: `callplane-${callId}-${randomUUID().slice(0, 8)}`, fromTag: 'peer', toTag: 'engine' }
   return { callId: sip.callId, fromTag: sip.fromTag || 'peer', toTag: sip.toTag || 'engine' }
-}
-
-/** What a call contributes to an agent's `{{name}}` variables. */
-interface CallVariablesSource {
-  callId: string
-  from: string
-  to: string
-  direction: 'inbound' | 'outbound'
-  metadata?: Record<string, unknown>
-}
-
-/**
- * The `{{name}}` values of one call: the call's metadata (POST /v1/calls)
- * wins over the agent's, and the built-ins (from, to, callId, direction,
- * agentName) win over both, so they always mean what the docs say.
- */
-function callVariables(a: Agent, call: CallVariablesSource): Record<string, string> {
-  return {
-    ...stringValues(a.metadata),
-    ...stringValues(call.metadata),
-    from: call.from, to: call.to, callId: call.callId, direction: call.direction, agentName: a.name,
-  }
-}
-
-/**
- * The stored agent (API shape) as the runtime's configuration, with the
- * agent's tools as the call loads them (store ToolRepository.forCall: enabled,
- * in the agent's account, with their signing secrets).
- *
- * `rules` drive the scripted model whether `llm` names it or is unset (the
- * demo sets both), and their plain-word patterns join `expectedPhrases`, so
- * the offline STT grammar hears what the rules listen for whatever the LLM.
- * With `call`, the call's `{{name}}` variables too.
- */
-export function agentConfigFrom(a: Agent, tools: CallTool[] = [], call?: CallVariablesSource): AgentConfigInput {
-  const adapter = (r: { provider: string; model?: string; voice?: string; options?: Record<string, unknown> } | undefined): { provider: string; options: Record<string, unknown> } | undefined =>
-    r ? { provider: r.provider, options: { ...(r.options ?? {}), ...(r.model ? { model: r.model } : {}), ...(r.voice ? { voice: r.voice } : {}) } } : undefined
-  const llm = a.llm ? adapter(a.llm)! : a.rules ? { provider: 'scripted', options: {} } : undefined
-  if (llm?.provider === 'scripted' && a.rules) llm.options = { ...llm.options, rules: a.rules }
-  const rulePhrases = (a.rules ?? []).flatMap((r) => patternPhrases(r.match))
-  const expectedPhrases = [...(a.expectedPhrases ?? []), ...rulePhrases]
-  const cfg: Record<string, unknown> = {
-    id: a.id, name: a.name, type: a.type,
-    ...(a.prompt ? { systemPrompt: a.prompt } : {}),
-    ...(a.greeting ? { greeting: a.greeting } : {}),
-    ...(a.language ? { language: a.language } : {}),
-    ...(a.voice ? { voice: a.voice } : {}),
-    ...(a.stt ? { stt: adapter(a.stt) } : {}),
-    ...(a.tts ? { tts: adapter(a.tts) } : {}),
-    ...(llm ? { llm } : {}),
-    ...(tools.length ? { tools: tools.map(httpToolFrom) } : {}),
-    ...(a.websocket ? { websocket: { url: a.websocket.url, ...(a.websocket.encapsulation ? { encapsulation: a.websocket.encapsulation } : {}) } } : {}),
-    ...(a.transferTargets ? { transferTargets: a.transferTargets } : {}),
-    ...(a.maxDurationSec ? { maxCallDurationMinutes: a.maxDurationSec / 60 } : {}),
-    ...(a.silenceTimeoutSec ? { maxSilenceSeconds: a.silenceTimeoutSec } : {}),
-    ...(a.summary ? { summary: a.summary.enabled, ...(a.summary.prompt ? { summaryPrompt: a.summary.prompt } : {}) } : {}),
-    ...(a.aiSpeaksFirst !== undefined ? { aiSpeaksFirst: a.aiSpeaksFirst } : {}),
-    ...(a.greetingInterruptible !== undefined ? { greetingInterruptible: a.greetingInterruptible } : {}),
-    ...(expectedPhrases.length ? { expectedPhrases } : {}),
-    ...(a.vad ? { vad: a.vad } : {}),
-    ...(a.amd ? { amd: a.amd } : {}),
-    ...(a.bargeIn ? { bargeIn: a.bargeIn } : {}),
-    ...(a.greetingOutbound ? { greetingOutbound: a.greetingOutbound } : {}),
-    ...(a.aiSpeaksFirstOutbound !== undefined ? { aiSpeaksFirstOutbound: a.aiSpeaksFirstOutbound } : {}),
-    ...(a.recording?.enabled && a.recording.disclosure ? { disclosure: a.recording.disclosure } : {}),
-    ...(a.vadSettings?.threshold !== undefined ? { vadThreshold: a.vadSettings.threshold } : {}),
-    ...(a.vadSettings?.silenceMs !== undefined ? { vadSilenceDurationMs: a.vadSettings.silenceMs } : {}),
-    ...(a.vadSettings?.prefixPaddingMs !== undefined ? { vadPrefixPaddingMs: a.vadSettings.prefixPaddingMs } : {}),
-    ...(call ? { variables: callVariables(a, call) } : {}),
-  }
-  return cfg as AgentConfigInput
-}
-
-/** A stored tool (API shape) as the runtime's HTTP tool. */
-function httpToolFrom(t: CallTool): HttpToolConfig {
-  return {
-    name: t.name, description: t.description, url: t.url, method: t.method, timeoutMs: t.timeoutMs, speakDuringExecution: t.speakDuringExecution,
-    ...(t.headers ? { headers: t.headers } : {}),
-    ...(t.inputSchema ? { inputSchema: t.inputSchema as HttpToolConfig['inputSchema'] } : {}),
-    ...(t.secret ? { signingSecret: t.secret } : {}),
-  }
 }
 
 class SessionLeg implements MediaLeg {
@@ -336,48 +255,19 @@ class SessionLeg implements MediaLeg {
   private async startAgent(): Promise<void> {
     const rec = await this.o.store.agents.get(this.ctx.accountId, this.ctx.agentId!)
     if (!rec || this.closed) return
-    const session = this.session
-    const port: AgentMediaPort = {
-      get sampleRate() { return session.codecSampleRate() },
-      onFrame: (l) => { session.on('frame', l); return () => session.off('frame', l) },
-      onDtmf: (l) => { const h = (e: { digit: string }) => l(e.digit); session.on('dtmf', h); return () => session.off('dtmf', h) },
+    const started = await createAgentOnCall({
+      live: this.live, record: rec, store: this.o.store, log: this.log, urlPolicy: this.o.urlPolicy, startRecording: this.o.record,
       onEnded: (l) => { this.ended.on('ended', l); return () => this.ended.off('ended', l) },
-      // The agent's Playout never ends; behind the OutputArbiter it yields to API prompts and MOH.
-      play: (source) => { this.live.output.setAgent(source) },
-      flush: () => session.flush(),
-      sendDtmf: async (digits) => { session.sendDtmf(digits) },
       hangup: async (reason) => { await this.o.control()?.hangup(this.ctx.callId, AGENT_ENDED_REASONS[reason]) },
       transfer: async (target, opts) => { await this.o.control()?.transfer(this.ctx.callId, target, opts) },
-    }
-    if (rec.recording?.enabled && this.o.record) {
-      // Before the agent speaks, so the disclosure is on the recording too.
-      await this.o.record(this.ctx.callId).catch((err: unknown) => this.log.warn({ err }, 'agent recording could not start'))
-    }
-    // The agent's HTTP tools are loaded per call, so an edited or disabled tool applies to the next call.
-    const tools = rec.tools?.length ? await this.o.store.tools.forCall(this.ctx.accountId, rec.tools) : []
-    if (this.closed) return
-    const agent = createCallAgent({ config: agentConfigFrom(rec, tools, this.ctx), port, call: { id: this.ctx.callId, from: this.ctx.from, to: this.ctx.to, direction: this.ctx.direction }, log: this.log, ...(this.o.urlPolicy ? { urlPolicy: this.o.urlPolicy } : {}) })
+      // The agent reports the caller's speech itself (no leg VAD on an agent call).
+      announceCallerSpeech: true,
+      isClosed: () => this.closed,
+    })
+    if (!started) return
+    const { agent } = started
     this.agent = agent
-    this.live.agent = agent
-    const calls = this.o.store.calls
-    if (agent instanceof AgentRuntime) {
-      agent.on('transcript', (e) => { void calls.appendTranscript(this.ctx.callId, e as never).catch(() => {}) })
-      agent.on('turn', (tm) => { void calls.addTiming(this.ctx.callId, tm as never).catch(() => {}) })
-      agent.on('tool_call', ({ call, outcome }) => {
-        let args: unknown = call.arguments
-        try { args = JSON.parse(call.arguments) } catch { /* the model's text as it was */ }
-        this.announce('call.tool_call', {
-          toolCallId: call.id, name: call.name, arguments: args, ok: outcome.ok,
-          ...(outcome.ok ? { result: outcome.content } : { error: outcome.content }),
-          ...(outcome.status !== undefined ? { status: outcome.status } : {}),
-          durationMs: Math.round(outcome.durationMs),
-        })
-      })
-      agent.on('speech', (e) => this.announce('call.speech_update', { role: e.role, status: e.status }))
-      this.agentSettled = agent.done.then(async (r) => {
-        if (r.summary) await calls.setSummary(this.ctx.callId, r.summary).catch((err: unknown) => this.log.warn({ err }, 'summary could not be stored'))
-      })
-    }
+    this.agentSettled = started.settled
     try {
       await agent.start()
     } catch (err) {

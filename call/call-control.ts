@@ -71,6 +71,52 @@ export interface CallControl {
   stopFlow?(call: Call, opts: { activeflowId: string }): Promise<{ stopped: boolean }>
   /** Ends every prompt/listen/echo started through these methods on the call (they resolve with 'stopped'). */
   interrupt?(call: Call): Promise<void>
+
+  /**
+   * Hands the call to an AI agent (a flow's `ai_talk`) and resolves when the
+   * agent is done with it: its end_call tool, `maxDurationMs`, its silence
+   * timeout, a transfer, interrupt() ('stopped') or the call's end. Unlike an
+   * agent call, the agent's own hangup does not end the call: the caller
+   * decides what comes next. 404 for an agent not in the call's account,
+   * 409 when an agent already talks on the call.
+   */
+  agentTalk?(call: Call, opts: AgentTalkRequest): Promise<AgentTalkResult>
+  /**
+   * Answering-machine detection on the caller's audio from now on
+   * (agent/amd.ts, energy and cadence): resolves with the verdict, or
+   * 'stopped' (interrupt()) / 'ended' (the call ended first).
+   */
+  detectMachine?(call: Call): Promise<MachineDetection>
+}
+
+export interface AgentTalkRequest {
+  agentId: string
+  /** The agent's part ends after this long (the agent's own maxDurationSec still applies when shorter). */
+  maxDurationMs?: number | undefined
+  /** Continue this agent's earlier conversation on this call (its chat history) instead of starting over; pipeline agents only. */
+  resume?: boolean | undefined
+  /** Overrides the agent's language (its STT and TTS) for this talk. */
+  language?: string | undefined
+}
+
+export interface AgentTalkResult {
+  /**
+   * `end_call`: the agent hung up (its tool or rule); `transfer`: it moved
+   * the caller to `transferTarget` (the call is now with the target);
+   * `max-duration` / `max-silence`: its timers; `stopped`: interrupt();
+   * `ended`: the call ended; `error`: the agent could not start or failed.
+   */
+  reason: 'end_call' | 'transfer' | 'max-duration' | 'max-silence' | 'stopped' | 'ended' | 'error'
+  transferTarget?: string | undefined
+  error?: string | undefined
+}
+
+export interface MachineDetection {
+  result: 'human' | 'machine' | 'unknown' | 'stopped' | 'ended'
+  /** Why, in Asterisk's AMD terms: HUMAN, LONGGREETING, MAXWORDS, INITIALSILENCE, TOOLONG. */
+  cause?: string | undefined
+  /** From the start of detection. */
+  decidedAfterMs?: number | undefined
 }
 
 /** One prompt: exactly one of `say`, `play`, `tone`. */

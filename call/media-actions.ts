@@ -33,6 +33,10 @@ import { Listening, checkListenRequest } from './listener.ts'
 import { EchoSource } from './echo.ts'
 import { CallTranscription, type TranscribeDirection } from './transcription.ts'
 import { EXTERNAL_MEDIA_ENCAPSULATIONS, ExternalMediaFork, type ExternalMediaEncapsulation } from './external-media.ts'
+import type { AgentTalkRequest, AgentTalkResult, MachineDetection } from './call-control.ts'
+import { AgentTalks } from './agent-talks.ts'
+import { detectMachine } from './machine-detection.ts'
+import type { AgentControl } from './agent-binder.ts'
 
 /**
  * The media half of the control API's CallControl: say, play, DTMF,
@@ -61,6 +65,8 @@ export interface MediaCallControlOptions {
   urlPolicy?: OutboundUrlPolicy
   /** The media engine's scheduler (conference mixing and recording run on its ticks). */
   scheduler: MediaScheduler
+  /** The call's signalling, for what an agent put on a call (agentTalk) asks of it: a transfer. */
+  control?: (() => AgentControl | null) | undefined
 }
 
 /** ',' and 'w' pause between digits (the dial-string convention). */
@@ -82,6 +88,7 @@ export class MediaActions {
   /** Transcriptions and forks being set up (`transcribe:<id>`, `fork:<id>`), so two requests cannot both start one. */
   private readonly opening = new Set<string>()
   private readonly promptDeps: PromptDeps
+  private readonly talks: AgentTalks
 
   constructor(private readonly o: MediaCallControlOptions) {
     this.log = o.logger.child({ component: 'media-actions' })
@@ -90,6 +97,10 @@ export class MediaActions {
       store: o.store, log: this.log, ttsFor: (live) => this.ttsFor(live),
       audio: { mediaRoots: o.mediaRoots, ...(o.urlPolicy ? { urlPolicy: o.urlPolicy } : {}) },
     }
+    this.talks = new AgentTalks({
+      store: o.store, log: this.log, urlPolicy: o.urlPolicy, control: o.control ?? (() => null),
+      startRecording: async (callId) => { const c = await o.store.calls.getById(callId); if (c) await this.startRecording(c, {}) },
+    })
   }
 
   /** The CallControl methods this provides, to pass as `media` to createApiCallControl. */
@@ -113,6 +124,8 @@ export class MediaActions {
       transcribe: (call, opts) => this.transcribe(call, opts),
       externalMedia: (call, opts) => this.externalMedia(call, opts),
       interrupt: (call) => this.interrupt(call),
+      agentTalk: (call, opts) => this.agentTalk(call, opts),
+      detectMachine: (call) => this.detectMachine(call),
     }
   }
 
@@ -519,6 +532,18 @@ export class MediaActions {
   async interrupt(call: Call): Promise<void> {
     this.media(call)
     this.activities.interrupt(call.id)
+  }
+
+  // ------------------------------------------------------------------ agents, answering machines
+
+  /** A stored agent talks on the call until it is done with it (agent-talks.ts); the call stays up. */
+  agentTalk(call: Call, req: AgentTalkRequest): Promise<AgentTalkResult> {
+    return this.talks.talk(this.media(call), call, req, this.activities)
+  }
+
+  /** Answering-machine detection on the caller's audio from now on (machine-detection.ts). */
+  async detectMachine(call: Call): Promise<MachineDetection> {
+    return detectMachine(this.media(call), this.activities)
   }
 
   // ------------------------------------------------------------------ stream

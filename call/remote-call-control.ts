@@ -29,6 +29,7 @@ const ROUTING: { readonly [K in keyof Required<CallControl>]: Routing } = {
   prompt: 'owner', listen: 'owner', echo: 'owner', transcribe: 'owner', externalMedia: 'owner', interrupt: 'owner',
   // A call's flows run where its signalling is (sip/app starts them there).
   runActions: 'owner', stopFlow: 'owner',
+  agentTalk: 'owner', detectMachine: 'owner',
 }
 
 type AnyMethod = (...args: unknown[]) => Promise<unknown>

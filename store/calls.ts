@@ -308,11 +308,12 @@ export class CallRepository {
   }
 
   /** Sets the SIP Call-ID or trunk once known (outbound legs). */
-  async attach(id: string, fields: { sipCallId?: string; trunkId?: string; nodeId?: string; conferenceId?: string | null }): Promise<void> {
+  /** `agentId`: the agent a flow's ai_talk put on the call (the call is listed under it, as an agent call is). */
+  async attach(id: string, fields: { sipCallId?: string; trunkId?: string; nodeId?: string; conferenceId?: string | null; agentId?: string }): Promise<void> {
     await this.db.query(
       `UPDATE calls SET sip_call_id = COALESCE($2, sip_call_id), trunk_id = COALESCE($3, trunk_id), node_id = COALESCE($4, node_id),
-         conference_id = CASE WHEN $5::boolean THEN $6::uuid ELSE conference_id END, updated_at = now() WHERE id = $1`,
-      [id, fields.sipCallId ?? null, fields.trunkId ?? null, fields.nodeId ?? null, 'conferenceId' in fields, fields.conferenceId ?? null],
+         conference_id = CASE WHEN $5::boolean THEN $6::uuid ELSE conference_id END, agent_id = COALESCE($7::uuid, agent_id), updated_at = now() WHERE id = $1`,
+      [id, fields.sipCallId ?? null, fields.trunkId ?? null, fields.nodeId ?? null, 'conferenceId' in fields, fields.conferenceId ?? null, fields.agentId ?? null],
     )
   }
 

@@ -55,7 +55,7 @@ export function createMediaPlane(o: MediaPlaneOptions): MediaPlane {
   // The API's call actions: media actions on the sessions the binder lists.
   const actions = new MediaActions({
     sessions, store: o.store, logger: o.logger, isLocal: o.isLocal,
-    recordingsDir: o.recordingsDir, mediaRoots: o.mediaRoots, urlPolicy, scheduler: o.media.scheduler,
+    recordingsDir: o.recordingsDir, mediaRoots: o.mediaRoots, urlPolicy, scheduler: o.media.scheduler, control: o.control,
   })
   return { binder, actions, urlPolicy }
 }

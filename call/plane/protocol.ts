@@ -22,6 +22,7 @@ export interface MediaPlaneInit {
 export const PLANE_ACTIONS = [
   'say', 'play', 'sendDtmf', 'startRecording', 'stopRecording', 'mute', 'unmute', 'bridge', 'conferenceJoin', 'conferenceKick', 'conferenceRecord',
   'prompt', 'listen', 'echo', 'transcribe', 'externalMedia', 'interrupt',
+  'agentTalk', 'detectMachine',
 ] as const
 export type PlaneAction = (typeof PLANE_ACTIONS)[number]
 

@@ -28,7 +28,7 @@ import type { Logger } from 'pino'
 import type { MediaEngineStats } from '../../media/media-engine.ts'
 import type { AgentMetrics } from '../../agent/index.ts'
 import type { Call } from '../../store/calls.ts'
-import { CallControlError, type ActionResult, type CallControl, type ListenResult, type MediaStreamHandle, type PromptResult } from '../call-control.ts'
+import { CallControlError, type ActionResult, type AgentTalkResult, type CallControl, type MachineDetection, type ListenResult, type MediaStreamHandle, type PromptResult } from '../call-control.ts'
 import type { CallContext, MediaBinder, MediaLeg } from '../../sip/app/media-binding.ts'
 import type { AgentControl } from '../agent-binder.ts'
 import { noMediaError } from '../media-actions.ts'
@@ -318,6 +318,8 @@ export class WorkerMediaPlanes implements MediaBinder {
       prompt: untilEnded<PromptResult>('prompt', { result: 'ended' }),
       listen: untilEnded<ListenResult>('listen', { reason: 'ended', digits: '' }),
       echo: untilEnded<void>('echo', undefined),
+      agentTalk: untilEnded<AgentTalkResult>('agentTalk', { reason: 'ended' }),
+      detectMachine: (call) => untilEnded<MachineDetection>('detectMachine', { result: 'ended' })(call, undefined),
       bridge: async (call, other) => {
         const a = this.planeOf(call)
         const b = this.planeOf(other)

@@ -1,0 +1,31 @@
+import type { AudioFrame } from '../audio/frame.ts'
+import { AnsweringMachineDetector } from '../agent/amd.ts'
+import type { LiveMedia } from './live-media.ts'
+import type { CallActivities } from './call-activities.ts'
+import type { MachineDetection } from './call-control.ts'
+
+/**
+ * The `detectMachine` primitive (a flow's `amd`): the caller's audio from
+ * now on goes to the detector agents use on outbound calls (agent/amd.ts:
+ * energy and cadence; a short "Hello?" then silence is a person, a long
+ * greeting or many words in a row a machine, nothing at all for 2.5 s a
+ * machine too), until it decides (within 5 s), interrupt() stops it or the
+ * call ends. It only listens: what the call plays meanwhile goes on.
+ */
+export function detectMachine(live: LiveMedia, activities: CallActivities): Promise<MachineDetection> {
+  const { session } = live
+  const detector = new AnsweringMachineDetector()
+  return new Promise<MachineDetection>((resolve) => {
+    const done = (r: MachineDetection) => {
+      session.off('frame', onFrame)
+      unregister()
+      resolve(r)
+    }
+    const onFrame = (frame: AudioFrame) => {
+      const r = detector.process(frame)
+      if (r) done({ result: r.verdict, cause: r.cause, decidedAfterMs: r.decidedAfterMs })
+    }
+    const unregister = activities.add(live, (why) => done({ result: why }))
+    session.on('frame', onFrame)
+  })
+}
