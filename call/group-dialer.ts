@@ -3,8 +3,8 @@ import type { CallplaneEvent, EventBus } from '../store/outbox.ts'
 import type { CallControl } from './call-control.ts'
 
 /**
- * The ring logic behind `connect`, groupcalls and (for one destination)
- * nothing more: legs placed through `CallControl.originate`, each followed
+ * The one ring logic, behind the `connect` verb and POST /v1/groupcalls:
+ * legs placed through `CallControl.originate`, each followed
  * on the store's EventBus (`call.ringing` / `call.answered` / `call.ended` /
  * `call.failed`), the first answer winning and the others hung up
  * (ringing: CANCEL, RFC 3261 §9.1; answered too late: BYE).
@@ -15,9 +15,9 @@ import type { CallControl } from './call-control.ts'
  *   unanswered leg moves on to the next, a leg someone else hung up (the
  *   groupcall's hangup, DELETE /v1/calls) ends the dial.
  *
- * Aborting `signal` (the flow's call ended, its run was stopped, the
- * groupcall was hung up) hangs up every leg that is still up, the answered
- * one included: the dial owns its legs until `close()`.
+ * Aborting `signal` (the flow's call ended, its run was stopped) or calling
+ * `abort()` (the groupcall was hung up) hangs up every leg that is still
+ * up, the answered one included: the dial owns its legs until `close()`.
  */
 
 export type RingMethod = 'ring_all' | 'linear'
