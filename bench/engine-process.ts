@@ -18,6 +18,10 @@ export interface EngineProcess {
   httpPort: number
   apiKey: string
   startupSec: number
+  /** The engine's DATA_DIR (its media root is DATA_DIR/media), when known. */
+  dataDir?: string
+  /** The engine's RTP port range (RTP_PORT_MIN..RTP_PORT_MAX), when known. */
+  rtpPorts?: { min: number; max: number }
   log(): string
   stop(): Promise<void>
 }
@@ -28,7 +32,7 @@ export function killAllEngines(): void {
   running.clear()
 }
 
-export async function startEngineProcess(opts: { env?: Record<string, string>; rtpPorts?: number; timeoutMs?: number } = {}): Promise<EngineProcess> {
+export async function startEngineProcess(opts: { env?: Record<string, string>; rtpPorts?: number; timeoutMs?: number; /** Node options before the entry (e.g. --cpu-prof, which NODE_OPTIONS refuses). */ nodeArgs?: string[] } = {}): Promise<EngineProcess> {
   const dataDir = mkdtempSync(join(tmpdir(), 'callplane-bench-engine-'))
   const sipPort = await freePort()
   const httpPort = await freePort()
@@ -36,7 +40,7 @@ export async function startEngineProcess(opts: { env?: Record<string, string>; r
   const rtp = await freeUdpRange(Math.min(opts.rtpPorts ?? 2000, 9000))
   const apiKey = `bench-${Math.random().toString(36).slice(2)}`
   const t0 = Date.now()
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'main.ts')], {
+  const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', 'tsx', join(ROOT, 'main.ts')], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {
@@ -85,7 +89,7 @@ export async function startEngineProcess(opts: { env?: Record<string, string>; r
     await stop()
     throw new Error(`engine ${r === 'exit' ? 'exited' : `not up within ${timeout / 1000} s`} at start:\n${out.slice(-3000)}`)
   }
-  return { pid: child.pid!, sipPort, httpPort, apiKey, startupSec: (Date.now() - t0) / 1000, log: () => out, stop }
+  return { pid: child.pid!, sipPort, httpPort, apiKey, startupSec: (Date.now() - t0) / 1000, dataDir, rtpPorts: { min: rtp.min, max: rtp.max }, log: () => out, stop }
 }
 
 export interface TsxProcess {
@@ -143,7 +147,7 @@ export async function startTsxProcess(file: string, env: Record<string, string>,
 export async function acquireEngineProcess(opts: Parameters<typeof startEngineProcess>[0] = {}): Promise<EngineProcess & { shared: boolean }> {
   const shared = process.env.BENCH_ENGINE
   if (shared) {
-    const e = JSON.parse(shared) as { pid: number; sipPort: number; httpPort: number; apiKey: string; startupSec: number }
+    const e = JSON.parse(shared) as Pick<EngineProcess, 'pid' | 'sipPort' | 'httpPort' | 'apiKey' | 'startupSec' | 'dataDir' | 'rtpPorts'>
     try {
       process.kill(e.pid, 0)
       return { ...e, shared: true, log: () => '', stop: async () => {} }

@@ -1,7 +1,7 @@
 /**
  * `npm run bench [-- --full] [--only a,b] [--skip a,b] [--list] [--timeout name=sec]`
  *
- * Runs every bench script (bench/{sip,media,agent,api,cost}-*.ts that follows
+ * Runs every bench script (bench/{sip,media,agent,vad,api,cost,flow}-*.ts that follows
  * the contract in bench/bench-result.ts) one after the other, each in its own
  * process group with a time bound, shows their progress, collects their
  * BenchResult JSON, adds machine info and writes
@@ -66,6 +66,12 @@ const CATEGORIES: { key: string; match: (name: string) => boolean; about: string
     about: 'CPU and memory of the engine as concurrent calls grow (issue 7)',
     missing: 'no bench/cost-*.ts',
   },
+  {
+    key: 'flow',
+    match: (n) => n.startsWith('flow-'),
+    about: 'programmable calls: IVR calls per core, the verb interpreter\'s CPU per verb, a webhook app\'s response to its audio (issue 16)',
+    missing: 'no bench/flow-*.ts yet (issue 16)',
+  },
 ]
 
 function isReference(name: string): boolean {
@@ -92,6 +98,10 @@ const TIMEOUTS: Record<string, { quick: number; full: number }> = {
   // starts an engine of its own (MEDIA_WORKERS=2), so start-up counts against its bound
   'cost-growth-media-workers': { quick: 40, full: 390 },
   'vad-compare': { quick: 30, full: 180 },
+  // interpreter in-process, verbs on live calls, a webhook app's latency, one IVR step (quick) or the ladder and a TTS step (full)
+  'flow-ivr': { quick: 70, full: 480 },
+  // its own engine on a throwaway PostgreSQL: start-up of both counts against its bound
+  'flow-ivr-postgres': { quick: 90, full: 420 },
 }
 /**
  * Benches that rerun a discovered script with extra arguments, as entries of their own
@@ -101,6 +111,10 @@ const VARIANTS: { name: string; of: string; args: string[]; modes: ('quick' | 'f
   {
     name: 'cost-growth-media-workers', of: 'cost-growth', args: ['--media-workers', '2'], modes: ['full'],
     about: 'cost-growth with MEDIA_WORKERS=2 (call media and agents in two worker threads, on an engine of its own): the capacity curve next to the in-process one',
+  },
+  {
+    name: 'flow-ivr-postgres', of: 'flow-ivr', args: ['--postgres', '--only', 'ivr'], modes: ['full'],
+    about: 'flow-ivr\'s IVR ladder with the engine on a throwaway PostgreSQL instead of the embedded PGlite: the engine\'s own CPU per IVR call, and the database server\'s apart',
   },
 ]
 
@@ -276,7 +290,7 @@ async function runOne(s: Script, mode: 'quick' | 'full', timeoutSec: number, ind
     stdio: ['ignore', 'pipe', 'pipe'],
     env: {
       ...process.env, BENCH_BUDGET_SEC: String(Math.max(5, timeoutSec - 5)), BENCH_MODE: mode, FORCE_COLOR: '0',
-      ...(sharedEngine ? { BENCH_ENGINE: JSON.stringify({ pid: sharedEngine.pid, sipPort: sharedEngine.sipPort, httpPort: sharedEngine.httpPort, apiKey: sharedEngine.apiKey, startupSec: sharedEngine.startupSec }) } : {}),
+      ...(sharedEngine ? { BENCH_ENGINE: JSON.stringify({ pid: sharedEngine.pid, sipPort: sharedEngine.sipPort, httpPort: sharedEngine.httpPort, apiKey: sharedEngine.apiKey, startupSec: sharedEngine.startupSec, dataDir: sharedEngine.dataDir, rtpPorts: sharedEngine.rtpPorts }) } : {}),
     },
   })
   current = child

@@ -141,6 +141,8 @@ export class CallPrograms {
 
   /** What happens to the call when its run ends. */
   private async finish(live: LiveRun, end: RunEnd): Promise<void> {
+    // A run that hung up, went with its call or was cancelled leaves nothing to do: no need to read the call.
+    if (end.reason === 'hung-up' || end.reason === 'call-ended' || end.reason === 'cancelled') return
     const call = await this.o.store.calls.getById(live.callId)
     if (!call || call.status !== 'in-progress') return
     if (end.reason === 'error' && !live.program) {

@@ -20,6 +20,14 @@ import { FlowAppError } from './webhook-app.ts'
 
 /** A run that jumps more than this many times without a verb that waits is a loop: it ends with an error. */
 const MAX_STEPS = 10_000
+/**
+ * How long a state change waits before it is written, so the burst a verb's
+ * end makes (its outcome, the jumps and conditions after it, the next verb's
+ * start) is one store write: an IVR call (prompt, digits, branch, line,
+ * hangup) writes 5 times instead of 10. GET /v1/calls/:id shows the state at
+ * most this much old; the run's end is written at once.
+ */
+const WRITE_BEHIND_MS = 100
 /** The executed list keeps the newest this many entries. */
 const MAX_EXECUTED = 500
 
@@ -64,6 +72,8 @@ export class FlowRun implements VerbContext {
   private onComplete: string | null
   private writing: Promise<void> | null = null
   private dirty = false
+  /** Ends the write-behind wait of the pending write (the run ended: write now). */
+  private flushNow: (() => void) | null = null
   /** Actions queued by the API to run after the current one (POST /v1/calls/:id/actions, mode queue). */
   private queued: FlowAction[] = []
   private endReason: RunEnd['reason'] | null = null
@@ -180,7 +190,7 @@ export class FlowRun implements VerbContext {
     this.current = null
     this.status = 'ended'
     if (end.error) this.error = end.error
-    this.persist()
+    this.persist(true)
     await this.writing
     return end
   }
@@ -217,11 +227,26 @@ export class FlowRun implements VerbContext {
     }
   }
 
-  /** Coalesced write: one in flight, and one more with the newest state if anything changed meanwhile. */
-  private persist(): void {
+  /**
+   * Coalesced, write-behind state: a change is written WRITE_BEHIND_MS
+   * later, with whatever else changed meanwhile (one write in flight, one
+   * more with the newest state if anything changed during it). A verb's end,
+   * the jumps after it and the next verb's start are one write; the run's
+   * end is written at once (`final`).
+   */
+  private persist(final = false): void {
     this.dirty = true
+    if (final) this.flushNow?.()
     if (this.writing) return
     const loop = async (): Promise<void> => {
+      if (!final) {
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(done, WRITE_BEHIND_MS)
+          function done(): void { clearTimeout(t); resolve() }
+          this.flushNow = done
+        })
+        this.flushNow = null
+      }
       while (this.dirty) {
         this.dirty = false
         await this.o.save(this.state()).catch((err: unknown) => this.log.warn({ err }, 'activeflow state could not be stored'))
