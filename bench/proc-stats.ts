@@ -51,6 +51,22 @@ export function processTree(root: number): number[] {
   return out
 }
 
+/**
+ * CPU seconds of the children pid has reaped (cutime + cstime): work done by
+ * short-lived processes it ran (espeak-ng per TTS line, PostgreSQL backends
+ * that exited), which /proc no longer shows under their own pids.
+ */
+export function reapedChildrenSeconds(pid: number): number {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ')
+    // rest[13] = cutime (field 16), rest[14] = cstime (field 17)
+    return (Number(f[13]) + Number(f[14])) / CLK_TCK
+  } catch {
+    return 0
+  }
+}
+
 /** CPU seconds (user + system) used so far by pid, or by pid and its descendants. */
 export function cpuSeconds(pid: number, tree = false): number {
   const pids = tree ? processTree(pid) : [pid]
@@ -84,13 +100,18 @@ export function memoryKiB(pid: number, tree = false): number {
   return sum
 }
 
-/** A CPU meter over an interval: start(), then read() gives seconds and share of one core. */
-export function cpuMeter(pid: number, tree = false): { read(): { cpuSec: number; wallSec: number; coreShare: number } } {
-  const c0 = cpuSeconds(pid, tree)
+/**
+ * A CPU meter over an interval: start(), then read() gives seconds and share of one core.
+ * `reaped`: the children pid reaped meanwhile count too (reapedChildrenSeconds), so the
+ * work of a process tree whose members come and go is not lost (nor counted negative).
+ */
+export function cpuMeter(pid: number, tree = false, reaped = false): { read(): { cpuSec: number; wallSec: number; coreShare: number } } {
+  const at = () => cpuSeconds(pid, tree) + (reaped ? reapedChildrenSeconds(pid) : 0)
+  const c0 = at()
   const t0 = process.hrtime.bigint()
   return {
     read() {
-      const cpuSec = cpuSeconds(pid, tree) - c0
+      const cpuSec = at() - c0
       const wallSec = Number(process.hrtime.bigint() - t0) / 1e9
       return { cpuSec, wallSec, coreShare: wallSec > 0 ? cpuSec / wallSec : 0 }
     },
