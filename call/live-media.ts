@@ -19,20 +19,31 @@ export interface LiveMedia {
   readonly output: OutputArbiter
   agent: CallAgent | null
   dialog: Srf.Dialog | null
-  /** Runs once when the call's media ends (hangup, RTP timeout, SDP failure). */
+  /**
+   * Runs once when the call's media ends (hangup, RTP timeout, SDP failure);
+   * registered after that, it runs at once (next microtask), so work that
+   * awaited something while the call ended still hears of it.
+   */
   onEnd(fn: (reason: string) => void | Promise<void>): void
+  /** True once end() ran: the call's media is going or gone. */
+  readonly ended: boolean
   /** Unlists the call and runs the end handlers (the leg calls it before closing the session). */
   end(reason: string): Promise<void>
 }
 
 export class MediaSessionRegistry {
-  private readonly live = new Map<string, LiveMedia & { endHandlers: Array<(reason: string) => void | Promise<void>> }>()
+  private readonly live = new Map<string, LiveMedia & { endHandlers: Array<(reason: string) => void | Promise<void>>; endedWith: string | null }>()
 
   add(ctx: CallContext, session: MediaSession): LiveMedia {
     const endHandlers: Array<(reason: string) => void | Promise<void>> = []
     const entry = {
-      ctx, session, output: new OutputArbiter(session), agent: null, dialog: null, endHandlers,
-      onEnd: (fn: (reason: string) => void | Promise<void>) => { endHandlers.push(fn) },
+      ctx, session, output: new OutputArbiter(session), agent: null, dialog: null, endHandlers, endedWith: null as string | null,
+      get ended(): boolean { return entry.endedWith !== null },
+      onEnd: (fn: (reason: string) => void | Promise<void>) => {
+        if (entry.endedWith === null) { endHandlers.push(fn); return }
+        const reason = entry.endedWith
+        queueMicrotask(() => { void Promise.resolve().then(() => fn(reason)).catch(() => { /* as end() does: one handler's failure stays its own */ }) })
+      },
       end: (reason: string) => this.end(ctx.callId, reason),
     }
     this.live.set(ctx.callId, entry)
@@ -52,6 +63,7 @@ export class MediaSessionRegistry {
     const e = this.live.get(callId)
     if (!e) return
     this.live.delete(callId)
+    e.endedWith = reason
     e.output.end()
     for (const fn of e.endHandlers.splice(0)) {
       try { await fn(reason) } catch { /* one failing handler must not keep the others from running */ }

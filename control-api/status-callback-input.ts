@@ -1,9 +1,9 @@
 import { Type } from '@sinclair/typebox'
-import { OutboundUrlRefused } from '../config/outbound-url-policy.ts'
 import { STATUS_CALLBACK_METHODS, type StatusCallback } from '../store/status-callbacks.ts'
 import { Nullable, StringEnum } from './schemas.ts'
 import type { ApiDeps } from './deps.ts'
 import { ApiError } from './errors.ts'
+import { checkTenantUrl } from './tenant-url.ts'
 import { STATUS_CALLBACK_FIELDS_DOC } from './status-callback-request.ts'
 
 /**
@@ -55,12 +55,6 @@ export async function statusCallbackOf(
     if (!current) throw invalid('status_callback_method', 'needs a status_callback')
     return { url: current.url, method: method! }
   }
-  if (!deps.allowInsecureWebhooks && !url.startsWith('https://')) throw invalid('status_callback', 'must use https')
-  try {
-    await deps.urlPolicy.check(url)
-  } catch (err) {
-    if (err instanceof OutboundUrlRefused) throw invalid('status_callback', `is refused by the outbound URL policy (${err.message})`)
-    throw err
-  }
+  await checkTenantUrl(deps, url, 'status_callback')
   return { url, method: method ?? current?.method ?? 'POST' }
 }

@@ -68,6 +68,7 @@ export class NumberRepository {
     // Fields of another target type would be kept and ignored: refuse them instead.
     if (t && t.type !== 'app' && (t.url !== undefined || t.method !== undefined)) throw invalidField('target.url', `only for app targets (this target is ${t.type})`)
     if (t && t.type !== 'sip' && t.uri !== undefined) throw invalidField('target.uri', `only for sip targets (this target is ${t.type})`)
+    if (t && !TARGET_TABLE[t.type] && t.id !== undefined) throw invalidField('target.id', `not used by ${t.type} targets`)
   }
 
   private unique<T>(p: Promise<T>, number: string | undefined): Promise<T> {

@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { Store } from '../../store/index.ts'
-import type { Call, CallProgram } from '../../store/calls.ts'
-import type { Activeflow } from '../../store/flows.ts'
+import { isFinal, type Call, type CallProgram } from '../../store/calls.ts'
 import type { CallplaneEvent } from '../../store/outbox.ts'
 import { CallControlError, type CallControl } from '../call-control.ts'
 import type { FlowAction } from './flow-action.ts'
@@ -70,7 +69,12 @@ export class CallPrograms {
    * app-error.
    */
   start(callId: string): void {
-    void this.startProgram(callId).catch((err: unknown) => this.log.error({ err, callId }, 'call program failed to start'))
+    void this.startProgram(callId).catch(async (err: unknown) => {
+      this.log.error({ err, callId }, 'call program failed to start')
+      // The caller must not be left in silence: the apology and app-error, as for an app that fails.
+      const call = await this.o.store.calls.getById(callId).catch(() => null)
+      if (call?.status === 'in-progress') await this.appError(call, `the program could not start: ${(err as Error).message}`).catch(() => { /* ended meanwhile */ })
+    })
   }
 
   /** The program of a call: its own (POST /v1/calls), else its number's target. */
@@ -107,7 +111,10 @@ export class CallPrograms {
       // A webhook app: its first answer is what a fetch of its URL returns.
       actions = withIds([{ type: 'fetch', option: { event_url: program.url, event_method: program.method } }])
     }
-    await this.launch(call, actions, { flowId, onComplete, program: true, referenceType: 'call' })
+    const { id } = this.launch(call, actions, { flowId, onComplete, program: true, referenceType: 'call' })
+    // A call.ended published while the program was being looked up found no run to stop: look once more.
+    const fresh = await this.o.store.calls.getById(call.id)
+    if (!fresh || isFinal(fresh.status)) this.byId.get(id)?.run.stop('call-ended')
   }
 
   private async failBeforeRun(call: Call, error: string): Promise<void> {
@@ -117,11 +124,21 @@ export class CallPrograms {
     await this.appError(call, error)
   }
 
-  private async launch(call: Call, actions: FlowAction[], opts: { flowId: string | null; onComplete: string | null; program: boolean; referenceType: 'call' | 'api' }): Promise<Activeflow> {
+  /**
+   * Starts a run on the call, registered before anything is awaited so a
+   * second list for the same call (the API's, racing the program's start)
+   * joins it, queued, instead of playing over it.
+   */
+  private launch(call: Call, actions: FlowAction[], opts: { flowId: string | null; onComplete: string | null; program: boolean; referenceType: 'call' | 'api' }): { id: string; joined: boolean; created: Promise<unknown> } {
     const control = this.o.control()
     if (!control) throw new CallControlError('unavailable', 'call control is not available on this node yet')
+    const going = this.byCall.get(call.id)
+    if (going && !going.run.ended) {
+      going.run.enqueue(actions, 'queue')
+      going.program ||= opts.program
+      return { id: going.run.runId, joined: true, created: Promise.resolve() }
+    }
     const id = randomUUID()
-    const row = await this.o.store.activeflows.create({ id, accountId: call.accountId, callId: call.id, flowId: opts.flowId, referenceType: opts.referenceType, nodeId: this.o.nodeId, variables: {} })
     const run = new FlowRun({
       id, call, actions, flowId: opts.flowId, onCompleteFlowId: opts.onComplete, control, log: this.log.child({ callId: call.id }),
       services: { store: this.o.store, app: this.o.app, nodeId: this.o.nodeId },
@@ -130,13 +147,26 @@ export class CallPrograms {
     const live: LiveRun = { run, callId: call.id, program: opts.program, done: Promise.resolve({ reason: 'completed' }) }
     this.byCall.set(call.id, live)
     this.byId.set(id, live)
-    live.done = run.run().then(async (end) => {
-      this.byCall.delete(call.id)
+    const forget = (): void => {
+      // Only its own entry: a newer run on the call may have taken the slot.
+      if (this.byCall.get(call.id) === live) this.byCall.delete(call.id)
       this.byId.delete(id)
-      await this.finish(live, end)
-      return end
-    })
-    return row
+    }
+    // The row first: the run's state writes update it.
+    const created = this.o.store.activeflows.create({ id, accountId: call.accountId, callId: call.id, flowId: opts.flowId, referenceType: opts.referenceType, nodeId: this.o.nodeId, variables: {} })
+    live.done = created
+      .then(() => run.run())
+      .then(async (end) => {
+        forget()
+        // Never unhandled: a store that fails here must not take the process (and every call) down.
+        await this.finish(live, end).catch((err: unknown) => this.log.error({ err, callId: call.id }, 'the end of a call program could not be handled'))
+        return end
+      }, (err: unknown) => {
+        forget()
+        this.log.error({ err, callId: call.id }, 'a call program could not run')
+        return { reason: 'error', error: (err as Error).message } satisfies RunEnd
+      })
+    return { id, joined: false, created }
   }
 
   /** What happens to the call when its run ends. */
@@ -185,8 +215,10 @@ export class CallPrograms {
       if (mode === 'interrupt') await this.o.control()?.interrupt?.(call).catch(() => { /* nothing was playing */ })
       return { activeflowId: live.run.runId, mode }
     }
-    const row = await this.launch(call, checked.actions, { flowId: null, onComplete: null, program: false, referenceType: 'api' })
-    return { activeflowId: row.id, mode: 'started' }
+    const r = this.launch(call, checked.actions, { flowId: null, onComplete: null, program: false, referenceType: 'api' })
+    // The id answered is readable at once (GET /v1/activeflows/:id).
+    await r.created.catch(() => { /* logged by the run */ })
+    return { activeflowId: r.id, mode: r.joined ? 'queue' : 'started' }
   }
 
   /** POST /v1/activeflows/:id/stop: ends a run here; false when it does not run on this node. */

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { Call } from '../../store/calls.ts'
 import type { ExecutedAction, ActiveflowState } from '../../store/flows.ts'
@@ -34,6 +35,8 @@ const MAX_STEPS = 10_000
  */
 const WRITE_BEHIND_MS = 100
 const WRITE_BEHIND_ENTRIES = 50
+/** A run follows at most this many on_complete_flow_id links. */
+const MAX_CHAINED_FLOWS = 100
 /** The executed list keeps the newest this many entries. */
 const MAX_EXECUTED = 500
 
@@ -148,10 +151,12 @@ export class FlowRun implements VerbContext {
   async run(): Promise<RunEnd> {
     let pos = 0
     let steps = 0
+    let hops = 0
     let end: RunEnd = { reason: 'completed' }
     try {
       for (;;) {
-        if (this.abort.signal.aborted && !this.replacement) { end = { reason: this.endReason ?? 'cancelled' }; break }
+        // A stop (API, the call's end) wins over a replacement list still pending.
+        if (this.endReason !== null || (this.abort.signal.aborted && !this.replacement)) { end = { reason: this.endReason ?? 'cancelled' }; break }
         if (this.replacement) {
           if (this.abort.signal.aborted && this.endReason === null) this.abort = new AbortController()
           this.replaceWith(this.replacement)
@@ -159,14 +164,17 @@ export class FlowRun implements VerbContext {
           pos = 0
         }
         if (this.queued.length) {
-          // API actions queued behind the current verb go first, then the flow resumes where it was.
-          const rest = this.actions.slice(pos)
-          this.replaceWith([...this.queued, ...rest])
+          // API actions queued behind the current verb go first, then a jump back to where the flow
+          // was. The flow's actions all stay in the list, so its later jumps still find their targets.
+          const resume = pos < this.actions.length ? [{ id: randomUUID(), type: 'goto', option: { target_id: this.actions[pos]!.id } }] : [{ id: randomUUID(), type: 'stop' }]
+          this.replaceWith([...this.queued, ...resume, ...this.actions])
           this.queued = []
           pos = 0
         }
         if (pos >= this.actions.length) {
           if (!this.onComplete) break
+          // on_complete_flow_id may chain flows in a cycle (or to an empty flow): bounded like jumps.
+          if (++hops > MAX_CHAINED_FLOWS) throw new FlowAppError(`more than ${MAX_CHAINED_FLOWS} flows chained by on_complete_flow_id: they loop`)
           const next = await this.services.store.flows.get(this.callRecord.accountId, this.onComplete)
           this.onComplete = null
           if (!next) break

@@ -28,5 +28,5 @@ export function createCallPrograms(o: CreateCallProgramsOptions): CallPrograms {
 }
 
 export { CallPrograms, APP_ERROR_PROMPT } from './call-programs.ts'
-export { checkActions, actionSchema, verbOptionSchemas, verbTypes, MAX_ACTIONS } from './verb-catalog.ts'
+export { checkActions, verbOptionSchemas, verbTypes, MAX_ACTIONS } from './verb-catalog.ts'
 export type { FlowAction, FlowActionInput } from './flow-action.ts'

@@ -5,6 +5,12 @@
  * (`${voipbin.call.digits}` is `${callplane.call.digits}`). An unknown name
  * becomes empty text, as in VoipBin.
  */
+/** A value is cut at this many characters, a substituted string too: a tenant's flow cannot grow them without bound. */
+export const MAX_VALUE_CHARS = 65_536
+const MAX_SUBSTITUTED_CHARS = 262_144
+/** At most this many variables in one run. */
+export const MAX_VARIABLES = 1000
+
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g
 
 export class FlowVariables {
@@ -27,7 +33,10 @@ export class FlowVariables {
     if (value === null || value === undefined) this.values.delete(k)
     // Values come from callers (speech, digits) and from apps' answers: NUL and lone surrogates,
     // which PostgreSQL's jsonb refuses, must not make the run's state unstorable.
-    else this.values.set(k, String(value).replace(/\u0000/g, '').replace(LONE_SURROGATE, '\ufffd'))
+    else {
+      if (!this.values.has(k) && this.values.size >= MAX_VARIABLES) throw new Error(`a run may hold at most ${MAX_VARIABLES} variables`)
+      this.values.set(k, String(value).slice(0, MAX_VALUE_CHARS).replace(/\u0000/g, '').replace(LONE_SURROGATE, '\ufffd'))
+    }
   }
 
   /** Every variable, under its `callplane.*` name (what a webhook app is sent, what GET shows). */
@@ -38,7 +47,8 @@ export class FlowVariables {
   /** `${name}` → its value in a string. */
   substituteText(text: string): string {
     if (!text.includes('${')) return text
-    return text.replace(/\$\{([^}]{1,200})\}/g, (_m, name: string) => this.get(name) ?? '')
+    const out = text.replace(/\$\{([^}]{1,200})\}/g, (_m, name: string) => this.get(name) ?? '')
+    return out.length > MAX_SUBSTITUTED_CHARS ? out.slice(0, MAX_SUBSTITUTED_CHARS) : out
   }
 
   /**

@@ -107,17 +107,6 @@ export function checkActions(input: unknown): ActionsCheck {
 /** What verbs' checks get to check the action lists nested in their options. */
 const CATALOG: VerbCatalog = { checkActions }
 
-/** The OpenAPI form of one action: type plus the option of each verb, described. */
-export function actionSchema(): TSchema {
-  const types = verbTypes()
-  return Type.Object({
-    id: Type.Optional(Type.String({ maxLength: 100, description: 'Set it when a goto/branch/condition targets this action; generated otherwise' })),
-    next_id: Type.Optional(Type.String({ maxLength: 100, description: 'The action to run next (default: the next in the list)' })),
-    type: Type.Union(types.map((t) => Type.Literal(t)), { description: types.map((t) => `\`${t}\`: ${VERBS.get(t)!.verb.summary}`).join('; ') }),
-    option: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'Per verb; see the verb schemas under components (FlowVerb_<type>). Checked on write: a bad option is a 400 naming the action and the field.' })),
-  }, { $id: 'FlowAction' })
-}
-
 /** Each verb's option schema, for the OpenAPI components. */
 export function verbOptionSchemas(): Record<string, TSchema> {
   return Object.fromEntries(verbTypes().map((t) => [t, VERBS.get(t)!.verb.option]))

@@ -78,3 +78,11 @@ export function sleepFor(ms: number, signal: AbortSignal): Promise<void> {
     signal.addEventListener('abort', done, { once: true })
   })
 }
+
+/** Resolves when the run is aborted (stopped, interrupted, or its call ended): what a verb that waits on something else races. */
+export function untilAborted(signal: AbortSignal): Promise<'aborted'> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve('aborted')
+    signal.addEventListener('abort', () => resolve('aborted'), { once: true })
+  })
+}

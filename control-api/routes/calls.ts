@@ -7,6 +7,7 @@ import { found, type ApiDeps, type RouteOptions } from '../deps.ts'
 import { ApiError } from '../errors.ts'
 import { EncodedBody, sendEncoded } from '../encoded-body.ts'
 import { controlOrUnavailable, mapControlError } from '../call-control-access.ts'
+import { checkTenantUrl } from '../tenant-url.ts'
 import { PLAY_TONES, type CallControl, type PlayRequest, type PlayTone } from '../../call/call-control.ts'
 import { RecordingSchema } from './recordings.ts'
 import { ActiveflowSchema, FlowActionSchema, checkedActions } from './flows.ts'
@@ -71,11 +72,10 @@ export const OriginateBody = Type.Object({
 }, { additionalProperties: false })
 
 /** The one program a POST /v1/calls names (agentId, flowId, actions and url exclude each other). */
-function programOf(b: { agentId?: string | undefined; flowId?: string | undefined; actions?: unknown[] | undefined; url?: string | undefined; method?: 'POST' | 'GET' | undefined }, allowInsecure: boolean): CallProgram | undefined {
+function programOf(b: { agentId?: string | undefined; flowId?: string | undefined; actions?: unknown[] | undefined; url?: string | undefined; method?: 'POST' | 'GET' | undefined }): CallProgram | undefined {
   const given = (['agentId', 'flowId', 'actions', 'url'] as const).filter((k) => b[k] !== undefined)
   if (given.length > 1) throw new ApiError(400, 'validation_failed', `invalid body: give one of agentId, flowId, actions and url, not ${given.join(' and ')}`)
   if (b.method !== undefined && b.url === undefined) throw new ApiError(400, 'validation_failed', 'invalid body: method goes with url')
-  if (b.url !== undefined && !allowInsecure && !b.url.startsWith('https://')) throw new ApiError(400, 'validation_failed', 'invalid body: /url must use https')
   if (b.flowId) return { flowId: b.flowId }
   if (b.actions) return { actions: checkedActions(b.actions) }
   if (b.url) return { url: b.url, method: b.method ?? 'POST' }
@@ -213,7 +213,8 @@ export const callRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps 
       const b = req.body
       if (b.agentId && !(await deps.store.agents.get(req.auth.accountId, b.agentId))) throw new ApiError(400, 'invalid_reference', 'agentId: no such agent in this account', { field: 'agentId' })
       if (b.trunkId && !(await deps.store.trunks.get(req.auth.accountId, b.trunkId))) throw new ApiError(400, 'invalid_reference', 'trunkId: no such trunk in this account', { field: 'trunkId' })
-      const program = programOf(b, deps.allowInsecureWebhooks)
+      const program = programOf(b)
+      if (b.url !== undefined) await checkTenantUrl(deps, b.url, 'url')
       if (b.flowId && !(await deps.store.flows.get(req.auth.accountId, b.flowId))) throw new ApiError(400, 'invalid_reference', 'flowId: no such flow in this account', { field: 'flowId' })
       const statusCallback = await statusCallbackOf(deps, b)
       const cc = controlOrUnavailable(deps, 'originate')

@@ -3,7 +3,7 @@ import type { TypeBoxRequestProvider } from '../schemas.ts'
 import { Type } from '@sinclair/typebox'
 import { PhoneNumber, IdParams, Nullable, PageQuery, Timestamp, crudResponses, patchOf } from '../schemas.ts'
 import { found, type RouteOptions } from '../deps.ts'
-import { ApiError } from '../errors.ts'
+import { checkTenantUrl } from '../tenant-url.ts'
 import { NumberStatusCallbackFields, StatusCallbackSchema, statusCallbackOf } from '../status-callback-input.ts'
 
 const NumberString = PhoneNumber('The number callers dial')
@@ -38,15 +38,13 @@ export const numberRoutes: FastifyPluginAsync<RouteOptions> = async (base, { dep
   const tags = ['numbers']
   app.get('/numbers', { config, schema: { tags, summary: 'List numbers', querystring: PageQuery, response: R.list } },
     async (req) => repo.list(req.auth.accountId, req.query))
-  // An app target's URL follows the webhook rule (https unless insecure webhooks are allowed).
-  const checkAppUrl = (t: { type: string; url?: string | undefined } | undefined) => {
-    if (t?.url && !deps.allowInsecureWebhooks && !t.url.startsWith('https://')) {
-      throw new ApiError(400, 'validation_failed', 'invalid body: /target/url must use https', [{ path: '/target/url', message: 'must use https' }])
-    }
+  // An app target's URL is checked like every tenant URL (https rule, outbound URL policy).
+  const checkAppUrl = async (t: { type: string; url?: string | undefined } | undefined | null) => {
+    if (t?.url) await checkTenantUrl(deps, t.url, 'target/url')
   }
   app.post('/numbers', { config, schema: { tags, summary: 'Provision a number', body: NumberCreate, response: R.created } },
     async (req, reply) => {
-      checkAppUrl(req.body.target)
+      await checkAppUrl(req.body.target)
       const statusCallback = await statusCallbackOf(deps, req.body)
       return reply.code(201).send(await repo.create(req.auth.accountId, { ...req.body, ...(statusCallback ? { statusCallback } : {}) }))
     })
@@ -54,7 +52,7 @@ export const numberRoutes: FastifyPluginAsync<RouteOptions> = async (base, { dep
     async (req) => found(await repo.get(req.auth.accountId, req.params.id), 'number', req.params.id))
   app.patch('/numbers/:id', { config, schema: { tags, summary: 'Update a number', params: IdParams, body: NumberUpdate, response: R.updated } },
     async (req) => {
-      checkAppUrl(req.body.target ?? undefined)
+      await checkAppUrl(req.body.target)
       const current = found(await repo.get(req.auth.accountId, req.params.id), 'number', req.params.id)
       const statusCallback = await statusCallbackOf(deps, req.body, current.statusCallback)
       return found(await repo.update(req.auth.accountId, req.params.id, { ...req.body, ...(statusCallback !== undefined ? { statusCallback } : {}) }), 'number', req.params.id)

@@ -156,6 +156,37 @@ t.test('IVR flows over SIP', async (t) => {
     t.ok(mine.length >= lines.length && mine.every((e) => e.data.role === 'user'), `call.transcript events on /v1/events (${mine.length})`)
   })
 
+  t.test('verbs queued from the API into a looping menu run, and the loop still finds its targets', async (t) => {
+    const number = await flowNumber([
+      { id: 'menu', type: 'gather', option: { text: 'Press one.', max_digits: 1, timeout: 1000 } },
+      { id: 'again', type: 'goto', option: { target_id: 'menu', loop_count: 2 } },
+      { type: 'hangup', option: { reason: 'menu-looped' } },
+    ])
+    const c = await call(number)
+    t.teardown(c.close)
+    const r = await post(`/v1/calls/${c.callId}/actions`, { mode: 'queue', actions: [{ id: 'note', type: 'variable_set', option: { key: 'queued', value: 'yes' } }] })
+    t.equal(r.status, 202)
+    t.equal(r.body.mode, 'queue', 'queued into the running flow')
+    const d = await ended(c.callId)
+    t.equal(d.endedReason, 'menu-looped', 'the menu looped to its end (no jump lost its target)')
+    const run = d.activeflows[0]!
+    t.equal(run.variables.queued, 'yes', 'the queued verb ran')
+    t.equal(run.executedActions.filter((e) => e.id === 'menu').length, 3, 'the menu ran three times')
+  })
+
+  t.test('flows chained in a cycle by on_complete_flow_id end with app-error, not a silent spin', async (t) => {
+    const a = await post('/v1/flows', { name: 'a', actions: [{ type: 'variable_set', option: { key: 'x', value: '1' } }] })
+    const b = await post('/v1/flows', { name: 'b', actions: [], on_complete_flow_id: a.body.id })
+    t.equal((await api(`/v1/flows/${a.body.id}`, { method: 'PATCH', body: JSON.stringify({ on_complete_flow_id: b.body.id }) })).status, 200)
+    const number = `+1415555${String(300 + numberSeq++).padStart(4, '0')}`
+    t.equal((await post('/v1/numbers', { number, target: { type: 'flow', id: a.body.id } })).status, 201)
+    const c = await call(number)
+    t.teardown(c.close)
+    const d = await ended(c.callId)
+    t.equal(d.endedReason, 'app-error')
+    t.match(d.activeflows[0]!.error, /chained by on_complete_flow_id/)
+  })
+
   t.test('flow validation: each bad option is a 400 naming the action and field', async (t) => {
     const cases: Array<{ actions: unknown[]; message: RegExp }> = [
       { actions: [{ type: 'dance' }], message: /actions\[0\] type: unknown verb 'dance'/ },

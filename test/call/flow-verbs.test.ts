@@ -55,6 +55,10 @@ t.test('flow verbs', async (t) => {
       ['fetch_flow', { flow_id: 'nope' }, /option\/flow_id/],
       ['conference_join', { conference_id: 'nope' }, /option\/conference_id/],
       ['condition_variable', { variable: 'x', value_type: 'number', false_target_id: 'x' }, /value_number: required/],
+      ['talk', { text: 'hi', voice: 'en-us', gender: 'female' }, /gender: only without voice/],
+      ['gather', { stream_urls: ['https://example.com/a.wav'], voice: 'en-us' }, /voice: only with a text prompt/],
+      ['gather', { action_method: 'GET' }, /action_method: only with action_url/],
+      ['webhook_send', { uri: 'https://example.com/x', method: 'GET', data: '{}' }, /data: a GET sends no body/],
     ]
     for (const [verb, option, field] of wrong) {
       const r = await post('/v1/flows', { name: 'bad', actions: [{ id: 'x', type: verb, option }] })

@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox'
 import { summarizeTranscript } from '../../../agent/index.ts'
 import type { TranscriptEntry } from '../../../store/calls.ts'
 import { agentConfigFrom } from '../../agent-config.ts'
-import { defineVerb, type VerbContext } from '../verb.ts'
+import { defineVerb, untilAborted, type VerbContext } from '../verb.ts'
 import { FlowAppError } from '../webhook-app.ts'
 
 /**
@@ -12,14 +12,6 @@ import { FlowAppError } from '../webhook-app.ts'
  */
 
 const AgentId = Type.String({ pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$', description: 'An agent of this account (/v1/agents)' })
-
-/** Waits for the run's end (the call's end, a stop): the call has left the flow. */
-function untilRunEnds(signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve()
-    signal.addEventListener('abort', () => resolve(), { once: true })
-  })
-}
 
 export const aiTalk = defineVerb({
   type: 'ai_talk',
@@ -48,7 +40,7 @@ export const aiTalk = defineVerb({
     if (r.reason === 'transfer') {
       // The caller now talks to the transfer target and this call's media is gone:
       // going on (or ending the flow, which hangs up) would cut the transfer off.
-      await untilRunEnds(ctx.signal)
+      await untilAborted(ctx.signal)
       return { outcome: 'transferred' }
     }
     return { outcome: r.reason }

@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox'
-import { defineVerb } from '../verb.ts'
+import { defineVerb, untilAborted } from '../verb.ts'
 import { withIds } from '../flow-action.ts'
 import { FlowAppError } from '../webhook-app.ts'
 
@@ -29,6 +29,10 @@ export const fetchFlow = defineVerb({
   },
 })
 
+/** Requests an async webhook_send may leave open per run (keyed by the run's variables, one object per run). */
+const MAX_ASYNC_SENDS = 10
+const inFlight = new WeakMap<object, number>()
+
 export const webhookSend = defineVerb({
   type: 'webhook_send', summary: 'Send an HTTP request (signed); with sync the flow waits and ${callplane.webhook.status_code} / ${callplane.webhook.body} are set',
   option: Type.Object({
@@ -38,10 +42,16 @@ export const webhookSend = defineVerb({
     data: Type.Optional(Type.String({ maxLength: 100_000, description: 'The body (${variables} substituted); default: the call and variables as JSON' })),
     sync: Type.Optional(Type.Boolean({ default: false })),
   }, { additionalProperties: false }),
+  check: (o) => ((o.method === 'GET' || o.method === 'DELETE') && (o.data !== undefined || o.data_type !== undefined) ? [`data: a ${o.method} sends no body (data and data_type are for POST and PUT)`] : []),
   run: async (ctx, o) => {
     const send = ctx.services.app.send(ctx, { url: o.uri, method: (o.method ?? 'POST') as 'POST', contentType: o.data_type ?? 'application/json', ...(o.data !== undefined ? { body: o.data } : {}) })
     if (!o.sync) {
-      void send.catch((err: unknown) => ctx.log.warn({ err: (err as Error).message, uri: o.uri }, 'webhook_send failed'))
+      // Fire and forget, but a run in a loop may not open requests without bound: past the cap it waits for this one.
+      const n = inFlight.get(ctx.vars) ?? 0
+      inFlight.set(ctx.vars, n + 1)
+      const settled = send.catch((err: unknown) => { ctx.log.warn({ err: (err as Error).message, uri: o.uri }, 'webhook_send failed') })
+        .finally(() => inFlight.set(ctx.vars, (inFlight.get(ctx.vars) ?? 1) - 1))
+      if (n + 1 >= MAX_ASYNC_SENDS) await settled
       return { outcome: 'sent' }
     }
     const r = await send.catch((err: unknown) => ({ status: 0, body: (err as Error).message }))
@@ -72,10 +82,7 @@ export const conferenceJoin = defineVerb({
     await ctx.need('conferenceJoin')(ctx.call, o.conference_id, { muted: o.muted ?? false })
     ctx.vars.set('callplane.conference.id', o.conference_id)
     // VoipBin forks the flow into the conference: the call's flow resumes only if it leaves, which here is its end.
-    await new Promise<void>((resolve) => {
-      if (ctx.signal.aborted) return resolve()
-      ctx.signal.addEventListener('abort', () => resolve(), { once: true })
-    })
+    await untilAborted(ctx.signal)
     return { outcome: 'left' }
   },
 })

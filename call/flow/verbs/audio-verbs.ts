@@ -50,7 +50,10 @@ async function runPrompt(ctx: VerbContext, p: PromptRequest, async = false): Pro
 export const talk = defineVerb({
   type: 'talk', summary: 'Say text (TTS)',
   option: TalkOption,
-  check: (o) => (o.voice && o.voice_id ? ['voice_id: give voice or voice_id, not both'] : []),
+  check: (o) => [
+    ...(o.voice && o.voice_id ? ['voice_id: give voice or voice_id, not both'] : []),
+    ...(o.gender && (o.voice || o.voice_id) ? ['gender: only without voice or voice_id (it picks the espeak-ng variant when no voice is named)'] : []),
+  ],
   run: (ctx, o) => runPrompt(ctx, talkPrompt(o), o.async ?? false),
 })
 
@@ -128,6 +131,8 @@ export const gather = defineVerb({
   option: GatherOption,
   check: (o) => [
     ...(o.text && o.stream_urls ? ['stream_urls: give text or stream_urls, not both'] : []),
+    ...(o.voice && !o.text ? ['voice: only with a text prompt'] : []),
+    ...(o.action_method && !o.action_url ? ['action_method: only with action_url'] : []),
     ...((o.min_digits ?? 1) > (o.max_digits ?? Math.max(1, o.min_digits ?? 1)) ? ['min_digits: must not exceed max_digits'] : []),
     ...(o.hints && !(o.input ?? ['digits']).includes('speech') ? ['hints: only with input speech'] : []),
     ...((o.finish_key || o.max_digits || o.min_digits || o.inter_digit_timeout) && !(o.input ?? ['digits']).includes('digits') ? ['input: digit options need input digits'] : []),

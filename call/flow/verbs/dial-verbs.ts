@@ -5,7 +5,7 @@ import type { StoredAction } from '../../../store/flows.ts'
 import { isFinal } from '../../../store/calls.ts'
 import { addressProblems, DialAddressSchema, SourceAddressSchema } from '../../dial-address.ts'
 import { resolveTargets, startGroupcall } from '../../groupcalls.ts'
-import { defineVerb, type VerbContext } from '../verb.ts'
+import { defineVerb, untilAborted, type VerbContext } from '../verb.ts'
 import { FlowAppError } from '../webhook-app.ts'
 
 /**
@@ -28,14 +28,6 @@ function destinationProblems(destinations: DialAddress[]): string[] {
 /** The caller ID of the new legs: the option's, else the flow's call's own `from` (the caller on an inbound call, our number on an outbound one). */
 function sourceOf(ctx: VerbContext, source: { target: string } | undefined): DialAddress {
   return { type: 'tel', target: source?.target ?? ctx.call.from }
-}
-
-/** Resolves when the run is aborted (the call ended, the run was stopped or interrupted). */
-function aborted(signal: AbortSignal): Promise<'aborted'> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve('aborted')
-    signal.addEventListener('abort', () => resolve('aborted'), { once: true })
-  })
 }
 
 const ConnectOption = Type.Object({
@@ -69,7 +61,10 @@ export const connect = defineVerb({
     // Ringback while they ring; interrupt() ends it (and nothing else runs on the call meanwhile).
     const ringback = o.early_media && ctx.control.prompt && (await dial.placed)
     if (ringback) void ctx.control.prompt!(call, { tone: { tone: 'ringback', durationMs: (o.timeout ?? 30_000) * (o.ring_method === 'linear' ? destinations.length : 1) } }).catch(() => { /* no media: silence */ })
-    const r = await dial.result
+    // A leg whose end never reaches the bus must not hold the run: its stop or its call's end goes first.
+    const r = await Promise.race([dial.result, untilAborted(ctx.signal)])
+    // The dial's own abort handler (the same signal) has hung up or canceled its legs.
+    if (r === 'aborted') return { outcome: 'stopped' }
     if (ringback) await ctx.control.interrupt?.(call).catch(() => { /* ended */ })
     ctx.vars.set('callplane.connect.status', r.status)
     if (!r.answered) {
@@ -89,7 +84,7 @@ export const connect = defineVerb({
     }
     // The two talk until the callee hangs up (the flow goes on) or this call ends / the run stops (the dial's
     // abort signal then hangs up the callee).
-    const end = await Promise.race([dial.legEnded(leg.id), aborted(ctx.signal)])
+    const end = await Promise.race([dial.legEnded(leg.id), untilAborted(ctx.signal)])
     if (end === 'aborted') return { outcome: 'answered' }
     ctx.vars.set('callplane.connect.ended_reason', end.endedReason)
     if (o.relay_reason) {

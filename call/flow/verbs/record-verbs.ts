@@ -16,6 +16,8 @@ export const recordingStart = defineVerb({
   }, { additionalProperties: false }),
   run: async (ctx, o) => {
     if (o.beep_start) await ctx.need('prompt')(ctx.call, { tone: { tone: 'beep' } })
+    // Stopped during the beep: no recording starts.
+    if (ctx.signal.aborted) return { outcome: 'stopped' }
     const { recordingId } = await ctx.need('startRecording')(ctx.call, { format: 'wav', channels: o.channels ?? 'mono' })
     ctx.vars.set('callplane.recording.id', recordingId)
     ctx.vars.set('callplane.recording.format', 'wav')
