@@ -67,6 +67,29 @@ t.test('flow verbs', async (t) => {
     }
   })
 
+  t.test('conference_join: the flow goes on when the call is removed from the room', async (t) => {
+    const room = await post('/v1/conferences', { name: 'flow room' })
+    t.equal(room.status, 201)
+    const flow = await post('/v1/flows', { name: 'room', actions: [
+      { type: 'conference_join', option: { conference_id: room.body.id } },
+      { type: 'talk', option: { text: 'You left the room.' } },
+      { type: 'hangup', option: { reason: 'back-from-room' } },
+    ] })
+    t.equal(flow.status, 201)
+    const number = '+14155550902'
+    t.equal((await post('/v1/numbers', { number, target: { type: 'flow', id: flow.body.id } })).status, 201)
+    const c = await call(number)
+    t.teardown(c.close)
+    await waitFor(async () => (await (await api(`/v1/calls/${c.callId}`)).json() as { conferenceId: string | null }).conferenceId === room.body.id, 10_000, 'the call is in the room')
+    await sleep(1500)
+    t.equal((await detail(c.callId)).status, 'in-progress', 'the flow waits while the call is in the room')
+    const kick = await api(`/v1/conferences/${room.body.id}/participants/${c.callId}`, { method: 'DELETE' })
+    t.equal(kick.status, 202, 'removed through the API')
+    const d = await waitFor(async () => { const x = await detail(c.callId); return x.status !== 'in-progress' ? x : null }, 20_000, 'the flow went on')
+    t.equal(d.endedReason, 'back-from-room', 'the actions after conference_join ran')
+    t.equal(d.activeflows[0]!.executedActions[0]!.outcome, 'left')
+  })
+
   t.test('one call through the verbs', async (t) => {
     // Media the flow plays lives under DATA_DIR/media (play's file:// rule).
     const mediaDir = join(stack.config.dataDir, 'media')

@@ -1,5 +1,5 @@
 import { Type } from '@sinclair/typebox'
-import { defineVerb, untilAborted } from '../verb.ts'
+import { defineVerb, sleepFor, untilAborted } from '../verb.ts'
 import { withIds } from '../flow-action.ts'
 import { FlowAppError } from '../webhook-app.ts'
 
@@ -70,6 +70,9 @@ export const webhookSend = defineVerb({
   },
 })
 
+/** How often a call in a conference is checked for having left it. */
+const LEFT_ROOM_CHECK_MS = 1000
+
 export const conferenceJoin = defineVerb({
   type: 'conference_join', summary: 'Put the call into a conference; the flow waits there until the call ends',
   option: Type.Object({
@@ -81,9 +84,14 @@ export const conferenceJoin = defineVerb({
     if (!conf) throw new FlowAppError(`conference_join: conference ${o.conference_id} does not exist in this account`)
     await ctx.need('conferenceJoin')(ctx.call, o.conference_id, { muted: o.muted ?? false })
     ctx.vars.set('callplane.conference.id', o.conference_id)
-    // VoipBin forks the flow into the conference: the call's flow resumes only if it leaves, which here is its end.
-    await untilAborted(ctx.signal)
-    return { outcome: 'left' }
+    // VoipBin forks the flow into the conference: the flow resumes when the call leaves the room (kicked,
+    // moved by the API) and ends with the call. Leaving is seen on the call record (its conferenceId), which
+    // whichever media worker or node mixes the room keeps, checked once a second.
+    for (;;) {
+      if (await Promise.race([untilAborted(ctx.signal), sleepFor(LEFT_ROOM_CHECK_MS, ctx.signal).then(() => 'tick' as const)]) === 'aborted') return { outcome: 'ended' }
+      const now = await ctx.refresh()
+      if (now.conferenceId !== o.conference_id) return { outcome: 'left' }
+    }
   },
 })
 
