@@ -6,14 +6,22 @@ import { startServer, SDP, looseDialog } from './helpers.ts'
 const scenario = (name: string): string => new URL(`./scenarios/${name}`, import.meta.url).pathname
 
 async function sippUas(name: string, calls = 1) {
-  const port = await freePort()
-  const run = runSipp({ scenario: scenario(name), localPort: port, calls, timeoutMs: 20_000 })
-  // sipp can take seconds to start on a loaded box; if it exits instead (port
-  // taken), say so rather than waiting for a socket that never comes.
-  const exited = run.done.then((r) => { throw new Error(`sipp UAS exited before listening on ${port}: ${r.errors.slice(0, 200)}`) })
-  exited.catch(() => {})
-  await Promise.race([waitListening(port, 'udp', '127.0.0.1', 15_000), exited])
-  return { port, run }
+  // A port free when picked may be taken before sipp binds it (another file's socket under the
+  // parallel suite: "Unable to bind main socket, errno = 98"): pick another and start again.
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort()
+    const run = runSipp({ scenario: scenario(name), localPort: port, calls, timeoutMs: 20_000 })
+    // sipp can take seconds to start on a loaded box; if it exits instead (port
+    // taken), say so rather than waiting for a socket that never comes.
+    const exited = run.done.then((r) => { throw new Error(`sipp UAS exited before listening on ${port}: ${r.errors.slice(0, 200)}`) })
+    exited.catch(() => {})
+    try {
+      await Promise.race([waitListening(port, 'udp', '127.0.0.1', 15_000), exited])
+      return { port, run }
+    } catch (err) {
+      if (attempt >= 3 || !/errno = 98|Address already in use/.test((err as Error).message)) throw err
+    }
+  }
 }
 
 t.test('OPTIONS is answered 200 with no application; unrouted INVITE gets 503', async (t) => {
