@@ -38,6 +38,8 @@ interface LiveRun { run: FlowRun; callId: string; program: boolean; done: Promis
 export class CallPrograms {
   private readonly byCall = new Map<string, LiveRun>()
   private readonly byId = new Map<string, LiveRun>()
+  /** Calls between start() and their run's registration → whether their end was announced meanwhile. */
+  private readonly starting = new Map<string, boolean>()
   private readonly log: Logger
   private readonly unsubscribe: () => void
 
@@ -45,7 +47,10 @@ export class CallPrograms {
     this.log = o.logger.child({ component: 'call-programs' })
     // A call that ends stops its run at once (its media waits also end on their own).
     this.unsubscribe = o.store.bus.subscribe((e: CallplaneEvent) => {
-      if ((e.type === 'call.ended' || e.type === 'call.failed') && e.callId) this.byCall.get(e.callId)?.run.stop('call-ended')
+      if ((e.type !== 'call.ended' && e.type !== 'call.failed') || !e.callId) return
+      const live = this.byCall.get(e.callId)
+      if (live) live.run.stop('call-ended')
+      else if (this.starting.has(e.callId)) this.starting.set(e.callId, true)
     })
   }
 
@@ -90,6 +95,16 @@ export class CallPrograms {
   }
 
   private async startProgram(callId: string): Promise<void> {
+    // Calls whose program is being looked up, and whether their end was announced meanwhile.
+    this.starting.set(callId, false)
+    try {
+      await this.lookUpAndLaunch(callId)
+    } finally {
+      this.starting.delete(callId)
+    }
+  }
+
+  private async lookUpAndLaunch(callId: string): Promise<void> {
     const call = await this.o.store.calls.getById(callId)
     if (!call) return
     const program = await this.programOf(call)
@@ -112,9 +127,8 @@ export class CallPrograms {
       actions = withIds([{ type: 'fetch', option: { event_url: program.url, event_method: program.method } }])
     }
     const { id } = this.launch(call, actions, { flowId, onComplete, program: true, referenceType: 'call' })
-    // A call.ended published while the program was being looked up found no run to stop: look once more.
-    const fresh = await this.o.store.calls.getById(call.id)
-    if (!fresh || isFinal(fresh.status)) this.byId.get(id)?.run.stop('call-ended')
+    // A call.ended published while the program was being looked up found no run to stop; the bus noted it.
+    if (this.starting.get(call.id) || isFinal(call.status)) this.byId.get(id)?.run.stop('call-ended')
   }
 
   private async failBeforeRun(call: Call, error: string): Promise<void> {
