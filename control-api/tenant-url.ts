@@ -9,13 +9,18 @@ import { ApiError } from './errors.ts'
  * `field` is its JSON pointer in the body (`target/url`).
  */
 export async function checkTenantUrl(deps: Pick<ApiDeps, 'allowInsecureWebhooks' | 'urlPolicy'>, url: string, field: string): Promise<void> {
-  if (!deps.allowInsecureWebhooks && !url.startsWith('https://')) throw invalidUrl(field, 'must use https')
+  requireHttps(deps, url, field)
   try {
     await deps.urlPolicy.check(url)
   } catch (err) {
     if (err instanceof OutboundUrlRefused) throw invalidUrl(field, `is refused by the outbound URL policy (${err.message})`)
     throw err
   }
+}
+
+/** The webhooks' https rule alone (plain http only where the engine allows insecure webhooks: the embedded mode). */
+export function requireHttps(deps: Pick<ApiDeps, 'allowInsecureWebhooks'>, url: string, field: string): void {
+  if (!deps.allowInsecureWebhooks && !url.startsWith('https://')) throw invalidUrl(field, 'must use https')
 }
 
 const invalidUrl = (field: string, message: string) =>

@@ -6,7 +6,7 @@ import { EVENT_TYPES } from '../../store/outbox.ts'
 import { WEBHOOK_STATUSES } from '../../store/webhooks.ts'
 import { IdParams, Nullable, PageQuery, Timestamp, crudResponses, errors } from '../schemas.ts'
 import { found, type RouteOptions } from '../deps.ts'
-import { ApiError } from '../errors.ts'
+import { requireHttps } from '../tenant-url.ts'
 
 export const EventTypeSchema = StringEnum(EVENT_TYPES)
 const Url = Type.String({ format: 'uri', pattern: '^https?://', maxLength: 2000, description: 'HTTPS URL receiving the POSTs (plain http only in the embedded mode)' })
@@ -48,11 +48,7 @@ export const webhookRoutes: FastifyPluginAsync<RouteOptions> = async (base, { de
   const repo = deps.store.webhooks
   const config = { scope: 'webhooks:manage' as const }
   const tags = ['webhooks']
-  const checkUrl = (url: string | undefined) => {
-    if (url && !deps.allowInsecureWebhooks && !url.startsWith('https://')) {
-      throw new ApiError(400, 'validation_failed', 'invalid body: /url must use https', [{ path: '/url', message: 'must use https' }])
-    }
-  }
+  const checkUrl = (url: string | undefined) => { if (url) requireHttps(deps, url, 'url') }
   app.get('/webhooks', { config, schema: { tags, summary: 'List webhooks', querystring: PageQuery, response: R.list } },
     async (req) => repo.list(req.auth.accountId, req.query))
   app.post('/webhooks', { config, schema: { tags, summary: 'Create a webhook; the signing secret is returned once', body: WebhookCreate, response: { 201: WebhookCreated, ...errors(409) } } },
