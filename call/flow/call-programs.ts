@@ -40,6 +40,8 @@ export class CallPrograms {
   private readonly byId = new Map<string, LiveRun>()
   /** Calls between start() and their run's registration → whether their end was announced meanwhile. */
   private readonly starting = new Map<string, boolean>()
+  /** The same calls → their start, so a verb list the API posts meanwhile waits to join the program's run. */
+  private readonly startups = new Map<string, Promise<void>>()
   private readonly log: Logger
   private readonly unsubscribe: () => void
 
@@ -97,10 +99,13 @@ export class CallPrograms {
   private async startProgram(callId: string): Promise<void> {
     // Calls whose program is being looked up, and whether their end was announced meanwhile.
     this.starting.set(callId, false)
+    const launched = this.lookUpAndLaunch(callId)
+    this.startups.set(callId, launched.catch(() => { /* reported by start() */ }))
     try {
-      await this.lookUpAndLaunch(callId)
+      await launched
     } finally {
       this.starting.delete(callId)
+      this.startups.delete(callId)
     }
   }
 
@@ -223,6 +228,8 @@ export class CallPrograms {
   async runOnCall(call: Call, input: unknown, mode: 'queue' | 'interrupt'): Promise<{ activeflowId: string; mode: 'queue' | 'interrupt' | 'started' }> {
     const checked = checkActions(input)
     if (!checked.ok) throw new CallControlError('rejected', `invalid actions: ${checked.problems.join('; ')}`, { problems: checked.problems })
+    // A program still being looked up (the call was just answered): `queue` means after it, so wait for its run.
+    await this.startups.get(call.id)
     const live = this.byCall.get(call.id)
     if (live && !live.run.ended) {
       live.run.enqueue(checked.actions, mode)
