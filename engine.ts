@@ -191,7 +191,7 @@ export class Engine {
       })
       stops.push('media', () => mediaPlane.stop())
       sipApplication.setMediaBinder(mediaPlane.binder)
-      const localControl = createApiCallControl(sipApplication, mediaPlane.actions, () => callPrograms)
+      const localControl = createApiCallControl(sipApplication, mediaPlane.actions, () => callPrograms, store.doNotCall)
       if (db.mode === 'postgres') {
         // Several nodes may share this database: an action on a call another node holds is relayed there.
         const relay = new NodeRelay(db, config.nodeId, logger.child({ component: 'node-relay' }), config.callRelayTimeoutMs)

@@ -25,9 +25,16 @@ export function isPhoneNumber(s: string): boolean {
   return parsed !== undefined && parsed.number === s && parsed.isValid()
 }
 
+/** An E.164 number only (no local numbers): what contact lists, the do-not-call list and scheduled calls dial. */
+export const E164_RULE = 'an E.164 number (+, country code and number, no spaces, valid for its country, e.g. +4930123456)'
+export function isE164(s: string): boolean {
+  return s.startsWith('+') && isPhoneNumber(s)
+}
+
 /** Ajv formats: `phone-number`, and `phone-number-or-sip-uri` where a SIP URI (RFC 3261 §19.1) may stand instead. */
 export const phoneNumberFormats: Plugin<unknown> = (ajv) => {
   ajv.addFormat('phone-number', { type: 'string', validate: isPhoneNumber })
+  ajv.addFormat('e164', { type: 'string', validate: isE164 })
   ajv.addFormat('phone-number-or-sip-uri', { type: 'string', validate: (s: string) => SIP_URI.test(s) || isPhoneNumber(s) })
   return ajv
 }
@@ -35,6 +42,7 @@ export const phoneNumberFormats: Plugin<unknown> = (ajv) => {
 /** The readable message for a value that failed one of these formats, or null for other formats. */
 export function phoneFormatMessage(format: unknown): string | null {
   if (format === 'phone-number') return `must be ${PHONE_NUMBER_RULE}`
+  if (format === 'e164') return `must be ${E164_RULE}`
   if (format === 'phone-number-or-sip-uri') return `must be a SIP URI (sip:user@host) or ${PHONE_NUMBER_RULE}`
   return null
 }

@@ -1,5 +1,5 @@
 import type { FastifyTypeProvider } from 'fastify'
-import { PHONE_NUMBER_RULE } from './phone-number.ts'
+import { E164_RULE, PHONE_NUMBER_RULE } from './phone-number.ts'
 import { Type, type TSchema, type Static, type TObject, type TProperties, type TUnsafe } from '@sinclair/typebox'
 
 /** Shared TypeBox pieces: the error body, pagination, ids. */
@@ -29,6 +29,8 @@ export const pageOf = <T extends TSchema>(item: T) => Type.Object({
 
 /** Every phone number the API takes (rule in phone-number.ts). */
 export const PhoneNumber = (description = 'Phone number') => Type.String({ format: 'phone-number', maxLength: 16, description: `${description}: ${PHONE_NUMBER_RULE}` })
+/** An E.164 number only (contacts, the do-not-call list, scheduled calls). */
+export const E164Number = (description = 'Phone number') => Type.String({ format: 'e164', maxLength: 16, description: `${description}: ${E164_RULE}` })
 export const PhoneNumberOrSipUri = (description = 'Destination') => Type.String({ format: 'phone-number-or-sip-uri', maxLength: 300, description: `${description}: a SIP URI (sip:user@host), or ${PHONE_NUMBER_RULE}` })
 
 export const Timestamp = Type.String({ format: 'date-time' })

@@ -6,6 +6,7 @@ import { AgentRepository } from './agents.ts'
 import { CallRepository } from './calls.ts'
 import { CarrierRouteRepository } from './carrier-routes.ts'
 import { ConferenceRepository } from './conferences.ts'
+import { DoNotCallRepository } from './do-not-call.ts'
 import { ExtensionRepository } from './extensions.ts'
 import { GroupcallRepository } from './groupcalls.ts'
 import { ActiveflowRepository, FlowRepository } from './flows.ts'
@@ -46,6 +47,8 @@ export interface Store {
   activeflows: ActiveflowRepository
   /** Destinations dialled together or in turn (POST /v1/groupcalls, a flow's connect). */
   groupcalls: GroupcallRepository
+  /** The per-account do-not-call list, checked before every outbound dial. */
+  doNotCall: DoNotCallRepository
   /** Trunks registering to their carriers: status written by the owning node, read by the API and /health. */
   outboundRegistrations: OutboundRegistrationRepository
   /** Extensions registered here (RFC 3261 §10.3 bindings) and the digest nonce key. */
@@ -78,6 +81,7 @@ export function createStore(db: Database, secrets: SecretBox, logger: Logger): S
     flows: new FlowRepository(pool),
     activeflows: new ActiveflowRepository(pool),
     groupcalls: new GroupcallRepository(pool),
+    doNotCall: new DoNotCallRepository(pool, outbox),
     outboundRegistrations: new OutboundRegistrationRepository(pool),
     registrarBindings: new RegistrarBindingRepository(pool, outbox),
     sipDirectory: new SipDirectoryRepository(pool),

@@ -8,11 +8,12 @@ import { ApiError } from '../errors.ts'
 import { EncodedBody, sendEncoded } from '../encoded-body.ts'
 import { controlOrUnavailable, mapControlError } from '../call-control-access.ts'
 import { checkTenantUrl } from '../tenant-url.ts'
-import { PLAY_TONES, type CallControl, type PlayRequest, type PlayTone } from '../../call/call-control.ts'
+import { CallControlError, PLAY_TONES, type CallControl, type PlayRequest, type PlayTone } from '../../call/call-control.ts'
 import { RecordingSchema } from './recordings.ts'
 import { ActiveflowSchema, FlowActionSchema, checkedActions } from './flows.ts'
 import { MAX_ACTIONS } from '../../call/flow/index.ts'
 import type { CallProgram } from '../../store/calls.ts'
+import { DO_NOT_CALL_CODE } from '../../call/outbound/do-not-call.ts'
 import { CallStatusCallbackFields, StatusCallbackSchema, statusCallbackOf } from '../status-callback-input.ts'
 
 const Status = StringEnum(CALL_STATUSES)
@@ -222,7 +223,13 @@ export const callRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps 
         accountId: req.auth.accountId, from: b.from, to: b.to, agentId: b.agentId, trunkId: b.trunkId,
         timeoutSec: b.timeout ?? 30, record: b.record ?? false, metadata: b.metadata, program,
         ...(statusCallback ? { statusCallback } : {}),
-      }).catch(mapControlError)
+      }).catch((err: unknown) => {
+        // A listed number is the account's own rule, not a dial that failed: 403 naming the list.
+        if (err instanceof CallControlError && (err.details as { code?: string } | undefined)?.code === DO_NOT_CALL_CODE) {
+          throw new ApiError(403, DO_NOT_CALL_CODE, `to: ${err.message}`, { field: 'to', ...(err.details as object) })
+        }
+        return mapControlError(err)
+      })
       return reply.code(201).send(call)
     })
   app.delete('/calls/:id', { config: write, schema: { tags, summary: 'End a call (Telefon shape)', params: IdParams, response: { 204: Type.Null(), ...errors(404, 409, 503) } } },

@@ -23,6 +23,7 @@ import { conferenceRoutes } from './conferences.ts'
 import { eventRoutes } from './events.ts'
 import { flowRoutes } from './flows.ts'
 import { groupcallRoutes } from './groupcalls.ts'
+import { doNotCallRoutes } from './do-not-call.ts'
 
 export interface V1Options {
   store: Store
@@ -49,7 +50,7 @@ const v1: FastifyPluginAsync<V1Options> = async (app, opts) => {
   app.addHook('onClose', async () => readCache.close())
   const urlPolicy = opts.urlPolicy ?? new OutboundUrlPolicy({ allowPrivate: opts.allowInsecureWebhooks })
   const deps: ApiDeps = { store: opts.store, callControl: opts.callControl, programs: opts.programs, allowInsecureWebhooks: opts.allowInsecureWebhooks, invalidateKey: auth.invalidate, readCache, urlPolicy }
-  for (const plugin of [accountRoutes, apiKeyRoutes, agentRoutes, numberRoutes, trunkRoutes, carrierRouteRoutes, extensionRoutes, toolRoutes, webhookRoutes, signingSecretRoutes, callRoutes, flowRoutes, groupcallRoutes, recordingRoutes, conferenceRoutes, eventRoutes]) {
+  for (const plugin of [accountRoutes, apiKeyRoutes, agentRoutes, numberRoutes, trunkRoutes, carrierRouteRoutes, extensionRoutes, toolRoutes, webhookRoutes, signingSecretRoutes, callRoutes, flowRoutes, groupcallRoutes, doNotCallRoutes, recordingRoutes, conferenceRoutes, eventRoutes]) {
     await app.register(plugin, { deps })
   }
 }
