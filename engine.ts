@@ -27,6 +27,7 @@ import { startMediaPlane } from './call/plane/start-media-plane.ts'
 import { createCallPrograms } from './call/flow/index.ts'
 import type { WorkerMediaPlanes } from './call/plane/worker-planes.ts'
 import { registerAgentMetrics } from './agent/metrics.ts'
+import { JobScheduler, systemClock, type Clock } from './store/job-scheduler.ts'
 
 /** What a started engine tells its operator: one line per listener. */
 export interface EngineListeners {
@@ -63,6 +64,10 @@ export interface EngineParts {
   callControl: CallControlSlot
   api: FastifyInstance
   webhookWorker: WebhookWorker
+  /** Durable jobs (store/job-scheduler.ts): campaigns, scheduled calls and sequences register their kinds on it. */
+  scheduler: JobScheduler
+  /** Business time for the scheduler and what it runs (tests move it). */
+  clock: Clock
   listeners: EngineListeners
   /** Set only on the first start without BOOTSTRAP_API_KEY: printed once. */
   generatedApiKey: string | undefined
@@ -86,6 +91,8 @@ export class Engine {
   readonly callControl: CallControlSlot
   readonly api: FastifyInstance
   readonly webhookWorker: WebhookWorker
+  readonly scheduler: JobScheduler
+  readonly clock: Clock
   readonly listeners: EngineListeners
   readonly generatedApiKey: string | undefined
   private readonly stops: StopOrder
@@ -104,12 +111,15 @@ export class Engine {
     this.callControl = parts.callControl
     this.api = parts.api
     this.webhookWorker = parts.webhookWorker
+    this.scheduler = parts.scheduler
+    this.clock = parts.clock
     this.listeners = parts.listeners
     this.generatedApiKey = parts.generatedApiKey
     this.stops = parts.stops
   }
 
-  static async start(config: Config, logger: Logger): Promise<Engine> {
+  /** `opts.clock`: the scheduler's business time (tests pass a SettableClock); real time by default. */
+  static async start(config: Config, logger: Logger, opts: { clock?: Clock } = {}): Promise<Engine> {
     const registry = new Registry()
     collectDefaultMetrics({ register: registry })
     const health = new HealthRegistry()
@@ -125,6 +135,11 @@ export class Engine {
       await store.outbox.start()
       stops.push('outbox', () => store.outbox.stop())
       const callControl = new CallControlSlot()
+      // Created now so the parts below register their job kinds; it starts claiming once the engine is up.
+      const clock = opts.clock ?? systemClock
+      const scheduler = new JobScheduler({
+        jobs: store.jobs, nodeId: config.nodeId, clock, logger, leaseMs: config.jobLeaseMs, pollMs: config.jobPollMs, registry,
+      })
 
       let sipServer: SipServer | null = null
       let target: DrachtioTarget
@@ -250,6 +265,8 @@ export class Engine {
       })
       webhookWorker.start()
       stops.push('webhooks', () => webhookWorker.stop())
+      scheduler.start()
+      stops.push('jobs', () => scheduler.stop())
       const httpAddr = api.server.address()
       const httpPort = typeof httpAddr === 'object' && httpAddr ? httpAddr.port : config.httpPort
 
@@ -262,7 +279,7 @@ export class Engine {
         demo: await demoSipUri().catch(() => null),
       }
       engine = new Engine({
-        config, logger, registry, db, store, sipServer, srfConnection, sipApplication, media, rtpengine: anchor ?? null, callControl, api, webhookWorker, listeners,
+        config, logger, registry, db, store, sipServer, srfConnection, sipApplication, media, rtpengine: anchor ?? null, callControl, api, webhookWorker, scheduler, clock, listeners,
         generatedApiKey: boot.generatedApiKey, stops,
       })
       return engine
@@ -286,6 +303,8 @@ export class Engine {
     this.draining = true
     const log = this.logger.child({ component: 'engine' })
     log.info({ activeCalls: this.srfConnection.activeCalls }, 'draining')
+    // No new scheduled dials while the calls drain; runs in progress hand their jobs back.
+    await this.scheduler.stop()
     await this.srfConnection.drain()
     await this.stops.unwind(log)
     log.info('stopped')

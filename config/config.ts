@@ -40,6 +40,9 @@ export interface Config {
   nodeId: string
   /** How long a node waits for the node that holds a call to answer an action relayed to it. */
   callRelayTimeoutMs: number
+  /** The durable job scheduler: how long a claimed job is held without renewal, and the longest sleep between looks for due jobs. */
+  jobLeaseMs: number
+  jobPollMs: number
   /** How long a webhook app (a number's or call's `url`, a flow's fetch) may take to answer. */
   appTimeoutMs: number
 }
@@ -165,6 +168,8 @@ export const CONFIG_VARS = {
   appTimeoutMs: { env: 'APP_TIMEOUT', default: 5000, parse: positiveDuration, doc: 'How long a webhook app (url on a number or call, a flow\'s fetch, a gather\'s action_url) may take to answer before the call ends with app-error.' },
   webhookDisableAfterMs: { env: 'WEBHOOK_DISABLE_AFTER', default: 432_000_000, parse: positiveDuration, doc: 'A webhook whose every attempt has failed for this long is disabled; its events keep being queued and are delivered when it is re-enabled.' },
   nodeId: { env: 'NODE_ID', default: hostname(), parse: nodeName, doc: 'This node\'s name, stable across restarts: call records carry it (`nodeId`), so an action on a call reaching another node is relayed to this one, and a restart finishes the calls it left live. Every node of a cluster needs its own. Default: the hostname.' },
+  jobLeaseMs: { env: 'JOB_LEASE', default: 30_000, parse: positiveDuration, doc: 'Scheduled work (campaign dials, scheduled calls, sequence steps) is claimed by one node with a lease it renews while the work runs; a node that dies hands its jobs to another after this long.' },
+  jobPollMs: { env: 'JOB_POLL', default: 1000, parse: positiveDuration, doc: 'The longest a node waits before looking again for due jobs (jobs due sooner wake it earlier; another node\'s new jobs and expired leases are seen within this).' },
   callRelayTimeoutMs: { env: 'CALL_RELAY_TIMEOUT', default: 5000, parse: positiveDuration, doc: 'With several nodes on one PostgreSQL: how long a node waits for word from the node that holds a call before answering an action relayed there with 503 (the node may be down). A long action keeps the wait alive while it runs.' },
 } satisfies { [K in keyof Config]: VarSpec<Config[K]> }
 

@@ -9,6 +9,7 @@ import { ConferenceRepository } from './conferences.ts'
 import { DoNotCallRepository } from './do-not-call.ts'
 import { ExtensionRepository } from './extensions.ts'
 import { GroupcallRepository } from './groupcalls.ts'
+import { JobRepository } from './jobs.ts'
 import { ActiveflowRepository, FlowRepository } from './flows.ts'
 import { NumberRepository } from './numbers.ts'
 import { OutboundRegistrationRepository } from './outbound-registrations.ts'
@@ -49,6 +50,8 @@ export interface Store {
   groupcalls: GroupcallRepository
   /** The per-account do-not-call list, checked before every outbound dial. */
   doNotCall: DoNotCallRepository
+  /** Durable jobs (campaign dials, scheduled calls, sequence steps), run by job-scheduler.ts's JobScheduler. */
+  jobs: JobRepository
   /** Trunks registering to their carriers: status written by the owning node, read by the API and /health. */
   outboundRegistrations: OutboundRegistrationRepository
   /** Extensions registered here (RFC 3261 §10.3 bindings) and the digest nonce key. */
@@ -82,6 +85,7 @@ export function createStore(db: Database, secrets: SecretBox, logger: Logger): S
     activeflows: new ActiveflowRepository(pool),
     groupcalls: new GroupcallRepository(pool),
     doNotCall: new DoNotCallRepository(pool, outbox),
+    jobs: new JobRepository(pool),
     outboundRegistrations: new OutboundRegistrationRepository(pool),
     registrarBindings: new RegistrarBindingRepository(pool, outbox),
     sipDirectory: new SipDirectoryRepository(pool),

@@ -17,6 +17,7 @@ const SUITES = [
   'test/control-api/e2e-events.test.ts',
   'test/control-api/request-isolation.test.ts',
   'test/call/flow-ivr.test.ts',
+  'test/store/job-scheduler.test.ts',
 ]
 
 t.test('suites against real PostgreSQL', async (t) => {

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { loadConfig, type Config } from '../../config/config.ts'
 import { createRootLogger } from '../../config/logger.ts'
 import { Engine } from '../../engine.ts'
+import { SettableClock } from '../../store/job-scheduler.ts'
 import { freePort, freeUdpRange } from './ports.ts'
 import { seedPgliteDataDir } from './pglite-template.ts'
 
@@ -14,6 +15,8 @@ export interface Stack {
   baseUrl: string
   sipPort: number
   apiKey: string
+  /** The scheduler's business time: set it to run due jobs (a campaign's retry, a scheduled call) without waiting. */
+  clock: SettableClock
   stop(): Promise<void>
 }
 
@@ -42,9 +45,10 @@ export async function startStack(env: Record<string, string> = {}): Promise<Stac
     ...(process.env.MEDIA_WORKERS ? { MEDIA_WORKERS: process.env.MEDIA_WORKERS } : {}),
     ...env,
   })
-  const engine = await Engine.start(config, createRootLogger(config.logLevel, false))
+  const clock = new SettableClock()
+  const engine = await Engine.start(config, createRootLogger(config.logLevel, false), { clock })
   return {
-    engine, config, sipPort, apiKey,
+    engine, config, sipPort, apiKey, clock,
     baseUrl: engine.listeners.http,
     async stop() {
       await engine.shutdown()

@@ -1,5 +1,6 @@
 import { Type } from '@sinclair/typebox'
 import { defineVerb, sleepFor } from '../verb.ts'
+import { isTimeZone, zonedParts } from '../../time-zones.ts'
 
 /**
  * The verbs that steer the flow itself: jumps, branches, conditions,
@@ -96,19 +97,6 @@ export const conditionVariable = defineVerb({
   },
 })
 
-/** The parts of "now" in a time zone, for condition_datetime. */
-function zonedNow(timeZone: string, now = new Date()): { minute: number; hour: number; day: number; month: number; weekday: number } {
-  const parts = Object.fromEntries(new Intl.DateTimeFormat('en-US', {
-    timeZone, hour12: false, minute: 'numeric', hour: 'numeric', day: 'numeric', month: 'numeric', weekday: 'short',
-  }).formatToParts(now).map((p) => [p.type, p.value]))
-  const weekdays = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat']
-  return { minute: Number(parts.minute), hour: Number(parts.hour) % 24, day: Number(parts.day), month: Number(parts.month), weekday: weekdays.indexOf(parts.weekday!) }
-}
-
-function validTimeZone(tz: string): boolean {
-  try { new Intl.DateTimeFormat('en-US', { timeZone: tz }); return true } catch { return false }
-}
-
 export const conditionDatetime = defineVerb({
   type: 'condition_datetime', summary: 'Go on when the time matches (e.g. opening hours), else jump to false_target_id',
   option: Type.Object({
@@ -122,9 +110,9 @@ export const conditionDatetime = defineVerb({
     false_target_id: ActionId,
   }, { additionalProperties: false }),
   targets: (o) => [o.false_target_id],
-  check: (o) => (o.timezone && !validTimeZone(o.timezone) ? [`timezone: unknown time zone ${o.timezone}`] : []),
+  check: (o) => (o.timezone && !isTimeZone(o.timezone) ? [`timezone: unknown time zone ${o.timezone}`] : []),
   run: async (ctx, o) => {
-    const now = zonedNow(o.timezone ?? 'UTC')
+    const now = zonedParts(o.timezone ?? 'UTC', new Date())
     const op = (o.condition ?? '==') as ComparisonOp
     // Each set field compares "now" against it with the condition (VoipBin: e.g. hour >= 9).
     const checks: boolean[] = []
