@@ -1,7 +1,7 @@
 /**
  * `npm run bench [-- --full] [--only a,b] [--skip a,b] [--list] [--timeout name=sec]`
  *
- * Runs every bench script (bench/{sip,media,agent,vad,api,cost,flow}-*.ts that follows
+ * Runs every bench script (bench/{sip,media,agent,vad,api,cost,flow}-*.ts, bench/dialer.ts, that follow
  * the contract in bench/bench-result.ts) one after the other, each in its own
  * process group with a time bound, shows their progress, collects their
  * BenchResult JSON, adds machine info and writes
@@ -72,6 +72,12 @@ const CATEGORIES: { key: string; match: (name: string) => boolean; about: string
     about: 'programmable calls: IVR calls per core, the verb interpreter\'s CPU per verb, a webhook app\'s response to its audio (issue 16)',
     missing: 'no bench/flow-*.ts yet (issue 16)',
   },
+  {
+    key: 'dialer',
+    match: (n) => n.startsWith('dialer'),
+    about: 'contact centre and outbound at scale: the job scheduler\'s CPU per job, a campaign\'s pacing accuracy, queue assignment latency (issue 17)',
+    missing: 'no bench/dialer.ts yet (issue 17)',
+  },
 ]
 
 function isReference(name: string): boolean {
@@ -102,6 +108,9 @@ const TIMEOUTS: Record<string, { quick: number; full: number }> = {
   'flow-ivr': { quick: 70, full: 480 },
   // its own engine on a throwaway PostgreSQL: start-up of both counts against its bound
   'flow-ivr-postgres': { quick: 90, full: 420 },
+  // the scheduler in-process (PGlite start-up, three batches of jobs), then a campaign and a queue on the engine
+  dialer: { quick: 120, full: 420 },
+  'dialer-postgres': { quick: 120, full: 300 },
 }
 /**
  * Benches that rerun a discovered script with extra arguments, as entries of their own
@@ -115,6 +124,10 @@ const VARIANTS: { name: string; of: string; args: string[]; modes: ('quick' | 'f
   {
     name: 'flow-ivr-postgres', of: 'flow-ivr', args: ['--postgres', '--only', 'ivr'], modes: ['full'],
     about: 'flow-ivr\'s IVR ladder with the engine on a throwaway PostgreSQL instead of the embedded PGlite: the engine\'s own CPU per IVR call, and the database server\'s apart',
+  },
+  {
+    name: 'dialer-postgres', of: 'dialer', args: ['--postgres', '--only', 'scheduler'], modes: ['full'],
+    about: 'dialer\'s job scheduler overhead on a throwaway PostgreSQL instead of the embedded PGlite: CPU per job, the engine\'s side and the database server\'s apart',
   },
 ]
 
