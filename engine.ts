@@ -28,6 +28,7 @@ import { createCallPrograms } from './call/flow/index.ts'
 import type { WorkerMediaPlanes } from './call/plane/worker-planes.ts'
 import { registerAgentMetrics } from './agent/metrics.ts'
 import { JobScheduler, systemClock, type Clock } from './store/job-scheduler.ts'
+import { CampaignDialer } from './call/outbound/campaign-dialer.ts'
 
 /** What a started engine tells its operator: one line per listener. */
 export interface EngineListeners {
@@ -226,6 +227,9 @@ export class Engine {
       // Runs a previous life of this node left `running` (kill -9) end now, as its call records did.
       await store.activeflows.endStale(sipApplication.nodeId).catch((err: unknown) => logger.warn({ err }, 'stale activeflows could not be ended'))
       sipApplication.setCallPrograms(callPrograms)
+      // Outbound campaigns: one scheduler job per target attempt (call/outbound/campaign-dialer.ts).
+      const campaigns = new CampaignDialer({ store, control: () => callControl.current, scheduler, log: logger })
+      campaigns.start()
       health.register('media', () => mediaPlane.health())
       const media = mediaPlane.media
       health.register('sip-app', () => ({
@@ -254,7 +258,7 @@ export class Engine {
         registry,
         health,
         isDraining: () => engine?.draining ?? false,
-        registerRoutes: v1Routes({ store, callControl, programs: callPrograms, allowInsecureWebhooks: db.mode === 'embedded', urlPolicy: tenantUrls }),
+        registerRoutes: v1Routes({ store, callControl, programs: callPrograms, campaigns, allowInsecureWebhooks: db.mode === 'embedded', urlPolicy: tenantUrls }),
       })
       await api.listen({ host: config.httpHost, port: config.httpPort })
       stops.push('control-api', () => api.close())

@@ -7,11 +7,11 @@ import type { MediaEngine } from '../media/media-engine.ts'
 import type { MediaSession } from '../media/session/media-session.ts'
 import { sourceFromSpec } from '../media/playback.ts'
 import type { FrameSource } from '../audio/frame.ts'
-import { createAgentTts, type CallAgent } from '../agent/index.ts'
+import { createAgentTts, type AgentConfigInput, type CallAgent } from '../agent/index.ts'
 import { PcmQueueSource } from '../media/playback.ts'
 import { StreamResampler } from '../codecs/stream-resampler.ts'
 import type { MediaStore } from './plane/media-store.ts'
-import type { CallContext, MediaBinder, MediaLeg } from '../sip/app/media-binding.ts'
+import type { AmdOverride, CallContext, MediaBinder, MediaLeg } from '../sip/app/media-binding.ts'
 import type { RtpengineAnchor, AnchorableSession, CallIds } from '../media/rtpengine/anchor.ts'
 import { MediaSessionRegistry, type LiveMedia } from './live-media.ts'
 import { callQualityOf } from './call-quality.ts'
@@ -47,6 +47,15 @@ const AGENT_ENDED_REASONS: Record<string, string> = {
   'voicemail-left': 'voicemail-left',
   'max-duration': 'exceeded-max-duration',
   'max-silence': 'silence-timed-out',
+}
+
+/** The call's own AMD policy (a campaign's) over the agent's: `enabled: false` turns detection off. */
+function withAmd(amd: AmdOverride): (cfg: AgentConfigInput) => AgentConfigInput {
+  return (cfg) => {
+    const { amd: own, ...rest } = cfg
+    if (!amd.enabled) return rest
+    return { ...rest, amd: { ...own, onMachine: amd.onMachine ?? own?.onMachine ?? 'hangup', ...(amd.message ? { message: amd.message } : {}) } }
+  }
 }
 
 export interface AgentControl {
@@ -263,6 +272,7 @@ class SessionLeg implements MediaLeg {
       // The agent reports the caller's speech itself (no leg VAD on an agent call).
       announceCallerSpeech: true,
       isClosed: () => this.closed,
+      ...(this.ctx.amd ? { adjust: withAmd(this.ctx.amd) } : {}),
     })
     if (!started) return
     const { agent } = started

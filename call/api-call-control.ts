@@ -37,7 +37,7 @@ export function createApiCallControl(app: SipApplication, media: CallControl = {
         accountId: req.accountId, from: req.from, to: req.to, agentId: req.agentId ?? null, trunkId: req.trunkId ?? null,
         ringTimeoutSec: req.timeoutSec, ...(req.metadata ? { metadata: req.metadata } : {}), ...(req.record ? { record: true } : {}),
         ...(req.program ? { program: req.program } : {}), ...(req.parentCallId ? { parentCallId: req.parentCallId } : {}),
-        ...(req.statusCallback ? { statusCallback: req.statusCallback } : {}),
+        ...(req.statusCallback ? { statusCallback: req.statusCallback } : {}), ...(req.amd ? { amd: req.amd } : {}),
       })
     },
     hangup: async (call, opts) => { local(call); await app.calls.hangup(call.id, opts.by ?? 'api', opts.endedReason) },

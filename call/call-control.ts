@@ -1,5 +1,6 @@
 import type { Call, CallProgram } from '../store/calls.ts'
 import type { StatusCallback } from '../store/status-callbacks.ts'
+import type { AmdOverride } from '../sip/app/media-binding.ts'
 
 /**
  * The one contract for acting on a live call, whoever asks (the API today,
@@ -86,7 +87,7 @@ export interface CallControl {
    * (agent/amd.ts, energy and cadence): resolves with the verdict, or
    * 'stopped' (interrupt()) / 'ended' (the call ended first).
    */
-  detectMachine?(call: Call): Promise<MachineDetection>
+  detectMachine?(call: Call, opts?: DetectMachineRequest): Promise<MachineDetection>
 }
 
 export interface AgentTalkRequest {
@@ -111,8 +112,19 @@ export interface AgentTalkResult {
   error?: string | undefined
 }
 
+export interface DetectMachineRequest {
+  /**
+   * After a `machine` verdict, keep listening until the machine's greeting is
+   * over (its beep, or silence after it: agent/amd.ts MessageCue) before
+   * resolving, so what is said next lands on the recording (a voicemail drop).
+   */
+  waitForBeep?: boolean | undefined
+}
+
 export interface MachineDetection {
   result: 'human' | 'machine' | 'unknown' | 'stopped' | 'ended'
+  /** With waitForBeep, on a machine: what ended its greeting. */
+  cue?: 'beep' | 'silence' | 'timeout' | undefined
   /** Why, in Asterisk's AMD terms: HUMAN, LONGGREETING, MAXWORDS, INITIALSILENCE, TOOLONG. */
   cause?: string | undefined
   /** From the start of detection. */
@@ -190,7 +202,11 @@ export interface OriginateRequest {
   parentCallId?: string | undefined
   /** Telefon `status_callback`: where the call's status changes are sent (the URL already checked). */
   statusCallback?: StatusCallback | undefined
+  /** With `agentId`: answering-machine detection for this call instead of the agent's own `amd` (a campaign's behaviour). */
+  amd?: AmdOverride | undefined
 }
+
+export type { AmdOverride } from '../sip/app/media-binding.ts'
 
 export { CallControlError, type CallControlErrorCode } from '../sip/app/call-control-error.ts'
 

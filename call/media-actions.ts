@@ -33,7 +33,7 @@ import { Listening, checkListenRequest } from './listener.ts'
 import { EchoSource } from './echo.ts'
 import { CallTranscription, type TranscribeDirection } from './transcription.ts'
 import { EXTERNAL_MEDIA_ENCAPSULATIONS, ExternalMediaFork, type ExternalMediaEncapsulation } from './external-media.ts'
-import type { AgentTalkRequest, AgentTalkResult, MachineDetection } from './call-control.ts'
+import type { AgentTalkRequest, AgentTalkResult, MachineDetection, DetectMachineRequest } from './call-control.ts'
 import { AgentTalks } from './agent-talks.ts'
 import { detectMachine } from './machine-detection.ts'
 import type { AgentControl } from './agent-binder.ts'
@@ -125,7 +125,7 @@ export class MediaActions {
       externalMedia: (call, opts) => this.externalMedia(call, opts),
       interrupt: (call) => this.interrupt(call),
       agentTalk: (call, opts) => this.agentTalk(call, opts),
-      detectMachine: (call) => this.detectMachine(call),
+      detectMachine: (call, opts) => this.detectMachine(call, opts),
     }
   }
 
@@ -542,8 +542,8 @@ export class MediaActions {
   }
 
   /** Answering-machine detection on the caller's audio from now on (machine-detection.ts). */
-  async detectMachine(call: Call): Promise<MachineDetection> {
-    return detectMachine(this.media(call), this.activities)
+  async detectMachine(call: Call, opts?: DetectMachineRequest): Promise<MachineDetection> {
+    return detectMachine(this.media(call), this.activities, opts)
   }
 
   // ------------------------------------------------------------------ stream

@@ -1,6 +1,7 @@
 import type { Store } from '../store/index.ts'
 import type { CallControlSlot } from '../call/call-control.ts'
 import type { CallPrograms } from '../call/flow/index.ts'
+import type { CampaignDialer } from '../call/outbound/campaign-dialer.ts'
 import { ApiError } from './errors.ts'
 import type { ReadCache } from './read-cache.ts'
 import type { OutboundUrlPolicy } from '../config/outbound-url-policy.ts'
@@ -19,6 +20,8 @@ export interface ApiDeps {
   readCache: ReadCache
   /** Which tenant URLs the engine may reach (status callbacks, webhook apps): checked when they are set. */
   urlPolicy: OutboundUrlPolicy
+  /** The campaign dialer (status changes, targets added to a running campaign's list); absent without a scheduler. */
+  campaigns?: CampaignDialer | undefined
 }
 
 export interface RouteOptions {

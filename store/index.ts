@@ -10,6 +10,10 @@ import { DoNotCallRepository } from './do-not-call.ts'
 import { ExtensionRepository } from './extensions.ts'
 import { GroupcallRepository } from './groupcalls.ts'
 import { JobRepository } from './jobs.ts'
+import { OutplanRepository } from './outplans.ts'
+import { OutdialRepository } from './outdials.ts'
+import { CampaignRepository } from './campaigns.ts'
+import { CampaigncallRepository } from './campaigncalls.ts'
 import { ActiveflowRepository, FlowRepository } from './flows.ts'
 import { NumberRepository } from './numbers.ts'
 import { OutboundRegistrationRepository } from './outbound-registrations.ts'
@@ -52,6 +56,11 @@ export interface Store {
   doNotCall: DoNotCallRepository
   /** Durable jobs (campaign dials, scheduled calls, sequence steps), run by job-scheduler.ts's JobScheduler. */
   jobs: JobRepository
+  /** Outbound campaigns: how to dial (outplans), contact lists (outdials and targets), campaigns and their attempts (campaigncalls). */
+  outplans: OutplanRepository
+  outdials: OutdialRepository
+  campaigns: CampaignRepository
+  campaigncalls: CampaigncallRepository
   /** Trunks registering to their carriers: status written by the owning node, read by the API and /health. */
   outboundRegistrations: OutboundRegistrationRepository
   /** Extensions registered here (RFC 3261 §10.3 bindings) and the digest nonce key. */
@@ -86,6 +95,10 @@ export function createStore(db: Database, secrets: SecretBox, logger: Logger): S
     groupcalls: new GroupcallRepository(pool),
     doNotCall: new DoNotCallRepository(pool, outbox),
     jobs: new JobRepository(pool),
+    outplans: new OutplanRepository(pool),
+    outdials: new OutdialRepository(pool),
+    campaigns: new CampaignRepository(pool),
+    campaigncalls: new CampaigncallRepository(pool),
     outboundRegistrations: new OutboundRegistrationRepository(pool),
     registrarBindings: new RegistrarBindingRepository(pool, outbox),
     sipDirectory: new SipDirectoryRepository(pool),

@@ -8,6 +8,7 @@ export const EVENT_TYPES = [
   'call.started', 'call.ringing', 'call.answered', 'call.ended', 'call.failed', 'call.transcript',
   'call.speech_update', 'call.tool_call', 'call.dtmf', 'call.summary', 'call.report', 'call.recording.ready', 'registration.changed',
   'do_not_call.added', 'do_not_call.removed',
+  'campaign.started', 'campaign.paused', 'campaign.stopped', 'campaigncall.created', 'campaigncall.ended',
 ] as const
 export type EventType = (typeof EVENT_TYPES)[number]
 

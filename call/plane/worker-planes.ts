@@ -319,7 +319,7 @@ export class WorkerMediaPlanes implements MediaBinder {
       listen: untilEnded<ListenResult>('listen', { reason: 'ended', digits: '' }),
       echo: untilEnded<void>('echo', undefined),
       agentTalk: untilEnded<AgentTalkResult>('agentTalk', { reason: 'ended' }),
-      detectMachine: (call) => untilEnded<MachineDetection>('detectMachine', { result: 'ended' })(call, undefined),
+      detectMachine: (call, opts) => untilEnded<MachineDetection>('detectMachine', { result: 'ended' })(call, opts),
       bridge: async (call, other) => {
         const a = this.planeOf(call)
         const b = this.planeOf(other)

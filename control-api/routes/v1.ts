@@ -5,6 +5,10 @@ import type { ApiDeps } from '../deps.ts'
 import type { Store } from '../../store/index.ts'
 import type { CallControlSlot } from '../../call/call-control.ts'
 import type { CallPrograms } from '../../call/flow/index.ts'
+import type { CampaignDialer } from '../../call/outbound/campaign-dialer.ts'
+import { outplanRoutes } from './outplans.ts'
+import { outdialRoutes } from './outdials.ts'
+import { campaignRoutes } from './campaigns.ts'
 import { ReadCache } from '../read-cache.ts'
 import { OutboundUrlPolicy } from '../../config/outbound-url-policy.ts'
 import { accountRoutes } from './accounts.ts'
@@ -29,6 +33,8 @@ export interface V1Options {
   store: Store
   callControl: CallControlSlot
   programs?: CallPrograms
+  /** The campaign dialer (/v1/campaigns status changes, targets added to running campaigns). */
+  campaigns?: CampaignDialer
   allowInsecureWebhooks: boolean
   rateLimit?: AuthOptions['rateLimit']
   authCacheTtlMs?: number
@@ -49,8 +55,8 @@ const v1: FastifyPluginAsync<V1Options> = async (app, opts) => {
   const readCache = new ReadCache(opts.store.bus, opts.readCacheTtlMs ?? 1000)
   app.addHook('onClose', async () => readCache.close())
   const urlPolicy = opts.urlPolicy ?? new OutboundUrlPolicy({ allowPrivate: opts.allowInsecureWebhooks })
-  const deps: ApiDeps = { store: opts.store, callControl: opts.callControl, programs: opts.programs, allowInsecureWebhooks: opts.allowInsecureWebhooks, invalidateKey: auth.invalidate, readCache, urlPolicy }
-  for (const plugin of [accountRoutes, apiKeyRoutes, agentRoutes, numberRoutes, trunkRoutes, carrierRouteRoutes, extensionRoutes, toolRoutes, webhookRoutes, signingSecretRoutes, callRoutes, flowRoutes, groupcallRoutes, doNotCallRoutes, recordingRoutes, conferenceRoutes, eventRoutes]) {
+  const deps: ApiDeps = { store: opts.store, callControl: opts.callControl, programs: opts.programs, campaigns: opts.campaigns, allowInsecureWebhooks: opts.allowInsecureWebhooks, invalidateKey: auth.invalidate, readCache, urlPolicy }
+  for (const plugin of [accountRoutes, apiKeyRoutes, agentRoutes, numberRoutes, trunkRoutes, carrierRouteRoutes, extensionRoutes, toolRoutes, webhookRoutes, signingSecretRoutes, callRoutes, flowRoutes, groupcallRoutes, doNotCallRoutes, outplanRoutes, outdialRoutes, campaignRoutes, recordingRoutes, conferenceRoutes, eventRoutes]) {
     await app.register(plugin, { deps })
   }
 }

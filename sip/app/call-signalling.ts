@@ -5,7 +5,7 @@ import type { Call } from '../../store/calls.ts'
 import { CallRecord } from './call-records.ts'
 import { ActiveCall, type ActiveCalls } from './call-session.ts'
 import { DialError, type OutboundDialer } from './outbound-dialer.ts'
-import type { CallProgramHost, MediaBinder, MediaLeg } from './media-binding.ts'
+import type { AmdOverride, CallProgramHost, MediaBinder, MediaLeg } from './media-binding.ts'
 import type { CallProgram } from '../../store/calls.ts'
 import type { StatusCallback } from '../../store/status-callbacks.ts'
 import { failureStatus } from './carrier-route-plan.ts'
@@ -53,6 +53,8 @@ export interface OriginateInput {
   parentCallId?: string
   /** Telefon `status_callback`: the call's status changes are sent there (store/status-callbacks.ts). */
   statusCallback?: StatusCallback
+  /** The agent's answering-machine detection for this call (a campaign's `amd`), over the agent's own. */
+  amd?: AmdOverride
 }
 
 export interface SipCallSignallingOptions {
@@ -120,7 +122,7 @@ export class SipCallSignalling implements CallSignalling {
     const o = this.opts
     let leg: MediaLeg
     try {
-      leg = await binder.offer({ callId: call.id, accountId: input.accountId, direction: 'outbound', agentId: input.agentId ?? null, from: input.from, to: input.to, ...(input.metadata ? { metadata: input.metadata } : {}), ...(input.record ? { record: true } : {}) })
+      leg = await binder.offer({ callId: call.id, accountId: input.accountId, direction: 'outbound', agentId: input.agentId ?? null, from: input.from, to: input.to, ...(input.metadata ? { metadata: input.metadata } : {}), ...(input.record ? { record: true } : {}), ...(input.amd ? { amd: input.amd } : {}) })
     } catch (err) {
       this.log.warn({ err, callId: call.id }, 'media offer failed')
       await call.finish('failed', 'media-unavailable', 'system', null)

@@ -24,6 +24,19 @@ export interface CallContext {
   sip?: { callId: string; fromTag?: string; toTag?: string }
   /** Record the call from answer (`record` on POST /v1/calls). */
   record?: boolean
+  /** Outbound agent calls: answering-machine detection instead of the agent's own setting (a campaign's `amd`). */
+  amd?: AmdOverride
+}
+
+/**
+ * A call's own answering-machine policy for its agent (call/agent-binder.ts
+ * applies it over the agent's `amd`): `enabled: false` means no detection.
+ */
+export interface AmdOverride {
+  enabled: boolean
+  onMachine?: 'hangup' | 'leave_message' | 'continue' | undefined
+  /** What leave_message says. */
+  message?: string | undefined
 }
 
 export interface MediaLeg {

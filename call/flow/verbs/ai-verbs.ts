@@ -93,15 +93,18 @@ export const amd = defineVerb({
   option: Type.Object({
     machine_handle: Type.Optional(Type.Union([Type.Literal('hangup'), Type.Literal('continue')], { default: 'continue', description: 'What a machine gets: hung up, or the flow goes on' })),
     async: Type.Optional(Type.Boolean({ default: false, description: 'Detect in the background: the flow goes on at once; the variables are set (and a machine hung up) when the verdict comes' })),
+    wait_for_beep: Type.Optional(Type.Boolean({ default: false, description: 'On a machine (machine_handle continue): the verb ends only once its greeting is over (the beep, or silence after it), so what the flow says next is recorded: a voicemail drop. ${callplane.amd.cue} says which (beep, silence, timeout)' })),
   }, { additionalProperties: false }),
+  check: (o) => (o.wait_for_beep && o.machine_handle === 'hangup' ? ['wait_for_beep: only with machine_handle continue (a machine hung up leaves no message)'] : []),
   run: async (ctx, o) => {
     const detect = ctx.need('detectMachine')
     const hangup = o.machine_handle === 'hangup' ? ctx.need('hangup') : null
     ctx.vars.set('callplane.amd.result', '')
-    const verdict = detect(ctx.call).then(async (r) => {
+    const verdict = detect(ctx.call, o.wait_for_beep ? { waitForBeep: true } : undefined).then(async (r) => {
       if (r.result === 'stopped' || r.result === 'ended') return r
       ctx.vars.set('callplane.amd.result', r.result)
       ctx.vars.set('callplane.amd.cause', r.cause ?? '')
+      if (r.cue) ctx.vars.set('callplane.amd.cue', r.cue)
       ctx.log.info({ result: r.result, cause: r.cause, decidedAfterMs: r.decidedAfterMs }, 'amd verdict')
       if (r.result === 'machine' && hangup) await hangup(ctx.call, { endedReason: 'machine-detected', by: 'system' })
       return r
