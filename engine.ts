@@ -25,6 +25,8 @@ import type { MediaEngine } from './media/media-engine.ts'
 import { RtpengineAnchor } from './media/rtpengine/anchor.ts'
 import { startMediaPlane } from './call/plane/start-media-plane.ts'
 import { createCallPrograms } from './call/flow/index.ts'
+import { Acd } from './call/queues/acd.ts'
+import { AgentPresence } from './call/queues/agent-presence.ts'
 import type { WorkerMediaPlanes } from './call/plane/worker-planes.ts'
 import { registerAgentMetrics } from './agent/metrics.ts'
 import { JobScheduler, systemClock, type Clock } from './store/job-scheduler.ts'
@@ -218,10 +220,15 @@ export class Engine {
         // Embedded PGlite serves one node: every live call is here.
         callControl.install(localControl)
       }
+      // Contact centre: agents' presence (registrations, calls) and the queues' ACD for this node's callers.
+      await store.queuecalls.endStale(sipApplication.nodeId).catch((err: unknown) => logger.warn({ err }, 'stale queuecalls could not be ended'))
+      const presence = new AgentPresence({ store, nodeId: sipApplication.nodeId, logger: logger.child({ component: 'queues' }) })
+      const acd = new Acd({ store, nodeId: sipApplication.nodeId, logger: logger.child({ component: 'queues' }) })
+      stops.push('queues', async () => { acd.close(); presence.close() })
       // Flows, inline verbs and webhook apps on answered calls (call/flow).
       const callPrograms = createCallPrograms({
         store, control: () => callControl.current, logger: logger.child({ component: 'flows' }), nodeId: sipApplication.nodeId,
-        appTimeoutMs: config.appTimeoutMs, allowPrivateUrls,
+        appTimeoutMs: config.appTimeoutMs, allowPrivateUrls, acd,
       })
       stops.push('call-programs', () => callPrograms.close())
       // Runs a previous life of this node left `running` (kill -9) end now, as its call records did.

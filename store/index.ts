@@ -7,6 +7,7 @@ import { CallRepository } from './calls.ts'
 import { CarrierRouteRepository } from './carrier-routes.ts'
 import { ConferenceRepository } from './conferences.ts'
 import { DoNotCallRepository } from './do-not-call.ts'
+import { ContactAgentRepository } from './contact-agents.ts'
 import { ExtensionRepository } from './extensions.ts'
 import { GroupcallRepository } from './groupcalls.ts'
 import { JobRepository } from './jobs.ts'
@@ -18,6 +19,8 @@ import { ActiveflowRepository, FlowRepository } from './flows.ts'
 import { NumberRepository } from './numbers.ts'
 import { OutboundRegistrationRepository } from './outbound-registrations.ts'
 import { EventBus, Outbox } from './outbox.ts'
+import { QueuecallRepository } from './queuecalls.ts'
+import { QueueRepository } from './queues.ts'
 import { RecordingRepository } from './recordings.ts'
 import { RegistrarBindingRepository } from './registrar-bindings.ts'
 import type { SecretBox } from './secrets.ts'
@@ -61,6 +64,10 @@ export interface Store {
   outdials: OutdialRepository
   campaigns: CampaignRepository
   campaigncalls: CampaigncallRepository
+  /** Contact centre: human contact agents (derived status), ACD queues, the callers in them. */
+  contactAgents: ContactAgentRepository
+  queues: QueueRepository
+  queuecalls: QueuecallRepository
   /** Trunks registering to their carriers: status written by the owning node, read by the API and /health. */
   outboundRegistrations: OutboundRegistrationRepository
   /** Extensions registered here (RFC 3261 §10.3 bindings) and the digest nonce key. */
@@ -99,6 +106,9 @@ export function createStore(db: Database, secrets: SecretBox, logger: Logger): S
     outdials: new OutdialRepository(pool),
     campaigns: new CampaignRepository(pool),
     campaigncalls: new CampaigncallRepository(pool),
+    contactAgents: new ContactAgentRepository(pool, outbox),
+    queues: new QueueRepository(pool),
+    queuecalls: new QueuecallRepository(pool, outbox),
     outboundRegistrations: new OutboundRegistrationRepository(pool),
     registrarBindings: new RegistrarBindingRepository(pool, outbox),
     sipDirectory: new SipDirectoryRepository(pool),

@@ -9,6 +9,7 @@ export const EVENT_TYPES = [
   'call.speech_update', 'call.tool_call', 'call.dtmf', 'call.summary', 'call.report', 'call.recording.ready', 'registration.changed',
   'do_not_call.added', 'do_not_call.removed',
   'campaign.started', 'campaign.paused', 'campaign.stopped', 'campaigncall.created', 'campaigncall.ended',
+  'queue.joined', 'queue.answered', 'queue.abandoned', 'queue.done', 'queue.kicked', 'contact_agent.status_changed',
 ] as const
 export type EventType = (typeof EVENT_TYPES)[number]
 

@@ -9,6 +9,8 @@ import { withIds } from './flow-action.ts'
 import { checkActions } from './verb-catalog.ts'
 import { FlowRun, type RunEnd } from './flow-run.ts'
 import type { WebhookApp } from './webhook-app.ts'
+import type { FlowServices, ForkParent, ForkedRun } from './flow-services.ts'
+import type { Acd } from '../queues/acd.ts'
 
 /**
  * Which program a call runs, and the runs themselves on this node. sip/app
@@ -29,6 +31,8 @@ export interface CallProgramsOptions {
   app: WebhookApp
   logger: Logger
   nodeId: string
+  /** The queues' ACD on this node, for `queue_join`. */
+  acd?: Acd | undefined
   /** Releases what the programs hold beyond their runs (the webhook apps' connection pool). */
   onClose?: () => Promise<void>
 }
@@ -44,9 +48,14 @@ export class CallPrograms {
   private readonly startups = new Map<string, Promise<void>>()
   private readonly log: Logger
   private readonly unsubscribe: () => void
+  private readonly services: FlowServices
 
   constructor(private readonly o: CallProgramsOptions) {
     this.log = o.logger.child({ component: 'call-programs' })
+    this.services = {
+      store: o.store, app: o.app, nodeId: o.nodeId, acd: o.acd,
+      fork: (parent, actions, variables) => this.fork(parent, actions, variables),
+    }
     // A call that ends stops its run at once (its media waits also end on their own).
     this.unsubscribe = o.store.bus.subscribe((e: CallplaneEvent) => {
       if ((e.type !== 'call.ended' && e.type !== 'call.failed') || !e.callId) return
@@ -160,7 +169,7 @@ export class CallPrograms {
     const id = randomUUID()
     const run = new FlowRun({
       id, call, actions, flowId: opts.flowId, onCompleteFlowId: opts.onComplete, control, log: this.log.child({ callId: call.id }),
-      services: { store: this.o.store, app: this.o.app, nodeId: this.o.nodeId },
+      services: this.services,
       save: (s) => this.o.store.activeflows.save(id, s),
     })
     const live: LiveRun = { run, callId: call.id, program: opts.program, done: Promise.resolve({ reason: 'completed' }) }
@@ -251,6 +260,16 @@ export class CallPrograms {
     await this.o.control()?.interrupt?.(call).catch(() => { /* nothing was playing */ })
     await live.done
     return true
+  }
+
+  /** FlowServices.fork: a run beside a verb on the same call (a queue's wait flow), not stored, stopped by its verb. */
+  private fork(parent: ForkParent, actions: FlowAction[], variables: Record<string, string>): ForkedRun {
+    const run = new FlowRun({
+      id: randomUUID(), call: parent.call, actions, flowId: null, control: parent.control, services: this.services,
+      log: parent.log.child({ forked: true }), variables, save: async () => { /* the forking verb is what the call shows */ },
+    })
+    const done = run.run()
+    return { vars: run.vars, done, stop: () => run.stop('cancelled') }
   }
 
   /** The live state of a run here (fresher than the stored one), or null. */

@@ -9,6 +9,7 @@ import { RECORD_VERBS } from './verbs/record-verbs.ts'
 import { APP_VERBS } from './verbs/app-verbs.ts'
 import { DIAL_VERBS } from './verbs/dial-verbs.ts'
 import { AI_VERBS } from './verbs/ai-verbs.ts'
+import { QUEUE_VERBS } from './verbs/queue-verbs.ts'
 
 /**
  * Every verb a flow, a webhook app or the REST API can run, by type, with
@@ -22,7 +23,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i
 if (!FormatRegistry.Has('uuid')) FormatRegistry.Set('uuid', (v) => UUID.test(v))
 if (!FormatRegistry.Has('uri')) FormatRegistry.Set('uri', (v) => { try { new URL(v); return true } catch { return false } })
 
-const ALL: Verb[] = [...CALL_VERBS, ...AUDIO_VERBS, ...RECORD_VERBS, ...LOGIC_VERBS, ...APP_VERBS, ...DIAL_VERBS, ...AI_VERBS] as Verb[]
+const ALL: Verb[] = [...CALL_VERBS, ...AUDIO_VERBS, ...RECORD_VERBS, ...LOGIC_VERBS, ...APP_VERBS, ...DIAL_VERBS, ...AI_VERBS, ...QUEUE_VERBS] as Verb[]
 
 const VERBS = new Map<string, { verb: Verb; check: TypeCheck<TSchema> }>()
 

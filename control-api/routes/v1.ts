@@ -28,6 +28,8 @@ import { eventRoutes } from './events.ts'
 import { flowRoutes } from './flows.ts'
 import { groupcallRoutes } from './groupcalls.ts'
 import { doNotCallRoutes } from './do-not-call.ts'
+import { contactAgentRoutes } from './contact-agents.ts'
+import { queueRoutes } from './queues.ts'
 
 export interface V1Options {
   store: Store
@@ -56,7 +58,7 @@ const v1: FastifyPluginAsync<V1Options> = async (app, opts) => {
   app.addHook('onClose', async () => readCache.close())
   const urlPolicy = opts.urlPolicy ?? new OutboundUrlPolicy({ allowPrivate: opts.allowInsecureWebhooks })
   const deps: ApiDeps = { store: opts.store, callControl: opts.callControl, programs: opts.programs, campaigns: opts.campaigns, allowInsecureWebhooks: opts.allowInsecureWebhooks, invalidateKey: auth.invalidate, readCache, urlPolicy }
-  for (const plugin of [accountRoutes, apiKeyRoutes, agentRoutes, numberRoutes, trunkRoutes, carrierRouteRoutes, extensionRoutes, toolRoutes, webhookRoutes, signingSecretRoutes, callRoutes, flowRoutes, groupcallRoutes, doNotCallRoutes, outplanRoutes, outdialRoutes, campaignRoutes, recordingRoutes, conferenceRoutes, eventRoutes]) {
+  for (const plugin of [accountRoutes, apiKeyRoutes, agentRoutes, numberRoutes, trunkRoutes, carrierRouteRoutes, extensionRoutes, toolRoutes, webhookRoutes, signingSecretRoutes, callRoutes, flowRoutes, groupcallRoutes, doNotCallRoutes, outplanRoutes, outdialRoutes, campaignRoutes, contactAgentRoutes, queueRoutes, recordingRoutes, conferenceRoutes, eventRoutes]) {
     await app.register(plugin, { deps })
   }
 }

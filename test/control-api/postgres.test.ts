@@ -18,6 +18,7 @@ const SUITES = [
   'test/control-api/request-isolation.test.ts',
   'test/call/flow-ivr.test.ts',
   'test/store/job-scheduler.test.ts',
+  'test/call/queues.test.ts',
 ]
 
 t.test('suites against real PostgreSQL', async (t) => {

@@ -1,0 +1,386 @@
+import t from 'tap'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import WebSocket from 'ws'
+import { startStack } from '../harness/stack.ts'
+import { freePort } from '../harness/ports.ts'
+import { runSipp, waitListening } from '../harness/sipp.ts'
+import { waitFor } from '../harness/wait.ts'
+import { SCN, sippUas } from '../sip/app/sipp-util.ts'
+import { RtpCaller, rms, tone, toneRatio } from '../sip/app/rtp-caller.ts'
+import { flowCalls } from './flow-calls.ts'
+
+/**
+ * Contact agents and ACD queues over real SIP, through the API: two agents
+ * whose addresses are extensions registered by sipp phones (their status
+ * follows the registration), a caller in a queue hears the wait flow, the
+ * first agent rings out and is skipped, the second answers and the two hear
+ * each other; an agent on another call is not offered a caller; kick;
+ * a caller hanging up while waiting is abandoned; bad input; other accounts.
+ */
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+const framesOf = (pcm: Int16Array) => Array.from({ length: Math.floor(pcm.length / 160) }, (_, i) => pcm.subarray(i * 160, i * 160 + 160))
+const voicedFrames = (pcm: Int16Array) => framesOf(pcm).filter((f) => rms(f) > 300).length
+
+interface Agent { id: string; status: string; set_status: string; missed_count: number; last_offer_result: string | null; current_queuecall_id: string | null }
+interface Queue { id: string; total_incoming_count: number; total_serviced_count: number; total_abandoned_count: number; wait_queuecall_ids: string[]; service_queuecall_ids: string[] }
+interface Queuecall { id: string; status: string; end_reason: string | null; service_agent_id: string | null; offered_agent_ids: string[]; skipped_agent_ids: string[]; reference_id: string; duration_waiting: number; duration_service: number; tm_service: string | null }
+interface Event { type: string; callId: string | null; data: { queuecall?: Queuecall; contact_agent?: Agent; previous_status?: string | null } }
+
+/** A phone for sipp: `ring` rings until CANCEL; `answer` answers after answerAfterMs with RTP at rtpPort, then hangs up after byeAfterMs or waits for BYE. */
+function phoneScenario(o: { kind: 'ring' } | { kind: 'answer'; rtpPort: number; answerAfterMs: number; byeAfterMs?: number }): string {
+  const head = `<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="phone">
+  <recv request="INVITE">
+    <action>
+      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="ifrom"/>
+      <ereg regexp=".*" search_in="hdr" header="To:" assign_to="ito"/>
+      <ereg regexp="Contact: *.?(sips?:[^>;\\r\\n]+)" search_in="msg" assign_to="icall,icontact"/>
+      <ereg regexp="[0-9]+" search_in="hdr" header="CSeq:" assign_to="invcseq"/>
+      <log message="INVITE"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+
+    ]]>
+  </send>`
+  const refs = '\n  <Reference variables="icall,ifrom,ito,icontact,invcseq"/>\n</scenario>\n'
+  if (o.kind === 'ring') {
+    return `${head}
+  <recv request="CANCEL" timeout="60000"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <send>
+    <![CDATA[
+      SIP/2.0 487 Request Terminated
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      CSeq: [$invcseq] INVITE
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv request="ACK"/>
+  <timewait milliseconds="200"/>${refs}`
+  }
+  const answer = `
+  <pause milliseconds="${o.answerAfterMs}"/>
+  <send retrans="500">
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=phone 1 1 IN IP4 127.0.0.1
+      s=-
+      c=IN IP4 127.0.0.1
+      t=0 0
+      m=audio ${o.rtpPort} RTP/AVP 0 101
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-16
+      a=sendrecv
+
+    ]]>
+  </send>
+  <recv request="ACK"/>`
+  const end = o.byeAfterMs !== undefined
+    ? `
+  <pause milliseconds="${o.byeAfterMs}"/>
+  <send retrans="500">
+    <![CDATA[
+      BYE [$icontact] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From:[$ito];tag=[pid]SIPpTag01[call_number]
+      To:[$ifrom]
+      Call-ID: [call_id]
+      CSeq: 2 BYE
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200"/>`
+    : `
+  <recv request="BYE" timeout="60000"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <timewait milliseconds="200"/>`
+  return `${head}${answer}${end}${refs}`
+}
+
+t.test('contact agents and queues over SIP', async (t) => {
+  const stack = await startStack(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {})
+  t.teardown(() => stack.stop())
+  // The phones below are sipp scenarios that expect INVITEs only: no registrar keep-alive OPTIONS to them.
+  stack.engine.sipApplication.keepalive.stop()
+  const dir = mkdtempSync(join(tmpdir(), 'queues-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const store = stack.engine.store
+  const account = (await store.accounts.first())!
+  const kit = flowCalls(stack, dir)
+  const { api, post } = kit
+  const get = async <T>(path: string) => (await (await api(path)).json()) as T
+  const put = async (path: string, body: unknown) => {
+    const r = await api(path, { method: 'PUT', body: JSON.stringify(body) })
+    return { status: r.status, body: await r.json() as Record<string, unknown> }
+  }
+
+  const events: Event[] = []
+  const ws = new WebSocket(`${stack.baseUrl.replace(/^http/, 'ws')}/v1/events?types=queue.*,contact_agent.*&token=${stack.apiKey}`)
+  ws.on('message', (m) => events.push(JSON.parse(m.toString()) as Event))
+  await new Promise((r) => ws.once('open', r))
+  t.teardown(() => ws.close())
+
+  let seq = 0
+  const flowNumber = async (actions: unknown[]): Promise<string> => {
+    const flow = await post('/v1/flows', { name: `queue ${seq}`, actions })
+    t.equal(flow.status, 201, `the flow is stored ${JSON.stringify(flow.body.error ?? '')}`)
+    const number = `+1415555${String(700 + seq++).padStart(4, '0')}`
+    t.equal((await post('/v1/numbers', { number, target: { type: 'flow', id: flow.body.id } })).status, 201)
+    return number
+  }
+  const rtp = async () => {
+    const c = new RtpCaller()
+    await c.start()
+    t.teardown(() => c.close())
+    return c
+  }
+  const call = async (number: string) => {
+    const c = await kit.call(number)
+    t.teardown(c.close)
+    return c
+  }
+  const agent = (id: string) => get<Agent>(`/v1/contact-agents/${id}`)
+  const agentStatus = (id: string, status: string, what: string) => waitFor(async () => ((await agent(id)).status === status ? true : null), 15_000, what)
+  const queuecallOf = async (callId: string) => (await get<{ data: Queuecall[] }>(`/v1/queuecalls?reference_id=${callId}`)).data[0]
+
+  // Two extensions, each a sipp phone: it registers from the port it then answers INVITEs on.
+  const phones: Record<string, { port: number; username: string }> = {}
+  for (const username of ['7301', '7302']) {
+    await store.extensions.create(account.id, { extension: username, password: `pw-${username}-secret` })
+    phones[username] = { port: await freePort(), username }
+  }
+  const register = async (username: string) => {
+    const p = phones[username]!
+    const reg = await runSipp({ scenario: join(SCN, 'register-auth.xml'), remote: `127.0.0.1:${stack.sipPort}`, localPort: p.port, service: username, args: ['-au', username, '-ap', `pw-${username}-secret`], timeoutMs: 15_000 }).done
+    t.equal(reg.code, 0, `${username} registered ${reg.errors}`)
+  }
+  const phone = async (username: string, scenario: Parameters<typeof phoneScenario>[0]) => {
+    const p = phones[username]!
+    const file = join(dir, `phone-${username}-${seq++}.xml`)
+    writeFileSync(file, phoneScenario(scenario))
+    const uas = sippUas(file, p.port, { timeoutMs: 60_000 })
+    t.teardown(() => uas.kill())
+    await waitListening(p.port)
+    return uas
+  }
+
+  let alice = ''
+  let bob = ''
+  let queueId = ''
+
+  await t.test('bad input is a 400 naming the field; agents start offline until their extension registers', async (t) => {
+    const noAgents = await post('/v1/queues', { name: 'empty' })
+    t.equal(noAgents.status, 400, 'a queue with no agent at all to offer to')
+    t.match(noAgents.body, { error: { message: /tag_ids/ } })
+    t.equal((await post('/v1/contact-agents', { name: 'x', addresses: [{ type: 'agent', target: '00000000-0000-4000-8000-000000000000' }] })).status, 400, 'an agent address')
+    const noExt = await post('/v1/contact-agents', { name: 'x', addresses: [{ type: 'extension', target_name: '9999' }] })
+    t.equal(noExt.status, 400, 'an extension that does not exist')
+    t.match(noExt.body, { error: { message: /addresses\/0/ } })
+    t.equal((await post('/v1/contact-agents', { name: 'x', addresses: [{ type: 'tel', target: '12345' }] })).status, 400, 'a number that is not E.164')
+    t.equal((await post('/v1/contact-agents', { name: 'x', addresses: [] })).status, 400, 'no address')
+    t.equal((await post('/v1/contact-agents', { name: 'x', addresses: [{ type: 'extension', target_name: '7301' }], status: 'ringing' })).status, 400, 'ringing cannot be set')
+
+    const a = await post('/v1/contact-agents', { name: 'Alice', addresses: [{ type: 'extension', target_name: '7301' }], tag_ids: ['support', 'en'] })
+    t.equal(a.status, 201, JSON.stringify(a.body))
+    const b = await post('/v1/contact-agents', { name: 'Bob', addresses: [{ type: 'extension', target_name: '7302' }], tag_ids: ['support'] })
+    t.equal(b.status, 201)
+    alice = a.body.id as string
+    bob = b.body.id as string
+    t.match(a.body, { status: 'offline', set_status: 'available', ring_method: 'ringall' }, 'not registered: offline')
+
+    const noMatch = await post('/v1/queues', { name: 'q', tag_ids: ['support', 'fr'] })
+    t.equal(noMatch.status, 400, 'tags no agent carries all of')
+    t.match(noMatch.body, { error: { message: /tag_ids: no contact agent carries all of \[support, fr\]/ } })
+    const noFlow = await post('/v1/queues', { name: 'q', tag_ids: ['support'], wait_flow_id: '00000000-0000-4000-8000-000000000000' })
+    t.equal(noFlow.status, 400)
+    t.match(noFlow.body, { error: { message: /wait_flow_id/ } })
+    t.equal((await post('/v1/queues', { name: 'q', routing_method: 'fastest' })).status, 400, 'unknown routing method')
+    t.equal((await post('/v1/queues', { name: 'q', ring_timeout: 5 })).status, 400, 'ring_timeout below a second')
+
+    const flowBad = await post('/v1/flows', { name: 'bad', actions: [{ type: 'queue_join', option: {} }] })
+    t.equal(flowBad.status, 400, 'queue_join without queue_id')
+
+    await register('7301')
+    await register('7302')
+    await agentStatus(alice, 'available', 'alice registered: available')
+    await agentStatus(bob, 'available', 'bob registered: available')
+    t.ok(events.some((e) => e.type === 'contact_agent.status_changed' && e.data.contact_agent?.id === alice && e.data.previous_status === 'offline' && e.data.contact_agent.status === 'available'),
+      'contact_agent.status_changed offline → available on /v1/events')
+
+    // Another account sees none of it.
+    const other = await store.accounts.create('other', null)
+    const { token } = await store.apiKeys.create(other.id, 'other', ['agents:manage', 'calls:read', 'calls:write'], null)
+    const as = (path: string, init: RequestInit = {}) => fetch(`${stack.baseUrl}${path}`, { ...init, headers: { authorization: `Bearer ${token}`, ...(init.body ? { 'content-type': 'application/json' } : {}) } })
+    t.equal((await as(`/v1/contact-agents/${alice}`)).status, 404, 'another account\'s agent')
+    t.equal((await as(`/v1/contact-agents/${alice}/status`, { method: 'PUT', body: JSON.stringify({ status: 'away' }) })).status, 404)
+    t.equal((await as('/v1/queues', { method: 'POST', body: JSON.stringify({ name: 'q', tag_ids: ['support'] }) })).status, 400, 'another account\'s agents do not match its queue')
+  })
+
+  await t.test('a caller hears the wait flow; the first agent rings out and is skipped, the second answers and both hear each other', async (t) => {
+    const wait = await post('/v1/flows', { name: 'hold music', actions: [{ type: 'talk', option: { text: 'Please hold. You are caller number ${voipbin.queuecall.position} in line for ${voipbin.queue.name}.' } }] })
+    t.equal(wait.status, 201)
+    const q = await post('/v1/queues', { name: 'Support', tag_ids: ['support'], routing_method: 'round-robin', wait_flow_id: wait.body.id, ring_timeout: 3000 })
+    t.equal(q.status, 201, JSON.stringify(q.body))
+    queueId = q.body.id as string
+    const number = await flowNumber([
+      { type: 'queue_join', option: { queue_id: queueId } },
+      { type: 'talk', option: { text: 'Thank you for calling.' } },
+      { type: 'hangup', option: { reason: 'after-queue' } },
+    ])
+    const aPhone = await phone('7301', { kind: 'ring' })
+    const bRtp = await rtp()
+    const bPhone = await phone('7302', { kind: 'answer', rtpPort: bRtp.port, answerAfterMs: 800, byeAfterMs: 5000 })
+    const { caller, callId } = await call(number)
+    const joinedAt = Date.now()
+    const qc0 = await waitFor(async () => queuecallOf(callId), 10_000, 'the caller is in the queue')
+    t.equal(qc0.reference_id, callId)
+    await agentStatus(alice, 'ringing', 'alice (created first, round-robin) is offered the caller first')
+    t.match(await agent(alice), { current_queuecall_id: qc0.id })
+    const ra = await aPhone.done
+    t.equal(ra.code, 0, `alice's phone rang and was canceled at the ring timeout ${ra.errors}`)
+    const inService = await waitFor(async () => { const qc = await queuecallOf(callId); return qc?.status === 'service' ? qc : null }, 15_000, 'bob answered: service')
+    t.equal(inService.service_agent_id, bob)
+    t.same(inService.skipped_agent_ids, [alice], 'alice was skipped for this caller')
+    t.ok(Date.now() - joinedAt >= 3000, 'bob was offered after alice\'s 3 s')
+    const a = await agent(alice)
+    t.match(a, { status: 'available', last_offer_result: 'no-answer', missed_count: 1 }, 'alice: marked as not answering, available again')
+    await agentStatus(bob, 'busy', 'bob is busy while he talks')
+
+    const answeredAt = Date.parse(inService.tm_service!)
+    const waiting = caller.audioSince(joinedAt, answeredAt)
+    t.ok(voicedFrames(waiting) >= 25, `the caller heard the wait flow while waiting (${voicedFrames(waiting)} voiced frames)`)
+    caller.signal = tone(400)
+    bRtp.signal = tone(1000)
+    await sleep(1800)
+    const since = Date.now() - 1000
+    const bobHeard = bRtp.audioSince(since)
+    const callerHeard = caller.audioSince(since)
+    t.ok(bobHeard.length >= 4000 && toneRatio(bobHeard, 400) > 0.8, `bob hears the caller (ratio ${toneRatio(bobHeard, 400).toFixed(2)})`)
+    t.ok(callerHeard.length >= 4000 && toneRatio(callerHeard, 1000) > 0.8, `the caller hears bob (ratio ${toneRatio(callerHeard, 1000).toFixed(2)})`)
+
+    // Bob hangs up: the queuecall is done, the caller's flow goes on.
+    const d = await kit.ended(callId)
+    t.equal(d.endedReason, 'after-queue', 'the flow went on after the agent hung up')
+    const flow = d.activeflows[0]!
+    t.same(flow.executedActions.map((e) => [e.type, e.outcome]), [['queue_join', 'agent-hangup'], ['talk', 'done'], ['hangup', 'hung-up']])
+    t.match(flow.variables, { 'callplane.queuecall.status': 'done', 'callplane.queuecall.end_reason': 'agent-hangup', 'callplane.queuecall.service_agent_id': bob, 'callplane.queue.name': 'Support' })
+    const done = await queuecallOf(callId)
+    t.match(done, { status: 'done', end_reason: 'agent-hangup', service_agent_id: bob })
+    t.ok(done!.duration_waiting >= 3000 && done!.duration_service >= 3000, `durations: waiting ${done!.duration_waiting} ms, service ${done!.duration_service} ms`)
+    t.equal((await bPhone.done).code, 0, 'bob answered and hung up')
+    await agentStatus(bob, 'available', 'bob is available again once his call ended')
+    const queue = await get<Queue>(`/v1/queues/${queueId}`)
+    t.match(queue, { total_incoming_count: 1, total_serviced_count: 1, total_abandoned_count: 0, wait_queuecall_ids: [], service_queuecall_ids: [] })
+    const mine = events.filter((e) => e.callId === callId).map((e) => e.type)
+    t.same(mine, ['queue.joined', 'queue.answered', 'queue.done'], 'queue events on /v1/events')
+    t.ok(events.some((e) => e.type === 'contact_agent.status_changed' && e.data.contact_agent?.id === bob && e.data.contact_agent.status === 'ringing'), 'bob was announced ringing')
+  })
+
+  await t.test('an agent on another call is not offered a caller; kick takes the caller out and its flow goes on', async (t) => {
+    t.equal((await put(`/v1/contact-agents/${alice}/status`, { status: 'away' })).status, 200, 'alice steps away')
+    await agentStatus(alice, 'away', 'alice away')
+    // Bob takes a call that is not the queue's: a flow connects a caller to his extension.
+    const bRtp = await rtp()
+    const bPhone = await phone('7302', { kind: 'answer', rtpPort: bRtp.port, answerAfterMs: 200 })
+    const direct = await flowNumber([{ type: 'connect', option: { destinations: [{ type: 'extension', target_name: '7302' }] } }])
+    const x = await call(direct)
+    await agentStatus(bob, 'busy', 'bob is busy on a call that is not the queue\'s')
+
+    const number = await flowNumber([
+      { type: 'queue_join', option: { queue_id: queueId } },
+      { type: 'hangup', option: { reason: 'after-queue' } },
+    ])
+    const y = await call(number)
+    const qc = await waitFor(async () => queuecallOf(y.callId), 10_000, 'the second caller is in the queue')
+    await sleep(2500)
+    const still = await queuecallOf(y.callId)
+    t.match(still, { status: 'waiting', offered_agent_ids: [] }, 'nobody is offered the caller: alice is away, bob is on a call')
+    t.equal((await get<{ data: unknown[] }>(`/v1/groupcalls?master_call_id=${y.callId}`)).data.length, 0, 'no agent was dialled')
+    t.match(await get<Queue>(`/v1/queues/${queueId}`), { wait_queuecall_ids: [qc.id] })
+
+    const kicked = await post(`/v1/queuecalls/reference_id/${y.callId}/kick`, undefined)
+    t.equal(kicked.status, 200)
+    t.match(kicked.body, { id: qc.id, status: /kicking|done/ })
+    const d = await kit.ended(y.callId)
+    t.equal(d.endedReason, 'after-queue', 'the kicked caller\'s flow went on')
+    t.match(await queuecallOf(y.callId), { status: 'done', end_reason: 'kicked' })
+    t.ok(events.some((e) => e.type === 'queue.kicked' && e.callId === y.callId), 'queue.kicked')
+    t.equal((await post(`/v1/queuecalls/${qc.id}/kick`, undefined)).status, 409, 'a second kick: already ended')
+
+    t.equal((await api(`/v1/calls/${x.callId}`, { method: 'DELETE' })).status, 204)
+    t.equal((await bPhone.done).code, 0, 'bob\'s other call ended')
+    await agentStatus(bob, 'available', 'bob is available after his other call')
+  })
+
+  await t.test('a caller who hangs up while waiting is abandoned', async (t) => {
+    t.equal((await put(`/v1/contact-agents/${bob}/status`, { status: 'away' })).status, 200)
+    await agentStatus(bob, 'away', 'bob away')
+    const number = await flowNumber([
+      { type: 'queue_join', option: { queue_id: queueId } },
+      { type: 'hangup', option: { reason: 'not-reached' } },
+    ])
+    const c = await call(number)
+    await waitFor(async () => (await queuecallOf(c.callId))?.status === 'waiting', 10_000, 'waiting')
+    await sleep(500)
+    t.equal((await api(`/v1/calls/${c.callId}`, { method: 'DELETE' })).status, 204, 'the caller hangs up')
+    const qc = await waitFor(async () => { const x = await queuecallOf(c.callId); return x?.status === 'abandoned' ? x : null }, 10_000, 'abandoned')
+    t.equal(qc.end_reason, 'caller-hangup')
+    await waitFor(() => events.some((e) => e.type === 'queue.abandoned' && e.callId === c.callId), 5000, 'queue.abandoned on /v1/events')
+    t.pass('queue.abandoned on /v1/events')
+    t.match(await get<Queue>(`/v1/queues/${queueId}`), { total_incoming_count: 3, total_serviced_count: 1, total_abandoned_count: 1 })
+    t.equal((await api(`/v1/queues/${queueId}`, { method: 'DELETE' })).status, 204, 'an empty queue can be deleted')
+  })
+})
