@@ -196,4 +196,131 @@ t.test('outbound campaigns over SIP', async (t) => {
     t.equal((await call('DELETE', `/v1/outplans/${outplan.id}`)).status, 409, 'an outplan in use is kept')
     t.equal((await call('DELETE', `/v1/campaigns/${ok.id}`)).status, 204)
   })
+
+  /** An outdial of `spec` contacts; returns its id and the targets by number. */
+  const contacts = async (name: string, numbers: string[], extra: Record<string, unknown> = {}) => {
+    const outdial = await created('/v1/outdials', { name })
+    const r = await post(`/v1/outdials/${outdial.id}/targets/csv`, { rows: numbers.map((n, i) => ({ name: `${name} ${i}`, destinations: [n], ...extra })) })
+    t.equal(r.body.imported, numbers.length, `${name}: ${numbers.length} contacts imported`)
+    return outdial.id
+  }
+
+  await t.test('30 contacts: paced, busy and unanswered tried again after their delay and at most max_attempts times, a do-not-call contact never dialled', async (t) => {
+    stack.clock.set(newYork('monday', 10))
+    const outplan = await created('/v1/outplans', outplanBody)
+    const numbers = [...Array.from({ length: 10 }, (_, i) => number('answer', i)), ...Array.from({ length: 10 }, (_, i) => number('busy', i)), ...Array.from({ length: 10 }, (_, i) => number('ring', i))]
+    const outdialId = await contacts('thirty', numbers)
+    const listed = number('answer', 9)
+    t.equal((await post('/v1/do-not-call', { number: listed, reason: 'asked' })).status, 201, 'one contact is on the do-not-call list')
+    const c = await created('/v1/campaigns', { name: 'thirty', type: 'flow', flow_id: flow.id, outplan_id: outplan.id, outdial_id: outdialId, operating_hours: hours, calls_per_second: 5, max_concurrent_calls: 10 })
+    const events: string[] = []
+    const unsubscribe = store.bus.subscribe((e) => { if (e.type.startsWith('campaign')) events.push(e.type) })
+    t.teardown(unsubscribe)
+    const run = await setStatus(c.id, 'run')
+    t.equal(run.status, 200, JSON.stringify(run.body))
+    t.equal(run.body.status, 'run')
+
+    // First round: 9 answered, 10 busy, 10 rang out, 1 skipped.
+    const first = await waitFor(async () => {
+      const a = await attempts(c.id)
+      return a.length === 30 && a.every((x) => x.status === 'done') ? a : null
+    }, 90_000, 'every contact tried once')
+    const outcomes = (list: Campaigncall[]) => list.reduce<Record<string, number>>((m, x) => ({ ...m, [x.outcome!]: (m[x.outcome!] ?? 0) + 1 }), {})
+    t.same(outcomes(first), { answered: 9, busy: 10, 'no-answer': 10, 'dnc-skipped': 1 }, 'first round outcomes')
+    const skipped = first.find((x) => x.outcome === 'dnc-skipped')!
+    t.match(skipped, { destination: listed, call_id: null, result: 'fail' }, 'the listed contact: skipped, no call')
+    t.ok(first.filter((x) => x.outcome === 'answered').every((x) => x.result === 'success' && x.call_id), 'answered attempts: success, with their call')
+    // Pacing: calls placed at most 5 per second (loosely: 7 in any one-second window).
+    const placed = (await Promise.all(first.filter((x) => x.call_id).map((x) => get<{ createdAt: string }>(`/v1/calls/${x.call_id}`)))).map((x) => Date.parse(x.createdAt)).sort((a, b) => a - b)
+    const densest = Math.max(...placed.map((t0) => placed.filter((x) => x >= t0 && x < t0 + 1000).length))
+    t.ok(densest <= 8, `about 5 calls a second at most (densest second: ${densest})`)
+    t.ok(placed.at(-1)! - placed[0]! >= 4000, `29 calls at 5/s took at least 4 s (${placed.at(-1)! - placed[0]!} ms)`)
+
+    // Nothing more until the retry delays pass (busy: 30 min, no-answer: try_interval 60 min).
+    await sleep(1500)
+    t.equal((await attempts(c.id)).length, 30, 'no second attempt before its delay')
+    stack.clock.advance(31 * 60_000)
+    const busyAgain = await waitFor(async () => {
+      const a = (await attempts(c.id)).filter((x) => x.try_count === 2)
+      return a.length === 10 && a.every((x) => x.status === 'done') ? a : null
+    }, 60_000, 'busy contacts tried again after 30 minutes')
+    t.same(outcomes(busyAgain), { busy: 10 }, 'only the busy ones, after their own delay')
+    t.ok(busyAgain.every((x) => x.destination.startsWith('+121255502')))
+    stack.clock.advance(30 * 60_000)
+    await waitFor(async () => {
+      const a = (await attempts(c.id)).filter((x) => x.try_count === 2)
+      return a.length === 20 && a.every((x) => x.status === 'done') ? a : null
+    }, 60_000, 'unanswered contacts tried again after an hour')
+    const done = await waitFor(async () => { const x = await campaign(c.id); return x.status === 'stop' ? x : null }, 20_000, 'the campaign stops when every target is done')
+    t.match(done, { status: 'stop', status_reason: 'finished', stats: { targets: 30, targets_done: 30, campaigncalls: 50, in_progress: 0, outcomes: { answered: 9, busy: 20, 'no-answer': 20, 'dnc-skipped': 1 } } })
+    stack.clock.advance(2 * 3_600_000)
+    await sleep(1000)
+    const all = await attempts(c.id)
+    t.equal(all.length, 50, 'max_attempts 2: no third attempt')
+    t.notOk(all.some((x) => x.destination === listed && x.call_id), 'the listed number was never dialled')
+    t.same([...new Set(events)].sort(), ['campaign.started', 'campaign.stopped', 'campaigncall.created', 'campaigncall.ended'].sort(), 'its events')
+    t.equal(events.filter((e) => e === 'campaigncall.created').length, 49, 'one campaigncall.created per call placed')
+  })
+
+  await t.test('nothing is dialled outside operating hours: on a Sunday the jobs wait for Monday 09:00 in the campaign\'s zone (the contact\'s own zone when known)', async (t) => {
+    stack.clock.set(newYork('sunday', 3))
+    const outplan = await created('/v1/outplans', { ...outplanBody, max_attempts: 1 })
+    const outdial = await created('/v1/outdials', { name: 'weekend' })
+    // One contact in New York, one in Los Angeles (3 hours behind: its 09:00 is New York's 12:00).
+    const ny = (await created(`/v1/outdials/${outdial.id}/targets`, { name: 'ny', destinations: [number('answer', 20)] })).id
+    const la = (await created(`/v1/outdials/${outdial.id}/targets`, { name: 'la', destinations: [number('answer', 21)], timezone: 'America/Los_Angeles' })).id
+    const c = await created('/v1/campaigns', { name: 'weekend', type: 'flow', flow_id: flow.id, outplan_id: outplan.id, outdial_id: outdial.id, operating_hours: hours, calls_per_second: 5 })
+    t.equal((await setStatus(c.id, 'run')).status, 200)
+    await sleep(1500)
+    t.equal((await attempts(c.id)).length, 0, 'Sunday 03:00: nothing dialled')
+    const due = async (targetId: string) => (await store.jobs.get('campaign.dial', `${c.id}:${targetId}`))?.dueAt.toISOString()
+    t.equal(await waitFor(async () => (await due(ny)) === newYork('monday', 9).toISOString() && await due(ny)), newYork('monday', 9).toISOString(), 'the New York contact waits for Monday 09:00 New York')
+    t.equal(await due(la), newYork('monday', 12).toISOString(), 'the Los Angeles contact for Monday 09:00 Los Angeles')
+    stack.clock.set(newYork('monday', 9, 30))
+    const first = await waitFor(async () => { const a = await attempts(c.id); return a.length === 1 && a[0]!.status === 'done' ? a : null }, 20_000, 'the New York contact is called at 09:30')
+    t.equal(first[0]!.outdial_target_id, ny)
+    await sleep(1000)
+    t.equal((await attempts(c.id)).length, 1, 'Los Angeles is still asleep (06:30 there)')
+    stack.clock.set(newYork('monday', 12, 5))
+    await waitFor(async () => { const a = await attempts(c.id); return a.length === 2 && a.every((x) => x.status === 'done') }, 20_000, 'the Los Angeles contact is called after 09:00 its time')
+    t.equal((await waitFor(async () => { const x = await campaign(c.id); return x.status === 'stop' ? x : null }, 10_000, 'finished')).status_reason, 'finished')
+  })
+
+  await t.test('pause stops new dials (calls under way go on), resume goes on where it stopped', async (t) => {
+    stack.clock.set(newYork('monday', 11))
+    const outplan = await created('/v1/outplans', { ...outplanBody, max_attempts: 1 })
+    const outdialId = await contacts('paused', Array.from({ length: 8 }, (_, i) => number('answer', 30 + i)))
+    const c = await created('/v1/campaigns', { name: 'paused', type: 'flow', flow_id: flow.id, outplan_id: outplan.id, outdial_id: outdialId, operating_hours: hours, calls_per_second: 2 })
+    t.equal((await setStatus(c.id, 'run')).status, 200)
+    await waitFor(async () => (await attempts(c.id)).some((x) => x.call_id), 10_000, 'the first call is placed')
+    const paused = await setStatus(c.id, 'pause')
+    t.match(paused.body, { status: 'pause' })
+    const atPause = (await attempts(c.id)).length
+    await sleep(2500)
+    const after = await attempts(c.id)
+    t.ok(after.length <= atPause, `no dial after the pause (${atPause} at the pause, ${after.length} now)`)
+    t.ok(after.length < 8, 'not every contact was dialled')
+    await waitFor(async () => (await attempts(c.id)).every((x) => x.status === 'done'), 10_000, 'calls under way end by themselves')
+    t.equal((await setStatus(c.id, 'run')).body.status, 'run', 'resumed')
+    const all = await waitFor(async () => { const a = await attempts(c.id); return a.length === 8 && a.every((x) => x.status === 'done') ? a : null }, 30_000, 'every contact called after the resume')
+    t.equal(new Set(all.map((x) => x.outdial_target_id)).size, 8, 'each contact once')
+    t.ok(all.every((x) => x.outcome === 'answered'))
+  })
+
+  await t.test('a campaign whose flow is deleted while it runs pauses with a reason and dials nothing', async (t) => {
+    stack.clock.set(newYork('sunday', 12))
+    const doomed = await created('/v1/flows', { name: 'doomed', actions: [{ type: 'hangup' }] })
+    const outplan = await created('/v1/outplans', { ...outplanBody, max_attempts: 1 })
+    const outdialId = await contacts('doomed', [number('answer', 40), number('answer', 41)])
+    const c = await created('/v1/campaigns', { name: 'doomed', type: 'flow', flow_id: doomed.id, outplan_id: outplan.id, outdial_id: outdialId, operating_hours: hours })
+    t.equal((await setStatus(c.id, 'run')).status, 200)
+    t.equal((await call('DELETE', `/v1/flows/${doomed.id}`)).status, 204)
+    stack.clock.set(newYork('monday', 9, 1))
+    const paused = await waitFor(async () => { const x = await campaign(c.id); return x.status === 'pause' ? x : null }, 20_000, 'the campaign pauses')
+    t.match(paused.status_reason, /flow .* was deleted/)
+    t.equal((await attempts(c.id)).length, 0, 'nothing dialled')
+    const again = await setStatus(c.id, 'run')
+    t.equal(again.status, 400, 'running it again is refused while its flow is missing')
+    t.match(again.body.error!.message, /flow_id/)
+  })
 })
