@@ -13,7 +13,7 @@ import { pageQuery, type Page, type PageRequest, type Queryable } from './common
 export type CampaigncallStatus = 'dialing' | 'progressing' | 'done'
 export type CampaigncallResult = '' | 'success' | 'fail'
 /** How an attempt ended. */
-export const CAMPAIGNCALL_OUTCOMES = ['answered', 'voicemail', 'busy', 'no-answer', 'failed', 'machine', 'dnc-skipped', 'canceled'] as const
+export const CAMPAIGNCALL_OUTCOMES = ['answered', 'voicemail', 'busy', 'no-answer', 'failed', 'machine', 'dnc-skipped'] as const
 export type CampaigncallOutcome = (typeof CAMPAIGNCALL_OUTCOMES)[number]
 
 export interface Campaigncall {

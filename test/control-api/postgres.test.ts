@@ -19,6 +19,7 @@ const SUITES = [
   'test/call/flow-ivr.test.ts',
   'test/store/job-scheduler.test.ts',
   'test/call/queues.test.ts',
+  'test/call/campaigns.test.ts',
 ]
 
 t.test('suites against real PostgreSQL', async (t) => {
