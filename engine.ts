@@ -19,6 +19,7 @@ import { OutboundUrlPolicy } from './config/outbound-url-policy.ts'
 import { WebhookWorker } from './control-api/webhook-worker.ts'
 import { SipApplication } from './sip/app/index.ts'
 import { createApiCallControl } from './call/api-call-control.ts'
+import { ScheduledCalls } from './call/outbound/scheduled-calls.ts'
 import { callControlAcrossNodes, serveRelayedCalls } from './call/remote-call-control.ts'
 import { NodeRelay } from './store/node-relay.ts'
 import type { MediaEngine } from './media/media-engine.ts'
@@ -201,8 +202,11 @@ export class Engine {
         stops.push('rtpengine', async () => anchor.close())
         health.register('rtpengine', async () => ({ status: (await anchor.ping().catch(() => false)) ? 'up' : 'down', detail: { ng: config.rtpengineNg } }))
       }
+      // Scheduled calls and AI callbacks (issue 17) on the scheduler; also what agents' host tools reach (MediaStore.outreach).
+      const scheduledCalls = new ScheduledCalls({ store, scheduler, clock, control: () => callControl.current, log: logger })
+      scheduledCalls.start()
       const mediaPlane = await startMediaPlane({
-        workers: config.mediaWorkers, engine: engineOptions, registry, store, logger: logger.child({ component: 'media' }), logLevel: config.logLevel,
+        workers: config.mediaWorkers, engine: engineOptions, registry, store: { ...store, outreach: scheduledCalls }, logger: logger.child({ component: 'media' }), logLevel: config.logLevel,
         anchor, rtpengineNg: config.rtpengineNg, allowPrivateUrls, recordingsDir, mediaRoots, agentMetrics,
         isLocal: (id) => sipApplication.calls.isLocal(id),
         control: () => ({ ...agentControl, lost: (id, reason) => sipApplication.calls.hangup(id, 'system', reason) }),
@@ -265,7 +269,7 @@ export class Engine {
         registry,
         health,
         isDraining: () => engine?.draining ?? false,
-        registerRoutes: v1Routes({ store, callControl, programs: callPrograms, campaigns, allowInsecureWebhooks: db.mode === 'embedded', urlPolicy: tenantUrls }),
+        registerRoutes: v1Routes({ store, callControl, programs: callPrograms, campaigns, allowInsecureWebhooks: db.mode === 'embedded', urlPolicy: tenantUrls, scheduledCalls }),
       })
       await api.listen({ host: config.httpHost, port: config.httpPort })
       stops.push('control-api', () => api.close())

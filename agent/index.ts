@@ -18,6 +18,7 @@ import { AgentRuntime } from './runtime.ts'
 import { summarizeCall } from './summary.ts'
 import type { AgentCallResult, AgentLogger, CallInfo } from './agent-events.ts'
 import { WebsocketAgent } from './websocket-agent.ts'
+import { ToolBox, type HostTools } from './tools.ts'
 
 export interface CreateAgentOptions {
   config: AgentConfig | AgentConfigInput
@@ -29,6 +30,8 @@ export interface CreateAgentOptions {
   urlPolicy?: OutboundUrlPolicy
   /** A pipeline agent continues this chat history (AgentRuntime.history()) instead of starting over. */
   history?: readonly ChatMessage[]
+  /** The host tools (agent/tools.ts) the engine carries out for this call: each one given is offered to the LLM. */
+  hostTools?: HostTools
 }
 
 /** What the SIP app holds for a call, whichever agent type it is. */
@@ -52,6 +55,7 @@ export function createAgent(opts: CreateAgentOptions): AgentRuntime {
     ...(opts.log ? { log: opts.log } : {}),
     ...(opts.urlPolicy ? { urlPolicy: opts.urlPolicy } : {}),
     ...(opts.history ? { history: opts.history } : {}),
+    ...(opts.hostTools ? { tools: new ToolBox(config.tools, config.toolsEnabled, config.transferTargets, opts.hostTools) } : {}),
   })
 }
 
@@ -114,7 +118,8 @@ export type * from './adapters/json.ts'
 export type * from './adapters/stt/contract.ts'
 export type * from './adapters/llm/contract.ts'
 export type * from './adapters/tts/contract.ts'
-export type { HttpToolConfig, TransferTarget, BuiltinToolName } from './tools.ts'
+export type { HttpToolConfig, TransferTarget, BuiltinToolName, HostToolName, HostToolRun, HostTools } from './tools.ts'
+export { HOST_TOOL_NAMES } from './tools.ts'
 export { patternPhrases } from './adapters/llm/scripted.ts'
 export { rulePatternProblem } from './adapters/llm/rule-pattern.ts'
 export { registerAgentMetrics, addAgentMetricSink, type AgentMetrics, type TurnStage } from './metrics.ts'

@@ -6,6 +6,10 @@
  *   scheme as our outbound webhooks, so one verifier serves both), 5 s default
  *   timeout clamped to 1–30 s. The endpoint answers JSON `{ "result": "..." }`.
  * - Built-ins: end_call, transfer_call(target), send_dtmf(digits).
+ * - Host tools, opted into per agent (`builtinTools`): add_to_do_not_call,
+ *   schedule_callback(when, reason), mark_booked. Their definitions are
+ *   here; what they do is the engine's (store writes, the scheduler), so
+ *   the call layer hands in a `run` per tool (call/call-agent.ts).
  *
  * A tool never throws into the runtime: every failure (timeout, HTTP error,
  * malformed JSON, network) becomes an `ERROR: ...` string that goes back to the
@@ -37,6 +41,14 @@ export interface HttpToolConfig {
 }
 
 export type BuiltinToolName = 'end_call' | 'transfer_call' | 'send_dtmf'
+
+/** Built-ins an agent opts into (stored agent `builtinTools`), carried out by the engine around the agent. */
+export const HOST_TOOL_NAMES = ['add_to_do_not_call', 'schedule_callback', 'mark_booked'] as const
+export type HostToolName = (typeof HOST_TOOL_NAMES)[number]
+
+/** What the engine does for one host tool call: its answer goes back to the LLM. Never throws. */
+export type HostToolRun = (args: { [key: string]: JsonValue }, ctx: ToolContext) => Promise<{ ok: boolean; content: string }>
+export type HostTools = Partial<Record<HostToolName, HostToolRun>>
 
 export interface TransferTarget {
   name: string
@@ -99,6 +111,32 @@ const BUILTIN_DEFS: Record<BuiltinToolName, ToolDefinition> = {
   },
 }
 
+const HOST_DEFS: Record<HostToolName, ToolDefinition> = {
+  add_to_do_not_call: {
+    name: 'add_to_do_not_call',
+    description: 'Put the person on this call on the do-not-call list when they ask not to be called again ("stop calling me", "take me off your list"). They will not be called again.',
+    parameters: { type: 'object', properties: { reason: { type: 'string', description: 'What they said, briefly' } } },
+  },
+  schedule_callback: {
+    name: 'schedule_callback',
+    description: 'Book a call back to the person on this call at the time they ask for. `when` is an ISO 8601 date-time (2025-06-01T10:00:00-04:00), "in N minutes/hours/days", or "today/tomorrow at HH[:MM] [am|pm]".',
+    parameters: {
+      type: 'object',
+      properties: {
+        when: { type: 'string', description: 'When to call back' },
+        reason: { type: 'string', description: 'What the callback is about: it is given to the agent on the callback' },
+        timezone: { type: 'string', description: 'IANA time zone of the person (e.g. America/New_York) for local times; default UTC' },
+      },
+      required: ['when'],
+    },
+  },
+  mark_booked: {
+    name: 'mark_booked',
+    description: 'Record that an appointment or meeting was booked on this call.',
+    parameters: { type: 'object', properties: { details: { type: 'string', description: 'What was booked, and when' } } },
+  },
+}
+
 function parseArgs(raw: string): { [key: string]: JsonValue } | undefined {
   try {
     const v: unknown = JSON.parse(raw || '{}')
@@ -117,6 +155,7 @@ export class ToolBox {
     httpTools: HttpToolConfig[] = [],
     builtins: BuiltinToolName[] = ['end_call', 'transfer_call', 'send_dtmf'],
     private readonly transferTargets: TransferTarget[] = [],
+    private readonly hostTools: HostTools = {},
   ) {
     for (const t of httpTools) this.http.set(t.name, t)
     this.builtins = new Set(builtins)
@@ -124,6 +163,7 @@ export class ToolBox {
 
   definitions(): ToolDefinition[] {
     const defs: ToolDefinition[] = [...this.builtins].map((b) => (b === 'transfer_call' ? this.transferDefinition() : BUILTIN_DEFS[b]))
+    for (const name of HOST_TOOL_NAMES) if (this.hostTools[name]) defs.push(HOST_DEFS[name])
     for (const t of this.http.values()) {
       defs.push({ name: t.name, description: t.description, parameters: t.inputSchema ?? { type: 'object', properties: {} } })
     }
@@ -164,6 +204,11 @@ export class ToolBox {
           return done({ ok: true, content: `Sent ${digits}.`, action: { kind: 'send_dtmf', digits: digits.toUpperCase() } })
         }
       }
+    }
+    const host = this.hostTools[call.name as HostToolName]
+    if (host) {
+      const r = await host(args, ctx).catch((err: unknown) => ({ ok: false, content: `ERROR: ${call.name} failed (${(err as Error).message})` }))
+      return done(r)
     }
     const tool = this.http.get(call.name)
     if (!tool) return done({ ok: false, content: `ERROR: unknown tool ${call.name}` })

@@ -5,6 +5,7 @@ import type { Agent } from '../store/agents.ts'
 import type { MediaStore } from './plane/media-store.ts'
 import type { LiveMedia } from './live-media.ts'
 import { agentConfigFrom } from './agent-config.ts'
+import { hostToolsFor } from './outbound/agent-outreach.ts'
 
 /**
  * One stored agent put on a live call's media: the AgentMediaPort over the
@@ -80,8 +81,10 @@ export async function createAgentOnCall(o: CallAgentOptions): Promise<CallAgentH
   if (o.isClosed()) return null
   const base = agentConfigFrom(rec, tools, ctx)
   const config = o.adjust ? o.adjust(base) : base
+  // The built-ins the agent opted into that the engine carries out (do-not-call, callbacks, bookings).
+  const hostTools = hostToolsFor(rec.builtinTools, { accountId: ctx.accountId, callId: ctx.callId, agentId: rec.id, from: ctx.from, to: ctx.to, direction: ctx.direction }, store.outreach)
   const agent = createCallAgent({
-    config, port, call: { id: ctx.callId, from: ctx.from, to: ctx.to, direction: ctx.direction }, log,
+    config, port, call: { id: ctx.callId, from: ctx.from, to: ctx.to, direction: ctx.direction }, log, ...(hostTools ? { hostTools } : {}),
     ...(o.urlPolicy ? { urlPolicy: o.urlPolicy } : {}), ...(o.history ? { history: o.history } : {}),
   })
   live.agent = agent

@@ -5,6 +5,7 @@ import type { CampaignDialer } from '../call/outbound/campaign-dialer.ts'
 import { ApiError } from './errors.ts'
 import type { ReadCache } from './read-cache.ts'
 import type { OutboundUrlPolicy } from '../config/outbound-url-policy.ts'
+import type { ScheduledCalls } from '../call/outbound/scheduled-calls.ts'
 
 /** What every /v1 route plugin gets. */
 export interface ApiDeps {
@@ -22,6 +23,8 @@ export interface ApiDeps {
   urlPolicy: OutboundUrlPolicy
   /** The campaign dialer (status changes, targets added to a running campaign's list); absent without a scheduler. */
   campaigns?: CampaignDialer | undefined
+  /** Scheduled calls and AI callbacks on the job scheduler (absent where the API runs without the engine). */
+  scheduledCalls?: ScheduledCalls | undefined
 }
 
 export interface RouteOptions {

@@ -75,6 +75,8 @@ export interface AgentSpec {
   websocket?: { url: string; encapsulation?: string }
   /** Rules for the offline scripted LLM. */
   rules?: ScriptRule[]
+  /** Built-in tools the agent opts into beyond end_call/transfer_call/send_dtmf (agent/tools.ts HOST_TOOL_NAMES). */
+  builtinTools?: Array<'add_to_do_not_call' | 'schedule_callback' | 'mark_booked'>
   metadata?: Record<string, string>
 }
 

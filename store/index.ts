@@ -8,6 +8,7 @@ import { CarrierRouteRepository } from './carrier-routes.ts'
 import { ConferenceRepository } from './conferences.ts'
 import { DoNotCallRepository } from './do-not-call.ts'
 import { ContactAgentRepository } from './contact-agents.ts'
+import { ScheduledCallRepository } from './scheduled-calls.ts'
 import { ExtensionRepository } from './extensions.ts'
 import { GroupcallRepository } from './groupcalls.ts'
 import { JobRepository } from './jobs.ts'
@@ -57,6 +58,8 @@ export interface Store {
   groupcalls: GroupcallRepository
   /** The per-account do-not-call list, checked before every outbound dial. */
   doNotCall: DoNotCallRepository
+  /** Outbound agent calls at a set time (Leadlock scheduled calls, AI callbacks), fired by the job scheduler. */
+  scheduledCalls: ScheduledCallRepository
   /** Durable jobs (campaign dials, scheduled calls, sequence steps), run by job-scheduler.ts's JobScheduler. */
   jobs: JobRepository
   /** Outbound campaigns: how to dial (outplans), contact lists (outdials and targets), campaigns and their attempts (campaigncalls). */
@@ -83,6 +86,7 @@ export function createStore(db: Database, secrets: SecretBox, logger: Logger): S
   const accounts = new AccountRepository(pool, (fn) => db.transaction(fn))
   const realm = (id: string) => accounts.realm(id)
   const signingSecrets = new SigningSecretRepository(pool, secrets)
+  const jobs = new JobRepository(pool)
   return {
     db, bus, outbox, accounts,
     apiKeys: new ApiKeyRepository(pool),
@@ -101,7 +105,8 @@ export function createStore(db: Database, secrets: SecretBox, logger: Logger): S
     activeflows: new ActiveflowRepository(pool),
     groupcalls: new GroupcallRepository(pool),
     doNotCall: new DoNotCallRepository(pool, outbox),
-    jobs: new JobRepository(pool),
+    jobs,
+    scheduledCalls: new ScheduledCallRepository(pool, outbox, jobs),
     outplans: new OutplanRepository(pool),
     outdials: new OutdialRepository(pool),
     campaigns: new CampaignRepository(pool),

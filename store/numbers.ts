@@ -100,6 +100,19 @@ export class NumberRepository {
     return rows[0] ? toNumber(rows[0]) : null
   }
 
+  /** The account's number with this number string (a caller ID the account owns), or null. */
+  async findInAccount(accountId: string, number: string): Promise<PhoneNumber | null> {
+    const { rows } = await this.db.query<Row>('SELECT * FROM numbers WHERE account_id = $1 AND number = $2', [accountId, number])
+    return rows[0] ? toNumber(rows[0]) : null
+  }
+
+  /** The agent's number (the first of the account's numbers routed to it): outbound work's default caller ID. */
+  async firstForAgent(accountId: string, agentId: string): Promise<PhoneNumber | null> {
+    const { rows } = await this.db.query<Row>(
+      `SELECT * FROM numbers WHERE account_id = $1 AND target->>'type' = 'agent' AND target->>'id' = $2 ORDER BY seq LIMIT 1`, [accountId, agentId])
+    return rows[0] ? toNumber(rows[0]) : null
+  }
+
   list(accountId: string, page: PageRequest): Promise<Page<PhoneNumber>> {
     return pageQuery<Row, PhoneNumber>(this.db, { table: 'numbers', accountId, order: 'asc', page }, toNumber)
   }

@@ -9,6 +9,7 @@
  */
 import type { Store } from '../../store/index.ts'
 import type { RpcChannel } from './rpc-channel.ts'
+import type { AgentOutreach } from '../outbound/agent-outreach.ts'
 
 export interface MediaStore {
   calls: Pick<Store['calls'], 'getById' | 'appendTranscript' | 'addTiming' | 'setSummary' | 'attach' | 'setQuality' | 'emit'>
@@ -16,6 +17,8 @@ export interface MediaStore {
   tools: Pick<Store['tools'], 'forCall'>
   recordings: Pick<Store['recordings'], 'start' | 'markReady' | 'markFailed'>
   conferences: Pick<Store['conferences'], 'setStatus' | 'get'>
+  /** The agents' host tools that write (do-not-call, callbacks): not a repository, the main thread's outreach service. */
+  outreach?: AgentOutreach
 }
 
 /** Repository → the methods a worker may call on it; anything else is refused. */
@@ -25,7 +28,8 @@ const METHODS = {
   tools: ['forCall'],
   recordings: ['start', 'markReady', 'markFailed'],
   conferences: ['setStatus', 'get'],
-} as const satisfies { [R in keyof MediaStore]: ReadonlyArray<keyof MediaStore[R]> }
+  outreach: ['addToDoNotCall', 'scheduleCallback'],
+} as const satisfies { [R in keyof MediaStore]-?: ReadonlyArray<keyof NonNullable<MediaStore[R]>> }
 
 type Repo = keyof MediaStore
 
@@ -34,7 +38,8 @@ export function serveMediaStore(channel: RpcChannel, store: MediaStore): void {
   channel.handle('store', async (repo: string, method: string, args: unknown[]) => {
     const allowed = (METHODS as Record<string, readonly string[]>)[repo]
     if (!allowed?.includes(method)) throw new Error(`store.${repo}.${method} is not open to media workers`)
-    const target = store[repo as Repo] as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>
+    const target = store[repo as Repo] as unknown as Record<string, (...a: unknown[]) => Promise<unknown>> | undefined
+    if (!target) throw new Error(`store.${repo} is not served on this node`)
     return target[method]!.apply(target, args)
   })
 }

@@ -75,6 +75,13 @@ const Spec = {
     transferTo: Type.Optional(Type.String({ maxLength: 100 })),
     hangup: Type.Optional(Type.Boolean()),
   }, { additionalProperties: false }), { maxItems: 200 })),
+  builtinTools: Type.Optional(Type.Array(StringEnum(['add_to_do_not_call', 'schedule_callback', 'mark_booked'] as const), {
+    uniqueItems: true, maxItems: 3,
+    description: 'Built-in tools the LLM may call besides end_call, transfer_call and send_dtmf (always there): '
+      + 'add_to_do_not_call {reason?} puts the other party\'s number on the account\'s do-not-call list (/v1/do-not-call) when they ask not to be called; '
+      + 'schedule_callback {when, reason?, timezone?} books a scheduled call (/v1/scheduled-calls) back to them with this agent (`when`: ISO 8601, "in N minutes/hours/days", "today/tomorrow at HH[:MM] [am|pm]"), whose greeting and prompt can use {{callback_context}}; '
+      + 'mark_booked {details?} marks the call as a booking (a sequence with stop_on_booking stops there)',
+  })),
   metadata: Type.Optional(Metadata),
 }
 const AgentType = Type.Union([Type.Literal('pipeline'), Type.Literal('websocket')], { default: 'pipeline' })

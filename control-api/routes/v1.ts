@@ -30,6 +30,8 @@ import { groupcallRoutes } from './groupcalls.ts'
 import { doNotCallRoutes } from './do-not-call.ts'
 import { contactAgentRoutes } from './contact-agents.ts'
 import { queueRoutes } from './queues.ts'
+import { scheduledCallRoutes } from './scheduled-calls.ts'
+import type { ScheduledCalls } from '../../call/outbound/scheduled-calls.ts'
 
 export interface V1Options {
   store: Store
@@ -44,6 +46,8 @@ export interface V1Options {
   readCacheTtlMs?: number
   /** The outbound URL policy tenant URLs are checked with when set; default: private addresses allowed exactly when insecure webhooks are (the embedded mode). */
   urlPolicy?: OutboundUrlPolicy
+  /** Scheduled calls and AI callbacks (the engine's; absent in API-only tests: those routes answer 503). */
+  scheduledCalls?: ScheduledCalls
 }
 
 /** Everything under /v1: auth + rate limit, then one plugin per route group. */
@@ -57,8 +61,8 @@ const v1: FastifyPluginAsync<V1Options> = async (app, opts) => {
   const readCache = new ReadCache(opts.store.bus, opts.readCacheTtlMs ?? 1000)
   app.addHook('onClose', async () => readCache.close())
   const urlPolicy = opts.urlPolicy ?? new OutboundUrlPolicy({ allowPrivate: opts.allowInsecureWebhooks })
-  const deps: ApiDeps = { store: opts.store, callControl: opts.callControl, programs: opts.programs, campaigns: opts.campaigns, allowInsecureWebhooks: opts.allowInsecureWebhooks, invalidateKey: auth.invalidate, readCache, urlPolicy }
-  for (const plugin of [accountRoutes, apiKeyRoutes, agentRoutes, numberRoutes, trunkRoutes, carrierRouteRoutes, extensionRoutes, toolRoutes, webhookRoutes, signingSecretRoutes, callRoutes, flowRoutes, groupcallRoutes, doNotCallRoutes, outplanRoutes, outdialRoutes, campaignRoutes, contactAgentRoutes, queueRoutes, recordingRoutes, conferenceRoutes, eventRoutes]) {
+  const deps: ApiDeps = { store: opts.store, callControl: opts.callControl, programs: opts.programs, campaigns: opts.campaigns, allowInsecureWebhooks: opts.allowInsecureWebhooks, invalidateKey: auth.invalidate, readCache, urlPolicy, scheduledCalls: opts.scheduledCalls }
+  for (const plugin of [accountRoutes, apiKeyRoutes, agentRoutes, numberRoutes, trunkRoutes, carrierRouteRoutes, extensionRoutes, toolRoutes, webhookRoutes, signingSecretRoutes, callRoutes, flowRoutes, groupcallRoutes, doNotCallRoutes, scheduledCallRoutes, outplanRoutes, outdialRoutes, campaignRoutes, contactAgentRoutes, queueRoutes, recordingRoutes, conferenceRoutes, eventRoutes]) {
     await app.register(plugin, { deps })
   }
 }

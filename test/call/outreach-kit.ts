@@ -1,0 +1,142 @@
+import { writeFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import { freePort } from '../harness/ports.ts'
+import { waitListening } from '../harness/sipp.ts'
+import { sippUas } from '../sip/app/sipp-util.ts'
+
+/**
+ * What the outreach suites (scheduled calls, sequences) share: sipp callees
+ * that answer, talk for a while and hang up (or reject busy), and a local
+ * server speaking the OpenAI chat-completions protocol whose model calls a
+ * named tool on the caller's first turn.
+ */
+
+/** A sipp UAS answering every INVITE (up to `calls`), hanging up itself after `byeAfterMs`; or answering 486 Busy. */
+export async function callee(dir: string, name: string, o: { byeAfterMs?: number; busy?: boolean; calls?: number } = {}) {
+  const port = await freePort()
+  const file = join(dir, `${name}-${port}.xml`)
+  writeFileSync(file, o.busy ? BUSY : answering(o.byeAfterMs ?? 2000))
+  const uas = sippUas(file, port, { timeoutMs: 300_000, calls: o.calls ?? 10 })
+  await waitListening(port)
+  return { ...uas, port }
+}
+
+const BUSY = `<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="busy">
+  <recv request="INVITE"/>
+  <send><![CDATA[
+      SIP/2.0 486 Busy Here
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]></send>
+  <recv request="ACK"/>
+</scenario>
+`
+
+function answering(byeAfterMs: number): string {
+  return `<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="answer then hang up">
+  <recv request="INVITE">
+    <action>
+      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="ifrom"/>
+      <ereg regexp=".*" search_in="hdr" header="To:" assign_to="ito"/>
+      <ereg regexp="Contact: *.?(sips?:[^>;\\r\\n]+)" search_in="msg" assign_to="icall,icontact"/>
+    </action>
+  </recv>
+  <send><![CDATA[
+      SIP/2.0 180 Ringing
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Length: 0
+    ]]></send>
+  <send retrans="500"><![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+v=0
+o=callee 1 1 IN IP4 127.0.0.1
+s=-
+c=IN IP4 127.0.0.1
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=sendrecv
+    ]]></send>
+  <recv request="ACK"/>
+  <pause milliseconds="${byeAfterMs}"/>
+  <send retrans="500"><![CDATA[
+      BYE [$icontact] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From:[$ito];tag=[pid]SIPpTag01[call_number]
+      To:[$ifrom]
+      Call-ID: [call_id]
+      CSeq: 2 BYE
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]></send>
+  <recv response="200"/>
+  <Reference variables="icall"/>
+</scenario>
+`
+}
+
+/**
+ * An OpenAI-compatible chat server: on a user turn with `tool` offered and
+ * not yet called, it streams a call of `tool` with `args`; after the tool's
+ * result it says `Done: <result>`; otherwise it echoes. Records requests.
+ */
+export async function toolCallingLlm(tool: string, args: Record<string, unknown>): Promise<{ baseURL: string; requests: Array<Record<string, unknown>>; close(): Promise<void> }> {
+  const requests: Array<Record<string, unknown>> = []
+  const server: Server = createServer((req, res) => {
+    let raw = ''
+    req.on('data', (d: Buffer) => { raw += d.toString() })
+    req.on('end', () => {
+      const body = (raw ? JSON.parse(raw) : {}) as { model?: string; messages?: Array<{ role: string; content?: string | null; tool_calls?: unknown[] }>; tools?: Array<{ function: { name: string } }> }
+      requests.push(body as Record<string, unknown>)
+      const messages = body.messages ?? []
+      const last = messages[messages.length - 1]
+      const model = body.model ?? 'gpt-test'
+      const chunk = (delta: Record<string, unknown>, finish: string | null = null) =>
+        `data: ${JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion.chunk', created: Math.floor(Date.now() / 1000), model, choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' })
+      const called = messages.some((m) => m.role === 'tool')
+      if (last?.role === 'user' && !called && (body.tools ?? []).some((t) => t.function.name === tool)) {
+        res.write(chunk({ role: 'assistant', content: null, tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: tool, arguments: '' } }] }))
+        res.write(chunk({ tool_calls: [{ index: 0, function: { arguments: JSON.stringify(args) } }] }))
+        res.write(chunk({}, 'tool_calls'))
+      } else {
+        const text = last?.role === 'tool' ? `Done: ${String(last.content)}` : 'Okay.'
+        res.write(chunk({ role: 'assistant', content: text }))
+        res.write(chunk({}, 'stop'))
+      }
+      res.end('data: [DONE]\n\n')
+    })
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  return {
+    baseURL: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`,
+    requests,
+    close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()) }),
+  }
+}
