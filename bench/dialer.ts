@@ -34,7 +34,7 @@
  * else one of its own; --postgres starts its own on the throwaway PostgreSQL.
  * Figure ids get `.postgres` with --postgres.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import pino from 'pino'
@@ -43,10 +43,15 @@ import { migrate } from '../store/migrator.ts'
 import { JobRepository, type Job } from '../store/jobs.ts'
 import { JobScheduler, SettableClock } from '../store/job-scheduler.ts'
 import { finishBench, parseBenchArgs, percentile, type BenchFigure, type PlotSpec } from './bench-result.ts'
-import { killAllEngines } from './engine-process.ts'
+import { acquireEngineProcess, killAllEngines, startEngineProcess, type EngineProcess } from './engine-process.ts'
 import { cpuMeter, exitWithParent, threadSharesMeter } from './proc-stats.ts'
 import { cdfFromSamples } from './svg-plot.ts'
 import { startPostgres, type ThrowawayPostgres } from '../test/harness/postgres.ts'
+import { apiClient } from '../test/harness/api-client.ts'
+import { freePort } from '../test/harness/ports.ts'
+import { waitListening } from '../test/harness/sipp.ts'
+import { sippUas } from '../test/sip/app/sipp-util.ts'
+import { calleeScenario, concurrency, parseCalleeLog, type CalleeCall } from './dialer-callee.ts'
 
 const args = parseBenchArgs()
 const argv = process.argv.slice(2)
@@ -83,6 +88,21 @@ const WIDE_CONCURRENCY = 200
 /** Jobs falling due per second in the paced phase (a campaign's dials, well above its calls per second). */
 const PACED_RATE = quick ? 200 : 200
 const PACED_JOBS = quick ? 1000 : JOBS
+
+/** Pacing: the campaign's configured calls per second, how long it is measured, its contacts. */
+const CPS = Number(argOf('--cps') ?? (quick ? 20 : 50))
+const PACING_WINDOW_SEC = quick ? 20 : 60
+const CONTACTS = quick ? Math.ceil(CPS * PACING_WINDOW_SEC * 1.5) : 10_000
+/** How long the UAS holds each answered call before its BYE: answer and hang up quickly. */
+const PACING_HOLD_MS = 1000
+/** The ceiling of the pacing campaign: well above cps × a call's length, so pacing alone sets the rate. */
+const PACING_CEILING = Math.ceil(CPS * 4)
+/** The ceiling phase: calls held longer than the ceiling allows at this rate, so the ceiling binds. */
+const CEILING = quick ? 15 : 40
+const CEILING_HOLD_MS = 3000
+const CEILING_WINDOW_SEC = quick ? 10 : 20
+/** The numbers the campaigns dial (New York 212-555-xxxx, fictional), routed to the UAS by a carrier route. */
+const DIAL_PREFIX = '+1212555'
 
 const silent = pino({ level: 'silent' })
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
@@ -274,15 +294,239 @@ async function until(ok: () => boolean | Promise<boolean>, ms: number, everyMs =
   }
 }
 
+
+// ───────────────────────────────────────────────────────────── the engine and its API
+
+let engine: (EngineProcess & { shared: boolean }) | undefined
+
+async function ensureEngine(): Promise<EngineProcess & { shared: boolean }> {
+  if (engine) return engine
+  if (POSTGRES) {
+    const pg = await ensurePostgres()
+    engine = { ...(await startEngineProcess({ rtpPorts: 2000, timeoutMs: 90_000, env: { DATABASE_URL: pg.url } })), shared: false }
+  } else {
+    engine = await acquireEngineProcess({ rtpPorts: 2000, timeoutMs: 90_000 })
+  }
+  console.log(`engine pid ${engine.pid} up${engine.shared ? ' (shared by the orchestrator)' : ` in ${engine.startupSec.toFixed(1)} s`} (SIP 127.0.0.1:${engine.sipPort})`)
+  return engine
+}
+
+interface Reply { status: number; body: Record<string, unknown> }
+
+function restOf(e: EngineProcess) {
+  const { api } = apiClient({ baseUrl: `http://127.0.0.1:${e.httpPort}`, apiKey: e.apiKey })
+  const req = async (method: string, path: string, body?: unknown, contentType?: string): Promise<Reply> => {
+    const r = await api(path, {
+      method, signal: AbortSignal.timeout(60_000),
+      ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+      ...(contentType ? { headers: { authorization: `Bearer ${e.apiKey}`, 'content-type': contentType } } : {}),
+    })
+    const text = await r.text()
+    let parsed: Record<string, unknown> = {}
+    try { parsed = JSON.parse(text) as Record<string, unknown> } catch { parsed = { text } }
+    return { status: r.status, body: parsed }
+  }
+  const create = async (path: string, body: unknown): Promise<Record<string, unknown>> => {
+    const r = await req('POST', path, body)
+    if (r.status !== 201 && r.status !== 200) throw new Error(`POST ${path} answered ${r.status}: ${JSON.stringify(r.body).slice(0, 400)}`)
+    return r.body
+  }
+  /** True when the engine serves the route (a list answers 200; an unknown route 404). */
+  const has = async (path: string): Promise<boolean> => (await req('GET', `${path}?limit=1`)).status === 200
+  const metric = async (name: string): Promise<number> => {
+    try {
+      const text = await (await fetch(`http://127.0.0.1:${e.httpPort}/metrics`, { signal: AbortSignal.timeout(5000) })).text()
+      const m = new RegExp(`^${name}(?:\\{[^}]*\\})?\\s+([\\d.eE+-]+)$`, 'm').exec(text)
+      return m ? Number(m[1]) : NaN
+    } catch {
+      return NaN
+    }
+  }
+  /** Every item of a cursor list. */
+  const all = async (path: string, max = 50_000): Promise<Record<string, unknown>[]> => {
+    const out: Record<string, unknown>[] = []
+    let cursor: string | null = null
+    do {
+      const r = await req('GET', `${path}${path.includes('?') ? '&' : '?'}limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`)
+      if (r.status !== 200) break
+      out.push(...(r.body.data as Record<string, unknown>[]))
+      cursor = r.body.nextCursor as string | null
+    } while (cursor && out.length < max)
+    return out
+  }
+  return { req, create, has, metric, all }
+}
+type Rest = ReturnType<typeof restOf>
+
+/** A number of the account (the campaigns' caller ID). */
+async function ownNumber(rest: Rest): Promise<string> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const number = `+1415555${String(Math.floor(Math.random() * 10000)).padStart(4, '0')}`
+    const r = await rest.req('POST', '/v1/numbers', { number, name: 'dialer bench caller ID', target: { type: 'none' } })
+    if (r.status === 201) return number
+    if (r.status !== 409) throw new Error(`POST /v1/numbers answered ${r.status}: ${JSON.stringify(r.body).slice(0, 400)}`)
+  }
+  throw new Error('no free bench number after 20 tries')
+}
+
+// ───────────────────────────────────────────────────────────── pacing: a campaign against the callee
+
+interface CampaignRun {
+  label: string
+  cps: number
+  ceiling: number
+  holdMs: number
+  windowSec: number
+  contacts: number
+  importSec: number
+  calls: CalleeCall[]
+  /** The window measured: from the first INVITE, windowSec long. */
+  from: number
+  invitesInWindow: number
+  achievedCps: number
+  errorPct: number
+  perSecond: number[]
+  maxUpAtCallee: number
+  maxActiveEngine: number
+  outcomes: Record<string, number>
+  calleeFailed: number
+  engineCpu: { cpuSec: number; coreShare: number }
+}
+
+/**
+ * One campaign: a contact list of `contacts` numbers (CSV import), an outplan
+ * (one attempt, our number as caller ID), a flow campaign whose answered calls
+ * wait (the callee hangs up after holdMs), run until `windowSec` after the
+ * first INVITE reached the callee, then stopped; the calls under way end.
+ */
+async function runCampaign(rest: Rest, o: { label: string; cps: number; ceiling: number; holdMs: number; windowSec: number; contacts: number; source: string }): Promise<CampaignRun> {
+  const e = engine!
+  const port = await freePort()
+  const dir = mkdtempSync(join(tmpdir(), 'dialer-callee-'))
+  const scenario = join(dir, 'callee.xml')
+  writeFileSync(scenario, calleeScenario(o.holdMs))
+  const lifeMs = (o.windowSec + 90) * 1000 + o.contacts * 5
+  const callee = sippUas(scenario, port, { timeoutMs: lifeMs, calls: 10_000_000, args: ['-recv_timeout', String(o.holdMs + 30_000)] })
+  try {
+    await waitListening(port)
+    const trunk = await rest.create('/v1/trunks', { name: `dialer bench carrier (${o.label})`, outbound: { host: '127.0.0.1', port } })
+    const route = await rest.create('/v1/routes', { name: `dialer bench ${o.label}`, prefix: DIAL_PREFIX, trunkId: trunk.id, priority: 0 })
+    const outplan = await rest.create('/v1/outplans', { name: `dialer bench ${o.label}`, source: { type: 'tel', target: o.source }, dial_timeout: 10_000, max_attempts: 1 })
+    const outdial = await rest.create('/v1/outdials', { name: `dialer bench ${o.label}` })
+    const csv = ['name,destination', ...Array.from({ length: o.contacts }, (_, i) => `contact ${i},${DIAL_PREFIX}${String(i % 10_000).padStart(4, '0')}`)].join('\n')
+    const t0 = Date.now()
+    const imp = await rest.req('POST', `/v1/outdials/${outdial.id as string}/targets/csv`, csv, 'text/csv')
+    const importSec = (Date.now() - t0) / 1000
+    if (imp.status >= 300 || Number(imp.body.imported) !== o.contacts) throw new Error(`the CSV import of ${o.contacts} contacts answered ${imp.status}: ${JSON.stringify(imp.body).slice(0, 300)}`)
+    const campaign = await rest.create('/v1/campaigns', {
+      name: `dialer bench ${o.label}`, type: 'flow', actions: [{ type: 'sleep', option: { duration: o.holdMs + 20_000 } }],
+      outplan_id: outplan.id, outdial_id: outdial.id, calls_per_second: o.cps, max_concurrent_calls: o.ceiling, end_handle: 'stop',
+    })
+    const id = campaign.id as string
+    console.log(`  ${o.label}: ${o.contacts} contacts imported in ${importSec.toFixed(1)} s; campaign ${id} at ${o.cps} calls/s, ceiling ${o.ceiling}, callee holds ${o.holdMs} ms…`)
+    const cpu = cpuMeter(e.pid, true)
+    let maxActive = 0
+    const started = Date.now()
+    const run = await rest.req('POST', `/v1/campaigns/${id}/status`, { status: 'run' })
+    if (run.status >= 300) throw new Error(`starting the campaign answered ${run.status}: ${JSON.stringify(run.body).slice(0, 300)}`)
+    // The window runs from the first INVITE; the engine's gauge is sampled meanwhile.
+    const end = started + (o.windowSec + 5) * 1000
+    while (Date.now() < end) {
+      const a = await rest.metric('callplane_active_calls')
+      if (Number.isFinite(a)) maxActive = Math.max(maxActive, a)
+      await sleep(200)
+    }
+    const engineCpu = cpu.read()
+    await rest.req('POST', `/v1/campaigns/${id}/status`, { status: 'stop' })
+    // The calls under way end by themselves (the callee's BYE).
+    await sleep(o.holdMs + 3000)
+    const records = await rest.all(`/v1/campaigncalls?campaign_id=${id}`)
+    const outcomes: Record<string, number> = {}
+    for (const r of records) {
+      const k = String(r.outcome ?? r.status ?? 'unknown')
+      outcomes[k] = (outcomes[k] ?? 0) + 1
+    }
+    await rest.req('DELETE', `/v1/routes/${route.id as string}`)
+    callee.kill()
+    const res = await callee.done
+    const calls = parseCalleeLog(res.log)
+    const from = calls[0]?.inviteAt ?? started
+    const windowEnd = from + o.windowSec * 1000
+    const inWindow = calls.filter((c) => c.inviteAt < windowEnd)
+    const perSecond = Array.from({ length: o.windowSec }, (_, i) => inWindow.filter((c) => Math.floor((c.inviteAt - from) / 1000) === i).length)
+    const achievedCps = inWindow.length / o.windowSec
+    const conc = concurrency(calls, Date.now())
+    return {
+      label: o.label, cps: o.cps, ceiling: o.ceiling, holdMs: o.holdMs, windowSec: o.windowSec, contacts: o.contacts, importSec,
+      calls, from, invitesInWindow: inWindow.length, achievedCps, errorPct: (100 * (achievedCps - o.cps)) / o.cps, perSecond,
+      maxUpAtCallee: conc.max, maxActiveEngine: maxActive, outcomes, calleeFailed: res.failed,
+      engineCpu: { cpuSec: engineCpu.cpuSec, coreShare: engineCpu.coreShare },
+    }
+  } finally {
+    callee.kill()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+async function pacingPart(): Promise<void> {
+  const e = await ensureEngine()
+  const rest = restOf(e)
+  const missing = []
+  for (const path of ['/v1/outplans', '/v1/outdials', '/v1/campaigns', '/v1/campaigncalls']) if (!(await rest.has(path))) missing.push(path)
+  if (missing.length) {
+    notes.push(`pacing: not measured: the engine does not serve ${missing.join(', ')} yet (the campaign dialer, issue 17)`)
+    console.log(`pacing: skipped, ${missing.join(', ')} not on this engine`)
+    return
+  }
+  const source = await ownNumber(rest)
+  console.log(`pacing: a campaign of ${CONTACTS} contacts at ${CPS} calls/s, measured over ${PACING_WINDOW_SEC} s at a sipp callee; then a ceiling of ${CEILING} with calls held ${CEILING_HOLD_MS / 1000} s…`)
+  const pace = await runCampaign(rest, { label: 'pacing', cps: CPS, ceiling: PACING_CEILING, holdMs: PACING_HOLD_MS, windowSec: PACING_WINDOW_SEC, contacts: CONTACTS, source })
+  const failed = Object.entries(pace.outcomes).filter(([k]) => k !== 'answered').reduce((a, [, n]) => a + n, 0)
+  console.log(`  pacing: ${pace.invitesInWindow} INVITEs in ${pace.windowSec} s = ${pace.achievedCps.toFixed(2)} calls/s (${pace.errorPct >= 0 ? '+' : ''}${pace.errorPct.toFixed(2)} %); per second min ${Math.min(...pace.perSecond)}, max ${Math.max(...pace.perSecond)}; most up at the callee ${pace.maxUpAtCallee} (ceiling ${pace.ceiling}), engine gauge ${pace.maxActiveEngine}; outcomes ${JSON.stringify(pace.outcomes)}; callee failures ${pace.calleeFailed}; engine ${(pace.engineCpu.coreShare * 100).toFixed(0)}% of a core`)
+  figures.push(
+    { id: fid('dialer.pacing_error_pct'), label: `Pacing error: achieved vs configured calls per second (${CPS}/s configured, INVITEs at the callee over ${PACING_WINDOW_SEC} s from the first)`, value: Math.abs(pace.errorPct), unit: '%', better: 'lower', target: TARGET_PACING_PCT },
+    { id: fid('dialer.pacing_achieved_cps'), label: `Achieved calls per second (configured ${CPS})`, value: pace.achievedCps, unit: 'calls/s', better: 'higher' },
+    { id: fid('dialer.pacing_failed_calls'), label: `Campaign calls that did not end answered (of ${Object.values(pace.outcomes).reduce((a, n) => a + n, 0)} campaigncalls)`, value: failed, unit: 'calls', better: 'lower' },
+    { id: fid('dialer.pacing_engine_cpu_ms_per_call'), label: `Engine CPU per campaign call (dial, answer, a flow that waits, the callee's BYE; at ${CPS}/s)`, value: (pace.engineCpu.cpuSec * 1000) / Math.max(1, pace.calls.length), unit: 'ms', better: 'lower' },
+    { id: fid('dialer.csv_import_contacts_per_sec'), label: `Contacts imported per second (POST /v1/outdials/:id/targets/csv, ${CONTACTS} rows)`, value: CONTACTS / pace.importSec, unit: 'contacts/s', better: 'higher' },
+  )
+  const ceil = await runCampaign(rest, { label: 'ceiling', cps: CPS, ceiling: CEILING, holdMs: CEILING_HOLD_MS, windowSec: CEILING_WINDOW_SEC, contacts: Math.ceil(CPS * CEILING_WINDOW_SEC * 1.5), source })
+  console.log(`  ceiling: most up at the callee ${ceil.maxUpAtCallee} (ceiling ${CEILING}), engine gauge ${ceil.maxActiveEngine}; ${ceil.achievedCps.toFixed(2)} calls/s (the ceiling allows ~${(CEILING / (CEILING_HOLD_MS / 1000)).toFixed(1)}); outcomes ${JSON.stringify(ceil.outcomes)}`)
+  figures.push(
+    { id: fid('dialer.ceiling_max_concurrent'), label: `Most campaign calls up at once at the callee with max_concurrent_calls ${CEILING} (calls held ${CEILING_HOLD_MS / 1000} s at ${CPS}/s: the ceiling binds)`, value: ceil.maxUpAtCallee, unit: 'calls', better: 'lower', target: CEILING },
+    { id: fid('dialer.ceiling_achieved_cps'), label: `Calls per second with the ceiling binding (${CEILING} ÷ ${CEILING_HOLD_MS / 1000} s ≈ ${(CEILING / (CEILING_HOLD_MS / 1000)).toFixed(1)} allowed)`, value: ceil.achievedCps, unit: 'calls/s', better: 'higher' },
+  )
+  plots.push({
+    id: fid('dialer.pacing_rate'), title: `Campaign INVITEs per second at the callee (configured ${CPS}/s; the ceiling run: ${CEILING} calls held ${CEILING_HOLD_MS / 1000} s)`, kind: 'line',
+    xLabel: 'second since the first INVITE', yLabel: 'INVITEs in that second',
+    series: [
+      { label: `pacing (${CPS}/s, ceiling ${PACING_CEILING})`, x: pace.perSecond.map((_, i) => i), y: pace.perSecond },
+      { label: `ceiling ${CEILING}`, x: ceil.perSecond.map((_, i) => i), y: ceil.perSecond },
+    ],
+    marks: [{ axis: 'y', value: CPS * 1.05, label: '+5 %' }, { axis: 'y', value: CPS * 0.95, label: '−5 %' }],
+  })
+  const c = concurrency(ceil.calls, Date.now())
+  plots.push({
+    id: fid('dialer.ceiling_concurrency'), title: `Campaign calls up at the callee, max_concurrent_calls ${CEILING}`, kind: 'line',
+    xLabel: 's since the first INVITE', yLabel: 'calls up',
+    series: [{ label: 'calls up (INVITE → end)', x: c.at.map((t) => (t - ceil.from) / 1000), y: c.up }],
+    marks: [{ axis: 'y', value: CEILING, label: 'ceiling' }],
+  })
+  const strip = (r: CampaignRun) => ({ ...r, calls: undefined, callsAtCallee: r.calls.length })
+  details.pacing = { pacing: strip(pace), ceiling: strip(ceil) }
+}
+
 // ───────────────────────────────────────────────────────────── main
 
 try {
   if (runs('scheduler')) await schedulerPart()
+  if (runs('pacing')) await pacingPart()
   notes.push(`load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} at the end on ${cores} cores`)
 } catch (err) {
   notes.push(`dialer stopped early: ${(err as Error).message.split('\n')[0]}`)
   console.error(err)
 } finally {
+  if (engine && !engine.shared) await engine.stop()
   await postgres?.stop()
 }
 
