@@ -47,7 +47,6 @@ import { acquireEngineProcess, killAllEngines, startEngineProcess, type EnginePr
 import { cpuMeter, exitWithParent, threadSharesMeter } from './proc-stats.ts'
 import { cdfFromSamples } from './svg-plot.ts'
 import { startPostgres, type ThrowawayPostgres } from '../test/harness/postgres.ts'
-import { apiClient } from '../test/harness/api-client.ts'
 import { freePort } from '../test/harness/ports.ts'
 import { waitListening } from '../test/harness/sipp.ts'
 import { sippUas } from '../test/sip/app/sipp-util.ts'
@@ -73,6 +72,14 @@ const fid = (id: string): string => (POSTGRES ? `${id}.postgres` : id)
 const quick = args.mode === 'quick'
 const startedAt = new Date()
 const cores = cpus().length
+/** The orchestrator's bound for this script (BENCH_BUDGET_SEC), else the mode's: parts that would not fit are skipped and noted. */
+const budgetSec = Number(process.env.BENCH_BUDGET_SEC ?? (quick ? 175 : 475)) - 3
+const elapsed = (): number => (Date.now() - startedAt.getTime()) / 1000
+const fits = (part: string, needSec: number): boolean => {
+  if (elapsed() + needSec <= budgetSec) return true
+  notes.push(`${part}: not run, the time budget (${budgetSec + 3} s) would be exceeded (${elapsed().toFixed(0)} s spent, ~${needSec.toFixed(0)} s needed)`)
+  return false
+}
 
 /** The issue's targets. */
 const TARGET_CPU_MS_PER_JOB = 1
@@ -100,7 +107,7 @@ const PACING_CEILING = Math.ceil(CPS * 4)
 /** The ceiling phase: calls held longer than the ceiling allows at this rate, so the ceiling binds. */
 const CEILING = quick ? 15 : 40
 const CEILING_HOLD_MS = 3000
-const CEILING_WINDOW_SEC = quick ? 10 : 20
+const CEILING_WINDOW_SEC = quick ? 8 : 20
 /** The numbers the campaigns dial (New York 212-555-xxxx, fictional), routed to the UAS by a carrier route. */
 const DIAL_PREFIX = '+1212555'
 
@@ -314,12 +321,11 @@ async function ensureEngine(): Promise<EngineProcess & { shared: boolean }> {
 interface Reply { status: number; body: Record<string, unknown> }
 
 function restOf(e: EngineProcess) {
-  const { api } = apiClient({ baseUrl: `http://127.0.0.1:${e.httpPort}`, apiKey: e.apiKey })
-  const req = async (method: string, path: string, body?: unknown, contentType?: string): Promise<Reply> => {
-    const r = await api(path, {
+  const req = async (method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<Reply> => {
+    const r = await fetch(`http://127.0.0.1:${e.httpPort}${path}`, {
       method, signal: AbortSignal.timeout(60_000),
+      headers: { authorization: `Bearer ${e.apiKey}`, ...(body === undefined ? {} : { 'content-type': contentType }) },
       ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
-      ...(contentType ? { headers: { authorization: `Bearer ${e.apiKey}`, 'content-type': contentType } } : {}),
     })
     const text = await r.text()
     let parsed: Record<string, unknown> = {}
@@ -333,15 +339,18 @@ function restOf(e: EngineProcess) {
   }
   /** True when the engine serves the route (a list answers 200; an unknown route 404). */
   const has = async (path: string): Promise<boolean> => (await req('GET', `${path}?limit=1`)).status === 200
-  const metric = async (name: string): Promise<number> => {
+  /** Every callplane_* series of /metrics, keyed `name{labels}`. */
+  const metrics = async (): Promise<Record<string, number>> => {
     try {
       const text = await (await fetch(`http://127.0.0.1:${e.httpPort}/metrics`, { signal: AbortSignal.timeout(5000) })).text()
-      const m = new RegExp(`^${name}(?:\\{[^}]*\\})?\\s+([\\d.eE+-]+)$`, 'm').exec(text)
-      return m ? Number(m[1]) : NaN
+      const out: Record<string, number> = {}
+      for (const m of text.matchAll(/^(callplane_[a-z_]+)(\{[^}]*\})?\s+([\d.eE+-]+)$/gm)) out[`${m[1]}${m[2] ?? ''}`] = Number(m[3])
+      return out
     } catch {
-      return NaN
+      return {}
     }
   }
+  const metric = async (name: string): Promise<number> => (await metrics())[name] ?? NaN
   /** Every item of a cursor list. */
   const all = async (path: string, max = 50_000): Promise<Record<string, unknown>[]> => {
     const out: Record<string, unknown>[] = []
@@ -354,7 +363,7 @@ function restOf(e: EngineProcess) {
     } while (cursor && out.length < max)
     return out
   }
-  return { req, create, has, metric, all }
+  return { req, create, has, metric, metrics, all }
 }
 type Rest = ReturnType<typeof restOf>
 
@@ -370,6 +379,8 @@ async function ownNumber(rest: Rest): Promise<string> {
 }
 
 // ───────────────────────────────────────────────────────────── pacing: a campaign against the callee
+
+interface OpenSample { at: number; dialing: number; progressing: number }
 
 interface CampaignRun {
   label: string
@@ -388,9 +399,18 @@ interface CampaignRun {
   perSecond: number[]
   maxUpAtCallee: number
   maxActiveEngine: number
+  /** The campaign's own count of attempts dialling or on a call (stats.in_progress), sampled every ~200 ms. */
+  maxInProgress: number
+  /** Open attempts sampled every ~0.3 s: reserved (dialing) and placed (progressing), ≤ 100 each. */
+  open: OpenSample[]
   outcomes: Record<string, number>
   calleeFailed: number
   engineCpu: { cpuSec: number; coreShare: number }
+  /** The engine's main thread and its busiest other thread (the embedded store's PGlite), share of a core. */
+  mainThreadShare: number
+  busiestOtherThreadShare: number
+  /** campaign.dial job runs by outcome during the window (the scheduler's callplane_jobs_total). */
+  jobRuns: Record<string, number>
 }
 
 /**
@@ -425,18 +445,37 @@ async function runCampaign(rest: Rest, o: { label: string; cps: number; ceiling:
     const id = campaign.id as string
     console.log(`  ${o.label}: ${o.contacts} contacts imported in ${importSec.toFixed(1)} s; campaign ${id} at ${o.cps} calls/s, ceiling ${o.ceiling}, callee holds ${o.holdMs} ms…`)
     const cpu = cpuMeter(e.pid, true)
+    const threads = threadSharesMeter(e.pid, true)
+    const m0 = await rest.metrics()
     let maxActive = 0
+    let maxInProgress = 0
     const started = Date.now()
     const run = await rest.req('POST', `/v1/campaigns/${id}/status`, { status: 'run' })
     if (run.status >= 300) throw new Error(`starting the campaign answered ${run.status}: ${JSON.stringify(run.body).slice(0, 300)}`)
     // The window runs from the first INVITE; the engine's gauge is sampled meanwhile.
     const end = started + (o.windowSec + 5) * 1000
+    const open: OpenSample[] = []
     while (Date.now() < end) {
       const a = await rest.metric('callplane_active_calls')
       if (Number.isFinite(a)) maxActive = Math.max(maxActive, a)
-      await sleep(200)
+      const st = (await rest.req('GET', `/v1/campaigns/${id}`)).body.stats as { in_progress?: number } | undefined
+      maxInProgress = Math.max(maxInProgress, st?.in_progress ?? 0)
+      // Open attempts by state: reserved and waiting for their pacing slot (dialing), or placed (progressing).
+      const count = async (status: string) => ((await rest.req('GET', `/v1/campaigncalls?campaign_id=${id}&status=${status}&limit=100`)).body.data as unknown[] | undefined)?.length ?? 0
+      open.push({ at: Date.now(), dialing: await count('dialing'), progressing: await count('progressing') })
+      await sleep(300)
     }
     const engineCpu = cpu.read()
+    const { threads: ts } = threads.read()
+    const m1 = await rest.metrics()
+    // The dial jobs' runs by outcome meanwhile: `again` is mostly a run that found the campaign at its ceiling and comes back in ~0.7 s.
+    const jobRuns: Record<string, number> = {}
+    for (const [k, v] of Object.entries(m1)) {
+      const m = /^callplane_jobs_total\{.*kind="campaign\.dial".*outcome="(\w+)"/.exec(k) ?? /^callplane_jobs_total\{.*outcome="(\w+)".*kind="campaign\.dial"/.exec(k)
+      if (m) jobRuns[m[1]!] = v - (m0[k] ?? 0)
+    }
+    const mainThreadShare = ts.find((t) => t.tid === e.pid)?.share ?? 0
+    const busiestOtherThreadShare = ts.find((t) => t.tid !== e.pid)?.share ?? 0
     await rest.req('POST', `/v1/campaigns/${id}/status`, { status: 'stop' })
     // The calls under way end by themselves (the callee's BYE).
     await sleep(o.holdMs + 3000)
@@ -459,8 +498,8 @@ async function runCampaign(rest: Rest, o: { label: string; cps: number; ceiling:
     return {
       label: o.label, cps: o.cps, ceiling: o.ceiling, holdMs: o.holdMs, windowSec: o.windowSec, contacts: o.contacts, importSec,
       calls, from, invitesInWindow: inWindow.length, achievedCps, errorPct: (100 * (achievedCps - o.cps)) / o.cps, perSecond,
-      maxUpAtCallee: conc.max, maxActiveEngine: maxActive, outcomes, calleeFailed: res.failed,
-      engineCpu: { cpuSec: engineCpu.cpuSec, coreShare: engineCpu.coreShare },
+      maxUpAtCallee: conc.max, maxActiveEngine: maxActive, maxInProgress, open, outcomes, calleeFailed: res.failed,
+      engineCpu: { cpuSec: engineCpu.cpuSec, coreShare: engineCpu.coreShare }, mainThreadShare, busiestOtherThreadShare, jobRuns,
     }
   } finally {
     callee.kill()
@@ -478,11 +517,12 @@ async function pacingPart(): Promise<void> {
     console.log(`pacing: skipped, ${missing.join(', ')} not on this engine`)
     return
   }
+  if (!fits('pacing', PACING_WINDOW_SEC + PACING_HOLD_MS / 1000 + 20)) return
   const source = await ownNumber(rest)
   console.log(`pacing: a campaign of ${CONTACTS} contacts at ${CPS} calls/s, measured over ${PACING_WINDOW_SEC} s at a sipp callee; then a ceiling of ${CEILING} with calls held ${CEILING_HOLD_MS / 1000} s…`)
   const pace = await runCampaign(rest, { label: 'pacing', cps: CPS, ceiling: PACING_CEILING, holdMs: PACING_HOLD_MS, windowSec: PACING_WINDOW_SEC, contacts: CONTACTS, source })
   const failed = Object.entries(pace.outcomes).filter(([k]) => k !== 'answered').reduce((a, [, n]) => a + n, 0)
-  console.log(`  pacing: ${pace.invitesInWindow} INVITEs in ${pace.windowSec} s = ${pace.achievedCps.toFixed(2)} calls/s (${pace.errorPct >= 0 ? '+' : ''}${pace.errorPct.toFixed(2)} %); per second min ${Math.min(...pace.perSecond)}, max ${Math.max(...pace.perSecond)}; most up at the callee ${pace.maxUpAtCallee} (ceiling ${pace.ceiling}), engine gauge ${pace.maxActiveEngine}; outcomes ${JSON.stringify(pace.outcomes)}; callee failures ${pace.calleeFailed}; engine ${(pace.engineCpu.coreShare * 100).toFixed(0)}% of a core`)
+  console.log(`  pacing: ${pace.invitesInWindow} INVITEs in ${pace.windowSec} s = ${pace.achievedCps.toFixed(2)} calls/s (${pace.errorPct >= 0 ? '+' : ''}${pace.errorPct.toFixed(2)} %); per second min ${Math.min(...pace.perSecond)}, max ${Math.max(...pace.perSecond)}; most up at the callee ${pace.maxUpAtCallee} (ceiling ${pace.ceiling}), engine gauge ${pace.maxActiveEngine}, campaign in_progress ${pace.maxInProgress}; outcomes ${JSON.stringify(pace.outcomes)}; callee failures ${pace.calleeFailed}; engine ${(pace.engineCpu.coreShare * 100).toFixed(0)}% of a core (main thread ${(pace.mainThreadShare * 100).toFixed(0)}%, busiest other ${(pace.busiestOtherThreadShare * 100).toFixed(0)}%); dial job runs ${JSON.stringify(pace.jobRuns)}`)
   figures.push(
     { id: fid('dialer.pacing_error_pct'), label: `Pacing error: achieved vs configured calls per second (${CPS}/s configured, INVITEs at the callee over ${PACING_WINDOW_SEC} s from the first)`, value: Math.abs(pace.errorPct), unit: '%', better: 'lower', target: TARGET_PACING_PCT },
     { id: fid('dialer.pacing_achieved_cps'), label: `Achieved calls per second (configured ${CPS})`, value: pace.achievedCps, unit: 'calls/s', better: 'higher' },
@@ -490,30 +530,41 @@ async function pacingPart(): Promise<void> {
     { id: fid('dialer.pacing_engine_cpu_ms_per_call'), label: `Engine CPU per campaign call (dial, answer, a flow that waits, the callee's BYE; at ${CPS}/s)`, value: (pace.engineCpu.cpuSec * 1000) / Math.max(1, pace.calls.length), unit: 'ms', better: 'lower' },
     { id: fid('dialer.csv_import_contacts_per_sec'), label: `Contacts imported per second (POST /v1/outdials/:id/targets/csv, ${CONTACTS} rows)`, value: CONTACTS / pace.importSec, unit: 'contacts/s', better: 'higher' },
   )
-  const ceil = await runCampaign(rest, { label: 'ceiling', cps: CPS, ceiling: CEILING, holdMs: CEILING_HOLD_MS, windowSec: CEILING_WINDOW_SEC, contacts: Math.ceil(CPS * CEILING_WINDOW_SEC * 1.5), source })
-  console.log(`  ceiling: most up at the callee ${ceil.maxUpAtCallee} (ceiling ${CEILING}), engine gauge ${ceil.maxActiveEngine}; ${ceil.achievedCps.toFixed(2)} calls/s (the ceiling allows ~${(CEILING / (CEILING_HOLD_MS / 1000)).toFixed(1)}); outcomes ${JSON.stringify(ceil.outcomes)}`)
-  figures.push(
-    { id: fid('dialer.ceiling_max_concurrent'), label: `Most campaign calls up at once at the callee with max_concurrent_calls ${CEILING} (calls held ${CEILING_HOLD_MS / 1000} s at ${CPS}/s: the ceiling binds)`, value: ceil.maxUpAtCallee, unit: 'calls', better: 'lower', target: CEILING },
-    { id: fid('dialer.ceiling_achieved_cps'), label: `Calls per second with the ceiling binding (${CEILING} ÷ ${CEILING_HOLD_MS / 1000} s ≈ ${(CEILING / (CEILING_HOLD_MS / 1000)).toFixed(1)} allowed)`, value: ceil.achievedCps, unit: 'calls/s', better: 'higher' },
-  )
+  const ceil = fits('pacing (ceiling run)', CEILING_WINDOW_SEC + CEILING_HOLD_MS / 1000 + 15)
+    ? await runCampaign(rest, { label: 'ceiling', cps: CPS, ceiling: CEILING, holdMs: CEILING_HOLD_MS, windowSec: CEILING_WINDOW_SEC, contacts: Math.ceil(CPS * CEILING_WINDOW_SEC * 1.5), source })
+    : undefined
+  if (ceil) {
+    console.log(`  ceiling: most up at the callee ${ceil.maxUpAtCallee} (ceiling ${CEILING}), engine gauge ${ceil.maxActiveEngine}, campaign in_progress ${ceil.maxInProgress}; ${ceil.achievedCps.toFixed(2)} calls/s (the ceiling allows ~${(CEILING / (CEILING_HOLD_MS / 1000)).toFixed(1)}); outcomes ${JSON.stringify(ceil.outcomes)}; engine ${(ceil.engineCpu.coreShare * 100).toFixed(0)}% of a core (main thread ${(ceil.mainThreadShare * 100).toFixed(0)}%, busiest other ${(ceil.busiestOtherThreadShare * 100).toFixed(0)}%); dial job runs ${JSON.stringify(ceil.jobRuns)}`)
+    figures.push(
+      { id: fid('dialer.ceiling_max_concurrent'), label: `Most campaign calls up at once at the callee with max_concurrent_calls ${CEILING} (calls held ${CEILING_HOLD_MS / 1000} s at ${CPS}/s: the ceiling binds)`, value: ceil.maxUpAtCallee, unit: 'calls', better: 'lower', target: CEILING },
+      { id: fid('dialer.ceiling_achieved_cps'), label: `Calls per second with the ceiling binding (${CEILING} ÷ ${CEILING_HOLD_MS / 1000} s ≈ ${(CEILING / (CEILING_HOLD_MS / 1000)).toFixed(1)} allowed)`, value: ceil.achievedCps, unit: 'calls/s', better: 'higher' },
+    )
+  }
+  const runsDone = ceil ? [pace, ceil] : [pace]
   plots.push({
-    id: fid('dialer.pacing_rate'), title: `Campaign INVITEs per second at the callee (configured ${CPS}/s; the ceiling run: ${CEILING} calls held ${CEILING_HOLD_MS / 1000} s)`, kind: 'line',
+    id: fid('dialer.pacing_rate'), title: `Campaign INVITEs per second at the callee (configured ${CPS}/s${ceil ? `; the ceiling run: ${CEILING} calls held ${CEILING_HOLD_MS / 1000} s` : ''})`, kind: 'line',
     xLabel: 'second since the first INVITE', yLabel: 'INVITEs in that second',
-    series: [
-      { label: `pacing (${CPS}/s, ceiling ${PACING_CEILING})`, x: pace.perSecond.map((_, i) => i), y: pace.perSecond },
-      { label: `ceiling ${CEILING}`, x: ceil.perSecond.map((_, i) => i), y: ceil.perSecond },
-    ],
+    series: runsDone.map((r) => ({ label: `${r.label} (${r.cps}/s, max_concurrent_calls ${r.ceiling}, calls held ${r.holdMs / 1000} s)`, x: r.perSecond.map((_, i) => i), y: r.perSecond })),
     marks: [{ axis: 'y', value: CPS * 1.05, label: '+5 %' }, { axis: 'y', value: CPS * 0.95, label: '−5 %' }],
   })
-  const c = concurrency(ceil.calls, Date.now())
-  plots.push({
-    id: fid('dialer.ceiling_concurrency'), title: `Campaign calls up at the callee, max_concurrent_calls ${CEILING}`, kind: 'line',
-    xLabel: 's since the first INVITE', yLabel: 'calls up',
-    series: [{ label: 'calls up (INVITE → end)', x: c.at.map((t) => (t - ceil.from) / 1000), y: c.up }],
-    marks: [{ axis: 'y', value: CEILING, label: 'ceiling' }],
-  })
-  const strip = (r: CampaignRun) => ({ ...r, calls: undefined, callsAtCallee: r.calls.length })
-  details.pacing = { pacing: strip(pace), ceiling: strip(ceil) }
+  for (const r of runsDone) {
+    const cc = concurrency(r.calls, Date.now())
+    plots.push({
+      id: fid(`dialer.${r.label}_open_attempts`), title: `${r.label === 'pacing' ? `Pacing run (${CPS}/s)` : `Ceiling run (${CEILING} calls held ${CEILING_HOLD_MS / 1000} s)`}: the campaign's open attempts and the calls up at the callee`, kind: 'line',
+      xLabel: 's since the first INVITE', yLabel: 'attempts / calls',
+      series: [
+        { label: 'reserved, waiting for a pacing slot (dialing)', x: r.open.map((o) => (o.at - r.from) / 1000), y: r.open.map((o) => o.dialing) },
+        { label: 'placed (progressing)', x: r.open.map((o) => (o.at - r.from) / 1000), y: r.open.map((o) => o.progressing) },
+        { label: 'up at the callee (INVITE → end)', x: cc.at.map((t) => (t - r.from) / 1000), y: cc.up },
+      ],
+      marks: [{ axis: 'y', value: r.ceiling, label: 'max_concurrent_calls' }],
+    })
+  }
+  const strip = (r: CampaignRun) => ({ ...r, calls: undefined, callsAtCallee: r.calls.length, open: r.open.map((o) => [o.at - r.from, o.dialing, o.progressing]) })
+  details.pacing = { pacing: strip(pace), ...(ceil ? { ceiling: strip(ceil) } : {}) }
+  if (Math.abs(pace.errorPct) > TARGET_PACING_PCT) {
+    notes.push(`pacing: ${pace.achievedCps.toFixed(1)} calls/s reached the callee for ${CPS} configured (${pace.errorPct.toFixed(1)} %); the campaign's open attempts reached max_concurrent_calls ${pace.ceiling} (stats.in_progress ${pace.maxInProgress}) while at most ${pace.maxUpAtCallee} calls were up at the callee: attempts reserved ahead for their pacing slot and attempts whose call had ended but were not yet settled count against the ceiling; dial job runs in the window ${JSON.stringify(pace.jobRuns)} (again = a run that found the ceiling full and comes back in ~0.7 s)`)
+  }
 }
 
 // ───────────────────────────────────────────────────────────── main

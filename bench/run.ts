@@ -109,7 +109,7 @@ const TIMEOUTS: Record<string, { quick: number; full: number }> = {
   // its own engine on a throwaway PostgreSQL: start-up of both counts against its bound
   'flow-ivr-postgres': { quick: 90, full: 420 },
   // the scheduler in-process (PGlite start-up, three batches of jobs), then a campaign and a queue on the engine
-  dialer: { quick: 120, full: 420 },
+  dialer: { quick: 180, full: 480 },
   'dialer-postgres': { quick: 120, full: 300 },
 }
 /**
