@@ -9,16 +9,18 @@ import type { DialAddress } from '../store/groupcalls.ts'
  * (OriginateRequest.to: an E.164 number over the carrier routes, an
  * extension's username, a SIP URI).
  *
- * `agent` is refused: an AI agent is not a SIP endpoint a leg can ring (it
- * answers calls the engine terminates), so "connect to an agent" is the
- * `ai_talk` verb on the call itself, not a dial.
+ * `agent` is a contact agent (VoipBin: `connect` with an agent-type address,
+ * the successor of `agent_call`): `target` is its id, and it stands for the
+ * agent's own addresses (`expandAgentAddresses`, before the targets are
+ * resolved), rung whatever its status. An AI agent is not dialled: it is the
+ * `ai_talk` verb on the call itself.
  */
 
 export const DialAddressSchema = Type.Object({
   type: Type.Union([Type.Literal('tel'), Type.Literal('extension'), Type.Literal('sip'), Type.Literal('agent')], {
-    description: 'tel: an E.164 number over the account\'s carrier routes; extension: a registered extension (target = its id, or target_name = its username); sip: a SIP URI; agent: refused (use the ai_talk verb)',
+    description: 'tel: an E.164 number over the account\'s carrier routes; extension: a registered extension (target = its id, or target_name = its username); sip: a SIP URI; agent: a contact agent (target = its id), whose own addresses are dialled',
   }),
-  target: Type.Optional(Type.String({ minLength: 1, maxLength: 500, description: 'tel: +E.164; extension: its id; sip: sip:user@host[:port]' })),
+  target: Type.Optional(Type.String({ minLength: 1, maxLength: 500, description: 'tel: +E.164; extension: its id; sip: sip:user@host[:port]; agent: the contact agent\'s id' })),
   target_name: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'extension only: its username' })),
 }, { additionalProperties: false })
 
@@ -37,7 +39,9 @@ const templated = (v: string | undefined) => v !== undefined && v.includes('${')
 export function addressProblems(a: Static<typeof DialAddressSchema>, where: string): string[] {
   switch (a.type) {
     case 'agent':
-      return [`${where}/type: an agent cannot be dialled (hand the call to an AI agent with the ai_talk verb)`]
+      if (a.target_name !== undefined) return [`${where}/target_name: only for extension addresses`]
+      if (a.target === undefined) return [`${where}/target: required (a contact agent's id; an AI agent is the ai_talk verb)`]
+      return templated(a.target) || UUID.test(a.target) ? [] : [`${where}/target: not a contact agent id (a UUID)`]
     case 'tel':
       if (a.target_name !== undefined) return [`${where}/target_name: only for extension addresses`]
       if (a.target === undefined) return [`${where}/target: required (an E.164 number)`]
@@ -62,6 +66,22 @@ export class AddressError extends Error {
   }
 }
 
+/**
+ * Each `agent` address replaced by that contact agent's addresses (in their
+ * order); an agent the account does not have stays, and its leg fails with
+ * why. The other addresses are kept as they are.
+ */
+export async function expandAgentAddresses(store: Store, accountId: string, addresses: DialAddress[]): Promise<DialAddress[]> {
+  if (!addresses.some((a) => a.type === 'agent')) return addresses
+  const out: DialAddress[] = []
+  for (const a of addresses) {
+    const agent = a.type === 'agent' && a.target && UUID.test(a.target) ? await store.contactAgents.get(accountId, a.target) : null
+    if (agent) out.push(...agent.addresses)
+    else out.push(a)
+  }
+  return out
+}
+
 /** What the dialer is given for an address (OriginateRequest.to); AddressError when it cannot be dialled. */
 export async function dialTarget(store: Store, accountId: string, a: DialAddress): Promise<string> {
   const problems = addressProblems(a, a.type)
@@ -80,7 +100,9 @@ export async function dialTarget(store: Store, accountId: string, a: DialAddress
       if (!ext) throw new AddressError(`extension ${a.target}: no such extension in this account`)
       return `ext:${ext.extension}`
     }
+    case 'agent':
+      throw new AddressError(`contact agent ${a.target}: no such contact agent in this account`)
     default:
-      throw new AddressError(`${a.type} addresses cannot be dialled`)
+      throw new AddressError(`${a.type as string} addresses cannot be dialled`)
   }
 }

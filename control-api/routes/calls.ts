@@ -10,7 +10,7 @@ import { controlOrUnavailable, mapControlError } from '../call-control-access.ts
 import { checkTenantUrl } from '../tenant-url.ts'
 import { CallControlError, PLAY_TONES, type CallControl, type PlayRequest, type PlayTone } from '../../call/call-control.ts'
 import { RecordingSchema } from './recordings.ts'
-import { ActiveflowSchema, FlowActionSchema, checkedActions } from './flows.ts'
+import { ActiveflowSchema, FlowActionSchema, checkQueueRefs, checkedActions } from './flows.ts'
 import { MAX_ACTIONS } from '../../call/flow/index.ts'
 import type { CallProgram } from '../../store/calls.ts'
 import { DO_NOT_CALL_CODE } from '../../call/outbound/do-not-call.ts'
@@ -248,6 +248,7 @@ export const callRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps 
     const call = await liveCall(req.auth.accountId, req.params.id)
     if (call.status !== 'in-progress') throw new ApiError(409, 'call_not_answered', `call ${call.id} is ${call.status}: verbs run on answered calls`)
     const actions = checkedActions(req.body.actions)
+    await checkQueueRefs(deps.store, req.auth.accountId, actions)
     // Runs where the call's flows run (another node's through the relay).
     const r = await controlOrUnavailable(deps, 'runActions').runActions!(call, { actions, mode: req.body.mode ?? 'queue' }).catch(mapControlError)
     return reply.code(202).send({ callId: call.id, ...r })

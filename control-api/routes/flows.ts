@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import type { TypeBoxRequestProvider } from '../schemas.ts'
 import { Type } from '@sinclair/typebox'
 import { IdParams, Nullable, PageQuery, Timestamp, crudResponses, errors, pageOf, patchOf } from '../schemas.ts'
-import { found, type RouteOptions } from '../deps.ts'
+import { found, type ApiDeps, type RouteOptions } from '../deps.ts'
 import { ApiError } from '../errors.ts'
 import { controlOrUnavailable, mapControlError } from '../call-control-access.ts'
 import { isFinal } from '../../store/calls.ts'
@@ -59,6 +59,22 @@ export function checkedActions(input: unknown, field = 'actions'): FlowAction[] 
   return r.actions
 }
 
+/**
+ * Queues the list's `queue_join`s name must be the account's: a flow that
+ * would send callers to no queue is refused when it is stored (400 naming
+ * the action), not when a caller reaches it. A `${variable}` queue_id is
+ * checked when it runs.
+ */
+export async function checkQueueRefs(store: ApiDeps['store'], accountId: string, actions: Array<{ type: string; option?: Record<string, unknown> }>, field = 'actions'): Promise<void> {
+  const problems: string[] = []
+  for (const [i, a] of actions.entries()) {
+    const id = a.type === 'queue_join' ? a.option?.queue_id : undefined
+    if (typeof id !== 'string' || id.includes('${')) continue
+    if (!(await store.queues.get(accountId, id))) problems.push(`${field}[${i}] option/queue_id: no queue ${id} in this account`)
+  }
+  if (problems.length) throw new ApiError(400, 'invalid_reference', `invalid body: ${problems.join('; ')}`, problems.map((p) => ({ path: `/${field}`, message: p })))
+}
+
 type FlowBody = { name?: string; detail?: string; actions?: unknown[]; on_complete_flow_id?: string | null }
 const toInput = (b: FlowBody) => ({
   ...(b.name !== undefined ? { name: b.name } : {}), ...(b.detail !== undefined ? { detail: b.detail } : {}),
@@ -87,13 +103,25 @@ export const flowRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps 
       return { ...page, data: page.data.map(toApi) }
     })
   app.post('/flows', { config, schema: { tags, summary: 'Create a flow (its actions are checked: a bad one is a 400 naming the action and field)', body: FlowCreate, response: R.created } },
-    async (req, reply) => reply.code(201).send(toApi(await repo.create(req.auth.accountId, { ...toInput(req.body), name: req.body.name, actions: checkedActions(req.body.actions) }))))
+    async (req, reply) => {
+      const actions = checkedActions(req.body.actions)
+      await checkQueueRefs(deps.store, req.auth.accountId, actions)
+      return reply.code(201).send(toApi(await repo.create(req.auth.accountId, { ...toInput(req.body), name: req.body.name, actions })))
+    })
   app.get('/flows/:id', { config, schema: { tags, summary: 'Get a flow', params: IdParams, response: R.one } },
     async (req) => toApi(found(await repo.get(req.auth.accountId, req.params.id), 'flow', req.params.id)))
   app.put('/flows/:id', { config, schema: { tags, summary: 'Replace a flow (VoipBin PUT)', params: IdParams, body: FlowCreate, response: R.updated } },
-    async (req) => toApi(found(await repo.update(req.auth.accountId, req.params.id, { detail: '', onCompleteFlowId: null, ...toInput(req.body) }), 'flow', req.params.id)))
+    async (req) => {
+      const input = toInput(req.body)
+      if (input.actions) await checkQueueRefs(deps.store, req.auth.accountId, input.actions)
+      return toApi(found(await repo.update(req.auth.accountId, req.params.id, { detail: '', onCompleteFlowId: null, ...input }), 'flow', req.params.id))
+    })
   app.patch('/flows/:id', { config, schema: { tags, summary: 'Update a flow', params: IdParams, body: FlowUpdate, response: R.updated } },
-    async (req) => toApi(found(await repo.update(req.auth.accountId, req.params.id, toInput(req.body as FlowBody)), 'flow', req.params.id)))
+    async (req) => {
+      const input = toInput(req.body as FlowBody)
+      if (input.actions) await checkQueueRefs(deps.store, req.auth.accountId, input.actions)
+      return toApi(found(await repo.update(req.auth.accountId, req.params.id, input), 'flow', req.params.id))
+    })
   app.delete('/flows/:id', { config, schema: { tags, summary: 'Delete a flow (calls already running it go on)', params: IdParams, response: R.deleted } }, async (req, reply) => {
     found((await repo.delete(req.auth.accountId, req.params.id)) || null, 'flow', req.params.id)
     return reply.code(204).send(null)

@@ -6,7 +6,7 @@ import { found, type RouteOptions } from '../deps.ts'
 import { ApiError } from '../errors.ts'
 import type { Groupcall, DialAddress } from '../../store/groupcalls.ts'
 import { CallControlError } from '../../call/call-control.ts'
-import { addressProblems, DialAddressSchema, SourceAddressSchema } from '../../call/dial-address.ts'
+import { addressProblems, DialAddressSchema, expandAgentAddresses, SourceAddressSchema } from '../../call/dial-address.ts'
 import { hangupGroupcall, resolveTargets, startGroupcall } from '../../call/groupcalls.ts'
 import { MAX_ACTIONS } from '../../call/flow/index.ts'
 import { FlowActionSchema, checkedActions } from './flows.ts'
@@ -73,12 +73,12 @@ export const groupcallRoutes: FastifyPluginAsync<RouteOptions> = async (base, { 
   }, async (req, reply) => {
     const b = req.body
     const accountId = req.auth.accountId
-    const destinations = b.destinations as DialAddress[]
-    const problems = destinations.flatMap((d, i) => addressProblems(d, `destinations/${i}`))
+    const problems = (b.destinations as DialAddress[]).flatMap((d, i) => addressProblems(d, `destinations/${i}`))
     if ((b.flow_id === undefined) === (b.actions === undefined)) problems.push('flow_id: give exactly one of flow_id and actions')
     if (problems.length) throw invalid(problems)
     const actions = b.actions ? checkedActions(b.actions) : null
     if (b.flow_id && !(await deps.store.flows.get(accountId, b.flow_id))) throw new ApiError(400, 'invalid_reference', 'flow_id: no such flow in this account', { field: 'flow_id' })
+    const destinations = await expandAgentAddresses(deps.store, accountId, b.destinations as DialAddress[])
     const targets = await resolveTargets(deps.store, accountId, destinations)
     const unresolved = targets.flatMap((t, i) => ('error' in t ? [`destinations/${i}: ${t.error}`] : []))
     if (unresolved.length) throw invalid(unresolved)

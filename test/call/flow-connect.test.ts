@@ -451,7 +451,7 @@ t.test('connect, call and groupcalls over SIP', async (t) => {
   await t.test('bad options: 400 naming the action and the field', async (t) => {
     const cases: Array<{ option: unknown; type?: string; message: RegExp }> = [
       { option: { destinations: [] }, message: /actions\[0\] \(id c\) option\/destinations/ },
-      { option: { destinations: [{ type: 'agent', target: '8a0b6a5e-2b7e-4c1a-9a51-6b0f6a1d2c3e' }] }, message: /\(id c\) option\/destinations\/0\/type: an agent cannot be dialled/ },
+      { option: { destinations: [{ type: 'agent', target: 'bob' }] }, message: /\(id c\) option\/destinations\/0\/target: not a contact agent id/ },
       { option: { destinations: [{ type: 'tel', target: '12345' }] }, message: /\(id c\) option\/destinations\/0\/target: not an E\.164 number/ },
       { option: { destinations: [{ type: 'sip', target: 'bob@example.com' }] }, message: /destinations\/0\/target: not a sip/ },
       { option: { destinations: [{ type: 'extension' }] }, message: /destinations\/0: give target/ },

@@ -252,6 +252,9 @@ t.test('contact agents and queues over SIP', async (t) => {
 
     const flowBad = await post('/v1/flows', { name: 'bad', actions: [{ type: 'queue_join', option: {} }] })
     t.equal(flowBad.status, 400, 'queue_join without queue_id')
+    const noQueue = await post('/v1/flows', { name: 'bad', actions: [{ type: 'talk', option: { text: 'hi' } }, { type: 'queue_join', option: { queue_id: '00000000-0000-4000-8000-000000000000' } }] })
+    t.equal(noQueue.status, 400, 'queue_join to a queue the account does not have')
+    t.match(noQueue.body, { error: { message: /actions\[1\] option\/queue_id: no queue/ } })
 
     await register('7301')
     await register('7302')
@@ -332,12 +335,14 @@ t.test('contact agents and queues over SIP', async (t) => {
   await t.test('an agent on another call is not offered a caller; kick takes the caller out and its flow goes on', async (t) => {
     t.equal((await put(`/v1/contact-agents/${alice}/status`, { status: 'away' })).status, 200, 'alice steps away')
     await agentStatus(alice, 'away', 'alice away')
-    // Bob takes a call that is not the queue's: a flow connects a caller to his extension.
+    // Bob takes a call that is not the queue's: a flow connects a caller to him (an agent-type address: his addresses are dialled).
     const bRtp = await rtp()
     const bPhone = await phone('7302', { kind: 'answer', rtpPort: bRtp.port, answerAfterMs: 200 })
-    const direct = await flowNumber([{ type: 'connect', option: { destinations: [{ type: 'extension', target_name: '7302' }] } }])
+    const direct = await flowNumber([{ type: 'connect', option: { destinations: [{ type: 'agent', target: bob }] } }])
     const x = await call(direct)
     await agentStatus(bob, 'busy', 'bob is busy on a call that is not the queue\'s')
+    const [gc] = (await get<{ data: Array<{ destinations: unknown[]; answer_call_id: string | null }> }>(`/v1/groupcalls?master_call_id=${x.callId}`)).data
+    t.same(gc!.destinations, [{ type: 'extension', target_name: '7302' }], 'connect to an agent address dialled the contact agent\'s extension')
 
     const number = await flowNumber([
       { type: 'queue_join', option: { queue_id: queueId } },
@@ -382,5 +387,24 @@ t.test('contact agents and queues over SIP', async (t) => {
     t.pass('queue.abandoned on /v1/events')
     t.match(await get<Queue>(`/v1/queues/${queueId}`), { total_incoming_count: 3, total_serviced_count: 1, total_abandoned_count: 1 })
     t.equal((await api(`/v1/queues/${queueId}`, { method: 'DELETE' })).status, 204, 'an empty queue can be deleted')
+  })
+
+  await t.test('wait_timeout: the caller leaves the queue abandoned and the queue\'s timeout flow runs instead of the rest', async (t) => {
+    // Both agents are away (previous subtests).
+    const fallback = await post('/v1/flows', { name: 'voicemail', actions: [{ type: 'hangup', option: { reason: 'timeout-flow' } }] })
+    const q = await post('/v1/queues', { name: 'Short', tag_ids: ['support'], wait_timeout: 1500, timeout_flow_id: fallback.body.id })
+    t.equal(q.status, 201)
+    const number = await flowNumber([
+      { type: 'queue_join', option: { queue_id: q.body.id } },
+      { type: 'hangup', option: { reason: 'not-replaced' } },
+    ])
+    const c = await call(number)
+    const d = await kit.ended(c.callId)
+    t.equal(d.endedReason, 'timeout-flow', 'the timeout flow replaced the rest of the caller\'s flow')
+    t.match(d.activeflows[0]!.variables, { 'callplane.queuecall.status': 'abandoned', 'callplane.queuecall.end_reason': 'wait-timeout' })
+    const qc = await queuecallOf(c.callId)
+    t.match(qc, { status: 'abandoned', end_reason: 'wait-timeout' })
+    t.ok(qc!.duration_waiting >= 1400, `waited ${qc!.duration_waiting} ms`)
+    t.match(await get<Queue>(`/v1/queues/${q.body.id}`), { total_incoming_count: 1, total_abandoned_count: 1 })
   })
 })

@@ -3,7 +3,7 @@ import type { Call, CallProgram } from '../../../store/calls.ts'
 import type { DialAddress } from '../../../store/groupcalls.ts'
 import type { StoredAction } from '../../../store/flows.ts'
 import { isFinal } from '../../../store/calls.ts'
-import { addressProblems, DialAddressSchema, SourceAddressSchema } from '../../dial-address.ts'
+import { addressProblems, DialAddressSchema, expandAgentAddresses, SourceAddressSchema } from '../../dial-address.ts'
 import { resolveTargets, startGroupcall } from '../../groupcalls.ts'
 import { defineVerb, untilAborted, type VerbContext } from '../verb.ts'
 import { FlowAppError } from '../webhook-app.ts'
@@ -15,7 +15,7 @@ import { FlowAppError } from '../webhook-app.ts'
  * call/groupcalls.ts and call/group-dialer.ts, as POST /v1/groupcalls does.
  */
 
-const Destinations = Type.Array(DialAddressSchema, { minItems: 1, maxItems: 20, description: 'VoipBin CommonAddress objects: tel, extension, sip' })
+const Destinations = Type.Array(DialAddressSchema, { minItems: 1, maxItems: 20, description: 'VoipBin CommonAddress objects: tel, extension, sip, agent (a contact agent: its addresses)' })
 const RingMethod = Type.Union([Type.Literal(''), Type.Literal('ring_all'), Type.Literal('linear')], {
   default: 'ring_all', description: 'ring_all (or empty): every destination rings at once, the first to answer wins and the others are canceled; linear: one after another, each for `timeout`',
 })
@@ -50,8 +50,8 @@ export const connect = defineVerb({
   run: async (ctx, o: Static<typeof ConnectOption>) => {
     const store = ctx.services.store
     const call = ctx.call
-    const destinations = o.destinations as DialAddress[]
     for (const k of ['status', 'call_id', 'groupcall_id', 'ended_reason', 'error']) ctx.vars.set(`callplane.connect.${k}`, null)
+    const destinations = await expandAgentAddresses(store, call.accountId, o.destinations as DialAddress[])
     const targets = await resolveTargets(store, call.accountId, destinations)
     const { record, dial } = await startGroupcall({ store, control: ctx.control, log: ctx.log, nodeId: ctx.services.nodeId }, {
       accountId: call.accountId, source: sourceOf(ctx, o.source), destinations, targets, ringMethod: o.ring_method === 'linear' ? 'linear' : 'ring_all',
@@ -124,7 +124,7 @@ export const callVerb = defineVerb({
     if (o.flow_id && !(await store.flows.get(call.accountId, o.flow_id))) throw new FlowAppError(`call: flow ${o.flow_id} does not exist in this account`)
     const program: CallProgram = o.flow_id ? { flowId: o.flow_id } : { actions: o.actions as StoredAction[] }
     const originate = ctx.need('originate')
-    const targets = await resolveTargets(store, call.accountId, o.destinations as DialAddress[])
+    const targets = await resolveTargets(store, call.accountId, await expandAgentAddresses(store, call.accountId, o.destinations as DialAddress[]))
     const from = sourceOf(ctx, o.source).target!
     const placed: Call[] = []
     const errors: string[] = []
