@@ -48,9 +48,9 @@ import { cpuMeter, exitWithParent, threadSharesMeter } from './proc-stats.ts'
 import { cdfFromSamples } from './svg-plot.ts'
 import { startPostgres, type ThrowawayPostgres } from '../test/harness/postgres.ts'
 import { freePort } from '../test/harness/ports.ts'
-import { waitListening } from '../test/harness/sipp.ts'
+import { runSipp, waitListening } from '../test/harness/sipp.ts'
 import { sippUas } from '../test/sip/app/sipp-util.ts'
-import { calleeScenario, concurrency, parseCalleeLog, type CalleeCall } from './dialer-callee.ts'
+import { calleeScenario, callerScenario, concurrency, parseCalleeLog, type CalleeCall } from './dialer-scenarios.ts'
 
 const args = parseBenchArgs()
 const argv = process.argv.slice(2)
@@ -108,6 +108,11 @@ const PACING_CEILING = Math.ceil(CPS * 4)
 const CEILING = quick ? 15 : 40
 const CEILING_HOLD_MS = 3000
 const CEILING_WINDOW_SEC = quick ? 8 : 20
+/** Queue: contact agents (one sipp callee, a user each), how long each holds a caller, callers in line at once, the window. */
+const AGENTS = quick ? 4 : 8
+const AGENT_HOLD_MS = 1500
+const CALLERS_UP = AGENTS * 3
+const QUEUE_WINDOW_SEC = quick ? 15 : 60
 /** The numbers the campaigns dial (New York 212-555-xxxx, fictional), routed to the UAS by a carrier route. */
 const DIAL_PREFIX = '+1212555'
 
@@ -567,15 +572,160 @@ async function pacingPart(): Promise<void> {
   }
 }
 
+
+// ───────────────────────────────────────────────────────────── queue: an agent free → the caller bridged
+
+interface Queuecall { id: string; status: string; service_agent_id: string | null; tm_service: string | null; createdAt: string; end_reason: string | null }
+
+/**
+ * Callers wait in a queue (a flow: queue_join, hangup) placed by sipp with
+ * CALLERS_UP calls up at once; AGENTS contact agents are users of one sipp
+ * callee that answers at once and hangs up after AGENT_HOLD_MS. The agents
+ * start away; each is set available over the API (sample: the request sent →
+ * the queuecall's tm_service, the answer); after that every agent's hang-up
+ * frees it for the next caller in line (sample: its BYE sent → the next
+ * queuecall it answered). Also: → the next INVITE at the agent's phone.
+ */
+async function queuePart(): Promise<void> {
+  const e = await ensureEngine()
+  const rest = restOf(e)
+  const missing = []
+  for (const path of ['/v1/contact-agents', '/v1/queues', '/v1/queuecalls']) if (!(await rest.has(path))) missing.push(path)
+  if (missing.length) {
+    notes.push(`queue: not measured: the engine does not serve ${missing.join(', ')} yet (the ACD queues, issue 17)`)
+    console.log(`queue: skipped, ${missing.join(', ')} not on this engine`)
+    return
+  }
+  if (!fits('queue', QUEUE_WINDOW_SEC + AGENTS * 0.5 + 20)) return
+  console.log(`queue: ${AGENTS} contact agents (a sipp callee answering at once, hanging up after ${AGENT_HOLD_MS} ms), ${CALLERS_UP} callers up at once, ${QUEUE_WINDOW_SEC} s…`)
+  const dir = mkdtempSync(join(tmpdir(), 'dialer-queue-'))
+  const port = await freePort()
+  writeFileSync(join(dir, 'agent.xml'), calleeScenario(AGENT_HOLD_MS))
+  writeFileSync(join(dir, 'caller.xml'), callerScenario(QUEUE_WINDOW_SEC * 1000 + 60_000))
+  const lifeMs = (QUEUE_WINDOW_SEC + 60) * 1000
+  const phones = sippUas(join(dir, 'agent.xml'), port, { timeoutMs: lifeMs, calls: 10_000_000, args: ['-recv_timeout', String(AGENT_HOLD_MS + 30_000)] })
+  let callers: ReturnType<typeof runSipp> | undefined
+  try {
+    await waitListening(port)
+    const tag = `dialer-bench-${Math.random().toString(36).slice(2, 8)}`
+    const agents: Array<{ id: string; user: string }> = []
+    for (let i = 0; i < AGENTS; i++) {
+      const user = `agent${i}`
+      const a = await rest.create('/v1/contact-agents', { name: `dialer bench ${user}`, addresses: [{ type: 'sip', target: `sip:${user}@127.0.0.1:${port}` }], tag_ids: [tag], status: 'away' })
+      agents.push({ id: a.id as string, user })
+    }
+    const queue = await rest.create('/v1/queues', { name: 'dialer bench', routing_method: 'longest-idle', tag_ids: [tag], ring_timeout: 10_000 })
+    const flow = await rest.create('/v1/flows', { name: 'dialer bench: queue', actions: [{ type: 'queue_join', option: { queue_id: queue.id } }, { type: 'hangup' }] })
+    let number = ''
+    for (let attempt = 0; attempt < 20 && !number; attempt++) {
+      const n = `+1415555${String(Math.floor(Math.random() * 10000)).padStart(4, '0')}`
+      if ((await rest.req('POST', '/v1/numbers', { number: n, name: 'dialer bench queue', target: { type: 'flow', id: flow.id } })).status === 201) number = n
+    }
+    if (!number) throw new Error('no free number for the queue')
+    callers = runSipp({
+      scenario: join(dir, 'caller.xml'), remote: `127.0.0.1:${e.sipPort}`, service: number, calls: 10_000_000, rate: CALLERS_UP,
+      args: ['-l', String(CALLERS_UP), '-recv_timeout', String(QUEUE_WINDOW_SEC * 1000 + 60_000)], timeoutMs: lifeMs,
+    })
+    // Wait until every caller is in line (no agent is available yet).
+    const inLine = async () => ((await rest.req('GET', `/v1/queues/${queue.id as string}`)).body.wait_queuecall_ids as unknown[] | undefined)?.length ?? 0
+    const lineDeadline = Date.now() + 20_000
+    while ((await inLine()) < CALLERS_UP && Date.now() < lineDeadline) await sleep(200)
+    const waiting = await inLine()
+    // 1. Agents set available over the API, one at a time.
+    const setAt = new Map<string, number>()
+    for (const a of agents) {
+      setAt.set(a.id, Date.now())
+      const r = await rest.req('PUT', `/v1/contact-agents/${a.id}/status`, { status: 'available' })
+      if (r.status !== 200) throw new Error(`setting ${a.user} available answered ${r.status}: ${JSON.stringify(r.body).slice(0, 300)}`)
+      await sleep(400)
+    }
+    const windowStart = Date.now()
+    const cpu = cpuMeter(e.pid, true)
+    await sleep(QUEUE_WINDOW_SEC * 1000)
+    const engineCpu = cpu.read()
+    const windowEnd = Date.now()
+    // Stop: no agent takes another caller, the callers go.
+    for (const a of agents) await rest.req('PUT', `/v1/contact-agents/${a.id}/status`, { status: 'away' })
+    callers.kill()
+    await sleep(AGENT_HOLD_MS + 1500)
+    phones.kill()
+    const calls = parseCalleeLog((await phones.done).log)
+    const qcs = (await rest.all(`/v1/queuecalls?queue_id=${queue.id as string}`)) as unknown as Queuecall[]
+    const served = qcs.filter((q) => q.service_agent_id && q.tm_service).map((q) => ({ ...q, at: Date.parse(q.tm_service!) }))
+
+    const apiToAnswer: number[] = []
+    const apiToInvite: number[] = []
+    const freeToAnswer: number[] = []
+    const freeToInvite: number[] = []
+    for (const a of agents) {
+      const mine = served.filter((q) => q.service_agent_id === a.id).sort((x, y) => x.at - y.at)
+      const phone = calls.filter((c) => c.user === a.user)
+      const t0 = setAt.get(a.id)!
+      const firstAnswer = mine.find((q) => q.at >= t0)
+      if (firstAnswer) apiToAnswer.push(firstAnswer.at - t0)
+      const firstInvite = phone.find((c) => c.inviteAt >= t0)
+      if (firstInvite) apiToInvite.push(firstInvite.inviteAt - t0)
+      // Every hang-up inside the window frees the agent for the next caller in line.
+      for (const c of phone) {
+        if (c.hangupAt === undefined || c.hangupAt < windowStart - 5000 || c.hangupAt > windowEnd) continue
+        const next = mine.find((q) => q.at >= c.hangupAt!)
+        if (next) freeToAnswer.push(next.at - c.hangupAt)
+        const inv = phone.find((x) => x.inviteAt >= c.hangupAt!)
+        if (inv) freeToInvite.push(inv.inviteAt - c.hangupAt)
+      }
+    }
+    const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b)
+    const fa = sorted(freeToAnswer)
+    const fi = sorted(freeToInvite)
+    const aa = sorted(apiToAnswer)
+    const ai = sorted(apiToInvite)
+    const abandoned = qcs.filter((q) => q.status === 'abandoned').length
+    const res = await callers.done
+    console.log(`  ${waiting} callers were in line when the agents were set available; ${served.length} callers answered by an agent, ${abandoned} abandoned (the window's end included); agent phone: ${calls.length} calls; engine ${(engineCpu.coreShare * 100).toFixed(0)}% of a core`)
+    console.log(`  agent hung up → next caller answered (tm_service): p50 ${percentile(fa, 50).toFixed(1)} ms, p99 ${percentile(fa, 99).toFixed(1)} ms, max ${(fa.at(-1) ?? NaN).toFixed(1)} ms (${fa.length}); → next INVITE at the agent's phone p50 ${percentile(fi, 50).toFixed(1)} ms, p99 ${percentile(fi, 99).toFixed(1)} ms`)
+    console.log(`  agent set available over the API → answered: p50 ${percentile(aa, 50).toFixed(1)} ms, max ${(aa.at(-1) ?? NaN).toFixed(1)} ms (${aa.length}); → INVITE p50 ${percentile(ai, 50).toFixed(1)} ms`)
+    if (fa.length) {
+      figures.push(
+        { id: fid('dialer.queue_assign_p99_ms'), label: `Queue assignment: an agent's hang-up (its BYE sent) → the next caller in line answered by it (queuecall tm_service), p99 (${fa.length} hand-overs, ${AGENTS} agents, ${CALLERS_UP} callers up)`, value: percentile(fa, 99), unit: 'ms', better: 'lower', target: TARGET_QUEUE_P99_MS },
+        { id: fid('dialer.queue_assign_p50_ms'), label: 'Queue assignment: agent free → caller answered, p50', value: percentile(fa, 50), unit: 'ms', better: 'lower' },
+        { id: fid('dialer.queue_offer_p99_ms'), label: 'Queue offer: agent free → the INVITE at the agent\'s phone, p99 (the ACD\'s decision and the dial, without the answer)', value: percentile(fi, 99), unit: 'ms', better: 'lower' },
+      )
+    }
+    if (aa.length) figures.push({ id: fid('dialer.queue_api_available_to_answer_max_ms'), label: `Agent set available (PUT /v1/contact-agents/:id/status sent) → a waiting caller answered by it, max of ${aa.length}`, value: aa.at(-1)!, unit: 'ms', better: 'lower' })
+    figures.push({ id: fid('dialer.queue_engine_cpu_ms_per_caller'), label: `Engine CPU per caller served (caller in, queue_join, agent dialled, bridge, both hang-ups; ${AGENTS} agents)`, value: (engineCpu.cpuSec * 1000) / Math.max(1, served.filter((q) => q.at >= windowStart && q.at <= windowEnd).length), unit: 'ms', better: 'lower' })
+    plots.push({
+      id: fid('dialer.queue_assign'), title: `Queue assignment latency: an agent free → the next caller answered (${AGENTS} agents)`, kind: 'cdf',
+      xLabel: 'ms', yLabel: 'share of hand-overs',
+      series: [cdfFromSamples('agent hung up → caller answered (tm_service)', fa), cdfFromSamples('agent hung up → INVITE at its phone', fi), cdfFromSamples('set available (API) → answered', aa)],
+      marks: [{ axis: 'x', value: TARGET_QUEUE_P99_MS, label: 'p99 target' }],
+    })
+    details.queue = {
+      agents: AGENTS, agentHoldMs: AGENT_HOLD_MS, callersUp: CALLERS_UP, windowSec: QUEUE_WINDOW_SEC, waitingAtStart: waiting,
+      served: served.length, abandoned, agentPhoneCalls: calls.length, callerSipp: { successful: res.successful, failed: res.failed },
+      freeToAnswerMs: fa, freeToInviteMs: fi, apiToAnswerMs: aa, apiToInviteMs: ai, engineCpu,
+    }
+    if (!fa.length) notes.push(`queue: no hand-over was seen (${served.length} callers answered, ${calls.length} calls at the agents' phone)`)
+  } finally {
+    callers?.kill()
+    phones.kill()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
 // ───────────────────────────────────────────────────────────── main
 
 try {
-  if (runs('scheduler')) await schedulerPart()
-  if (runs('pacing')) await pacingPart()
+  // Each part on its own: one that fails is noted and the next still runs.
+  for (const [part, fn] of [['scheduler', schedulerPart], ['pacing', pacingPart], ['queue', queuePart]] as const) {
+    if (!runs(part)) continue
+    try {
+      await fn()
+    } catch (err) {
+      notes.push(`${part}: stopped early: ${(err as Error).message.split('\n')[0]}`)
+      console.error(err)
+    }
+  }
   notes.push(`load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} at the end on ${cores} cores`)
-} catch (err) {
-  notes.push(`dialer stopped early: ${(err as Error).message.split('\n')[0]}`)
-  console.error(err)
 } finally {
   if (engine && !engine.shared) await engine.stop()
   await postgres?.stop()
