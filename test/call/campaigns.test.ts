@@ -5,7 +5,18 @@ import { join } from 'node:path'
 import { startStack } from '../harness/stack.ts'
 import { freePort } from '../harness/ports.ts'
 import { waitListening } from '../harness/sipp.ts'
-import { sleep, waitFor } from '../harness/wait.ts'
+import { sleep } from '../harness/wait.ts'
+
+/** Polls every 300 ms (the API's per-key rate limit holds for a whole campaign's polling); throws after `ms`. */
+async function waitFor<T>(fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, ms = 10_000, what = 'condition'): Promise<T> {
+  const end = Date.now() + ms
+  for (;;) {
+    const v = await fn()
+    if (v) return v
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await sleep(300)
+  }
+}
 import { sippUas } from '../sip/app/sipp-util.ts'
 import { apiClient } from '../harness/api-client.ts'
 
@@ -19,8 +30,8 @@ import { apiClient } from '../harness/api-client.ts'
 interface Campaigncall { id: string; outdial_target_id: string; call_id: string | null; destination: string; try_count: number; status: string; result: string; outcome: string | null; createdAt: string }
 interface Campaign { id: string; status: string; status_reason: string | null; stats: { targets: number; targets_done: number; campaigncalls: number; in_progress: number; outcomes: Record<string, number> } }
 
-/** A UAS for many calls: `answer` (answers, waits for our BYE), `busy` (486), `ring` (rings until CANCEL). Each INVITE is logged with sipp's clock and the number dialled. */
-function uasScenario(kind: 'answer' | 'busy' | 'ring'): string {
+/** A UAS for many calls: `answer` (answers, waits for our BYE), `machine` (answers and plays a recorded voice, G.711 A-law from a pcap, as a machine's greeting), `busy` (486), `ring` (rings until CANCEL). Each INVITE is logged with sipp's clock and the number dialled. */
+function uasScenario(kind: 'answer' | 'busy' | 'ring' | 'machine'): string {
   const head = `<?xml version="1.0" encoding="ISO-8859-1" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 <scenario name="campaign-${kind}">
@@ -51,8 +62,8 @@ ${extra}
       s=-
       c=IN IP4 127.0.0.1
       t=0 0
-      m=audio [media_port] RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
+      m=audio [media_port] RTP/AVP ${kind === 'machine' ? '8' : '0'}
+      a=rtpmap:${kind === 'machine' ? '8 PCMA' : '0 PCMU'}/8000
       a=sendrecv
 `
   const refs = '\n  <Reference variables="tall,touser"/>\n</scenario>\n'
@@ -75,7 +86,7 @@ ${extra}
   <recv request="ACK"/>${refs}`
   }
   return `${head}${reply('180 Ringing', '      Content-Length: 0\n')}${reply('200 OK', sdp).replace('<send>', '<send retrans="500">')}
-  <recv request="ACK"/>
+  <recv request="ACK"/>${kind === 'machine' ? '\n  <nop><action><exec play_pcap_audio="/usr/share/sip-tester/g711a.pcap"/></action></nop>' : ''}
   <recv request="BYE" timeout="120000"/>
   <send>
     <![CDATA[
@@ -91,8 +102,8 @@ ${extra}
   </send>${refs}`
 }
 
-/** A Monday/Sunday at HH:MM in New York (EST in January: UTC-5). */
-const newYork = (day: 'monday' | 'sunday', hh: number, mm = 0) => new Date(Date.UTC(2026, 0, day === 'monday' ? 12 : 11, hh + 5, mm))
+/** A Sunday, Monday or Tuesday at HH:MM in New York (EST in January: UTC-5). */
+const newYork = (day: 'sunday' | 'monday' | 'tuesday', hh: number, mm = 0) => new Date(Date.UTC(2026, 0, { sunday: 11, monday: 12, tuesday: 13 }[day], hh + 5, mm))
 
 t.test('outbound campaigns over SIP', async (t) => {
   const stack = await startStack(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {})
@@ -121,8 +132,8 @@ t.test('outbound campaigns over SIP', async (t) => {
   // The caller ID, a flow for answered calls (a short pause, then hang up), one UAS per behaviour behind a carrier route.
   const flow = await created('/v1/flows', { name: 'campaign call', actions: [{ type: 'sleep', option: { duration: 300 } }, { type: 'hangup' }] })
   t.equal((await post('/v1/numbers', { number: '+14155550100', target: { type: 'flow', id: flow.id } })).status, 201)
-  const uas: Record<'answer' | 'busy' | 'ring', ReturnType<typeof sippUas>> = {} as never
-  for (const [kind, prefix] of [['answer', '+121255501'], ['busy', '+121255502'], ['ring', '+121255503']] as const) {
+  const uas: Record<'answer' | 'busy' | 'ring' | 'machine', ReturnType<typeof sippUas>> = {} as never
+  for (const [kind, prefix] of [['answer', '+121255501'], ['busy', '+121255502'], ['ring', '+121255503'], ['machine', '+121255504']] as const) {
     const port = await freePort()
     const file = join(dir, `${kind}.xml`)
     writeFileSync(file, uasScenario(kind))
@@ -132,7 +143,7 @@ t.test('outbound campaigns over SIP', async (t) => {
     const trunk = await store.trunks.create(account.id, { name: `${kind}-carrier`, outbound: { host: '127.0.0.1', port } })
     await store.carrierRoutes.create(account.id, { name: `to-${kind}`, prefix, trunkId: trunk.id, priority: 1 })
   }
-  const number = (kind: 'answer' | 'busy' | 'ring', i: number) => `+1212555${{ answer: '01', busy: '02', ring: '03' }[kind]}${String(i).padStart(2, '0')}`
+  const number = (kind: 'answer' | 'busy' | 'ring' | 'machine', i: number) => `+1212555${{ answer: '01', busy: '02', ring: '03', machine: '04' }[kind]}${String(i).padStart(2, '0')}`
   const hours = { start: '09:00', end: '17:00', days: [1, 2, 3, 4, 5], timezone: 'America/New_York' }
   const outplanBody = { name: 'two tries', source: { type: 'tel', target: '+14155550100' }, dial_timeout: 2000, max_attempts: 2, try_interval: 3_600_000, retry_delays: { busy: 1_800_000 } }
   const attempts = async (campaignId: string) => {
@@ -305,6 +316,39 @@ t.test('outbound campaigns over SIP', async (t) => {
     const all = await waitFor(async () => { const a = await attempts(c.id); return a.length === 8 && a.every((x) => x.status === 'done') ? a : null }, 30_000, 'every contact called after the resume')
     t.equal(new Set(all.map((x) => x.outdial_target_id)).size, 8, 'each contact once')
     t.ok(all.every((x) => x.outcome === 'answered'))
+  })
+
+  await t.test('answering machines (the UAS answers with a long recorded greeting): hang up, leave a message after the greeting, or let the agent decide', async (t) => {
+    stack.clock.set(newYork('tuesday', 10))
+    const outplan = await created('/v1/outplans', { ...outplanBody, max_attempts: 1 })
+    // A flow campaign leaving a voicemail: detected, the message said once the greeting is over, hung up.
+    const dropList = await contacts('voicemail', [number('machine', 0)])
+    const drop = await created('/v1/campaigns', {
+      name: 'drop', type: 'flow', flow_id: flow.id, outplan_id: outplan.id, outdial_id: dropList, operating_hours: hours,
+      amd: { behavior: 'static_message', message: 'Hello, this is Callplane. Please call us back.' },
+    })
+    // An agent campaign hanging up on machines (its own AMD phase, with the campaign's policy).
+    const agent = await created('/v1/agents', { name: 'campaigner', greeting: 'Hello there.', rules: [{ match: 'hello', reply: 'hi' }] })
+    const hangList = await contacts('machines', [number('machine', 1)])
+    const hang = await created('/v1/campaigns', { name: 'hang', type: 'call', agent_id: agent.id, outplan_id: outplan.id, outdial_id: hangList, operating_hours: hours, amd: { behavior: 'hangup' } })
+    // agent_decides: the flow detects and goes on (its sleep and hangup): an answered call.
+    const decideList = await contacts('decide', [number('machine', 2)])
+    const decide = await created('/v1/campaigns', { name: 'decide', type: 'flow', flow_id: flow.id, outplan_id: outplan.id, outdial_id: decideList, operating_hours: hours, amd: { behavior: 'agent_decides' } })
+    for (const c of [drop, hang, decide]) t.equal((await setStatus(c.id, 'run')).status, 200)
+    const settled = async (id: string) => waitFor(async () => { const a = await attempts(id); return a.length === 1 && a[0]!.status === 'done' ? a[0]! : null }, 30_000, 'the attempt ends')
+    const [d, h, g] = await Promise.all([settled(drop.id), settled(hang.id), settled(decide.id)])
+    const callOf = (x: Campaigncall) => get<{ endedReason: string; status: string; activeflows?: Array<{ variables: Record<string, string>; executedActions: Array<{ type: string }> }> }>(`/v1/calls/${x.call_id}`)
+    const dc = await callOf(d)
+    t.match(d, { outcome: 'voicemail', result: 'success' }, 'static_message: a voicemail left is a success')
+    t.equal(dc.endedReason, 'voicemail-left')
+    t.same(dc.activeflows?.[0]?.executedActions.map((a) => a.type), ['amd', 'condition_variable', 'talk', 'hangup'], 'amd (until the greeting ended) → talk → hangup')
+    t.match(dc.activeflows?.[0]?.variables, { 'callplane.amd.result': 'machine', 'callplane.amd.cue': /silence|beep|timeout/ })
+    t.match(h, { outcome: 'machine', result: 'fail' }, 'hangup: the agent\'s AMD hung up on the machine')
+    t.equal((await callOf(h)).endedReason, 'machine-detected')
+    t.match(g, { outcome: 'answered', result: 'success' }, 'agent_decides: the flow went on')
+    const gc = await callOf(g)
+    t.same(gc.activeflows?.[0]?.executedActions.map((a) => a.type), ['amd', 'fetch_flow', 'sleep', 'hangup'])
+    t.equal(gc.activeflows?.[0]?.variables['callplane.amd.result'], 'machine')
   })
 
   await t.test('a campaign whose flow is deleted while it runs pauses with a reason and dials nothing', async (t) => {
