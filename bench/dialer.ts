@@ -416,6 +416,9 @@ interface CampaignRun {
   busiestOtherThreadShare: number
   /** campaign.dial job runs by outcome during the window (the scheduler's callplane_jobs_total). */
   jobRuns: Record<string, number>
+  /** After the stop: how long until no dial job ran any more (s), and how many ran meanwhile. */
+  drainSec: number
+  drainRuns: number
 }
 
 /**
@@ -482,8 +485,23 @@ async function runCampaign(rest: Rest, o: { label: string; cps: number; ceiling:
     const mainThreadShare = ts.find((t) => t.tid === e.pid)?.share ?? 0
     const busiestOtherThreadShare = ts.find((t) => t.tid !== e.pid)?.share ?? 0
     await rest.req('POST', `/v1/campaigns/${id}/status`, { status: 'stop' })
+    const stoppedAt = Date.now()
     // The calls under way end by themselves (the callee's BYE).
     await sleep(o.holdMs + 3000)
+    // A stopped campaign's jobs are not cancelled: each target's job still runs once and drops itself.
+    // Wait until they are gone, so the next part does not measure them (bounded; how long it took is reported).
+    const dialRuns = async () => Object.entries(await rest.metrics()).filter(([k]) => k.startsWith('callplane_jobs_total{') && k.includes('kind="campaign.dial"')).reduce((a, [, v]) => a + v, 0)
+    let last = await dialRuns()
+    let still = 0
+    const drainDeadline = Date.now() + (quick ? 30_000 : 150_000)
+    while (still < 4 && Date.now() < drainDeadline) {
+      await sleep(500)
+      const now = await dialRuns()
+      still = now === last ? still + 1 : 0
+      last = now
+    }
+    const drainSec = (Date.now() - stoppedAt) / 1000 - 2
+    const drainRuns = last - (Object.entries(m1).filter(([k]) => k.startsWith('callplane_jobs_total{') && k.includes('kind="campaign.dial"')).reduce((a, [, v]) => a + v, 0))
     const records = await rest.all(`/v1/campaigncalls?campaign_id=${id}`)
     const outcomes: Record<string, number> = {}
     for (const r of records) {
@@ -504,7 +522,7 @@ async function runCampaign(rest: Rest, o: { label: string; cps: number; ceiling:
       label: o.label, cps: o.cps, ceiling: o.ceiling, holdMs: o.holdMs, windowSec: o.windowSec, contacts: o.contacts, importSec,
       calls, from, invitesInWindow: inWindow.length, achievedCps, errorPct: (100 * (achievedCps - o.cps)) / o.cps, perSecond,
       maxUpAtCallee: conc.max, maxActiveEngine: maxActive, maxInProgress, open, outcomes, calleeFailed: res.failed,
-      engineCpu: { cpuSec: engineCpu.cpuSec, coreShare: engineCpu.coreShare }, mainThreadShare, busiestOtherThreadShare, jobRuns,
+      engineCpu: { cpuSec: engineCpu.cpuSec, coreShare: engineCpu.coreShare }, mainThreadShare, busiestOtherThreadShare, jobRuns, drainSec, drainRuns,
     }
   } finally {
     callee.kill()
@@ -538,9 +556,12 @@ async function pacingPart(): Promise<void> {
   const ceil = fits('pacing (ceiling run)', CEILING_WINDOW_SEC + CEILING_HOLD_MS / 1000 + 15)
     ? await runCampaign(rest, { label: 'ceiling', cps: CPS, ceiling: CEILING, holdMs: CEILING_HOLD_MS, windowSec: CEILING_WINDOW_SEC, contacts: Math.ceil(CPS * CEILING_WINDOW_SEC * 1.5), source })
     : undefined
+  console.log(`  after the stop, ${pace.drainRuns} dial job runs took ${pace.drainSec.toFixed(1)} s to end (a stopped campaign's jobs are not cancelled: each runs once and drops itself)`)
+  figures.push({ id: fid('dialer.stopped_campaign_drain_sec'), label: `A stopped campaign's leftover dial jobs: seconds until the last ran (${pace.drainRuns} runs after the stop, ${CONTACTS} contacts)`, value: pace.drainSec, unit: 's', better: 'lower' })
   if (ceil) {
     console.log(`  ceiling: most up at the callee ${ceil.maxUpAtCallee} (ceiling ${CEILING}), engine gauge ${ceil.maxActiveEngine}, campaign in_progress ${ceil.maxInProgress}; ${ceil.achievedCps.toFixed(2)} calls/s (the ceiling allows ~${(CEILING / (CEILING_HOLD_MS / 1000)).toFixed(1)}); outcomes ${JSON.stringify(ceil.outcomes)}; engine ${(ceil.engineCpu.coreShare * 100).toFixed(0)}% of a core (main thread ${(ceil.mainThreadShare * 100).toFixed(0)}%, busiest other ${(ceil.busiestOtherThreadShare * 100).toFixed(0)}%); dial job runs ${JSON.stringify(ceil.jobRuns)}`)
-    figures.push(
+    if (ceil.calls.length === 0) notes.push(`pacing (ceiling run): no call reached the callee in ${CEILING_WINDOW_SEC} s (dial job runs ${JSON.stringify(ceil.jobRuns)})`)
+    else figures.push(
       { id: fid('dialer.ceiling_max_concurrent'), label: `Most campaign calls up at once at the callee with max_concurrent_calls ${CEILING} (calls held ${CEILING_HOLD_MS / 1000} s at ${CPS}/s: the ceiling binds)`, value: ceil.maxUpAtCallee, unit: 'calls', better: 'lower', target: CEILING },
       { id: fid('dialer.ceiling_achieved_cps'), label: `Calls per second with the ceiling binding (${CEILING} ÷ ${CEILING_HOLD_MS / 1000} s ≈ ${(CEILING / (CEILING_HOLD_MS / 1000)).toFixed(1)} allowed)`, value: ceil.achievedCps, unit: 'calls/s', better: 'higher' },
     )
