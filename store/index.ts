@@ -112,7 +112,7 @@ export function createStore(db: Database, secrets: SecretBox, logger: Logger): S
     campaigns: new CampaignRepository(pool),
     campaigncalls: new CampaigncallRepository(pool),
     contactAgents: new ContactAgentRepository(pool, outbox),
-    queues: new QueueRepository(pool),
+    queues: new QueueRepository(pool, outbox),
     queuecalls: new QueuecallRepository(pool, outbox),
     outboundRegistrations: new OutboundRegistrationRepository(pool),
     registrarBindings: new RegistrarBindingRepository(pool, outbox),

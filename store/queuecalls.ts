@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { pageQuery, iso, type Page, type PageRequest, type Queryable } from './common.ts'
 import { onCallCondition, refreshStatuses, toContactAgent, type ContactAgent, type ContactAgentRow } from './contact-agents.ts'
+import { StoreError } from './errors.ts'
 import type { Emit, Outbox } from './outbox.ts'
 import type { RoutingMethod } from './queues.ts'
 
@@ -128,10 +129,13 @@ export class QueuecallRepository {
   /** A caller enters the queue: `waiting`, the queue's incoming counter, `queue.joined`. */
   async join(input: { accountId: string; queueId: string; callId: string; nodeId: string | null }): Promise<Queuecall> {
     return this.outbox.transaction(async (c, emit) => {
+      // The queue's row first: it locks the queue against a concurrent delete (QueueRepository.remove), which
+      // then sees this caller; a queue deleted meanwhile is refused instead of leaving a caller in nothing.
+      const counted = await c.query('UPDATE queues SET total_incoming_count = total_incoming_count + 1 WHERE account_id = $1 AND id = $2', [input.accountId, input.queueId])
+      if (!counted.rowCount) throw new StoreError(404, 'not_found', `queue ${input.queueId} does not exist in this account`)
       const { rows } = await c.query<Row>(
         `INSERT INTO queuecalls (id, account_id, queue_id, reference_id, status, node_id) VALUES ($1, $2, $3, $4, 'waiting', $5) RETURNING *`,
         [randomUUID(), input.accountId, input.queueId, input.callId, input.nodeId])
-      await c.query('UPDATE queues SET total_incoming_count = total_incoming_count + 1 WHERE id = $1', [input.queueId])
       const qc = toQueuecall(rows[0]!)
       await emit(qc.accountId, 'queue.joined', { queuecall: qc }, qc.reference_id)
       return qc
@@ -225,14 +229,16 @@ export class QueuecallRepository {
    */
   async finish(qcId: string, status: 'done' | 'abandoned', endReason: QueuecallEndReason): Promise<Queuecall | null> {
     return this.outbox.transaction(async (c, emit) => {
+      // A caller an agent already answered is never abandoned (the caller hanging up, wait_timeout or a node
+      // restart racing the answer): it was serviced, so it ends `done`, counted once.
       const { rows } = await c.query<Row>(
-        `UPDATE queuecalls SET status = $2, end_reason = $3, tm_end = now(), offered_agent_ids = '{}', updated_at = now()
+        `UPDATE queuecalls SET status = CASE WHEN tm_service IS NOT NULL THEN 'done' ELSE $2 END, end_reason = $3, tm_end = now(), offered_agent_ids = '{}', updated_at = now()
           WHERE id = $1 AND status NOT IN ('done', 'abandoned') RETURNING *`, [qcId, status, endReason])
       if (!rows[0]) return null
       const qc = toQueuecall(rows[0])
       await this.releaseAll(c, emit, qcId, 'canceled')
-      if (status === 'abandoned') await c.query('UPDATE queues SET total_abandoned_count = total_abandoned_count + 1 WHERE id = $1', [qc.queue_id])
-      await emit(qc.accountId, status === 'abandoned' ? 'queue.abandoned' : 'queue.done', { queuecall: qc }, qc.reference_id)
+      if (qc.status === 'abandoned') await c.query('UPDATE queues SET total_abandoned_count = total_abandoned_count + 1 WHERE id = $1', [qc.queue_id])
+      await emit(qc.accountId, qc.status === 'abandoned' ? 'queue.abandoned' : 'queue.done', { queuecall: qc }, qc.reference_id)
       return qc
     })
   }
@@ -250,10 +256,25 @@ export class QueuecallRepository {
     })
   }
 
-  /** Queuecalls a dead or restarted node left live: their calls ended with it. */
+  /**
+   * Queuecalls a dead or restarted node left live: their calls ended with it
+   * (each ends `abandoned`, or `done` if an agent had answered; its ringing
+   * agents are released). Then the agents that calls ending with that node
+   * left `busy` or `ringing`: the node's call records were finished before
+   * anything followed presence (call/queues/agent-presence.ts), so their
+   * status is recomputed here, and an offer for a queuecall that is no longer
+   * live is dropped.
+   */
   async endStale(nodeId: string): Promise<number> {
     const { rows } = await this.db.query<{ id: string }>(`SELECT id FROM queuecalls WHERE node_id = $1 AND status NOT IN ('done', 'abandoned')`, [nodeId])
     for (const r of rows) await this.finish(r.id, 'abandoned', 'node-restart')
+    await this.outbox.transaction(async (c, emit) => {
+      await c.query(
+        `UPDATE contact_agents a SET offered_queuecall_id = NULL, updated_at = now()
+          WHERE a.offered_queuecall_id IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM queuecalls q WHERE q.id = a.offered_queuecall_id AND q.status IN ('waiting', 'connecting'))`)
+      await refreshStatuses(c, emit, `a.status IN ('busy', 'ringing')`, [])
+    })
     return rows.length
   }
 

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { pageQuery, type Page, type PageRequest, type Queryable } from './common.ts'
 import { conflict } from './errors.ts'
+import type { Outbox } from './outbox.ts'
 
 /**
  * ACD queues (VoipBin QueueManagerQueue): which contact agents take its
@@ -69,7 +70,7 @@ const WITH_IDS = `q.*,
   ARRAY(SELECT qc.id FROM queuecalls qc WHERE qc.queue_id = q.id AND qc.status IN ('service', 'kicking') ORDER BY qc.seq) AS service_ids`
 
 export class QueueRepository {
-  constructor(private readonly db: Queryable) {}
+  constructor(private readonly db: Queryable, private readonly outbox: Outbox) {}
 
   async create(accountId: string, input: QueueInput): Promise<Queue> {
     const id = randomUUID()
@@ -108,12 +109,21 @@ export class QueueRepository {
     return rowCount ? this.get(accountId, id) : null
   }
 
-  /** Refused (409) while callers wait or talk in it: they would be left in a queue that is gone. */
+  /**
+   * Refused (409) while callers wait or talk in it: they would be left in a
+   * queue that is gone. The queue's row is locked first, as a joining caller
+   * (queuecalls.join) locks it, so a caller joining meanwhile is either seen
+   * here or refused there.
+   */
   async remove(accountId: string, id: string): Promise<boolean> {
-    const { rows } = await this.db.query<{ n: string }>(
-      `SELECT count(*) AS n FROM queuecalls WHERE account_id = $1 AND queue_id = $2 AND status NOT IN ('done', 'abandoned')`, [accountId, id])
-    if (Number(rows[0]!.n) > 0) throw conflict(`queue ${id} has ${rows[0]!.n} callers in it: kick them first`, { live: Number(rows[0]!.n) })
-    const { rowCount } = await this.db.query('DELETE FROM queues WHERE account_id = $1 AND id = $2', [accountId, id])
-    return (rowCount ?? 0) > 0
+    return this.outbox.transaction(async (c) => {
+      const locked = await c.query('SELECT 1 FROM queues WHERE account_id = $1 AND id = $2 FOR UPDATE', [accountId, id])
+      if (!locked.rowCount) return false
+      const { rows } = await c.query<{ n: string }>(
+        `SELECT count(*) AS n FROM queuecalls WHERE account_id = $1 AND queue_id = $2 AND status NOT IN ('done', 'abandoned')`, [accountId, id])
+      if (Number(rows[0]!.n) > 0) throw conflict(`queue ${id} has ${rows[0]!.n} callers in it: kick them first`, { live: Number(rows[0]!.n) })
+      const { rowCount } = await c.query('DELETE FROM queues WHERE account_id = $1 AND id = $2', [accountId, id])
+      return (rowCount ?? 0) > 0
+    })
   }
 }

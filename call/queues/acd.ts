@@ -187,15 +187,27 @@ export class QueueSession {
       return true
     }
     this.state = 'offering'
-    void this.runOffer(agents).catch(async (err: unknown) => {
+    // Set before anything is awaited: a caller who leaves (hangs up, kicked, wait_timeout) while the agents'
+    // addresses are resolved or their legs placed cancels them through it (finish → abort).
+    const abort = new AbortController()
+    this.offerAbort = abort
+    void this.runOffer(agents, abort).catch(async (err: unknown) => {
       this.log.error({ err }, 'queue offer failed')
+      // Whatever was placed (an answered leg with nobody to talk to included) is hung up.
+      if (this.state === 'offering') abort.abort()
       await store.queuecalls.offerEnded(this.id, agents.map((a) => ({ agentId: a.id, result: 'failed' as const }))).catch(() => {})
-      if (this.state === 'offering') this.state = 'waiting'
+      if (this.state === 'offering') {
+        this.state = 'waiting'
+        this.offerAbort = null
+        this.dial = null
+        this.lastMissAt = Date.now()
+        this.acd.dispatchSoon()
+      }
     })
     return true
   }
 
-  private async runOffer(agents: ContactAgent[]): Promise<void> {
+  private async runOffer(agents: ContactAgent[], abort: AbortController): Promise<void> {
     const store = this.acd.o.store
     const call = this.r.call
     const destinations: DialAddress[] = []
@@ -205,8 +217,8 @@ export class QueueSession {
       const t = await resolveTargets(store, call.accountId, a.addresses)
       t.forEach((x, i) => { targets.push(x); owners.push(a.id); destinations.push(a.addresses[i]!) })
     }
-    const abort = new AbortController()
-    this.offerAbort = abort
+    // The caller left meanwhile: finish() released the agents; nothing is dialled.
+    if (this.state !== 'offering' || abort.signal.aborted) return
     const ringMethod = agents.length === 1 && agents[0]!.ring_method === 'linear' ? 'linear' : 'ring_all'
     this.log.debug({ agents: agents.map((a) => a.id), ringMethod }, 'offering the caller')
     const { dial } = await startGroupcall({ store, control: this.r.control, log: this.log, nodeId: this.acd.o.nodeId }, {
@@ -305,9 +317,11 @@ export class QueueSession {
     } catch (err) {
       this.log.error({ err }, 'the queuecall\'s end could not be stored')
     }
-    this.log.info({ status, endReason }, 'the caller left the queue')
+    this.log.info({ status: qc?.status ?? status, endReason }, 'the caller left the queue')
     this.dial?.close()
-    this.settle({ status, endReason, queuecall: qc ?? this.queuecall, agentCallId: this.agentCall?.id ?? null, serviceAgentId: this.serviceAgentId })
+    // The store's word wins: a caller an agent had answered ends `done`, never `abandoned`.
+    const final = qc?.status === 'done' || qc?.status === 'abandoned' ? qc.status : status
+    this.settle({ status: final, endReason, queuecall: qc ?? this.queuecall, agentCallId: this.agentCall?.id ?? null, serviceAgentId: this.serviceAgentId })
   }
 }
 

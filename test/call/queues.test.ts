@@ -389,6 +389,52 @@ t.test('contact agents and queues over SIP', async (t) => {
     t.equal((await api(`/v1/queues/${queueId}`, { method: 'DELETE' })).status, 204, 'an empty queue can be deleted')
   })
 
+  await t.test('a caller who leaves while an agent rings (kicked, or hung up): the agent\'s leg is canceled and the agent is free again', async (t) => {
+    t.equal((await put(`/v1/contact-agents/${alice}/status`, { status: 'available' })).status, 200)
+    await agentStatus(alice, 'available', 'alice back')
+    const q = await post('/v1/queues', { name: 'Ringing', tag_ids: ['support', 'en'], ring_timeout: 30_000 })
+    t.equal(q.status, 201)
+    const number = await flowNumber([
+      { type: 'queue_join', option: { queue_id: q.body.id } },
+      { type: 'hangup', option: { reason: 'after-queue' } },
+    ])
+    // The agent's phone rings (its leg is `ringing`, not only the agent claimed).
+    const agentLegRinging = (callId: string) => waitFor(async () => {
+      const [gc] = (await get<{ data: Array<{ call_ids: string[] }> }>(`/v1/groupcalls?master_call_id=${callId}`)).data
+      const leg = gc?.call_ids[0]
+      return leg && (await get<{ status: string }>(`/v1/calls/${leg}`)).status === 'ringing' ? leg : null
+    }, 10_000, 'the agent\'s phone rings')
+
+    // Kicked while alice rings: her phone gets a CANCEL, she is available, the caller's flow goes on.
+    const kPhone = await phone('7301', { kind: 'ring' })
+    const k = await call(number)
+    await agentStatus(alice, 'ringing', 'alice is offered the first caller')
+    await agentLegRinging(k.callId)
+    const kqc = (await queuecallOf(k.callId))!
+    t.equal((await post(`/v1/queuecalls/${kqc.id}/kick`, undefined)).status, 200, 'kicked while connecting')
+    t.equal((await kPhone.done).code, 0, 'alice\'s phone was canceled')
+    t.equal((await kit.ended(k.callId)).endedReason, 'after-queue', 'the kicked caller\'s flow went on')
+    t.match(await queuecallOf(k.callId), { status: 'done', end_reason: 'kicked', service_agent_id: null })
+    await agentStatus(alice, 'available', 'alice is free after the kick')
+    t.match(await agent(alice), { current_queuecall_id: null, last_offer_result: 'canceled' })
+
+    // The caller hangs up while alice rings: same, and the caller is abandoned.
+    const hPhone = await phone('7301', { kind: 'ring' })
+    const h = await call(number)
+    await agentStatus(alice, 'ringing', 'alice is offered the second caller')
+    const leg = await agentLegRinging(h.callId)
+    t.equal((await api(`/v1/calls/${h.callId}`, { method: 'DELETE' })).status, 204, 'the caller hangs up')
+    t.equal((await hPhone.done).code, 0, 'alice\'s phone was canceled')
+    await waitFor(async () => ((await queuecallOf(h.callId))?.status === 'abandoned' ? true : null), 10_000, 'abandoned')
+    t.match(await queuecallOf(h.callId), { status: 'abandoned', end_reason: 'caller-hangup' })
+    t.match(await get<{ status: string }>(`/v1/calls/${leg}`), { status: 'canceled' }, 'the agent\'s leg was canceled')
+    await agentStatus(alice, 'available', 'alice is free after the caller left')
+    t.match(await get<Queue>(`/v1/queues/${q.body.id}`), { total_incoming_count: 2, total_serviced_count: 0, total_abandoned_count: 1, wait_queuecall_ids: [], service_queuecall_ids: [] })
+
+    t.equal((await put(`/v1/contact-agents/${alice}/status`, { status: 'away' })).status, 200)
+    await agentStatus(alice, 'away', 'alice away again')
+  })
+
   await t.test('wait_timeout: the caller leaves the queue abandoned and the queue\'s timeout flow runs instead of the rest', async (t) => {
     // Both agents are away (previous subtests).
     const fallback = await post('/v1/flows', { name: 'voicemail', actions: [{ type: 'hangup', option: { reason: 'timeout-flow' } }] })
@@ -422,5 +468,42 @@ t.test('contact agents and queues over SIP', async (t) => {
     for (const qc of qcs) await store.queuecalls.finish(qc.id, 'abandoned', 'flow-stopped')
     const after = await Promise.all(agents.map((a) => agent(a.id)))
     t.same(after.map((a) => a.status), ['available', 'available', 'available'], 'released when their callers left')
+  })
+
+  await t.test('a caller answered by an agent is never also abandoned (a hang-up racing the answer); a queue deleted before the join refuses it', async (t) => {
+    const [a] = await Promise.all([store.contactAgents.create(account.id, { name: 'race', addresses: [{ type: 'tel', target: '+12125550191' }], tagIds: ['race'], presence: { extensionIds: [], dialKeys: ['+12125550191'], reachableOtherwise: true } })])
+    const queue = await store.queues.create(account.id, { name: 'race', tagIds: ['race'] })
+    const qc = await store.queuecalls.join({ accountId: account.id, queueId: queue.id, callId: crypto.randomUUID(), nodeId: null })
+    t.equal((await store.queuecalls.offer(qc.id, { tagIds: ['race'], routingMethod: 'random' })).length, 1)
+    t.ok(await store.queuecalls.answered(qc.id, a!.id, [], crypto.randomUUID()), 'the agent answered')
+    const ended = await store.queuecalls.finish(qc.id, 'abandoned', 'caller-hangup')
+    t.match(ended, { status: 'done', end_reason: 'caller-hangup', service_agent_id: a!.id }, 'ends done: it was serviced')
+    t.match(await get<Queue>(`/v1/queues/${queue.id}`), { total_incoming_count: 1, total_serviced_count: 1, total_abandoned_count: 0 }, 'counted serviced once, not abandoned')
+    await waitFor(() => events.some((e) => e.type === 'queue.done' && e.data.queuecall?.id === qc.id), 5000, 'queue.done')
+    t.notOk(events.some((e) => e.type === 'queue.abandoned' && e.data.queuecall?.id === qc.id), 'no queue.abandoned')
+
+    t.equal((await api(`/v1/queues/${queue.id}`, { method: 'DELETE' })).status, 204)
+    await t.rejects(store.queuecalls.join({ accountId: account.id, queueId: queue.id, callId: crypto.randomUUID(), nodeId: null }), { message: /does not exist/ }, 'no caller joins a deleted queue')
+    t.equal((await get<{ data: unknown[] }>(`/v1/queuecalls?queue_id=${queue.id}&status=waiting`)).data.length, 0)
+  })
+
+  await t.test('a node restart frees the agents its calls and queuecalls held (busy on a call that ended with it, ringing for its caller)', async (t) => {
+    const dead = 'dead-node-queues'
+    const mk = (n: string) => store.contactAgents.create(account.id, { name: `restart ${n}`, addresses: [{ type: 'tel', target: n }], tagIds: ['restart'], presence: { extensionIds: [], dialKeys: [n], reachableOtherwise: true } })
+    const talking = await mk('+12125550171')
+    const ringing = await mk('+12125550172')
+    // The dead node's call with the first agent: this node's presence follows only its own calls.
+    const c = await store.calls.create({ accountId: account.id, direction: 'outbound', from: '+14155550100', to: '+12125550171', status: 'in-progress', nodeId: dead })
+    await store.contactAgents.presenceChanged(account.id, { dialKeys: ['+12125550171'] })
+    await agentStatus(talking.id, 'busy', 'on the dead node\'s call')
+    const queue = await store.queues.create(account.id, { name: 'restart', tagIds: ['restart'] })
+    const qc = await store.queuecalls.join({ accountId: account.id, queueId: queue.id, callId: crypto.randomUUID(), nodeId: dead })
+    t.same((await store.queuecalls.offer(qc.id, { tagIds: ['restart'], routingMethod: 'random' })).map((x) => x.id), [ringing.id], 'the free one rings for the dead node\'s caller')
+    // The node comes back: its call records end first (nobody follows presence yet), then its queuecalls.
+    await store.calls.end(c.id, { status: 'completed', endedReason: 'node-restart', hangupBy: 'system' })
+    t.equal(await store.queuecalls.endStale(dead), 1)
+    t.match(await queuecallOf(qc.reference_id), { status: 'abandoned', end_reason: 'node-restart' })
+    t.match(await agent(ringing.id), { status: 'available', current_queuecall_id: null })
+    t.match(await agent(talking.id), { status: 'available' }, 'no agent stays busy on a call that ended with the node')
   })
 })

@@ -4,6 +4,7 @@ import { withIds } from '../flow-action.ts'
 import { FlowAppError } from '../webhook-app.ts'
 import type { ForkedRun } from '../flow-services.ts'
 import type { StoredAction } from '../../../store/flows.ts'
+import { StoreError } from '../../../store/errors.ts'
 
 /**
  * `queue_join {queue_id}` (VoipBin): the caller waits in an ACD queue
@@ -44,6 +45,11 @@ export const queueJoin = defineVerb({
 
     const music = new WaitMusic(ctx)
     const session = await acd.join({ call: ctx.call, queue, control: ctx.control, log: ctx.log, signal: ctx.signal, onAnswer: () => music.stop() })
+      .catch((err: unknown) => {
+        // The queue was deleted since it was read.
+        if (err instanceof StoreError && err.statusCode === 404) throw new FlowAppError(`queue_join: queue ${o.queue_id} does not exist in this account`)
+        throw err
+      })
     ctx.vars.set('callplane.queuecall.id', session.id)
     if (waitFlow) void music.loop(waitFlow.actions, () => store.queuecalls.position(session.id))
     const out = await session.outcome
