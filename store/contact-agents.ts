@@ -82,14 +82,20 @@ export const STATUS_RULE = `CASE
   WHEN a.set_status IN ('away', 'offline') THEN a.set_status
   WHEN cardinality(a.extension_ids) > 0 AND NOT a.reachable_otherwise AND NOT EXISTS (
     SELECT 1 FROM sip_registrations r WHERE r.extension_id = ANY(a.extension_ids) AND r.expires_at > now()) THEN 'offline'
-  WHEN a.set_status = 'busy' OR EXISTS (${ON_CALL('a')}) THEN 'busy'
+  WHEN a.set_status = 'busy' OR ${ON_CALL('a')} THEN 'busy'
   ELSE 'available'
 END`
 
-/** A live call the agent (table alias `a`) is a party of. */
+/**
+ * True when the agent (table alias `a`) is a party of a live call: one
+ * EXISTS per way a call names it, each answered by its partial index on live
+ * calls (migration 251), so the cost is a few index probes per agent, not a
+ * scan of the account's live calls (one OR over them could use no index).
+ */
 function ON_CALL(a: string): string {
-  return `SELECT 1 FROM calls c WHERE c.account_id = ${a}.account_id AND c.status IN ${LIVE}
-    AND (c.to_number = ANY(${a}.dial_keys) OR c.extension_id = ANY(${a}.extension_ids) OR (c.direction = 'inbound' AND c.from_number = ANY(${a}.dial_keys)))`
+  return `(EXISTS (SELECT 1 FROM calls c WHERE c.account_id = ${a}.account_id AND c.to_number = ANY(${a}.dial_keys) AND c.status IN ${LIVE})
+    OR EXISTS (SELECT 1 FROM calls c WHERE c.account_id = ${a}.account_id AND c.from_number = ANY(${a}.dial_keys) AND c.direction = 'inbound' AND c.status IN ${LIVE})
+    OR EXISTS (SELECT 1 FROM calls c WHERE c.extension_id = ANY(${a}.extension_ids) AND c.account_id = ${a}.account_id AND c.status IN ${LIVE}))`
 }
 
 export interface ContactAgentRow {
@@ -139,6 +145,7 @@ export class ContactAgentRepository {
       )
       // A new agent comes in from `offline`: one that is available at once is announced (and wakes the queues).
       const [agent] = await refreshStatuses(c, emit, 'a.id = $1', [id])
+      await emit(accountId, 'contact_agent.created', { contact_agent: agent })
       return agent!
     })
   }
@@ -171,13 +178,36 @@ export class ContactAgentRepository {
       )
       if (!rowCount) return null
       const [agent] = await refreshStatuses(c, emit, 'a.id = $1', [id])
+      // `changed`: the fields the request set; `addresses` means its presence keys may have moved (agent-presence.ts).
+      if (agent) await emit(accountId, 'contact_agent.updated', { contact_agent: agent, changed: changedFields(patch) })
       return agent ?? null
     })
   }
 
   async remove(accountId: string, id: string): Promise<boolean> {
-    const { rowCount } = await this.db.query('DELETE FROM contact_agents WHERE account_id = $1 AND id = $2', [accountId, id])
-    return (rowCount ?? 0) > 0
+    return this.outbox.transaction(async (c, emit) => {
+      const { rows } = await c.query<ContactAgentRow>('DELETE FROM contact_agents WHERE account_id = $1 AND id = $2 RETURNING *', [accountId, id])
+      if (!rows[0]) return false
+      await emit(accountId, 'contact_agent.deleted', { contact_agent: toContactAgent(rows[0]) })
+      return true
+    })
+  }
+
+  /**
+   * Every presence key of the account's agents (what agent-presence.ts
+   * keeps in memory so a call no agent is a party of costs no query).
+   */
+  async presenceKeys(accountId: string): Promise<{ extensionIds: string[]; dialKeys: string[] }> {
+    const { rows } = await this.db.query<{ extension_ids: string[] | null; dial_keys: string[] | null }>(
+      `SELECT ARRAY(SELECT DISTINCT unnest(extension_ids) FROM contact_agents WHERE account_id = $1) AS extension_ids,
+              ARRAY(SELECT DISTINCT unnest(dial_keys) FROM contact_agents WHERE account_id = $1) AS dial_keys`, [accountId])
+    return { extensionIds: rows[0]?.extension_ids ?? [], dialKeys: rows[0]?.dial_keys ?? [] }
+  }
+
+  /** Recomputes one agent's status (announced if it moved). */
+  async refresh(accountId: string, id: string): Promise<ContactAgent | null> {
+    const [agent] = await this.outbox.transaction((c, emit) => refreshStatuses(c, emit, 'a.account_id = $1 AND a.id = $2', [accountId, id]))
+    return agent ?? null
   }
 
   /** How many agents of the account carry every one of these tags (a queue with none to offer to is refused). */
@@ -202,6 +232,13 @@ export class ContactAgentRepository {
     return this.outbox.transaction((c, emit) =>
       refreshStatuses(c, emit, 'a.account_id = $1 AND (a.extension_ids && $2::uuid[] OR a.dial_keys && $3::text[])', [accountId, ext, keys]))
   }
+}
+
+const PATCH_FIELDS: Record<keyof ContactAgentPatch, string | null> = {
+  name: 'name', detail: 'detail', addresses: 'addresses', tagIds: 'tag_ids', ringMethod: 'ring_method', setStatus: 'status', presence: null,
+}
+function changedFields(patch: ContactAgentPatch): string[] {
+  return (Object.keys(patch) as Array<keyof ContactAgentPatch>).filter((k) => patch[k] !== undefined).flatMap((k) => PATCH_FIELDS[k] ?? [])
 }
 
 export { ON_CALL as onCallCondition }

@@ -10,6 +10,7 @@ export const EVENT_TYPES = [
   'do_not_call.added', 'do_not_call.removed',
   'campaign.started', 'campaign.paused', 'campaign.stopped', 'campaigncall.created', 'campaigncall.ended',
   'queue.joined', 'queue.answered', 'queue.abandoned', 'queue.done', 'queue.kicked', 'contact_agent.status_changed',
+  'contact_agent.created', 'contact_agent.updated', 'contact_agent.deleted',
   'scheduled_call.created', 'scheduled_call.updated', 'scheduled_call.dialing', 'scheduled_call.completed', 'scheduled_call.failed', 'scheduled_call.cancelled',
 ] as const
 export type EventType = (typeof EVENT_TYPES)[number]

@@ -159,7 +159,7 @@ export class QueuecallRepository {
         `WITH picked AS (
            SELECT a.id FROM contact_agents a
             WHERE a.account_id = $1 AND a.status = 'available' AND a.tag_ids @> $2::text[] AND NOT (a.id = ANY($3::uuid[]))
-              AND NOT EXISTS (${onCallCondition('a')})
+              AND NOT ${onCallCondition('a')}
             ORDER BY ${ORDER[o.routingMethod]} LIMIT $4
             FOR UPDATE SKIP LOCKED)
          UPDATE contact_agents a SET offered_queuecall_id = $5, status = 'ringing', status_since = now(), last_offered_at = now(), updated_at = now()

@@ -506,4 +506,47 @@ t.test('contact agents and queues over SIP', async (t) => {
     t.match(await agent(ringing.id), { status: 'available', current_queuecall_id: null })
     t.match(await agent(talking.id), { status: 'available' }, 'no agent stays busy on a call that ended with the node')
   })
+
+  await t.test('presence: a call no agent is a party of costs no store query; agents created or readdressed are followed at once', async (t) => {
+    const nodeId = stack.engine.sipApplication.nodeId
+    const repo = store.contactAgents
+    const original = repo.presenceChanged.bind(repo)
+    const asked: unknown[] = []
+    repo.presenceChanged = (accountId, what) => { asked.push(what); return original(accountId, what) }
+    t.teardown(() => { repo.presenceChanged = original })
+    const callTo = async (to: string) => {
+      const c = await store.calls.create({ accountId: account.id, direction: 'outbound', from: '+14155550100', to, status: 'ringing', nodeId })
+      return { end: () => store.calls.end(c.id, { status: 'completed', endedReason: 'test', hangupBy: 'system' }) }
+    }
+    // Warm the account's keys, then unrelated traffic.
+    await (await callTo('+13125550100')).end()
+    await sleep(200)
+    asked.length = 0
+    for (let i = 0; i < 20; i++) await (await callTo(`+1312555${String(1000 + i)}`)).end()
+    await sleep(300)
+    t.equal(asked.length, 0, '40 call events of no agent: presence asked the store nothing')
+
+    // An agent created after the keys were loaded: its call makes it busy, its end frees it.
+    const x = await post('/v1/contact-agents', { name: 'presence', addresses: [{ type: 'tel', target: '+13125550199' }], tag_ids: ['presence'] })
+    t.equal(x.status, 201)
+    t.ok(events.some((e) => e.type === 'contact_agent.created' && e.data.contact_agent?.id === x.body.id), 'contact_agent.created')
+    await agentStatus(x.body.id as string, 'available', 'created available')
+    const first = await callTo('+13125550199')
+    await agentStatus(x.body.id as string, 'busy', 'busy on its call (the new agent\'s keys were loaded)')
+    await first.end()
+    await agentStatus(x.body.id as string, 'available', 'free after it')
+    // Readdressed: the new number counts, the old one no more.
+    t.equal((await api(`/v1/contact-agents/${x.body.id}`, { method: 'PATCH', body: JSON.stringify({ addresses: [{ type: 'tel', target: '+13125550198' }] }) })).status, 200)
+    await waitFor(() => events.some((e) => e.type === 'contact_agent.updated' && e.data.contact_agent?.id === x.body.id), 5000, 'contact_agent.updated')
+    const second = await callTo('+13125550198')
+    await agentStatus(x.body.id as string, 'busy', 'busy on a call to its new address')
+    await second.end()
+    await agentStatus(x.body.id as string, 'available', 'free after it')
+    t.equal((await api(`/v1/contact-agents/${x.body.id}`, { method: 'DELETE' })).status, 204)
+    await waitFor(() => events.some((e) => e.type === 'contact_agent.deleted' && e.data.contact_agent?.id === x.body.id), 5000, 'contact_agent.deleted')
+    asked.length = 0
+    await (await callTo('+13125550198')).end()
+    await sleep(300)
+    t.equal(asked.length, 0, 'a deleted agent\'s number is nobody\'s again')
+  })
 })
