@@ -20,6 +20,7 @@ import { WebhookWorker } from './control-api/webhook-worker.ts'
 import { SipApplication } from './sip/app/index.ts'
 import { createApiCallControl } from './call/api-call-control.ts'
 import { ScheduledCalls } from './call/outbound/scheduled-calls.ts'
+import { Sequences } from './call/outbound/sequences.ts'
 import { callControlAcrossNodes, serveRelayedCalls } from './call/remote-call-control.ts'
 import { NodeRelay } from './store/node-relay.ts'
 import type { MediaEngine } from './media/media-engine.ts'
@@ -205,6 +206,8 @@ export class Engine {
       // Scheduled calls and AI callbacks (issue 17) on the scheduler; also what agents' host tools reach (MediaStore.outreach).
       const scheduledCalls = new ScheduledCalls({ store, scheduler, clock, control: () => callControl.current, log: logger })
       scheduledCalls.start()
+      const sequences = new Sequences({ store, scheduler, clock, control: () => callControl.current, log: logger })
+      sequences.start()
       const mediaPlane = await startMediaPlane({
         workers: config.mediaWorkers, engine: engineOptions, registry, store: { ...store, outreach: scheduledCalls }, logger: logger.child({ component: 'media' }), logLevel: config.logLevel,
         anchor, rtpengineNg: config.rtpengineNg, allowPrivateUrls, recordingsDir, mediaRoots, agentMetrics,
@@ -269,7 +272,7 @@ export class Engine {
         registry,
         health,
         isDraining: () => engine?.draining ?? false,
-        registerRoutes: v1Routes({ store, callControl, programs: callPrograms, campaigns, allowInsecureWebhooks: db.mode === 'embedded', urlPolicy: tenantUrls, scheduledCalls }),
+        registerRoutes: v1Routes({ store, callControl, programs: callPrograms, campaigns, allowInsecureWebhooks: db.mode === 'embedded', urlPolicy: tenantUrls, scheduledCalls, sequences }),
       })
       await api.listen({ host: config.httpHost, port: config.httpPort })
       stops.push('control-api', () => api.close())

@@ -68,7 +68,7 @@ export function agentConfigFrom(a: Agent, tools: CallTool[] = [], call?: CallVar
     ...(a.greetingInterruptible !== undefined ? { greetingInterruptible: a.greetingInterruptible } : {}),
     ...(expectedPhrases.length ? { expectedPhrases } : {}),
     ...(a.vad ? { vad: a.vad } : {}),
-    ...(amdPolicy(a, call) ? { amd: amdPolicy(a, call) } : {}),
+    ...(a.amd ? { amd: a.amd } : {}),
     ...(a.bargeIn ? { bargeIn: a.bargeIn } : {}),
     ...(a.greetingOutbound ? { greetingOutbound: a.greetingOutbound } : {}),
     ...(a.aiSpeaksFirstOutbound !== undefined ? { aiSpeaksFirstOutbound: a.aiSpeaksFirstOutbound } : {}),
@@ -79,20 +79,6 @@ export function agentConfigFrom(a: Agent, tools: CallTool[] = [], call?: CallVar
     ...(call ? { variables: callVariables(a, call) } : {}),
   }
   return cfg as AgentConfigInput
-}
-
-/**
- * The call's answering-machine policy: the agent's, except on a call whose
- * metadata carries `voicemail_drop_message` (a sequence's `voicemail_drop`
- * step, or POST /v1/calls metadata): a machine then gets that message after
- * the beep (`leave_message`, the agent's detector settings kept), a person
- * the conversation.
- */
-export const VOICEMAIL_DROP_KEY = 'voicemail_drop_message'
-function amdPolicy(a: Agent, call?: CallVariablesSource): Agent['amd'] | undefined {
-  const drop = call?.metadata?.[VOICEMAIL_DROP_KEY]
-  if (typeof drop === 'string' && drop.trim()) return { ...(a.amd ?? {}), onMachine: 'leave_message', message: drop }
-  return a.amd
 }
 
 /** A stored tool (API shape) as the runtime's HTTP tool. */

@@ -6,6 +6,7 @@ import { ApiError } from './errors.ts'
 import type { ReadCache } from './read-cache.ts'
 import type { OutboundUrlPolicy } from '../config/outbound-url-policy.ts'
 import type { ScheduledCalls } from '../call/outbound/scheduled-calls.ts'
+import type { Sequences } from '../call/outbound/sequences.ts'
 
 /** What every /v1 route plugin gets. */
 export interface ApiDeps {
@@ -25,6 +26,8 @@ export interface ApiDeps {
   campaigns?: CampaignDialer | undefined
   /** Scheduled calls and AI callbacks on the job scheduler (absent where the API runs without the engine). */
   scheduledCalls?: ScheduledCalls | undefined
+  /** Leadlock sequences on the job scheduler (absent where the API runs without the engine). */
+  sequences?: Sequences | undefined
 }
 
 export interface RouteOptions {

@@ -9,6 +9,7 @@ import { ConferenceRepository } from './conferences.ts'
 import { DoNotCallRepository } from './do-not-call.ts'
 import { ContactAgentRepository } from './contact-agents.ts'
 import { ScheduledCallRepository } from './scheduled-calls.ts'
+import { SequenceRepository } from './sequences.ts'
 import { ExtensionRepository } from './extensions.ts'
 import { GroupcallRepository } from './groupcalls.ts'
 import { JobRepository } from './jobs.ts'
@@ -60,6 +61,8 @@ export interface Store {
   doNotCall: DoNotCallRepository
   /** Outbound agent calls at a set time (Leadlock scheduled calls, AI callbacks), fired by the job scheduler. */
   scheduledCalls: ScheduledCallRepository
+  /** Leadlock sequences (steps an agent works through per enrolled contact) and their enrollments. */
+  sequences: SequenceRepository
   /** Durable jobs (campaign dials, scheduled calls, sequence steps), run by job-scheduler.ts's JobScheduler. */
   jobs: JobRepository
   /** Outbound campaigns: how to dial (outplans), contact lists (outdials and targets), campaigns and their attempts (campaigncalls). */
@@ -107,6 +110,7 @@ export function createStore(db: Database, secrets: SecretBox, logger: Logger): S
     doNotCall: new DoNotCallRepository(pool, outbox),
     jobs,
     scheduledCalls: new ScheduledCallRepository(pool, outbox, jobs),
+    sequences: new SequenceRepository(pool, outbox, jobs),
     outplans: new OutplanRepository(pool),
     outdials: new OutdialRepository(pool),
     campaigns: new CampaignRepository(pool),

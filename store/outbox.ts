@@ -12,6 +12,7 @@ export const EVENT_TYPES = [
   'queue.joined', 'queue.answered', 'queue.abandoned', 'queue.done', 'queue.kicked', 'contact_agent.status_changed',
   'contact_agent.created', 'contact_agent.updated', 'contact_agent.deleted',
   'scheduled_call.created', 'scheduled_call.updated', 'scheduled_call.dialing', 'scheduled_call.completed', 'scheduled_call.failed', 'scheduled_call.cancelled',
+  'sequence_enrollment.created', 'sequence_enrollment.ended',
 ] as const
 export type EventType = (typeof EVENT_TYPES)[number]
 

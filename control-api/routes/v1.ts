@@ -31,6 +31,8 @@ import { doNotCallRoutes } from './do-not-call.ts'
 import { contactAgentRoutes } from './contact-agents.ts'
 import { queueRoutes } from './queues.ts'
 import { scheduledCallRoutes } from './scheduled-calls.ts'
+import { sequenceRoutes } from './sequences.ts'
+import type { Sequences } from '../../call/outbound/sequences.ts'
 import type { ScheduledCalls } from '../../call/outbound/scheduled-calls.ts'
 
 export interface V1Options {
@@ -48,6 +50,7 @@ export interface V1Options {
   urlPolicy?: OutboundUrlPolicy
   /** Scheduled calls and AI callbacks (the engine's; absent in API-only tests: those routes answer 503). */
   scheduledCalls?: ScheduledCalls
+  sequences?: Sequences
 }
 
 /** Everything under /v1: auth + rate limit, then one plugin per route group. */
@@ -61,8 +64,8 @@ const v1: FastifyPluginAsync<V1Options> = async (app, opts) => {
   const readCache = new ReadCache(opts.store.bus, opts.readCacheTtlMs ?? 1000)
   app.addHook('onClose', async () => readCache.close())
   const urlPolicy = opts.urlPolicy ?? new OutboundUrlPolicy({ allowPrivate: opts.allowInsecureWebhooks })
-  const deps: ApiDeps = { store: opts.store, callControl: opts.callControl, programs: opts.programs, campaigns: opts.campaigns, allowInsecureWebhooks: opts.allowInsecureWebhooks, invalidateKey: auth.invalidate, readCache, urlPolicy, scheduledCalls: opts.scheduledCalls }
-  for (const plugin of [accountRoutes, apiKeyRoutes, agentRoutes, numberRoutes, trunkRoutes, carrierRouteRoutes, extensionRoutes, toolRoutes, webhookRoutes, signingSecretRoutes, callRoutes, flowRoutes, groupcallRoutes, doNotCallRoutes, scheduledCallRoutes, outplanRoutes, outdialRoutes, campaignRoutes, contactAgentRoutes, queueRoutes, recordingRoutes, conferenceRoutes, eventRoutes]) {
+  const deps: ApiDeps = { store: opts.store, callControl: opts.callControl, programs: opts.programs, campaigns: opts.campaigns, allowInsecureWebhooks: opts.allowInsecureWebhooks, invalidateKey: auth.invalidate, readCache, urlPolicy, scheduledCalls: opts.scheduledCalls, sequences: opts.sequences }
+  for (const plugin of [accountRoutes, apiKeyRoutes, agentRoutes, numberRoutes, trunkRoutes, carrierRouteRoutes, extensionRoutes, toolRoutes, webhookRoutes, signingSecretRoutes, callRoutes, flowRoutes, groupcallRoutes, doNotCallRoutes, scheduledCallRoutes, sequenceRoutes, outplanRoutes, outdialRoutes, campaignRoutes, contactAgentRoutes, queueRoutes, recordingRoutes, conferenceRoutes, eventRoutes]) {
     await app.register(plugin, { deps })
   }
 }

@@ -14,10 +14,10 @@ import { sippUas } from '../sip/app/sipp-util.ts'
  */
 
 /** A sipp UAS answering every INVITE (up to `calls`), hanging up itself after `byeAfterMs`; or answering 486 Busy. */
-export async function callee(dir: string, name: string, o: { byeAfterMs?: number; busy?: boolean; calls?: number } = {}) {
+export async function callee(dir: string, name: string, o: { byeAfterMs?: number; busy?: boolean; calls?: number; dtmf?: string } = {}) {
   const port = await freePort()
   const file = join(dir, `${name}-${port}.xml`)
-  writeFileSync(file, o.busy ? BUSY : answering(o.byeAfterMs ?? 2000))
+  writeFileSync(file, o.busy ? BUSY : answering(o.byeAfterMs ?? 2000, o.dtmf))
   const uas = sippUas(file, port, { timeoutMs: 300_000, calls: o.calls ?? 10 })
   await waitListening(port)
   return { ...uas, port }
@@ -40,7 +40,26 @@ const BUSY = `<?xml version="1.0" encoding="ISO-8859-1" ?>
 </scenario>
 `
 
-function answering(byeAfterMs: number): string {
+/** `dtmf`: 1.5 s after answering the callee presses it (SIP INFO): the agent gets a caller turn. */
+function answering(byeAfterMs: number, dtmf?: string): string {
+  const info = dtmf ? `
+  <pause milliseconds="1500"/>
+  <send retrans="500"><![CDATA[
+      INFO [$icontact] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From:[$ito];tag=[pid]SIPpTag01[call_number]
+      To:[$ifrom]
+      Call-ID: [call_id]
+      CSeq: 2 INFO
+      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+      Max-Forwards: 70
+      Content-Type: application/dtmf-relay
+      Content-Length: [len]
+
+Signal=${dtmf}
+Duration=160
+    ]]></send>
+  <recv response="200"/>` : ''
   return `<?xml version="1.0" encoding="ISO-8859-1" ?>
 <!DOCTYPE scenario SYSTEM "sipp.dtd">
 <scenario name="answer then hang up">
@@ -82,7 +101,7 @@ a=rtpmap:0 PCMU/8000
 a=rtpmap:101 telephone-event/8000
 a=sendrecv
     ]]></send>
-  <recv request="ACK"/>
+  <recv request="ACK"/>${info}
   <pause milliseconds="${byeAfterMs}"/>
   <send retrans="500"><![CDATA[
       BYE [$icontact] SIP/2.0
@@ -90,7 +109,7 @@ a=sendrecv
       From:[$ito];tag=[pid]SIPpTag01[call_number]
       To:[$ifrom]
       Call-ID: [call_id]
-      CSeq: 2 BYE
+      CSeq: ${dtmf ? 3 : 2} BYE
       Contact: <sip:[local_ip]:[local_port];transport=[transport]>
       Max-Forwards: 70
       Content-Length: 0
