@@ -116,12 +116,16 @@ export class Acd {
   }
 
   private async dispatch(): Promise<void> {
-    // Oldest caller first; once a queue found nobody free, its younger callers need not ask.
+    // Oldest caller first; once a queue found nobody free, its younger callers need not ask. A caller that
+    // found nobody only because the free agents had missed it (its skipped_agent_ids) says nothing about the
+    // younger ones: they may be offered those agents (else one agent who keeps missing the oldest caller
+    // would leave every other caller of the queue waiting while that agent sits free).
     const waiting = [...this.sessions.values()].filter((s) => s.state === 'waiting').sort((a, b) => a.joinedAt - b.joinedAt)
     const exhausted = new Set<string>()
     for (const s of waiting) {
       if (exhausted.has(s.queue.id) || s.state !== 'waiting') continue
-      if (!(await s.tryOffer())) exhausted.add(s.queue.id)
+      const skipped = s.queuecall.skipped_agent_ids.length > 0
+      if (!(await s.tryOffer()) && !skipped) exhausted.add(s.queue.id)
     }
   }
 
