@@ -217,11 +217,13 @@ export class Engine {
       stops.push('media', () => mediaPlane.stop())
       sipApplication.setMediaBinder(mediaPlane.binder)
       const localControl = createApiCallControl(sipApplication, mediaPlane.actions, () => callPrograms, store.doNotCall)
+      let relay: NodeRelay | null = null
       if (db.mode === 'postgres') {
         // Several nodes may share this database: an action on a call another node holds is relayed there.
-        const relay = new NodeRelay(db, config.nodeId, logger.child({ component: 'node-relay' }), config.callRelayTimeoutMs)
+        relay = new NodeRelay(db, config.nodeId, logger.child({ component: 'node-relay' }), config.callRelayTimeoutMs)
         await relay.start(serveRelayedCalls(localControl, store.calls))
-        stops.push('node-relay', () => relay.stop())
+        const started = relay
+        stops.push('node-relay', () => started.stop())
         callControl.install(callControlAcrossNodes(localControl, { nodeId: config.nodeId, relay }))
       } else {
         // Embedded PGlite serves one node: every live call is here.
@@ -242,7 +244,12 @@ export class Engine {
       await store.activeflows.endStale(sipApplication.nodeId).catch((err: unknown) => logger.warn({ err }, 'stale activeflows could not be ended'))
       sipApplication.setCallPrograms(callPrograms)
       // Outbound campaigns: one scheduler job per target attempt (call/outbound/campaign-dialer.ts).
-      const campaigns = new CampaignDialer({ store, control: () => callControl.current, scheduler, log: logger })
+      const nodes = relay
+      const campaigns = new CampaignDialer({
+        store, control: () => callControl.current, scheduler, log: logger,
+        // A re-run after another node's lease expired asks whether that node is still there.
+        ...(nodes ? { nodeAlive: (nodeId: string) => nodes.ping(nodeId) } : {}),
+      })
       campaigns.start()
       health.register('media', () => mediaPlane.health())
       const media = mediaPlane.media

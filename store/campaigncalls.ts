@@ -13,7 +13,8 @@ import { pageQuery, type Page, type PageRequest, type Queryable } from './common
 export type CampaigncallStatus = 'dialing' | 'progressing' | 'done'
 export type CampaigncallResult = '' | 'success' | 'fail'
 /** How an attempt ended. */
-export const CAMPAIGNCALL_OUTCOMES = ['answered', 'voicemail', 'busy', 'no-answer', 'failed', 'machine', 'dnc-skipped'] as const
+/** `node-lost`: the node that placed the call died and its record never ended (another node settled the attempt). */
+export const CAMPAIGNCALL_OUTCOMES = ['answered', 'voicemail', 'busy', 'no-answer', 'failed', 'machine', 'dnc-skipped', 'node-lost'] as const
 export type CampaigncallOutcome = (typeof CAMPAIGNCALL_OUTCOMES)[number]
 
 export interface Campaigncall {
@@ -107,7 +108,8 @@ export class CampaigncallRepository {
 
   /** The call an attempt placed whose id was not written (its node died between originate and `placed`): found by its metadata. */
   async findPlacedCall(id: string): Promise<string | null> {
-    const { rows } = await this.db.query<{ id: string }>(`SELECT id FROM calls WHERE metadata->>'campaigncallId' = $1 LIMIT 1`, [id])
+    // calls_campaigncall (migration 261) serves this: no scan of every call.
+    const { rows } = await this.db.query<{ id: string }>(`SELECT id FROM calls WHERE metadata ? 'campaigncallId' AND (metadata->>'campaigncallId') = $1 LIMIT 1`, [id])
     return rows[0]?.id ?? null
   }
 

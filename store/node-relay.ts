@@ -77,6 +77,21 @@ export class NodeRelay {
     return answer
   }
 
+  /**
+   * Whether node `nodeId` answers at all (its relay listener, not its handler, replies):
+   * false once it said nothing for `timeoutMs`. A node whose database connection is down
+   * counts as gone too: it can act on nothing another node would ask of it.
+   */
+  async ping(nodeId: string): Promise<boolean> {
+    try {
+      await this.request(nodeId, PING, null)
+      return true
+    } catch (err) {
+      // Unreachable after waiting: gone. Not sent at all (this node's own connection is down): unknown, so not gone.
+      return !(err instanceof NodeUnreachable && err.waitedMs > 0)
+    }
+  }
+
   async stop(): Promise<void> {
     this.stopped = true
     const l = this.listener
@@ -128,9 +143,13 @@ export class NodeRelay {
     alive.unref?.()
     let answer: Wire
     try {
-      if (!handler) throw new Error(`node ${this.nodeId} serves no relayed requests`)
-      const v = await handler(req.m, req.a)
-      answer = v === undefined ? { k: 'ok', id: req.id } : { k: 'ok', id: req.id, v }
+      if (req.m === PING) {
+        answer = { k: 'ok', id: req.id }
+      } else {
+        if (!handler) throw new Error(`node ${this.nodeId} serves no relayed requests`)
+        const v = await handler(req.m, req.a)
+        answer = v === undefined ? { k: 'ok', id: req.id } : { k: 'ok', id: req.id, v }
+      }
     } catch (err) {
       answer = { k: 'err', id: req.id, e: describe(err) }
     } finally {
@@ -193,6 +212,9 @@ export class NodeUnreachable extends Error {
     this.name = 'NodeUnreachable'
   }
 }
+
+/** The relay's own request (ping): answered by the listener itself, never passed to the handler. */
+const PING = '\u0001ping'
 
 // PostgreSQL: "the payload must be shorter than 8000 bytes" (NOTIFY); a little headroom.
 const NOTIFY_LIMIT = 7900

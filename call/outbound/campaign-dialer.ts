@@ -53,6 +53,8 @@ const RETRIED: ReadonlySet<CampaigncallOutcome> = new Set(['busy', 'no-answer', 
 const FULL_RETRY_MS = 700
 /** A call followed to its end is also re-read this often (a missed event on a restarted bus). */
 const FOLLOW_POLL_MS = 5000
+/** A call another node placed and never answered, still not final this long after its dial timeout: its node is gone. */
+const NODE_LOST_GRACE_MS = 30_000
 
 export interface CampaignDialerOptions {
   store: Store
@@ -61,6 +63,12 @@ export interface CampaignDialerOptions {
   log: Logger
   /** Dial jobs this node runs at once, all campaigns together (each holds its call): at least the largest max_concurrent_calls. */
   concurrency?: number | undefined
+  /**
+   * Whether another engine node still answers (store/node-relay.ts ping; several nodes on
+   * one PostgreSQL). Absent on a single node: an attempt whose call another node placed is
+   * then given up only when it was never answered, dial timeout + NODE_LOST_GRACE_MS after it.
+   */
+  nodeAlive?: ((nodeId: string) => Promise<boolean>) | undefined
 }
 
 interface DialPayload { campaignId: string; targetId: string }
@@ -171,11 +179,10 @@ export class CampaignDialer {
     const store = this.store
     const c = await store.campaigns.getById(campaignId)
     if (!c) return
-    const progress = await store.campaigns.target(campaignId, targetId)
-    const target = await store.outdials.targetById(targetId)
-    if (!progress || progress.status === 'done' || !target) return
     const log = this.log.child({ campaignId, targetId })
 
+    // First an attempt an earlier run left open, whatever became of the target since: an open
+    // attempt holds one of the campaign's max_concurrent_calls until it is settled.
     const open = await store.campaigncalls.open(campaignId, targetId)
     if (open) {
       const callId = open.callId ?? await store.campaigncalls.findPlacedCall(open.id)
@@ -185,6 +192,9 @@ export class CampaignDialer {
       }
       await this.withdraw(open)
     }
+    const progress = await store.campaigns.target(campaignId, targetId)
+    const target = await store.outdials.targetById(targetId)
+    if (!progress || progress.status === 'done' || !target) return
     if (c.status !== 'run') return
 
     const now = ctx.clock.now()
@@ -265,17 +275,30 @@ export class CampaignDialer {
 
   /** Holds the job until the attempt's call ends, then settles it; a stop of this node leaves it for the next run. */
   private async follow(c: Campaign, cc: Campaigncall, callId: string, ctx: JobContext): Promise<JobResult> {
-    if (!cc.callId) await this.store.campaigncalls.placed(cc.id, callId)
-    const end = await this.callEnd(callId, ctx.signal)
+    if (!cc.callId) {
+      // Found by its metadata: its node died between placing it and noting it. Announced now.
+      await this.store.outbox.transaction(async (q, emit) => {
+        await this.store.campaigncalls.placed(cc.id, callId, q)
+        await emit(c.accountId, 'campaigncall.created', campaigncallEventData({ ...cc, callId, status: 'progressing' }), callId)
+      })
+      cc = { ...cc, callId, status: 'progressing' }
+    }
+    const dialTimeoutMs = (await this.store.outplans.get(c.accountId, c.outplanId))?.dialTimeoutMs ?? 60_000
+    const end = await this.callEnd(callId, ctx, dialTimeoutMs)
     if (!end) return { runAt: ctx.clock.now() }
-    return this.settle(c, cc, outcomeOf(end), ctx)
+    if (end.lost) {
+      this.log.warn({ campaignId: c.id, campaigncallId: cc.id, callId, nodeId: end.call.nodeId, answered: !!end.call.answeredAt }, 'the node holding the campaign call is gone: attempt settled as node-lost')
+      // Never answered: the contact was not reached, another attempt may follow; answered: reached, not called again.
+      return this.settle(c, cc, 'node-lost', ctx, { retry: !end.call.answeredAt })
+    }
+    return this.settle(c, cc, outcomeOf(end.call), ctx)
   }
 
   /** The attempt's result; another attempt after the outcome's delay while attempts are left, else the target is done. */
-  private async settle(c: Campaign, cc: Campaigncall, outcome: CampaigncallOutcome, ctx: JobContext): Promise<JobResult> {
+  private async settle(c: Campaign, cc: Campaigncall, outcome: CampaigncallOutcome, ctx: JobContext, o: { retry?: boolean } = {}): Promise<JobResult> {
     const store = this.store
     const outplan = await store.outplans.get(c.accountId, c.outplanId)
-    const retry = outplan !== null && RETRIED.has(outcome) && cc.tryCount < outplan.maxAttempts
+    const retry = outplan !== null && (o.retry ?? RETRIED.has(outcome)) && cc.tryCount < outplan.maxAttempts
     const nextAt = retry ? new Date(ctx.clock.now().getTime() + delayFor(outplan, outcome)) : null
     const result = outcome === 'answered' || outcome === 'voicemail' ? 'success' : 'fail'
     await store.outbox.transaction(async (q, emit) => {
@@ -327,23 +350,39 @@ export class CampaignDialer {
     await this.transition(campaignId, 'stop', 'finished')
   }
 
-  /** The call's final record once it ended (its event on the bus, or a re-read); null when `signal` ends the wait first. */
-  private callEnd(callId: string, signal: AbortSignal): Promise<Call | null> {
+  /**
+   * The call's final record once it ended (its event on the bus, or a re-read), or `lost` when
+   * the node holding it is gone (its record would never end: dead-node cleanup is not this
+   * module's); null when `ctx.signal` ends the wait first.
+   */
+  private callEnd(callId: string, ctx: JobContext, dialTimeoutMs: number): Promise<{ call: Call; lost?: true } | null> {
     const { bus, calls } = this.store
-    return new Promise<Call | null>((resolve) => {
+    const { signal } = ctx
+    return new Promise((resolve) => {
       let settled = false
-      const finish = (call: Call | null) => {
+      let probing = false
+      const finish = (end: { call: Call; lost?: true } | null) => {
         if (settled) return
         settled = true
         unsubscribe()
         clearInterval(poll)
         signal.removeEventListener('abort', onAbort)
-        resolve(call)
+        resolve(end)
       }
       const check = () => {
-        void calls.getById(callId).then((call) => {
-          if (!call) finish({ status: 'failed', endedReason: 'call-record-missing' } as Call)
-          else if (isFinal(call.status)) finish(call)
+        void calls.getById(callId).then(async (call) => {
+          if (!call) finish({ call: { status: 'failed', endedReason: 'call-record-missing' } as Call })
+          else if (isFinal(call.status)) finish({ call })
+          else if (call.nodeId && call.nodeId !== ctx.nodeId && !probing) {
+            // Placed by another node (this is a re-run after its lease expired): is that node still there?
+            probing = true
+            try {
+              if (await this.ownerGone(call, dialTimeoutMs)) {
+                const again = await calls.getById(callId)
+                finish(again && isFinal(again.status) ? { call: again } : { call: again ?? call, lost: true })
+              }
+            } finally { probing = false }
+          }
         }).catch((err: unknown) => this.log.warn({ err, callId }, 'campaign call could not be read'))
       }
       const unsubscribe = bus.subscribe((e) => {
@@ -355,5 +394,12 @@ export class CampaignDialer {
       if (signal.aborted) finish(null)
       else check()
     })
+  }
+
+  /** Whether the node that placed this unfinished call is gone: it does not answer a ping; without a way to ask, a call never answered long after its dial timeout. */
+  private async ownerGone(call: Call, dialTimeoutMs: number): Promise<boolean> {
+    if (this.o.nodeAlive) return !(await this.o.nodeAlive(call.nodeId!))
+    if (call.answeredAt) return false
+    return Date.now() - Date.parse(call.createdAt) > dialTimeoutMs + NODE_LOST_GRACE_MS
   }
 }

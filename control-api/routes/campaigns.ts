@@ -78,7 +78,7 @@ const CampaigncallSchema = Type.Object({
   source: Type.String(), destination: Type.String(), destination_index: Type.Integer(), try_count: Type.Integer({ description: 'Which attempt at the target (1 = first)' }),
   status: StringEnum(['dialing', 'progressing', 'done'] as const),
   result: StringEnum(['', 'success', 'fail'] as const),
-  outcome: Nullable(StringEnum(CAMPAIGNCALL_OUTCOMES, { description: 'answered / voicemail (success); busy, no-answer, failed, machine (tried again while attempts are left); dnc-skipped (never dialled)' })),
+  outcome: Nullable(StringEnum(CAMPAIGNCALL_OUTCOMES, { description: 'answered / voicemail (success); busy, no-answer, failed, machine (tried again while attempts are left); dnc-skipped (never dialled); node-lost (the engine node holding the call died: settled by another node; tried again only if it was never answered)' })),
   nodeId: Nullable(Type.String()), createdAt: Timestamp, updatedAt: Timestamp, endedAt: Nullable(Timestamp),
 }, { $id: 'Campaigncall' })
 
