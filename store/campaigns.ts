@@ -160,11 +160,18 @@ export class CampaignRepository {
 
   /** False when absent; 409 while it runs (pause or stop it first). */
   async delete(accountId: string, id: string): Promise<boolean> {
+    // One statement: a `run` arriving between a status read and the delete cannot lose its campaign under a running dialer.
+    const { rowCount } = await this.db.query(`DELETE FROM campaigns WHERE account_id = $1 AND id = $2 AND status <> 'run'`, [accountId, id])
+    if (rowCount) return true
     const { rows } = await this.db.query<{ status: string }>('SELECT status FROM campaigns WHERE account_id = $1 AND id = $2', [accountId, id])
     if (!rows[0]) return false
-    if (rows[0].status === 'run') throw invalidState('campaign is running: stop it before deleting it', { campaignId: id })
-    await this.db.query('DELETE FROM campaigns WHERE account_id = $1 AND id = $2', [accountId, id])
-    return true
+    throw invalidState('campaign is running: stop it before deleting it', { campaignId: id })
+  }
+
+  /** Whether the campaign has run (its targets' progress exists): its outdial is then fixed. */
+  async hasRun(id: string): Promise<boolean> {
+    const { rowCount } = await this.db.query('SELECT 1 FROM campaign_targets WHERE campaign_id = $1 LIMIT 1', [id])
+    return (rowCount ?? 0) > 0
   }
 
   /**

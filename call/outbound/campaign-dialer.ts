@@ -245,8 +245,8 @@ export class CampaignDialer {
     const { cc } = reserved
     await sleep(reserved.waitMs, ctx.signal)
     const fresh = await store.campaigns.getById(campaignId)
-    if (ctx.signal.aborted || !fresh || fresh.status !== 'run') {
-      // Paused (or this node stops) before its slot: not dialled, as if never reserved.
+    if (ctx.signal.aborted || !fresh || fresh.status !== 'run' || !(await store.outdials.targetById(targetId))) {
+      // Paused, the contact deleted (or this node stops) before its slot: not dialled, as if never reserved.
       await this.withdraw(cc)
       return ctx.signal.aborted ? { runAt: ctx.clock.now() } : undefined
     }

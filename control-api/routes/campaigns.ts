@@ -161,6 +161,10 @@ export const campaignRoutes: FastifyPluginAsync<RouteOptions> = async (base, { d
     async (req) => {
       const prev = found(await repo.get(req.auth.accountId, req.params.id), 'campaign', req.params.id)
       const b = req.body as Body & Record<string, unknown>
+      // Its progress is per target of its outdial: another list would leave those targets armed and the new ones never seeded.
+      if (b.outdial_id !== undefined && b.outdial_id !== prev.outdialId && await repo.hasRun(prev.id)) {
+        throw new ApiError(409, 'invalid_state', 'outdial_id: a campaign that has run keeps its outdial (add targets to it, or create another campaign)', { field: 'outdial_id' })
+      }
       // null clears an optional field (operating hours, amd): the merge reads it as "none".
       const merged = checkedInput(b, { ...prev, ...(b.operating_hours === null ? { operatingHours: null } : {}), ...(b.amd === null ? { amd: null } : {}) })
       return withStats(found(await repo.update(req.auth.accountId, req.params.id, merged), 'campaign', req.params.id))

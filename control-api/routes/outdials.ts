@@ -6,6 +6,7 @@ import { found, type RouteOptions } from '../deps.ts'
 import { ApiError } from '../errors.ts'
 import { isPhoneNumber } from '../phone-number.ts'
 import { CsvError, parseCsv } from '../csv.ts'
+import { textProblem } from '../request-text.ts'
 import { isTimeZone } from '../../call/time-zones.ts'
 import type { Outdial, OutdialTarget, OutdialTargetInput } from '../../store/outdials.ts'
 
@@ -75,6 +76,19 @@ function targetProblems(t: { destinations: string[]; timezone?: string | undefin
   if (t.destinations.length > 5) out.push({ field: 'destinations', reason: 'at most five destinations' })
   t.destinations.forEach((d, i) => { if (typeof d !== 'string' || !isE164(d)) out.push({ field: `destinations/${i}`, reason: `${JSON.stringify(d)} is not ${E164_RULE}` }) })
   if (t.timezone !== undefined && !isTimeZone(t.timezone)) out.push({ field: 'timezone', reason: `${JSON.stringify(t.timezone)} is not a known IANA time zone` })
+  return out
+}
+
+/** A CSV row's text the database cannot hold (NUL, lone surrogates): JSON bodies are checked centrally, a text/csv body is not. */
+function textProblems(t: Record<string, unknown>): Array<{ field: string; reason: string }> {
+  const out: Array<{ field: string; reason: string }> = []
+  for (const k of ['name', 'detail', 'data', 'timezone']) {
+    const problem = typeof t[k] === 'string' ? textProblem(t[k] as string) : null
+    if (problem) out.push({ field: k, reason: problem })
+  }
+  if (Array.isArray(t.destinations)) {
+    t.destinations.forEach((d, i) => { const problem = typeof d === 'string' ? textProblem(d) : null; if (problem) out.push({ field: `destinations/${i}`, reason: problem }) })
+  }
   return out
 }
 
@@ -169,7 +183,8 @@ export const outdialRoutes: FastifyPluginAsync<RouteOptions> = async (base, { de
     const good: OutdialTargetInput[] = []
     const bad: Array<{ line: number; field: string; reason: string }> = []
     for (const { line, row } of rows) {
-      const problems = typeof row === 'object' && row !== null && Array.isArray(row.destinations)
+      const unstorable = typeof row === 'object' && row !== null && Array.isArray(row.destinations) ? textProblems(row) : []
+      const problems = unstorable.length ? unstorable : typeof row === 'object' && row !== null && Array.isArray(row.destinations)
         ? [...shapeProblems(row), ...targetProblems(row)]
         : [{ field: 'destinations', reason: 'a row is an object with destinations[]' }]
       if (problems.length) for (const p of problems) bad.push({ line, ...p })

@@ -3,6 +3,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import type { TypeBoxRequestProvider } from '../schemas.ts'
 import { IdParams, PageQuery, Timestamp, crudResponses, patchOf } from '../schemas.ts'
 import { found, type RouteOptions } from '../deps.ts'
+import { ApiError } from '../errors.ts'
 import { SourceAddressSchema } from '../../call/dial-address.ts'
 import type { Outplan, OutplanInput } from '../../store/outplans.ts'
 
@@ -61,6 +62,17 @@ const toInput = (b: Body): Partial<OutplanInput> => ({
 
 const R = crudResponses(OutplanSchema)
 
+/** Every campaign call would be refused (caller_id_not_owned) with a caller ID that is not the account's: 400 now, naming the field. */
+async function checkSource(store: RouteOptions['deps']['store'], accountId: string, source: { target: string } | undefined): Promise<void> {
+  if (!source) return
+  const n = await store.numbers.findByNumber(source.target)
+  const owned = n ? n.accountId === accountId : await store.sipDirectory.extensionOwnsCallerId(accountId, source.target, source.target)
+  if (!owned) {
+    throw new ApiError(400, 'validation_failed', `invalid body: source/target: ${source.target} is not a number of this account (POST /v1/numbers first)`,
+      [{ path: '/source/target', message: 'not a number of this account' }])
+  }
+}
+
 export const outplanRoutes: FastifyPluginAsync<RouteOptions> = async (base, { deps }) => {
   const app = base.withTypeProvider<TypeBoxRequestProvider>()
   const repo = deps.store.outplans
@@ -75,13 +87,17 @@ export const outplanRoutes: FastifyPluginAsync<RouteOptions> = async (base, { de
   app.post('/outplans', { config: write, schema: { tags, summary: 'Create an outplan: caller ID, ring timeout, attempts and retry delays of a campaign', body: OutplanCreate, response: R.created } },
     async (req, reply) => {
       const b = req.body
+      await checkSource(deps.store, req.auth.accountId, b.source)
       const input: OutplanInput = { name: b.name, source: b.source, dialTimeoutMs: b.dial_timeout ?? 30_000, tryIntervalMs: b.try_interval ?? 60_000, maxAttempts: b.max_attempts ?? 1, ...toInput(b) }
       return reply.code(201).send(toApi(await repo.create(req.auth.accountId, input)))
     })
   app.get('/outplans/:id', { config: read, schema: { tags, summary: 'Get an outplan', params: IdParams, response: R.one } },
     async (req) => toApi(found(await repo.get(req.auth.accountId, req.params.id), 'outplan', req.params.id)))
   app.patch('/outplans/:id', { config: write, schema: { tags, summary: 'Update an outplan (running campaigns use the change from their next attempt)', params: IdParams, body: OutplanUpdate, response: R.updated } },
-    async (req) => toApi(found(await repo.update(req.auth.accountId, req.params.id, toInput(req.body as Body)), 'outplan', req.params.id)))
+    async (req) => {
+      await checkSource(deps.store, req.auth.accountId, (req.body as Body).source)
+      return toApi(found(await repo.update(req.auth.accountId, req.params.id, toInput(req.body as Body)), 'outplan', req.params.id))
+    })
   app.delete('/outplans/:id', { config: write, schema: { tags, summary: 'Delete an outplan (409 while a campaign uses it)', params: IdParams, response: R.deleted } }, async (req, reply) => {
     found((await repo.delete(req.auth.accountId, req.params.id)) || null, 'outplan', req.params.id)
     return reply.code(204).send(null)

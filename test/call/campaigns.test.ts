@@ -367,4 +367,88 @@ t.test('outbound campaigns over SIP', async (t) => {
     t.equal(again.status, 400, 'running it again is refused while its flow is missing')
     t.match(again.body.error!.message, /flow_id/)
   })
+
+  await t.test('review: bad input never a 500, account scoping, outdial fixed once run, end_handle continue, pause and resume repeated', async (t) => {
+    stack.clock.set(newYork('monday', 10))
+    // A caller ID the account does not own: every call would be refused, so the outplan is.
+    const notOwned = await post('/v1/outplans', { ...outplanBody, source: { type: 'tel', target: '+14155559999' } })
+    t.equal(notOwned.status, 400, 'an outplan whose caller ID is not the account\'s')
+    t.match(notOwned.body.error!.message, /source\/target/)
+    const outplan = await created('/v1/outplans', { ...outplanBody, max_attempts: 1 })
+    t.equal((await call('PATCH', `/v1/outplans/${outplan.id}`, { source: { type: 'tel', target: '+14155559999' } })).status, 400, 'nor PATCHed to one')
+
+    // CSV text the database cannot hold is a rejected row, not a 500; a file over the row limit is a 400 naming it.
+    const list = await created('/v1/outdials', { name: 'text' })
+    const nul = await call('POST', `/v1/outdials/${list.id}/targets/csv`, `name,destination\nA\u0000nn,+12125550160\nBob,+12125550161\n`, 'text/csv')
+    t.equal(nul.status, 200, JSON.stringify(nul.body).slice(0, 200))
+    t.match(nul.body, { imported: 1, rejected: 1, errors: [{ line: 2, field: 'name', reason: /NUL/ }] })
+    const huge = `destination\n${'+12125550162\n'.repeat(100_000)}`
+    const big = await call('POST', `/v1/outdials/${list.id}/targets/csv`, huge, 'text/csv')
+    t.equal(big.status, 400, '100,000 rows: refused')
+    t.match(big.body.error!.message, /at most 50000 rows/)
+
+    // Another account's outplan, outdial and flow are not references; its campaigns are not found.
+    const other = await store.accounts.create('other', null)
+    const { token } = await store.apiKeys.create(other.id, 'other', ['calls:read', 'calls:write'], null)
+    const as = async (method: string, path: string, body?: unknown) => {
+      const r = await fetch(`${stack.baseUrl}${path}`, { method, headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': 'application/json' } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}) })
+      return { status: r.status, body: await r.json().catch(() => null) as { error?: { message: string } } | null }
+    }
+    const theirs = await as('POST', '/v1/outdials', { name: 'theirs' })
+    const theirOutdial = (theirs.body as unknown as { id: string }).id
+    const mine = { name: 'x', type: 'flow', flow_id: flow.id, outplan_id: outplan.id, outdial_id: list.id }
+    const withTheirs = await post('/v1/campaigns', { ...mine, outdial_id: theirOutdial })
+    t.equal(withTheirs.status, 400, 'another account\'s outdial: 400')
+    t.match(withTheirs.body.error!.message, /outdial_id/)
+    const withMine = await as('POST', '/v1/campaigns', { ...mine, outdial_id: theirOutdial })
+    t.equal(withMine.status, 400, 'my outplan and flow used by another account: 400')
+    t.match(withMine.body!.error!.message, /outplan_id|flow_id/)
+    t.equal((await as('GET', `/v1/outplans/${outplan.id}`)).status, 404)
+    t.equal((await as('POST', `/v1/outdials/${list.id}/targets`, { destinations: [number('answer', 59)] })).status, 404)
+
+    // end_handle continue: done with its contacts it keeps running, and dials a contact added later.
+    const c = await created('/v1/campaigns', { name: 'continue', type: 'flow', flow_id: flow.id, outplan_id: outplan.id, outdial_id: await contacts('continue', [number('answer', 50)]), calls_per_second: 5, end_handle: 'continue' })
+    t.equal((await as('GET', `/v1/campaigns/${c.id}`)).status, 404, 'another account: not found')
+    t.equal((await as('POST', `/v1/campaigns/${c.id}/status`, { status: 'run' })).status, 404)
+    t.equal((await as('DELETE', `/v1/campaigns/${c.id}`)).status, 404)
+    t.equal((await setStatus(c.id, 'run')).status, 200)
+    await waitFor(async () => { const a = await attempts(c.id); return a.length === 1 && a[0]!.status === 'done' }, 20_000, 'the first contact is called')
+    await sleep(1000)
+    t.equal((await campaign(c.id)).status, 'run', 'continue: still running with every target done')
+    t.equal((await call('DELETE', `/v1/campaigns/${c.id}`)).status, 409, 'a running campaign is not deleted')
+    const outdialId = (await campaign(c.id) as unknown as { outdial_id: string }).outdial_id
+    await created(`/v1/outdials/${outdialId}/targets`, { destinations: [number('answer', 51)] })
+    await waitFor(async () => { const a = await attempts(c.id); return a.length === 2 && a.every((x) => x.status === 'done') }, 20_000, 'the contact added later is called')
+    t.equal((await campaign(c.id)).status, 'run')
+    const moved = await call('PATCH', `/v1/campaigns/${c.id}`, { outdial_id: list.id })
+    t.equal(moved.status, 409, 'a campaign that has run keeps its outdial')
+    t.match(moved.body.error!.message, /outdial_id/)
+    t.equal((await call('PATCH', `/v1/campaigns/${c.id}`, { calls_per_second: 2 })).status, 200, 'other fields change')
+    t.equal((await setStatus(c.id, 'stop')).status, 200)
+    t.equal((await call('DELETE', `/v1/campaigns/${c.id}`)).status, 204)
+    t.equal((await store.db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM jobs WHERE key LIKE $1`, [`${c.id}:%`])).rows[0]!.n, 0, 'no job left for it')
+
+    // Pause and run in quick succession while calls are placed: every contact once, no job left behind.
+    const flip = await created('/v1/campaigns', { name: 'flip', type: 'flow', flow_id: flow.id, outplan_id: outplan.id, outdial_id: await contacts('flip', Array.from({ length: 6 }, (_, i) => number('answer', 60 + i))), calls_per_second: 3 })
+    t.equal((await setStatus(flip.id, 'run')).status, 200)
+    for (let i = 0; i < 5; i++) {
+      await sleep(250)
+      const paused = await setStatus(flip.id, 'pause')
+      const at = Date.now()
+      t.equal(paused.body.status, 'pause')
+      await sleep(600)
+      const placed = await Promise.all((await attempts(flip.id)).filter((x) => x.call_id).map((x) => store.calls.getById(x.call_id!)))
+      const late = placed.filter((x) => x && Date.parse(x.createdAt) > at + 50)
+      t.same(late.map((x) => x!.to), [], 'no call placed after the pause answered')
+      t.equal((await setStatus(flip.id, 'run')).body.status, 'run')
+    }
+    const done = await waitFor(async () => { const x = await campaign(flip.id); return x.status === 'stop' ? x : null }, 30_000, 'the flipped campaign finishes')
+    t.equal(done.status_reason, 'finished')
+    const all = await attempts(flip.id)
+    t.equal(all.length, 6, 'one attempt per contact')
+    t.equal(new Set(all.map((x) => x.outdial_target_id)).size, 6)
+    t.ok(all.every((x) => x.outcome === 'answered'))
+    const { rows } = await store.db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM jobs WHERE key LIKE $1`, [`${flip.id}:%`])
+    t.equal(rows[0]!.n, 0, 'no dial job left')
+  })
 })
