@@ -5,6 +5,19 @@ import { join } from 'node:path'
 import { freePort } from '../harness/ports.ts'
 import { waitListening } from '../harness/sipp.ts'
 import { sippUas } from '../sip/app/sipp-util.ts'
+import type { Stack } from '../harness/stack.ts'
+
+/**
+ * A new account for one suite, and the stack as its admin key sees it: a rerun
+ * on a shared PostgreSQL (test/control-api/postgres.test.ts) keeps earlier
+ * suites' numbers, routes and do-not-call entries in the bootstrap account.
+ */
+export async function freshAccount(stack: Stack, name: string): Promise<{ id: string; token: string; stack: Stack }> {
+  const r = await fetch(`${stack.baseUrl}/v1/accounts`, { method: 'POST', headers: { authorization: `Bearer ${stack.apiKey}`, 'content-type': 'application/json' }, body: JSON.stringify({ name }) })
+  if (r.status !== 201) throw new Error(`creating the account failed: ${r.status} ${await r.text()}`)
+  const b = (await r.json()) as { account: { id: string }; apiKey: { token: string } }
+  return { id: b.account.id, token: b.apiKey.token, stack: { ...stack, apiKey: b.apiKey.token } }
+}
 
 /**
  * What the outreach suites (scheduled calls, sequences) share: sipp callees

@@ -6,7 +6,7 @@ import { startStack } from '../harness/stack.ts'
 import { apiClient } from '../harness/api-client.ts'
 import { waitFor } from '../harness/wait.ts'
 import { flowCalls } from './flow-calls.ts'
-import { callee, toolCallingLlm } from './outreach-kit.ts'
+import { callee, freshAccount, toolCallingLlm } from './outreach-kit.ts'
 
 /**
  * Scheduled calls and AI callbacks through the API over real SIP: a call
@@ -26,14 +26,16 @@ t.test('scheduled calls and AI callbacks', async (t) => {
   t.teardown(() => stack.stop())
   const dir = mkdtempSync(join(tmpdir(), 'scheduled-calls-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const { api } = apiClient(stack)
+  const mine = await freshAccount(stack, 'scheduled')
+  const { api } = apiClient(mine.stack)
+  const admin = apiClient(stack)
   const req = async <T = any>(method: string, path: string, body?: unknown) => {
     const r = await api(path, { method, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) })
     return { status: r.status, body: (await r.json().catch(() => null)) as T }
   }
   const sc = async (id: string) => (await req<Sc>('GET', `/v1/scheduled-calls/${id}`)).body
   const store = stack.engine.store
-  const account = (await store.accounts.first())!
+  const account = { id: mine.id }
   const events: string[] = []
   t.teardown(store.bus.subscribe((e) => { if (e.type.startsWith('scheduled_call.')) events.push(`${e.type} ${String((e.data.scheduledCall as { id: string }).id)}`) }))
 
@@ -78,7 +80,7 @@ t.test('scheduled calls and AI callbacks', async (t) => {
     t.equal(created.status, 201)
     t.equal(created.body.from_phone_number, '+14155550199', 'caller ID: the agent\'s number')
     t.equal(created.body.agent_name, 'follow-up')
-    const acct = (await req('POST', '/v1/accounts', { name: 'other' })).body as { apiKey: { token: string } }
+    const acct = (await (await admin.post('/v1/accounts', { name: 'other' })).json()) as { apiKey: { token: string } }
     const as = (method: string, path: string) => fetch(`${stack.baseUrl}${path}`, { method, headers: { authorization: `Bearer ${acct.apiKey.token}` } })
     t.equal((await as('GET', `/v1/scheduled-calls/${created.body.id}`)).status, 404)
     t.equal((await as('POST', `/v1/scheduled-calls/${created.body.id}/cancel`)).status, 404)
@@ -164,7 +166,7 @@ t.test('scheduled calls and AI callbacks', async (t) => {
     t.same(ai.builtinTools, ['schedule_callback'])
     t.equal((await req('POST', '/v1/agents', { name: 'x', builtinTools: ['launch_rocket'] })).status, 400, 'an unknown built-in is refused')
     t.equal((await req('POST', '/v1/numbers', { number: '+14155550188', target: { type: 'agent', id: ai.id } })).status, 201)
-    const kit = flowCalls(stack, dir)
+    const kit = flowCalls(mine.stack, dir)
     // The caller (sipp, From +14155550100) presses 1: the DTMF is the caller's turn, the model calls the tool.
     const c = await kit.call('+14155550188', { sendInfo: { digits: '1', afterMs: 1500 } })
     t.teardown(c.close)

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { startStack } from '../harness/stack.ts'
 import { apiClient } from '../harness/api-client.ts'
 import { waitFor } from '../harness/wait.ts'
-import { callee, toolCallingLlm } from './outreach-kit.ts'
+import { callee, freshAccount, toolCallingLlm } from './outreach-kit.ts'
 
 /**
  * Leadlock sequences through the API over real SIP, on the business clock
@@ -25,13 +25,15 @@ t.test('sequences', async (t) => {
   t.teardown(() => stack.stop())
   const dir = mkdtempSync(join(tmpdir(), 'sequences-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const { api } = apiClient(stack)
+  const mine = await freshAccount(stack, 'sequences')
+  const { api } = apiClient(mine.stack)
+  const admin = apiClient(stack)
   const req = async <T = any>(method: string, path: string, body?: unknown) => {
     const r = await api(path, { method, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) })
     return { status: r.status, body: (await r.json().catch(() => null)) as T }
   }
   const store = stack.engine.store
-  const account = (await store.accounts.first())!
+  const account = { id: mine.id }
   const answering = await callee(dir, 'answering', { byeAfterMs: 1500, calls: 50 })
   const busy = await callee(dir, 'busy', { busy: true, calls: 50 })
   const booking = await callee(dir, 'booking', { byeAfterMs: 4000, dtmf: '1', calls: 10 })
@@ -41,7 +43,7 @@ t.test('sequences', async (t) => {
     await store.carrierRoutes.create(account.id, { name, prefix, trunkId: trunk.id, priority: 1 })
   }
   const agent = (await req('POST', '/v1/agents', { name: 'setter', greetingOutbound: 'Hi {{contact_name}}.' })).body as { id: string }
-  t.equal((await req('POST', '/v1/numbers', { number: '+14155550199', target: { type: 'agent', id: agent.id } })).status, 201)
+  t.equal((await req('POST', '/v1/numbers', { number: '+14155550299', target: { type: 'agent', id: agent.id } })).status, 201)
   const hours = { start: '09:00', end: '17:00', days: [1, 2, 3, 4, 5], timezone: 'America/New_York' }
   const steps = [{ type: 'call', delay_minutes: 0 }, { type: 'wait', delay_minutes: 60 }, { type: 'call', delay_minutes: 30 }]
 
@@ -67,11 +69,11 @@ t.test('sequences', async (t) => {
     }
     const s = await req('POST', '/v1/sequences', ok)
     t.equal(s.status, 201)
-    t.equal(s.body.phone_number, '+14155550199', 'caller ID: the agent\'s number')
+    t.equal(s.body.phone_number, '+14155550299', 'caller ID: the agent\'s number')
     t.equal(s.body.is_active, false, 'created inactive')
     t.equal((await req('POST', `/v1/sequences/${s.body.id}/enrollments`, { contact_phone: '2125550100' })).status, 400)
     t.match((await req('POST', `/v1/sequences/${s.body.id}/enrollments`, { contact_phone: '+12125550100', timezone: 'Nowhere' })).body.error.message, /timezone/)
-    const acct = (await req('POST', '/v1/accounts', { name: 'other' })).body as { apiKey: { token: string } }
+    const acct = (await (await admin.post('/v1/accounts', { name: 'other' })).json()) as { apiKey: { token: string } }
     const as = (method: string, path: string) => fetch(`${stack.baseUrl}${path}`, { method, headers: { authorization: `Bearer ${acct.apiKey.token}` } })
     t.equal((await as('GET', `/v1/sequences/${s.body.id}`)).status, 404)
     t.equal((await as('POST', `/v1/sequences/${s.body.id}/activate`)).status, 404)
@@ -133,7 +135,7 @@ t.test('sequences', async (t) => {
     const disp = (await req<{ data: Disp[] }>('GET', `/v1/sequences/${s.id}/enrollments/${a.id}/dispositions`)).body.data
     t.same(disp.map((d) => [d.step, d.type, d.outcome]), [[0, 'call', 'answered'], [1, 'wait', 'waited'], [2, 'call', 'answered']], 'A: call, wait, call in order')
     const calls = await Promise.all(disp.filter((d) => d.call_id).map(async (d) => (await req('GET', `/v1/calls/${d.call_id}`)).body as { from: string; to: string; agentId: string; metadata: Record<string, string> }))
-    t.same(calls.map((c) => [c.from, c.to, c.agentId, c.metadata.contact_name]), [['+14155550199', '+12125550201', agent.id, 'Ann'], ['+14155550199', '+12125550201', agent.id, 'Ann']])
+    t.same(calls.map((c) => [c.from, c.to, c.agentId, c.metadata.contact_name]), [['+14155550299', '+12125550201', agent.id, 'Ann'], ['+14155550299', '+12125550201', agent.id, 'Ann']])
     const cDisp = (await req<{ data: Disp[] }>('GET', `/v1/sequences/${s.id}/enrollments/${c.id}/dispositions`)).body.data
     t.same(cDisp.map((d) => d.outcome), ['busy', 'waited', 'busy'])
     const stats = (await req('GET', `/v1/sequences/${s.id}/stats`)).body
@@ -147,7 +149,7 @@ t.test('sequences', async (t) => {
     const closer = (await req('POST', '/v1/agents', {
       name: 'closer', greetingOutbound: 'Hello.', llm: { provider: 'openai', model: 'gpt-test', options: { baseURL: llm.baseURL, apiKey: 'sk-test' } }, builtinTools: ['mark_booked'],
     })).body as { id: string }
-    const s = (await req('POST', '/v1/sequences', { name: 'closing', agent_id: closer.id, from: '+14155550199', steps, stop_on_booking: true })).body as { id: string }
+    const s = (await req('POST', '/v1/sequences', { name: 'closing', agent_id: closer.id, from: '+14155550299', steps, stop_on_booking: true })).body as { id: string }
     t.equal((await req('POST', '/v1/do-not-call', { number: '+12125550299' })).status, 201)
     const listed = (await req<Enr>('POST', `/v1/sequences/${s.id}/enrollments`, { contact_phone: '+12125550299' })).body
     const buyer = (await req<Enr>('POST', `/v1/sequences/${s.id}/enrollments`, { contact_phone: '+13125550300' })).body

@@ -20,6 +20,7 @@ const SUITES = [
   'test/store/job-scheduler.test.ts',
   'test/call/queues.test.ts',
   'test/call/campaigns.test.ts',
+  'test/call/sequences.test.ts',
 ]
 
 t.test('suites against real PostgreSQL', async (t) => {
