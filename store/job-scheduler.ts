@@ -73,6 +73,11 @@ interface Running {
   abort: AbortController
 }
 
+/** Jobs due this soon are claimed with the ones due now and started at their time here. */
+const LOOKAHEAD_MS = 100
+/** Runs ending done within this window are recorded in one statement (the row only goes a little later). */
+const DONE_BATCH_MS = 10
+
 /** Delay before the n-th retry of a job whose handler threw (1 s, 2 s, 4 s, ... capped at 5 min). */
 const errorBackoffMs = (errorsSoFar: number): number => Math.min(1000 * 2 ** Math.max(0, errorsSoFar - 1), 300_000)
 
@@ -94,13 +99,21 @@ export class JobScheduler {
   private stopping = false
   private looking: Promise<void> | null = null
   private again = false
+  /** Business time (ms) the timer is set for, and the next due time the last claim reported. */
+  private wakeAt = Number.POSITIVE_INFINITY
+  private nextDueMs: number | null = null
+  /** Runs that ended done, recorded together in one statement. */
+  private doneBatch: { ids: string[]; recorded: Promise<void> } | null = null
   private readonly stopClock: (() => void) | null
+  private readonly stopScheduled: () => void
   private readonly runs: Counter<'kind' | 'outcome'> | null
   private readonly lateness: Histogram<'kind'> | null
 
   constructor(private readonly o: JobSchedulerOptions) {
     this.log = o.logger.child({ component: 'jobs' })
     this.stopClock = o.clock instanceof SettableClock ? o.clock.onChange(() => this.poke()) : null
+    // A job scheduled on this node wakes this scheduler by its due time; other nodes' jobs are seen by the poll.
+    this.stopScheduled = o.jobs.onScheduled((job) => { if (this.kinds.has(job.kind)) this.wakeBy(job.dueAt.getTime()) })
     this.runs = o.registry
       ? new Counter({ name: 'callplane_jobs_total', help: 'Scheduled job runs by kind and outcome (done, again, error, lost)', labelNames: ['kind', 'outcome'] as const, registers: [o.registry] })
       : null
@@ -137,14 +150,34 @@ export class JobScheduler {
     if (!this.started || this.stopping) return
     if (this.looking) { this.again = true; return }
     if (this.timer) { clearTimeout(this.timer); this.timer = null }
+    this.wakeAt = Number.POSITIVE_INFINITY
     this.looking = this.look()
-      .catch((err: unknown) => this.log.error({ err }, 'looking for due jobs failed'))
-      .then(async () => {
+      .catch((err: unknown) => { this.nextDueMs = null; this.log.error({ err }, 'looking for due jobs failed') })
+      .then(() => {
         this.looking = null
         if (this.stopping) return
         if (this.again) { this.again = false; this.poke(); return }
-        await this.sleepUntilNextDue()
+        // Sleep until the next due job the claim saw, or the poll (other nodes' new jobs, expired leases).
+        this.wakeBy(this.nextDueMs ?? Number.POSITIVE_INFINITY)
       })
+  }
+
+  /** Makes sure the scheduler looks again by business time `atMs` (never later than the poll). */
+  private wakeBy(atMs: number): void {
+    if (!this.started || this.stopping) return
+    if (this.looking) {
+      // The look under way may have claimed before this job existed: look once more after it.
+      if (atMs <= this.o.clock.now().getTime()) this.again = true
+      return
+    }
+    const now = this.o.clock.now().getTime()
+    const at = Math.min(atMs, now + this.o.pollMs)
+    if (this.timer && this.wakeAt <= at) return
+    if (this.timer) clearTimeout(this.timer)
+    this.wakeAt = at
+    // A few ms at least: a job scheduled inside a transaction becomes visible when that commits.
+    this.timer = setTimeout(() => { this.timer = null; this.poke() }, Math.max(5, at - now))
+    this.timer.unref()
   }
 
   /** Stops claiming, aborts the runs in progress and hands their leases back so another node takes them at once. */
@@ -152,6 +185,7 @@ export class JobScheduler {
     if (this.stopping) return
     this.stopping = true
     this.stopClock?.()
+    this.stopScheduled()
     if (this.timer) clearTimeout(this.timer)
     if (this.renewTimer) clearInterval(this.renewTimer)
     await this.looking
@@ -166,44 +200,46 @@ export class JobScheduler {
 
   private async look(): Promise<void> {
     for (;;) {
-      let claimed = 0
+      if (this.stopping) return
+      const open = [...this.kinds].filter(([, k]) => k.running < k.concurrency)
+      // Every kind full: a run that ends pokes.
+      if (open.length === 0) { this.nextDueMs = null; return }
+      const limit = Math.max(...open.map(([, k]) => k.concurrency - k.running))
       const now = this.o.clock.now()
-      for (const [kind, k] of this.kinds) {
-        if (this.stopping) return
-        const free = k.concurrency - k.running
-        if (free <= 0) continue
-        const jobs = await this.o.jobs.claim({ owner: this.o.nodeId, kind, now, limit: free, leaseMs: this.o.leaseMs })
-        claimed += jobs.length
-        for (const job of jobs) this.run(k, job, now)
+      // One statement for every kind with room: the claim and the next due time. Jobs due within
+      // LOOKAHEAD_MS come along and wait here for their time: a paced stream of jobs costs one
+      // claim per window instead of one per job.
+      const { jobs, nextDue } = await this.o.jobs.claim({
+        owner: this.o.nodeId, kinds: open.map(([kind]) => kind), now: new Date(now.getTime() + LOOKAHEAD_MS), limit, leaseMs: this.o.leaseMs,
+      })
+      this.nextDueMs = nextDue?.getTime() ?? null
+      const over: string[] = []
+      for (const job of jobs) {
+        const k = this.kinds.get(job.kind)!
+        if (k.running >= k.concurrency) over.push(job.id)
+        else this.run(k, job)
       }
-      // A full batch may have left more due jobs behind; an empty pass means nothing is due.
-      if (claimed === 0) return
+      // More of a kind than it had room for (the limit is the roomiest kind's): back at once, not run.
+      if (over.length) await this.o.jobs.release(this.o.nodeId, over, { unstarted: true })
+      // A short batch means nothing else is due now.
+      if (jobs.length < limit || over.length === jobs.length) return
     }
   }
 
-  private async sleepUntilNextDue(): Promise<void> {
-    let wait = this.o.pollMs
-    try {
-      const next = await this.o.jobs.nextDue([...this.kinds.keys()].filter((k) => this.kinds.get(k)!.running < this.kinds.get(k)!.concurrency))
-      if (next) wait = Math.min(wait, Math.max(0, next.getTime() - this.o.clock.now().getTime()))
-    } catch (err) {
-      this.log.warn({ err }, 'next due job unknown')
-    }
-    if (this.stopping || this.looking || this.timer) return
-    this.timer = setTimeout(() => { this.timer = null; this.poke() }, Math.max(wait, 5))
-    this.timer.unref()
-  }
-
-  private run(k: Kind, job: Job, now: Date): void {
+  private run(k: Kind, job: Job): void {
     k.running++
     const abort = new AbortController()
     this.running.set(job.id, { job, abort })
-    this.lateness?.observe({ kind: job.kind }, Math.max(0, now.getTime() - job.dueAt.getTime()) / 1000)
     const ctx: JobContext = { signal: abort.signal, clock: this.o.clock, nodeId: this.o.nodeId }
     void (async () => {
       let outcome: { runAt?: Date; error?: string }
       let label: string
       try {
+        // Claimed a little ahead (LOOKAHEAD_MS): wait for its time.
+        const early = job.dueAt.getTime() - this.o.clock.now().getTime()
+        if (early > 0) await new Promise<void>((resolve) => { const t = setTimeout(resolve, early); abort.signal.addEventListener('abort', () => { clearTimeout(t); resolve() }, { once: true }) })
+        this.lateness?.observe({ kind: job.kind }, Math.max(0, this.o.clock.now().getTime() - job.dueAt.getTime()) / 1000)
+        if (abort.signal.aborted) throw abort.signal.reason instanceof Error ? abort.signal.reason : new Error('aborted before it started')
         const result = await k.handler(job, ctx)
         outcome = result ? { runAt: result.runAt, ...(result.error !== undefined ? { error: result.error } : {}) } : {}
         label = result ? (result.error !== undefined ? 'error' : 'again') : 'done'
@@ -213,6 +249,7 @@ export class JobScheduler {
         outcome = { runAt: new Date(this.o.clock.now().getTime() + errorBackoffMs(job.attempts)), error: message }
         label = 'error'
       }
+      const wasFull = k.running >= k.concurrency
       this.running.delete(job.id)
       k.running--
       if (abort.signal.aborted && this.stopping) {
@@ -221,13 +258,31 @@ export class JobScheduler {
         return
       }
       try {
-        await this.o.jobs.finish(this.o.nodeId, job.id, outcome)
+        if (outcome.runAt === undefined && outcome.error === undefined) await this.recordDone(job.id)
+        else await this.o.jobs.finish(this.o.nodeId, job.id, outcome)
         this.runs?.inc({ kind: job.kind, outcome: label })
       } catch (err) {
         this.log.error({ err, kind: job.kind, key: job.key }, 'a job result could not be recorded; its lease will expire and it runs again')
       }
-      this.poke()
+      // A kind that was full may have due jobs waiting for this slot; a job kept for later wakes the scheduler then.
+      // (After a short pause: runs ending together then share one claim.)
+      if (wasFull) this.wakeBy(this.o.clock.now().getTime() + DONE_BATCH_MS)
+      else if (outcome.runAt) this.wakeBy(outcome.runAt.getTime())
     })()
+  }
+
+  /** Runs ending done within DONE_BATCH_MS share one statement (JobRepository.finishDone). */
+  private recordDone(id: string): Promise<void> {
+    if (!this.doneBatch) {
+      const ids: string[] = []
+      const recorded = new Promise<void>((resolve, reject) => setTimeout(() => {
+        this.doneBatch = null
+        this.o.jobs.finishDone(this.o.nodeId, ids).then(resolve, reject)
+      }, DONE_BATCH_MS))
+      this.doneBatch = { ids, recorded }
+    }
+    this.doneBatch.ids.push(id)
+    return this.doneBatch.recorded
   }
 
   private async renew(): Promise<void> {

@@ -47,7 +47,15 @@ const toJob = (r: JobRow): Job => ({
 export const MAX_JOB_ERRORS = 8
 
 export class JobRepository {
+  private readonly scheduledListeners = new Set<(job: Job) => void>()
+
   constructor(private readonly db: Queryable) {}
+
+  /** Told of every job scheduled through this repository (this node's scheduler wakes for it without polling). */
+  onScheduled(fn: (job: Job) => void): () => void {
+    this.scheduledListeners.add(fn)
+    return () => this.scheduledListeners.delete(fn)
+  }
 
   /**
    * Creates the (kind, key) job, or re-times it and replaces its payload.
@@ -69,7 +77,38 @@ export class JobRepository {
        RETURNING ${COLUMNS}`,
       [randomUUID(), input.kind, input.key, input.accountId ?? null, input.dueAt, payload],
     )
-    return toJob(rows[0]!)
+    const job = toJob(rows[0]!)
+    for (const fn of this.scheduledListeners) fn(job)
+    return job
+  }
+
+  /**
+   * schedule() for many jobs in one statement (a campaign arming thousands
+   * of targets): the same rules per job, 500 rows per statement.
+   */
+  async scheduleMany(inputs: ScheduleInput[], q: Queryable = this.db): Promise<void> {
+    // One row per (kind, key), the last one given: a statement may not change a row twice.
+    const unique = [...new Map(inputs.map((j) => [`${j.kind}\u0000${j.key}`, j])).values()]
+    for (let i = 0; i < unique.length; i += 500) {
+      const chunk = unique.slice(i, i + 500)
+      const { rows } = await q.query<JobRow>(
+        `INSERT INTO jobs (id, kind, key, account_id, due_at, payload)
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::timestamptz[], $6::jsonb[])
+         ON CONFLICT (kind, key) DO UPDATE SET
+           due_at        = CASE WHEN jobs.lease_until > now() THEN jobs.due_at ELSE EXCLUDED.due_at END,
+           payload       = CASE WHEN jobs.lease_until > now() THEN jobs.payload ELSE EXCLUDED.payload END,
+           rerun_at      = CASE WHEN jobs.lease_until > now() THEN EXCLUDED.due_at END,
+           rerun_payload = CASE WHEN jobs.lease_until > now() THEN EXCLUDED.payload END,
+           cancel_requested = false,
+           status = 'pending', errors = 0, updated_at = now()
+         RETURNING ${COLUMNS}`,
+        [chunk.map(() => randomUUID()), chunk.map((j) => j.kind), chunk.map((j) => j.key), chunk.map((j) => j.accountId ?? null),
+          chunk.map((j) => j.dueAt), chunk.map((j) => JSON.stringify(j.payload ?? {}))],
+      )
+      // One wake for the chunk: the soonest job.
+      const soonest = rows.map(toJob).reduce<Job | null>((a, b) => (!a || b.dueAt < a.dueAt ? b : a), null)
+      if (soonest) for (const fn of this.scheduledListeners) fn(soonest)
+    }
   }
 
   /**
@@ -107,21 +146,32 @@ export class JobRepository {
   // The scheduler's side.
 
   /**
-   * Leases up to `limit` due jobs of one kind to `owner`. SKIP LOCKED: rows
+   * Leases up to `limit` due jobs of these kinds to `owner`, soonest first,
+   * and says when the next job not taken falls due (so the scheduler needs
+   * no second statement to know how long to sleep). SKIP LOCKED: rows
    * another node is claiming in this instant are left to it, so no job is
    * claimed twice and claimers never wait on each other.
    */
-  async claim(opts: { owner: string; kind: string; now: Date; limit: number; leaseMs: number }): Promise<Job[]> {
-    if (opts.limit <= 0) return []
-    const { rows } = await this.db.query<JobRow>(
-      `UPDATE jobs j SET lease_owner = $1, lease_until = now() + ($2 || ' milliseconds')::interval, attempts = j.attempts + 1, updated_at = now()
-        WHERE j.id IN (SELECT id FROM jobs
-                        WHERE kind = $3 AND status = 'pending' AND due_at <= $4 AND (lease_until IS NULL OR lease_until <= now())
-                        ORDER BY due_at LIMIT $5 FOR UPDATE SKIP LOCKED)
-        RETURNING ${COLUMNS}`,
-      [opts.owner, String(opts.leaseMs), opts.kind, opts.now, opts.limit],
+  async claim(opts: { owner: string; kinds: string[]; now: Date; limit: number; leaseMs: number }): Promise<{ jobs: Job[]; nextDue: Date | null }> {
+    if (opts.limit <= 0 || opts.kinds.length === 0) return { jobs: [], nextDue: null }
+    const { rows } = await this.db.query<JobRow & { next_due: Date | null }>(
+      `WITH picked AS (SELECT id FROM jobs
+                        WHERE kind = ANY($3::text[]) AND status = 'pending' AND due_at <= $4 AND (lease_until IS NULL OR lease_until <= now())
+                        ORDER BY due_at LIMIT $5 FOR UPDATE SKIP LOCKED),
+            claimed AS (UPDATE jobs j SET lease_owner = $1, lease_until = now() + ($2 || ' milliseconds')::interval, attempts = j.attempts + 1, updated_at = now()
+                          FROM picked WHERE j.id = picked.id
+                          RETURNING j.id, j.kind, j.key, j.account_id, j.due_at, j.payload, j.attempts, j.last_error),
+            -- per kind, the first free row in jobs_due's order: an index walk that stops at once, not a scan of every pending job
+            next AS (SELECT min(x.due_at) AS next_due FROM unnest($3::text[]) AS k(kind),
+                       LATERAL (SELECT due_at FROM jobs
+                                 WHERE jobs.kind = k.kind AND status = 'pending' AND (lease_until IS NULL OR lease_until <= now())
+                                   AND id NOT IN (SELECT id FROM picked)
+                                 ORDER BY due_at LIMIT 1) x)
+       SELECT c.*, next.next_due FROM next LEFT JOIN claimed c ON true`,
+      [opts.owner, String(opts.leaseMs), opts.kinds, opts.now, opts.limit],
     )
-    return rows.map(toJob).sort((a, b) => a.dueAt.getTime() - b.dueAt.getTime())
+    const jobs = rows.filter((r) => r.id !== null).map(toJob).sort((a, b) => a.dueAt.getTime() - b.dueAt.getTime())
+    return { jobs, nextDue: rows[0]?.next_due ?? null }
   }
 
   /** Keeps the leases alive; returns the ids still held (a job missing from it was lost: cancelled, or taken after a stall). */
@@ -161,19 +211,29 @@ export class JobRepository {
     )
   }
 
-  /** Hands leases back at once (a node shutting down): another node may run those jobs now instead of after their lease. */
-  async release(owner: string, ids: string[]): Promise<void> {
+  /**
+   * Several runs that ended done, in one statement: each job goes, unless it
+   * was re-timed during its run (then it stays, due at that time) — the
+   * common path of finish(), batched by the scheduler.
+   */
+  async finishDone(owner: string, ids: string[]): Promise<void> {
     if (ids.length === 0) return
-    await this.db.query(`UPDATE jobs SET lease_owner = NULL, lease_until = NULL, updated_at = now() WHERE id = ANY($2::uuid[]) AND lease_owner = $1`, [owner, ids])
+    await this.db.query(
+      `WITH mine AS (SELECT id, rerun_at, cancel_requested FROM jobs WHERE id = ANY($1::uuid[]) AND lease_owner = $2 FOR UPDATE),
+            gone AS (DELETE FROM jobs j USING mine WHERE j.id = mine.id AND (mine.cancel_requested OR mine.rerun_at IS NULL) RETURNING j.id)
+       UPDATE jobs j SET due_at = j.rerun_at, payload = COALESCE(j.rerun_payload, j.payload), rerun_at = NULL, rerun_payload = NULL,
+                         lease_owner = NULL, lease_until = NULL, errors = 0, attempts = 0, status = 'pending', updated_at = now()
+         FROM mine WHERE j.id = mine.id AND NOT mine.cancel_requested AND mine.rerun_at IS NOT NULL`,
+      [ids, owner],
+    )
   }
 
-  /** The earliest due time among jobs of these kinds nobody holds: how long the scheduler may sleep (expiring leases are found by its poll). */
-  async nextDue(kinds: string[]): Promise<Date | null> {
-    if (kinds.length === 0) return null
-    const { rows } = await this.db.query<{ due: Date | null }>(
-      `SELECT min(due_at) AS due FROM jobs WHERE kind = ANY($1::text[]) AND status = 'pending' AND (lease_until IS NULL OR lease_until <= now())`,
-      [kinds],
-    )
-    return rows[0]?.due ?? null
+  /** Hands leases back at once (a node shutting down): another node may run those jobs now instead of after their lease. */
+  async release(owner: string, ids: string[], opts: { unstarted?: boolean } = {}): Promise<void> {
+    if (ids.length === 0) return
+    // unstarted: claimed but never handed to a handler (over a kind's concurrency), so the claim does not count as a run.
+    await this.db.query(
+      `UPDATE jobs SET lease_owner = NULL, lease_until = NULL, attempts = attempts - $3::int, updated_at = now() WHERE id = ANY($2::uuid[]) AND lease_owner = $1`,
+      [owner, ids, opts.unstarted ? 1 : 0])
   }
 }

@@ -165,12 +165,11 @@ export class CampaignDialer {
 
   private async arm(c: Campaign, now: Date, q: Queryable): Promise<void> {
     await this.store.campaigns.seedTargets(c, now, q)
-    for (const t of await this.store.campaigns.pendingTargets(c.id, q)) {
-      await this.store.jobs.schedule({
-        kind: CAMPAIGN_DIAL_JOB, key: dialJobKey(c.id, t.targetId), accountId: c.accountId,
-        dueAt: t.nextTryAt > now ? t.nextTryAt : now, payload: { campaignId: c.id, targetId: t.targetId } satisfies DialPayload,
-      }, q)
-    }
+    const targets = await this.store.campaigns.pendingTargets(c.id, q)
+    await this.store.jobs.scheduleMany(targets.map((t) => ({
+      kind: CAMPAIGN_DIAL_JOB, key: dialJobKey(c.id, t.targetId), accountId: c.accountId,
+      dueAt: t.nextTryAt > now ? t.nextTryAt : now, payload: { campaignId: c.id, targetId: t.targetId } satisfies DialPayload,
+    })), q)
   }
 
   /** One run of a target's dial job. */

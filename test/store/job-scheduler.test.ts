@@ -126,7 +126,7 @@ t.test('job scheduler', async (t) => {
 
   t.test('a job whose node died (lease not renewed) runs again on another node, which is told it is a re-run', async (t) => {
     await store.jobs.schedule({ kind: 't.orphan', key: 'k', dueAt: clock.now() })
-    const [claimed] = await store.jobs.claim({ owner: 'dead-node', kind: 't.orphan', now: clock.now(), limit: 1, leaseMs: 400 })
+    const { jobs: [claimed] } = await store.jobs.claim({ owner: 'dead-node', kinds: ['t.orphan'], now: clock.now(), limit: 1, leaseMs: 400 })
     t.equal(claimed?.attempts, 1, 'the dead node had claimed it')
     const b = node('n-survivor')
     const seen: number[] = []
@@ -152,6 +152,20 @@ t.test('job scheduler', async (t) => {
     t.equal([...counts.values()].filter((n) => n !== 1).length, 0, 'no job ran twice')
     t.equal((await store.jobs.counts('t.many')).pending + (await store.jobs.counts('t.many')).running, 0, 'none left')
     t.ok(byNode.size >= 1, `shared by ${byNode.size} node(s): ${JSON.stringify(Object.fromEntries(byNode))}`)
+  })
+
+  t.test('scheduleMany: a batch in one statement, re-timing existing jobs like schedule()', async (t) => {
+    const a = node('n-many')
+    const ran: string[] = []
+    a.handle('t.batch', async (job) => { ran.push(`${job.key}:${String(job.payload.v)}`) })
+    const later = new Date(clock.now().getTime() + 7200_000)
+    await store.jobs.schedule({ kind: 't.batch', key: 'k0', dueAt: later, payload: { v: 'old' } })
+    const batch = Array.from({ length: 1200 }, (_, i) => ({ kind: 't.batch', key: `k${i}`, dueAt: i < 1000 ? clock.now() : later, payload: { v: i } }))
+    await store.jobs.scheduleMany([...batch, { kind: 't.batch', key: 'k1', dueAt: clock.now(), payload: { v: 'last' } }])
+    await until('the 1000 due ones', () => ran.length === 1000, 20_000)
+    t.ok(ran.includes('k0:0'), 'an existing job was re-timed and its payload replaced')
+    t.ok(ran.includes('k1:last'), 'a key given twice keeps the last')
+    t.equal((await store.jobs.counts('t.batch')).pending, 200, 'the 200 due later wait')
   })
 
   t.test('stop() hands the leases of runs in progress back at once', async (t) => {
