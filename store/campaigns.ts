@@ -150,7 +150,9 @@ export class CampaignRepository {
     await this.checkRefs(accountId, input)
     const { rows } = await this.db.query<Row>(
       `UPDATE campaigns SET name = $3, detail = $4, type = $5, agent_id = $6, flow_id = $7, actions = $8, outplan_id = $9, outdial_id = $10,
-         operating_hours = $11, calls_per_second = $12, max_concurrent_calls = $13, end_handle = $14, amd = $15, updated_at = now()
+         operating_hours = $11, calls_per_second = $12, max_concurrent_calls = $13, end_handle = $14, amd = $15, updated_at = now(),
+         -- a new pace applies from the next slot, not after the old pace's gap
+         next_dial_at = CASE WHEN calls_per_second <> $12 THEN LEAST(next_dial_at, now() + make_interval(secs => 1.0 / $12)) ELSE next_dial_at END
        WHERE account_id = $1 AND id = $2 RETURNING *`,
       [accountId, id, input.name, input.detail ?? '', input.type, input.agentId ?? null, input.flowId ?? null, json(input.actions),
         input.outplanId, input.outdialId, json(input.operatingHours), input.callsPerSecond, input.maxConcurrentCalls, input.endHandle, json(input.amd)],
@@ -203,14 +205,19 @@ export class CampaignRepository {
 
   /**
    * Takes the next pacing slot (1/calls_per_second apart, real time, shared
-   * by every node through the row): returns how many ms from now it starts.
+   * by every node through the row) when it starts within `maxWaitMs`:
+   * returns how many ms from now it starts, and whether it was taken. A slot
+   * further off is left alone, so a slow campaign holds no attempts (nor
+   * leases) reserved far ahead, a pause needs no wait and a faster
+   * calls_per_second applies from the next slot.
    */
-  async takePacingSlot(id: string, q: Queryable): Promise<number> {
-    const { rows } = await q.query<{ wait_ms: number }>(
-      `WITH slot AS (SELECT GREATEST(next_dial_at, clock_timestamp()) AS at, make_interval(secs => 1.0 / calls_per_second) AS gap FROM campaigns WHERE id = $1)
-       UPDATE campaigns SET next_dial_at = slot.at + slot.gap FROM slot WHERE id = $1
-       RETURNING GREATEST(0, EXTRACT(EPOCH FROM (slot.at - clock_timestamp())) * 1000)::float8 AS wait_ms`, [id])
-    return rows[0] ? Number(rows[0].wait_ms) : 0
+  async takePacingSlot(id: string, q: Queryable, maxWaitMs: number): Promise<{ waitMs: number; taken: boolean }> {
+    const { rows } = await q.query<{ wait_ms: number; taken: boolean }>(
+      `WITH slot AS (SELECT GREATEST(next_dial_at, clock_timestamp()) AS at, make_interval(secs => 1.0 / calls_per_second) AS gap FROM campaigns WHERE id = $1),
+            took AS (UPDATE campaigns SET next_dial_at = slot.at + slot.gap FROM slot
+                      WHERE id = $1 AND slot.at <= clock_timestamp() + make_interval(secs => $2::float8 / 1000) RETURNING 1)
+       SELECT GREATEST(0, EXTRACT(EPOCH FROM (slot.at - clock_timestamp())) * 1000)::float8 AS wait_ms, EXISTS (SELECT 1 FROM took) AS taken FROM slot`, [id, maxWaitMs])
+    return rows[0] ? { waitMs: Number(rows[0].wait_ms), taken: rows[0].taken } : { waitMs: 0, taken: false }
   }
 
   // ---- per-target progress -------------------------------------------------

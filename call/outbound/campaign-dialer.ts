@@ -21,7 +21,8 @@ import { campaignProgram } from './campaign-program.ts'
  *
  * 1. settles an attempt an earlier run left open (its node died, or stopped):
  *    the attempt's call (by `call_id`, else by the call's metadata) is
- *    followed to its end instead of dialled again; one never placed is withdrawn;
+ *    followed to its end instead of dialled again (a call whose node is gone,
+ *    `nodeAlive`, is settled `node-lost`); one never placed is withdrawn;
  * 2. drops the job when the campaign is not `run` (pause/stop: `run` re-arms
  *    every target from `campaign_targets`), pauses the campaign with a
  *    `status_reason` when its agent, flow or outplan is gone, and re-times
@@ -32,7 +33,9 @@ import { campaignProgram } from './campaign-program.ts'
  * 4. reserves the attempt in one transaction on the campaign row: still
  *    `run`, fewer open attempts than `max_concurrent_calls` (else it comes
  *    back in about a second), the next pacing slot (`next_dial_at`, real
- *    time, shared by every node), the campaigncall row (`dialing`);
+ *    time, shared by every node) when it starts within SLOT_HORIZON_MS
+ *    (else the job comes back at the slot: nothing is reserved far ahead),
+ *    the campaigncall row (`dialing`);
  * 5. waits for its slot, originates (metadata `campaignId`, `campaigncallId`)
  *    and holds the job while the call rings and talks, so a node killed
  *    mid-call releases it by lease expiry and the next run settles it;
@@ -51,6 +54,8 @@ export const CAMPAIGN_DIAL_JOB = 'campaign.dial'
 const RETRIED: ReadonlySet<CampaigncallOutcome> = new Set(['busy', 'no-answer', 'failed', 'machine'])
 /** Re-look when the campaign has max_concurrent_calls attempts open: about this long, spread. */
 const FULL_RETRY_MS = 700
+/** A pacing slot is taken (and waited for, holding the attempt) only when it starts within this; one further off: the job comes back then. */
+const SLOT_HORIZON_MS = 2000
 /** A call followed to its end is also re-read this often (a missed event on a restarted bus). */
 const FOLLOW_POLL_MS = 5000
 /** A call another node placed and never answered, still not final this long after its dial timeout: its node is gone. */
@@ -163,6 +168,15 @@ export class CampaignDialer {
     this.o.scheduler.poke()
   }
 
+  /** A running campaign's pace or hours changed: its waiting jobs look again now (each re-times itself). */
+  async rearm(campaignId: string): Promise<void> {
+    const c = await this.store.campaigns.getById(campaignId)
+    if (!c || c.status !== 'run') return
+    const now = this.o.scheduler.clock.now()
+    await this.store.db.transaction((q) => this.arm(c, now, q))
+    this.o.scheduler.poke()
+  }
+
   private async arm(c: Campaign, now: Date, q: Queryable): Promise<void> {
     await this.store.campaigns.seedTargets(c, now, q)
     const targets = await this.store.campaigns.pendingTargets(c.id, q)
@@ -234,13 +248,15 @@ export class CampaignDialer {
       const locked = await store.campaigns.lockForDial(campaignId, q)
       if (!locked || locked.status !== 'run') return { kind: 'stopped' as const }
       if (await store.campaigns.openAttempts(campaignId, q) >= locked.maxConcurrentCalls) return { kind: 'full' as const }
-      const waitMs = await store.campaigns.takePacingSlot(campaignId, q)
+      const { waitMs, taken } = await store.campaigns.takePacingSlot(campaignId, q, SLOT_HORIZON_MS)
+      if (!taken) return { kind: 'later' as const, waitMs }
       const cc = await store.campaigncalls.create({ ...base, destination, destinationIndex: index, status: 'dialing' }, q)
       await store.campaigns.markTarget(campaignId, targetId, { status: 'dialing', tryCount: attempt }, q)
       return { kind: 'reserved' as const, cc, waitMs }
     })
     if (reserved.kind === 'stopped') return
     if (reserved.kind === 'full') return { runAt: new Date(ctx.clock.now().getTime() + FULL_RETRY_MS * (0.5 + Math.random())) }
+    if (reserved.kind === 'later') return { runAt: new Date(ctx.clock.now().getTime() + reserved.waitMs) }
     const { cc } = reserved
     await sleep(reserved.waitMs, ctx.signal)
     const fresh = await store.campaigns.getById(campaignId)

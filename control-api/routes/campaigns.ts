@@ -167,7 +167,10 @@ export const campaignRoutes: FastifyPluginAsync<RouteOptions> = async (base, { d
       }
       // null clears an optional field (operating hours, amd): the merge reads it as "none".
       const merged = checkedInput(b, { ...prev, ...(b.operating_hours === null ? { operatingHours: null } : {}), ...(b.amd === null ? { amd: null } : {}) })
-      return withStats(found(await repo.update(req.auth.accountId, req.params.id, merged), 'campaign', req.params.id))
+      const updated = found(await repo.update(req.auth.accountId, req.params.id, merged), 'campaign', req.params.id)
+      // Jobs waiting for a slot of the old pace, or for the old hours' opening, look again.
+      if (updated.callsPerSecond !== prev.callsPerSecond || JSON.stringify(updated.operatingHours) !== JSON.stringify(prev.operatingHours)) await deps.campaigns?.rearm(updated.id)
+      return withStats(updated)
     })
   app.delete('/campaigns/:id', { config: write, schema: { tags, summary: 'Delete a campaign and its campaigncalls (409 while it runs)', params: IdParams, response: R.deleted } }, async (req, reply) => {
     found((await repo.delete(req.auth.accountId, req.params.id)) || null, 'campaign', req.params.id)

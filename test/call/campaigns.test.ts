@@ -451,4 +451,18 @@ t.test('outbound campaigns over SIP', async (t) => {
     const { rows } = await store.db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM jobs WHERE key LIKE $1`, [`${flip.id}:%`])
     t.equal(rows[0]!.n, 0, 'no dial job left')
   })
+
+  await t.test('a slow pace reserves no attempts ahead; a faster calls_per_second applies from the next slot', async (t) => {
+    stack.clock.set(newYork('monday', 10))
+    const outplan = await created('/v1/outplans', { ...outplanBody, max_attempts: 1 })
+    const c = await created('/v1/campaigns', { name: 'slow', type: 'flow', flow_id: flow.id, outplan_id: outplan.id, outdial_id: await contacts('slow', Array.from({ length: 4 }, (_, i) => number('answer', 70 + i))), calls_per_second: 0.02 })
+    t.equal((await setStatus(c.id, 'run')).status, 200)
+    await waitFor(async () => (await attempts(c.id)).some((x) => x.call_id), 10_000, 'the first call')
+    await sleep(1500)
+    t.equal((await attempts(c.id)).length, 1, 'one call every 50 s: the next attempts are not reserved (nor counted in progress) ahead')
+    t.equal((await campaign(c.id)).stats.in_progress <= 1, true)
+    t.equal((await call('PATCH', `/v1/campaigns/${c.id}`, { calls_per_second: 5 })).status, 200)
+    const all = await waitFor(async () => { const a = await attempts(c.id); return a.length === 4 && a.every((x) => x.status === 'done') ? a : null }, 15_000, 'the rest at the new pace')
+    t.ok(all.every((x) => x.outcome === 'answered'))
+  })
 })
