@@ -92,6 +92,24 @@ t.test('fuzzing every operation from /openapi.json', async (t) => {
     await post('/v1/api-keys', { name: 'fuzz', scopes: ['calls:read'] }),
     await post('/v1/accounts', { name: 'fuzz' }),
   ]
+  // The contact centre's resources (issue 17), each referring to the ones above.
+  const agentId = ids[1]!
+  const flowId = ids[8]!
+  const contactAgent = await post('/v1/contact-agents', { name: 'fuzz', addresses: [{ type: 'extension', target_name: '7001' }], tag_ids: ['fuzz'] })
+  const outplan = await post('/v1/outplans', { name: 'fuzz', source: { type: 'tel', target: '+4930123456' } })
+  const outdial = await post('/v1/outdials', { name: 'fuzz' })
+  ids.push(
+    contactAgent, outplan, outdial,
+    await post('/v1/queues', { name: 'fuzz', tag_ids: ['fuzz'], wait_flow_id: flowId }),
+    await post('/v1/campaigns', { name: 'fuzz', type: 'flow', flow_id: flowId, outplan_id: outplan, outdial_id: outdial }),
+    await post('/v1/scheduled-calls', { agent_id: agentId, to_phone_number: '+4930123499', from: '+4930123456', scheduled_for: '2099-01-01T00:00:00Z' }),
+    await post('/v1/sequences', { name: 'fuzz', agent_id: agentId, from: '+4930123456', steps: [{ type: 'wait', delay_minutes: 1 }] }),
+  )
+  // A resource's own id for its routes' first path parameter (/v1/queues/{id} → the queue), so
+  // generated requests reach a real row as often as a missing one, however many resources there are.
+  const ownId = new Map(['trunks', 'agents', 'tools', 'numbers', 'extensions', 'routes', 'webhooks', 'conferences', 'flows', 'api-keys', 'accounts',
+    'contact-agents', 'outplans', 'outdials', 'queues', 'campaigns', 'scheduled-calls', 'sequences'].map((r, i) => [r, ids[i]!]))
+
 
   const doc = JSON.parse((await send({ method: 'GET', path: '/openapi.json', query: {} })).body) as Doc
   const resolve = (s: Schema): Schema => (s.$ref ? resolve(doc.components!.schemas![s.$ref.split('/').at(-1)!]!) : s)
@@ -168,7 +186,12 @@ t.test('fuzzing every operation from /openapi.json', async (t) => {
   const requestsFor = ({ method, path, op }: { method: string; path: string; op: Operation }): fc.Arbitrary<Req> => {
     const pathParams = (op.parameters ?? []).filter((p) => p.in === 'path')
     const queryParams = (op.parameters ?? []).filter((p) => p.in === 'query')
-    const pathArb = fc.tuple(...pathParams.map(() => fc.oneof({ weight: 6, arbitrary: fc.constantFrom(...ids) }, { weight: 2, arbitrary: fc.uuid() }, { weight: 2, arbitrary: fc.constantFrom(...ODD_STRINGS.filter((s) => s !== ''), 'not-a-uuid') })))
+    const own = ownId.get(path.split('/')[2] ?? '')
+    const pathArb = fc.tuple(...pathParams.map((_, i) => fc.oneof(
+      { weight: 6, arbitrary: i === 0 && own ? fc.constant(own) : fc.constantFrom(...ids) },
+      { weight: i === 0 && own ? 2 : 0, arbitrary: fc.constantFrom(...ids) },
+      { weight: 2, arbitrary: fc.uuid() },
+      { weight: 2, arbitrary: fc.constantFrom(...ODD_STRINGS.filter((s) => s !== ''), 'not-a-uuid') })))
       .map((vals) => pathParams.reduce((p, param, i) => p.replace(`{${param.name}}`, encodePathValue(String(vals[i]))), path))
     const queryArb = fc.record(Object.fromEntries(queryParams.map((q) => [q.name, fc.oneof({ weight: 4, arbitrary: shaped(q.schema) }, { weight: 1, arbitrary: fc.constantFrom(...ODD_STRINGS) })])), { requiredKeys: [] })
       .map((q) => Object.fromEntries(Object.entries(q).map(([k, v]) => [k, typeof v === 'string' ? v : JSON.stringify(v)])))
