@@ -81,6 +81,11 @@ t.test('do-not-call list', async (t) => {
     t.equal(r.body.error.details.field, 'to')
     const sip = await json(await post('/v1/calls', { to: 'sip:+14155550123@127.0.0.1:5999', from: '+14155550110' }))
     t.equal(sip.status, 403, 'the number inside a SIP URI is checked too')
+    // Written as the dialer would still read it (visual separators, %-escapes): the same number, refused alike.
+    for (const to of ['sip:+1-415-555-0123@127.0.0.1:5999', 'sip:%2B14155550123@127.0.0.1:5999;user=phone', 'sip:+1(415)555.0123@127.0.0.1:5999']) {
+      const r2 = await json(await post('/v1/calls', { to, from: '+14155550110' }))
+      t.equal(r2.status, 403, `${to} is the listed number`)
+    }
     t.equal((await json(await api('/v1/calls'))).body.data.length, before, 'no call record: nothing was dialled')
     t.equal((await api('/v1/do-not-call/%2B14155550123', { method: 'DELETE' })).status, 204)
     // Off the list the number is dialled: a carrier route to a sipp UAS that answers.
