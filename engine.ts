@@ -204,9 +204,11 @@ export class Engine {
         health.register('rtpengine', async () => ({ status: (await anchor.ping().catch(() => false)) ? 'up' : 'down', detail: { ng: config.rtpengineNg } }))
       }
       // Scheduled calls and AI callbacks (issue 17) on the scheduler; also what agents' host tools reach (MediaStore.outreach).
-      const scheduledCalls = new ScheduledCalls({ store, scheduler, clock, control: () => callControl.current, log: logger })
+      // A re-run waiting on a call another node placed asks whether that node is still there (the relay, set up below, on PostgreSQL).
+      const nodeAlive = db.mode === 'postgres' ? (nodeId: string) => (relay ? relay.ping(nodeId) : Promise.resolve(true)) : undefined
+      const scheduledCalls = new ScheduledCalls({ store, scheduler, clock, control: () => callControl.current, log: logger, nodeAlive })
       scheduledCalls.start()
-      const sequences = new Sequences({ store, scheduler, clock, control: () => callControl.current, log: logger })
+      const sequences = new Sequences({ store, scheduler, clock, control: () => callControl.current, log: logger, nodeAlive })
       sequences.start()
       const mediaPlane = await startMediaPlane({
         workers: config.mediaWorkers, engine: engineOptions, registry, store: { ...store, outreach: scheduledCalls }, logger: logger.child({ component: 'media' }), logLevel: config.logLevel,

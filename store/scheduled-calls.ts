@@ -59,6 +59,13 @@ export interface ScheduledCallInput {
   source?: ScheduledCall['source'] | undefined
 }
 
+export interface ScheduledCallPatch {
+  scheduledFor?: Date | undefined
+  timezone?: string | undefined
+  contactName?: string | null | undefined
+  callbackContext?: string | null | undefined
+}
+
 export interface ScheduledCallFilter {
   status?: ScheduledCallStatus | undefined
   agentId?: string | undefined
@@ -169,13 +176,22 @@ export class ScheduledCallRepository {
     return { data: slice.map(toScheduledCall), nextCursor: more ? encodeCursor(slice[slice.length - 1]!) : null }
   }
 
+  /** The callbacks an agent booked during `previousCallId` (schedule_callback), newest first. */
+  async callbacksOf(accountId: string, previousCallId: string): Promise<ScheduledCall[]> {
+    const { rows } = await this.db.query<Row>(
+      `SELECT * FROM scheduled_calls WHERE account_id = $1 AND previous_call_id = $2 AND source = 'ai_function' ORDER BY seq DESC`, [accountId, previousCallId])
+    return rows.map(toScheduledCall)
+  }
+
   /** Only while pending (else 409); a new `scheduledFor` re-times the job. */
-  update(accountId: string, id: string, patch: { scheduledFor?: Date | undefined; timezone?: string | undefined; contactName?: string | null | undefined }): Promise<ScheduledCall | null> {
+  update(accountId: string, id: string, patch: ScheduledCallPatch): Promise<ScheduledCall | null> {
     return this.change(accountId, id, ['pending'], async (c, emit) => {
       const { rows } = await c.query<Row>(
         `UPDATE scheduled_calls SET scheduled_for = COALESCE($2, scheduled_for), timezone = COALESCE($3, timezone),
-           contact_name = CASE WHEN $4::boolean THEN $5 ELSE contact_name END, updated_at = now() WHERE id = $1 RETURNING *`,
-        [id, patch.scheduledFor ?? null, patch.timezone ?? null, patch.contactName !== undefined, patch.contactName ?? null])
+           contact_name = CASE WHEN $4::boolean THEN $5 ELSE contact_name END,
+           callback_context = CASE WHEN $6::boolean THEN $7 ELSE callback_context END, updated_at = now() WHERE id = $1 RETURNING *`,
+        [id, patch.scheduledFor ?? null, patch.timezone ?? null, patch.contactName !== undefined, patch.contactName ?? null,
+          patch.callbackContext !== undefined, patch.callbackContext ?? null])
       await this.schedule(c, rows[0]!)
       await this.emitFor(emit, rows[0]!, 'scheduled_call.updated')
       return rows[0]!
@@ -227,16 +243,33 @@ export class ScheduledCallRepository {
     }
   }
 
-  /** The job's claim: pending → dialing, one attempt more; null when it is no longer pending (cancelled meanwhile). */
-  async markDialing(id: string): Promise<ScheduledCall | null> {
+  /**
+   * The job's claim: pending → dialing, one attempt more; null when it is no
+   * longer pending and due at `now` (cancelled, deleted, or PATCHed to a later
+   * time while the job was about to dial: its re-timed job dials then).
+   */
+  async markDialing(id: string, now: Date): Promise<ScheduledCall | null> {
     return this.outbox.transaction(async (c, emit) => {
       const { rows } = await c.query<Row>(
         `UPDATE scheduled_calls SET status = 'dialing', attempts = attempts + 1, dialed_at = now(), last_error = NULL, call_id = NULL, updated_at = now()
-         WHERE id = $1 AND status = 'pending' RETURNING *`, [id])
+         WHERE id = $1 AND status = 'pending' AND scheduled_for <= $2 RETURNING *`, [id, now])
       if (!rows[0]) return null
       await this.emitFor(emit, rows[0], 'scheduled_call.dialing')
       return toScheduledCall(rows[0])
     })
+  }
+
+  /**
+   * The call this attempt placed, found by its metadata (`scheduled_call_id`,
+   * placed since the attempt began): its node stopped between placing it and
+   * `setCall`. calls_scheduled_call (migration 271) serves it.
+   */
+  async findPlacedCall(id: string): Promise<string | null> {
+    const { rows } = await this.db.query<{ id: string }>(
+      `SELECT c.id FROM calls c JOIN scheduled_calls s ON s.id = $1::uuid
+        WHERE c.metadata ? 'scheduled_call_id' AND (c.metadata->>'scheduled_call_id') = $2::text AND c.created_at >= s.dialed_at
+        ORDER BY c.created_at DESC LIMIT 1`, [id, id])
+    return rows[0]?.id ?? null
   }
 
   /** The call placed for it (kept before the job waits on it: a re-run settles this call instead of dialing again). */

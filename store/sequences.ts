@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type pg from 'pg'
 import { pageQuery, type Page, type PageRequest, type Queryable } from './common.ts'
-import { invalidState } from './errors.ts'
+import { StoreError, invalidState } from './errors.ts'
 import type { JobRepository } from './jobs.ts'
 import type { Emit, Outbox } from './outbox.ts'
 
@@ -16,6 +16,8 @@ import type { Emit, Outbox } from './outbox.ts'
  */
 
 export const SEQUENCE_STEP_JOB = 'sequence-step'
+/** The call metadata `sequence_step_run` of a step's call: which enrollment's which step placed it (findPlacedCall). */
+export const stepRunKey = (enrollmentId: string, step: number): string => `${enrollmentId}:${step}`
 
 export interface SequenceStep {
   type: 'call' | 'wait' | 'voicemail_drop'
@@ -221,23 +223,26 @@ export class SequenceRepository {
     })
   }
 
-  /** Whether the contact already has an active enrollment in the sequence. */
-  async activeEnrollment(sequenceId: string, contactPhone: string): Promise<boolean> {
-    const { rows } = await this.db.query(`SELECT 1 FROM sequence_enrollments WHERE sequence_id = $1 AND contact_phone = $2 AND status = 'active'`, [sequenceId, contactPhone])
-    return rows.length > 0
-  }
-
-  /** Enrolls a contact: its first step due `firstAt`; the job is armed when the sequence is active. */
-  async enroll(seq: Sequence, input: EnrollmentInput, firstAt: Date): Promise<Enrollment> {
+  /**
+   * Enrolls a contact: its first step due `firstAt`; the job is armed when the
+   * sequence is active. Null when the contact is already active in it: the
+   * check and the insert hold the sequence's row, so two requests enrolling
+   * the same contact at once (or a CSV and a POST) make one enrollment.
+   * Throws not_found when the sequence was deleted meanwhile.
+   */
+  async enroll(seq: Sequence, input: EnrollmentInput, firstAt: Date): Promise<Enrollment | null> {
     return this.outbox.transaction(async (c, emit) => {
+      const active = await c.query<{ is_active: boolean }>('SELECT is_active FROM sequences WHERE id = $1 FOR UPDATE', [seq.id])
+      if (!active.rows[0]) throw new StoreError(404, 'not_found', `sequence ${seq.id} not found`)
+      const dup = await c.query(`SELECT 1 FROM sequence_enrollments WHERE sequence_id = $1 AND contact_phone = $2 AND status = 'active'`, [seq.id, input.contactPhone])
+      if (dup.rows.length) return null
       const { rows } = await c.query<EnrRow>(
         `INSERT INTO sequence_enrollments (id, account_id, sequence_id, contact_phone, contact_name, contact_email, contact_id, timezone, next_action_at, enrolled_via)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *`,
         [randomUUID(), seq.accountId, seq.id, input.contactPhone, input.contactName ?? null, input.contactEmail ?? null, input.contactId ?? null,
           input.timezone ?? null, firstAt, input.enrolledVia ?? 'api'],
       )
-      const active = await c.query<{ is_active: boolean }>('SELECT is_active FROM sequences WHERE id = $1', [seq.id])
-      if (active.rows[0]?.is_active) await this.schedule(c, rows[0]!)
+      if (active.rows[0].is_active) await this.schedule(c, rows[0]!)
       await emit(seq.accountId, 'sequence_enrollment.created', { enrollment: toEnrollment(rows[0]!) })
       return toEnrollment(rows[0]!)
     })
@@ -275,6 +280,18 @@ export class SequenceRepository {
       await this.ended(emit, rows[0])
       return toEnrollment(rows[0])
     })
+  }
+
+  /**
+   * The call this step placed whose id was not noted (its node stopped between
+   * placing it and startAttempt), by its metadata `sequence_step_run`;
+   * calls_sequence_step_run (migration 271) serves it.
+   */
+  async findPlacedCall(enrollmentId: string, step: number): Promise<string | null> {
+    const { rows } = await this.db.query<{ id: string }>(
+      `SELECT id FROM calls WHERE metadata ? 'sequence_step_run' AND (metadata->>'sequence_step_run') = $1 ORDER BY created_at DESC LIMIT 1`,
+      [stepRunKey(enrollmentId, step)])
+    return rows[0]?.id ?? null
   }
 
   /** The step's call is placed: kept before the job waits on it (a re-run settles it, never dials again). */

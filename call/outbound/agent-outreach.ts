@@ -12,7 +12,9 @@ import { dialledNumber } from './do-not-call.ts'
  *   number with the same agent, `is_callback`, `previous_call_id` this call and
  *   `callback_context` the reason (the previous call's summary is added when
  *   the callback is dialled); caller ID: the number that was called (inbound)
- *   or that called (outbound).
+ *   or that called (outbound). Booking again while this call's callback is
+ *   pending moves it; at most MAX_CALLBACKS_PER_CALL per call, no further than
+ *   MAX_CALLBACK_AHEAD_MS ahead (call/outbound/scheduled-calls.ts).
  * - `mark_booked {details?}`: nothing to store: the tool line in the call's
  *   transcript is the mark a sequence's `stop_on_booking` reads.
  *
@@ -43,7 +45,7 @@ export interface CallbackRequest {
 /** The main thread's side of the host tools (call/outbound/scheduled-calls.ts). Arguments and results are JSON. */
 export interface AgentOutreach {
   addToDoNotCall(req: { accountId: string; callId: string; number: string; reason: string | null }): Promise<{ number: string; created: boolean }>
-  scheduleCallback(req: CallbackRequest): Promise<{ ok: true; id: string; scheduledFor: string } | { ok: false; error: string }>
+  scheduleCallback(req: CallbackRequest): Promise<{ ok: true; id: string; scheduledFor: string; moved?: boolean } | { ok: false; error: string }>
 }
 
 const text = (v: unknown): string | null => (typeof v === 'string' && v.trim() ? v.trim().slice(0, 2000) : null)
@@ -72,7 +74,8 @@ export function hostToolsFor(names: readonly HostToolName[] | undefined, call: O
         accountId: call.accountId, agentId: call.agentId, previousCallId: call.callId, to: party, from: own,
         when, timezone: text(args.timezone), reason: text(args.reason),
       })
-      return r.ok ? { ok: true, content: `Callback booked for ${r.scheduledFor} (UTC).` } : { ok: false, content: `ERROR: ${r.error}` }
+      if (!r.ok) return { ok: false, content: `ERROR: ${r.error}` }
+      return { ok: true, content: r.moved ? `The callback this call booked is moved to ${r.scheduledFor} (UTC).` : `Callback booked for ${r.scheduledFor} (UTC).` }
     }
   }
   return tools

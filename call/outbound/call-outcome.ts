@@ -7,13 +7,32 @@ import type { Store } from '../../store/index.ts'
  * (an event published before the wait began, or one this node missed, still
  * ends it). Null when `signal` aborts first (the node is stopping: the job
  * runs again elsewhere and waits on the same call).
+ *
+ * A re-run after a lost node waits on a call that node placed; if that node
+ * is gone its record never ends (no other node can end it), so the wait
+ * would hold the job for ever. `owner` says how to tell: `nodeAlive` (a
+ * relay ping, several nodes on one PostgreSQL), else a call never answered
+ * still open NODE_LOST_GRACE_MS past its ring timeout. Such a call resolves
+ * `{ call, lost: true }` with the record as it was left.
  */
 const RECHECK_MS = 5_000
+/** A call another node placed and never answered, still not final this long after its ring timeout: its node is gone. */
+const NODE_LOST_GRACE_MS = 30_000
 
-export function callOutcome(store: Pick<Store, 'bus' | 'calls'>, callId: string, signal: AbortSignal): Promise<Call | null> {
+export interface CallOwnerCheck {
+  /** This node: a call it placed itself is never taken for lost. */
+  nodeId: string
+  ringTimeoutSec: number
+  nodeAlive?: ((nodeId: string) => Promise<boolean>) | null | undefined
+}
+
+export type CallEnd = Call & { lost?: true }
+
+export function callOutcome(store: Pick<Store, 'bus' | 'calls'>, callId: string, signal: AbortSignal, owner?: CallOwnerCheck): Promise<CallEnd | null> {
   return new Promise((resolve) => {
     let done = false
-    const finish = (c: Call | null) => {
+    let probing = false
+    const finish = (c: CallEnd | null) => {
       if (done) return
       done = true
       unsubscribe()
@@ -23,7 +42,15 @@ export function callOutcome(store: Pick<Store, 'bus' | 'calls'>, callId: string,
     }
     const check = async () => {
       const c = await store.calls.getById(callId).catch(() => null)
-      if (c && isFinal(c.status)) finish(c)
+      if (c && isFinal(c.status)) return finish(c)
+      if (!c || !owner || !c.nodeId || c.nodeId === owner.nodeId || probing) return
+      probing = true
+      try {
+        if (await ownerGone(c, owner)) {
+          const again = await store.calls.getById(callId).catch(() => null)
+          finish(again && isFinal(again.status) ? again : { ...(again ?? c), lost: true })
+        }
+      } catch { /* asked again at the next check */ } finally { probing = false }
     }
     const onAbort = () => finish(null)
     const unsubscribe = store.bus.subscribe((e) => {
@@ -37,8 +64,15 @@ export function callOutcome(store: Pick<Store, 'bus' | 'calls'>, callId: string,
   })
 }
 
+async function ownerGone(call: Call, owner: CallOwnerCheck): Promise<boolean> {
+  if (owner.nodeAlive) return !(await owner.nodeAlive(call.nodeId!))
+  if (call.answeredAt) return false
+  return Date.now() - Date.parse(call.createdAt) > owner.ringTimeoutSec * 1000 + NODE_LOST_GRACE_MS
+}
+
 /** Why a finished call did not reach anyone, or null when it was answered. */
-export function failureOf(c: Call): string | null {
+export function failureOf(c: CallEnd): string | null {
+  if (c.lost) return c.answeredAt ? null : `node-lost: the node that placed call ${c.id} stopped before it was answered`
   if (c.answeredAt) return null
   return c.endedReason && c.endedReason !== c.status ? `${c.status}: ${c.endedReason}` : c.status
 }

@@ -2,7 +2,7 @@ import type { Logger } from 'pino'
 import type { Store } from '../../store/index.ts'
 import type { Job } from '../../store/jobs.ts'
 import type { Clock, JobContext, JobResult, JobScheduler } from '../../store/job-scheduler.ts'
-import { SCHEDULED_CALL_JOB, type ScheduledCall, type ScheduledCallInput } from '../../store/scheduled-calls.ts'
+import { SCHEDULED_CALL_JOB, type ScheduledCall, type ScheduledCallInput, type ScheduledCallPatch } from '../../store/scheduled-calls.ts'
 import { invalidField, invalidReference } from '../../store/errors.ts'
 import { CallControlError, type CallControl } from '../call-control.ts'
 import { isTimeZone } from '../time-zones.ts'
@@ -22,7 +22,7 @@ import type { AgentOutreach, CallbackRequest } from './agent-outreach.ts'
  * instead of dialing again.
  *
  * The callback's agent gets `{{callback_context}}`, `{{previous_call_summary}}`,
- * `{{contact_name}}` and `{{scheduled_call_id}}` as call metadata (so as
+ * `{{contact_name}}`, `{{contact_id}}` and `{{scheduled_call_id}}` as call metadata (so as
  * `{{name}}` variables of its greeting and prompt).
  *
  * It is also the main thread's `AgentOutreach`: the do-not-call and
@@ -33,6 +33,15 @@ import type { AgentOutreach, CallbackRequest } from './agent-outreach.ts'
 const RING_TIMEOUT_SEC = 30
 /** Retry without a time: Leadlock's "5 minutes from now". */
 export const RETRY_DELAY_MS = 5 * 60_000
+/** How far ahead an agent may book a callback: a model's "in 9999 days" is not a promise anyone keeps. */
+export const MAX_CALLBACK_AHEAD_MS = 90 * 86_400_000
+/**
+ * Callbacks one call may book in all. Booking again while this call's
+ * callback is still pending moves that one ("make it 11 instead"), so a
+ * model that calls the tool in a loop (or is talked into it) cannot line up
+ * a stack of calls to the same person.
+ */
+export const MAX_CALLBACKS_PER_CALL = 3
 
 export interface ScheduledCallsOptions {
   store: Store
@@ -40,6 +49,8 @@ export interface ScheduledCallsOptions {
   clock: Clock
   control: () => CallControl | null
   log: Logger
+  /** Whether another engine node still answers (a relay ping; several nodes on one PostgreSQL): a re-run waiting on a dead node's call gives it up. */
+  nodeAlive?: ((nodeId: string) => Promise<boolean>) | undefined
 }
 
 export interface ScheduledCallCreate {
@@ -100,7 +111,7 @@ export class ScheduledCalls implements AgentOutreach {
     return sc
   }
 
-  async update(accountId: string, id: string, patch: { scheduledFor?: Date | undefined; timezone?: string | undefined; contactName?: string | null | undefined }): Promise<ScheduledCall | null> {
+  async update(accountId: string, id: string, patch: ScheduledCallPatch): Promise<ScheduledCall | null> {
     if (patch.timezone !== undefined && !isTimeZone(patch.timezone)) throw invalidField('timezone', `unknown time zone ${patch.timezone}`)
     const sc = await this.o.store.scheduledCalls.update(accountId, id, patch)
     if (sc) this.pokeIfDue(sc)
@@ -118,19 +129,31 @@ export class ScheduledCalls implements AgentOutreach {
     return { number: e.number, created: e.created }
   }
 
-  async scheduleCallback(req: CallbackRequest): Promise<{ ok: true; id: string; scheduledFor: string } | { ok: false; error: string }> {
+  async scheduleCallback(req: CallbackRequest): Promise<{ ok: true; id: string; scheduledFor: string; moved?: boolean } | { ok: false; error: string }> {
     const now = this.o.clock.now()
     const at = parseCallbackTime(req.when, now, req.timezone ?? 'UTC')
     if (!(at instanceof Date)) return { ok: false, error: at.error }
     if (at.getTime() < now.getTime() - 60_000) return { ok: false, error: `${req.when} is in the past` }
+    if (at.getTime() > now.getTime() + MAX_CALLBACK_AHEAD_MS) return { ok: false, error: `${req.when} is more than ${MAX_CALLBACK_AHEAD_MS / 86_400_000} days ahead: ask for a nearer time` }
     const to = dialledNumber(req.to) ?? (/^[0-9*#]{2,8}$/.test(req.to) ? req.to : null)
     if (!to) return { ok: false, error: `${req.to} is not a number a callback can dial` }
     if ((await this.o.store.doNotCall.listed(req.accountId, [to])).has(to)) return { ok: false, error: `${to} is on the do-not-call list` }
+    const booked = await this.o.store.scheduledCalls.callbacksOf(req.accountId, req.previousCallId)
+    const pending = booked.find((b) => b.status === 'pending')
+    const timezone = req.timezone && isTimeZone(req.timezone) ? req.timezone : 'UTC'
+    if (pending) {
+      // One callback per call at a time: booking again moves it.
+      try {
+        const moved = await this.update(req.accountId, pending.id, { scheduledFor: at, timezone, ...(req.reason ? { callbackContext: req.reason } : {}) })
+        if (moved) return { ok: true, id: moved.id, scheduledFor: moved.scheduledFor, moved: true }
+      } catch { /* dialing meanwhile: counted below like any other */ }
+    }
+    if (booked.length >= MAX_CALLBACKS_PER_CALL) return { ok: false, error: `this call already booked ${booked.length} callbacks: no more` }
     // Call back from the number the caller reached (inbound) or was called from (outbound), else the agent's own.
     const own = await this.o.store.numbers.findInAccount(req.accountId, req.from)
     try {
       const sc = await this.create(req.accountId, {
-        agentId: req.agentId, toPhoneNumber: to, scheduledFor: at, timezone: req.timezone && isTimeZone(req.timezone) ? req.timezone : 'UTC',
+        agentId: req.agentId, toPhoneNumber: to, scheduledFor: at, timezone,
         ...(own ? { phoneNumberId: own.id } : {}), isCallback: true, previousCallId: req.previousCallId,
         ...(req.reason ? { callbackContext: req.reason } : {}),
       }, 'ai_function')
@@ -148,12 +171,16 @@ export class ScheduledCalls implements AgentOutreach {
     if (!sc) return
     const log = this.log.child({ scheduledCallId: sc.id })
     if (sc.status === 'dialing') {
-      // A re-run: the previous run dialled (or was about to). Never dial twice: settle from its call.
-      if (!sc.callId) {
+      // A re-run: the previous run dialled (or was about to). Never dial twice: settle from its call,
+      // found by its metadata when that run stopped between placing it and noting it.
+      const callId = sc.callId ?? await store.scheduledCalls.findPlacedCall(sc.id)
+      if (!callId) {
         await store.scheduledCalls.settle(sc.id, 'failed', 'the node placing the call stopped before it was placed')
         return
       }
-      return this.settleFrom(sc, sc.callId, ctx)
+      if (!sc.callId) await store.scheduledCalls.setCall(sc.id, callId)
+      log.info({ callId, jobAttempts: job.attempts }, 'settling the call an earlier run placed')
+      return this.settleFrom(sc, callId, ctx)
     }
     if (sc.status !== 'pending') return
     const due = new Date(sc.scheduledFor)
@@ -169,7 +196,8 @@ export class ScheduledCalls implements AgentOutreach {
     }
     const control = this.o.control()
     if (!control?.originate) return { runAt: new Date(ctx.clock.now().getTime() + 5_000), error: 'call control is not available yet' }
-    const dialing = await store.scheduledCalls.markDialing(sc.id)
+    // Pending and due still (not cancelled, deleted or moved later since it was read): now dialing.
+    const dialing = await store.scheduledCalls.markDialing(sc.id, ctx.clock.now())
     if (!dialing) return
     const metadata = await this.variablesOf(sc)
     let callId: string
@@ -190,7 +218,7 @@ export class ScheduledCalls implements AgentOutreach {
   }
 
   private async settleFrom(sc: ScheduledCall, callId: string, ctx: JobContext): Promise<JobResult> {
-    const call = await callOutcome(this.o.store, callId, ctx.signal)
+    const call = await callOutcome(this.o.store, callId, ctx.signal, { nodeId: ctx.nodeId, ringTimeoutSec: RING_TIMEOUT_SEC, nodeAlive: this.o.nodeAlive })
     // The node is stopping: run again (here or elsewhere) and wait on the same call.
     if (!call) return { runAt: ctx.clock.now() }
     const failure = failureOf(call)
@@ -211,6 +239,7 @@ export class ScheduledCalls implements AgentOutreach {
       ...(summary ? { previous_call_summary: summary.slice(0, 2000) } : {}),
       ...(sc.previousCallId ? { previous_call_id: sc.previousCallId } : {}),
       ...(sc.contactName ? { contact_name: sc.contactName } : {}),
+      ...(sc.contactId ? { contact_id: sc.contactId } : {}),
     }
   }
 }

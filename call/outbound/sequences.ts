@@ -3,7 +3,7 @@ import type { Store } from '../../store/index.ts'
 import type { Call } from '../../store/calls.ts'
 import type { Job } from '../../store/jobs.ts'
 import type { JobContext, JobResult, JobScheduler, Clock } from '../../store/job-scheduler.ts'
-import { SEQUENCE_STEP_JOB, type Disposition, type Enrollment, type EnrollmentInput, type Sequence, type SequenceStep } from '../../store/sequences.ts'
+import { SEQUENCE_STEP_JOB, stepRunKey, type Disposition, type Enrollment, type EnrollmentInput, type Sequence, type SequenceStep } from '../../store/sequences.ts'
 import { CallControlError, type CallControl } from '../call-control.ts'
 import { isOpen, nextOpening } from './operating-hours.ts'
 import { callOutcome } from './call-outcome.ts'
@@ -44,6 +44,8 @@ export interface SequencesOptions {
   clock: Clock
   control: () => CallControl | null
   log: Logger
+  /** Whether another engine node still answers (a relay ping): a re-run waiting on a dead node's call gives it up. */
+  nodeAlive?: ((nodeId: string) => Promise<boolean>) | undefined
 }
 
 export class Sequences {
@@ -60,11 +62,11 @@ export class Sequences {
     return this.o.clock
   }
 
-  /** Enrolls a contact: the first step is due its `delay_minutes` from now (business time). */
-  async enroll(seq: Sequence, input: EnrollmentInput): Promise<Enrollment> {
+  /** Enrolls a contact: the first step is due its `delay_minutes` from now (business time); null when it is already active in the sequence. */
+  async enroll(seq: Sequence, input: EnrollmentInput): Promise<Enrollment | null> {
     const now = this.o.clock.now()
     const e = await this.o.store.sequences.enroll(seq, input, new Date(now.getTime() + (seq.steps[0]?.delay_minutes ?? 0) * 60_000))
-    this.o.scheduler.poke()
+    if (e) this.o.scheduler.poke()
     return e
   }
 
@@ -86,8 +88,15 @@ export class Sequences {
       await store.sequences.finishStep(e.id, { step: e.currentStep, type: 'wait', at: ctx.clock.now().toISOString(), callId: null, outcome: 'completed' }, { answered: false, dialled: false, next: { status: 'completed' } })
       return
     }
-    // A re-run: this step's call was placed already; settle from it.
+    // A re-run: this step's call was placed already; settle from it. Also when the run that placed
+    // it stopped before noting it (found by its metadata): never dial a step twice.
     if (e.currentCallId) return this.settleCall(seq, e, step, e.currentCallId, ctx)
+    const placed = await store.sequences.findPlacedCall(e.id, e.currentStep)
+    if (placed) {
+      this.log.info({ enrollmentId: e.id, step: e.currentStep, callId: placed, jobAttempts: job.attempts }, 'settling the call an earlier run placed')
+      await store.sequences.startAttempt(e.id, placed)
+      return this.settleCall(seq, e, step, placed, ctx)
+    }
     const now = ctx.clock.now()
     if (e.nextActionAt && new Date(e.nextActionAt).getTime() > now.getTime()) return { runAt: new Date(e.nextActionAt) }
     if (!isOpen(seq.operatingHours, now, e.timezone)) {
@@ -113,7 +122,10 @@ export class Sequences {
       call = await control.originate({
         accountId: seq.accountId, from: seq.fromPhoneNumber, to: e.contactPhone, agentId: seq.agentId,
         timeoutSec: step.config?.ring_timeout_sec ?? RING_TIMEOUT_SEC, record: false,
-        metadata: { sequence_id: seq.id, enrollment_id: e.id, sequence_step: String(e.currentStep), ...(e.contactName ? { contact_name: e.contactName } : {}) },
+        metadata: {
+          sequence_id: seq.id, enrollment_id: e.id, sequence_step: String(e.currentStep), sequence_step_run: stepRunKey(e.id, e.currentStep),
+          ...(e.contactName ? { contact_name: e.contactName } : {}), ...(e.contactId ? { contact_id: e.contactId } : {}),
+        },
         ...(step.type === 'voicemail_drop' ? { amd: { enabled: true, onMachine: 'leave_message' as const, message: step.message ?? '' } } : {}),
       })
     } catch (err) {
@@ -127,11 +139,11 @@ export class Sequences {
 
   private async settleCall(seq: Sequence, e: Enrollment, step: SequenceStep, callId: string, ctx: JobContext): Promise<JobResult> {
     const { store } = this.o
-    const call = await callOutcome(store, callId, ctx.signal)
+    const call = await callOutcome(store, callId, ctx.signal, { nodeId: ctx.nodeId, ringTimeoutSec: step.config?.ring_timeout_sec ?? RING_TIMEOUT_SEC, nodeAlive: this.o.nodeAlive })
     if (!call) return { runAt: ctx.clock.now() }
     const at = ctx.clock.now().toISOString()
     const answered = call.answeredAt !== null
-    const outcome = !answered ? call.status
+    const outcome = call.lost ? 'node-lost' : !answered ? call.status
       : call.endedReason === 'voicemail-left' ? 'voicemail'
         : call.endedReason === 'machine-detected' ? 'machine' : 'answered'
     const d: Disposition = { step: e.currentStep, type: step.type, at, callId, outcome, ...(call.endedReason ? { detail: call.endedReason } : {}) }

@@ -18,7 +18,7 @@ import type { ScheduledCalls } from '../../call/outbound/scheduled-calls.ts'
 
 const Iso = (description: string) => Type.String({ format: 'date-time', description })
 const ScheduledFor = Iso('When to call (ISO 8601 with an offset or Z; stored as UTC)')
-const TimeZone = Type.String({ minLength: 1, maxLength: 64, description: 'The contact\'s IANA time zone (display; unknown zones are refused)' })
+const TimeZone = Type.String({ minLength: 1, maxLength: 64, description: 'The contact\'s IANA time zone, kept for display only: scheduled_for carries its own offset and is the instant dialled (unknown zones are refused)' })
 const ContactName = Type.String({ minLength: 1, maxLength: 200, description: 'Given to the agent as {{contact_name}}' })
 const ScheduledCallCreate = Type.Object({
   agent_id: Type.String({ format: 'uuid', description: 'The AI agent that places and handles the call' }),
@@ -27,9 +27,9 @@ const ScheduledCallCreate = Type.Object({
   timezone: Type.Optional({ ...TimeZone, default: 'UTC' }),
   phone_number_id: Type.Optional(Type.String({ format: 'uuid', description: 'Caller ID: one of the account\'s numbers (default: the agent\'s number, the first number routed to it)' })),
   from: Type.Optional(Type.String({ minLength: 2, maxLength: 16, description: 'Caller ID as a number string the account owns (instead of phone_number_id)' })),
-  contact_id: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  contact_id: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'Your CRM\'s id of the contact: given to the agent as {{contact_id}} (call metadata contact_id)' })),
   contact_name: Type.Optional(ContactName),
-  is_callback: Type.Optional(Type.Boolean({ default: false, description: 'A return call' })),
+  is_callback: Type.Optional(Type.Boolean({ default: false, description: 'A return call: a label kept on the record for listing and reports (the dial is the same; what the agent says comes from callback_context and previous_call_id)' })),
   previous_call_id: Type.Optional(Type.String({ format: 'uuid', description: 'The call that asked for this one: its summary is given to the agent as {{previous_call_summary}}' })),
   previous_call_log_id: Type.Optional(Type.String({ format: 'uuid', description: 'Leadlock\'s name for previous_call_id' })),
   callback_context: Type.Optional(Type.String({ minLength: 1, maxLength: 2000, description: 'What the call is about: given to the agent as {{callback_context}} (its greeting and prompt can use it)' })),
@@ -93,11 +93,10 @@ export const scheduledCallRoutes: FastifyPluginAsync<RouteOptions> = async (base
   const tags = ['scheduled-calls']
   const read = { scope: 'calls:read' as const }
   const write = { scope: 'calls:write' as const }
-  const names = new Map<string, string | null>()
-  const toApi = async (accountId: string, s: ScheduledCall): Promise<Static<typeof ScheduledCallSchema>> => {
-    if (!names.has(s.agentId)) names.set(s.agentId, (await deps.store.agents.get(accountId, s.agentId))?.name ?? null)
-    const agentName = names.get(s.agentId) ?? null
-    if (names.size > 1000) names.clear()
+  // Agent names per request (a list asks once per agent): a renamed agent shows its new name at once.
+  const toApi = async (accountId: string, s: ScheduledCall, names = new Map<string, Promise<string | null>>()): Promise<Static<typeof ScheduledCallSchema>> => {
+    if (!names.has(s.agentId)) names.set(s.agentId, deps.store.agents.get(accountId, s.agentId).then((a) => a?.name ?? null))
+    const agentName = await names.get(s.agentId)!
     return {
       id: s.id, account_id: s.accountId, agent_id: s.agentId, agent_name: agentName, phone_number_id: s.phoneNumberId, from_phone_number: s.fromPhoneNumber,
       to_phone_number: s.toPhoneNumber, contact_id: s.contactId, contact_name: s.contactName, scheduled_for: s.scheduledFor, timezone: s.timezone,
@@ -134,7 +133,8 @@ export const scheduledCallRoutes: FastifyPluginAsync<RouteOptions> = async (base
     const end = q.end_date ? new Date(q.end_date) : undefined
     if (start && end && start > end) throw new ApiError(400, 'validation_failed', 'invalid querystring: start_date must not be after end_date', { field: 'start_date' })
     const page = await repo.list(req.auth.accountId, { status: q.status, agentId: q.agent_id, startDate: start, endDate: end }, { limit: q.limit, cursor: q.cursor })
-    return { data: await Promise.all(page.data.map((s) => toApi(req.auth.accountId, s))), nextCursor: page.nextCursor }
+    const names = new Map<string, Promise<string | null>>()
+    return { data: await Promise.all(page.data.map((s) => toApi(req.auth.accountId, s, names))), nextCursor: page.nextCursor }
   })
 
   app.get('/scheduled-calls/:id', { config: read, schema: { tags, summary: 'Get a scheduled call', params: IdParams, response: { 200: ScheduledCallSchema, ...errors(404) } } },

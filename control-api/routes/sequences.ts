@@ -97,6 +97,8 @@ const StatsSchema = Type.Object({
 })
 const EnrollmentParams = Type.Object({ id: Type.String({ format: 'uuid' }), enrollment_id: Type.String({ format: 'uuid' }) })
 const ENROLL_FIELDS = ['contact_phone', 'contact_name', 'contact_email', 'contact_id', 'timezone'] as const
+/** A CSV cell's longest text per field: what POST …/enrollments allows for one contact. */
+const CELL_MAX: Record<string, number> = { contact_phone: 32, contact_name: 200, contact_email: 320, contact_id: 200, timezone: 64 }
 
 const invalid = (field: string, message: string) => new ApiError(400, 'validation_failed', `invalid body: ${field}: ${message}`, { field })
 
@@ -214,8 +216,9 @@ export const sequenceRoutes: FastifyPluginAsync<RouteOptions> = async (base, { d
   app.post('/sequences/:id/enrollments', { config: write, schema: { tags, summary: 'Enroll a contact', params: IdParams, body: EnrollmentCreate, response: { 201: EnrollmentSchema, ...errors(404, 409, 503) } } },
     async (req, reply) => {
       const s = await sequence(req.auth.accountId, req.params.id)
-      if (await repo.activeEnrollment(s.id, req.body.contact_phone)) throw new ApiError(409, 'conflict', `${req.body.contact_phone} is already enrolled in this sequence`, { field: 'contact_phone' })
-      return reply.code(201).send(toEnrollmentApi(await enrollOne(s, req.body, 'api')))
+      const e = await enrollOne(s, req.body, 'api')
+      if (!e) throw new ApiError(409, 'conflict', `${req.body.contact_phone} is already enrolled in this sequence`, { field: 'contact_phone' })
+      return reply.code(201).send(toEnrollmentApi(e))
     })
 
   app.post('/sequences/:id/enrollments/csv', {
@@ -232,21 +235,26 @@ export const sequenceRoutes: FastifyPluginAsync<RouteOptions> = async (base, { d
     const seen = new Set<string>()
     for (const [i, row] of req.body.rows.entries()) {
       const v: Partial<Record<(typeof ENROLL_FIELDS)[number], string>> = {}
+      const err = (field: string, message: string) => out.errors.push({ row: i + 1, field, message })
+      let cellProblem = false
       for (const [col, field] of Object.entries(mapping)) {
         const raw = row[col]
         if (raw === undefined || raw === null || raw === '') continue
-        v[field as (typeof ENROLL_FIELDS)[number]] = String(raw).trim()
+        // A CSV cell is text (a number is taken as its digits); an object would enroll "[object Object]".
+        if (typeof raw !== 'string' && typeof raw !== 'number') { err(field, `column ${col}: a CSV cell is text, not ${Array.isArray(raw) ? 'an array' : typeof raw}`); cellProblem = true; break }
+        const text = String(raw).trim()
+        if (text.length > (CELL_MAX[field] ?? 200)) { err(field, `column ${col}: longer than ${CELL_MAX[field] ?? 200} characters`); cellProblem = true; break }
+        v[field as (typeof ENROLL_FIELDS)[number]] = text
       }
-      const err = (field: string, message: string) => out.errors.push({ row: i + 1, field, message })
+      if (cellProblem) continue
       if (!v.contact_phone) { err('contact_phone', 'missing'); continue }
       if (!isE164(v.contact_phone)) { err('contact_phone', `${v.contact_phone} is not an E.164 number (+, country code and number)`); continue }
       if (v.timezone && !isTimeZone(v.timezone)) { err('timezone', `unknown time zone ${v.timezone}`); continue }
       if (v.contact_email && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(v.contact_email)) { err('contact_email', `${v.contact_email} is not an email address`); continue }
-      if ((v.contact_name?.length ?? 0) > 200) { err('contact_name', 'longer than 200 characters'); continue }
-      if (seen.has(v.contact_phone) || await repo.activeEnrollment(s.id, v.contact_phone)) { out.skipped++; continue }
+      if (seen.has(v.contact_phone)) { out.skipped++; continue }
       seen.add(v.contact_phone)
-      await enrollOne(s, v, 'csv')
-      out.enrolled++
+      if (await enrollOne(s, v, 'csv')) out.enrolled++
+      else out.skipped++
     }
     return out
   })

@@ -137,8 +137,11 @@ a=sendrecv
  * An OpenAI-compatible chat server: on a user turn with `tool` offered and
  * not yet called, it streams a call of `tool` with `args`; after the tool's
  * result it says `Done: <result>`; otherwise it echoes. Records requests.
+ * With a list of `args`, it calls the tool once with each, one after the
+ * other (a model calling a tool again and again in one turn).
  */
-export async function toolCallingLlm(tool: string, args: Record<string, unknown>): Promise<{ baseURL: string; requests: Array<Record<string, unknown>>; close(): Promise<void> }> {
+export async function toolCallingLlm(tool: string, args: Record<string, unknown> | Array<Record<string, unknown>>): Promise<{ baseURL: string; requests: Array<Record<string, unknown>>; close(): Promise<void> }> {
+  const calls = Array.isArray(args) ? args : [args]
   const requests: Array<Record<string, unknown>> = []
   const server: Server = createServer((req, res) => {
     let raw = ''
@@ -152,10 +155,10 @@ export async function toolCallingLlm(tool: string, args: Record<string, unknown>
       const chunk = (delta: Record<string, unknown>, finish: string | null = null) =>
         `data: ${JSON.stringify({ id: 'chatcmpl-1', object: 'chat.completion.chunk', created: Math.floor(Date.now() / 1000), model, choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' })
-      const called = messages.some((m) => m.role === 'tool')
-      if (last?.role === 'user' && !called && (body.tools ?? []).some((t) => t.function.name === tool)) {
-        res.write(chunk({ role: 'assistant', content: null, tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: tool, arguments: '' } }] }))
-        res.write(chunk({ tool_calls: [{ index: 0, function: { arguments: JSON.stringify(args) } }] }))
+      const called = messages.filter((m) => m.role === 'tool').length
+      if ((last?.role === 'user' || last?.role === 'tool') && called < calls.length && (body.tools ?? []).some((t) => t.function.name === tool)) {
+        res.write(chunk({ role: 'assistant', content: null, tool_calls: [{ index: 0, id: `call_${called + 1}`, type: 'function', function: { name: tool, arguments: '' } }] }))
+        res.write(chunk({ tool_calls: [{ index: 0, function: { arguments: JSON.stringify(calls[called]) } }] }))
         res.write(chunk({}, 'tool_calls'))
       } else {
         const text = last?.role === 'tool' ? `Done: ${String(last.content)}` : 'Okay.'

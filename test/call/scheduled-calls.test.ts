@@ -135,6 +135,33 @@ t.test('scheduled calls and AI callbacks', async (t) => {
     t.equal((await req('POST', `/v1/scheduled-calls/${later.body.id}/trigger`)).status, 409, 'only pending calls trigger')
   })
 
+  await t.test('a re-run after its node stopped between placing the call and noting it settles that call, never dials again', async (t) => {
+    const created = await req<Sc>('POST', '/v1/scheduled-calls', {
+      agent_id: agent.id, to_phone_number: '+12125550131', scheduled_for: new Date(stack.clock.now().getTime() + 3600_000).toISOString(), contact_id: 'crm-42',
+    })
+    t.equal(created.status, 201)
+    // What the lost run did: the row dialing, its call placed (the call's metadata names the scheduled call), the row not yet told.
+    await store.db.pool.query(`UPDATE scheduled_calls SET status = 'dialing', attempts = 1, dialed_at = now() WHERE id = $1`, [created.body.id])
+    const placed = await req<{ id: string }>('POST', '/v1/calls', { to: '+12125550131', from: '+14155550199', agentId: agent.id, metadata: { scheduled_call_id: created.body.id } })
+    t.equal(placed.status, 201)
+    await store.jobs.schedule({ kind: 'scheduled-call', key: created.body.id, accountId: mine.id, dueAt: stack.clock.now() })
+    stack.engine.scheduler.poke()
+    const done = await waitFor(async () => { const x = await sc(created.body.id); return x.status === 'completed' || x.status === 'failed' ? x : null }, 30_000, 'the scheduled call settled')
+    t.equal(done.status, 'completed', `settled from the placed call (${done.last_error ?? ''})`)
+    t.equal(done.call_id, placed.body.id)
+    t.equal(done.attempts, 1)
+    const calls = (await req<{ data: CallRec[] }>('GET', '/v1/calls?limit=100')).body.data.filter((c) => c.to === '+12125550131')
+    t.equal(calls.length, 1, 'dialled once')
+  })
+
+  await t.test('contact_id reaches the agent as {{contact_id}}', async (t) => {
+    const created = await req<Sc>('POST', '/v1/scheduled-calls', { agent_id: agent.id, to_phone_number: '+12125550132', scheduled_for: stack.clock.now().toISOString(), contact_id: 'crm-43' })
+    t.equal(created.status, 201)
+    const done = await waitFor(async () => { const x = await sc(created.body.id); return x.status === 'completed' || x.status === 'failed' ? x : null }, 30_000, 'the scheduled call ended')
+    t.ok(done.call_id)
+    t.equal((await req<CallRec>('GET', `/v1/calls/${done.call_id}`)).body.metadata.contact_id, 'crm-43')
+  })
+
   await t.test('the do-not-call list stops a scheduled call; a busy callee fails it; retry dials again', async (t) => {
     t.equal((await req('POST', '/v1/do-not-call', { number: '+12125550103' })).status, 201)
     const listed = await req<Sc>('POST', '/v1/scheduled-calls', { agent_id: agent.id, to_phone_number: '+12125550103', scheduled_for: stack.clock.now().toISOString() })
@@ -191,5 +218,36 @@ t.test('scheduled calls and AI callbacks', async (t) => {
     t.equal(call.to, '+14155550100')
     t.equal(call.agentId, ai.id)
     t.ok(call.transcript.some((e) => e.role === 'assistant' && /callback about the pricing details/i.test(e.text)), `the callback's greeting carries the context: ${JSON.stringify(call.transcript.map((e) => e.text))}`)
+  })
+
+  await t.test('a model calling schedule_callback again and again books one callback (moved each time); years ahead is refused', async (t) => {
+    const llm = await toolCallingLlm('schedule_callback', [
+      { when: 'in 900 days', reason: 'far away' },
+      { when: 'tomorrow at 10am', reason: 'the first time' },
+      { when: 'in 3 hours', reason: 'the time they settled on' },
+    ])
+    t.teardown(() => llm.close())
+    const ai = (await req('POST', '/v1/agents', {
+      name: 'looping', greeting: 'Hello.', llm: { provider: 'openai', model: 'gpt-test', options: { baseURL: llm.baseURL, apiKey: 'sk-test' } }, builtinTools: ['schedule_callback'],
+    })).body as { id: string }
+    t.equal((await req('POST', '/v1/numbers', { number: '+14155550177', target: { type: 'agent', id: ai.id } })).status, 201)
+    const kit = flowCalls(mine.stack, dir)
+    const c = await kit.call('+14155550177', { sendInfo: { digits: '1', afterMs: 1500 } })
+    t.teardown(c.close)
+    const transcript = await waitFor(async () => {
+      const tr = (await req<CallRec>('GET', `/v1/calls/${c.callId}`)).body.transcript
+      return tr.filter((e) => e.role === 'tool').length >= 3 ? tr : null
+    }, 20_000, 'the model called the tool three times')
+    await req('DELETE', `/v1/calls/${c.callId}`)
+    const tools = transcript.filter((e) => e.role === 'tool').map((e) => e.text)
+    t.match(tools[0], /ERROR: .*more than 90 days ahead/, '900 days ahead refused')
+    t.match(tools[1], /Callback booked/)
+    t.match(tools[2], /moved to/)
+    const booked = (await req<{ data: Sc[] }>('GET', `/v1/scheduled-calls?agent_id=${ai.id}`)).body.data
+    t.equal(booked.length, 1, 'one callback for the call')
+    t.equal(booked[0]!.callback_context, 'the time they settled on')
+    const ahead = new Date(booked[0]!.scheduled_for).getTime() - stack.clock.now().getTime()
+    t.ok(ahead > 170 * 60_000 && ahead <= 180 * 60_000, `at the last time asked (${Math.round(ahead / 60_000)} min ahead)`)
+    t.equal((await req('POST', `/v1/scheduled-calls/${booked[0]!.id}/cancel`)).status, 200)
   })
 })

@@ -191,5 +191,35 @@ t.test('sequences', async (t) => {
     const list = (await req<{ data: Enr[] }>('GET', `/v1/sequences/${s.id}/enrollments`)).body.data
     t.same(list.map((e) => e.contact_phone), ['+12125550401', '+12125550406'])
     t.equal((await req('POST', `/v1/sequences/${s.id}/enrollments/csv`, { rows: [{ a: '1' }], field_mapping: { a: 'shoe_size' } })).status, 400, 'an unknown field in the mapping is refused')
+    // Cells that are not text, or longer than one contact allows, are reported, never stored as "[object Object]".
+    const odd = await req('POST', `/v1/sequences/${s.id}/enrollments/csv`, {
+      rows: [{ contact_phone: '+12125550407', contact_name: { first: 'Obj' } }, { contact_phone: '+12125550408', contact_id: 'x'.repeat(500) }, { contact_phone: '+12125550409', contact_name: 'Fine' }],
+    })
+    t.equal(odd.status, 200)
+    t.equal(odd.body.enrolled, 1)
+    t.same(odd.body.errors.map((e: { row: number; field: string }) => [e.row, e.field]), [[1, 'contact_name'], [2, 'contact_id']])
+  })
+
+  await t.test('the same contact enrolled by several requests at once: one enrollment, the others 409', async (t) => {
+    const s = (await req('POST', '/v1/sequences', { name: 'race', agent_id: agent.id, steps })).body as { id: string }
+    const rs = await Promise.all(Array.from({ length: 6 }, () => req('POST', `/v1/sequences/${s.id}/enrollments`, { contact_phone: '+12125550501' })))
+    t.same(rs.map((r) => r.status).sort(), [201, 409, 409, 409, 409, 409])
+    t.equal((await req<{ data: Enr[] }>('GET', `/v1/sequences/${s.id}/enrollments`)).body.data.length, 1)
+  })
+
+  await t.test('a re-run after its node stopped between placing the step\'s call and noting it settles that call, never dials again', async (t) => {
+    const s = (await req('POST', '/v1/sequences', { name: 'rerun', agent_id: agent.id, steps: [{ type: 'call', delay_minutes: 0 }] })).body as { id: string }
+    const e = (await req<Enr>('POST', `/v1/sequences/${s.id}/enrollments`, { contact_phone: '+12125550601' })).body
+    // What the lost run did: the step's call placed (its metadata names the step), the enrollment not yet told.
+    const placed = await req<{ id: string }>('POST', '/v1/calls', { to: '+12125550601', from: '+14155550299', agentId: agent.id, metadata: { sequence_step_run: `${e.id}:0` } })
+    t.equal(placed.status, 201)
+    t.equal((await req('POST', `/v1/sequences/${s.id}/activate`)).status, 200)
+    const done = await waitFor(async () => { const x = (await req<Enr>('GET', `/v1/sequences/${s.id}/enrollments/${e.id}`)).body; return x.status !== 'active' ? x : null }, 30_000, 'the enrollment ended')
+    t.equal(done.status, 'completed')
+    t.same([done.total_attempts, done.last_call_outcome], [1, 'answered'], 'the placed call is the step\'s attempt')
+    const d = (await req<{ data: Array<{ call_id: string }> }>('GET', `/v1/sequences/${s.id}/enrollments/${e.id}/dispositions`)).body.data
+    t.equal(d[0]?.call_id, placed.body.id)
+    const calls = (await req<{ data: Array<{ to: string }> }>('GET', '/v1/calls?limit=100')).body.data.filter((c) => c.to === '+12125550601')
+    t.equal(calls.length, 1, 'dialled once')
   })
 })
