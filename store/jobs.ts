@@ -43,8 +43,21 @@ const toJob = (r: JobRow): Job => ({
   id: r.id, kind: r.kind, key: r.key, accountId: r.account_id, dueAt: r.due_at, payload: r.payload ?? {}, attempts: r.attempts, lastError: r.last_error,
 })
 
-/** Errors in a row before a job is given up (status failed, kept for inspection). */
-export const MAX_JOB_ERRORS = 8
+/**
+ * What scheduling an existing (kind, key) does: re-time it and replace its
+ * payload, or, while it runs (a live lease), keep the run as it is and note
+ * the new time and payload for when it ends. A new schedule also lifts a
+ * pending cancel and starts its error count again.
+ */
+const UPSERT = `ON CONFLICT (kind, key) DO UPDATE SET
+  due_at        = CASE WHEN jobs.lease_until > now() THEN jobs.due_at ELSE EXCLUDED.due_at END,
+  payload       = CASE WHEN jobs.lease_until > now() THEN jobs.payload ELSE EXCLUDED.payload END,
+  rerun_at      = CASE WHEN jobs.lease_until > now() THEN EXCLUDED.due_at END,
+  rerun_payload = CASE WHEN jobs.lease_until > now() THEN EXCLUDED.payload END,
+  cancel_requested = false,
+  status = 'pending', errors = 0, updated_at = now()
+RETURNING ${COLUMNS}`
+
 
 export class JobRepository {
   private readonly scheduledListeners = new Set<(job: Job) => void>()
@@ -67,14 +80,7 @@ export class JobRepository {
     const payload = JSON.stringify(input.payload ?? {})
     const { rows } = await q.query<JobRow>(
       `INSERT INTO jobs (id, kind, key, account_id, due_at, payload) VALUES ($1, $2, $3, $4, $5, $6::jsonb)
-       ON CONFLICT (kind, key) DO UPDATE SET
-         due_at        = CASE WHEN jobs.lease_until > now() THEN jobs.due_at ELSE EXCLUDED.due_at END,
-         payload       = CASE WHEN jobs.lease_until > now() THEN jobs.payload ELSE EXCLUDED.payload END,
-         rerun_at      = CASE WHEN jobs.lease_until > now() THEN EXCLUDED.due_at END,
-         rerun_payload = CASE WHEN jobs.lease_until > now() THEN EXCLUDED.payload END,
-         cancel_requested = false,
-         status = 'pending', errors = 0, updated_at = now()
-       RETURNING ${COLUMNS}`,
+       ${UPSERT}`,
       [randomUUID(), input.kind, input.key, input.accountId ?? null, input.dueAt, payload],
     )
     const job = toJob(rows[0]!)
@@ -94,14 +100,7 @@ export class JobRepository {
       const { rows } = await q.query<JobRow>(
         `INSERT INTO jobs (id, kind, key, account_id, due_at, payload)
          SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::timestamptz[], $6::jsonb[])
-         ON CONFLICT (kind, key) DO UPDATE SET
-           due_at        = CASE WHEN jobs.lease_until > now() THEN jobs.due_at ELSE EXCLUDED.due_at END,
-           payload       = CASE WHEN jobs.lease_until > now() THEN jobs.payload ELSE EXCLUDED.payload END,
-           rerun_at      = CASE WHEN jobs.lease_until > now() THEN EXCLUDED.due_at END,
-           rerun_payload = CASE WHEN jobs.lease_until > now() THEN EXCLUDED.payload END,
-           cancel_requested = false,
-           status = 'pending', errors = 0, updated_at = now()
-         RETURNING ${COLUMNS}`,
+         ${UPSERT}`,
         [chunk.map(() => randomUUID()), chunk.map((j) => j.kind), chunk.map((j) => j.key), chunk.map((j) => j.accountId ?? null),
           chunk.map((j) => j.dueAt), chunk.map((j) => JSON.stringify(j.payload ?? {}))],
       )
@@ -133,14 +132,13 @@ export class JobRepository {
   }
 
   /** How many jobs of a kind wait (due or not) and run; for /health and tests. */
-  async counts(kind: string): Promise<{ pending: number; running: number; failed: number }> {
-    const { rows } = await this.db.query<{ pending: string; running: string; failed: string }>(
+  async counts(kind: string): Promise<{ pending: number; running: number }> {
+    const { rows } = await this.db.query<{ pending: string; running: string }>(
       `SELECT count(*) FILTER (WHERE status = 'pending' AND (lease_until IS NULL OR lease_until <= now())) AS pending,
-              count(*) FILTER (WHERE status = 'pending' AND lease_until > now()) AS running,
-              count(*) FILTER (WHERE status = 'failed') AS failed
+              count(*) FILTER (WHERE status = 'pending' AND lease_until > now()) AS running
          FROM jobs WHERE kind = $1`, [kind])
     const r = rows[0]!
-    return { pending: Number(r.pending), running: Number(r.running), failed: Number(r.failed) }
+    return { pending: Number(r.pending), running: Number(r.running) }
   }
 
   // The scheduler's side.
@@ -188,7 +186,9 @@ export class JobRepository {
   /**
    * The run is over. Done: the job goes, unless schedule() re-timed it
    * meanwhile. `runAt`: it stays, due then (a schedule() meanwhile wins).
-   * `error`: a failure counted towards MAX_JOB_ERRORS, retried at runAt.
+   * `error`: a failure, counted (`errors`) and kept (`last_error`), retried at runAt. A job is
+   * never given up: work that keeps failing keeps being retried (the scheduler backs off to
+   * 5 minutes) and shows in the log and its row, rather than being lost.
    */
   async finish(owner: string, id: string, outcome: { runAt?: Date | undefined; error?: string | undefined }): Promise<void> {
     const failed = outcome.error !== undefined
@@ -204,10 +204,9 @@ export class JobRepository {
          last_error = CASE WHEN $4 THEN $5 ELSE j.last_error END,
          -- a run that ended normally starts the count again: the next run is a first run, not a re-run
          attempts = CASE WHEN $4 THEN j.attempts ELSE 0 END,
-         status = CASE WHEN $4 AND j.rerun_at IS NULL AND j.errors + 1 >= $6 THEN 'failed' ELSE 'pending' END,
          updated_at = now()
         FROM mine WHERE j.id = mine.id AND NOT EXISTS (SELECT 1 FROM gone)`,
-      [id, owner, outcome.runAt ?? null, failed, outcome.error ?? null, MAX_JOB_ERRORS],
+      [id, owner, outcome.runAt ?? null, failed, outcome.error ?? null],
     )
   }
 
