@@ -52,16 +52,19 @@ export interface CampaigncallInput {
   nodeId: string | null
 }
 
-interface Row {
+export interface CampaigncallRow {
   id: string; seq: string; account_id: string; campaign_id: string; outplan_id: string; outdial_id: string; outdial_target_id: string
   call_id: string | null; source: string; destination: string; destination_index: number; try_count: number; status: string; result: string
   outcome: string | null; node_id: string | null; created_at: Date; updated_at: Date; ended_at: Date | null
 }
-const toCampaigncall = (r: Row): Campaigncall => ({
+type Row = CampaigncallRow
+/** A row as read, or as row_to_json gives it (timestamps as text: reads merged into one statement return attempts so). */
+type RowOrJson = Omit<Row, 'created_at' | 'updated_at' | 'ended_at'> & { created_at: Date | string; updated_at: Date | string; ended_at: Date | string | null }
+export const toCampaigncall = (r: RowOrJson): Campaigncall => ({
   id: r.id, accountId: r.account_id, campaignId: r.campaign_id, outplanId: r.outplan_id, outdialId: r.outdial_id, outdialTargetId: r.outdial_target_id,
   callId: r.call_id, source: r.source, destination: r.destination, destinationIndex: r.destination_index, tryCount: r.try_count,
   status: r.status as CampaigncallStatus, result: r.result as CampaigncallResult, outcome: r.outcome as CampaigncallOutcome | null, nodeId: r.node_id,
-  createdAt: r.created_at.toISOString(), updatedAt: r.updated_at.toISOString(), endedAt: r.ended_at ? r.ended_at.toISOString() : null,
+  createdAt: new Date(r.created_at).toISOString(), updatedAt: new Date(r.updated_at).toISOString(), endedAt: r.ended_at ? new Date(r.ended_at).toISOString() : null,
 })
 
 export class CampaigncallRepository {

@@ -113,7 +113,7 @@ export function createStore(db: Database, secrets: SecretBox, logger: Logger): S
     sequences: new SequenceRepository(pool, outbox, jobs),
     outplans: new OutplanRepository(pool),
     outdials: new OutdialRepository(pool),
-    campaigns: new CampaignRepository(pool),
+    campaigns: new CampaignRepository(pool, jobs, (fn) => db.transaction(fn)),
     campaigncalls: new CampaigncallRepository(pool),
     contactAgents: new ContactAgentRepository(pool, outbox),
     queues: new QueueRepository(pool, outbox),

@@ -137,6 +137,20 @@ export class JobScheduler {
     this.poke()
   }
 
+  /** Changes a kind's per-node concurrency (a service whose need grows: the campaign dialer follows its campaigns' ceilings); more room looks for due jobs at once. */
+  setConcurrency(kind: string, concurrency: number): void {
+    const k = this.kinds.get(kind)
+    if (!k) return
+    const grew = concurrency > k.concurrency
+    k.concurrency = Math.max(1, concurrency)
+    if (grew) this.poke()
+  }
+
+  /** A kind's per-node concurrency now. */
+  concurrencyOf(kind: string): number | undefined {
+    return this.kinds.get(kind)?.concurrency
+  }
+
   start(): void {
     if (this.started) return
     this.started = true

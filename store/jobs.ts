@@ -126,6 +126,22 @@ export class JobRepository {
     return rows.length > 0
   }
 
+  /**
+   * cancel() for every job of a kind whose key starts with `prefix` (a
+   * deleted campaign's dial jobs, keyed `<campaign>:<target>`), in one
+   * statement; `q` runs it inside the caller's transaction. Returns how many.
+   */
+  async cancelPrefix(kind: string, prefix: string, q: Queryable = this.db): Promise<number> {
+    const { rows } = await q.query<{ n: number }>(
+      `WITH gone AS (DELETE FROM jobs WHERE kind = $1 AND starts_with(key, $2) AND (lease_until IS NULL OR lease_until <= now()) RETURNING 1),
+            later AS (UPDATE jobs SET cancel_requested = true, rerun_at = NULL, rerun_payload = NULL, updated_at = now()
+                       WHERE kind = $1 AND starts_with(key, $2) AND lease_until > now() RETURNING 1)
+       SELECT ((SELECT count(*) FROM gone) + (SELECT count(*) FROM later))::int AS n`,
+      [kind, prefix],
+    )
+    return rows[0]?.n ?? 0
+  }
+
   async get(kind: string, key: string): Promise<Job | null> {
     const { rows } = await this.db.query<JobRow>(`SELECT ${COLUMNS} FROM jobs WHERE kind = $1 AND key = $2`, [kind, key])
     return rows[0] ? toJob(rows[0]) : null

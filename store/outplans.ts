@@ -38,14 +38,16 @@ export interface OutplanInput {
   maxAttempts: number
 }
 
-interface Row {
+export interface OutplanRow {
   id: string; seq: string; account_id: string; name: string; detail: string; source: OutplanSource; dial_timeout_ms: number
   try_interval_ms: number; retry_delays: RetryDelays; max_attempts: number; created_at: Date; updated_at: Date
 }
-const toOutplan = (r: Row): Outplan => ({
+type Row = OutplanRow
+/** A row as read, or as row_to_json gives it (timestamps as text: the campaign dialer's reservation returns its outplan so). */
+export const toOutplan = (r: Omit<Row, 'created_at' | 'updated_at'> & { created_at: Date | string; updated_at: Date | string }): Outplan => ({
   id: r.id, accountId: r.account_id, name: r.name, detail: r.detail, source: r.source, dialTimeoutMs: r.dial_timeout_ms,
   tryIntervalMs: r.try_interval_ms, retryDelays: r.retry_delays, maxAttempts: r.max_attempts,
-  createdAt: r.created_at.toISOString(), updatedAt: r.updated_at.toISOString(),
+  createdAt: new Date(r.created_at).toISOString(), updatedAt: new Date(r.updated_at).toISOString(),
 })
 
 export class OutplanRepository {

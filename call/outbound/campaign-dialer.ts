@@ -3,9 +3,8 @@ import type { Store } from '../../store/index.ts'
 import { isFinal, type Call } from '../../store/calls.ts'
 import type { Job } from '../../store/jobs.ts'
 import type { JobContext, JobResult, JobScheduler } from '../../store/job-scheduler.ts'
-import type { Campaign, CampaignStatus } from '../../store/campaigns.ts'
+import { CAMPAIGN_DIAL_JOB, type Campaign, type CampaignStatus } from '../../store/campaigns.ts'
 import type { Campaigncall, CampaigncallOutcome } from '../../store/campaigncalls.ts'
-import type { OutdialTarget } from '../../store/outdials.ts'
 import type { Outplan } from '../../store/outplans.ts'
 import type { Emit } from '../../store/outbox.ts'
 import type { Queryable } from '../../store/common.ts'
@@ -13,49 +12,53 @@ import { CallControlError, type CallControl, type OriginateRequest } from '../ca
 import { isOpen, nextOpening } from './operating-hours.ts'
 import { DO_NOT_CALL_CODE } from './do-not-call.ts'
 import { campaignProgram } from './campaign-program.ts'
+import { CampaignPacer } from './campaign-pacer.ts'
 
 /**
  * The campaign dialer, on the durable job scheduler: one job per campaign
  * target (`campaign.dial`, key `<campaign>:<target>`), due when its next
  * attempt is. A run of the job:
  *
- * 1. settles an attempt an earlier run left open (its node died, or stopped):
+ * 1. reads what it needs in one statement (CampaignRepository.dialContext:
+ *    the campaign, the target's progress, its destinations and zone, its
+ *    open attempt, its do-not-call entries);
+ * 2. settles an attempt an earlier run left open (its node died, or stopped):
  *    the attempt's call (by `call_id`, else by the call's metadata) is
  *    followed to its end instead of dialled again (a call whose node is gone,
  *    `nodeAlive`, is settled `node-lost`); one never placed is withdrawn;
- * 2. drops the job when the campaign is not `run` (pause/stop: `run` re-arms
- *    every target from `campaign_targets`), pauses the campaign with a
- *    `status_reason` when its agent, flow or outplan is gone, and re-times
- *    itself to the next opening outside operating hours (the contact's zone
- *    when known) and to the target's own due time;
- * 3. skips destinations on the do-not-call list (every one listed: the
+ * 3. drops the job when the campaign is not `run` (pause/stop: `run` re-arms
+ *    every target from `campaign_targets`, due one pacing gap apart), and
+ *    re-times itself to the next opening outside operating hours (the
+ *    contact's zone when known) and to the target's own due time;
+ * 4. skips destinations on the do-not-call list (every one listed: the
  *    target is done, outcome `dnc-skipped`, never dialled);
- * 4. reserves the attempt in one transaction on the campaign row: still
- *    `run`, fewer open attempts than `max_concurrent_calls` (else it comes
- *    back in about a second), the next pacing slot (`next_dial_at`, real
- *    time, shared by every node) when it starts within SLOT_HORIZON_MS
- *    (else the job comes back at the slot: nothing is reserved far ahead),
- *    the campaigncall row (`dialing`);
- * 5. waits for its slot, originates (metadata `campaignId`, `campaigncallId`)
- *    and holds the job while the call rings and talks, so a node killed
- *    mid-call releases it by lease expiry and the next run settles it;
- * 6. settles: the outcome gives the result; busy / no-answer / failed /
+ * 5. waits its turn at this node's pacer of the campaign (campaign-pacer.ts),
+ *    which reserves the attempt just before its slot in one transaction on
+ *    the campaign row (still `run`, its agent or flow and outplan still
+ *    there — else it pauses with a `status_reason` —, fewer open attempts
+ *    than `max_concurrent_calls`, the shared pacing slot `next_dial_at`, the
+ *    campaigncall `dialing`) and hands it over at the slot; jobs that
+ *    cannot dial yet wait there, none comes back to find its slot taken;
+ * 6. originates (metadata `campaignId`, `campaigncallId`) and holds the job
+ *    while the call rings and talks, so a node killed mid-call releases it
+ *    by lease expiry and the next run settles it;
+ * 7. settles: the outcome gives the result; busy / no-answer / failed /
  *    machine are tried again after the outplan's delay for that outcome
  *    (the job re-timed) while attempts are left; otherwise the target is
  *    done, and a campaign with `end_handle` stop and nothing left stops.
+ *
+ * The node's dial job concurrency follows its campaigns: at least each
+ * one's max_concurrent_calls plus its waiting room (never under the
+ * configured base, 200), so a ceiling of 1000 is honoured by one node.
  *
  * Business time (`ctx.clock`) decides operating hours and retry times, so
  * tests move it; pacing is real time.
  */
 
-export const CAMPAIGN_DIAL_JOB = 'campaign.dial'
+export { CAMPAIGN_DIAL_JOB }
 
 /** Outcomes that get another attempt (when the outplan has attempts left). */
 const RETRIED: ReadonlySet<CampaigncallOutcome> = new Set(['busy', 'no-answer', 'failed', 'machine'])
-/** Re-look when the campaign has max_concurrent_calls attempts open: about this long, spread. */
-const FULL_RETRY_MS = 700
-/** A pacing slot is taken (and waited for, holding the attempt) only when it starts within this; one further off: the job comes back then. */
-const SLOT_HORIZON_MS = 2000
 /** A call followed to its end is also re-read this often (a missed event on a restarted bus). */
 const FOLLOW_POLL_MS = 5000
 /** A call another node placed and never answered, still not final this long after its dial timeout: its node is gone. */
@@ -101,13 +104,6 @@ const delayFor = (outplan: Outplan, outcome: CampaigncallOutcome): number => {
   return own ?? outplan.tryIntervalMs
 }
 
-const sleep = (ms: number, signal: AbortSignal) => new Promise<void>((resolve) => {
-  if (ms <= 0 || signal.aborted) { resolve(); return }
-  const done = () => { clearTimeout(timer); signal.removeEventListener('abort', done); resolve() }
-  const timer = setTimeout(done, ms)
-  signal.addEventListener('abort', done, { once: true })
-})
-
 /** What campaign events carry. */
 export const campaignEventData = (c: Campaign) => ({
   campaign: { id: c.id, name: c.name, type: c.type, status: c.status, status_reason: c.statusReason, outdial_id: c.outdialId, outplan_id: c.outplanId },
@@ -121,8 +117,22 @@ const campaigncallEventData = (cc: Campaigncall) => ({
 
 const STATUS_EVENTS = { run: 'campaign.started', pause: 'campaign.paused', stop: 'campaign.stopped' } as const
 
+/** Armed targets fall due this much faster than the pace, and ARM_LEAD_MS early. */
+const ARM_RATE = 1.1
+const ARM_LEAD_MS = 2000
+/** Dial jobs a node runs at once when its campaigns need fewer. */
+const DEFAULT_CONCURRENCY = 200
+/** A pacer nobody used for this long is forgotten (with its campaign's share of the concurrency). */
+const PACER_IDLE_MS = 60_000
+/** Waiting room per campaign the node's dial job concurrency adds to its ceiling (two seconds of its pace, at least 10). */
+const waitersBound = (c: Pick<Campaign, 'callsPerSecond'>): number => Math.max(10, Math.ceil(2 * c.callsPerSecond))
+
 export class CampaignDialer {
   private readonly log: Logger
+  private readonly pacers = new Map<string, CampaignPacer>()
+  /** Per campaign: the dial jobs it may hold on this node (its ceiling plus its waiting room). */
+  private readonly needs = new Map<string, number>()
+  private lastSweep = Date.now()
 
   constructor(private readonly o: CampaignDialerOptions) {
     this.log = o.log.child({ component: 'campaigns' })
@@ -132,7 +142,7 @@ export class CampaignDialer {
 
   /** Registers the dial job's handler (the scheduler may already run). */
   start(): void {
-    this.o.scheduler.handle(CAMPAIGN_DIAL_JOB, (job, ctx) => this.run(job, ctx), { concurrency: this.o.concurrency ?? 200 })
+    this.o.scheduler.handle(CAMPAIGN_DIAL_JOB, (job, ctx) => this.run(job, ctx), { concurrency: this.o.concurrency ?? DEFAULT_CONCURRENCY })
   }
 
   /**
@@ -146,6 +156,8 @@ export class CampaignDialer {
     const after = await this.store.outbox.transaction(async (q, emit) => {
       const s = await this.store.campaigns.setStatus(c.id, status, reason, q)
       if (!s) return null
+      // Paused or stopped: its idle dial jobs go (`run` re-arms them), instead of each running once more to drop itself.
+      if (status !== 'run') await this.store.campaigns.dropIdleDialJobs(c.id, q)
       if (s.before.status !== status) await emit(c.accountId, STATUS_EVENTS[status], campaignEventData(s.after))
       if (status === 'run') await this.arm(s.after, now, q)
       return s.after
@@ -154,7 +166,10 @@ export class CampaignDialer {
     if (status === 'run') {
       this.o.scheduler.poke()
       // A campaign with nothing to dial (an empty outdial) is over at once when it should stop at the end.
-      await this.stopIfFinished(after.id)
+      await this.stopIfFinished(after)
+    } else {
+      // Nobody waiting at this node's pacer dials now, nor the attempt it reserved for its next slot.
+      this.pacers.get(c.id)?.halt()
     }
     return (await this.store.campaigns.getById(c.id)) ?? after
   }
@@ -175,96 +190,121 @@ export class CampaignDialer {
     const now = this.o.scheduler.clock.now()
     await this.store.db.transaction((q) => this.arm(c, now, q))
     this.o.scheduler.poke()
+    this.pacers.get(campaignId)?.wake()
   }
 
   private async arm(c: Campaign, now: Date, q: Queryable): Promise<void> {
     await this.store.campaigns.seedTargets(c, now, q)
     const targets = await this.store.campaigns.pendingTargets(c.id, q)
+    // Targets due now fall due at the campaign's pace, a little faster (ARM_RATE) and ARM_LEAD_MS
+    // ahead: a few seconds of dials wait at the pacer (a late job does not cost its slot), and
+    // the rest wait in the jobs table instead of crowding the node (its concurrency bounds them).
+    const gapMs = 1000 / c.callsPerSecond / ARM_RATE
+    let i = 0
     await this.store.jobs.scheduleMany(targets.map((t) => ({
       kind: CAMPAIGN_DIAL_JOB, key: dialJobKey(c.id, t.targetId), accountId: c.accountId,
-      dueAt: t.nextTryAt > now ? t.nextTryAt : now, payload: { campaignId: c.id, targetId: t.targetId } satisfies DialPayload,
+      dueAt: t.nextTryAt > now ? t.nextTryAt : new Date(now.getTime() + Math.max(0, (i++) * gapMs - ARM_LEAD_MS)), payload: { campaignId: c.id, targetId: t.targetId } satisfies DialPayload,
     })), q)
+  }
+
+  /** The pacer of a campaign on this node (created on first use; idle ones are forgotten); the dial jobs' concurrency follows what the pacers' campaigns need. */
+  private pacerFor(c: Campaign): CampaignPacer {
+    let p = this.pacers.get(c.id)
+    if (!p) {
+      p = new CampaignPacer(this.store.campaigns, (err) => this.log.warn({ err, campaignId: c.id }, 'a dial reservation failed; trying again'))
+      this.pacers.set(c.id, p)
+    }
+    const before = this.needs.get(c.id)
+    const need = c.maxConcurrentCalls + waitersBound(c)
+    if (before !== need) { this.needs.set(c.id, need); this.followNeeds() }
+    const now = Date.now()
+    if (now - this.lastSweep > PACER_IDLE_MS) {
+      this.lastSweep = now
+      for (const [id, x] of this.pacers) if (x.waiting === 0 && now - x.lastUsed > PACER_IDLE_MS && id !== c.id) { this.pacers.delete(id); this.needs.delete(id) }
+      this.followNeeds()
+    }
+    return p
+  }
+
+  /** Dial jobs this node runs at once: every campaign it works gets its ceiling plus its waiting room (never under the configured base). */
+  private followNeeds(): void {
+    let sum = 0
+    for (const n of this.needs.values()) sum += n
+    const want = Math.max(this.o.concurrency ?? DEFAULT_CONCURRENCY, sum)
+    if (this.o.scheduler.concurrencyOf(CAMPAIGN_DIAL_JOB) !== want) this.o.scheduler.setConcurrency(CAMPAIGN_DIAL_JOB, want)
   }
 
   /** One run of a target's dial job. */
   async run(job: Job, ctx: JobContext): Promise<JobResult> {
     const { campaignId, targetId } = job.payload as unknown as DialPayload
     const store = this.store
-    const c = await store.campaigns.getById(campaignId)
-    if (!c) return
+    // Campaign, progress, contact, open attempt and do-not-call entries: one statement.
+    let dc = await store.campaigns.dialContext(campaignId, targetId)
+    if (!dc) return
     const log = this.log.child({ campaignId, targetId })
 
     // First an attempt an earlier run left open, whatever became of the target since: an open
     // attempt holds one of the campaign's max_concurrent_calls until it is settled.
-    const open = await store.campaigncalls.open(campaignId, targetId)
-    if (open) {
+    if (dc.open) {
+      const open = dc.open
       const callId = open.callId ?? await store.campaigncalls.findPlacedCall(open.id)
       if (callId) {
         log.info({ campaigncallId: open.id, callId, jobAttempts: job.attempts }, 'settling an attempt an earlier run left open')
-        return this.follow(c, open, callId, ctx)
+        return this.follow(dc.campaign, open, callId, ctx)
       }
       await this.withdraw(open)
+      dc = await store.campaigns.dialContext(campaignId, targetId)
+      if (!dc) return
     }
-    const progress = await store.campaigns.target(campaignId, targetId)
-    const target = await store.outdials.targetById(targetId)
+    const { campaign: c, progress, target } = dc
     if (!progress || progress.status === 'done' || !target) return
     if (c.status !== 'run') return
 
     const now = ctx.clock.now()
     if (progress.nextTryAt > now) return { runAt: progress.nextTryAt }
-    const missing = await this.missingPart(c)
-    if (missing) {
-      log.warn({ reason: missing }, 'campaign paused: it would dial into nothing')
-      await this.pauseFor(c, missing)
-      return
-    }
     if (c.operatingHours && !isOpen(c.operatingHours, now, target.timezone)) return { runAt: nextOpening(c.operatingHours, now, target.timezone) }
-    const outplan = (await store.outplans.get(c.accountId, c.outplanId))!
     const attempt = progress.tryCount + 1
 
     // The destinations in turn, attempt after attempt; listed ones are skipped.
     const n = target.destinations.length
-    const listed = await store.doNotCall.listed(c.accountId, target.destinations)
+    const listed = dc.listed
     const order = Array.from({ length: n }, (_, i) => (attempt - 1 + i) % n)
     const index = order.find((i) => !listed.has(target.destinations[i]!))
-    const base = {
-      accountId: c.accountId, campaignId, outplanId: c.outplanId, outdialId: c.outdialId, outdialTargetId: targetId,
-      source: outplan.source.target, tryCount: attempt, nodeId: ctx.nodeId,
-    }
     if (index === undefined) {
+      const outplan = await store.outplans.get(c.accountId, c.outplanId)
+      if (!outplan) { await this.pauseFor(c, `outplan ${c.outplanId} was deleted`); return }
       await store.outbox.transaction(async (q, emit) => {
-        const cc = await store.campaigncalls.create({ ...base, destination: target.destinations[(attempt - 1) % n]!, destinationIndex: (attempt - 1) % n, status: 'dialing' }, q)
+        const cc = await store.campaigncalls.create({
+          accountId: c.accountId, campaignId, outplanId: c.outplanId, outdialId: c.outdialId, outdialTargetId: targetId,
+          source: outplan.source.target, tryCount: attempt, nodeId: ctx.nodeId,
+          destination: target.destinations[(attempt - 1) % n]!, destinationIndex: (attempt - 1) % n, status: 'dialing',
+        }, q)
         const done = await store.campaigncalls.finish(cc.id, 'fail', 'dnc-skipped', q)
         await emit(c.accountId, 'campaigncall.ended', campaigncallEventData(done!))
         await store.campaigns.markTarget(campaignId, targetId, { status: 'done', tryCount: attempt, outcome: 'dnc-skipped' }, q)
       })
       log.info({ destinations: target.destinations }, 'every destination is on the do-not-call list: skipped')
-      await this.stopIfFinished(campaignId)
+      await this.stopIfFinished(c)
       return
     }
     const destination = target.destinations[index]!
 
-    const reserved = await store.db.transaction(async (q) => {
-      const locked = await store.campaigns.lockForDial(campaignId, q)
-      if (!locked || locked.status !== 'run') return { kind: 'stopped' as const }
-      if (await store.campaigns.openAttempts(campaignId, q) >= locked.maxConcurrentCalls) return { kind: 'full' as const }
-      const { waitMs, taken } = await store.campaigns.takePacingSlot(campaignId, q, SLOT_HORIZON_MS)
-      if (!taken) return { kind: 'later' as const, waitMs }
-      const cc = await store.campaigncalls.create({ ...base, destination, destinationIndex: index, status: 'dialing' }, q)
-      await store.campaigns.markTarget(campaignId, targetId, { status: 'dialing', tryCount: attempt }, q)
-      return { kind: 'reserved' as const, cc, waitMs }
-    })
-    if (reserved.kind === 'stopped') return
-    if (reserved.kind === 'full') return { runAt: new Date(ctx.clock.now().getTime() + FULL_RETRY_MS * (0.5 + Math.random())) }
-    if (reserved.kind === 'later') return { runAt: new Date(ctx.clock.now().getTime() + reserved.waitMs) }
-    const { cc } = reserved
-    await sleep(reserved.waitMs, ctx.signal)
-    const fresh = await store.campaigns.getById(campaignId)
-    if (ctx.signal.aborted || !fresh || fresh.status !== 'run' || !(await store.outdials.targetById(targetId))) {
-      // Paused, the contact deleted (or this node stops) before its slot: not dialled, as if never reserved.
-      await this.withdraw(cc)
-      return ctx.signal.aborted ? { runAt: ctx.clock.now() } : undefined
+    // Its turn at this node's pacer of the campaign, which reserves the attempt just before its slot.
+    const pacer = this.pacerFor(c)
+    const answer = await pacer.acquire({ campaignId, targetId, destination, destinationIndex: index, tryCount: attempt, nodeId: ctx.nodeId }, ctx.signal)
+    switch (answer.kind) {
+      case 'stopped': return ctx.signal.aborted ? { runAt: ctx.clock.now() } : undefined
+      case 'gone': return
+      case 'withdraw':
+        // Paused on this node, the contact deleted, or this node stops before its slot: not dialled, as if never reserved.
+        await this.withdraw(answer.cc)
+        return ctx.signal.aborted ? { runAt: ctx.clock.now() } : undefined
+      case 'missing':
+        log.warn({ reason: answer.reason }, 'campaign paused: it would dial into nothing')
+        await this.pauseFor(c, answer.reason)
+        return
     }
+    const { cc, campaign: fresh, outplan } = answer
 
     const control = this.o.control()
     let call: Call
@@ -279,13 +319,15 @@ export class CampaignDialer {
     } catch (err) {
       const dnc = err instanceof CallControlError && (err.details as { code?: string } | undefined)?.code === DO_NOT_CALL_CODE
       log.warn({ err, destination }, dnc ? 'listed on the do-not-call list meanwhile: skipped' : 'the campaign call could not be placed')
-      return this.settle(fresh, cc, dnc ? 'dnc-skipped' : 'failed', ctx)
+      return this.settle(fresh, cc, dnc ? 'dnc-skipped' : 'failed', ctx, { outplan })
     }
+    // Followed from now (its end may come while the attempt is noted).
+    const end = this.callEnd(call.id, ctx, outplan.dialTimeoutMs, isFinal(call.status) ? call : null)
     await store.outbox.transaction(async (q, emit) => {
       await store.campaigncalls.placed(cc.id, call.id, q)
       await emit(c.accountId, 'campaigncall.created', campaigncallEventData({ ...cc, callId: call.id, status: 'progressing' }), call.id)
     })
-    return this.follow(fresh, { ...cc, callId: call.id, status: 'progressing' }, call.id, ctx)
+    return this.followed(fresh, { ...cc, callId: call.id, status: 'progressing' }, call.id, ctx, await end, outplan)
   }
 
   /** Holds the job until the attempt's call ends, then settles it; a stop of this node leaves it for the next run. */
@@ -298,21 +340,26 @@ export class CampaignDialer {
       })
       cc = { ...cc, callId, status: 'progressing' }
     }
-    const dialTimeoutMs = (await this.store.outplans.get(c.accountId, c.outplanId))?.dialTimeoutMs ?? 60_000
-    const end = await this.callEnd(callId, ctx, dialTimeoutMs)
+    const outplan = await this.store.outplans.get(c.accountId, c.outplanId)
+    const end = await this.callEnd(callId, ctx, outplan?.dialTimeoutMs ?? 60_000, 'check')
+    return this.followed(c, cc, callId, ctx, end, outplan)
+  }
+
+  /** The attempt's call ended (or its node is gone, or this run was aborted: null): settled. */
+  private async followed(c: Campaign, cc: Campaigncall, callId: string, ctx: JobContext, end: { call: Call; lost?: true } | null, outplan: Outplan | null): Promise<JobResult> {
     if (!end) return { runAt: ctx.clock.now() }
     if (end.lost) {
       this.log.warn({ campaignId: c.id, campaigncallId: cc.id, callId, nodeId: end.call.nodeId, answered: !!end.call.answeredAt }, 'the node holding the campaign call is gone: attempt settled as node-lost')
       // Never answered: the contact was not reached, another attempt may follow; answered: reached, not called again.
-      return this.settle(c, cc, 'node-lost', ctx, { retry: !end.call.answeredAt })
+      return this.settle(c, cc, 'node-lost', ctx, { retry: !end.call.answeredAt, outplan })
     }
-    return this.settle(c, cc, outcomeOf(end.call), ctx)
+    return this.settle(c, cc, outcomeOf(end.call), ctx, { outplan })
   }
 
   /** The attempt's result; another attempt after the outcome's delay while attempts are left, else the target is done. */
-  private async settle(c: Campaign, cc: Campaigncall, outcome: CampaigncallOutcome, ctx: JobContext, o: { retry?: boolean } = {}): Promise<JobResult> {
+  private async settle(c: Campaign, cc: Campaigncall, outcome: CampaigncallOutcome, ctx: JobContext, o: { retry?: boolean; outplan?: Outplan | null } = {}): Promise<JobResult> {
     const store = this.store
-    const outplan = await store.outplans.get(c.accountId, c.outplanId)
+    const outplan = o.outplan !== undefined ? o.outplan : await store.outplans.get(c.accountId, c.outplanId)
     const retry = outplan !== null && (o.retry ?? RETRIED.has(outcome)) && cc.tryCount < outplan.maxAttempts
     const nextAt = retry ? new Date(ctx.clock.now().getTime() + delayFor(outplan, outcome)) : null
     const result = outcome === 'answered' || outcome === 'voicemail' ? 'success' : 'fail'
@@ -323,9 +370,11 @@ export class CampaignDialer {
         ? { status: 'idle', tryCount: cc.tryCount, nextTryAt: nextAt, outcome }
         : { status: 'done', tryCount: cc.tryCount, outcome }, q)
     })
-    this.log.info({ campaignId: c.id, campaigncallId: cc.id, callId: cc.callId, outcome, tryCount: cc.tryCount, retryAt: nextAt }, 'campaign attempt settled')
+    // One attempt fewer open: a pacer waiting at the ceiling looks again now.
+    this.pacers.get(c.id)?.wake()
+    this.log.debug({ campaignId: c.id, campaigncallId: cc.id, callId: cc.callId, outcome, tryCount: cc.tryCount, retryAt: nextAt }, 'campaign attempt settled')
     if (nextAt) return { runAt: nextAt }
-    await this.stopIfFinished(c.id)
+    await this.stopIfFinished(c)
   }
 
   /** An attempt reserved but never placed: it goes, and the target is as before it. */
@@ -334,14 +383,7 @@ export class CampaignDialer {
       await this.store.campaigncalls.withdraw(cc.id, q)
       await this.store.campaigns.markTarget(cc.campaignId, cc.outdialTargetId, { status: 'idle', tryCount: cc.tryCount - 1 }, q)
     })
-  }
-
-  /** What the campaign would dial into that is gone (its agent, flow or outplan deleted), or null. */
-  private async missingPart(c: Campaign): Promise<string | null> {
-    if (c.type === 'call' && (!c.agentId || !(await this.store.agents.get(c.accountId, c.agentId)))) return `agent ${c.agentId} was deleted`
-    if (c.type === 'flow' && c.flowId && !(await this.store.flows.get(c.accountId, c.flowId))) return `flow ${c.flowId} was deleted`
-    if (!(await this.store.outplans.get(c.accountId, c.outplanId))) return `outplan ${c.outplanId} was deleted`
-    return null
+    this.pacers.get(cc.campaignId)?.wake()
   }
 
   private async pauseFor(c: Campaign, reason: string): Promise<void> {
@@ -357,12 +399,10 @@ export class CampaignDialer {
   }
 
   /** end_handle stop: a running campaign with no target left to work stops (`status_reason` finished). */
-  private async stopIfFinished(campaignId: string): Promise<void> {
-    const c = await this.store.campaigns.getById(campaignId)
-    if (!c || c.status !== 'run' || c.endHandle !== 'stop') return
-    if (await this.store.campaigns.remaining(c) > 0) return
-    this.log.info({ campaignId }, 'campaign finished: every target is done')
-    await this.transition(campaignId, 'stop', 'finished')
+  private async stopIfFinished(c: Pick<Campaign, 'id' | 'endHandle'>): Promise<void> {
+    if (c.endHandle !== 'stop' || !(await this.store.campaigns.finished(c.id))) return
+    this.log.info({ campaignId: c.id }, 'campaign finished: every target is done')
+    await this.transition(c.id, 'stop', 'finished')
   }
 
   /**
@@ -370,7 +410,7 @@ export class CampaignDialer {
    * the node holding it is gone (its record would never end: dead-node cleanup is not this
    * module's); null when `ctx.signal` ends the wait first.
    */
-  private callEnd(callId: string, ctx: JobContext, dialTimeoutMs: number): Promise<{ call: Call; lost?: true } | null> {
+  private callEnd(callId: string, ctx: JobContext, dialTimeoutMs: number, first: 'check' | Call | null): Promise<{ call: Call; lost?: true } | null> {
     const { bus, calls } = this.store
     const { signal } = ctx
     return new Promise((resolve) => {
@@ -406,8 +446,10 @@ export class CampaignDialer {
       const poll = setInterval(check, FOLLOW_POLL_MS)
       const onAbort = () => finish(null)
       signal.addEventListener('abort', onAbort, { once: true })
+      // A call just placed here is not read at once (its end comes as an event; the poll is the safety net).
       if (signal.aborted) finish(null)
-      else check()
+      else if (first === 'check') check()
+      else if (first) finish({ call: first })
     })
   }
 
