@@ -39,6 +39,8 @@ export interface StartGroupcall {
   signal?: AbortSignal | undefined
   /** endedReason of the answered call when `signal` hangs it up. */
   abortedAnswerReason?: string | undefined
+  /** Metadata on every leg besides its groupcallId (e.g. the queuecall a queue offer dials for). */
+  legMetadata?: Record<string, string> | undefined
 }
 
 /** The dials this process runs, so a hangup that reaches this node ends its dial at once (no leg placed after it). */
@@ -73,7 +75,7 @@ export async function startGroupcall(deps: GroupcallDeps, input: StartGroupcall)
   const dial = new GroupDial({
     bus: store.bus, control: deps.control, log, accountId: input.accountId, from: input.source.target!, targets: input.targets,
     ringMethod: input.ringMethod, timeoutMs: input.timeoutMs, program, parentCallId: input.masterCallId,
-    metadata: { groupcallId: record.id }, signal: input.signal, abortedAnswerReason: input.abortedAnswerReason, onProgress: progress.write,
+    metadata: { ...input.legMetadata, groupcallId: record.id }, signal: input.signal, abortedAnswerReason: input.abortedAnswerReason, onProgress: progress.write,
     mayContinue: async () => !(await store.groupcalls.hangupRequested(record.id)),
   })
   running.set(record.id, dial)

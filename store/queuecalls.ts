@@ -84,6 +84,42 @@ const ORDER: Record<RoutingMethod, string> = {
 /** ring-all rings at most this many agents at once. */
 export const RING_ALL_MAX = 20
 
+export interface ClaimOptions { tagIds: string[]; routingMethod: RoutingMethod }
+/** The agents claimed (none: []), and whether other available agents carrying the tags were left. */
+export interface Claim { agents: ContactAgent[]; more: boolean }
+
+/**
+ * The claim, in one statement inside the caller's transaction: the waiting
+ * queuecall's row locked, the agents picked (SKIP LOCKED, routing order) and
+ * made `ringing`, the queuecall `connecting` with them; each claimed agent's
+ * status change announced.
+ */
+async function claimAgents(c: Queryable, emit: Emit, qcId: string, o: ClaimOptions): Promise<Claim> {
+  const { rows } = await c.query<ContactAgentRow & { more: boolean }>(
+    `WITH qc AS (SELECT id, account_id, skipped_agent_ids FROM queuecalls WHERE id = $1 AND status = 'waiting' FOR UPDATE),
+     picked AS (
+       SELECT a.id FROM contact_agents a, qc
+        WHERE a.account_id = qc.account_id AND a.status = 'available' AND a.tag_ids @> $2::text[] AND NOT (a.id = ANY(qc.skipped_agent_ids))
+          AND NOT ${onCallCondition('a')}
+        ORDER BY ${ORDER[o.routingMethod]} LIMIT $3
+        FOR UPDATE OF a SKIP LOCKED),
+     claimed AS (
+       UPDATE contact_agents a SET offered_queuecall_id = $1, status = 'ringing', status_since = now(), last_offered_at = now(), updated_at = now()
+         FROM picked WHERE a.id = picked.id
+       RETURNING a.*),
+     moved AS (
+       UPDATE queuecalls q SET status = 'connecting', offered_agent_ids = (SELECT array_agg(id ORDER BY seq) FROM claimed), updated_at = now()
+         FROM qc WHERE q.id = qc.id AND EXISTS (SELECT 1 FROM claimed) RETURNING q.id)
+     SELECT claimed.*, EXISTS (
+       SELECT 1 FROM contact_agents m, qc WHERE m.account_id = qc.account_id AND m.status = 'available' AND m.tag_ids @> $2::text[]
+          AND NOT (m.id IN (SELECT id FROM picked))) AS more
+       FROM claimed ORDER BY claimed.seq`,
+    [qcId, o.tagIds, o.routingMethod === 'ring-all' ? RING_ALL_MAX : 1])
+  const agents = rows.map(toContactAgent)
+  for (const a of agents) await emit(a.accountId, 'contact_agent.status_changed', { contact_agent: a, previous_status: 'available' })
+  return { agents, more: rows[0]?.more ?? false }
+}
+
 /** How an offer ended for one agent. */
 export type OfferResult = 'answered' | 'no-answer' | 'busy' | 'failed' | 'canceled'
 /** Results that count as the agent not taking the call (missed_count, skipped for this caller). */
@@ -150,30 +186,14 @@ export class QueuecallRepository {
    * so a concurrent claim takes others. They become `ringing`, the
    * queuecall `connecting`. None (or the queuecall is no longer waiting): [].
    */
-  async offer(qcId: string, o: { tagIds: string[]; routingMethod: RoutingMethod }): Promise<ContactAgent[]> {
-    return this.outbox.transaction(async (c, emit) => {
-      const qc = await c.query<Row>(`SELECT * FROM queuecalls WHERE id = $1 AND status = 'waiting' FOR UPDATE`, [qcId])
-      const row = qc.rows[0]
-      if (!row) return []
-      const { rows } = await c.query<ContactAgentRow>(
-        `WITH picked AS (
-           SELECT a.id FROM contact_agents a
-            WHERE a.account_id = $1 AND a.status = 'available' AND a.tag_ids @> $2::text[] AND NOT (a.id = ANY($3::uuid[]))
-              AND NOT ${onCallCondition('a')}
-            ORDER BY ${ORDER[o.routingMethod]} LIMIT $4
-            FOR UPDATE SKIP LOCKED)
-         UPDATE contact_agents a SET offered_queuecall_id = $5, status = 'ringing', status_since = now(), last_offered_at = now(), updated_at = now()
-           FROM picked WHERE a.id = picked.id
-         RETURNING a.*`,
-        [row.account_id, o.tagIds, row.skipped_agent_ids, o.routingMethod === 'ring-all' ? RING_ALL_MAX : 1, qcId])
-      if (!rows.length) return []
-      const agents = rows.map(toContactAgent)
-      for (const a of agents) await emit(a.accountId, 'contact_agent.status_changed', { contact_agent: a, previous_status: 'available' })
-      await c.query(`UPDATE queuecalls SET status = 'connecting', offered_agent_ids = $2, updated_at = now() WHERE id = $1`, [qcId, agents.map((a) => a.id)])
-      return agents
-    })
+  async offer(qcId: string, o: ClaimOptions): Promise<ContactAgent[]> {
+    return (await this.claim(qcId, o)).agents
   }
 
+  /** `offer`, and whether other available agents with the tags are left (a hint: younger callers need not try when none). */
+  claim(qcId: string, o: ClaimOptions): Promise<Claim> {
+    return this.outbox.transaction((c, emit) => claimAgents(c, emit, qcId, o))
+  }
   /**
    * The offer ended without an answer (or with one that came too late):
    * the agents are released (`results` says how it went for each; a missed
@@ -228,18 +248,37 @@ export class QueuecallRepository {
    * already ended.
    */
   async finish(qcId: string, status: 'done' | 'abandoned', endReason: QueuecallEndReason): Promise<Queuecall | null> {
+    return (await this.end(qcId, status, endReason)).queuecall
+  }
+
+  /**
+   * `finish`, and the hand-over in the same transaction: the agent who
+   * served the caller has its status recomputed (STATUS_RULE: `available`
+   * once its leg has ended, announced) without waiting for presence to see
+   * the leg's end, and when it is available `next(agent)` may name a waiting
+   * queuecall to claim agents for at once (the same claim as `claim`, SKIP
+   * LOCKED, routing order): one transaction from the agent's leg ending to
+   * the next caller's offer.
+   */
+  async end(qcId: string, status: 'done' | 'abandoned', endReason: QueuecallEndReason, next?: (freed: ContactAgent) => ({ qcId: string } & ClaimOptions) | null): Promise<{ queuecall: Queuecall | null; handedOver: ({ qcId: string } & Claim) | null }> {
     return this.outbox.transaction(async (c, emit) => {
       // A caller an agent already answered is never abandoned (the caller hanging up, wait_timeout or a node
       // restart racing the answer): it was serviced, so it ends `done`, counted once.
       const { rows } = await c.query<Row>(
         `UPDATE queuecalls SET status = CASE WHEN tm_service IS NOT NULL THEN 'done' ELSE $2 END, end_reason = $3, tm_end = now(), offered_agent_ids = '{}', updated_at = now()
           WHERE id = $1 AND status NOT IN ('done', 'abandoned') RETURNING *`, [qcId, status, endReason])
-      if (!rows[0]) return null
+      if (!rows[0]) return { queuecall: null, handedOver: null }
       const qc = toQueuecall(rows[0])
       await this.releaseAll(c, emit, qcId, 'canceled')
       if (qc.status === 'abandoned') await c.query('UPDATE queues SET total_abandoned_count = total_abandoned_count + 1 WHERE id = $1', [qc.queue_id])
       await emit(qc.accountId, qc.status === 'abandoned' ? 'queue.abandoned' : 'queue.done', { queuecall: qc }, qc.reference_id)
-      return qc
+      let handedOver: ({ qcId: string } & Claim) | null = null
+      if (qc.service_agent_id) {
+        const [agent] = await refreshStatuses(c, emit, 'a.id = $1', [qc.service_agent_id])
+        const to = agent?.status === 'available' && next ? next(agent) : null
+        if (to) handedOver = { qcId: to.qcId, ...(await claimAgents(c, emit, to.qcId, to)) }
+      }
+      return { queuecall: qc, handedOver }
     })
   }
 

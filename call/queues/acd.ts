@@ -59,6 +59,8 @@ export class Acd {
   private readonly unsubscribe: () => void
   private readonly log: Logger
   private dispatching = false
+  /** Agents freed by a queuecall ending here, while that transaction runs (endQueuecall). */
+  private readonly handingOver = new Set<string>()
   private again = false
   private sweep: NodeJS.Timeout | null = null
   private closed = false
@@ -116,24 +118,74 @@ export class Acd {
   }
 
   private async dispatch(): Promise<void> {
-    // Oldest caller first; once a queue found nobody free, its younger callers need not ask. A caller that
-    // found nobody only because the free agents had missed it (its skipped_agent_ids) says nothing about the
-    // younger ones: they may be offered those agents (else one agent who keeps missing the oldest caller
-    // would leave every other caller of the queue waiting while that agent sits free).
+    // Oldest caller first; once a queue found nobody free, its younger callers need not ask (nor once a claim
+    // left no other free agent with the queue's tags). A caller that found nobody only because the free agents
+    // had missed it (its skipped_agent_ids) says nothing about the younger ones: they may be offered those
+    // agents (else one agent who keeps missing the oldest caller would leave every other caller of the queue
+    // waiting while that agent sits free).
     const waiting = [...this.sessions.values()].filter((s) => s.state === 'waiting').sort((a, b) => a.joinedAt - b.joinedAt)
     const exhausted = new Set<string>()
     for (const s of waiting) {
       if (exhausted.has(s.queue.id) || s.state !== 'waiting') continue
       const skipped = s.queuecall.skipped_agent_ids.length > 0
-      if (!(await s.tryOffer()) && !skipped) exhausted.add(s.queue.id)
+      const r = await s.tryOffer()
+      if (r === 'none' ? !skipped : r === 'last') exhausted.add(s.queue.id)
     }
+  }
+
+  /**
+   * The caller `from` is leaving (its queuecall ends, `end` in the store):
+   * the agent who served it is freed in that same transaction and, once
+   * available, claimed for the oldest caller waiting here whose queue it
+   * serves (`handOverTo`), without waiting for presence to see its leg end
+   * and announce it. Other nodes still hear `contact_agent.status_changed`.
+   */
+  async endQueuecall(from: QueueSession, status: 'done' | 'abandoned', endReason: QueuecallEndReason): Promise<Queuecall | null> {
+    let to: QueueSession | null = null
+    const freedId = from.serviceAgent
+    if (freedId) this.handingOver.add(freedId)
+    try {
+      const r = await this.o.store.queuecalls.end(from.id, status, endReason, (agent) => {
+        to = this.handOverTo(agent)
+        if (!to) return null
+        to.state = 'claiming'
+        return { qcId: to.id, tagIds: to.queue.tag_ids, routingMethod: to.queue.routing_method }
+      })
+      const next = to as QueueSession | null
+      if (next && r.handedOver?.agents.length) {
+        next.take(r.handedOver.agents)
+      } else {
+        if (next?.state === 'claiming') next.state = 'waiting'
+        if (freedId) this.dispatchSoon()
+      }
+      return r.queuecall
+    } catch (err) {
+      const next = to as QueueSession | null
+      if (next?.state === 'claiming') next.state = 'waiting'
+      if (freedId) this.dispatchSoon()
+      throw err
+    } finally {
+      if (freedId) this.handingOver.delete(freedId)
+    }
+  }
+
+  /** The oldest caller waiting here that `agent` may take: its queue's tags are the agent's, and it has not missed it. */
+  private handOverTo(agent: ContactAgent): QueueSession | null {
+    let best: QueueSession | null = null
+    for (const s of this.sessions.values()) {
+      if (s.state !== 'waiting' || s.queuecall.accountId !== agent.accountId) continue
+      if (!s.queue.tag_ids.every((t) => agent.tag_ids.includes(t)) || s.queuecall.skipped_agent_ids.includes(agent.id)) continue
+      if (!best || s.joinedAt < best.joinedAt) best = s
+    }
+    return best
   }
 
   private onEvent(e: CallplaneEvent): void {
     if (!this.sessions.size) return
     if (e.type === 'contact_agent.status_changed') {
       const agent = (e.data as { contact_agent?: ContactAgent }).contact_agent
-      if (agent?.status === 'available') this.dispatchSoon()
+      // An agent being handed over here (endQueuecall) is dispatched by that, in its transaction.
+      if (agent?.status === 'available' && !this.handingOver.has(agent.id)) this.dispatchSoon()
     } else if (e.type === 'queue.kicked') {
       const qc = (e.data as { queuecall?: Queuecall }).queuecall
       if (qc) this.sessions.get(qc.id)?.kick()
@@ -141,7 +193,8 @@ export class Acd {
   }
 }
 
-type SessionState = 'waiting' | 'offering' | 'service' | 'ended'
+/** `claiming`: agents are being claimed for it (a dispatch's claim or a hand-over); it is not offered twice. */
+type SessionState = 'waiting' | 'claiming' | 'offering' | 'service' | 'ended'
 
 export class QueueSession {
   state: SessionState = 'waiting'
@@ -161,6 +214,8 @@ export class QueueSession {
   }
 
   get queue(): Queue { return this.r.queue }
+  /** The agent talking with this caller (or who did). */
+  get serviceAgent(): string | null { return this.serviceAgentId }
   get id(): string { return this.queuecall.id }
 
   start(): void {
@@ -171,24 +226,41 @@ export class QueueSession {
     if (this.queue.wait_timeout > 0) this.timers.push(setTimeout(() => this.waitTimedOut(), this.queue.wait_timeout))
   }
 
-  /** One atomic claim of agents for this caller; false when none was free. */
-  async tryOffer(): Promise<boolean> {
-    if (this.state !== 'waiting') return true
+  /**
+   * One atomic claim of agents for this caller: `none` when none was free,
+   * `last` when it took the last free agent with its queue's tags, else `claimed`.
+   */
+  async tryOffer(): Promise<'none' | 'claimed' | 'last'> {
+    if (this.state !== 'waiting') return 'claimed'
     const store = this.acd.o.store
-    const agents = await store.queuecalls.offer(this.id, { tagIds: this.queue.tag_ids, routingMethod: this.queue.routing_method })
-    if (!agents.length) {
+    this.state = 'claiming'
+    let claim
+    try {
+      claim = await store.queuecalls.claim(this.id, { tagIds: this.queue.tag_ids, routingMethod: this.queue.routing_method })
+    } finally {
+      if (this.state === 'claiming' && !claim?.agents.length) this.state = 'waiting'
+    }
+    if (!claim.agents.length) {
       // Everyone free has missed this caller already: after a pause, they may be offered it again.
-      if (this.queuecall.skipped_agent_ids.length && Date.now() - this.lastMissAt >= RETRY_SKIPPED_MS) {
+      if (this.state === 'waiting' && this.queuecall.skipped_agent_ids.length && Date.now() - this.lastMissAt >= RETRY_SKIPPED_MS) {
         await store.queuecalls.resetSkipped(this.id)
         this.queuecall = { ...this.queuecall, skipped_agent_ids: [] }
         this.acd.dispatchSoon()
       }
-      return false
+      return 'none'
     }
-    if (this.state !== 'waiting') {
+    this.take(claim.agents)
+    return claim.more ? 'claimed' : 'last'
+  }
+
+  /** Rings the agents claimed for this caller (by tryOffer, or handed over as another caller left). */
+  take(agents: ContactAgent[]): void {
+    const store = this.acd.o.store
+    if (this.state !== 'claiming') {
       // Left the queue while the claim ran: give them back.
-      await store.queuecalls.offerEnded(this.id, agents.map((a) => ({ agentId: a.id, result: 'canceled' as const })))
-      return true
+      void store.queuecalls.offerEnded(this.id, agents.map((a) => ({ agentId: a.id, result: 'canceled' as const })))
+        .catch((err: unknown) => this.log.warn({ err }, 'claimed agents could not be given back'))
+      return
     }
     this.state = 'offering'
     // Set before anything is awaited: a caller who leaves (hangs up, kicked, wait_timeout) while the agents'
@@ -208,7 +280,6 @@ export class QueueSession {
         this.acd.dispatchSoon()
       }
     })
-    return true
   }
 
   private async runOffer(agents: ContactAgent[], abort: AbortController): Promise<void> {
@@ -228,6 +299,8 @@ export class QueueSession {
     const { dial } = await startGroupcall({ store, control: this.r.control, log: this.log, nodeId: this.acd.o.nodeId }, {
       accountId: call.accountId, source: { type: 'tel', target: call.from }, destinations, targets, ringMethod,
       timeoutMs: this.queue.ring_timeout, masterCallId: call.id, signal: abort.signal, abortedAnswerReason: 'queue-ended',
+      // Presence need not recompute an offered agent when its leg starts: `ringing` holds until the offer ends.
+      legMetadata: { queuecallId: this.id },
     })
     this.dial = dial
     const r = await dial.result
@@ -299,7 +372,7 @@ export class QueueSession {
   }
 
   private waitTimedOut(): void {
-    if (this.state === 'waiting' || this.state === 'offering') void this.finish('abandoned', 'wait-timeout')
+    if (this.state === 'waiting' || this.state === 'claiming' || this.state === 'offering') void this.finish('abandoned', 'wait-timeout')
   }
 
   /** queue.kicked reached this node: the caller leaves the queue (an agent talking with it is hung up). */
@@ -317,7 +390,7 @@ export class QueueSession {
     this.offerAbort?.abort()
     let qc: Queuecall | null = null
     try {
-      qc = await this.acd.o.store.queuecalls.finish(this.id, status, endReason)
+      qc = await this.acd.endQueuecall(this, status, endReason)
     } catch (err) {
       this.log.error({ err }, 'the queuecall\'s end could not be stored')
     }

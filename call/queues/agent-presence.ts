@@ -12,7 +12,10 @@ import type { CallplaneEvent } from '../../store/outbox.ts'
  *   the agents reached on that extension (offline ↔ back to what was set);
  * - `call.started` / `call.ended` / `call.failed`: the agents that are a party of
  *   that call (their extension, number or URI): busy while any call of theirs
- *   lives, queue offer or not, for every queue; free again after.
+ *   lives, queue offer or not, for every queue; free again after. (A queue
+ *   offer's own leg starting is skipped: its agent is `ringing` until the
+ *   offer ends, and the end of a caller's service frees its agent in the
+ *   queuecall's own transaction, acd.ts; the leg's end is still followed.)
  * Each changed status is announced (`contact_agent.status_changed`), and an
  * agent back to `available` is what wakes the queues (acd.ts) at once.
  *
@@ -76,6 +79,9 @@ export class AgentPresence {
     if (!CALL_EVENTS.has(e.type)) return
     const call = (e.data as { call?: Partial<Call> }).call
     if (!call || (call.nodeId && call.nodeId !== this.o.nodeId)) return
+    // A queue offer's leg (acd.ts) starting moves nothing: its agent is `ringing` for that offer (rule 1)
+    // until the offer ends, and ending it recomputes the agent with this leg live. Its end is followed.
+    if (e.type === 'call.started' && typeof call.metadata?.queuecallId === 'string') return
     const dialKeys = [call.to, call.from].filter((v): v is string => typeof v === 'string' && v.length > 0)
     const extensionId = call.extensionId ?? null
     void this.keysOf(e.accountId).then((k) => {
