@@ -291,9 +291,9 @@ export class CallRepository {
     return this.transition(id, ['queued'], `status = 'ringing', ringing_at = now()`, [], (c) => [['call.ringing', callEventData(c)]])
   }
 
-  /** → in-progress (200 OK); emits `call.answered`. */
-  markAnswered(id: string): Promise<Call> {
-    return this.transition(id, ['queued', 'ringing'], `status = 'in-progress', answered_at = now(), ringing_at = COALESCE(ringing_at, now())`, [],
+  /** → in-progress (200 OK); emits `call.answered`. `sipCallId`: an outbound leg's, stored in the same statement. */
+  markAnswered(id: string, sipCallId?: string): Promise<Call> {
+    return this.transition(id, ['queued', 'ringing'], `status = 'in-progress', answered_at = now(), ringing_at = COALESCE(ringing_at, now()), sip_call_id = COALESCE($3, sip_call_id)`, [sipCallId ?? null],
       (c) => [['call.answered', callEventData(c)]])
   }
 

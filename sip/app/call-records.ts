@@ -31,10 +31,14 @@ export class CallRecord {
     await this.step(() => this.repo.markRinging(this.call.id))
   }
 
-  async answered(): Promise<void> {
-    if (!canTransition(this.status, 'in-progress') || this.ending) return
+  /** `sipCallId`: an outbound leg's SIP Call-ID, stored with the answer (one statement less than attach). */
+  async answered(sipCallId?: string): Promise<void> {
+    if (!canTransition(this.status, 'in-progress') || this.ending) {
+      if (sipCallId) await this.attach({ sipCallId })
+      return
+    }
     this.status = 'in-progress'
-    await this.step(() => this.repo.markAnswered(this.call.id))
+    await this.step(() => this.repo.markAnswered(this.call.id, sipCallId))
   }
 
   async attach(fields: { sipCallId?: string; trunkId?: string }): Promise<void> {

@@ -155,11 +155,11 @@ export class SipCallSignalling implements CallSignalling {
     }
     if (result.lease) call.leases.push(result.lease)
     const dialog = result.dialog
-    await call.record.attach({ sipCallId: dialog.sip.callId })
     try {
       await leg.setRemote(dialog.remote.sdp)
     } catch (err) {
       this.log.warn({ err, callId: call.id }, 'answer SDP not usable')
+      await call.record.attach({ sipCallId: dialog.sip.callId })
       call.watch(dialog, 'callee')
       await call.finish('failed', 'media-negotiation-failed', 'system', null)
       return
@@ -167,7 +167,8 @@ export class SipCallSignalling implements CallSignalling {
     o.track?.(dialog.sip.callId, dialog)
     call.watch(dialog, 'callee')
     call.serveMedia(dialog, leg)
-    await call.record.answered()
+    // The SIP Call-ID is stored with the answer: one statement on the way from the 200 OK to `call.answered`.
+    await call.record.answered(dialog.sip.callId)
     if (input.program && !call.isFinished) {
       const programs = o.programs?.()
       if (programs) programs.start(call.id)
@@ -177,10 +178,14 @@ export class SipCallSignalling implements CallSignalling {
 
   /** A number the account owns, or (placing a call for a live one) that call's own parties. */
   private async callerIdAllowed(input: OriginateInput): Promise<boolean> {
+    // A live parent here answers from memory: a leg presenting its caller's number (a queue's agent leg, a
+    // connect) costs no query on the way to its INVITE.
+    const live = input.parentCallId ? this.opts.active.get(input.parentCallId)?.record.call : undefined
+    if (live && partyOf(live, input)) return true
     if (await this.opts.dialer.ownsCallerId(input.accountId, input.from)) return true
-    if (!input.parentCallId) return false
-    const parent = this.opts.active.get(input.parentCallId)?.record.call ?? await this.opts.store.calls.getById(input.parentCallId)
-    return !!parent && parent.accountId === input.accountId && (parent.from === input.from || parent.to === input.from)
+    if (!input.parentCallId || live) return false
+    const parent = await this.opts.store.calls.getById(input.parentCallId)
+    return !!parent && partyOf(parent, input)
   }
 
   async hangup(callId: string, by: 'api' | 'agent' | 'system' = 'api', endedReason?: string): Promise<void> {
@@ -215,4 +220,9 @@ export class SipCallSignalling implements CallSignalling {
       throw err
     }
   }
+}
+
+/** `from` is a party of the parent call, of the same account. */
+function partyOf(parent: Call, input: OriginateInput): boolean {
+  return parent.accountId === input.accountId && (parent.from === input.from || parent.to === input.from)
 }
