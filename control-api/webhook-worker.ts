@@ -10,7 +10,7 @@ import { statusCallbackRequest } from './status-callback-request.ts'
 export interface WebhookWorkerOptions {
   store: Store
   logger: Logger
-  /** Look for due retries this often, besides being woken by new events and finished deliveries (ms). */
+  /** Look for due retries (and deliveries other nodes queued) this often, besides being woken by deliveries queued here and finished ones (ms). */
   pollIntervalMs?: number
   /** Deliveries in flight on this node. */
   concurrency?: number
@@ -86,7 +86,9 @@ export class WebhookWorker {
   start(): void {
     if (!this.stopped) return
     this.stopped = false
-    this.unsubscribe = this.o.store.bus.subscribe(() => this.kick())
+    // Woken by transactions here that queued deliveries, not by every event (most have no webhook: a claim
+    // each would be a transaction on the database's connection for nothing); other nodes' are found by the poll.
+    this.unsubscribe = this.o.store.bus.onDeliveriesQueued(() => this.kick())
     this.kick()
   }
 

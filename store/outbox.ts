@@ -43,6 +43,26 @@ export class EventBus {
     this.ee.on('event', fn)
     return () => this.ee.off('event', fn)
   }
+  /** A transaction of this node committed webhook deliveries (events with a subscribed webhook, status callbacks). */
+  deliveriesQueued(): void {
+    this.ee.emit('deliveries')
+  }
+  /** `fn` runs after each transaction here that queued webhook deliveries (the webhook worker claims them at once). */
+  onDeliveriesQueued(fn: () => void): () => void {
+    this.ee.on('deliveries', fn)
+    return () => this.ee.off('deliveries', fn)
+  }
+}
+
+/**
+ * Connections whose open transaction queued webhook deliveries: most events
+ * have no webhook subscribed, and waking the webhook worker for them would
+ * cost a claim transaction each on the database's connection.
+ */
+const queuedDeliveries = new WeakSet<object>()
+/** In a transaction: `c` wrote webhook_deliveries rows (the outbox wakes the worker after COMMIT). */
+export function noteDeliveriesQueued(c: object): void {
+  queuedDeliveries.add(c)
 }
 
 interface EventRow { id: string; type: string; account_id: string; call_id: string | null; created_at: Date; data: Record<string, unknown> }
@@ -73,7 +93,9 @@ export class Outbox {
 
   async transaction<T>(fn: (c: pg.PoolClient, emit: Emit) => Promise<T>): Promise<T> {
     const emitted: CallplaneEvent[] = []
+    let queued = false
     const out = await this.db.transaction(async (c) => {
+      queuedDeliveries.delete(c)
       const emit: Emit = async (accountId, type, data, callId = null) => {
         const evt = await writeEvent(c, accountId, type, data, callId)
         if (this.usesNotify) {
@@ -84,9 +106,13 @@ export class Outbox {
         emitted.push(evt)
         return evt
       }
-      return fn(c, emit)
+      const r = await fn(c, emit)
+      queued = queuedDeliveries.has(c)
+      queuedDeliveries.delete(c)
+      return r
     })
     if (!this.usesNotify) for (const e of emitted) this.bus.publish(e)
+    if (queued) this.bus.deliveriesQueued()
     return out
   }
 
@@ -144,11 +170,12 @@ export async function writeEvent(
   )
   // A webhook the engine disabled (disabledReason set) keeps queuing, so that
   // enabling it again delivers everything it missed; one the user disabled does not.
-  await c.query(
+  const queued = await c.query(
     `INSERT INTO webhook_deliveries (id, account_id, webhook_id, event_id)
      SELECT gen_random_uuid(), account_id, id, $2 FROM webhooks
       WHERE account_id = $1 AND (enabled OR disabled_reason IS NOT NULL) AND $3 = ANY(events)`,
     [accountId, id, type],
   )
+  if (queued.rowCount) noteDeliveriesQueued(c)
   return toEvent(rows[0]!)
 }

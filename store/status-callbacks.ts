@@ -1,4 +1,5 @@
 import type { Queryable } from './common.ts'
+import { noteDeliveriesQueued } from './outbox.ts'
 
 /**
  * Telefon's `status_callback`: where a call's status changes are sent, and how.
@@ -55,9 +56,10 @@ export async function attachStatusCallback(
 
 /** In the transaction of a status change: queues its event for the call's status callback. */
 export async function queueStatusCallback(c: Queryable, callId: string, eventId: string): Promise<void> {
-  await c.query(
+  const queued = await c.query(
     `INSERT INTO webhook_deliveries (id, account_id, webhook_id, event_id)
      SELECT gen_random_uuid(), account_id, id, $2 FROM webhooks WHERE call_id = $1`,
     [callId, eventId],
   )
+  if (queued.rowCount) noteDeliveriesQueued(c)
 }
