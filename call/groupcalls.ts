@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import type { Store } from '../store/index.ts'
 import { isFinal, type CallProgram } from '../store/calls.ts'
 import type { DialAddress, Groupcall } from '../store/groupcalls.ts'
@@ -60,24 +61,36 @@ export async function resolveTargets(store: Store, accountId: string, destinatio
 
 export async function startGroupcall(deps: GroupcallDeps, input: StartGroupcall): Promise<{ record: Groupcall; dial: GroupDial }> {
   const { store } = deps
-  const record = await store.groupcalls.create({
-    accountId: input.accountId, source: input.source, destinations: input.destinations,
+  // The row is written while the first legs are placed (their INVITEs need not wait for it): progress
+  // writes wait for it, and a row that cannot be written stops the dial.
+  const id = randomUUID()
+  const creating = store.groupcalls.create({
+    id, accountId: input.accountId, source: input.source, destinations: input.destinations,
     flowId: input.program && 'flowId' in input.program ? input.program.flowId : null,
     actions: input.program && 'actions' in input.program ? input.program.actions : null,
     ringMethod: input.ringMethod, answerMethod: 'hangup_others', timeoutMs: input.timeoutMs,
     masterCallId: input.masterCallId ?? null, nodeId: deps.nodeId,
   })
-  const log = deps.log.child({ groupcallId: record.id })
-  const progress = coalesced((p: DialProgress) => store.groupcalls.progress(record.id, {
+  creating.catch(() => {})
+  const log = deps.log.child({ groupcallId: id })
+  const progress = coalesced(async (p: DialProgress) => { await creating; await store.groupcalls.progress(id, {
     callIds: p.callIds, dialIndex: p.dialIndex, callCount: p.ringing, answerCallId: p.answeredCallId, nodeId: p.nodeId,
-  }), log)
+  }) }, log)
   const program: CallProgram | undefined = input.program
   const dial = new GroupDial({
     bus: store.bus, control: deps.control, log, accountId: input.accountId, from: input.source.target!, targets: input.targets,
     ringMethod: input.ringMethod, timeoutMs: input.timeoutMs, program, parentCallId: input.masterCallId,
-    metadata: { ...input.legMetadata, groupcallId: record.id }, signal: input.signal, abortedAnswerReason: input.abortedAnswerReason, onProgress: progress.write,
-    mayContinue: async () => !(await store.groupcalls.hangupRequested(record.id)),
+    metadata: { ...input.legMetadata, groupcallId: id }, signal: input.signal, abortedAnswerReason: input.abortedAnswerReason, onProgress: progress.write,
+    mayContinue: async () => !(await store.groupcalls.hangupRequested(id)),
   })
+  let record: Groupcall
+  try {
+    record = await creating
+  } catch (err) {
+    dial.abort('canceled', 'system-hangup')
+    void dial.result.finally(() => dial.close())
+    throw err
+  }
   running.set(record.id, dial)
   void (async () => {
     const r = await dial.result

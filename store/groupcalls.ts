@@ -55,6 +55,8 @@ export interface GroupcallInput {
   timeoutMs: number
   masterCallId?: string | null
   nodeId: string | null
+  /** Chosen by the caller (its legs may be placed while the row is written); else a new one. */
+  id?: string
 }
 
 export interface GroupcallProgress {
@@ -86,7 +88,7 @@ export class GroupcallRepository {
     const { rows } = await this.db.query<Row>(
       `INSERT INTO groupcalls (id, account_id, source, destinations, flow_id, actions, ring_method, answer_method, timeout_ms, master_call_id, node_id)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING *`,
-      [randomUUID(), input.accountId, JSON.stringify(input.source), JSON.stringify(input.destinations), input.flowId ?? null,
+      [input.id ?? randomUUID(), input.accountId, JSON.stringify(input.source), JSON.stringify(input.destinations), input.flowId ?? null,
         input.actions ? JSON.stringify(input.actions) : null, input.ringMethod, input.answerMethod, input.timeoutMs, input.masterCallId ?? null, input.nodeId],
     )
     return toGroupcall(rows[0]!)
