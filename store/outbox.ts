@@ -164,18 +164,19 @@ export async function writeEvent(
   c: Pick<pg.PoolClient, 'query'>, accountId: string, type: EventType, data: Record<string, unknown>, callId: string | null,
 ): Promise<CallplaneEvent> {
   const id = randomUUID()
-  const { rows } = await c.query<EventRow>(
-    'INSERT INTO events (id, account_id, type, call_id, data) VALUES ($1, $2, $3, $4, $5) RETURNING *',
-    [id, accountId, type, callId, JSON.stringify(data)],
-  )
+  // One statement for the event and its deliveries: every event pays it, on a connection shared by everything.
   // A webhook the engine disabled (disabledReason set) keeps queuing, so that
   // enabling it again delivers everything it missed; one the user disabled does not.
-  const queued = await c.query(
-    `INSERT INTO webhook_deliveries (id, account_id, webhook_id, event_id)
-     SELECT gen_random_uuid(), account_id, id, $2 FROM webhooks
-      WHERE account_id = $1 AND (enabled OR disabled_reason IS NOT NULL) AND $3 = ANY(events)`,
-    [accountId, id, type],
+  const { rows } = await c.query<EventRow & { deliveries: number }>(
+    `WITH ev AS (INSERT INTO events (id, account_id, type, call_id, data) VALUES ($1, $2, $3, $4, $5) RETURNING *),
+     queued AS (
+       INSERT INTO webhook_deliveries (id, account_id, webhook_id, event_id)
+       SELECT gen_random_uuid(), account_id, id, $1 FROM webhooks
+        WHERE account_id = $2 AND (enabled OR disabled_reason IS NOT NULL) AND $3 = ANY(events)
+       RETURNING 1)
+     SELECT ev.*, (SELECT count(*) FROM queued)::int AS deliveries FROM ev`,
+    [id, accountId, type, callId, JSON.stringify(data)],
   )
-  if (queued.rowCount) noteDeliveriesQueued(c)
+  if (rows[0]!.deliveries > 0) noteDeliveriesQueued(c)
   return toEvent(rows[0]!)
 }
