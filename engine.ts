@@ -233,8 +233,8 @@ export class Engine {
       }
       // Contact centre: agents' presence (registrations, calls) and the queues' ACD for this node's callers.
       await store.queuecalls.endStale(sipApplication.nodeId).catch((err: unknown) => logger.warn({ err }, 'stale queuecalls could not be ended'))
-      const presence = new AgentPresence({ store, nodeId: sipApplication.nodeId, logger: logger.child({ component: 'queues' }) })
       const acd = new Acd({ store, nodeId: sipApplication.nodeId, logger: logger.child({ component: 'queues' }) })
+      const presence = new AgentPresence({ store, nodeId: sipApplication.nodeId, logger: logger.child({ component: 'queues' }), accountedEnd: (callId) => acd.accountsEndOf(callId) })
       stops.push('queues', async () => { acd.close(); presence.close() })
       // Flows, inline verbs and webhook apps on answered calls (call/flow).
       const callPrograms = createCallPrograms({

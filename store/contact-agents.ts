@@ -221,14 +221,16 @@ export class ContactAgentRepository {
    * changed), or call parties (a call started or ended). Recomputes the
    * agents concerned; announces those whose status changed.
    */
-  async presenceChanged(accountId: string, what: { extensionIds?: string[]; dialKeys?: string[] }): Promise<ContactAgent[]> {
+  async presenceChanged(accountId: string, what: { extensionIds?: string[]; dialKeys?: string[] }, opts: { known?: boolean } = {}): Promise<ContactAgent[]> {
     const ext = what.extensionIds ?? []
     const keys = what.dialKeys ?? []
     if (!ext.length && !keys.length) return []
-    // Most calls are no agent's: look before taking locks.
-    const { rowCount } = await this.db.query(
-      'SELECT 1 FROM contact_agents WHERE account_id = $1 AND (extension_ids && $2::uuid[] OR dial_keys && $3::text[]) LIMIT 1', [accountId, ext, keys])
-    if (!rowCount) return []
+    // Most calls are no agent's: look before taking locks (unless the caller matched the keys to agents already).
+    if (!opts.known) {
+      const { rowCount } = await this.db.query(
+        'SELECT 1 FROM contact_agents WHERE account_id = $1 AND (extension_ids && $2::uuid[] OR dial_keys && $3::text[]) LIMIT 1', [accountId, ext, keys])
+      if (!rowCount) return []
+    }
     return this.outbox.transaction((c, emit) =>
       refreshStatuses(c, emit, 'a.account_id = $1 AND (a.extension_ids && $2::uuid[] OR a.dial_keys && $3::text[])', [accountId, ext, keys]))
   }

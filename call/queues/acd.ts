@@ -152,6 +152,9 @@ export class Acd {
         return { qcId: to.id, tagIds: to.queue.tag_ids, routingMethod: to.queue.routing_method }
       })
       const next = to as QueueSession | null
+      // Ended by someone else meanwhile: presence left this agent to us (accountsEndOf), recompute it on its own.
+      if (!r.queuecall && freedId) void this.o.store.contactAgents.refresh(from.queuecall.accountId, freedId)
+        .catch((e: unknown) => this.log.warn({ err: e }, 'contact agent presence could not be updated'))
       if (next && r.handedOver?.agents.length) {
         next.take(r.handedOver.agents)
       } else {
@@ -162,11 +165,26 @@ export class Acd {
     } catch (err) {
       const next = to as QueueSession | null
       if (next?.state === 'claiming') next.state = 'waiting'
-      if (freedId) this.dispatchSoon()
+      // Presence left this agent to us (accountsEndOf): recompute it on its own.
+      if (freedId) {
+        void this.o.store.contactAgents.refresh(from.queuecall.accountId, freedId)
+          .catch((e: unknown) => this.log.warn({ err: e }, 'contact agent presence could not be updated'))
+        this.dispatchSoon()
+      }
       throw err
     } finally {
       if (freedId) this.handingOver.delete(freedId)
     }
+  }
+
+  /**
+   * Whether the end of this agent leg is this node's to account for: the leg
+   * of a caller in service here, whose queuecall's end recomputes the agent
+   * (endQueuecall). Asked by presence as the leg's end is announced.
+   */
+  accountsEndOf(callId: string): boolean {
+    for (const s of this.sessions.values()) if (s.state === 'service' && s.agentCallId === callId) return true
+    return false
   }
 
   /** The oldest caller waiting here that `agent` may take: its queue's tags are the agent's, and it has not missed it. */
@@ -216,6 +234,8 @@ export class QueueSession {
   get queue(): Queue { return this.r.queue }
   /** The agent talking with this caller (or who did). */
   get serviceAgent(): string | null { return this.serviceAgentId }
+  /** Its leg. */
+  get agentCallId(): string | null { return this.agentCall?.id ?? null }
   get id(): string { return this.queuecall.id }
 
   start(): void {

@@ -49,7 +49,11 @@ export class AgentPresence {
   /** Bumped per account on each invalidation: a load that started before one is not kept. */
   private readonly generation = new Map<string, number>()
 
-  constructor(private readonly o: { store: Store; nodeId: string; logger: Logger }) {
+  constructor(private readonly o: {
+    store: Store; nodeId: string; logger: Logger
+    /** True when this node's ACD frees the agent of this ended queue leg itself (the queuecall's end recomputes it). */
+    accountedEnd?: (callId: string) => boolean
+  }) {
     this.log = o.logger.child({ component: 'agent-presence' })
     this.unsubscribe = o.store.bus.subscribe((e) => this.onEvent(e))
   }
@@ -80,14 +84,16 @@ export class AgentPresence {
     const call = (e.data as { call?: Partial<Call> }).call
     if (!call || (call.nodeId && call.nodeId !== this.o.nodeId)) return
     // A queue offer's leg (acd.ts) starting moves nothing: its agent is `ringing` for that offer (rule 1)
-    // until the offer ends, and ending it recomputes the agent with this leg live. Its end is followed.
+    // until the offer ends, and ending it recomputes the agent with this leg live. Its end is followed,
+    // unless it is the leg of a caller in service on this node: ending that queuecall frees the agent (acd.ts).
     if (e.type === 'call.started' && typeof call.metadata?.queuecallId === 'string') return
+    if (e.type !== 'call.started' && e.callId && typeof call.metadata?.queuecallId === 'string' && this.o.accountedEnd?.(e.callId)) return
     const dialKeys = [call.to, call.from].filter((v): v is string => typeof v === 'string' && v.length > 0)
     const extensionId = call.extensionId ?? null
     void this.keysOf(e.accountId).then((k) => {
       const ext = extensionId && k.extensionIds.has(extensionId) ? [extensionId] : []
       const keys = dialKeys.filter((x) => k.dialKeys.has(x))
-      if (ext.length || keys.length) this.apply(e.accountId, { dialKeys: keys, extensionIds: ext })
+      if (ext.length || keys.length) this.apply(e.accountId, { dialKeys: keys, extensionIds: ext }, true)
     }, (err: unknown) => {
       // Not known: ask the store as if it were an agent's call.
       this.log.warn({ err, accountId: e.accountId }, 'contact agents\' presence keys could not be read')
@@ -122,8 +128,9 @@ export class AgentPresence {
     this.generation.set(accountId, (this.generation.get(accountId) ?? 0) + 1)
   }
 
-  private apply(accountId: string, what: { extensionIds?: string[]; dialKeys?: string[] }): void {
-    void this.o.store.contactAgents.presenceChanged(accountId, what)
+  /** `known`: the keys were matched to agents from memory (the store need not look first). */
+  private apply(accountId: string, what: { extensionIds?: string[]; dialKeys?: string[] }, known = false): void {
+    void this.o.store.contactAgents.presenceChanged(accountId, what, { known })
       .catch((err: unknown) => this.log.warn({ err, accountId }, 'contact agent presence could not be updated'))
   }
 }
