@@ -34,6 +34,14 @@ import { resolveTargets, startGroupcall } from '../groupcalls.ts'
 const SWEEP_MS = 2000
 /** A caller every matching agent has missed may be offered to them again after this long. */
 const RETRY_SKIPPED_MS = 3000
+/**
+ * Backstops for a caller in service whose agent leg's end is never seen (its
+ * hang-up relayed to a node that is down, a lost event): after ending the
+ * service from our side, the queuecall ends anyway this long after; and while
+ * in service, the leg's record is read this often (an ended leg ends it).
+ */
+const SERVICE_END_GRACE_MS = 5000
+const SERVICE_LEG_CHECK_MS = 30_000
 
 export type QueueOutcome = { status: 'done' | 'abandoned'; endReason: QueuecallEndReason; queuecall: Queuecall | null; agentCallId: string | null; serviceAgentId: string | null }
 
@@ -371,9 +379,22 @@ export class QueueSession {
       return
     }
     if (this.queue.service_timeout > 0) this.timers.push(setTimeout(() => this.endService('service-timeout'), this.queue.service_timeout))
+    const check = setInterval(() => void this.checkLeg(leg.id), SERVICE_LEG_CHECK_MS)
+    check.unref()
+    this.timers.push(check)
     const dial = this.dial!
-    await dial.legEnded(leg.id).catch(() => null)
+    await Promise.race([dial.legEnded(leg.id).catch(() => null), this.outcome])
     await this.finish('done', this.ending ?? 'agent-hangup')
+  }
+
+  /** The service's backstop: the agent's leg has ended without its end reaching this dial. */
+  private async checkLeg(callId: string): Promise<void> {
+    if (this.state !== 'service') return
+    const leg = await this.acd.o.store.calls.getById(callId).catch(() => null)
+    if (leg && isFinal(leg.status) && this.state === 'service') {
+      this.log.warn({ agentCallId: callId }, 'the agent\'s leg ended unseen: the caller leaves service')
+      await this.finish('done', this.ending ?? 'agent-hangup')
+    }
   }
 
   /** Ends the talk from our side: the agent's leg is hung up; the caller's flow goes on. */
@@ -381,6 +402,14 @@ export class QueueSession {
     if (this.state !== 'service') return
     this.ending ??= reason
     this.dial?.abort('canceled', reason === 'caller-hangup' ? 'queue-ended' : reason)
+    // The hang-up may never take (relayed to a node that is down): the queuecall does not stay in service for it.
+    const grace = setTimeout(() => {
+      if (this.state !== 'service') return
+      this.log.warn({ agentCallId: this.agentCall?.id, reason }, 'the agent\'s leg did not end after the service did: the caller leaves service anyway')
+      void this.finish('done', this.ending ?? reason)
+    }, SERVICE_END_GRACE_MS)
+    grace.unref()
+    this.timers.push(grace)
   }
 
   /** The caller hung up or the flow was stopped. */
