@@ -529,7 +529,9 @@ t.test('contact agents and queues over SIP', async (t) => {
     // An agent created after the keys were loaded: its call makes it busy, its end frees it.
     const x = await post('/v1/contact-agents', { name: 'presence', addresses: [{ type: 'tel', target: '+13125550199' }], tag_ids: ['presence'] })
     t.equal(x.status, 201)
-    t.ok(events.some((e) => e.type === 'contact_agent.created' && e.data.contact_agent?.id === x.body.id), 'contact_agent.created')
+    // Events reach the WebSocket after the response on PostgreSQL (NOTIFY): wait for it.
+    await waitFor(() => events.some((e) => e.type === 'contact_agent.created' && e.data.contact_agent?.id === x.body.id), 5000, 'contact_agent.created')
+    t.pass('contact_agent.created')
     await agentStatus(x.body.id as string, 'available', 'created available')
     const first = await callTo('+13125550199')
     await agentStatus(x.body.id as string, 'busy', 'busy on its call (the new agent\'s keys were loaded)')
