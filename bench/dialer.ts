@@ -487,7 +487,7 @@ async function runCampaign(rest: Rest, o: { label: string; cps: number; ceiling:
     const engineCpu = cpu.read()
     const { threads: ts } = threads.read()
     const m1 = await rest.metrics()
-    // The dial jobs' runs by outcome meanwhile: `again` is mostly a run that found the campaign at its ceiling and comes back in ~0.7 s.
+    // The dial jobs' runs by outcome meanwhile: `again` is a run that comes back later (outside hours, a retry); a job waiting for its slot or the ceiling waits at the campaign's pacer instead.
     const jobRuns: Record<string, number> = {}
     for (const [k, v] of Object.entries(m1)) {
       const m = /^callplane_jobs_total\{.*kind="campaign\.dial".*outcome="(\w+)"/.exec(k) ?? /^callplane_jobs_total\{.*outcome="(\w+)".*kind="campaign\.dial"/.exec(k)
@@ -499,7 +499,7 @@ async function runCampaign(rest: Rest, o: { label: string; cps: number; ceiling:
     const stoppedAt = Date.now()
     // The calls under way end by themselves (the callee's BYE).
     await sleep(o.holdMs + 3000)
-    // A stopped campaign's jobs are not cancelled: each target's job still runs once and drops itself.
+    // A stop drops the campaign's idle dial jobs; the ones running (waiting at the pacer, following a call) end by themselves.
     // Wait until they are gone, so the next part does not measure them (bounded; how long it took is reported).
     const dialRuns = async () => Object.entries(await rest.metrics()).filter(([k]) => k.startsWith('callplane_jobs_total{') && k.includes('kind="campaign.dial"')).reduce((a, [, v]) => a + v, 0)
     let last = await dialRuns()
@@ -567,7 +567,7 @@ async function pacingPart(): Promise<void> {
   const ceil = fits('pacing (ceiling run)', CEILING_WINDOW_SEC + CEILING_HOLD_MS / 1000 + 15)
     ? await runCampaign(rest, { label: 'ceiling', cps: CPS, ceiling: CEILING, holdMs: CEILING_HOLD_MS, windowSec: CEILING_WINDOW_SEC, contacts: Math.ceil(CPS * CEILING_WINDOW_SEC * 1.5), source })
     : undefined
-  console.log(`  after the stop, ${pace.drainRuns} dial job runs took ${pace.drainSec.toFixed(1)} s to end (a stopped campaign's jobs are not cancelled: each runs once and drops itself)`)
+  console.log(`  after the stop, ${pace.drainRuns} dial job runs took ${pace.drainSec.toFixed(1)} s to end (the stop drops idle jobs; the ones running end by themselves)`)
   figures.push({ id: fid('dialer.stopped_campaign_drain_sec'), label: `A stopped campaign's leftover dial jobs: seconds until the last ran (${pace.drainRuns} runs after the stop, ${CONTACTS} contacts)`, value: pace.drainSec, unit: 's', better: 'lower' })
   if (ceil) {
     console.log(`  ceiling: most up at the callee ${ceil.maxUpAtCallee} (ceiling ${CEILING}), engine gauge ${ceil.maxActiveEngine}, campaign in_progress ${ceil.maxInProgress}; ${ceil.achievedCps.toFixed(2)} calls/s (the ceiling allows ~${(CEILING / (CEILING_HOLD_MS / 1000)).toFixed(1)}); outcomes ${JSON.stringify(ceil.outcomes)}; engine ${(ceil.engineCpu.coreShare * 100).toFixed(0)}% of a core (main thread ${(ceil.mainThreadShare * 100).toFixed(0)}%, busiest other ${(ceil.busiestOtherThreadShare * 100).toFixed(0)}%); dial job runs ${JSON.stringify(ceil.jobRuns)}`)
@@ -600,7 +600,7 @@ async function pacingPart(): Promise<void> {
   const strip = (r: CampaignRun) => ({ ...r, calls: undefined, callsAtCallee: r.calls.length, open: r.open.map((o) => [o.at - r.from, o.dialing, o.progressing]) })
   details.pacing = { pacing: strip(pace), ...(ceil ? { ceiling: strip(ceil) } : {}) }
   if (Math.abs(pace.errorPct) > TARGET_PACING_PCT) {
-    notes.push(`pacing: ${pace.achievedCps.toFixed(1)} calls/s reached the callee for ${CPS} configured (${pace.errorPct.toFixed(1)} %); the campaign's open attempts reached max_concurrent_calls ${pace.ceiling} (stats.in_progress ${pace.maxInProgress}) while at most ${pace.maxUpAtCallee} calls were up at the callee: attempts reserved ahead for their pacing slot and attempts whose call had ended but were not yet settled count against the ceiling; dial job runs in the window ${JSON.stringify(pace.jobRuns)} (again = a run that found the ceiling full and comes back in ~0.7 s)`)
+    notes.push(`pacing: ${pace.achievedCps.toFixed(1)} calls/s reached the callee for ${CPS} configured (${pace.errorPct.toFixed(1)} %); the campaign's open attempts reached ${pace.maxInProgress} (max_concurrent_calls ${pace.ceiling}) while at most ${pace.maxUpAtCallee} calls were up at the callee (attempts placed but not yet noted, or ended but not yet settled, count against the ceiling); INVITEs per second ${Math.min(...pace.perSecond)}–${Math.max(...pace.perSecond)}; dial job runs in the window ${JSON.stringify(pace.jobRuns)}`)
   }
 }
 

@@ -97,13 +97,6 @@ export class CampaigncallRepository {
     return pageQuery<Row, Campaigncall>(this.db, { table: 'campaigncalls', accountId, order: 'desc', page, where, params }, toCampaigncall)
   }
 
-  /** The target's attempt not done yet, if any (a job run again after its node died settles it). */
-  async open(campaignId: string, targetId: string): Promise<Campaigncall | null> {
-    const { rows } = await this.db.query<Row>(
-      `SELECT * FROM campaigncalls WHERE campaign_id = $1 AND outdial_target_id = $2 AND status <> 'done' ORDER BY try_count DESC LIMIT 1`, [campaignId, targetId])
-    return rows[0] ? toCampaigncall(rows[0]) : null
-  }
-
   /** Its call is placed. */
   async placed(id: string, callId: string, q: Queryable = this.db): Promise<void> {
     await q.query(`UPDATE campaigncalls SET call_id = $2, status = 'progressing', updated_at = now() WHERE id = $1`, [id, callId])

@@ -249,35 +249,6 @@ export class CampaignRepository {
     return { before, after: toCampaign(after[0]!) }
   }
 
-  /** The campaign row locked for a dial reservation (inside the caller's transaction). */
-  async lockForDial(id: string, q: Queryable): Promise<Campaign | null> {
-    const { rows } = await q.query<Row>('SELECT * FROM campaigns WHERE id = $1 FOR UPDATE', [id])
-    return rows[0] ? toCampaign(rows[0]) : null
-  }
-
-  /** Attempts not done yet (dialing or on a call): what max_concurrent_calls caps. */
-  async openAttempts(id: string, q: Queryable): Promise<number> {
-    const { rows } = await q.query<{ n: string }>(`SELECT count(*) AS n FROM campaigncalls WHERE campaign_id = $1 AND status <> 'done'`, [id])
-    return Number(rows[0]!.n)
-  }
-
-  /**
-   * Takes the next pacing slot (1/calls_per_second apart, real time, shared
-   * by every node through the row) when it starts within `maxWaitMs`:
-   * returns how many ms from now it starts, and whether it was taken. A slot
-   * further off is left alone, so a slow campaign holds no attempts (nor
-   * leases) reserved far ahead, a pause needs no wait and a faster
-   * calls_per_second applies from the next slot.
-   */
-  async takePacingSlot(id: string, q: Queryable, maxWaitMs: number): Promise<{ waitMs: number; taken: boolean }> {
-    const { rows } = await q.query<{ wait_ms: number; taken: boolean }>(
-      `WITH slot AS (SELECT GREATEST(next_dial_at, clock_timestamp()) AS at, make_interval(secs => 1.0 / calls_per_second) AS gap FROM campaigns WHERE id = $1),
-            took AS (UPDATE campaigns SET next_dial_at = slot.at + slot.gap FROM slot
-                      WHERE id = $1 AND slot.at <= clock_timestamp() + make_interval(secs => $2::float8 / 1000) RETURNING 1)
-       SELECT GREATEST(0, EXTRACT(EPOCH FROM (slot.at - clock_timestamp())) * 1000)::float8 AS wait_ms, EXISTS (SELECT 1 FROM took) AS taken FROM slot`, [id, maxWaitMs])
-    return rows[0] ? { waitMs: Number(rows[0].wait_ms), taken: rows[0].taken } : { waitMs: 0, taken: false }
-  }
-
   /**
    * Everything a dial job run reads, in one statement: the campaign, the
    * target's progress, its destinations and zone, its open attempt and
@@ -320,8 +291,8 @@ export class CampaignRepository {
    * max_concurrent_calls, and the pacing slots (`next_dial_at`, then one
    * gap after another, 1/calls_per_second, real time) start within
    * `horizonMs`; the slots are taken, the campaigncalls created (dialing)
-   * and the targets marked. Slots may lie a little in the past (at most ten
-   * gaps, ≤ 500 ms: a stall of the node or the database): dials that came
+   * and the targets marked. Slots may lie a little in the past (at most five
+   * gaps, ≤ 250 ms: a stall of the node or the database): dials that came
    * late are caught up instead of lost, so the rate over a minute is the
    * configured one; a campaign (re)started begins at now (setStatus). Requests not reserved
    * (beyond the horizon or the ceiling) are left as they were.
@@ -346,7 +317,7 @@ export class CampaignRepository {
                         THEN 'flow ' || c.flow_id || ' was deleted'
                       WHEN NOT EXISTS (SELECT 1 FROM op) THEN 'outplan ' || c.outplan_id || ' was deleted' END AS missing,
                  (SELECT count(*) FROM campaigncalls WHERE campaign_id = $1 AND status <> 'done')::int AS open,
-                 GREATEST(c.next_dial_at, clock_timestamp() - make_interval(secs => LEAST(10.0 / c.calls_per_second, 0.5))) AS at,
+                 GREATEST(c.next_dial_at, clock_timestamp() - make_interval(secs => LEAST(5.0 / c.calls_per_second, 0.25))) AS at,
                  make_interval(secs => 1.0 / c.calls_per_second) AS gap, 1000.0 / c.calls_per_second AS gap_ms FROM c),
               req AS (SELECT * FROM unnest($2::uuid[], $3::text[], $4::int[], $5::int[], $6::uuid[]) WITH ORDINALITY AS r(target_id, destination, destination_index, try_count, id, ord)),
               present AS (SELECT req.*, row_number() OVER (ORDER BY req.ord) AS n FROM req
@@ -438,16 +409,6 @@ export class CampaignRepository {
          outcome = CASE WHEN $6::boolean THEN $7 ELSE outcome END
        WHERE campaign_id = $1 AND target_id = $2`,
       [campaignId, targetId, m.status, m.tryCount ?? null, m.nextTryAt ?? null, m.outcome !== undefined, m.outcome ?? null])
-  }
-
-  /** Targets still to work: not done here, plus outdial targets the campaign has not seeded yet. */
-  async remaining(c: Pick<Campaign, 'id' | 'outdialId'>, q: Queryable = this.db): Promise<number> {
-    const { rows } = await q.query<{ n: string }>(
-      `SELECT (SELECT count(*) FROM campaign_targets WHERE campaign_id = $1 AND status <> 'done')
-            + (SELECT count(*) FROM outdial_targets t WHERE t.outdial_id = $2
-                 AND NOT EXISTS (SELECT 1 FROM campaign_targets ct WHERE ct.campaign_id = $1 AND ct.target_id = t.id)) AS n`,
-      [c.id, c.outdialId])
-    return Number(rows[0]!.n)
   }
 
   async stats(c: Pick<Campaign, 'id' | 'outdialId'>): Promise<CampaignStats> {

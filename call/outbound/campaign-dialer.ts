@@ -122,7 +122,7 @@ const ARM_RATE = 1.1
 const ARM_LEAD_MS = 2000
 /** Dial jobs a node runs at once when its campaigns need fewer. */
 const DEFAULT_CONCURRENCY = 200
-/** A pacer nobody used for this long is forgotten (with its campaign's share of the concurrency). */
+/** A campaign none of whose jobs ran here for this long is forgotten (its pacer and its share of the concurrency). */
 const PACER_IDLE_MS = 60_000
 /** Waiting room per campaign the node's dial job concurrency adds to its ceiling (two seconds of its pace, at least 10). */
 const waitersBound = (c: Pick<Campaign, 'callsPerSecond'>): number => Math.max(10, Math.ceil(2 * c.callsPerSecond))
@@ -132,6 +132,8 @@ export class CampaignDialer {
   private readonly pacers = new Map<string, CampaignPacer>()
   /** Per campaign: the dial jobs it may hold on this node (its ceiling plus its waiting room). */
   private readonly needs = new Map<string, number>()
+  /** When a job of each campaign last ran here. */
+  private readonly seen = new Map<string, number>()
   private lastSweep = Date.now()
 
   constructor(private readonly o: CampaignDialerOptions) {
@@ -214,16 +216,23 @@ export class CampaignDialer {
       p = new CampaignPacer(this.store.campaigns, (err) => this.log.warn({ err, campaignId: c.id }, 'a dial reservation failed; trying again'))
       this.pacers.set(c.id, p)
     }
-    const before = this.needs.get(c.id)
-    const need = c.maxConcurrentCalls + waitersBound(c)
-    if (before !== need) { this.needs.set(c.id, need); this.followNeeds() }
+    return p
+  }
+
+  /** A running campaign this node works: its share of the dial job concurrency (idle campaigns' shares are dropped after a while). */
+  private noteNeed(c: Campaign): void {
     const now = Date.now()
+    this.seen.set(c.id, now)
+    const need = c.maxConcurrentCalls + waitersBound(c)
+    if (this.needs.get(c.id) !== need) { this.needs.set(c.id, need); this.followNeeds() }
     if (now - this.lastSweep > PACER_IDLE_MS) {
       this.lastSweep = now
-      for (const [id, x] of this.pacers) if (x.waiting === 0 && now - x.lastUsed > PACER_IDLE_MS && id !== c.id) { this.pacers.delete(id); this.needs.delete(id) }
+      for (const [id, at] of this.seen) {
+        if (now - at <= PACER_IDLE_MS || (this.pacers.get(id)?.waiting ?? 0) > 0) continue
+        this.seen.delete(id); this.needs.delete(id); this.pacers.delete(id)
+      }
       this.followNeeds()
     }
-    return p
   }
 
   /** Dial jobs this node runs at once: every campaign it works gets its ceiling plus its waiting room (never under the configured base). */
@@ -259,6 +268,7 @@ export class CampaignDialer {
     const { campaign: c, progress, target } = dc
     if (!progress || progress.status === 'done' || !target) return
     if (c.status !== 'run') return
+    this.noteNeed(c)
 
     const now = ctx.clock.now()
     if (progress.nextTryAt > now) return { runAt: progress.nextTryAt }

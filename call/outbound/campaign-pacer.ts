@@ -4,17 +4,20 @@ import type { Campaigncall } from '../../store/campaigncalls.ts'
 import type { DialReservations } from '../../store/campaigns.ts'
 
 /**
- * One campaign's pacer on this node: the dial jobs of the campaign that are
- * ready to dial wait here in turn (FIFO), and one loop reserves their
- * attempts one slot at a time (CampaignRepository.reserveDial: the row lock,
- * the ceiling, the shared `next_dial_at`), each shortly before its slot, and
- * hands it over at the slot. So a campaign at 20 calls/s takes one
- * reservation every 50 ms whatever the number of jobs waiting (no job comes
- * back to find the slot taken), dials leave evenly at 1/cps however many
- * nodes share the campaign (their pacers take turns on the same row), an
- * attempt is reserved at most LEAD_MS before it dials (it counts against
- * max_concurrent_calls only from then) and a pause is seen by the next
- * reservation.
+ * One campaign's pacer on this node: the campaign's dial jobs that are ready
+ * to dial wait here in turn (FIFO), and one loop reserves their attempts
+ * (CampaignRepository.reserveDials: the row lock, the ceiling, the shared
+ * `next_dial_at`) shortly before their slots — the slots starting within
+ * HORIZON_MS, up to BATCH at once when late ones are caught up — and hands
+ * each over at its slot. So a campaign at 20 calls/s takes one reservation
+ * transaction per slot or fewer whatever the number of jobs waiting (no job
+ * comes back to find its slot taken or the ceiling full), dials leave
+ * evenly at 1/cps however many nodes share the campaign (their pacers take
+ * turns on the same row), an attempt is reserved at most about HORIZON_MS
+ * before it dials (it counts against max_concurrent_calls from then), a
+ * pause on this node withdraws what was reserved (halt) and a pause
+ * elsewhere is seen by the next reservation. At the ceiling it looks again
+ * when an attempt settles here, or after FULL_POLL_MS.
  */
 
 /** The pacer wakes this long before the slot it expects and reserves it then (the transaction's own time, with room to spare). */
@@ -53,8 +56,6 @@ export class CampaignPacer {
   private epoch = 0
   /** When the next slot is expected to start (ms, this node's clock), from the last reservation; null: unknown, ask. */
   private nextSlotAt: number | null = null
-  /** Last time a job asked (the dialer forgets idle pacers). */
-  lastUsed = Date.now()
 
   constructor(private readonly campaigns: CampaignRepository, private readonly onError: (err: unknown) => void) {}
 
@@ -64,7 +65,6 @@ export class CampaignPacer {
 
   /** Waits for this request's turn and slot; the answer says whether it was reserved. */
   acquire(req: DialRequest, signal: AbortSignal): Promise<PacerAnswer> {
-    this.lastUsed = Date.now()
     return new Promise((resolve) => {
       if (signal.aborted) { resolve({ kind: 'stopped' }); return }
       const w: Waiter = { req, signal, resolve }

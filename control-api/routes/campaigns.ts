@@ -44,7 +44,7 @@ export const CampaignCreate = Type.Object({
   outdial_id: Uuid('Whom to dial (/v1/outdials)'),
   operating_hours: Type.Optional(Nullable(OperatingHoursSchema)),
   calls_per_second: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 100, default: 1, description: 'Pacing: new calls per second, across every engine node' })),
-  max_concurrent_calls: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 10, description: 'Attempts ringing or on a call at once' })),
+  max_concurrent_calls: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 10, description: 'Attempts ringing or on a call at once, across every node (each node runs as many dial jobs as its campaigns\' ceilings need)' })),
   end_handle: Type.Optional(StringEnum(['stop', 'continue'] as const, { default: 'stop', description: 'When every target is done: stop (status stop, reason finished) or continue (keep running: targets added later are dialled)' })),
   amd: Type.Optional(Nullable(AmdSchema)),
 }, { additionalProperties: false })

@@ -465,4 +465,21 @@ t.test('outbound campaigns over SIP', async (t) => {
     const all = await waitFor(async () => { const a = await attempts(c.id); return a.length === 4 && a.every((x) => x.status === 'done') ? a : null }, 15_000, 'the rest at the new pace')
     t.ok(all.every((x) => x.outcome === 'answered'))
   })
+
+  await t.test('a max_concurrent_calls above the node\'s default dial job concurrency is honoured (the concurrency follows the campaign); stop and DELETE leave no dial job behind', async (t) => {
+    stack.clock.set(newYork('sunday', 3))
+    const outplan = await created('/v1/outplans', { ...outplanBody, max_attempts: 1 })
+    const c = await created('/v1/campaigns', { name: 'wide', type: 'flow', flow_id: flow.id, outplan_id: outplan.id, operating_hours: hours, max_concurrent_calls: 1000,
+      outdial_id: await contacts('wide', Array.from({ length: 3 }, (_, i) => number('answer', 80 + i))) })
+    t.equal((await setStatus(c.id, 'run')).status, 200)
+    const scheduler = stack.engine.scheduler
+    const concurrency = await waitFor(async () => { const n = scheduler.concurrencyOf('campaign.dial') ?? 0; return n >= 1000 ? n : null }, 10_000, 'the dial job concurrency grows')
+    t.ok(concurrency >= 1000, `this node runs ${concurrency} dial jobs at once`)
+    // Sunday: every job waits for Monday's opening in the jobs table. A stop and DELETE leave none behind.
+    const jobs = async () => (await store.db.pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM jobs WHERE kind = 'campaign.dial' AND key LIKE $1`, [`${c.id}:%`])).rows[0]!.n
+    t.equal(await waitFor(async () => (await jobs()) === 3 && 3, 10_000, 'its jobs wait for Monday'), 3)
+    t.equal((await setStatus(c.id, 'stop')).status, 200)
+    t.equal((await call('DELETE', `/v1/campaigns/${c.id}`)).status, 204)
+    t.equal(await jobs(), 0, 'no dial job left after the DELETE')
+  })
 })
