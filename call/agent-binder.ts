@@ -110,6 +110,8 @@ class SessionLeg implements MediaLeg {
   private ids: (CallIds & { toTag: string }) | null = null
   private qualityTimer: NodeJS.Timeout | null = null
   private qualityWrites: Promise<void> = Promise.resolve()
+  /** The final quality write (closeOnce). */
+  private finalQuality: Promise<void> = Promise.resolve()
   /** The agent's end: its summary stored (or known absent). */
   private agentSettled: Promise<void> = Promise.resolve()
   private closedDone: Promise<void> | null = null
@@ -165,6 +167,7 @@ class SessionLeg implements MediaLeg {
    */
   async settled(): Promise<void> {
     await this.closedDone
+    await this.finalQuality
     await this.agentSettled
   }
 
@@ -328,7 +331,9 @@ class SessionLeg implements MediaLeg {
     if (this.qualityTimer) clearTimeout(this.qualityTimer)
     this.ended.emit('ended', reason)
     await this.live.end(reason)
-    if (this.answered) await this.storeQuality(true)
+    // The final figures are read now; their write is not waited for here (the call's end, which waits on
+    // the close, queues right behind it), only by settled() and so by the report.
+    if (this.answered) this.finalQuality = this.storeQuality(true)
     await this.session.close()
     if (this.anchored) await this.o.anchor?.delete(this.keys).catch((err: unknown) => this.log.warn({ err }, 'rtpengine delete failed'))
   }

@@ -73,7 +73,8 @@ export async function startGroupcall(deps: GroupcallDeps, input: StartGroupcall)
   })
   creating.catch(() => {})
   const log = deps.log.child({ groupcallId: id })
-  const progress = coalesced(async (p: DialProgress) => { await creating; await store.groupcalls.progress(id, {
+  // Progress is for the API's readers: it yields to what the calls wait on (Database.whenIdle).
+  const progress = coalesced(async (p: DialProgress) => { await creating; await store.db.whenIdle(); await store.groupcalls.progress(id, {
     callIds: p.callIds, dialIndex: p.dialIndex, callCount: p.ringing, answerCallId: p.answeredCallId, nodeId: p.nodeId,
   }) }, log)
   const program: CallProgram | undefined = input.program

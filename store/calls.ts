@@ -365,7 +365,9 @@ export class CallRepository {
    * one payload), once per call: only for a finished call, and only the first
    * time (report_at). Returns null when there was nothing (more) to report.
    */
-  emitReport(id: string): Promise<CallplaneEvent | null> {
+  async emitReport(id: string): Promise<CallplaneEvent | null> {
+    // Nothing waits on the report: it yields to what live calls wait on (e.g. a queue's next caller).
+    await this.outbox.whenIdle()
     return this.outbox.transaction(async (c, emit) => {
       const { rows } = await c.query<Row>(
         `UPDATE calls SET report_at = now() WHERE id = $1 AND report_at IS NULL AND status = ANY($2::text[]) RETURNING *`, [id, FINAL_STATUSES],

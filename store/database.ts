@@ -17,6 +17,13 @@ export interface Database {
   readonly pool: pg.Pool
   /** Runs `fn` in one transaction: state changes and their outbox rows commit together. */
   transaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T>
+  /**
+   * Resolves once no query is waiting for a connection, or after `maxWaitMs`:
+   * for writes nobody waits on (an end-of-call report, a dial's progress),
+   * so that on the embedded PGlite's one connection they yield to the ones a
+   * call is waiting on. On PostgreSQL's pool this is nearly always at once.
+   */
+  whenIdle(maxWaitMs?: number): Promise<void>
   /** Round-trips a trivial query; false when the database is unreachable. */
   ping(): Promise<boolean>
   close(): Promise<void>
@@ -104,6 +111,21 @@ function wrap(mode: Database['mode'], pool: pg.Pool, logger: Logger, closeBacken
       } finally {
         client.release()
       }
+    },
+    whenIdle(maxWaitMs = 300) {
+      if (pool.waitingCount === 0 && (pool.idleCount > 0 || pool.totalCount < (pool.options.max ?? 10))) return Promise.resolve()
+      return new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer)
+          pool.off('release', onRelease)
+          resolve()
+        }
+        // 'release' comes before the client goes to the next waiter: nobody waiting then means it goes idle.
+        const onRelease = () => { if (pool.waitingCount === 0) done() }
+        const timer = setTimeout(done, maxWaitMs)
+        timer.unref()
+        pool.on('release', onRelease)
+      })
     },
     async ping() {
       if (closed) return false

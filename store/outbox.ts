@@ -87,6 +87,11 @@ export class Outbox {
     private readonly logger: Logger,
   ) {}
 
+  /** Database.whenIdle: for writes nobody waits on. */
+  whenIdle(maxWaitMs?: number): Promise<void> {
+    return this.db.whenIdle(maxWaitMs)
+  }
+
   get usesNotify(): boolean {
     return this.db.mode === 'postgres'
   }
