@@ -487,6 +487,44 @@ t.test('contact agents and queues over SIP', async (t) => {
     t.equal((await get<{ data: unknown[] }>(`/v1/queuecalls?queue_id=${queue.id}&status=waiting`)).data.length, 0)
   })
 
+  await t.test('hand-over: ending a served caller\'s queuecall frees its agent and claims it for the next caller in that transaction, once the agent\'s leg has ended', async (t) => {
+    const n = '+12125550161'
+    const a = await store.contactAgents.create(account.id, { name: 'handover', addresses: [{ type: 'tel', target: n }], tagIds: ['handover'], presence: { extensionIds: [], dialKeys: [n], reachableOtherwise: true } })
+    const queue = await store.queues.create(account.id, { name: 'handover', tagIds: ['handover'], routingMethod: 'round-robin' })
+    const opts = { tagIds: ['handover'], routingMethod: 'round-robin' as const }
+    const join = () => store.queuecalls.join({ accountId: account.id, queueId: queue.id, callId: crypto.randomUUID(), nodeId: null })
+    const [first, second, third] = [await join(), await join(), await join()]
+    t.same((await store.queuecalls.claim(first!.id, opts)), { agents: [await store.contactAgents.get(account.id, a.id)], more: false }, 'claimed, and no other free agent left')
+    // The agent's legs are another node's records: no presence here recomputes the agent behind our back.
+    const leg = (status: 'in-progress') => store.calls.create({ accountId: account.id, direction: 'outbound', from: '+14155550100', to: n, status, nodeId: 'elsewhere' })
+    const leg1 = await leg('in-progress')
+    t.ok(await store.queuecalls.answered(first!.id, a.id, [], leg1.id))
+    t.match(await agent(a.id), { status: 'busy' })
+    await store.calls.end(leg1.id, { status: 'completed', endedReason: 'callee-hangup', hangupBy: 'callee' })
+    const before = events.length
+    const r = await store.queuecalls.end(first!.id, 'done', 'agent-hangup', (freed) => (freed.id === a.id ? { qcId: second!.id, ...opts } : null))
+    t.match(r.queuecall, { status: 'done', end_reason: 'agent-hangup' })
+    t.same(r.handedOver?.agents.map((x) => x.id), [a.id], 'the freed agent is claimed for the next caller')
+    t.match(await agent(a.id), { status: 'ringing', current_queuecall_id: second!.id })
+    t.match(await queuecallOf(second!.reference_id), { status: 'connecting', offered_agent_ids: [a.id] })
+    await waitFor(() => events.slice(before).filter((e) => e.type === 'contact_agent.status_changed' && e.data.contact_agent?.id === a.id).length >= 2, 5000, 'status events')
+    t.same(events.slice(before).filter((e) => e.type === 'contact_agent.status_changed' && e.data.contact_agent?.id === a.id).map((e) => e.data.contact_agent?.status), ['available', 'ringing'], 'announced: available, then ringing (other nodes hear it)')
+
+    // Its leg still up (a bridge that failed): the agent stays busy and nobody is claimed.
+    const leg2 = await leg('in-progress')
+    t.ok(await store.queuecalls.answered(second!.id, a.id, [], leg2.id))
+    let asked = false
+    const early = await store.queuecalls.end(second!.id, 'done', 'bridge-failed', () => { asked = true; return { qcId: third!.id, ...opts } })
+    t.equal(early.handedOver, null)
+    t.notOk(asked, 'no next caller asked for while the agent is on its leg')
+    t.match(await agent(a.id), { status: 'busy' })
+    t.match(await queuecallOf(third!.reference_id), { status: 'waiting' })
+    await store.calls.end(leg2.id, { status: 'completed', endedReason: 'callee-hangup', hangupBy: 'callee' })
+    await store.contactAgents.refresh(account.id, a.id)
+    await store.queuecalls.finish(third!.id, 'abandoned', 'flow-stopped')
+    t.match(await agent(a.id), { status: 'available' })
+  })
+
   await t.test('a node restart frees the agents its calls and queuecalls held (busy on a call that ended with it, ringing for its caller)', async (t) => {
     const dead = 'dead-node-queues'
     const mk = (n: string) => store.contactAgents.create(account.id, { name: `restart ${n}`, addresses: [{ type: 'tel', target: n }], tagIds: ['restart'], presence: { extensionIds: [], dialKeys: [n], reachableOtherwise: true } })
