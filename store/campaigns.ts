@@ -142,12 +142,7 @@ export interface DialRequest {
 type Transaction = <T>(fn: (q: Queryable) => Promise<T>) => Promise<T>
 
 export class CampaignRepository {
-  constructor(private readonly db: Queryable, private readonly jobs?: JobRepository, private readonly tx?: Transaction) {}
-
-  private transaction<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
-    if (!this.tx) throw new Error('CampaignRepository: no transaction function')
-    return this.tx(fn)
-  }
+  constructor(private readonly db: Queryable, private readonly jobs: JobRepository, private readonly transaction: Transaction) {}
 
   /** 400 naming the field for a reference that is not the account's. */
   private async checkRefs(accountId: string, c: Partial<CampaignInput>): Promise<void> {
@@ -216,7 +211,7 @@ export class CampaignRepository {
     // Its dial jobs go in the same transaction (a stopped campaign's jobs would otherwise each run once more to drop themselves).
     const gone = await this.transaction(async (q) => {
       const { rowCount } = await q.query(`DELETE FROM campaigns WHERE account_id = $1 AND id = $2 AND status <> 'run'`, [accountId, id])
-      if (rowCount && this.jobs) await this.jobs.cancelPrefix(CAMPAIGN_DIAL_JOB, `${id}:`, q)
+      if (rowCount) await this.jobs.cancelPrefix(CAMPAIGN_DIAL_JOB, `${id}:`, q)
       return (rowCount ?? 0) > 0
     })
     if (gone) return true

@@ -8,29 +8,31 @@ import type { DialReservations } from '../../store/campaigns.ts'
  * to dial wait here in turn (FIFO), and one loop reserves their attempts
  * (CampaignRepository.reserveDials: the row lock, the ceiling, the shared
  * `next_dial_at`) shortly before their slots — the slots starting within
- * HORIZON_MS, up to BATCH at once when late ones are caught up — and hands
- * each over at its slot. So a campaign at 20 calls/s takes one reservation
+ * HORIZON_MS plus three times what a reservation takes here (a slow
+ * database gets its reservations made that much ahead), up to BATCH at once
+ * — and hands each over at its slot. So a campaign at 20 calls/s takes one reservation
  * transaction per slot or fewer whatever the number of jobs waiting (no job
  * comes back to find its slot taken or the ceiling full), dials leave
  * evenly at 1/cps however many nodes share the campaign (their pacers take
- * turns on the same row), an attempt is reserved at most about HORIZON_MS
- * before it dials (it counts against max_concurrent_calls from then), a
+ * turns on the same row), an attempt is reserved at most about the
+ * horizon before it dials (it counts against max_concurrent_calls from then), a
  * pause on this node withdraws what was reserved (halt) and a pause
  * elsewhere is seen by the next reservation. At the ceiling it looks again
  * when an attempt settles here, or after FULL_POLL_MS.
  */
 
-/** The pacer wakes this long before the slot it expects and reserves it then (the transaction's own time, with room to spare). */
-const LEAD_MS = 15
-/** A slot is taken only when it starts within this (else: `later`, the pacer sleeps until it). */
+/** The pacer wakes this long before the slot it expects, plus how long a reservation takes (measured): the slot is reserved just in time. */
+const LEAD_MS = 10
+/** Slots are taken when they start within this plus three reservation times (≤ MAX_HORIZON_MS): with a slow database (PGlite's one connection under load) the next slots are reserved ahead and handed over on time, instead of late in clumps. */
 const HORIZON_MS = 30
+const MAX_HORIZON_MS = 1000
 /** At the ceiling: look again after this, or at once when an attempt on this node settles. */
 const FULL_POLL_MS = 200
 /** The longest sleep before looking at the row again (another node's PATCH of the pace, its reservations). */
 const MAX_SLEEP_MS = 1000
 
 /** Reservations are made for up to this many waiting jobs at once (slots within the horizon, late ones caught up). */
-const BATCH = 16
+const BATCH = 64
 
 export type PacerAnswer =
   | { kind: 'reserved'; cc: Campaigncall; campaign: Campaign; outplan: Outplan }
@@ -54,6 +56,8 @@ export class CampaignPacer {
   private wakeUp: (() => void) | null = null
   /** Moves on every halt(): a reservation made before it is not handed over. */
   private epoch = 0
+  /** How long a reservation transaction takes here (ms, moving average). */
+  private reserveMs = 10
   /** When the next slot is expected to start (ms, this node's clock), from the last reservation; null: unknown, ask. */
   private nextSlotAt: number | null = null
 
@@ -109,14 +113,16 @@ export class CampaignPacer {
         const w = this.waiters[0]!
         if (w.signal.aborted) { this.waiters.shift(); w.resolve({ kind: 'stopped' }); continue }
         if (this.nextSlotAt !== null) {
-          const ms = this.nextSlotAt - LEAD_MS - Date.now()
+          const ms = this.nextSlotAt - LEAD_MS - this.reserveMs - Date.now()
           if (ms > 0) { await this.sleep(Math.min(ms, MAX_SLEEP_MS)); if (ms > MAX_SLEEP_MS) this.nextSlotAt = null; continue }
         }
         const batch = this.waiters.slice(0, BATCH).filter((x) => !x.signal.aborted)
         const epoch = this.epoch
         let r: DialReservations
         try {
-          r = await this.campaigns.reserveDials(batch.map((x) => x.req), HORIZON_MS)
+          const t0 = Date.now()
+          r = await this.campaigns.reserveDials(batch.map((x) => x.req), Math.min(MAX_HORIZON_MS, HORIZON_MS + 3 * this.reserveMs))
+          this.reserveMs = 0.8 * this.reserveMs + 0.2 * (Date.now() - t0)
         } catch (err) {
           this.onError(err)
           await this.sleep(FULL_POLL_MS)
