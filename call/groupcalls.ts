@@ -96,9 +96,12 @@ export async function startGroupcall(deps: GroupcallDeps, input: StartGroupcall)
   void (async () => {
     const r = await dial.result
     await progress.flush()
+    // The record follows the calls; it yields to what they wait on (the answer's bridge, a queue's next offer).
+    await store.db.whenIdle()
     await store.groupcalls.settle(record.id, r.status)
     // The groupcall lives as long as its answered call.
     if (r.answered) await dial.legEnded(r.answered.id)
+    await store.db.whenIdle()
     await store.groupcalls.setStatus(record.id, 'hangup')
   })().catch((err: unknown) => log.error({ err }, 'groupcall record could not follow its dial')).finally(() => {
     running.delete(record.id)

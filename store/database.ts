@@ -113,18 +113,25 @@ function wrap(mode: Database['mode'], pool: pg.Pool, logger: Logger, closeBacken
       }
     },
     whenIdle(maxWaitMs = 300) {
-      if (pool.waitingCount === 0 && (pool.idleCount > 0 || pool.totalCount < (pool.options.max ?? 10))) return Promise.resolve()
+      const idle = () => pool.waitingCount === 0 && (pool.idleCount > 0 || pool.totalCount < (pool.options.max ?? 10))
       return new Promise<void>((resolve) => {
+        let settled = false
         const done = () => {
+          if (settled) return
+          settled = true
           clearTimeout(timer)
           pool.off('release', onRelease)
           resolve()
         }
-        // 'release' comes before the client goes to the next waiter: nobody waiting then means it goes idle.
-        const onRelease = () => { if (pool.waitingCount === 0) done() }
+        // Always looked at a turn of the event loop later (after a release too): whoever was waiting on
+        // what just finished (a call's next step, queued from its continuation) has asked for the
+        // connection by then and goes first.
+        const look = () => setImmediate(() => { if (idle()) done() })
+        const onRelease = () => look()
         const timer = setTimeout(done, maxWaitMs)
         timer.unref()
         pool.on('release', onRelease)
+        look()
       })
     },
     async ping() {
