@@ -23,7 +23,14 @@ interface Track {
   role: 'user' | 'assistant'
   stt: SttStream
   vad: SpeechDetector
+  /** Speech heard since the last final: stop() waits for its line. */
+  pending: boolean
+  /** Told of the next final (stop() waiting for the last words). */
+  onFinal: (() => void) | null
 }
+
+/** How long stop() waits for the line of speech still being recognised (a slow STT on a busy node). */
+const LAST_LINE_WAIT_MS = 4000
 
 export class CallTranscription {
   private readonly tracks: Track[] = []
@@ -56,9 +63,11 @@ export class CallTranscription {
       for (const role of roles) {
         const stt = await o.openStt()
         const vad = new SpeechDetector()
+        const track: Track = { role, stt, vad, pending: false, onFinal: null }
+        vad.on('speechStart', () => { track.pending = true })
         vad.on('speechEnd', () => stt.flush())
-        t.tracks.push({ role, stt, vad })
-        void t.read(role, stt)
+        t.tracks.push(track)
+        void t.read(track)
       }
     } catch (err) {
       await t.stop()
@@ -76,11 +85,15 @@ export class CallTranscription {
     }
   }
 
-  private async read(role: 'user' | 'assistant', stt: SttStream): Promise<void> {
+  private async read(track: Track): Promise<void> {
+    const { role, stt } = track
     try {
       for await (const ev of stt.events()) {
         if (ev.type === 'error') { this.log.warn({ err: ev.error.message, role }, 'transcription: speech recognition error'); continue }
-        if (ev.type !== 'final' || !ev.text.trim()) continue
+        if (ev.type !== 'final') continue
+        track.pending = false
+        track.onFinal?.()
+        if (!ev.text.trim()) continue
         void this.store.calls.appendTranscript(this.call.id, {
           role, text: ev.text.trim(), final: true, source: 'transcribe',
           ...(this.call.answeredAt ? { offsetMs: Math.max(0, Date.now() - Date.parse(this.call.answeredAt)) } : {}),
@@ -91,12 +104,21 @@ export class CallTranscription {
     }
   }
 
-  /** Detaches and closes the STT streams (transcribe off, or the call's end). */
+  /**
+   * Detaches and closes the STT streams (transcribe off, or the call's end).
+   * Words said before the stop are still written: a track that heard speech
+   * with no final yet is flushed and given LAST_LINE_WAIT_MS for its line.
+   */
   async stop(): Promise<void> {
     if (this.closed) return
     this.closed = true
     if (!this.live.session.isClosed) this.live.session.removeSink(this.sink)
     for (const t of this.tracks) t.vad.removeAllListeners()
+    await Promise.all(this.tracks.filter((t) => t.pending).map((t) => new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, LAST_LINE_WAIT_MS)
+      t.onFinal = () => { clearTimeout(timer); resolve() }
+      t.stt.flush()
+    })))
     await Promise.all(this.tracks.map((t) => t.stt.close().catch(() => {})))
   }
 }
