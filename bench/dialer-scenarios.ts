@@ -3,8 +3,9 @@
  * (a carrier's number a campaign dials, or a contact agent's phone) that
  * logs when each INVITE arrived, when it hung up and when each call ended,
  * and a caller that waits for the engine's BYE. A helper module, not a bench
- * script.
+ * script. The XML is built by test/harness/sipp-scenarios.ts, the tests' own.
  */
+import { callerScenario as callerScenarioOf, sdp, uasScenario } from '../test/harness/sipp-scenarios.ts'
 
 /**
  * A callee: logs each INVITE's arrival ([timestamp]: epoch seconds, µs) with
@@ -13,80 +14,10 @@
  * engine first is answered and logged too.
  */
 export function calleeScenario(holdMs: number): string {
-  return `<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="dialer bench callee">
-  <recv request="INVITE">
-    <action>
-      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="ifrom"/>
-      <ereg regexp=".*" search_in="hdr" header="To:" assign_to="ito"/>
-      <ereg regexp="Contact: *.?(sips?:[^>;\\r\\n]+)" search_in="msg" assign_to="icall,icontact"/>
-      <ereg regexp="^INVITE sips?:([^@; ]+)" search_in="msg" assign_to="rall,ruser"/>
-      <log message="INVITE [timestamp] [call_id] [$ruser]"/>
-    </action>
-  </recv>
-  <send retrans="500">
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=callee 1 1 IN IP4 127.0.0.1
-      s=-
-      c=IN IP4 127.0.0.1
-      t=0 0
-      m=audio [media_port] RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
-      a=sendrecv
-
-    ]]>
-  </send>
-  <recv request="ACK"/>
-  <recv request="BYE" timeout="${holdMs}" ontimeout="hangup" next="gotbye"/>
-  <label id="hangup"/>
-  <nop><action><log message="HANGUP [timestamp] [call_id]"/></action></nop>
-  <send retrans="500">
-    <![CDATA[
-      BYE [$icontact] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From:[$ito];tag=[pid]SIPpTag01[call_number]
-      To:[$ifrom]
-      Call-ID: [call_id]
-      CSeq: 2 BYE
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200" next="done">
-    <action><log message="END [timestamp] [call_id] callee"/></action>
-  </recv>
-  <label id="gotbye"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <nop><action><log message="END [timestamp] [call_id] engine"/></action></nop>
-  <label id="done"/>
-  <Reference variables="icall,ifrom,ito,rall"/>
-</scenario>
-`
+  return uasScenario({
+    name: 'dialer bench callee', kind: 'answer', ringing: false, capture: ['ruser'], log: 'INVITE [timestamp] [call_id] [$ruser]',
+    end: { by: 'either', holdMs },
+  })
 }
 
 export interface CalleeCall {
@@ -135,56 +66,8 @@ export function concurrency(calls: CalleeCall[], until: number): { max: number; 
  * answers it.
  */
 export function callerScenario(byeTimeoutMs: number): string {
-  return `<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="dialer bench caller">
-  <send retrans="500"><![CDATA[
-      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:+14155550142@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:+14155550142@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=caller 1 1 IN IP4 127.0.0.1
-      s=-
-      c=IN IP4 127.0.0.1
-      t=0 0
-      m=audio [media_port] RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
-      a=sendrecv
-    ]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
-  <recv response="200" rtd="true" rrs="true"/>
-  <send><![CDATA[
-      ACK [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:+14155550142@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      [routes]
-      CSeq: 1 ACK
-      Contact: <sip:+14155550142@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
-    ]]></send>
-  <recv request="BYE" timeout="${byeTimeoutMs}"/>
-  <send><![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]></send>
-</scenario>
-`
+  return callerScenarioOf({
+    name: 'dialer bench caller', from: '<sip:+14155550142@[local_ip]:[local_port]>', contact: '<sip:+14155550142@[local_ip]:[local_port]>',
+    sdp: sdp({ port: '[media_port]', origin: 'caller' }), byeTimeoutMs,
+  })
 }

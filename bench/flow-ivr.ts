@@ -66,6 +66,7 @@ import { histogramFromSamples } from './svg-plot.ts'
 import { startWireCapture, type WirePacingStats } from './wire-pacing.ts'
 import { freePort } from '../test/harness/ports.ts'
 import { startPostgres, type ThrowawayPostgres } from '../test/harness/postgres.ts'
+import { callerRequest, callerScenario as callerScenarioOf, dtmfRelay, sdp } from '../test/harness/sipp-scenarios.ts'
 
 const args = parseBenchArgs()
 const argv = process.argv.slice(2)
@@ -371,81 +372,16 @@ async function mediaFiles(e: EngineProcess): Promise<MediaFiles> {
  * (application/dtmf-relay), and the engine's BYE answered.
  */
 function callerScenario(o: { mediaPort: string; from: string; digitAfterMs?: number; dtmf?: 'rtp' | 'info'; byeTimeoutMs: number }): string {
+  const from = `<sip:${o.from}@[local_ip]:[local_port]>`
   const digit = o.digitAfterMs === undefined ? '' : `
-  <pause milliseconds="${o.digitAfterMs}"/>${o.dtmf === 'info' ? `
-  <send retrans="500"><![CDATA[
-      INFO [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:${o.from}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      [routes]
-      CSeq: 2 INFO
-      Contact: <sip:${o.from}@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Type: application/dtmf-relay
-      Content-Length: [len]
-
-Signal=1
-Duration=160
-    ]]></send>
-  <recv response="200"/>` : `
+  <pause milliseconds="${o.digitAfterMs}"/>${o.dtmf === 'info'
+    ? callerRequest({ method: 'INFO', from, contact: from, cseq: 2, body: dtmfRelay('1') })
+    : `
   <nop><action><exec play_pcap_audio="${DTMF_PCAP}"/></action></nop>`}`
-  return `<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="flow-ivr caller">
-  <send retrans="500"><![CDATA[
-      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:${o.from}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: <sip:${o.from}@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=caller 1 1 IN IP4 127.0.0.1
-      s=-
-      c=IN IP4 127.0.0.1
-      t=0 0
-      m=audio ${o.mediaPort} RTP/AVP 0 101
-      a=rtpmap:0 PCMU/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-16
-      a=ptime:20
-      a=sendrecv
-    ]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
-  <recv response="200" rtd="true" rrs="true"/>
-  <send><![CDATA[
-      ACK [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:${o.from}@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      [routes]
-      CSeq: 1 ACK
-      Contact: <sip:${o.from}@[local_ip]:[local_port]>
-      Max-Forwards: 70
-      Content-Length: 0
-    ]]></send>${digit}
-  <recv request="BYE" timeout="${o.byeTimeoutMs}"/>
-  <send><![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]></send>
-</scenario>
-`
+  return callerScenarioOf({
+    name: 'flow-ivr caller', from, contact: from, afterAck: digit, byeTimeoutMs: o.byeTimeoutMs,
+    sdp: sdp({ port: o.mediaPort, origin: 'caller', telephoneEvent: true, ptime: true }),
+  })
 }
 
 interface SippCounts { successful: number; failed: number; current: number; created: number }

@@ -1,15 +1,13 @@
 import t from 'tap'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startPostgres } from '../harness/postgres.ts'
 import { startStack, type Stack } from '../harness/stack.ts'
-import { freePort } from '../harness/ports.ts'
-import { waitListening } from '../harness/sipp.ts'
+import { startUas, uasScenario } from '../harness/sipp-scenarios.ts'
 import { sleep, waitFor } from '../harness/wait.ts'
-import { sippUas } from '../sip/app/sipp-util.ts'
 
 /**
  * Issue 17: two engine nodes on one real PostgreSQL work the same campaign.
@@ -31,68 +29,7 @@ const FIXTURE = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'engin
 interface Attempt { id: string; outdial_target_id: string; call_id: string | null; destination: string; try_count: number; status: string; outcome: string | null; node_id: string | null; ended_at: Date | null }
 
 /** Answers every call after a ring, logs `INVITE <number>`, waits for the BYE. */
-const ANSWER = `<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="cluster-callee">
-  <recv request="INVITE">
-    <action>
-      <ereg regexp="To: *.?sip:([^@>;]+)" search_in="msg" assign_to="tall,touser"/>
-      <log message="INVITE [$touser]"/>
-    </action>
-  </recv>
-  <send>
-    <![CDATA[
-      SIP/2.0 180 Ringing
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <send retrans="500">
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=callee 1 1 IN IP4 127.0.0.1
-      s=-
-      c=IN IP4 127.0.0.1
-      t=0 0
-      m=audio [media_port] RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
-      a=sendrecv
-
-    ]]>
-  </send>
-  <recv request="ACK"/>
-  <recv request="BYE" timeout="300000"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <Reference variables="tall,touser"/>
-</scenario>
-`
+const ANSWER = uasScenario({ name: 'cluster-callee', kind: 'answer', capture: ['touser'], log: 'INVITE [$touser]', end: { by: 'engine', timeoutMs: 300_000 } })
 
 /** An engine node in a child process (kill -9 able). */
 function startNode(env: Record<string, string>): { child: ChildProcess; ready: Promise<{ baseUrl: string }>; output: () => string } {
@@ -156,12 +93,9 @@ t.test('two engine nodes on one PostgreSQL work one campaign; kill -9 of one mid
 
   /** A UAS behind its own carrier route (numbers starting with `prefix`). */
   const callee = async (name: string, prefix: string) => {
-    const port = await freePort()
-    const file = join(dir, `${name}.xml`)
-    writeFileSync(file, ANSWER)
-    const uas = sippUas(file, port, { calls: 10_000, timeoutMs: 300_000 })
+    const uas = await startUas(dir, name, ANSWER, { calls: 10_000, timeoutMs: 300_000 })
+    const port = uas.port
     t.teardown(() => uas.kill())
-    await waitListening(port)
     const trunk = await store.trunks.create(account.id, { name: `${name}-carrier`, outbound: { host: '127.0.0.1', port } })
     await store.carrierRoutes.create(account.id, { name: `to-${name}`, prefix, trunkId: trunk.id, priority: 1 })
     return { done: async () => { uas.kill(); return invitesByNumber((await uas.done).log) } }

@@ -1,24 +1,14 @@
 import t from 'tap'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startStack } from '../harness/stack.ts'
-import { freePort } from '../harness/ports.ts'
-import { waitListening } from '../harness/sipp.ts'
-import { sleep } from '../harness/wait.ts'
+import { startUas, uasScenario, type RunningUas } from '../harness/sipp-scenarios.ts'
+import { sleep, waitFor as poll } from '../harness/wait.ts'
+import { apiClient } from '../harness/api-client.ts'
 
 /** Polls every 300 ms (the API's per-key rate limit holds for a whole campaign's polling); throws after `ms`. */
-async function waitFor<T>(fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, ms = 10_000, what = 'condition'): Promise<T> {
-  const end = Date.now() + ms
-  for (;;) {
-    const v = await fn()
-    if (v) return v
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await sleep(300)
-  }
-}
-import { sippUas } from '../sip/app/sipp-util.ts'
-import { apiClient } from '../harness/api-client.ts'
+const waitFor = <T>(fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, ms = 10_000, what = 'condition') => poll(fn, ms, what, 300)
 
 /**
  * Outbound campaigns over real SIP: an outplan, an outdial of contacts, a
@@ -31,76 +21,11 @@ interface Campaigncall { id: string; outdial_target_id: string; call_id: string 
 interface Campaign { id: string; status: string; status_reason: string | null; stats: { targets: number; targets_done: number; campaigncalls: number; in_progress: number; outcomes: Record<string, number> } }
 
 /** A UAS for many calls: `answer` (answers, waits for our BYE), `machine` (answers and plays a recorded voice, G.711 A-law from a pcap, as a machine's greeting), `busy` (486), `ring` (rings until CANCEL). Each INVITE is logged with sipp's clock and the number dialled. */
-function uasScenario(kind: 'answer' | 'busy' | 'ring' | 'machine'): string {
-  const head = `<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="campaign-${kind}">
-  <recv request="INVITE">
-    <action>
-      <ereg regexp="To: *.?sip:([^@>;]+)" search_in="msg" assign_to="tall,touser"/>
-      <log message="INVITE [clock_tick] [$touser]"/>
-    </action>
-  </recv>`
-  const reply = (status: string, extra = '') => `
-  <send>
-    <![CDATA[
-      SIP/2.0 ${status}
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-${extra}
-    ]]>
-  </send>`
-  const sdp = `      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=callee 1 1 IN IP4 127.0.0.1
-      s=-
-      c=IN IP4 127.0.0.1
-      t=0 0
-      m=audio [media_port] RTP/AVP ${kind === 'machine' ? '8' : '0'}
-      a=rtpmap:${kind === 'machine' ? '8 PCMA' : '0 PCMU'}/8000
-      a=sendrecv
-`
-  const refs = '\n  <Reference variables="tall,touser"/>\n</scenario>\n'
-  if (kind === 'busy') return `${head}${reply('486 Busy Here', '      Content-Length: 0\n')}\n  <recv request="ACK"/>${refs}`
-  if (kind === 'ring') {
-    return `${head}${reply('180 Ringing', '      Content-Length: 0\n')}
-  <recv request="CANCEL" timeout="120000"/>${reply('200 OK', '      Content-Length: 0\n')}
-  <send>
-    <![CDATA[
-      SIP/2.0 487 Request Terminated
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      CSeq: [cseq] INVITE
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv request="ACK"/>${refs}`
-  }
-  return `${head}${reply('180 Ringing', '      Content-Length: 0\n')}${reply('200 OK', sdp).replace('<send>', '<send retrans="500">')}
-  <recv request="ACK"/>${kind === 'machine' ? '\n  <nop><action><exec play_pcap_audio="/usr/share/sip-tester/g711a.pcap"/></action></nop>' : ''}
-  <recv request="BYE" timeout="120000"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>${refs}`
-}
+const campaignUas = (kind: 'answer' | 'busy' | 'ring' | 'machine') => uasScenario({
+  name: `campaign-${kind}`, kind: kind === 'machine' ? 'answer' : kind, capture: ['touser'], log: 'INVITE [clock_tick] [$touser]',
+  cancelTimeoutMs: 120_000, end: { by: 'engine', timeoutMs: 120_000 },
+  ...(kind === 'machine' ? { codec: 'PCMA' as const, playPcap: '/usr/share/sip-tester/g711a.pcap' } : {}),
+})
 
 /** A Sunday, Monday or Tuesday at HH:MM in New York (EST in January: UTC-5). */
 const newYork = (day: 'sunday' | 'monday' | 'tuesday', hh: number, mm = 0) => new Date(Date.UTC(2026, 0, { sunday: 11, monday: 12, tuesday: 13 }[day], hh + 5, mm))
@@ -132,14 +57,11 @@ t.test('outbound campaigns over SIP', async (t) => {
   // The caller ID, a flow for answered calls (a short pause, then hang up), one UAS per behaviour behind a carrier route.
   const flow = await created('/v1/flows', { name: 'campaign call', actions: [{ type: 'sleep', option: { duration: 300 } }, { type: 'hangup' }] })
   t.equal((await post('/v1/numbers', { number: '+14155550100', target: { type: 'flow', id: flow.id } })).status, 201)
-  const uas: Record<'answer' | 'busy' | 'ring' | 'machine', ReturnType<typeof sippUas>> = {} as never
+  const uas: Record<'answer' | 'busy' | 'ring' | 'machine', RunningUas> = {} as never
   for (const [kind, prefix] of [['answer', '+121255501'], ['busy', '+121255502'], ['ring', '+121255503'], ['machine', '+121255504']] as const) {
-    const port = await freePort()
-    const file = join(dir, `${kind}.xml`)
-    writeFileSync(file, uasScenario(kind))
-    uas[kind] = sippUas(file, port, { calls: 10_000, timeoutMs: 600_000 })
+    uas[kind] = await startUas(dir, kind, campaignUas(kind), { calls: 10_000, timeoutMs: 600_000 })
+    const port = uas[kind].port
     t.teardown(() => uas[kind].kill())
-    await waitListening(port)
     const trunk = await store.trunks.create(account.id, { name: `${kind}-carrier`, outbound: { host: '127.0.0.1', port } })
     await store.carrierRoutes.create(account.id, { name: `to-${kind}`, prefix, trunkId: trunk.id, priority: 1 })
   }

@@ -1,14 +1,16 @@
 import t from 'tap'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startStack } from '../harness/stack.ts'
 import { freePort } from '../harness/ports.ts'
-import { runSipp, waitListening } from '../harness/sipp.ts'
-import { waitFor } from '../harness/wait.ts'
-import { SCN, sippUas } from '../sip/app/sipp-util.ts'
-import { RtpCaller, rms, tone, toneRatio } from '../sip/app/rtp-caller.ts'
+import { phoneScenario, registerExtension, startUas, type PhoneBehaviour } from '../harness/sipp-scenarios.ts'
+import { sleep, waitFor } from '../harness/wait.ts'
+import { frames, RtpCaller, tone, toneRatio, voiced } from '../sip/app/rtp-caller.ts'
 import { flowCalls } from './flow-calls.ts'
+
+/** The callee's scenario: logs `INVITE from <caller's number>`. */
+const calleeScenario = (behaviour: PhoneBehaviour) => phoneScenario(behaviour, { name: 'callee', capture: ['fromuser'], log: 'INVITE from [$fromuser]' })
 
 /**
  * Dialling from a flow over real SIP: sipp calls a number whose flow
@@ -17,142 +19,12 @@ import { flowCalls } from './flow-calls.ts'
  * caller's and the answering callee's RTP, so the bridge is checked by what
  * each side hears. Groupcalls through POST /v1/groupcalls the same way.
  */
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-const framesOf = (pcm: Int16Array) => Array.from({ length: Math.floor(pcm.length / 160) }, (_, i) => pcm.subarray(i * 160, i * 160 + 160))
-const voicedFrames = (pcm: Int16Array) => framesOf(pcm).filter((f) => rms(f) > 300).length
+const voicedFrames = (pcm: Int16Array) => frames(pcm).filter(voiced).length
 
 interface Executed { id: string; type: string; outcome?: string; startedAt: string }
 interface Activeflow { id: string; status: string; executedActions: Executed[]; variables: Record<string, string> }
 interface CallDetail { id: string; status: string; endedReason: string | null; from: string; to: string; activeflows: Activeflow[] }
 interface Groupcall { id: string; status: string; outcome: string | null; call_ids: string[]; answer_call_id: string | null; dial_index: number; master_call_id: string | null; ring_method: string }
-
-/**
- * A callee for sipp: `ring` rings until it is canceled (CANCEL → 200, 487,
- * ACK; sipp fails the run otherwise); `answer` rings, answers after
- * `answerAfterMs` with SDP at `rtpPort` (the test's RTP socket), then hangs
- * up itself after `byeAfterMs` or waits for our BYE.
- */
-function calleeScenario(o: { kind: 'ring' } | { kind: 'answer'; rtpPort: number; answerAfterMs: number; byeAfterMs?: number }): string {
-  const head = `<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="callee">
-  <recv request="INVITE">
-    <action>
-      <ereg regexp="[0-9]+" search_in="hdr" header="CSeq:" assign_to="invcseq"/>
-      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="ifrom"/>
-      <ereg regexp=".*" search_in="hdr" header="To:" assign_to="ito"/>
-      <ereg regexp="Contact: *.?(sips?:[^>;\\r\\n]+)" search_in="msg" assign_to="icall,icontact"/>
-      <ereg regexp="From: [^\\r\\n]*sip:([^@>;]+)" search_in="msg" assign_to="fall,fromuser"/>
-      <log message="INVITE from [$fromuser]"/>
-    </action>
-  </recv>
-  <send>
-    <![CDATA[
-      SIP/2.0 180 Ringing
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Length: 0
-
-    ]]>
-  </send>`
-  const refs = '\n  <Reference variables="icall,fall,ifrom,ito,icontact,invcseq"/>\n</scenario>\n'
-  if (o.kind === 'ring') {
-    return `${head}
-  <recv request="CANCEL" timeout="60000"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <send>
-    <![CDATA[
-      SIP/2.0 487 Request Terminated
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      CSeq: [$invcseq] INVITE
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv request="ACK"/>
-  <timewait milliseconds="200"/>${refs}`
-  }
-  const answer = `
-  <pause milliseconds="${o.answerAfterMs}"/>
-  <send retrans="500">
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=callee 1 1 IN IP4 127.0.0.1
-      s=-
-      c=IN IP4 127.0.0.1
-      t=0 0
-      m=audio ${o.rtpPort} RTP/AVP 0 101
-      a=rtpmap:0 PCMU/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-16
-      a=sendrecv
-
-    ]]>
-  </send>
-  <recv request="ACK"/>`
-  const end = o.byeAfterMs !== undefined
-    ? `
-  <pause milliseconds="${o.byeAfterMs}"/>
-  <send retrans="500">
-    <![CDATA[
-      BYE [$icontact] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From:[$ito];tag=[pid]SIPpTag01[call_number]
-      To:[$ifrom]
-      Call-ID: [call_id]
-      CSeq: 2 BYE
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200"/>`
-    : `
-  <recv request="BYE" timeout="60000"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <timewait milliseconds="200"/>`
-  return `${head}${answer}${end}${refs}`
-}
 
 t.test('connect, call and groupcalls over SIP', async (t) => {
   const stack = await startStack(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {})
@@ -174,13 +46,9 @@ t.test('connect, call and groupcalls over SIP', async (t) => {
     return number
   }
   /** A callee sipp on a free port, its scenario written for this test. */
-  const callee = async (name: string, scenario: Parameters<typeof calleeScenario>[0]) => {
-    const port = await freePort()
-    const file = join(dir, `${name}-${port}.xml`)
-    writeFileSync(file, calleeScenario(scenario))
-    const uas = sippUas(file, port, { timeoutMs: 60_000 })
-    await waitListening(port)
-    return { ...uas, uri: `sip:${name}@127.0.0.1:${port}` }
+  const callee = async (name: string, behaviour: PhoneBehaviour) => {
+    const uas = await startUas(dir, name, calleeScenario(behaviour), { timeoutMs: 60_000 })
+    return { ...uas, uri: `sip:${name}@127.0.0.1:${uas.port}` }
   }
   const rtp = async () => {
     const c = new RtpCaller()
@@ -291,14 +159,11 @@ t.test('connect, call and groupcalls over SIP', async (t) => {
     await store.extensions.create(account.id, { extension: '7201', password: 'ext-pass-7201' })
     // The extension registers from the port its phone (the sipp callee below) then listens on.
     const port = await freePort()
-    const reg = await runSipp({ scenario: join(SCN, 'register-auth.xml'), remote: `127.0.0.1:${stack.sipPort}`, localPort: port, service: '7201', args: ['-au', '7201', '-ap', 'ext-pass-7201'], timeoutMs: 15_000 }).done
+    const reg = await registerExtension({ sipPort: stack.sipPort, localPort: port, username: '7201', password: 'ext-pass-7201' })
     t.equal(reg.code, 0, `7201 registered ${reg.errors}`)
     const calleeRtp = await rtp()
-    const file = join(dir, `ext-${port}.xml`)
-    writeFileSync(file, calleeScenario({ kind: 'answer', rtpPort: calleeRtp.port, answerAfterMs: 200, byeAfterMs: 1000 }))
-    const phone = sippUas(file, port, { timeoutMs: 30_000 })
+    const phone = await startUas(dir, 'ext', calleeScenario({ kind: 'answer', rtpPort: calleeRtp.port, answerAfterMs: 200, byeAfterMs: 1000 }), { port, timeoutMs: 30_000 })
     t.teardown(() => phone.kill())
-    await waitListening(port)
     const number = await flowNumber([
       { type: 'connect', option: { destinations: [{ type: 'extension', target_name: '7201' }] } },
       { type: 'hangup', option: { reason: 'extension-done' } },

@@ -1,10 +1,6 @@
-import { writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { join } from 'node:path'
-import { freePort } from '../harness/ports.ts'
-import { waitListening } from '../harness/sipp.ts'
-import { sippUas } from '../sip/app/sipp-util.ts'
+import { startUas, uasScenario } from '../harness/sipp-scenarios.ts'
 import type { Stack } from '../harness/stack.ts'
 
 /**
@@ -26,111 +22,12 @@ export async function freshAccount(stack: Stack, name: string): Promise<{ id: st
  * named tool on the caller's first turn.
  */
 
-/** A sipp UAS answering every INVITE (up to `calls`), hanging up itself after `byeAfterMs`; or answering 486 Busy. */
+/** A sipp UAS answering every INVITE (up to `calls`), hanging up itself after `byeAfterMs`; or answering 486 Busy. `dtmf`: 1.5 s after answering the callee presses it (SIP INFO): the agent gets a caller turn. */
 export async function callee(dir: string, name: string, o: { byeAfterMs?: number; busy?: boolean; calls?: number; dtmf?: string } = {}) {
-  const port = await freePort()
-  const file = join(dir, `${name}-${port}.xml`)
-  writeFileSync(file, o.busy ? BUSY : answering(o.byeAfterMs ?? 2000, o.dtmf))
-  const uas = sippUas(file, port, { timeoutMs: 300_000, calls: o.calls ?? 10 })
-  await waitListening(port)
-  return { ...uas, port }
-}
-
-const BUSY = `<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="busy">
-  <recv request="INVITE"/>
-  <send><![CDATA[
-      SIP/2.0 486 Busy Here
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]></send>
-  <recv request="ACK"/>
-</scenario>
-`
-
-/** `dtmf`: 1.5 s after answering the callee presses it (SIP INFO): the agent gets a caller turn. */
-function answering(byeAfterMs: number, dtmf?: string): string {
-  const info = dtmf ? `
-  <pause milliseconds="1500"/>
-  <send retrans="500"><![CDATA[
-      INFO [$icontact] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From:[$ito];tag=[pid]SIPpTag01[call_number]
-      To:[$ifrom]
-      Call-ID: [call_id]
-      CSeq: 2 INFO
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Max-Forwards: 70
-      Content-Type: application/dtmf-relay
-      Content-Length: [len]
-
-Signal=${dtmf}
-Duration=160
-    ]]></send>
-  <recv response="200"/>` : ''
-  return `<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="answer then hang up">
-  <recv request="INVITE">
-    <action>
-      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="ifrom"/>
-      <ereg regexp=".*" search_in="hdr" header="To:" assign_to="ito"/>
-      <ereg regexp="Contact: *.?(sips?:[^>;\\r\\n]+)" search_in="msg" assign_to="icall,icontact"/>
-    </action>
-  </recv>
-  <send><![CDATA[
-      SIP/2.0 180 Ringing
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Length: 0
-    ]]></send>
-  <send retrans="500"><![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-v=0
-o=callee 1 1 IN IP4 127.0.0.1
-s=-
-c=IN IP4 127.0.0.1
-t=0 0
-m=audio [media_port] RTP/AVP 0 101
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
-a=sendrecv
-    ]]></send>
-  <recv request="ACK"/>${info}
-  <pause milliseconds="${byeAfterMs}"/>
-  <send retrans="500"><![CDATA[
-      BYE [$icontact] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From:[$ito];tag=[pid]SIPpTag01[call_number]
-      To:[$ifrom]
-      Call-ID: [call_id]
-      CSeq: ${dtmf ? 3 : 2} BYE
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Max-Forwards: 70
-      Content-Length: 0
-    ]]></send>
-  <recv response="200"/>
-  <Reference variables="icall"/>
-</scenario>
-`
+  const xml = o.busy
+    ? uasScenario({ name: 'busy', kind: 'busy' })
+    : uasScenario({ name: 'answer then hang up', kind: 'answer', telephoneEvent: true, ...(o.dtmf ? { infoDigit: o.dtmf } : {}), end: { by: 'callee', afterMs: o.byeAfterMs ?? 2000 } })
+  return startUas(dir, name, xml, { timeoutMs: 300_000, calls: o.calls ?? 10 })
 }
 
 /**

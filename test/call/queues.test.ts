@@ -1,14 +1,13 @@
 import t from 'tap'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import WebSocket from 'ws'
 import { startStack } from '../harness/stack.ts'
 import { freePort } from '../harness/ports.ts'
-import { runSipp, waitListening } from '../harness/sipp.ts'
-import { waitFor } from '../harness/wait.ts'
-import { SCN, sippUas } from '../sip/app/sipp-util.ts'
-import { RtpCaller, rms, tone, toneRatio } from '../sip/app/rtp-caller.ts'
+import { phoneScenario, registerExtension, startUas, type PhoneBehaviour } from '../harness/sipp-scenarios.ts'
+import { sleep, waitFor } from '../harness/wait.ts'
+import { frames, RtpCaller, tone, toneRatio, voiced } from '../sip/app/rtp-caller.ts'
 import { flowCalls } from './flow-calls.ts'
 
 /**
@@ -19,136 +18,12 @@ import { flowCalls } from './flow-calls.ts'
  * each other; an agent on another call is not offered a caller; kick;
  * a caller hanging up while waiting is abandoned; bad input; other accounts.
  */
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-const framesOf = (pcm: Int16Array) => Array.from({ length: Math.floor(pcm.length / 160) }, (_, i) => pcm.subarray(i * 160, i * 160 + 160))
-const voicedFrames = (pcm: Int16Array) => framesOf(pcm).filter((f) => rms(f) > 300).length
+const voicedFrames = (pcm: Int16Array) => frames(pcm).filter(voiced).length
 
 interface Agent { id: string; status: string; set_status: string; missed_count: number; last_offer_result: string | null; current_queuecall_id: string | null }
 interface Queue { id: string; total_incoming_count: number; total_serviced_count: number; total_abandoned_count: number; wait_queuecall_ids: string[]; service_queuecall_ids: string[] }
 interface Queuecall { id: string; status: string; end_reason: string | null; service_agent_id: string | null; offered_agent_ids: string[]; skipped_agent_ids: string[]; reference_id: string; duration_waiting: number; duration_service: number; tm_service: string | null }
 interface Event { type: string; callId: string | null; data: { queuecall?: Queuecall; contact_agent?: Agent; previous_status?: string | null } }
-
-/** A phone for sipp: `ring` rings until CANCEL; `answer` answers after answerAfterMs with RTP at rtpPort, then hangs up after byeAfterMs or waits for BYE. */
-function phoneScenario(o: { kind: 'ring' } | { kind: 'answer'; rtpPort: number; answerAfterMs: number; byeAfterMs?: number }): string {
-  const head = `<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="phone">
-  <recv request="INVITE">
-    <action>
-      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="ifrom"/>
-      <ereg regexp=".*" search_in="hdr" header="To:" assign_to="ito"/>
-      <ereg regexp="Contact: *.?(sips?:[^>;\\r\\n]+)" search_in="msg" assign_to="icall,icontact"/>
-      <ereg regexp="[0-9]+" search_in="hdr" header="CSeq:" assign_to="invcseq"/>
-      <log message="INVITE"/>
-    </action>
-  </recv>
-  <send>
-    <![CDATA[
-      SIP/2.0 180 Ringing
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Length: 0
-
-    ]]>
-  </send>`
-  const refs = '\n  <Reference variables="icall,ifrom,ito,icontact,invcseq"/>\n</scenario>\n'
-  if (o.kind === 'ring') {
-    return `${head}
-  <recv request="CANCEL" timeout="60000"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <send>
-    <![CDATA[
-      SIP/2.0 487 Request Terminated
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      CSeq: [$invcseq] INVITE
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv request="ACK"/>
-  <timewait milliseconds="200"/>${refs}`
-  }
-  const answer = `
-  <pause milliseconds="${o.answerAfterMs}"/>
-  <send retrans="500">
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=phone 1 1 IN IP4 127.0.0.1
-      s=-
-      c=IN IP4 127.0.0.1
-      t=0 0
-      m=audio ${o.rtpPort} RTP/AVP 0 101
-      a=rtpmap:0 PCMU/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-16
-      a=sendrecv
-
-    ]]>
-  </send>
-  <recv request="ACK"/>`
-  const end = o.byeAfterMs !== undefined
-    ? `
-  <pause milliseconds="${o.byeAfterMs}"/>
-  <send retrans="500">
-    <![CDATA[
-      BYE [$icontact] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From:[$ito];tag=[pid]SIPpTag01[call_number]
-      To:[$ifrom]
-      Call-ID: [call_id]
-      CSeq: 2 BYE
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-      Max-Forwards: 70
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <recv response="200"/>`
-    : `
-  <recv request="BYE" timeout="60000"/>
-  <send>
-    <![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-    ]]>
-  </send>
-  <timewait milliseconds="200"/>`
-  return `${head}${answer}${end}${refs}`
-}
 
 t.test('contact agents and queues over SIP', async (t) => {
   const stack = await startStack(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {})
@@ -204,16 +79,13 @@ t.test('contact agents and queues over SIP', async (t) => {
   }
   const register = async (username: string) => {
     const p = phones[username]!
-    const reg = await runSipp({ scenario: join(SCN, 'register-auth.xml'), remote: `127.0.0.1:${stack.sipPort}`, localPort: p.port, service: username, args: ['-au', username, '-ap', `pw-${username}-secret`], timeoutMs: 15_000 }).done
+    const reg = await registerExtension({ sipPort: stack.sipPort, localPort: p.port, username, password: `pw-${username}-secret` })
     t.equal(reg.code, 0, `${username} registered ${reg.errors}`)
   }
-  const phone = async (username: string, scenario: Parameters<typeof phoneScenario>[0]) => {
+  const phone = async (username: string, behaviour: PhoneBehaviour) => {
     const p = phones[username]!
-    const file = join(dir, `phone-${username}-${seq++}.xml`)
-    writeFileSync(file, phoneScenario(scenario))
-    const uas = sippUas(file, p.port, { timeoutMs: 60_000 })
+    const uas = await startUas(dir, `phone-${username}-${seq++}`, phoneScenario(behaviour, { name: 'phone', log: 'INVITE' }), { port: p.port, timeoutMs: 60_000 })
     t.teardown(() => uas.kill())
-    await waitListening(p.port)
     return uas
   }
 

@@ -5,18 +5,19 @@
  * (RtpCaller), so a test says things to the agent and hears what it says back,
  * and reads the outcome through the API (call record, recordings, events).
  */
-import { waitFor } from '../../harness/wait.ts'
+import { sleep, waitFor } from '../../harness/wait.ts'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import WebSocket from 'ws'
 import { startStack, type Stack } from '../../harness/stack.ts'
 import { writeFileSync } from 'node:fs'
-import { callerSdp, placeCall, placeTrackedCall, RtpCaller, rms } from '../../sip/app/rtp-caller.ts'
-import { runSipp } from '../../harness/sipp.ts'
+import { callerSdp, frames, placeCall, placeTrackedCall, RtpCaller, voiced } from '../../sip/app/rtp-caller.ts'
+import { runSipp, waitListening } from '../../harness/sipp.ts'
+import { reply, scenario } from '../../harness/sipp-scenarios.ts'
 import { freePort } from '../../harness/ports.ts'
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+export { frames, sleep, voiced }
 
 export interface TranscriptEntry { role: string; text: string; startMs: number; endMs: number; interrupted: boolean; source?: string }
 export interface CallDetail {
@@ -65,43 +66,22 @@ export interface LiveCall {
  */
 export async function answeringParty(dir: string, caller: RtpCaller, teardown: (fn: () => unknown) => void, reinvites = 0): Promise<{ uri: string; done: Promise<unknown> }> {
   const port = await freePort()
-  const ok = (n: number, body: boolean) => `
-  <send${n === 0 ? ' retrans="500"' : ''}><![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:];tag=[pid]SIPpTag01[call_number]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:[local_ip]:[local_port];transport=[transport]>
-${body ? `      Content-Type: application/sdp
-      Content-Length: [len]
-
-${callerSdp(caller, n + 1, 'sendrecv', true)}` : '      Content-Length: 0\n'}
-    ]]></send>`
-  const xml = `<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="answering party">
-  <recv request="INVITE" crlf="true"/>
-${ok(0, true)}
+  const ok = (n: number, body: boolean) => reply('200 OK', { retrans: n === 0, ...(body ? { sdp: callerSdp(caller, n + 1, 'sendrecv', true) } : {}) })
+  const xml = scenario('answering party', `
+  <recv request="INVITE" crlf="true"/>${ok(0, true)}
   <recv request="ACK" crlf="true"/>
-${Array.from({ length: reinvites }, (_, i) => `  <recv request="INVITE" timeout="120000"/>\n${ok(i + 1, true)}\n  <recv request="ACK"/>`).join('\n')}
-  <recv request="BYE" timeout="120000"/>
-${ok(9, false)}
-</scenario>`
+${Array.from({ length: reinvites }, (_, i) => `  <recv request="INVITE" timeout="120000"/>${ok(i + 1, true)}\n  <recv request="ACK"/>`).join('\n')}
+  <recv request="BYE" timeout="120000"/>${ok(9, false)}`)
   const file = join(dir, `callee-${port}.xml`)
   writeFileSync(file, xml)
   const run = runSipp({ scenario: file, localPort: port, timeoutMs: 150_000 })
   teardown(() => run.kill())
-  await sleep(300)
+  await waitListening(port)
   return { uri: `sip:callee@127.0.0.1:${port}`, done: run.done }
 }
 
 export const waitUntil = waitFor
 
-/** 20 ms frames of `pcm` at 8 kHz. */
-export const frames = (pcm: Int16Array): Int16Array[] => Array.from({ length: Math.floor(pcm.length / 160) }, (_, i) => pcm.subarray(i * 160, i * 160 + 160))
-export const voiced = (f: Int16Array): boolean => rms(f) > 300
 
 export async function fieldLab(number: string): Promise<FieldLab> {
   const stack = await startStack(process.env.DATABASE_URL ? { DATABASE_URL: process.env.DATABASE_URL } : {})

@@ -6,6 +6,8 @@ import { encodeWav } from '../../../media/wav.ts'
 import { G722Decoder, G722Encoder } from '../../../codecs/g722.ts'
 import { runSipp, type SippResult } from '../../harness/sipp.ts'
 import { freePort } from '../../harness/ports.ts'
+import { sleep } from '../../harness/wait.ts'
+import { callerRequest, callerScenario, dtmfRelay, reply } from '../../harness/sipp-scenarios.ts'
 
 /**
  * The caller side of a real call for media tests: sipp does the SIP (INVITE,
@@ -221,115 +223,34 @@ export async function placeCall(o: {
   sendInfo?: { digits: string; afterMs: number }
 }): Promise<{ done: Promise<SippResult>; kill: () => void }> {
   const dtmf = o.dtmf !== false
+  const from = 'sipp <sip:+14155550100@[local_ip]:[local_port]>'
+  const contact = 'sip:sipp@[local_ip]:[local_port]'
   const sendInfo = [...(o.sendInfo?.digits ?? '')].map((d, i) => `
-  <pause milliseconds="${i === 0 ? o.sendInfo!.afterMs : 1000}"/>
-  <send retrans="500"><![CDATA[
-      INFO [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:+14155550100@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      [routes]
-      CSeq: ${2 + i} INFO
-      Contact: sip:sipp@[local_ip]:[local_port]
-      Max-Forwards: 70
-      Content-Type: application/dtmf-relay
-      Content-Length: [len]
-
-Signal=${d}
-Duration=160
-    ]]></send>
-  <recv response="200"/>`).join('')
+  <pause milliseconds="${i === 0 ? o.sendInfo!.afterMs : 1000}"/>${callerRequest({ method: 'INFO', from, contact, cseq: 2 + i, body: dtmfRelay(d) })}`).join('')
   // Hold/unhold re-INVITEs from the engine (RFC 3264 §8.4): answered with the
   // mirror direction of the offer (sendonly → recvonly).
   const reinvites = Array.from({ length: o.reinvites ?? 0 }, (_, i) => `
   <recv request="INVITE" timeout="60000">
     <action><ereg regexp="a=(sendonly|sendrecv|inactive)" search_in="body" check_it="true" assign_to="dir${i},offered${i}"/></action>
-  </recv>
-  <send><![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Contact: <sip:sipp@[local_ip]:[local_port]>
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-${callerSdp(o.caller, 2 + i, i % 2 === 0 ? 'recvonly' : 'sendrecv', dtmf)}
-    ]]></send>
+  </recv>${reply('200 OK', { toTag: false, contact: '<sip:sipp@[local_ip]:[local_port]>', sdp: callerSdp(o.caller, 2 + i, i % 2 === 0 ? 'recvonly' : 'sendrecv', dtmf) })}
   <recv request="ACK"/>`).join('')
   // check_it: sipp fails the call when the INFO body does not carry the expected digit.
   const info = [...(o.infoDigits ?? '')].map((d, i) => `
   <recv request="INFO" timeout="60000">
     <action><ereg regexp="Signal=${d === '*' ? '\\*' : d}" search_in="body" check_it="true" assign_to="info${i}"/></action>
-  </recv>
-  <send><![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]></send>`).join('')
-  // The ACK goes to the 2xx's Contact through its Record-Route set
-  // (RFC 3261 §13.2.2.4, §12.1.2): sipp's rrs/[next_url]/[routes].
-  const xml = `<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="media caller">
-  <send retrans="500"><![CDATA[
-      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:+14155550100@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>
-      Call-ID: [call_id]
-      CSeq: 1 INVITE
-      Contact: sip:sipp@[local_ip]:[local_port]
-      Max-Forwards: 70
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-${callerSdp(o.caller, 1, 'sendrecv', dtmf)}
-    ]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
-  <recv response="200" rtd="true" rrs="true"/>
-  <send><![CDATA[
-      ACK [next_url] SIP/2.0
-      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: sipp <sip:+14155550100@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-      Call-ID: [call_id]
-      [routes]
-      CSeq: 1 ACK
-      Contact: sip:sipp@[local_ip]:[local_port]
-      Max-Forwards: 70
-      Content-Length: 0
-    ]]></send>${sendInfo}${info}${reinvites}
-  <recv request="BYE" timeout="${o.timeoutMs ?? 120000}"/>
-  <send><![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-    ]]></send>${refs(o.infoDigits?.length ?? 0, o.reinvites ?? 0)}
-</scenario>
-`
+  </recv>${reply('200 OK', { toTag: false, contact: false })}`).join('')
+  const xml = callerScenario({
+    name: 'media caller', from, contact, sdp: callerSdp(o.caller, 1, 'sendrecv', dtmf),
+    afterAck: `${sendInfo}${info}${reinvites}`, byeTimeoutMs: o.timeoutMs ?? 120000, variables: refs(o.infoDigits?.length ?? 0, o.reinvites ?? 0),
+  })
   const file = join(o.dir, `caller-${o.caller.port}.xml`)
   writeFileSync(file, xml)
   return runSipp({ scenario: file, remote: `127.0.0.1:${o.sipPort}`, localPort: await freePort(), ...(o.localIp ? { localIp: o.localIp } : {}), service: o.service, timeoutMs: (o.timeoutMs ?? 120000) + 10000 })
 }
 
-/** sipp refuses variables assigned but never used: reference them. */
-function refs(infos: number, reinvites: number): string {
-  const names = [...Array.from({ length: infos }, (_, i) => `info${i}`), ...Array.from({ length: reinvites }, (_, i) => [`dir${i}`, `offered${i}`]).flat()]
-  return names.length ? `\n  <Reference variables="${names.join(',')}"/>` : ''
+/** What the caller's scenario captured (sipp refuses variables assigned but never used). */
+function refs(infos: number, reinvites: number): string[] {
+  return [...Array.from({ length: infos }, (_, i) => `info${i}`), ...Array.from({ length: reinvites }, (_, i) => [`dir${i}`, `offered${i}`]).flat()]
 }
 
 /**
@@ -337,14 +258,13 @@ function refs(infos: number, reinvites: number): string {
  * up to 20 s) and whether the engine's RTP reached the caller (up to 5 s more).
  */
 export async function awaitAnsweredCall(api: (path: string) => Promise<Response>, caller: RtpCaller): Promise<{ callId: string; rtp: boolean }> {
-  const pause = (ms: number) => new Promise((r) => setTimeout(r, ms))
   let callId = ''
   for (let i = 0; i < 200 && !callId; i++) {
     const page = await (await api('/v1/calls?status=in-progress')).json() as { data: Array<{ id: string }> }
     callId = page.data[0]?.id ?? ''
-    if (!callId) await pause(100)
+    if (!callId) await sleep(100)
   }
-  for (let i = 0; i < 100 && callId && !caller.remote; i++) await pause(50)
+  for (let i = 0; i < 100 && callId && !caller.remote; i++) await sleep(50)
   return { callId, rtp: Boolean(caller.remote) }
 }
 
@@ -370,6 +290,11 @@ export function rms(pcm: Int16Array): number {
   for (let i = 0; i < pcm.length; i++) acc += pcm[i]! * pcm[i]!
   return pcm.length ? Math.sqrt(acc / pcm.length) : 0
 }
+
+/** 20 ms frames of `pcm` at 8 kHz. */
+export const frames = (pcm: Int16Array): Int16Array[] => Array.from({ length: Math.floor(pcm.length / 160) }, (_, i) => pcm.subarray(i * 160, i * 160 + 160))
+/** A frame with speech or tone in it (not silence or comfort noise). */
+export const voiced = (f: Int16Array): boolean => rms(f) > 300
 
 export function sine(freq: number, seconds: number, amplitude = 8000, rate = 8000): Int16Array {
   const out = new Int16Array(Math.round(seconds * rate))
@@ -418,7 +343,6 @@ export async function placeTrackedCall(o: {
   api: (path: string) => Promise<Response>
   teardown: (fn: () => unknown) => void
 }): Promise<{ c: RtpCaller; id: string; sipp: Awaited<ReturnType<typeof placeCall>> }> {
-  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
   const c = new RtpCaller()
   await c.start()
   o.teardown(() => c.close())
