@@ -49,6 +49,7 @@ import { cdfFromSamples } from './svg-plot.ts'
 import { startPostgres, type ThrowawayPostgres } from '../test/harness/postgres.ts'
 import { freePort } from '../test/harness/ports.ts'
 import { runSipp, waitListening } from '../test/harness/sipp.ts'
+import { sleep, waitFor } from '../test/harness/wait.ts'
 import { sippUas } from '../test/sip/app/sipp-util.ts'
 import { calleeScenario, callerScenario, concurrency, parseCalleeLog, type CalleeCall } from './dialer-scenarios.ts'
 
@@ -117,7 +118,6 @@ const QUEUE_WINDOW_SEC = quick ? 15 : 60
 const DIAL_PREFIX = '+1212555'
 
 const silent = pino({ level: 'silent' })
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const figures: BenchFigure[] = []
 const plots: PlotSpec[] = []
 const notes: string[] = []
@@ -310,11 +310,7 @@ async function schedulerPart(): Promise<void> {
 }
 
 async function until(ok: () => boolean | Promise<boolean>, ms: number, everyMs = 5): Promise<void> {
-  const end = Date.now() + ms
-  while (!(await ok())) {
-    if (Date.now() > end) throw new Error(`timed out after ${ms / 1000} s`)
-    await sleep(everyMs)
-  }
+  await waitFor(ok, ms, `${ms / 1000} s`, everyMs)
 }
 
 

@@ -66,6 +66,7 @@ import { histogramFromSamples } from './svg-plot.ts'
 import { startWireCapture, type WirePacingStats } from './wire-pacing.ts'
 import { freePort } from '../test/harness/ports.ts'
 import { startPostgres, type ThrowawayPostgres } from '../test/harness/postgres.ts'
+import { sleep } from '../test/harness/wait.ts'
 import { callerRequest, callerScenario as callerScenarioOf, dtmfRelay, sdp } from '../test/harness/sipp-scenarios.ts'
 
 const args = parseBenchArgs()
@@ -126,7 +127,6 @@ const LOOP_BODY = 8
 const LOOP_TIMES = 1000
 const LOOP_VERBS = LOOP_BODY * LOOP_TIMES
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const figures: BenchFigure[] = []
 const plots: PlotSpec[] = []
 const notes: string[] = []

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startStack } from '../harness/stack.ts'
 import { apiClient } from '../harness/api-client.ts'
-import { waitFor } from '../harness/wait.ts'
+import { sleep, waitFor } from '../harness/wait.ts'
 import { flowCalls } from './flow-calls.ts'
 import { callee, freshAccount, toolCallingLlm } from './outreach-kit.ts'
 
@@ -112,7 +112,7 @@ t.test('scheduled calls and AI callbacks', async (t) => {
     t.same(list.body.data.map((s) => s.id), [soon.body.id, later.body.id], 'soonest first')
     const window = await req<{ data: Sc[] }>('GET', `/v1/scheduled-calls?start_date=${encodeURIComponent(new Date(now + 2 * 3600_000).toISOString())}`)
     t.same(window.body.data.map((s) => s.id), [later.body.id], 'start_date filters scheduled_for')
-    await new Promise((r) => setTimeout(r, 1500))
+    await sleep(1500)
     t.equal((await sc(soon.body.id)).status, 'pending', 'not due yet: nothing dialled')
     stack.clock.advance(3600_000 + 1000)
     const done = await waitFor(async () => { const s = await sc(soon.body.id); return s.status === 'completed' || s.status === 'failed' ? s : null }, 30_000, 'the scheduled call ended')

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startStack } from '../harness/stack.ts'
 import { apiClient } from '../harness/api-client.ts'
-import { waitFor } from '../harness/wait.ts'
+import { sleep, waitFor } from '../harness/wait.ts'
 import { callee, freshAccount, toolCallingLlm } from './outreach-kit.ts'
 
 /**
@@ -99,7 +99,7 @@ t.test('sequences', async (t) => {
     const c = await enroll('+12135550203')
     t.equal((await req('POST', `/v1/sequences/${s.id}/enrollments`, { contact_phone: '+12125550201' })).status, 409, 'an active contact is not enrolled twice')
     const enr = async (id: string) => (await req<Enr>('GET', `/v1/sequences/${s.id}/enrollments/${id}`)).body
-    await new Promise((r) => setTimeout(r, 1000))
+    await sleep(1000)
     t.equal((await enr(a.id)).total_attempts, 0, 'inactive: nothing runs')
     t.equal((await req('POST', `/v1/sequences/${s.id}/activate`)).status, 200)
     const afterStep = (id: string, step: number) => waitFor(async () => { const e = await enr(id); return e.current_step >= step || e.status !== 'active' ? e : null }, 30_000, `enrollment at step ${step}`)

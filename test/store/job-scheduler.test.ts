@@ -5,6 +5,7 @@ import { createStore } from '../../store/index.ts'
 import { SecretBox } from '../../store/secrets.ts'
 import { JobScheduler, SettableClock, type JobHandler } from '../../store/job-scheduler.ts'
 import { openTestDatabase, silent } from '../control-api/helpers.ts'
+import { sleep, waitFor } from '../harness/wait.ts'
 
 /**
  * The durable scheduler on the real store (PGlite here; PostgreSQL when
@@ -12,14 +13,8 @@ import { openTestDatabase, silent } from '../control-api/helpers.ts'
  * business clock, leases, re-runs after a lost node, several schedulers
  * (nodes) sharing one table without running a job twice.
  */
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
-async function until(what: string, ok: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms
-  while (!(await ok())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await sleep(20)
-  }
-}
+/** Polls `ok` every 20 ms until it holds; throws `timed out waiting for <what>` after `ms`. */
+const until = async (what: string, ok: () => boolean | Promise<boolean>, ms = 10_000): Promise<void> => { await waitFor(ok, ms, what, 20) }
 
 t.test('job scheduler', async (t) => {
   const tdb = await openTestDatabase()
