@@ -363,7 +363,10 @@ t.test('outbound campaigns over SIP', async (t) => {
       const placed = await Promise.all((await attempts(flip.id)).filter((x) => x.call_id).map((x) => store.calls.getById(x.call_id!)))
       const late = placed.filter((x) => x && Date.parse(x.createdAt) > at + 50)
       t.same(late.map((x) => x!.to), [], 'no call placed after the pause answered')
-      t.equal((await setStatus(flip.id, 'run')).body.status, 'run')
+      const resumed = (await setStatus(flip.id, 'run')).body as { status: string; status_reason: string | null }
+      // A slow box may have dialled every contact during the run windows: then the resume finds it finished.
+      if (resumed.status === 'stop') { t.equal(resumed.status_reason, 'finished', 'resumed with nothing left: finished'); break }
+      t.equal(resumed.status, 'run')
     }
     const done = await waitFor(async () => { const x = await campaign(flip.id); return x.status === 'stop' ? x : null }, 30_000, 'the flipped campaign finishes')
     t.equal(done.status_reason, 'finished')
