@@ -301,7 +301,8 @@ async function schedulerPart(): Promise<void> {
       schedule: { ...r3(sched), statements: schedStatements }, run: { ...r3(run), statements: runStatements }, runWide: { ...r3(wide), statements: wideStatements, concurrency: WIDE_CONCURRENCY }, paced: { ...r3(paced), statements: pacedStatements },
       lateness: { p50: percentile(late, 50), p90: percentile(late, 90), p99: percentile(late, 99), max: late.at(-1) },
     }
-    if (totalPerJob > TARGET_CPU_MS_PER_JOB) notes.push(`scheduler: ${totalPerJob.toFixed(2)} ms of CPU per job on ${store} is over the ${TARGET_CPU_MS_PER_JOB} ms target (schedule ${perJobMs(sched.totalSec, JOBS).toFixed(2)} + run ${perJobMs(run.totalSec, JOBS).toFixed(2)})`)
+    if (campaignPerJob > TARGET_CPU_MS_PER_JOB) notes.push(`scheduler: ${campaignPerJob.toFixed(2)} ms of CPU per job on ${store} (the campaign path) is over the ${TARGET_CPU_MS_PER_JOB} ms target`)
+    if (totalPerJob > TARGET_CPU_MS_PER_JOB) notes.push(`scheduler: one schedule() per job at concurrency ${JOB_CONCURRENCY} costs ${totalPerJob.toFixed(2)} ms per job on ${store} (schedule ${perJobMs(sched.totalSec, JOBS).toFixed(2)} + run ${perJobMs(run.totalSec, JOBS).toFixed(2)}): a service scheduling one job at a time pays the INSERT's round trip; the campaigns use scheduleMany`)
   } finally {
     await scheduler?.stop()
     await db?.close()
