@@ -28,7 +28,16 @@ export interface CallOwnerCheck {
 
 export type CallEnd = Call & { lost?: true }
 
-export function callOutcome(store: Pick<Store, 'bus' | 'calls'>, callId: string, signal: AbortSignal, owner?: CallOwnerCheck): Promise<CallEnd | null> {
+export interface CallOutcomeOptions {
+  /**
+   * What the wait starts from: `check` reads the record at once (a re-run, a call placed a
+   * while ago); a final Call given here is the answer; null waits for the call's events
+   * (a call just placed here: its end comes on the bus, the re-check is the safety net).
+   */
+  first?: 'check' | Call | null | undefined
+}
+
+export function callOutcome(store: Pick<Store, 'bus' | 'calls'>, callId: string, signal: AbortSignal, owner?: CallOwnerCheck, opts: CallOutcomeOptions = {}): Promise<CallEnd | null> {
   return new Promise((resolve) => {
     let done = false
     let probing = false
@@ -41,7 +50,9 @@ export function callOutcome(store: Pick<Store, 'bus' | 'calls'>, callId: string,
       resolve(c)
     }
     const check = async () => {
-      const c = await store.calls.getById(callId).catch(() => null)
+      const c = await store.calls.getById(callId).catch(() => undefined)
+      // A record gone (its account deleted) ends the wait: nothing will ever end it.
+      if (c === null) return finish({ status: 'failed', endedReason: 'call-record-missing', id: callId } as CallEnd)
       if (c && isFinal(c.status)) return finish(c)
       if (!c || !owner || !c.nodeId || c.nodeId === owner.nodeId || probing) return
       probing = true
@@ -60,7 +71,9 @@ export function callOutcome(store: Pick<Store, 'bus' | 'calls'>, callId: string,
     timer.unref()
     if (signal.aborted) return finish(null)
     signal.addEventListener('abort', onAbort)
-    void check()
+    const first = opts.first === undefined ? 'check' : opts.first
+    if (first === 'check') void check()
+    else if (first) finish(first)
   })
 }
 

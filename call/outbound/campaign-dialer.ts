@@ -13,6 +13,7 @@ import { isOpen, nextOpening } from './operating-hours.ts'
 import { DO_NOT_CALL_CODE } from './do-not-call.ts'
 import { campaignProgram } from './campaign-program.ts'
 import { CampaignPacer } from './campaign-pacer.ts'
+import { callOutcome } from './call-outcome.ts'
 
 /**
  * The campaign dialer, on the durable job scheduler: one job per campaign
@@ -59,10 +60,6 @@ export { CAMPAIGN_DIAL_JOB }
 
 /** Outcomes that get another attempt (when the outplan has attempts left). */
 const RETRIED: ReadonlySet<CampaigncallOutcome> = new Set(['busy', 'no-answer', 'failed', 'machine'])
-/** A call followed to its end is also re-read this often (a missed event on a restarted bus). */
-const FOLLOW_POLL_MS = 5000
-/** A call another node placed and never answered, still not final this long after its dial timeout: its node is gone. */
-const NODE_LOST_GRACE_MS = 30_000
 
 export interface CampaignDialerOptions {
   store: Store
@@ -74,7 +71,7 @@ export interface CampaignDialerOptions {
   /**
    * Whether another engine node still answers (store/node-relay.ts ping; several nodes on
    * one PostgreSQL). Absent on a single node: an attempt whose call another node placed is
-   * then given up only when it was never answered, dial timeout + NODE_LOST_GRACE_MS after it.
+   * then given up only when it was never answered, 30 s past its dial timeout (call-outcome.ts).
    */
   nodeAlive?: ((nodeId: string) => Promise<boolean>) | undefined
 }
@@ -416,57 +413,13 @@ export class CampaignDialer {
   }
 
   /**
-   * The call's final record once it ended (its event on the bus, or a re-read), or `lost` when
-   * the node holding it is gone (its record would never end: dead-node cleanup is not this
-   * module's); null when `ctx.signal` ends the wait first.
+   * The call's final record once it ended, or `lost` when the node holding it is gone
+   * (call-outcome.ts: the one wait for a placed call's end); null when `ctx.signal` ends the wait first.
    */
-  private callEnd(callId: string, ctx: JobContext, dialTimeoutMs: number, first: 'check' | Call | null): Promise<{ call: Call; lost?: true } | null> {
-    const { bus, calls } = this.store
-    const { signal } = ctx
-    return new Promise((resolve) => {
-      let settled = false
-      let probing = false
-      const finish = (end: { call: Call; lost?: true } | null) => {
-        if (settled) return
-        settled = true
-        unsubscribe()
-        clearInterval(poll)
-        signal.removeEventListener('abort', onAbort)
-        resolve(end)
-      }
-      const check = () => {
-        void calls.getById(callId).then(async (call) => {
-          if (!call) finish({ call: { status: 'failed', endedReason: 'call-record-missing' } as Call })
-          else if (isFinal(call.status)) finish({ call })
-          else if (call.nodeId && call.nodeId !== ctx.nodeId && !probing) {
-            // Placed by another node (this is a re-run after its lease expired): is that node still there?
-            probing = true
-            try {
-              if (await this.ownerGone(call, dialTimeoutMs)) {
-                const again = await calls.getById(callId)
-                finish(again && isFinal(again.status) ? { call: again } : { call: again ?? call, lost: true })
-              }
-            } finally { probing = false }
-          }
-        }).catch((err: unknown) => this.log.warn({ err, callId }, 'campaign call could not be read'))
-      }
-      const unsubscribe = bus.subscribe((e) => {
-        if (e.callId === callId && (e.type === 'call.ended' || e.type === 'call.failed')) check()
-      })
-      const poll = setInterval(check, FOLLOW_POLL_MS)
-      const onAbort = () => finish(null)
-      signal.addEventListener('abort', onAbort, { once: true })
-      // A call just placed here is not read at once (its end comes as an event; the poll is the safety net).
-      if (signal.aborted) finish(null)
-      else if (first === 'check') check()
-      else if (first) finish({ call: first })
-    })
-  }
-
-  /** Whether the node that placed this unfinished call is gone: it does not answer a ping; without a way to ask, a call never answered long after its dial timeout. */
-  private async ownerGone(call: Call, dialTimeoutMs: number): Promise<boolean> {
-    if (this.o.nodeAlive) return !(await this.o.nodeAlive(call.nodeId!))
-    if (call.answeredAt) return false
-    return Date.now() - Date.parse(call.createdAt) > dialTimeoutMs + NODE_LOST_GRACE_MS
+  private async callEnd(callId: string, ctx: JobContext, dialTimeoutMs: number, first: 'check' | Call | null): Promise<{ call: Call; lost?: true } | null> {
+    const end = await callOutcome(this.store, callId, ctx.signal, { nodeId: ctx.nodeId, ringTimeoutSec: dialTimeoutMs / 1000, nodeAlive: this.o.nodeAlive }, { first })
+    if (!end) return null
+    const { lost, ...call } = end
+    return lost ? { call, lost } : { call }
   }
 }
