@@ -6,6 +6,7 @@ import { found, type ApiDeps, type RouteOptions } from '../deps.ts'
 import { ApiError } from '../errors.ts'
 import { SCHEDULED_CALL_STATUSES, type ScheduledCall } from '../../store/scheduled-calls.ts'
 import type { ScheduledCalls } from '../../call/outbound/scheduled-calls.ts'
+import { isTimeZone, zonedToInstant } from '../../call/time-zones.ts'
 
 /**
  * /v1/scheduled-calls (Leadlock ScheduledCall): an outbound call by an AI
@@ -17,8 +18,28 @@ import type { ScheduledCalls } from '../../call/outbound/scheduled-calls.ts'
  */
 
 const Iso = (description: string) => Type.String({ format: 'date-time', description })
-const ScheduledFor = Iso('When to call (ISO 8601 with an offset or Z; stored as UTC)')
-const TimeZone = Type.String({ minLength: 1, maxLength: 64, description: 'The contact\'s IANA time zone, kept for display only: scheduled_for carries its own offset and is the instant dialled (unknown zones are refused)' })
+const ScheduledFor = Type.String({
+  pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\\.[0-9]{1,9})?)?(Z|[+-][0-9]{2}:[0-9]{2})?$',
+  description: 'When to call, ISO 8601: with an offset or Z it is that instant; without one it is a wall-clock time in `timezone` (e.g. 2026-12-09T10:00 with America/New_York is 10 am there). Stored as UTC',
+})
+const TimeZone = Type.String({ minLength: 1, maxLength: 64, description: 'The contact\'s IANA time zone: a scheduled_for without an offset is read in it (unknown zones are refused)' })
+
+/** scheduled_for as an instant: its own offset when it has one, else the wall clock in `timeZone` (400 naming the field otherwise). */
+function instantOf(when: string, timeZone: string): Date {
+  const m = /^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.[0-9]+)?)?(Z|[+-][0-9]{2}:[0-9]{2})?$/.exec(when)
+  const bad = (why: string) => new ApiError(400, 'validation_failed', `invalid body: scheduled_for: ${why}`, { field: 'scheduled_for' })
+  if (!m) throw bad('not an ISO 8601 date-time')
+  if (m[7]) {
+    const t = Date.parse(when)
+    if (Number.isNaN(t)) throw bad(`${when} is not a date-time`)
+    return new Date(t)
+  }
+  if (!isTimeZone(timeZone)) throw new ApiError(400, 'validation_failed', `invalid body: timezone: unknown time zone ${timeZone}`, { field: 'timezone' })
+  const [y, mo, d, h, mi] = [1, 2, 3, 4, 5].map((i) => Number(m[i]))
+  const probe = new Date(Date.UTC(y!, mo! - 1, d!, h!, mi!))
+  if (probe.getUTCMonth() !== mo! - 1 || probe.getUTCDate() !== d! || h! > 23 || mi! > 59) throw bad(`${when} is not a date-time`)
+  return zonedToInstant(timeZone, y!, mo!, d!, h!, mi!)
+}
 const ContactName = Type.String({ minLength: 1, maxLength: 200, description: 'Given to the agent as {{contact_name}}' })
 const ScheduledCallCreate = Type.Object({
   agent_id: Type.String({ format: 'uuid', description: 'The AI agent that places and handles the call' }),
@@ -117,7 +138,7 @@ export const scheduledCallRoutes: FastifyPluginAsync<RouteOptions> = async (base
     }
     const previous = b.previous_call_id ?? b.previous_call_log_id
     const sc = await service(deps).create(req.auth.accountId, {
-      agentId: b.agent_id, toPhoneNumber: b.to_phone_number, scheduledFor: new Date(b.scheduled_for), timezone: b.timezone ?? 'UTC',
+      agentId: b.agent_id, toPhoneNumber: b.to_phone_number, scheduledFor: instantOf(b.scheduled_for, b.timezone ?? 'UTC'), timezone: b.timezone ?? 'UTC',
       phoneNumberId: b.phone_number_id, from: b.from, contactId: b.contact_id, contactName: b.contact_name, isCallback: b.is_callback,
       previousCallId: previous, callbackContext: b.callback_context,
     })
@@ -145,8 +166,10 @@ export const scheduledCallRoutes: FastifyPluginAsync<RouteOptions> = async (base
     schema: { tags, summary: 'Change a pending scheduled call (409 once it is dialing or over)', params: IdParams, body: ScheduledCallUpdate, response: { 200: ScheduledCallSchema, ...errors(404, 409) } },
   }, async (req) => {
     const b = req.body
+    // A wall-clock scheduled_for is read in the zone given with it, else the call's own.
+    const zone = b.timezone ?? (b.scheduled_for ? (await repo.get(req.auth.accountId, req.params.id))?.timezone : undefined) ?? 'UTC'
     const sc = await service(deps).update(req.auth.accountId, req.params.id, {
-      scheduledFor: b.scheduled_for ? new Date(b.scheduled_for) : undefined, timezone: b.timezone, contactName: b.contact_name,
+      scheduledFor: b.scheduled_for ? instantOf(b.scheduled_for, zone) : undefined, timezone: b.timezone, contactName: b.contact_name,
     })
     return one(req.auth.accountId, sc, req.params.id)
   })

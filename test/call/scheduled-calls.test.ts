@@ -61,6 +61,8 @@ t.test('scheduled calls and AI callbacks', async (t) => {
       [{ ...ok, to_phone_number: '2125550101' }, /to_phone_number/],
       [{ ...ok, to_phone_number: '1000' }, /to_phone_number/],
       [{ ...ok, scheduled_for: 'tomorrow' }, /scheduled_for/],
+      [{ ...ok, scheduled_for: '2030-02-30T10:00', timezone: 'America/New_York' }, /scheduled_for/],
+      [{ ...ok, scheduled_for: '2030-01-07T10:00', timezone: 'Mars/Olympus' }, /timezone/],
       [{ ...ok, timezone: 'Mars/Olympus' }, /timezone/],
       [{ ...ok, agent_id: '00000000-0000-4000-8000-000000000000' }, /agent_id/],
       [{ ...ok, phone_number_id: '00000000-0000-4000-8000-000000000000' }, /phone_number_id/],
@@ -76,6 +78,13 @@ t.test('scheduled calls and AI callbacks', async (t) => {
     const noCaller = await req('POST', '/v1/scheduled-calls', { ...ok, agent_id: other.id })
     t.equal(noCaller.status, 400, 'an agent without a number needs a caller ID')
     t.match(noCaller.body.error.message, /phone_number_id/)
+    // A wall-clock time is read in the call's time zone: 10:00 in New York in January is 15:00 UTC.
+    const local = await req<Sc>('POST', '/v1/scheduled-calls', { ...ok, scheduled_for: '2030-01-07T10:00', timezone: 'America/New_York' })
+    t.equal(local.status, 201)
+    t.equal(new Date(local.body.scheduled_for).toISOString(), '2030-01-07T15:00:00.000Z', 'scheduled_for without an offset is read in timezone')
+    const moved = await req<Sc>('PATCH', `/v1/scheduled-calls/${local.body.id}`, { scheduled_for: '2030-07-07T10:00' })
+    t.equal(new Date(moved.body.scheduled_for).toISOString(), '2030-07-07T14:00:00.000Z', 'a PATCH reads it in the call\'s own zone (summer time)')
+    t.equal((await req('DELETE', `/v1/scheduled-calls/${local.body.id}`)).status, 204)
     const created = await req<Sc>('POST', '/v1/scheduled-calls', { ...ok, contact_name: 'Ann' })
     t.equal(created.status, 201)
     t.equal(created.body.from_phone_number, '+14155550199', 'caller ID: the agent\'s number')
